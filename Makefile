@@ -1,0 +1,53 @@
+# aoefs — make test (install what is missing, build, run every test), make bench, make demo.
+SWIFT ?= swift
+SWIFT_BUILD_FLAGS ?=
+# What the tests and the lab need from Debian (issue #2): FUSE, the vblade target, nft for
+# fault injection, iproute2 for namespaces, tcpdump for the codec cross-check, fio and e2fsprogs.
+APT_PACKAGES = libfuse3-dev fuse3 vblade nftables iproute2 tcpdump fio e2fsprogs pkg-config
+
+.PHONY: all build test deps lab-clean format lint clean bench-tools
+
+all: build
+
+## deps: as root, apt-get install whatever of APT_PACKAGES is missing (no-op when all are there)
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" -ne 0 ]; then \
+	  echo "make: missing Debian packages:$$missing (run as root to install them; tests that need them will skip)"; \
+	  exit 0; fi; \
+	echo "make: installing$$missing"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing
+
+## build: debug build of every target
+build: deps
+	$(SWIFT) build $(SWIFT_BUILD_FLAGS)
+
+## test: install what is missing, build, run every test (lab tests need root)
+test: deps
+	$(SWIFT) build --build-tests $(SWIFT_BUILD_FLAGS)
+	$(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS)
+
+## bench-tools: the C yardstick initiator from ../shared/tools (or $(YARDSTICK_SRC))
+YARDSTICK_SRC ?= ../shared/tools/aoe-raw-bench.c
+bench-tools: .build/aoe-raw-bench
+.build/aoe-raw-bench: $(YARDSTICK_SRC)
+	@mkdir -p .build
+	$(CC) -O2 -o $@ $<
+
+## lab-clean: remove lab namespaces and links left by a test run that was killed (SIGKILL)
+lab-clean:
+	@for ns in $$(ip netns list 2>/dev/null | awk '/^aoet/ {print $$1}'); do echo "ip netns del $$ns"; ip netns del $$ns; done
+	@for l in $$(ip -o link 2>/dev/null | awk -F': ' '{print $$2}' | cut -d@ -f1 | grep '^aoet'); do echo "ip link del $$l"; ip link del $$l; done
+
+format:
+	$(SWIFT) format --in-place --recursive Package.swift Sources Tests
+
+lint:
+	$(SWIFT) format lint --recursive Package.swift Sources Tests
+
+clean:
+	rm -rf .build

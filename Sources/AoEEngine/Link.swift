@@ -1,0 +1,29 @@
+import AoEProtocol
+
+/// A local network interface that carries AoE frames: the engine's only view of the network.
+///
+/// `AoELinux.PacketLink` implements it over AF_PACKET; `AoETestSupport` has an in-memory one.
+/// Frames are whole Ethernet frames (destination, source, ethertype 0x88a2, AoE header, argument).
+public protocol Link: AnyObject, Sendable {
+    /// The interface name, e.g. `eth1`.
+    var name: String { get }
+    /// The interface's hardware address, the source of every frame we send.
+    var macAddress: MACAddress { get }
+    /// The interface MTU: the most bytes after the Ethernet header.
+    var mtu: Int { get }
+    /// Sends `frames` in one batch where the link can. Frames the kernel cannot take right now
+    /// are dropped and counted, as the wire would: the scheduler retransmits.
+    /// - Returns: how many frames were handed to the link.
+    @discardableResult
+    func send(_ frames: [[UInt8]]) throws -> Int
+    /// Waits up to `timeout` for frames and returns those that arrived (at most `limit`).
+    /// An empty array means the timeout passed.
+    func receive(limit: Int, timeout: Duration) throws -> [[UInt8]]
+}
+
+/// The most AoE payload (data bytes) one frame can carry on a link of MTU `mtu`: the MTU minus
+/// the 10-byte AoE header and 12-byte ATA argument, rounded down to whole sectors
+/// (DESIGN §4: 9000 → 8704, 1500 → 1024).
+public func maximumPayload(forMTU mtu: Int) -> Int {
+    max(0, (mtu - 22) / 512 * 512)
+}

@@ -1,0 +1,202 @@
+import AoEEngine
+import AoEProtocol
+import CAoELinux
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An AF_PACKET link on one Ethernet interface, bound to ethertype 0x88a2 (packet(7)).
+///
+/// One socket per interface. Our own outgoing copies are ignored (PACKET_IGNORE_OUTGOING, and
+/// `sll_pkttype` as a fallback). The receive buffer is sized for a full window of jumbo frames
+/// (SO_RCVBUFFORCE). Frames are sent with `sendmmsg` and received with `recvmmsg` in batches.
+///
+/// Sends may come from any thread; receives are meant for one I/O thread. Each direction has its
+/// own preallocated arena behind its own lock, so a sender never waits for a receiver.
+public final class PacketLink: Link {
+    /// The interface name.
+    public let name: String
+    /// The interface index.
+    public let interfaceIndex: Int32
+    /// The interface's MAC address.
+    public let macAddress: MACAddress
+    /// The receive buffer the kernel granted, in bytes.
+    public let receiveBufferSize: Int
+    private let fd: Int32
+    private let mtuValue: Atomic<Int>
+    private let slotSize: Int
+    private let sendArena: Mutex<Arena>
+    private let receiveArena: Mutex<Arena>
+    private let truncatedCount = Atomic<UInt64>(0)
+    private let closed = Atomic<Bool>(false)
+
+    /// The default receive (and send) buffer: 256 frames of 9 KiB, a full window at jumbo size.
+    public static let defaultBufferSize = 256 * 9216
+
+    /// Opens `interface`.
+    /// - Parameters:
+    ///   - interface: the interface name, e.g. `eth1`.
+    ///   - bufferSize: receive and send buffer in bytes.
+    ///   - batch: how many frames one send or receive call moves at most.
+    /// - Throws: `LinkError` naming the interface: no such interface, not permitted (not root),
+    ///   interface down, not Ethernet.
+    public init(interface: String, bufferSize: Int = PacketLink.defaultBufferSize, batch: Int = 64) throws(LinkError) {
+        var info = aoel_ifinfo()
+        var step: Int32 = 0
+        let fd = aoel_open(interface, aoeEtherType, Int32(clamping: bufferSize), &info, &step)
+        if fd < 0 {
+            let e = -fd
+            let code: LinkError.Code
+            switch (step, e) {
+            case (_, EPERM), (_, EACCES): code = .notPermitted
+            case (Int32(AOEL_STEP_NAME.rawValue), _), (Int32(AOEL_STEP_IFINDEX.rawValue), ENODEV): code = .noSuchInterface
+            case (Int32(AOEL_STEP_DOWN.rawValue), _): code = .interfaceDown
+            case (Int32(AOEL_STEP_NOT_ETHERNET.rawValue), _): code = .notEthernet
+            default: code = .other
+            }
+            throw LinkError(code: code, interface: interface, errno: e, operation: Self.describe(step: step))
+        }
+        self.name = interface
+        self.fd = fd
+        self.interfaceIndex = info.ifindex
+        self.macAddress = withUnsafeBytes(of: info.mac) { MACAddress(bytes: $0)! }
+        self.mtuValue = Atomic(Int(info.mtu))
+        self.receiveBufferSize = Int(info.rcvbuf)
+        // A slot holds the largest frame any MTU could bring (64 KiB is the veth maximum) only
+        // when needed; 9216 + header covers jumbo. Longer frames are counted as truncated.
+        self.slotSize = max(Int(info.mtu) + AoEHeader.ethernetSize, 9216 + 64)
+        self.sendArena = Mutex(Arena(slots: batch, slotSize: slotSize))
+        self.receiveArena = Mutex(Arena(slots: batch, slotSize: slotSize))
+    }
+
+    deinit {
+        if !closed.load(ordering: .relaxed) { _ = aoel_close(fd) }
+    }
+
+    /// Closes the socket. A receive blocked in another thread returns within its timeout.
+    public func close() {
+        if closed.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged {
+            _ = aoel_close(fd)
+        }
+    }
+
+    /// The interface MTU as last read; `refresh()` reads it again.
+    public var mtu: Int { mtuValue.load(ordering: .relaxed) }
+
+    /// Frames dropped because they were longer than a receive slot.
+    public var truncatedFrames: UInt64 { truncatedCount.load(ordering: .relaxed) }
+
+    /// Re-reads the interface's MTU and state (an administrator may change the MTU under us).
+    /// - Returns: the current MTU.
+    @discardableResult
+    public func refresh() throws(LinkError) -> Int {
+        var info = aoel_ifinfo()
+        let r = aoel_ifinfo(fd, name, &info)
+        guard r == 0 else {
+            throw LinkError(code: -r == ENODEV ? .noSuchInterface : .other, interface: name, errno: -r,
+                            operation: "reading the interface state")
+        }
+        guard info.up != 0 else {
+            throw LinkError(code: .interfaceDown, interface: name, errno: nil, operation: "reading the interface state")
+        }
+        mtuValue.store(Int(info.mtu), ordering: .relaxed)
+        return Int(info.mtu)
+    }
+
+    /// Sends `frames` (whole Ethernet frames) in batches of `sendmmsg`.
+    /// - Returns: how many frames the kernel took.
+    /// - Throws: `LinkError` (`.sendFailed`, `.interfaceDown`) when none could be sent.
+    @discardableResult
+    public func send(_ frames: [[UInt8]]) throws(LinkError) -> Int {
+        var total = 0
+        var index = 0
+        while index < frames.count {
+            let result: Int32 = sendArena.withLock { arena in
+                let n = min(arena.slots, frames.count - index)
+                for i in 0..<n {
+                    let f = frames[index + i]
+                    precondition(f.count <= arena.slotSize, "frame longer than the link's slot")
+                    f.withUnsafeBytes { arena.slot(i).copyMemory(from: $0) }
+                    arena.lengths[i] = UInt32(f.count)
+                }
+                return aoel_send_batch(fd, arena.base, arena.slotSize, arena.lengths, Int32(n))
+            }
+            if result < 0 {
+                if total > 0 { return total }
+                throw LinkError(code: -result == ENETDOWN ? .interfaceDown : .sendFailed, interface: name,
+                                errno: -result, operation: "sending frames")
+            }
+            total += Int(result)
+            index += Int(result)
+            if result == 0 { break }
+        }
+        return total
+    }
+
+    /// Receives up to `limit` frames, waiting at most `timeout` for the first.
+    /// - Returns: copies of the frames; empty when the timeout passed.
+    public func receive(limit: Int, timeout: Duration) throws(LinkError) -> [[UInt8]] {
+        var out: [[UInt8]] = []
+        try receive(limit: limit, timeout: timeout) { out.append(Array($0)) }
+        return out
+    }
+
+    /// Receives up to `limit` frames, waiting at most `timeout`, and hands each to `body`
+    /// without copying. The buffer is valid only during the call.
+    /// - Returns: how many frames were handed over.
+    @discardableResult
+    public func receive(
+        limit: Int, timeout: Duration, _ body: (UnsafeRawBufferPointer) -> Void
+    ) throws(LinkError) -> Int {
+        let ms = timeout < .zero ? -1 : Int32(clamping: timeout.components.seconds * 1000
+            + timeout.components.attoseconds / 1_000_000_000_000_000)
+        return try receiveArena.withLock { (arena: inout Arena) throws(LinkError) -> Int in
+            var truncated: UInt64 = 0
+            let n = aoel_receive_batch(fd, arena.base, arena.slotSize, arena.lengths, Int32(min(limit, arena.slots)),
+                                       ms, &truncated)
+            if truncated > 0 { truncatedCount.add(truncated, ordering: .relaxed) }
+            if n < 0 {
+                throw LinkError(code: -n == ENETDOWN ? .interfaceDown : .receiveFailed, interface: name,
+                                errno: -n, operation: "receiving frames")
+            }
+            for i in 0..<Int(n) {
+                body(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(arena.slot(i))[0..<Int(arena.lengths[i])]))
+            }
+            return Int(n)
+        }
+    }
+
+    private static func describe(step: Int32) -> String {
+        switch UInt32(step) {
+        case AOEL_STEP_SOCKET.rawValue: "opening a raw AF_PACKET socket"
+        case AOEL_STEP_BIND.rawValue: "binding the socket to the interface"
+        default: "reading the interface (ioctl)"
+        }
+    }
+}
+
+/// A preallocated run of frame slots plus their lengths, for one direction of a link.
+struct Arena: ~Copyable {
+    let base: UnsafeMutablePointer<UInt8>
+    let lengths: UnsafeMutablePointer<UInt32>
+    let slots: Int
+    let slotSize: Int
+
+    init(slots: Int, slotSize: Int) {
+        self.slots = slots
+        self.slotSize = slotSize
+        self.base = .allocate(capacity: slots * slotSize)
+        self.lengths = .allocate(capacity: slots)
+    }
+
+    func slot(_ i: Int) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(start: base + i * slotSize, count: slotSize)
+    }
+
+    deinit {
+        base.deallocate()
+        lengths.deallocate()
+    }
+}

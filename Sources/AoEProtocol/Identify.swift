@@ -1,0 +1,106 @@
+// IDENTIFY DEVICE data: 256 little-endian 16-bit words (ATA/ATAPI-8 ACS §7.16; Linux
+// ataid_complete). Strings are stored two characters per word, high byte first, which is why
+// every driver "byte-swaps" them.
+
+/// The facts aoefs needs from a target's IDENTIFY DEVICE response.
+public struct ATAIdentity: Hashable, Sendable {
+    /// Words 27–46, trimmed.
+    public var model: String
+    /// Words 10–19, trimmed.
+    public var serial: String
+    /// Words 23–26, trimmed.
+    public var firmware: String
+    /// Word 83 or 86, bit 10: the target takes 48-bit LBAs.
+    public var supportsLBA48: Bool
+    /// Addressable 512-byte sectors: words 100–103 for LBA48, else words 60–61.
+    public var sectors: UInt64
+    /// Cylinders, heads, sectors per track (words 1, 3, 6), for tools that still ask.
+    public var cylinders: UInt16
+    public var heads: UInt16
+    public var sectorsPerTrack: UInt16
+
+    /// Capacity in bytes.
+    public var capacity: UInt64 { sectors * 512 }
+
+    public init(
+        model: String, serial: String, firmware: String, supportsLBA48: Bool, sectors: UInt64,
+        cylinders: UInt16 = 0, heads: UInt16 = 0, sectorsPerTrack: UInt16 = 0
+    ) {
+        self.model = model
+        self.serial = serial
+        self.firmware = firmware
+        self.supportsLBA48 = supportsLBA48
+        self.sectors = sectors
+        self.cylinders = cylinders
+        self.heads = heads
+        self.sectorsPerTrack = sectorsPerTrack
+    }
+
+    /// Parses the first 512 bytes of `data`.
+    /// - Throws: `AoEDecodeError.identifyTooShort` when there are fewer.
+    public init(parsing data: some Collection<UInt8>) throws(AoEDecodeError) {
+        let bytes = Array(data.prefix(512))
+        guard bytes.count == 512 else { throw .identifyTooShort(bytes.count) }
+        func word(_ i: Int) -> UInt16 { UInt16(bytes[2 * i]) | UInt16(bytes[2 * i + 1]) << 8 }
+        func string(_ first: Int, _ last: Int) -> String {
+            var chars: [UInt8] = []
+            for w in first...last {
+                chars.append(bytes[2 * w + 1])
+                chars.append(bytes[2 * w])
+            }
+            let printable = chars.map { $0 >= 0x20 && $0 < 0x7F ? $0 : 0x20 }
+            return String(decoding: printable, as: UTF8.self).trimmingSpaces()
+        }
+        let lba48 = (word(83) | word(86)) & (1 << 10) != 0
+        let sectors: UInt64
+        if lba48 {
+            sectors = (0..<4).reduce(UInt64(0)) { $0 | UInt64(word(100 + $1)) << (16 * UInt64($1)) }
+        } else {
+            sectors = UInt64(word(60)) | UInt64(word(61)) << 16
+        }
+        self.init(
+            model: string(27, 46), serial: string(10, 19), firmware: string(23, 26), supportsLBA48: lba48,
+            sectors: sectors, cylinders: word(1), heads: word(3), sectorsPerTrack: word(6))
+    }
+
+    /// The 512 bytes a target returns for this identity (used by aoefs's own target and tests).
+    public func encoded() -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: 512)
+        func set(_ i: Int, _ v: UInt16) {
+            bytes[2 * i] = UInt8(truncatingIfNeeded: v)
+            bytes[2 * i + 1] = UInt8(v >> 8)
+        }
+        func put(_ s: String, _ first: Int, _ last: Int) {
+            var chars = Array(s.utf8.prefix(2 * (last - first + 1)))
+            chars += [UInt8](repeating: 0x20, count: 2 * (last - first + 1) - chars.count)
+            for (k, w) in (first...last).enumerated() { set(w, UInt16(chars[2 * k]) << 8 | UInt16(chars[2 * k + 1])) }
+        }
+        set(1, cylinders)
+        set(3, heads)
+        set(6, sectorsPerTrack)
+        put(serial, 10, 19)
+        put(firmware, 23, 26)
+        put(model, 27, 46)
+        set(49, 1 << 9)  // LBA supported
+        let lba28 = min(sectors, 0x0FFF_FFFF)  // words 60–61 are capped for LBA48 disks
+        set(60, UInt16(truncatingIfNeeded: lba28))
+        set(61, UInt16(truncatingIfNeeded: lba28 >> 16))
+        if supportsLBA48 {
+            set(83, 0x4000 | 1 << 10)
+            set(86, 1 << 10)
+            for k in 0..<4 { set(100 + k, UInt16(truncatingIfNeeded: sectors >> (16 * UInt64(k)))) }
+        } else {
+            set(83, 0x4000)
+        }
+        return bytes
+    }
+}
+
+extension String {
+    func trimmingSpaces() -> String {
+        var s = Substring(self)
+        while s.first == " " { s = s.dropFirst() }
+        while s.last == " " { s = s.dropLast() }
+        return String(s)
+    }
+}

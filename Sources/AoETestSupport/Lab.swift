@@ -1,0 +1,234 @@
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A private network for one test: Linux network namespaces, veth pairs, bridges, vblade
+/// targets and nft drop rules, all named `aoet…` and all removed by `teardown()`.
+///
+/// Teardown runs on success (`defer { lab.teardown() }`), on test failure (the same defer), on
+/// Ctrl-C and SIGTERM (a signal handler tears down every live lab), and after a crash or
+/// SIGKILL (the next lab in any later test run sweeps resources whose owner process is gone).
+/// Names carry a per-process random part and a per-lab counter, so tests run in parallel
+/// without clashing.
+///
+/// The initiator side of every topology stays in the test process's own namespace, so an
+/// AF_PACKET socket opened by the test sees it; targets and switches live in namespaces.
+public final class Lab: @unchecked Sendable {
+    // @unchecked: every mutable field lives in `state`, a Mutex.
+
+    /// `aoet` + 4 random base-36 characters (per process) + 2 (per lab): 10 of the 15 characters
+    /// an interface name may have, leaving 5 for a role such as `i0` or `br`.
+    public let id: String
+    /// Scratch directory for backing files and logs: `/tmp/aoet-<id>` (or `$AOEFS_LAB_DIR`).
+    public let directory: URL
+    private let state = Mutex(State())
+
+    struct State {
+        var namespaces: [String] = []
+        var rootLinks: [String] = []
+        var nftTables: [(namespace: String?, table: String)] = []
+        var vblades: [Vblade] = []
+        var tornDown = false
+    }
+
+    /// Why lab tests cannot run here, or nil when they can: they need root, `ip`, `nft` and `vblade`.
+    public static var unavailableReason: String? {
+        if geteuid() != 0 { return "needs root (network namespaces, veth pairs, raw sockets)" }
+        for tool in ["ip", "nft", "vblade"] where !Command.exists(tool) {
+            return "needs `\(tool)` (apt-get install iproute2 nftables vblade, or run `make test` as root)"
+        }
+        return nil
+    }
+
+    /// Creates an empty lab and registers it for teardown on signals.
+    public init() throws {
+        id = LabRegistry.shared.nextID()
+        let base = ProcessInfo.processInfo.environment["AOEFS_LAB_DIR"] ?? NSTemporaryDirectory()
+        directory = URL(fileURLWithPath: base).appendingPathComponent("aoet-\(id)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try String(getpid()).write(to: directory.appendingPathComponent("owner"), atomically: true, encoding: .utf8)
+        LabRegistry.shared.register(self)
+    }
+
+    deinit { teardown() }
+
+    /// `id` followed by `role`, e.g. `aoetk3z901i0`.
+    public func name(_ role: String) -> String {
+        precondition(id.count + role.count <= 15, "interface names have at most 15 characters")
+        return id + role
+    }
+
+    // MARK: - Building the network
+
+    /// Creates network namespace `name(role)` with its loopback up.
+    @discardableResult
+    public func addNamespace(_ role: String) throws -> String {
+        let ns = name(role)
+        record("ns \(ns)")
+        state.withLock { $0.namespaces.append(ns) }
+        try Command.run(["ip", "netns", "add", ns])
+        try Command.run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        return ns
+    }
+
+    /// Creates a veth pair `local`–`remote`, moves each end into its namespace (nil: this
+    /// process's namespace), sets both MTUs and brings both up.
+    public func addVethPair(local: String, localNamespace: String? = nil, remote: String, remoteNamespace: String?,
+                            mtu: Int) throws {
+        record("link \(local)")
+        state.withLock { $0.rootLinks.append(local) }
+        try Command.run(["ip", "link", "add", local, "type", "veth", "peer", "name", remote])
+        if let ns = remoteNamespace { try Command.run(["ip", "link", "set", remote, "netns", ns]) }
+        if let ns = localNamespace { try Command.run(["ip", "link", "set", local, "netns", ns]) }
+        for (dev, ns) in [(local, localNamespace), (remote, remoteNamespace)] {
+            try ip(ns, ["link", "set", dev, "mtu", String(mtu), "up"])
+        }
+    }
+
+    /// Creates bridge `bridge` in `namespace` (a switch), enslaves `ports`, and brings it up.
+    /// The bridge forwards at once (no STP, no learning delay).
+    public func addBridge(_ bridge: String, namespace: String?, ports: [String]) throws {
+        if namespace == nil {
+            record("link \(bridge)")
+            state.withLock { $0.rootLinks.append(bridge) }
+        }
+        try ip(namespace, ["link", "add", bridge, "type", "bridge", "forward_delay", "0", "stp_state", "0"])
+        for port in ports { try ip(namespace, ["link", "set", port, "master", bridge]) }
+        try ip(namespace, ["link", "set", bridge, "up"])
+    }
+
+    /// Sets the MTU of `interface` in `namespace`. On a bridge port this makes the "switch"
+    /// drop frames larger than `mtu` silently, as a real switch with a small MTU does.
+    public func setMTU(_ interface: String, namespace: String?, mtu: Int) throws {
+        try ip(namespace, ["link", "set", interface, "mtu", String(mtu)])
+    }
+
+    /// Deletes `interface` (a link failure). A veth's peer goes with it.
+    public func deleteLink(_ interface: String, namespace: String?) throws {
+        try ip(namespace, ["link", "del", interface])
+    }
+
+    /// Sets `interface` up or down.
+    public func setLink(_ interface: String, namespace: String?, up: Bool) throws {
+        try ip(namespace, ["link", "set", interface, up ? "up" : "down"])
+    }
+
+    /// The MTU of `interface` as the kernel reports it.
+    public func mtu(of interface: String, namespace: String?) throws -> Int {
+        let text = try ip(namespace, ["-o", "link", "show", interface])
+        guard let r = text.range(of: " mtu ") else { throw LabError("no MTU in `ip link` output: \(text)") }
+        return Int(text[r.upperBound...].prefix { $0.isNumber }) ?? 0
+    }
+
+    @discardableResult
+    func ip(_ namespace: String?, _ args: [String]) throws -> String {
+        try Command.run(["ip"] + (namespace.map { ["-n", $0] } ?? []) + args)
+    }
+
+    // MARK: - Backing files and targets
+
+    /// Creates a sparse file of `size` bytes in the lab directory.
+    public func sparseFile(_ fileName: String, size: UInt64) throws -> URL {
+        let url = directory.appendingPathComponent(fileName)
+        _ = FileManager.default.createFile(atPath: url.path, contents: nil)
+        let h = try FileHandle(forWritingTo: url)
+        try h.truncate(atOffset: size)
+        try h.close()
+        return url
+    }
+
+    /// Starts `vblade [flags] shelf slot interface file` in `namespace` and waits until it serves.
+    public func startVblade(shelf: UInt16, slot: UInt8, interface: String, namespace: String?, file: URL,
+                            flags: [String] = []) throws -> Vblade {
+        let v = Vblade(lab: self, namespace: namespace, arguments: flags + [String(shelf), String(slot), interface, file.path])
+        state.withLock { $0.vblades.append(v) }
+        try v.start()
+        return v
+    }
+
+    // MARK: - Faults
+
+    /// An nft netdev ingress rule that drops AoE frames at random.
+    public struct DropRule: Sendable {
+        public let namespace: String?
+        public let table: String
+    }
+
+    /// Drops `percent` % of AoE frames arriving on `interface` (nft netdev ingress, numgen random).
+    public func dropFrames(on interface: String, namespace: String?, percent: Int) throws -> DropRule {
+        precondition((0...100).contains(percent))
+        let table = "\(id)\(interface.suffix(4))"
+        record("nft \(namespace ?? "-") \(table)")
+        state.withLock { $0.nftTables.append((namespace, table)) }
+        let script = """
+            table netdev \(table) {
+              chain ingress {
+                type filter hook ingress device "\(interface)" priority 0; policy accept;
+                ether type 0x88a2 numgen random mod 100 < \(percent) counter drop
+              }
+            }
+            """
+        try nft(namespace, ["-f", "-"], input: script)
+        return DropRule(namespace: namespace, table: table)
+    }
+
+    /// Removes a drop rule.
+    public func remove(_ rule: DropRule) throws {
+        try nft(rule.namespace, ["delete", "table", "netdev", rule.table])
+        state.withLock { $0.nftTables.removeAll { $0.table == rule.table && $0.namespace == rule.namespace } }
+    }
+
+    /// How many frames `rule` has dropped so far.
+    public func droppedCount(_ rule: DropRule) throws -> Int {
+        let text = try nft(rule.namespace, ["list", "table", "netdev", rule.table])
+        guard let r = text.range(of: "counter packets ") else { return 0 }
+        return Int(text[r.upperBound...].prefix { $0.isNumber }) ?? 0
+    }
+
+    @discardableResult
+    func nft(_ namespace: String?, _ args: [String], input: String? = nil) throws -> String {
+        try Command.run((namespace.map { ["ip", "netns", "exec", $0] } ?? []) + ["nft"] + args, input: input)
+    }
+
+    // MARK: - Teardown
+
+    /// Stops every vblade, deletes every rule, link and namespace, and removes the directory.
+    /// Safe to call more than once and from a signal handler's queue.
+    public func teardown() {
+        let s: State? = state.withLock { s in
+            if s.tornDown { return nil }
+            s.tornDown = true
+            return State(namespaces: s.namespaces, rootLinks: s.rootLinks, nftTables: s.nftTables, vblades: s.vblades)
+        }
+        guard let s else { return }
+        for v in s.vblades { v.stop() }
+        for (ns, table) in s.nftTables { _ = try? nft(ns, ["delete", "table", "netdev", table]) }
+        for link in s.rootLinks { _ = try? Command.run(["ip", "link", "del", link]) }
+        for ns in s.namespaces.reversed() { _ = try? Command.run(["ip", "netns", "del", ns]) }
+        if ProcessInfo.processInfo.environment["AOEFS_LAB_KEEP"] == nil {
+            try? FileManager.default.removeItem(at: directory)
+        }
+        LabRegistry.shared.unregister(self)
+    }
+
+    /// Appends a line to the lab's resource list, read by the stale-lab sweep.
+    func record(_ line: String) {
+        let url = directory.appendingPathComponent("resources")
+        if let h = try? FileHandle(forWritingTo: url) {
+            h.seekToEndOfFile()
+            h.write(Data((line + "\n").utf8))
+            try? h.close()
+        } else {
+            try? (line + "\n").write(to: url, atomically: false, encoding: .utf8)
+        }
+    }
+}
+
+/// A failure in building or driving the lab.
+public struct LabError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,87 @@
+import Dispatch
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Every live lab of this process, so that Ctrl-C (SIGINT), SIGTERM and SIGHUP tear them all
+/// down before the process dies, and so that labs left by a killed process are swept.
+final class LabRegistry: Sendable {
+    static let shared = LabRegistry()
+
+    private let labs = Mutex<[ObjectIdentifier: Lab]>([:])
+    private let counter = Atomic<Int>(0)
+    private let processTag: String
+
+    private init() {
+        var rng = SystemRandomNumberGenerator()
+        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
+        processTag = String((0..<4).map { _ in alphabet[Int(rng.next() % UInt64(alphabet.count))] })
+        sweepStaleLabs()
+        installSignalHandlers()
+    }
+
+    func nextID() -> String {
+        let n = counter.wrappingAdd(1, ordering: .relaxed).newValue % 1296
+        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
+        return "aoet" + processTag + String([alphabet[n / 36], alphabet[n % 36]])
+    }
+
+    func register(_ lab: Lab) { labs.withLock { $0[ObjectIdentifier(lab)] = lab } }
+    func unregister(_ lab: Lab) { _ = labs.withLock { $0.removeValue(forKey: ObjectIdentifier(lab)) } }
+
+    private func installSignalHandlers() {
+        let queue = DispatchQueue(label: "aoefs.lab.signals")
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
+            source.setEventHandler { [self] in
+                let live = labs.withLock { Array($0.values) }
+                let msg = "aoefs lab: signal \(sig): tearing down \(live.count) lab(s)\n"
+                _ = msg.withCString { write(2, $0, strlen($0)) }
+                for lab in live { lab.teardown() }
+                signal(sig, SIG_DFL)
+                raise(sig)
+            }
+            source.resume()
+            labSignalSources.append(source)
+        }
+    }
+
+    /// Removes what labs of dead processes left behind (a test run killed with SIGKILL):
+    /// their vblade processes (checked by name, by PID), nft tables, links and namespaces.
+    private func sweepStaleLabs() {
+        let base = ProcessInfo.processInfo.environment["AOEFS_LAB_DIR"] ?? NSTemporaryDirectory()
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: base) else { return }
+        for entry in entries where entry.hasPrefix("aoet-aoet") {
+            let dir = URL(fileURLWithPath: base).appendingPathComponent(entry)
+            guard let ownerText = try? String(contentsOf: dir.appendingPathComponent("owner"), encoding: .utf8),
+                let owner = Int32(ownerText.trimmingCharacters(in: .whitespacesAndNewlines))
+            else { continue }
+            if Glibc.kill(owner, 0) == 0 || errno != ESRCH { continue }  // owner still alive
+            let lines = ((try? String(contentsOf: dir.appendingPathComponent("resources"), encoding: .utf8)) ?? "")
+                .split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+            for l in lines where l.first == "pid" && l.count >= 2 {
+                if let pid = Int32(l[1]),
+                    let comm = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8),
+                    comm.hasPrefix("vblade")
+                {
+                    Glibc.kill(pid, SIGKILL)
+                }
+            }
+            for l in lines where l.first == "nft" && l.count == 3 {
+                let ns = l[1] == "-" ? [] : ["ip", "netns", "exec", l[1]]
+                _ = try? Command.run(ns + ["nft", "delete", "table", "netdev", l[2]])
+            }
+            for l in lines where l.first == "link" && l.count == 2 { _ = try? Command.run(["ip", "link", "del", l[1]]) }
+            for l in lines where l.first == "ns" && l.count == 2 { _ = try? Command.run(["ip", "netns", "del", l[1]]) }
+            try? FileManager.default.removeItem(at: dir)
+        }
+    }
+}
+
+// The signal sources must stay alive. Written only from `LabRegistry.init`, which runs once
+// (a static let's initialiser is run exactly once, under a lock), and never read.
+nonisolated(unsafe) private var labSignalSources: [any DispatchSourceSignal] = []

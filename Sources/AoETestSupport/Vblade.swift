@@ -1,0 +1,93 @@
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A vblade process (the Debian package's AoE target) serving a file in a lab namespace.
+///
+/// Started through `ip netns exec`, which execs vblade in place, so the PID we hold is
+/// vblade's own: we stop only what we started, by PID.
+public final class Vblade: @unchecked Sendable {
+    // @unchecked: `process` is guarded by `lock`.
+    public let namespace: String?
+    public let arguments: [String]
+    private unowned let lab: Lab
+    private let lock = Mutex<Process?>(nil)
+    private let logURL: URL
+
+    init(lab: Lab, namespace: String?, arguments: [String]) {
+        self.lab = lab
+        self.namespace = namespace
+        self.arguments = arguments
+        self.logURL = lab.directory.appendingPathComponent("vblade-\(UUID().uuidString.prefix(8)).log")
+    }
+
+    /// The running process's PID, or nil.
+    public var pid: Int32? { lock.withLock { p in p.flatMap { $0.isRunning ? $0.processIdentifier : nil } } }
+
+    /// True while the process runs.
+    public var isRunning: Bool { pid != nil }
+
+    /// What vblade printed.
+    public var log: String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
+
+    /// Starts vblade and waits (up to 5 s) until it has opened its file and socket.
+    public func start() throws {
+        try lock.withLock { (current: inout Process?) throws in
+            if let p = current, p.isRunning { return }
+            _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
+            let log = try FileHandle(forWritingTo: logURL)
+            log.seekToEndOfFile()
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = (namespace.map { ["ip", "netns", "exec", $0] } ?? []) + ["vblade"] + arguments
+            p.standardOutput = log
+            p.standardError = log
+            p.standardInput = FileHandle.nullDevice
+            try p.run()
+            try? log.close()
+            lab.record("pid \(p.processIdentifier) vblade")
+            current = p
+        }
+        // vblade prints "pid N: eS.L, N sectors O_RDWR" once it serves (vblade.c main).
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline {
+            if log.contains("sectors") { return }
+            if !isRunning { throw LabError("vblade \(arguments.joined(separator: " ")) exited: \(log)") }
+            usleep(20_000)
+        }
+        throw LabError("vblade \(arguments.joined(separator: " ")) did not start within 5 s: \(log)")
+    }
+
+    /// Kills vblade with SIGKILL (a target crash) and waits for it to exit.
+    public func kill() {
+        lock.withLock { current in
+            guard let p = current else { return }
+            if p.isRunning { Glibc.kill(p.processIdentifier, SIGKILL) }
+            p.waitUntilExit()
+            current = nil
+        }
+    }
+
+    /// Stops vblade: SIGTERM, then SIGKILL after a second.
+    public func stop() {
+        lock.withLock { current in
+            guard let p = current else { return }
+            if p.isRunning {
+                Glibc.kill(p.processIdentifier, SIGTERM)
+                for _ in 0..<50 where p.isRunning { usleep(20_000) }
+                if p.isRunning { Glibc.kill(p.processIdentifier, SIGKILL) }
+            }
+            p.waitUntilExit()
+            current = nil
+        }
+    }
+
+    /// Starts vblade again with the same arguments (a target coming back after a crash).
+    public func restart() throws {
+        kill()
+        try start()
+    }
+}

@@ -1,0 +1,161 @@
+// See CAoELinux.h. packet(7), netdevice(7), sendmmsg(2), recvmmsg(2).
+#define _GNU_SOURCE
+#include "CAoELinux.h"
+
+#include <errno.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <net/if_arp.h>
+#include <netpacket/packet.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#ifndef PACKET_IGNORE_OUTGOING
+#define PACKET_IGNORE_OUTGOING 23 /* Linux 4.20 */
+#endif
+
+#define BATCH_MAX 256
+
+int aoel_ifinfo(int fd, const char *ifname, struct aoel_ifinfo *info) {
+    struct ifreq ifr;
+    if (strlen(ifname) >= IFNAMSIZ) return -ENAMETOOLONG;
+    memset(&ifr, 0, sizeof ifr);
+    strncpy(ifr.ifr_name, ifname, IFNAMSIZ - 1);
+    if (ioctl(fd, SIOCGIFINDEX, &ifr) < 0) return -errno;
+    info->ifindex = ifr.ifr_ifindex;
+    if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) return -errno;
+    info->up = (ifr.ifr_flags & IFF_UP) != 0;
+    info->running = (ifr.ifr_flags & IFF_RUNNING) != 0;
+    if (ioctl(fd, SIOCGIFMTU, &ifr) < 0) return -errno;
+    info->mtu = ifr.ifr_mtu;
+    if (ioctl(fd, SIOCGIFHWADDR, &ifr) < 0) return -errno;
+    info->ethernet = ifr.ifr_hwaddr.sa_family == ARPHRD_ETHER;
+    memcpy(info->mac, ifr.ifr_hwaddr.sa_data, 6);
+    return 0;
+}
+
+int aoel_open(const char *ifname, uint16_t ethertype, int rcvbuf, struct aoel_ifinfo *info, int *step) {
+    *step = AOEL_STEP_SOCKET;
+    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ethertype));
+    if (fd < 0) return -errno;
+
+    struct ifreq ifr;
+    *step = AOEL_STEP_NAME;
+    if (strlen(ifname) == 0 || strlen(ifname) >= IFNAMSIZ) { close(fd); return -ENODEV; }
+    memset(&ifr, 0, sizeof ifr);
+    strncpy(ifr.ifr_name, ifname, IFNAMSIZ - 1);
+
+    *step = AOEL_STEP_IFINDEX;
+    if (ioctl(fd, SIOCGIFINDEX, &ifr) < 0) goto fail;
+    info->ifindex = ifr.ifr_ifindex;
+    *step = AOEL_STEP_FLAGS;
+    if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) goto fail;
+    info->up = (ifr.ifr_flags & IFF_UP) != 0;
+    info->running = (ifr.ifr_flags & IFF_RUNNING) != 0;
+    *step = AOEL_STEP_MTU;
+    if (ioctl(fd, SIOCGIFMTU, &ifr) < 0) goto fail;
+    info->mtu = ifr.ifr_mtu;
+    *step = AOEL_STEP_HWADDR;
+    if (ioctl(fd, SIOCGIFHWADDR, &ifr) < 0) goto fail;
+    info->ethernet = ifr.ifr_hwaddr.sa_family == ARPHRD_ETHER;
+    memcpy(info->mac, ifr.ifr_hwaddr.sa_data, 6);
+    if (!info->ethernet) { *step = AOEL_STEP_NOT_ETHERNET; close(fd); return -EPROTOTYPE; }
+    if (!info->up) { *step = AOEL_STEP_DOWN; close(fd); return -ENETDOWN; }
+
+    // Our own transmissions are looped back to packet sockets as PACKET_OUTGOING copies;
+    // the kernel can skip them for us. Older kernels lack the option: receive filters by type.
+    int one = 1;
+    (void)setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one);
+
+    // A full window of jumbo responses must fit, or the kernel drops them silently.
+    // SO_RCVBUFFORCE passes rmem_max (needs CAP_NET_ADMIN); SO_RCVBUF is the fallback.
+    if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) < 0)
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &rcvbuf, sizeof rcvbuf) < 0)
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &rcvbuf, sizeof rcvbuf);
+    socklen_t len = sizeof info->rcvbuf;
+    (void)getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &info->rcvbuf, &len);
+
+    *step = AOEL_STEP_BIND;
+    struct sockaddr_ll sll;
+    memset(&sll, 0, sizeof sll);
+    sll.sll_family = AF_PACKET;
+    sll.sll_protocol = htons(ethertype);
+    sll.sll_ifindex = info->ifindex;
+    if (bind(fd, (struct sockaddr *)&sll, sizeof sll) < 0) goto fail;
+    *step = AOEL_STEP_NONE;
+    return fd;
+fail:;
+    int e = errno;
+    close(fd);
+    return -e;
+}
+
+int aoel_send_batch(int fd, const uint8_t *base, size_t stride, const uint32_t *lengths, int count) {
+    struct mmsghdr msgs[BATCH_MAX];
+    struct iovec iov[BATCH_MAX];
+    int sent = 0;
+    while (sent < count) {
+        int n = count - sent < BATCH_MAX ? count - sent : BATCH_MAX;
+        memset(msgs, 0, sizeof(struct mmsghdr) * (size_t)n);
+        for (int i = 0; i < n; i++) {
+            iov[i].iov_base = (void *)(base + (size_t)(sent + i) * stride);
+            iov[i].iov_len = lengths[sent + i];
+            msgs[i].msg_hdr.msg_iov = &iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        int r = sendmmsg(fd, msgs, (unsigned)n, 0);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return sent > 0 ? sent : -errno;
+        }
+        sent += r;
+        if (r < n) break;
+    }
+    return sent;
+}
+
+int aoel_receive_batch(int fd, uint8_t *base, size_t stride, uint32_t *lengths, int max, int timeout_ms,
+                       uint64_t *truncated) {
+    if (max > BATCH_MAX) max = BATCH_MAX;
+    if (timeout_ms != 0) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        for (;;) {
+            int r = poll(&p, 1, timeout_ms);
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0) return -errno;
+            if (r == 0) return 0;
+            break;
+        }
+    }
+    struct mmsghdr msgs[BATCH_MAX];
+    struct iovec iov[BATCH_MAX];
+    struct sockaddr_ll from[BATCH_MAX];
+    memset(msgs, 0, sizeof(struct mmsghdr) * (size_t)max);
+    for (int i = 0; i < max; i++) {
+        iov[i].iov_base = base + (size_t)i * stride;
+        iov[i].iov_len = stride;
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_name = &from[i];
+        msgs[i].msg_hdr.msg_namelen = sizeof from[i];
+    }
+    int r;
+    do { r = recvmmsg(fd, msgs, (unsigned)max, MSG_DONTWAIT | MSG_TRUNC, NULL); } while (r < 0 && errno == EINTR);
+    if (r < 0) return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -errno;
+    int kept = 0;
+    for (int i = 0; i < r; i++) {
+        if (from[i].sll_pkttype == PACKET_OUTGOING) continue;
+        if (msgs[i].msg_len > stride || (msgs[i].msg_hdr.msg_flags & MSG_TRUNC)) { (*truncated)++; continue; }
+        if (kept != i) memmove(base + (size_t)kept * stride, base + (size_t)i * stride, msgs[i].msg_len);
+        lengths[kept++] = msgs[i].msg_len;
+    }
+    return kept;
+}
+
+int aoel_close(int fd) { return close(fd) < 0 ? -errno : 0; }

@@ -1,0 +1,55 @@
+// The C half of AoELinux: AF_PACKET socket set-up, interface ioctls and batched
+// sendmmsg/recvmmsg, which Swift's Glibc module does not expose (struct mmsghdr, sendmmsg).
+// Every function returns a non-negative result or -errno; none prints or exits.
+#ifndef AOEFS_CAOELINUX_H
+#define AOEFS_CAOELINUX_H
+#include <stdint.h>
+#include <stddef.h>
+
+/// Facts about one interface, read with SIOCGIF* ioctls.
+struct aoel_ifinfo {
+    int ifindex;
+    int mtu;
+    uint8_t mac[6];
+    int up;          /* IFF_UP and IFF_RUNNING-independent admin state */
+    int running;     /* IFF_RUNNING: carrier */
+    int ethernet;    /* ARPHRD_ETHER */
+    int rcvbuf;      /* the receive buffer the kernel granted (bytes, as getsockopt reports) */
+};
+
+/// Which step of aoel_open failed, so the Swift side can say it in words.
+enum aoel_step {
+    AOEL_STEP_NONE = 0,
+    AOEL_STEP_SOCKET,
+    AOEL_STEP_NAME,
+    AOEL_STEP_IFINDEX,
+    AOEL_STEP_FLAGS,
+    AOEL_STEP_MTU,
+    AOEL_STEP_HWADDR,
+    AOEL_STEP_NOT_ETHERNET,
+    AOEL_STEP_DOWN,
+    AOEL_STEP_BIND,
+};
+
+/// Opens a SOCK_RAW packet socket on `ifname` for `ethertype`, ignoring our own outgoing
+/// copies, with a receive buffer of `rcvbuf` bytes (SO_RCVBUFFORCE, else SO_RCVBUF).
+/// Returns the fd, or -errno with *step set to the step that failed.
+int aoel_open(const char *ifname, uint16_t ethertype, int rcvbuf, struct aoel_ifinfo *info, int *step);
+
+/// Re-reads ifindex, MTU, MAC and flags of `ifname` (MTUs change under a running link).
+int aoel_ifinfo(int fd, const char *ifname, struct aoel_ifinfo *info);
+
+/// Sends `count` frames, frame i at base + i * stride with length lengths[i], in one
+/// sendmmsg. Returns how many were sent (may be fewer), or -errno if none was.
+int aoel_send_batch(int fd, const uint8_t *base, size_t stride, const uint32_t *lengths, int count);
+
+/// Waits up to timeout_ms (-1: forever, 0: poll) for frames, then receives up to `max` in one
+/// recvmmsg into slots base + i * stride of `stride` bytes. Our own outgoing copies and frames
+/// longer than a slot are dropped (*truncated counts the latter). Returns the number of frames
+/// kept (0 on timeout) with their lengths in lengths[], or -errno.
+int aoel_receive_batch(int fd, uint8_t *base, size_t stride, uint32_t *lengths, int max, int timeout_ms,
+                       uint64_t *truncated);
+
+/// Closes fd.
+int aoel_close(int fd);
+#endif
