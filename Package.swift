@@ -46,7 +46,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "AoEProtocolTests", dependencies: ["AoEProtocol"], swiftSettings: strict),
+        .testTarget(name: "AoEProtocolTests", dependencies: ["AoEProtocol", "AoETestSupport"], swiftSettings: strict),
         .testTarget(
             name: "AoELinuxTests",
             dependencies: ["AoEProtocol", "AoELinux", "AoETestSupport"],

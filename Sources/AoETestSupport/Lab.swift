@@ -44,7 +44,9 @@ public final class Lab: @unchecked Sendable {
     }
 
     /// Creates an empty lab and registers it for teardown on signals.
+    /// - Throws: `LabError` with the reason when lab tests cannot run here (not root, tools missing).
     public init() throws {
+        if let reason = Lab.unavailableReason { throw LabError("lab unavailable: \(reason)") }
         id = LabRegistry.shared.nextID()
         let base = ProcessInfo.processInfo.environment["AOEFS_LAB_DIR"] ?? NSTemporaryDirectory()
         directory = URL(fileURLWithPath: base).appendingPathComponent("aoet-\(id)")
