@@ -46,10 +46,11 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .executableTarget(name: "aoe-lab", dependencies: ["AoETestSupport"], swiftSettings: strict),
         .testTarget(name: "AoEProtocolTests", dependencies: ["AoEProtocol", "AoETestSupport"], swiftSettings: strict),
         .testTarget(
             name: "AoELinuxTests",
-            dependencies: ["AoEProtocol", "AoELinux", "AoETestSupport"],
+            dependencies: ["AoEProtocol", "AoELinux", "AoETestSupport", "aoe-lab"],
             swiftSettings: strict
         ),
         .testTarget(name: "AoEFUSETests", dependencies: ["AoEFUSE"], swiftSettings: strict),

@@ -30,6 +30,7 @@ public final class PacketLink: Link {
     private let sendArena: Mutex<Arena>
     private let receiveArena: Mutex<Arena>
     private let truncatedCount = Atomic<UInt64>(0)
+    private let sendDropCount = Atomic<UInt64>(0)
     private let closed = Atomic<Bool>(false)
 
     /// The default receive (and send) buffer: 256 frames of 9 KiB, a full window at jumbo size.
@@ -85,6 +86,9 @@ public final class PacketLink: Link {
     /// The interface MTU as last read; `refresh()` reads it again.
     public var mtu: Int { mtuValue.load(ordering: .relaxed) }
 
+    /// Frames the kernel refused to send with ENOBUFS (treated as lost on the wire).
+    public var sendDrops: UInt64 { sendDropCount.load(ordering: .relaxed) }
+
     /// Frames dropped because they were longer than a receive slot.
     public var truncatedFrames: UInt64 { truncatedCount.load(ordering: .relaxed) }
 
@@ -121,7 +125,10 @@ public final class PacketLink: Link {
                     f.withUnsafeBytes { arena.slot(i).copyMemory(from: $0) }
                     arena.lengths[i] = UInt32(f.count)
                 }
-                return aoel_send_batch(fd, arena.base, arena.slotSize, arena.lengths, Int32(n))
+                var dropped: UInt64 = 0
+                let r = aoel_send_batch(fd, arena.base, arena.slotSize, arena.lengths, Int32(n), &dropped)
+                if dropped > 0 { sendDropCount.add(dropped, ordering: .relaxed) }
+                return r
             }
             if result < 0 {
                 if total > 0 { return total }

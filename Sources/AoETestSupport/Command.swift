@@ -1,6 +1,10 @@
 import Foundation
 
-/// Runs system commands for the lab (ip, nft, vblade). Test support only: the product's own
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs system commands for the lab (ip, nft, tcpdump). Test support only: the product's own
 /// code never shells out.
 public enum Command {
     /// A command that exited non-zero.
@@ -14,37 +18,61 @@ public enum Command {
     }
 
     /// Runs `argv` (looked up in PATH), waits, and returns its standard output.
-    /// - Throws: `Failure` with the combined output when it exits non-zero.
+    /// - Parameter input: written to the command's standard input.
+    /// - Throws: `Failure` with stdout and stderr when it exits non-zero.
     @discardableResult
     public static func run(_ argv: [String], input: String? = nil) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = argv
-        let out = Pipe()
-        // stderr goes to a file, not a second pipe: reading two pipes would need a second
-        // thread, and these helpers run on Swift's small cooperative pool.
-        let errURL = FileManager.default.temporaryDirectory.appendingPathComponent("aoet-cmd-\(UUID().uuidString)")
-        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: errURL) }
-        let errHandle = try FileHandle(forWritingTo: errURL)
-        defer { try? errHandle.close() }
-        p.standardOutput = out
-        p.standardError = errHandle
-        let inPipe = Pipe()
-        p.standardInput = input == nil ? FileHandle.nullDevice : inPipe
-        try p.run()
-        if let input {
-            inPipe.fileHandleForWriting.write(Data(input.utf8))
-            try? inPipe.fileHandleForWriting.close()
+        // stdout through a pipe; stderr into an unlinked temporary file (reading two pipes would
+        // need a second thread); stdin from a temporary file holding `input`.
+        var out: [Int32] = [0, 0]
+        guard pipe(&out) == 0 else { throw LabError("pipe: \(String(cString: strerror(errno)))") }
+        let errFD = try temporaryFD(contents: nil)
+        let inFD = try input.map { try temporaryFD(contents: $0) }
+        defer {
+            close(errFD)
+            if let inFD { close(inFD) }
         }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        let stderrText = (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
-        let stdoutText = String(decoding: outData, as: UTF8.self)
-        guard p.terminationStatus == 0 else {
-            throw Failure(argv: argv, status: p.terminationStatus, output: stdoutText + stderrText)
+        let child: ChildProcess
+        do {
+            child = try ChildProcess(argv, stdin: inFD, stdout: out[1], stderr: errFD)
+        } catch {
+            close(out[0])
+            close(out[1])
+            throw error
+        }
+        close(out[1])
+        var stdoutBytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(out[0], &buffer, buffer.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            stdoutBytes += buffer[0..<n]
+        }
+        close(out[0])
+        child.wait()
+        let stdoutText = String(decoding: stdoutBytes, as: UTF8.self)
+        guard child.exitCode == 0 else {
+            lseek(errFD, 0, SEEK_SET)
+            var errBytes: [UInt8] = []
+            while case let n = read(errFD, &buffer, buffer.count), n > 0 { errBytes += buffer[0..<n] }
+            throw Failure(argv: argv, status: child.exitCode ?? -1,
+                          output: stdoutText + String(decoding: errBytes, as: UTF8.self))
         }
         return stdoutText
+    }
+
+    /// An unlinked temporary file, opened read-write, holding `contents`, positioned at 0.
+    static func temporaryFD(contents: String?) throws -> Int32 {
+        var template = Array((NSTemporaryDirectory() + "/aoet-cmd-XXXXXX").utf8CString)
+        let fd = mkstemp(&template)
+        guard fd >= 0 else { throw LabError("mkstemp: \(String(cString: strerror(errno)))") }
+        unlink(template)
+        if let contents {
+            _ = contents.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
+            lseek(fd, 0, SEEK_SET)
+        }
+        return fd
     }
 
     /// True when `name` is an executable in PATH (or the sbin directories root has).
@@ -53,4 +81,3 @@ public enum Command {
         return path.split(separator: ":").contains { FileManager.default.isExecutableFile(atPath: "\($0)/\(name)") }
     }
 }
-

@@ -169,7 +169,7 @@ public final class Lab: @unchecked Sendable {
             table netdev \(table) {
               chain ingress {
                 type filter hook ingress device "\(interface)" priority 0; policy accept;
-                ether type 0x88a2 numgen random mod 100 < \(percent) counter drop
+                \(percent >= 100 ? "ether type 0x88a2 counter drop" : "ether type 0x88a2 numgen random mod 100 < \(percent) counter drop")
               }
             }
             """
@@ -196,6 +196,11 @@ public final class Lab: @unchecked Sendable {
     }
 
     // MARK: - Teardown
+
+    /// Removes what labs of dead processes left behind (a run killed with SIGKILL): their vblade
+    /// processes (checked by name), nft tables, links and namespaces. Runs once per process on
+    /// the first `Lab()`; tests call it again after killing a lab owner on purpose.
+    public static func sweepStale() { LabRegistry.shared.sweepStaleLabs() }
 
     /// Stops every vblade, deletes every rule, link and namespace, and removes the directory.
     /// Safe to call more than once and from a signal handler's queue.

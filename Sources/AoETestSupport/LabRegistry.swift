@@ -42,8 +42,10 @@ final class LabRegistry: Sendable {
                 let msg = "aoefs lab: signal \(sig): tearing down \(live.count) lab(s)\n"
                 _ = msg.withCString { write(2, $0, strlen($0)) }
                 for lab in live { lab.teardown() }
+                // Die of the same signal, so the parent sees why. Not raise(): this dispatch
+                // thread blocks signals, and raise() targets the calling thread.
                 signal(sig, SIG_DFL)
-                raise(sig)
+                kill(getpid(), sig)
             }
             source.resume()
             labSignalSources.append(source)
@@ -52,7 +54,7 @@ final class LabRegistry: Sendable {
 
     /// Removes what labs of dead processes left behind (a test run killed with SIGKILL):
     /// their vblade processes (checked by name, by PID), nft tables, links and namespaces.
-    private func sweepStaleLabs() {
+    func sweepStaleLabs() {
         let base = ProcessInfo.processInfo.environment["AOEFS_LAB_DIR"] ?? NSTemporaryDirectory()
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: base) else { return }
         for entry in entries where entry.hasPrefix("aoet-aoet") {

@@ -31,8 +31,14 @@ extension Lab {
         public let targetPort: String
     }
 
-    /// Initiator (MTU `mtu`) ↔ [port, bridge, port] (MTU `portMTU`) ↔ target (MTU `mtu`).
-    /// With `portMTU` below `mtu` the switch black-holes the large frames both ends send.
+    /// Initiator (MTU `mtu`) ↔ [port, bridge, port] ↔ target (MTU `mtu`), where the switch's
+    /// ports pass frames of at most `portMTU` bytes (after the Ethernet header) and silently drop
+    /// larger ones, as a real switch with that MTU does.
+    ///
+    /// The port MTU is enforced by nft netdev ingress rules on the bridge ports rather than by
+    /// the veth MTU itself: a veth refuses a frame larger than its peer's MTU *at send time*
+    /// with ENOBUFS, which no real switch does, and which vblade treats as fatal (it exits with
+    /// "write to network: No buffer space available"). The ports' `ip link` MTU stays `mtu`.
     public func switched(mtu: Int, portMTU: Int) throws -> Switched {
         let tns = try addNamespace("t")
         let sns = try addNamespace("s")
@@ -44,8 +50,34 @@ extension Lab {
         try addVethPair(local: target, localNamespace: tns, remote: targetPort, remoteNamespace: sns, mtu: mtu)
         let bridge = name("br")
         try addBridge(bridge, namespace: sns, ports: [initiatorPort, targetPort])
-        for port in [initiatorPort, targetPort] { try setMTU(port, namespace: sns, mtu: portMTU) }
-        return Switched(initiator: initiator, targetNamespace: tns, target: target, switchNamespace: sns,
-                        bridge: bridge, initiatorPort: initiatorPort, targetPort: targetPort)
+        let net = Switched(initiator: initiator, targetNamespace: tns, target: target, switchNamespace: sns,
+                           bridge: bridge, initiatorPort: initiatorPort, targetPort: targetPort)
+        try setPortMTU(net, portMTU)
+        return net
+    }
+
+    /// Sets the largest frame (bytes after the Ethernet header) the switch's ports pass; larger
+    /// frames are dropped silently in both directions. Can be changed while traffic flows.
+    public func setPortMTU(_ net: Switched, _ portMTU: Int) throws {
+        let table = name("sw")
+        let chains = [net.initiatorPort, net.targetPort].enumerated().map { i, port in
+            """
+              chain port\(i) {
+                type filter hook ingress device "\(port)" priority 0; policy accept;
+                meta length > \(portMTU) counter drop
+              }
+            """
+        }.joined(separator: "\n")
+        // One transaction: delete the old table (if any) and add the new one, so no frame
+        // crosses in between with no limit.
+        let script = "table netdev \(table)\ndelete table netdev \(table)\ntable netdev \(table) {\n\(chains)\n}\n"
+        try nft(net.switchNamespace, ["-f", "-"], input: script)
+    }
+
+    /// Frames the switch has dropped for being over its port MTU.
+    public func switchDrops(_ net: Switched) throws -> Int {
+        let text = try nft(net.switchNamespace, ["list", "table", "netdev", name("sw")])
+        return text.components(separatedBy: "counter packets ").dropFirst()
+            .compactMap { Int($0.prefix { $0.isNumber }) }.reduce(0, +)
     }
 }

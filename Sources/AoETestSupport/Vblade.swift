@@ -14,7 +14,7 @@ public final class Vblade: @unchecked Sendable {
     public let namespace: String?
     public let arguments: [String]
     private unowned let lab: Lab
-    private let lock = Mutex<Process?>(nil)
+    private let lock = Mutex<ChildProcess?>(nil)
     private let logURL: URL
 
     init(lab: Lab, namespace: String?, arguments: [String]) {
@@ -25,7 +25,7 @@ public final class Vblade: @unchecked Sendable {
     }
 
     /// The running process's PID, or nil.
-    public var pid: Int32? { lock.withLock { p in p.flatMap { $0.isRunning ? $0.processIdentifier : nil } } }
+    public var pid: Int32? { lock.withLock { p in p.flatMap { $0.isRunning ? $0.pid : nil } } }
 
     /// True while the process runs.
     public var isRunning: Bool { pid != nil }
@@ -35,26 +35,21 @@ public final class Vblade: @unchecked Sendable {
 
     /// Starts vblade and waits (up to 5 s) until it has opened its file and socket.
     public func start() throws {
-        try lock.withLock { (current: inout Process?) throws in
+        let logStart = log.utf8.count  // the log is appended to across restarts
+        try lock.withLock { (current: inout ChildProcess?) throws in
             if let p = current, p.isRunning { return }
-            _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
-            let log = try FileHandle(forWritingTo: logURL)
-            log.seekToEndOfFile()
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            p.arguments = (namespace.map { ["ip", "netns", "exec", $0] } ?? []) + ["vblade"] + arguments
-            p.standardOutput = log
-            p.standardError = log
-            p.standardInput = FileHandle.nullDevice
-            try p.run()
-            try? log.close()
-            lab.record("pid \(p.processIdentifier) vblade")
+            let fd = open(logURL.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw LabError("cannot open \(logURL.path)") }
+            defer { close(fd) }
+            let p = try ChildProcess((namespace.map { ["ip", "netns", "exec", $0] } ?? []) + ["vblade"] + arguments,
+                                     stdout: fd, stderr: fd)
+            lab.record("pid \(p.pid) vblade")
             current = p
         }
         // vblade prints "pid N: eS.L, N sectors O_RDWR" once it serves (vblade.c main).
         let deadline = Date().addingTimeInterval(5)
         while Date() < deadline {
-            if log.contains("sectors") { return }
+            if String(decoding: log.utf8.dropFirst(logStart), as: UTF8.self).contains("sectors") { return }
             if !isRunning { throw LabError("vblade \(arguments.joined(separator: " ")) exited: \(log)") }
             usleep(20_000)
         }
@@ -65,8 +60,8 @@ public final class Vblade: @unchecked Sendable {
     public func kill() {
         lock.withLock { current in
             guard let p = current else { return }
-            if p.isRunning { Glibc.kill(p.processIdentifier, SIGKILL) }
-            p.waitUntilExit()
+            p.signal(SIGKILL)
+            p.wait()
             current = nil
         }
     }
@@ -75,12 +70,9 @@ public final class Vblade: @unchecked Sendable {
     public func stop() {
         lock.withLock { current in
             guard let p = current else { return }
-            if p.isRunning {
-                Glibc.kill(p.processIdentifier, SIGTERM)
-                for _ in 0..<50 where p.isRunning { usleep(20_000) }
-                if p.isRunning { Glibc.kill(p.processIdentifier, SIGKILL) }
-            }
-            p.waitUntilExit()
+            p.signal(SIGTERM)
+            if !p.wait(upTo: .seconds(1)) { p.signal(SIGKILL) }
+            p.wait()
             current = nil
         }
     }

@@ -96,7 +96,8 @@ fail:;
     return -e;
 }
 
-int aoel_send_batch(int fd, const uint8_t *base, size_t stride, const uint32_t *lengths, int count) {
+int aoel_send_batch(int fd, const uint8_t *base, size_t stride, const uint32_t *lengths, int count,
+                    uint64_t *dropped) {
     struct mmsghdr msgs[BATCH_MAX];
     struct iovec iov[BATCH_MAX];
     int sent = 0;
@@ -112,10 +113,12 @@ int aoel_send_batch(int fd, const uint8_t *base, size_t stride, const uint32_t *
         int r = sendmmsg(fd, msgs, (unsigned)n, 0);
         if (r < 0) {
             if (errno == EINTR) continue;
+            if (errno == ENOBUFS) { (*dropped)++; sent++; continue; }  // frame `sent` is lost
             return sent > 0 ? sent : -errno;
         }
         sent += r;
-        if (r < n) break;
+        // sendmmsg stops at the first failing frame; the loop retries from there, so an ENOBUFS
+        // frame is seen by the next call as r < 0 and skipped.
     }
     return sent;
 }

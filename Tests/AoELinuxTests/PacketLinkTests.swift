@@ -72,4 +72,26 @@ struct PacketLinkTests {
         // The sender must not see its own 100 frames come back.
         #expect(try left.receive(limit: 64, timeout: .milliseconds(200)).isEmpty)
     }
+
+    @Test("a frame the kernel refuses (ENOBUFS) is counted as lost, not thrown")
+    func refusedFramesAreLostNotFatal() throws {
+        let lab = try Lab()
+        defer { lab.teardown() }
+        let (a, b) = (lab.name("a"), lab.name("b"))
+        try lab.addVethPair(local: a, remote: b, remoteNamespace: nil, mtu: 9000)
+        try lab.setMTU(b, namespace: nil, mtu: 1500)  // a veth refuses frames over its peer's MTU
+        let left = try PacketLink(interface: a)
+        let right = try PacketLink(interface: b)
+        func frame(_ bytes: Int) -> [UInt8] {
+            AoEFrame(header: AoEHeader(destination: right.macAddress, source: left.macAddress, shelf: Shelf(1),
+                                       slot: Slot(2), command: .ata, tag: Tag(UInt32(bytes))),
+                     body: .ata(.write(lba: 0, data: [UInt8](repeating: 7, count: bytes)))).encoded()
+        }
+        #expect(try left.send([frame(8704), frame(1024), frame(8704), frame(512)]) == 4)
+        #expect(left.sendDrops == 2)
+        var got: [[UInt8]] = []
+        let deadline = ContinuousClock.now + .seconds(2)
+        while got.count < 2 && ContinuousClock.now < deadline { got += try right.receive(limit: 8, timeout: .milliseconds(100)) }
+        #expect(got == [frame(1024), frame(512)], "the small frames around the refused ones still go")
+    }
 }

@@ -39,9 +39,12 @@ int aoel_open(const char *ifname, uint16_t ethertype, int rcvbuf, struct aoel_if
 /// Re-reads ifindex, MTU, MAC and flags of `ifname` (MTUs change under a running link).
 int aoel_ifinfo(int fd, const char *ifname, struct aoel_ifinfo *info);
 
-/// Sends `count` frames, frame i at base + i * stride with length lengths[i], in one
-/// sendmmsg. Returns how many were sent (may be fewer), or -errno if none was.
-int aoel_send_batch(int fd, const uint8_t *base, size_t stride, const uint32_t *lengths, int count);
+/// Sends `count` frames, frame i at base + i * stride with length lengths[i], with sendmmsg.
+/// A frame the kernel refuses with ENOBUFS (a full queue, or a veth whose peer's MTU is
+/// smaller) is lost as on a wire: counted in *dropped and skipped. Returns how many frames were
+/// handled (sent or dropped), or -errno if the first frame failed otherwise.
+int aoel_send_batch(int fd, const uint8_t *base, size_t stride, const uint32_t *lengths, int count,
+                    uint64_t *dropped);
 
 /// Waits up to timeout_ms (-1: forever, 0: poll) for frames, then receives up to `max` in one
 /// recvmmsg into slots base + i * stride of `stride` bytes. Our own outgoing copies and frames

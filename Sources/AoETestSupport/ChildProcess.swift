@@ -1,0 +1,108 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A child process started with `posix_spawnp`, with an empty signal mask and every signal at
+/// its default action.
+///
+/// Why not Foundation's `Process`: a child inherits its parent thread's signal mask and ignored
+/// signals, and tests spawn from Swift's pool threads, which block SIGINT and SIGTERM. A vblade
+/// started that way ignores SIGTERM, and an aoe-lab ignores Ctrl-C.
+public final class ChildProcess: @unchecked Sendable {
+    // @unchecked: `status` is written once, under `lock`.
+    public let pid: pid_t
+    public let argv: [String]
+    private let lock = NSLock()
+    private var status: Int32?
+
+    /// Starts `argv[0]` (looked up in PATH) with `argv`.
+    /// - Parameters:
+    ///   - stdin, stdout, stderr: file descriptors for the child (nil: /dev/null).
+    public init(_ argv: [String], stdin: Int32? = nil, stdout: Int32? = nil, stderr: Int32? = nil) throws {
+        self.argv = argv
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        for (fd, target) in [(stdin, Int32(0)), (stdout, 1), (stderr, 2)] {
+            if let fd { posix_spawn_file_actions_adddup2(&actions, fd, target) } else {
+                posix_spawn_file_actions_addopen(&actions, target, "/dev/null", target == 0 ? O_RDONLY : O_WRONLY, 0)
+            }
+        }
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attr, &empty)
+        posix_spawnattr_setsigdefault(&attr, &all)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var cargs = argv.map { strdup($0) } + [nil]
+        defer { for p in cargs { free(p) } }
+        var pid: pid_t = 0
+        let r = posix_spawnp(&pid, argv[0], &actions, &attr, &cargs, environ)
+        guard r == 0 else { throw LabError("cannot start \(argv[0]): \(String(cString: strerror(r)))") }
+        self.pid = pid
+    }
+
+    /// True until the process has exited (and been reaped by us).
+    public var isRunning: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        if status != nil { return false }
+        var s: Int32 = 0
+        let r = waitpid(pid, &s, WNOHANG)
+        if r == pid { status = s }
+        return r == 0
+    }
+
+    /// Sends `sig` if the process still runs.
+    public func signal(_ sig: Int32) { if isRunning { kill(pid, sig) } }
+
+    /// Waits for exit; returns the raw wait status.
+    @discardableResult
+    public func wait() -> Int32 {
+        lock.lock()
+        defer { lock.unlock() }
+        if let status { return status }
+        var s: Int32 = 0
+        while waitpid(pid, &s, 0) < 0 && errno == EINTR {}
+        status = s
+        return s
+    }
+
+    /// Waits up to `limit`; true if it exited.
+    public func wait(upTo limit: Duration) -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while isRunning {
+            if ContinuousClock.now >= deadline { return false }
+            usleep(10_000)
+        }
+        return true
+    }
+
+    /// The exit code, or nil if it was killed by a signal (or still runs).
+    public var exitCode: Int32? {
+        guard !isRunning, let s = lock.withLock({ status }) else { return nil }
+        return s & 0x7F == 0 ? (s >> 8) & 0xFF : nil
+    }
+
+    /// The signal that ended it, or nil.
+    public var terminatingSignal: Int32? {
+        guard !isRunning, let s = lock.withLock({ status }) else { return nil }
+        return s & 0x7F != 0 ? s & 0x7F : nil
+    }
+}
+
+/// True when `pid` no longer runs: gone, or a zombie nobody has reaped yet (a process whose
+/// parent died is reaped by init, which in a container may never happen).
+public func processIsGone(_ pid: pid_t) -> Bool {
+    if kill(pid, 0) != 0 { return true }
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        let close = stat.lastIndex(of: ")")
+    else { return true }
+    return stat[stat.index(close, offsetBy: 2)] == "Z"
+}
