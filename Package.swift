@@ -53,7 +53,7 @@ let package = Package(
             dependencies: ["AoEProtocol", "AoELinux", "AoETestSupport", "aoe-lab"],
             swiftSettings: strict
         ),
-        .testTarget(name: "AoEFUSETests", dependencies: ["AoEFUSE"], swiftSettings: strict),
+        .testTarget(name: "AoEFUSETests", dependencies: ["AoEFUSE", "aoefs"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )
