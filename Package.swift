@@ -25,10 +25,15 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
     ],
     targets: [
         .target(name: "AoEProtocol", swiftSettings: strict),
-        .target(name: "AoEEngine", dependencies: ["AoEProtocol"], swiftSettings: strict),
+        .target(
+            name: "AoEEngine",
+            dependencies: ["AoEProtocol", .product(name: "DequeModule", package: "swift-collections")],
+            swiftSettings: strict
+        ),
         .target(name: "CAoELinux"),
         .target(name: "AoELinux", dependencies: ["AoEProtocol", "AoEEngine", "CAoELinux"], swiftSettings: strict),
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
@@ -52,6 +57,9 @@ let package = Package(
             name: "AoELinuxTests",
             dependencies: ["AoEProtocol", "AoELinux", "AoETestSupport", "aoe-lab"],
             swiftSettings: strict
+        ),
+        .testTarget(
+            name: "AoEEngineTests", dependencies: ["AoEEngine", "AoEProtocol", "AoETestSupport"], swiftSettings: strict
         ),
         .testTarget(name: "AoEFUSETests", dependencies: ["AoEFUSE", "aoefs"], swiftSettings: strict),
     ],

@@ -1,0 +1,38 @@
+/// A point on the engine's monotonic clock, in nanoseconds. State machines take it as an
+/// argument (postgres-nio's pool habit): they never read a clock themselves, so tests drive time.
+public struct Instant: Comparable, Hashable, Sendable, CustomStringConvertible {
+    public var nanoseconds: UInt64
+    public init(nanoseconds: UInt64) { self.nanoseconds = nanoseconds }
+    public static let zero = Instant(nanoseconds: 0)
+
+    public static func < (a: Instant, b: Instant) -> Bool { a.nanoseconds < b.nanoseconds }
+    public static func + (a: Instant, d: Duration) -> Instant { Instant(nanoseconds: a.nanoseconds &+ d.nanoseconds) }
+    /// The time from `b` to `a`; zero if `b` is later.
+    public static func - (a: Instant, b: Instant) -> Duration {
+        a < b ? .zero : .nanoseconds(Int64(a.nanoseconds - b.nanoseconds))
+    }
+    public var description: String { "\(Double(nanoseconds) / 1e9)s" }
+}
+
+extension Duration {
+    /// Whole nanoseconds (saturating; durations here are short).
+    public var nanoseconds: UInt64 {
+        let (s, atto) = components
+        if s < 0 { return 0 }
+        return UInt64(s) &* 1_000_000_000 &+ UInt64(atto / 1_000_000_000)
+    }
+    /// Microseconds, for counters.
+    public var microseconds: UInt64 { nanoseconds / 1000 }
+}
+
+/// Where the driver reads the time.
+public protocol EngineClock: Sendable {
+    func now() -> Instant
+}
+
+/// CLOCK_MONOTONIC through `ContinuousClock`.
+public struct SystemClock: EngineClock {
+    private let origin = ContinuousClock.now
+    public init() {}
+    public func now() -> Instant { Instant(nanoseconds: (ContinuousClock.now - origin).nanoseconds + 1) }
+}

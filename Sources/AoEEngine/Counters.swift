@@ -1,0 +1,33 @@
+/// Per-target counters, shown in `sys/eS.L/stats`. The first nine carry the Solaris kstat names
+/// (reference/seeds, CORDaoe `stats`), the rest are ours (DESIGN §2).
+public struct TargetCounters: Sendable, Hashable {
+    /// ATA responses received and accepted.
+    public var atarcv: UInt64 = 0
+    /// ATA frames sent (first sends and retransmissions).
+    public var atasnd: UInt64 = 0
+    /// AoE error responses (E flag).
+    public var erraoe: UInt64 = 0
+    /// ATA error statuses (ERR, DF).
+    public var errata: UInt64 = 0
+    /// Frames that timed out.
+    public var errtimeout: UInt64 = 0
+    /// Responses shorter than the data they promised.
+    public var errtrunc: UInt64 = 0
+    /// Responses that did not match what was asked (wrong MAC, shelf.slot, command): spoofed or stray.
+    public var errwmsg: UInt64 = 0
+    /// Retransmissions.
+    public var retries: UInt64 = 0
+    /// Late or duplicate responses (their frame was already answered or retransmitted).
+    public var softerr: UInt64 = 0
+    public var bytesRead: UInt64 = 0
+    public var bytesWritten: UInt64 = 0
+    public var reads: UInt64 = 0
+    public var writes: UInt64 = 0
+    public var flushes: UInt64 = 0
+    public var rmwOps: UInt64 = 0
+    public var probes: UInt64 = 0
+    /// Large frames lost while their size was trusted (jumbo black-hole evidence).
+    public var lostJumbo: UInt64 = 0
+
+    public init() {}
+}

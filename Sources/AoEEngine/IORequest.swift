@@ -1,0 +1,98 @@
+import AoEProtocol
+
+/// Identifies one block request from submission to completion.
+public struct RequestID: Hashable, Sendable, CustomStringConvertible {
+    public var rawValue: UInt64
+    public init(_ v: UInt64) { rawValue = v }
+    public var description: String { "#\(rawValue)" }
+}
+
+/// What a block request does.
+public enum IOKind: Sendable, Hashable {
+    case read, write, flush
+}
+
+/// Why a block request failed. The FUSE layer maps every case to EIO (one function, in AoEFUSE).
+public enum AoEIOError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The target is down (no answer for `deadsecs`), or went down while this request waited.
+    case targetDown(TargetAddress)
+    /// No such target in the table.
+    case noSuchTarget(TargetAddress)
+    /// The target answered with an ATA error: status and error registers, decoded.
+    case ataError(TargetAddress, status: ATAStatus, error: ATAErrorRegister, lba: UInt64)
+    /// The target answered with an AoE error.
+    case aoeError(TargetAddress, AoEErrorCode)
+    /// The request lies (partly) beyond the target's capacity.
+    case beyondEnd(TargetAddress, lba: UInt64, sectors: Int, capacity: UInt64)
+    /// The engine is shutting down.
+    case shutdown
+
+    public var description: String {
+        switch self {
+        case .targetDown(let t): "\(t): target is down"
+        case .noSuchTarget(let t): "\(t): no such target"
+        case .ataError(let t, let s, let e, let lba): "\(t): ATA error at LBA \(lba): status \(s), error \(e)"
+        case .aoeError(let t, let c): "\(t): AoE error: \(c)"
+        case .beyondEnd(let t, let lba, let n, let cap): "\(t): \(n) sectors at LBA \(lba) lie beyond the end (\(cap) sectors)"
+        case .shutdown: "the engine is shutting down"
+        }
+    }
+}
+
+/// Memory a request reads into or writes from. Owned by whoever made it; the engine writes each
+/// byte of a read buffer from exactly one response frame, under its lock.
+public final class IOBuffer: @unchecked Sendable {
+    // @unchecked: the engine writes disjoint ranges under its Mutex; the owner reads only after
+    // the completion callback, which happens after those writes (the Mutex orders them).
+    public let bytes: UnsafeMutableRawBufferPointer
+    private let owned: Bool
+
+    /// Allocates `count` zeroed bytes.
+    public init(count: Int) {
+        bytes = .allocate(byteCount: max(count, 1), alignment: 4096)
+        bytes.initializeMemory(as: UInt8.self, repeating: 0)
+        owned = true
+    }
+
+    /// Wraps memory someone else owns and keeps alive until completion (a FUSE buffer).
+    public init(borrowing bytes: UnsafeMutableRawBufferPointer) {
+        self.bytes = bytes
+        owned = false
+    }
+
+    /// Copies `array` into a new buffer.
+    public convenience init(_ array: [UInt8]) {
+        self.init(count: array.count)
+        array.withUnsafeBytes { bytes.copyMemory(from: $0) }
+    }
+
+    public var count: Int { bytes.count }
+
+    /// A copy of bytes `range`.
+    public func array(_ range: Range<Int>? = nil) -> [UInt8] { Array(bytes[range ?? 0..<bytes.count]) }
+
+    deinit { if owned { bytes.deallocate() } }
+}
+
+/// A sector-aligned request as the scheduler sees it.
+public struct SectorRequest: Sendable {
+    public var id: RequestID
+    public var target: TargetAddress
+    public var kind: IOKind
+    public var lba: UInt64
+    public var sectors: Int
+    /// Read destination or write source; `sectors × 512` bytes from `bufferOffset`. Nil for flush.
+    public var buffer: IOBuffer?
+    public var bufferOffset: Int
+
+    public init(id: RequestID, target: TargetAddress, kind: IOKind, lba: UInt64, sectors: Int, buffer: IOBuffer?,
+                bufferOffset: Int = 0) {
+        self.id = id
+        self.target = target
+        self.kind = kind
+        self.lba = lba
+        self.sectors = sectors
+        self.buffer = buffer
+        self.bufferOffset = bufferOffset
+    }
+}

@@ -1,0 +1,108 @@
+/// Finds the largest payload (data bytes per frame) that really crosses one path.
+///
+/// The ceiling is the largest multiple of 512 within all of: the interface MTU − 22 bytes of AoE
+/// and ATA header, the target's sectors per command × 512, and the user's cap (DESIGN §4).
+/// Sizes up to 1024 bytes are trusted without a probe: every Ethernet carries them. Above that,
+/// a probe (a READ of LBA 0 whose request is padded to the size and whose response carries it,
+/// so both directions cross at that size, Linux `probe()`) must succeed first. While probing, the
+/// path uses the largest size proven so far. A probe unanswered twice means the size is
+/// black-holed: binary search over sector counts between the largest proven and the smallest
+/// failed size. Later, lost large frames (a switch reconfigured) send the path back to 1024
+/// bytes and probing, without losing the I/O in flight (the scheduler re-splits it).
+public struct MTUNegotiator: Sendable, Hashable {
+    /// The most sectors any probe may try: the ceiling.
+    public private(set) var ceilingSectors: Int
+    /// Sectors per frame proven to cross (what the path uses now).
+    public private(set) var provenSectors: Int
+    /// The smallest sector count known to fail, if any.
+    private var failedSectors: Int?
+    /// The probe in flight: its size and how many times it was tried.
+    public private(set) var probing: Probe?
+
+    /// A probe under way: its size and how many times it was sent.
+    public struct Probe: Sendable, Hashable {
+        public var sectors: Int
+        public var attempts: Int
+    }
+    /// Consecutive large frames lost without a large one answered in between.
+    public private(set) var lostLarge = 0
+
+    public static let safeSectors = 2  // 1024 bytes
+    public static let attemptsPerSize = 2
+    /// Large frames lost in a row that make us suspect a black hole.
+    public static let lossesBeforeFallback = 3
+
+    /// - Parameters:
+    ///   - mtu: the local interface MTU.
+    ///   - targetSectors: the target's advertised sectors per command (Query Config `scnt`).
+    ///   - cap: the user's cap in bytes (`--maxdata`), if any.
+    public init(mtu: Int, targetSectors: Int, cap: Int?) {
+        var c = min(maximumPayload(forMTU: mtu) / 512, max(targetSectors, 1), 255)
+        if let cap { c = min(c, max(cap / 512, 1)) }
+        ceilingSectors = max(c, 1)
+        provenSectors = min(ceilingSectors, Self.safeSectors)
+    }
+
+    /// Bytes per frame to use now.
+    public var payload: Int { provenSectors * 512 }
+
+    /// True when the ceiling is proven or the search is over.
+    public var isSettled: Bool { probing == nil && nextCandidate() == nil }
+
+    /// The next size to probe, or nil when there is nothing left to learn.
+    func nextCandidate() -> Int? {
+        let hi = failedSectors ?? (ceilingSectors + 1)
+        guard hi - provenSectors > 1 else { return nil }
+        // First try the ceiling itself (the common case: jumbo works end to end), then bisect.
+        return failedSectors == nil ? ceilingSectors : (provenSectors + hi) / 2
+    }
+
+    /// Starts (or continues) probing. Returns the sector count to probe now, or nil.
+    public mutating func startProbe() -> Int? {
+        if let p = probing { return p.sectors }
+        guard let c = nextCandidate() else { return nil }
+        probing = Probe(sectors: c, attempts: 1)
+        return c
+    }
+
+    /// The probe of `sectors` was answered: that size crosses.
+    public mutating func probeSucceeded(sectors: Int) {
+        guard probing?.sectors == sectors else { return }
+        probing = nil
+        provenSectors = max(provenSectors, sectors)
+        lostLarge = 0
+    }
+
+    /// The probe timed out. Returns the sectors to retry, or nil when this size is given up.
+    public mutating func probeTimedOut() -> Int? {
+        guard let p = probing else { return nil }
+        if p.attempts < Self.attemptsPerSize {
+            probing = Probe(sectors: p.sectors, attempts: p.attempts + 1)
+            return p.sectors
+        }
+        probing = nil
+        failedSectors = min(failedSectors ?? Int.max, p.sectors)
+        return nil
+    }
+
+    /// A data frame of `sectors` was answered.
+    public mutating func frameAnswered(sectors: Int) {
+        if sectors > Self.safeSectors { lostLarge = 0 }
+    }
+
+    /// A data frame of `sectors` timed out. Returns true when this looks like a black hole:
+    /// the path has dropped to the safe size and probing must start again.
+    public mutating func frameLost(sectors: Int) -> Bool {
+        guard sectors > Self.safeSectors, provenSectors > Self.safeSectors else { return false }
+        lostLarge += 1
+        guard lostLarge >= Self.lossesBeforeFallback else { return false }
+        // Fall back now; probe from the old size down (it may have been a passing burst).
+        let old = provenSectors
+        provenSectors = Self.safeSectors
+        failedSectors = nil
+        ceilingSectors = max(old, ceilingSectors == old ? old : ceilingSectors)
+        lostLarge = 0
+        probing = nil
+        return true
+    }
+}
