@@ -55,7 +55,7 @@ let package = Package(
         .testTarget(name: "AoEProtocolTests", dependencies: ["AoEProtocol", "AoETestSupport"], swiftSettings: strict),
         .testTarget(
             name: "AoELinuxTests",
-            dependencies: ["AoEProtocol", "AoELinux", "AoETestSupport", "aoe-lab"],
+            dependencies: ["AoEProtocol", "AoEEngine", "AoELinux", "AoETestSupport", "aoe-lab"],
             swiftSettings: strict
         ),
         .testTarget(

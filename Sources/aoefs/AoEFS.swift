@@ -9,9 +9,13 @@ struct AoEFS: ParsableCommand {
         abstract: "A user-space ATA-over-Ethernet initiator: AoE targets as files, through FUSE.",
         discussion: """
             aoefs finds AoE targets (Coraid shelves, vblade, …) on your Ethernet interfaces and
-            shows each one as a raw image file under a FUSE mount, with no kernel aoe module.
-            The engine and mount commands are being built; see README.md for what works today.
+            talks to them from user space, with no kernel aoe module. It needs root (or
+            CAP_NET_RAW) for raw Ethernet.
+
+              aoefs scan --iface eth1                     list the targets that answer
+              aoefs bench --iface eth1 --target 10.3      measure a target (reads only)
             """,
-        version: "aoefs 0.1.0 (libfuse \(FUSELibrary.version))"
+        version: "aoefs 0.1.0 (libfuse \(FUSELibrary.version))",
+        subcommands: [Scan.self, Bench.self]
     )
 }

@@ -1,0 +1,393 @@
+import AoEProtocol
+import Foundation
+import Synchronization
+
+/// How a block request ends.
+public typealias IOCompletion = @Sendable (Result<Void, AoEIOError>) -> Void
+
+/// The initiator: runs `EngineCore` over real links on dedicated threads (one receive thread per
+/// interface and one timer thread, not Swift's cooperative pool), and offers the block API.
+///
+/// Every state change happens under one Mutex; frames are sent and completions are called after
+/// it is released, on the thread that caused them: a submitter's thread for the first frames of a
+/// request, a link's receive thread for responses and completions (no extra thread hop for the
+/// FUSE layer), the timer thread for retransmissions.
+public final class Engine: Sendable {
+    struct State {
+        var core: EngineCore
+        var callbacks: [RequestID: IOCompletion] = [:]
+        var locks: [TargetAddress: RangeLocks] = [:]
+        var nextLock: UInt64 = 1
+        var errors = ErrorLog()
+        var running = false
+        var stopped = false
+    }
+
+    private let state: Mutex<State>
+    private let links: Mutex<[LinkID: any Link]>
+    private let clock: any EngineClock
+    private let onLog: (@Sendable (String) -> Void)?
+    private let threadCount = Atomic<Int>(0)
+    private let stopFlag = Atomic<Bool>(false)
+    private let finished = Atomic<Int>(0)
+
+    /// - Parameters:
+    ///   - links: the interfaces to use.
+    ///   - configuration: deadsecs, maxout, maxdata and timers.
+    ///   - onLog: called (outside the lock) with every diagnostic line, e.g. to print with `-v`.
+    public init(links: [any Link], configuration: EngineConfiguration = EngineConfiguration(),
+                clock: any EngineClock = SystemClock(), onLog: (@Sendable (String) -> Void)? = nil) {
+        self.clock = clock
+        self.onLog = onLog
+        var table: [LinkID: any Link] = [:]
+        for (i, l) in links.enumerated() { table[LinkID(i)] = l }
+        self.links = Mutex(table)
+        state = Mutex(State(core: EngineCore(configuration: configuration)))
+    }
+
+    /// Starts the threads and broadcasts the first Query Config on every link.
+    public func start() {
+        let now = clock.now()
+        let all = links.withLock { $0 }
+        let actions: [EngineAction] = state.withLock { s in
+            guard !s.running else { return [] }
+            s.running = true
+            var out: [EngineAction] = []
+            for id in all.keys.sorted() {
+                let l = all[id]!
+                s.core.addLink(id, name: l.name, mac: l.macAddress, mtu: l.mtu, now: now, &out)
+            }
+            return out
+        }
+        perform(actions)
+        var started: [Thread] = []
+        for id in all.keys.sorted() {
+            let link = all[id]!
+            let t = Thread { [self] in receiveLoop(id, link) }
+            t.name = "aoefs-rx-\(link.name)"
+            t.stackSize = 1 << 20
+            started.append(t)
+        }
+        let timer = Thread { [self] in timerLoop() }
+        timer.name = "aoefs-timer"
+        started.append(timer)
+        threadCount.store(started.count, ordering: .relaxed)
+        for t in started { t.start() }
+    }
+
+    /// Stops the threads and fails every waiting request with `.shutdown`.
+    public func shutdown() {
+        guard !stopFlag.exchange(true, ordering: .relaxed) else { return }
+        let n = threadCount.load(ordering: .relaxed)
+        let deadline = Date().addingTimeInterval(5)
+        while finished.load(ordering: .relaxed) < n && Date() < deadline { usleep(1000) }
+        let pending: [IOCompletion] = state.withLock { s in
+            s.stopped = true
+            let c = Array(s.callbacks.values)
+            s.callbacks.removeAll()
+            return c
+        }
+        for c in pending { c(.failure(.shutdown)) }
+    }
+
+    // MARK: - Threads
+
+    private func receiveLoop(_ id: LinkID, _ link: any Link) {
+        defer { finished.add(1, ordering: .relaxed) }
+        var failing = false
+        while !stopFlag.load(ordering: .relaxed) {
+            let frames: [[UInt8]]
+            do {
+                frames = try link.receive(limit: 64, timeout: .milliseconds(50))
+                if failing {
+                    failing = false
+                    let actions = withCore { core, out in core.setLink(id, up: true, &out) }
+                    perform(actions)
+                }
+            } catch {
+                // The interface went away or down: its paths stop carrying frames; keep trying.
+                if !failing {
+                    failing = true
+                    let actions = withCore { core, out in
+                        out.append(.log("\(link.name): \(error)"))
+                        core.setLink(id, up: false, &out)
+                    }
+                    perform(actions)
+                }
+                usleep(100_000)
+                continue
+            }
+            guard !frames.isEmpty else { continue }
+            let actions = withCore { core, out in
+                let now = clock.now()
+                for f in frames { core.receive(f, on: id, now: now, &out) }
+            }
+            perform(actions)
+        }
+    }
+
+    private func timerLoop() {
+        defer { finished.add(1, ordering: .relaxed) }
+        while !stopFlag.load(ordering: .relaxed) {
+            var next = Instant.zero
+            let actions = withCore { core, out in
+                let now = clock.now()
+                core.tick(now: now, &out)
+                next = core.nextDeadline(now: now)
+            }
+            perform(actions)
+            // Sleep until the next deadline, but wake at least every 2 ms: a submit may have
+            // added a frame whose deadline is earlier than the one computed here.
+            let now = clock.now()
+            let wait = min(next - now, .milliseconds(2))
+            if wait > .zero { usleep(UInt32(max(wait.microseconds, 200))) }
+        }
+    }
+
+    // MARK: - Actions
+
+    /// Runs `body` on the core under the lock, collecting actions.
+    private func withCore(_ body: (inout EngineCore, inout [EngineAction]) -> Void) -> [EngineAction] {
+        state.withLock { s in
+            var out: [EngineAction] = []
+            body(&s.core, &out)
+            return out
+        }
+    }
+
+    /// Performs actions outside the lock: sends in one batch per link, then completions.
+    private func perform(_ actions: [EngineAction]) {
+        guard !actions.isEmpty else { return }
+        var sends: [LinkID: [[UInt8]]] = [:]
+        var completions: [(RequestID, Result<Void, AoEIOError>)] = []
+        var logs: [String] = []
+        for a in actions {
+            switch a {
+            case .send(let id, let bytes): sends[id, default: []].append(bytes)
+            case .complete(let id, let r): completions.append((id, r))
+            case .log(let line): logs.append(line)
+            case .targetsChanged: break
+            }
+        }
+        if !sends.isEmpty {
+            let table = links.withLock { $0 }
+            for (id, batch) in sends {
+                do { try table[id]?.send(batch) } catch { logs.append("\(table[id]?.name ?? "?"): \(error)") }
+            }
+        }
+        var callbacks: [(IOCompletion, Result<Void, AoEIOError>)] = []
+        if !completions.isEmpty || !logs.isEmpty {
+            state.withLock { s in
+                for (id, r) in completions { if let c = s.callbacks.removeValue(forKey: id) { callbacks.append((c, r)) } }
+                for l in logs { s.errors.append(l) }
+            }
+        }
+        if let onLog { for l in logs { onLog(l) } }
+        for (c, r) in callbacks { c(r) }
+    }
+
+    // MARK: - Block API
+
+    /// Submits a sector-aligned request; `completion` runs once, on an engine thread or this one.
+    public func submit(_ target: TargetAddress, _ kind: IOKind, lba: UInt64, sectors: Int, buffer: IOBuffer?,
+                       bufferOffset: Int = 0, completion: @escaping IOCompletion) {
+        let now = clock.now()
+        let actions: [EngineAction] = state.withLock { s in
+            if s.stopped { return [.complete(RequestID(0), .failure(.shutdown))] }
+            let id = s.core.makeRequestID()
+            s.callbacks[id] = completion
+            var out: [EngineAction] = []
+            s.core.submit(SectorRequest(id: id, target: target, kind: kind, lba: lba, sectors: sectors, buffer: buffer,
+                                        bufferOffset: bufferOffset), now: now, &out)
+            return out
+        }
+        if case .complete(RequestID(0), let r)? = actions.first { completion(r); return }
+        perform(actions)
+    }
+
+    /// Reads `count` bytes at byte `offset` of `target` into `buffer` at `bufferOffset`.
+    /// Unaligned reads go through a bounce buffer of whole sectors.
+    public func read(_ target: TargetAddress, offset: UInt64, count: Int, into buffer: IOBuffer, bufferOffset: Int = 0,
+                     completion: @escaping IOCompletion) {
+        if count == 0 { return completion(.success(())) }
+        if offset % 512 == 0 && count % 512 == 0 {
+            return submit(target, .read, lba: offset / 512, sectors: count / 512, buffer: buffer,
+                          bufferOffset: bufferOffset, completion: completion)
+        }
+        let first = offset / 512
+        let last = (offset + UInt64(count) - 1) / 512
+        let bounce = IOBuffer(count: Int(last - first + 1) * 512)
+        submit(target, .read, lba: first, sectors: Int(last - first + 1), buffer: bounce) { r in
+            if case .success = r {
+                let skip = Int(offset % 512)
+                (buffer.bytes.baseAddress! + bufferOffset).copyMemory(from: bounce.bytes.baseAddress! + skip, byteCount: count)
+            }
+            completion(r)
+        }
+    }
+
+    /// Writes `count` bytes from `buffer` at `bufferOffset` to byte `offset` of `target`.
+    /// The sectors written are locked for the duration; partial edge sectors are read, merged
+    /// and written back (read-modify-write).
+    public func write(_ target: TargetAddress, offset: UInt64, count: Int, from buffer: IOBuffer, bufferOffset: Int = 0,
+                      completion: @escaping IOCompletion) {
+        if count == 0 { return completion(.success(())) }
+        let first = offset / 512
+        let end = (offset + UInt64(count) + 511) / 512
+        lock(target, first..<end) { [self] release in
+            let done: IOCompletion = { r in
+                release()
+                completion(r)
+            }
+            if offset % 512 == 0 && count % 512 == 0 {
+                submit(target, .write, lba: first, sectors: count / 512, buffer: buffer, bufferOffset: bufferOffset,
+                       completion: done)
+                return
+            }
+            readModifyWrite(target, offset: offset, count: count, buffer: buffer, bufferOffset: bufferOffset,
+                            first: first, end: end, completion: done)
+        }
+    }
+
+    private func readModifyWrite(_ target: TargetAddress, offset: UInt64, count: Int, buffer: IOBuffer, bufferOffset: Int,
+                                 first: UInt64, end: UInt64, completion: @escaping IOCompletion) {
+        state.withLock { $0.core.noteReadModifyWrite(target) }
+        let sectors = Int(end - first)
+        let bounce = IOBuffer(count: sectors * 512)
+        var edges: [UInt64] = []
+        if offset % 512 != 0 { edges.append(first) }
+        if (offset + UInt64(count)) % 512 != 0 && !edges.contains(end - 1) { edges.append(end - 1) }
+        let remaining = Atomic<Int>(edges.count)
+        let failure = Mutex<AoEIOError?>(nil)
+        let writeMerged: @Sendable () -> Void = { [self] in
+            if let e = failure.withLock({ $0 }) { return completion(.failure(e)) }
+            let at = Int(offset - first * 512)
+            (bounce.bytes.baseAddress! + at).copyMemory(from: buffer.bytes.baseAddress! + bufferOffset, byteCount: count)
+            submit(target, .write, lba: first, sectors: sectors, buffer: bounce, completion: completion)
+        }
+        for lba in edges {
+            submit(target, .read, lba: lba, sectors: 1, buffer: bounce, bufferOffset: Int(lba - first) * 512) { r in
+                if case .failure(let e) = r { failure.withLock { $0 = $0 ?? e } }
+                if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { writeMerged() }
+            }
+        }
+    }
+
+    /// Waits for every write submitted before it, then sends FLUSH CACHE (EXT).
+    public func flush(_ target: TargetAddress, completion: @escaping IOCompletion) {
+        submit(target, .flush, lba: 0, sectors: 0, buffer: nil, completion: completion)
+    }
+
+    private func lock(_ target: TargetAddress, _ range: Range<UInt64>, _ body: @escaping @Sendable (_ release: @escaping @Sendable () -> Void) -> Void) {
+        let (id, grant): (UInt64, (@Sendable () -> Void)?) = state.withLock { s in
+            let id = s.nextLock
+            s.nextLock += 1
+            let release: @Sendable () -> Void = { [self] in
+                let granted = state.withLock { s in s.locks[target]?.release(id) ?? [] }
+                for g in granted { g() }
+            }
+            let g = s.locks[target, default: RangeLocks()].acquire(id, range) { body(release) }
+            return (id, g)
+        }
+        _ = id
+        grant?()
+    }
+
+    // MARK: - Async wrappers (for the CLI)
+
+    /// Reads `count` bytes at `offset`.
+    public func read(_ target: TargetAddress, offset: UInt64, count: Int) async throws(AoEIOError) -> IOBuffer {
+        let buffer = IOBuffer(count: count)
+        try await wait { read(target, offset: offset, count: count, into: buffer, completion: $0) }
+        return buffer
+    }
+
+    /// Writes `buffer` at `offset`.
+    public func write(_ target: TargetAddress, offset: UInt64, from buffer: IOBuffer) async throws(AoEIOError) {
+        try await wait { write(target, offset: offset, count: buffer.count, from: buffer, completion: $0) }
+    }
+
+    /// Flushes the target's write cache.
+    public func flush(_ target: TargetAddress) async throws(AoEIOError) {
+        try await wait { flush(target, completion: $0) }
+    }
+
+    private func wait(_ start: (@escaping IOCompletion) -> Void) async throws(AoEIOError) {
+        let r: Result<Void, AoEIOError> = await withCheckedContinuation { c in start { c.resume(returning: $0) } }
+        try r.get()
+    }
+
+    /// Blocks the calling thread until the request completes (for threads that are not async).
+    public func waitSync(_ start: (@escaping IOCompletion) -> Void) -> Result<Void, AoEIOError> {
+        let sem = DispatchSemaphore(value: 0)
+        let box = Mutex<Result<Void, AoEIOError>?>(nil)
+        start { r in
+            box.withLock { $0 = r }
+            sem.signal()
+        }
+        sem.wait()
+        return box.withLock { $0! }
+    }
+
+    // MARK: - Table and control
+
+    /// Every known target.
+    public func targets() -> [TargetSnapshot] {
+        let now = clock.now()
+        return state.withLock { $0.core.snapshot(now: now) }
+    }
+
+    /// Link names by id.
+    public var linkNames: [LinkID: String] { state.withLock { $0.core.linkNames } }
+
+    /// Broadcasts Query Config (all targets, or one shelf.slot).
+    public func discover(_ target: TargetAddress = .broadcast) {
+        let now = clock.now()
+        perform(withCore { core, out in core.discover(target, now: now, &out) })
+    }
+
+    /// Re-queries config, re-IDENTIFYs and re-negotiates one target.
+    public func revalidate(_ target: TargetAddress) {
+        let now = clock.now()
+        perform(withCore { core, out in core.revalidate(target, now: now, &out) })
+    }
+
+    /// Forgets a target; its waiting requests fail.
+    public func remove(_ target: TargetAddress) {
+        perform(withCore { core, out in core.remove(target, &out) })
+    }
+
+    /// Diagnostic lines with a sequence number above `after` (the `etherd/err` ring).
+    public func errorLines(after: UInt64) -> [(UInt64, String)] { state.withLock { $0.errors.lines(after: after) } }
+
+    /// Waits until `condition` holds for the target table, or `timeout` passes.
+    @discardableResult
+    public func waitFor(timeout: Duration, _ condition: ([TargetSnapshot]) -> Bool) -> Bool {
+        let end = ContinuousClock.now + timeout
+        while ContinuousClock.now < end {
+            if condition(targets()) { return true }
+            usleep(10_000)
+        }
+        return condition(targets())
+    }
+
+    /// Waits until every target that answered is up with its payload negotiated.
+    @discardableResult
+    public func waitUntilSettled(timeout: Duration) -> Bool {
+        waitFor(timeout: timeout) { ts in
+            !ts.isEmpty && ts.allSatisfy { t in t.state != .identifying && t.paths.allSatisfy { $0.state != "probing" } }
+        }
+    }
+}
+
+/// The last 100 diagnostic lines, numbered (Linux's /dev/etherd/err keeps 100 messages).
+struct ErrorLog: Sendable {
+    private var ring: [(UInt64, String)] = []
+    private var next: UInt64 = 1
+    mutating func append(_ line: String) {
+        ring.append((next, line))
+        next += 1
+        if ring.count > 100 { ring.removeFirst(ring.count - 100) }
+    }
+    func lines(after: UInt64) -> [(UInt64, String)] { ring.filter { $0.0 > after } }
+}

@@ -1,0 +1,193 @@
+import AoEEngine
+import AoEProtocol
+import ArgumentParser
+import Foundation
+import Synchronization
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure a target through the engine: sequential and random I/O.",
+        discussion: """
+            Runs each test for --seconds (or until --size bytes are done) and prints MB/s, IOPS,
+            latency percentiles and CPU seconds per GB of data. Tests: seqread, seqwrite,
+            randread. Write tests overwrite the target's data and refuse to run without --write.
+
+            Examples:
+              aoefs bench --iface eth1 --target 10.3
+              aoefs bench --iface eth1 --target 10.3 --test seqwrite --bs 1M --qd 8 --write
+            """)
+
+    @OptionGroup var network: NetworkOptions
+
+    @Option(help: ArgumentHelp("The target, as SHELF.SLOT or eSHELF.SLOT.", valueName: "10.3"))
+    var target: String
+
+    @Option(help: "Comma-separated tests: seqread, seqwrite, randread.")
+    var test: String = "seqread,randread"
+
+    @Option(help: "Request size for sequential tests (e.g. 1M).")
+    var bs: String = "1M"
+
+    @Option(help: "Requests in flight for sequential tests.")
+    var qd: Int = 4
+
+    @Option(name: .customLong("rand-bs"), help: "Request size for random tests.")
+    var randBS: String = "4K"
+
+    @Option(name: .customLong("rand-qd"), help: "Requests in flight for random tests.")
+    var randQD: Int = 32
+
+    @Option(help: "Bytes of the target to use, from offset 0 (default: 1G or the whole target if smaller).")
+    var size: String?
+
+    @Option(help: "Seconds per test.")
+    var seconds: Double = 5
+
+    @Flag(help: "Allow write tests (they destroy the target's data in the range used).")
+    var write = false
+
+    func run() throws {
+        guard let address = TargetAddress(parsing: target) else {
+            throw ValidationError("--target must look like 10.3 or e10.3")
+        }
+        let tests = test.split(separator: ",").map(String.init)
+        for t in tests where !["seqread", "seqwrite", "randread"].contains(t) {
+            throw ValidationError("unknown test \(t) (seqread, seqwrite, randread)")
+        }
+        if tests.contains("seqwrite") && !write {
+            throw CLIError("refusing to run seqwrite on \(address) without --write: it overwrites the target's data")
+        }
+        guard let bsBytes = parseSize(bs), bsBytes >= 512, bsBytes % 512 == 0,
+            let randBytes = parseSize(randBS), randBytes >= 512, randBytes % 512 == 0
+        else { throw ValidationError("--bs and --rand-bs must be multiples of 512 (e.g. 4K, 1M)") }
+
+        let engine = try network.startEngine()
+        defer { engine.shutdown() }
+        guard engine.waitFor(timeout: .seconds(5), { ts in
+            ts.contains { $0.address == address && $0.state == .up && $0.paths.allSatisfy { $0.state != "probing" } }
+        }) else {
+            throw CLIError("\(address) did not answer on \(network.interfaces.joined(separator: ", "))")
+        }
+        let info = engine.targets().first { $0.address == address }!
+        let capacity = info.identity!.capacity
+        var span = size.flatMap(parseSize) ?? min(capacity, 1 << 30)
+        span = min(span, capacity) / 4096 * 4096
+        print("\(address): \(gigabytes(capacity)), payload \(info.payload), bufcnt \(info.config?.bufferCount ?? 0), "
+              + "span \(span >> 20) MiB")
+        for t in tests {
+            let random = t == "randread"
+            let r = BenchRun.run(engine: engine, target: address, write: t == "seqwrite", random: random,
+                                 blockSize: Int(random ? randBytes : bsBytes), depth: random ? randQD : qd,
+                                 span: span, seconds: seconds)
+            print(r.line(name: t))
+        }
+    }
+}
+
+/// One benchmark: keeps `depth` requests in flight, each completion submitting the next.
+final class BenchRun: Sendable {
+    struct Result {
+        var bytes: UInt64
+        var ops: Int
+        var elapsed: Double
+        var latenciesMicros: [Double]
+        var cpuSeconds: Double
+        var errors: Int
+        var blockSize: Int
+        var depth: Int
+
+        func line(name: String) -> String {
+            let mbps = Double(bytes) / elapsed / 1e6
+            let sorted = latenciesMicros.sorted()
+            func pct(_ p: Double) -> Int { sorted.isEmpty ? 0 : Int(sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]) }
+            let cpuPerGB = bytes > 0 ? cpuSeconds / (Double(bytes) / 1e9) : 0
+            return String(format: "%-9@ bs=%-7d qd=%-3d MB/s=%8.1f IOPS=%8.0f lat_us p50=%d p99=%d max=%d cpu_s/GB=%.2f errors=%d",
+                          name as NSString, blockSize, depth, mbps, Double(ops) / elapsed, pct(0.5), pct(0.99),
+                          Int(sorted.last ?? 0), cpuPerGB, errors)
+        }
+    }
+
+    struct State {
+        var issued = 0
+        var completed = 0
+        var bytes: UInt64 = 0
+        var latencies: [Double] = []
+        var errors = 0
+        var stop = false
+        var rng = SystemRandomNumberGenerator()
+    }
+
+    let state = Mutex(State())
+    let done = DispatchSemaphore(value: 0)
+    let engine: Engine
+    let target: TargetAddress
+    let write: Bool
+    let random: Bool
+    let blockSize: Int
+    let span: UInt64
+    let deadline: ContinuousClock.Instant
+    let buffers: [IOBuffer]
+
+    init(engine: Engine, target: TargetAddress, write: Bool, random: Bool, blockSize: Int, depth: Int, span: UInt64,
+         seconds: Double) {
+        self.engine = engine
+        self.target = target
+        self.write = write
+        self.random = random
+        self.blockSize = blockSize
+        self.span = span
+        deadline = .now + .milliseconds(Int64(seconds * 1000))
+        buffers = (0..<depth).map { _ in IOBuffer(count: blockSize) }
+    }
+
+    static func run(engine: Engine, target: TargetAddress, write: Bool, random: Bool, blockSize: Int, depth: Int,
+                    span: UInt64, seconds: Double) -> Result {
+        let b = BenchRun(engine: engine, target: target, write: write, random: random, blockSize: blockSize,
+                         depth: depth, span: span, seconds: seconds)
+        let cpu0 = cpuSeconds()
+        let t0 = ContinuousClock.now
+        for slot in 0..<depth { b.issue(slot) }
+        for _ in 0..<depth { b.done.wait() }
+        let elapsed = ContinuousClock.now - t0
+        let s = b.state.withLock { $0 }
+        return Result(bytes: s.bytes, ops: s.completed, elapsed: Double(elapsed.nanoseconds) / 1e9,
+                      latenciesMicros: s.latencies, cpuSeconds: cpuSeconds() - cpu0, errors: s.errors,
+                      blockSize: blockSize, depth: depth)
+    }
+
+    func issue(_ slot: Int) {
+        let offset: UInt64? = state.withLock { s in
+            if s.stop || ContinuousClock.now >= deadline { s.stop = true; return nil }
+            let blocks = max(span / UInt64(blockSize), 1)
+            let n = random ? UInt64.random(in: 0..<blocks, using: &s.rng) : UInt64(s.issued) % blocks
+            s.issued += 1
+            return n * UInt64(blockSize)
+        }
+        guard let offset else {
+            done.signal()
+            return
+        }
+        let start = ContinuousClock.now
+        let finish: IOCompletion = { [self] r in
+            let micros = Double((ContinuousClock.now - start).nanoseconds) / 1000
+            state.withLock { s in
+                s.completed += 1
+                s.latencies.append(micros)
+                if case .success = r { s.bytes += UInt64(blockSize) } else { s.errors += 1; s.stop = true }
+            }
+            issue(slot)
+        }
+        if write {
+            engine.write(target, offset: offset, count: blockSize, from: buffers[slot], completion: finish)
+        } else {
+            engine.read(target, offset: offset, count: blockSize, into: buffers[slot], completion: finish)
+        }
+    }
+}
+
+/// User plus system CPU time of this process.
+func cpuSeconds() -> Double {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6
+}

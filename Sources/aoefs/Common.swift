@@ -1,0 +1,77 @@
+import AoEEngine
+import AoELinux
+import AoEProtocol
+import ArgumentParser
+import Foundation
+
+/// Options every command that talks to the network shares.
+struct NetworkOptions: ParsableArguments {
+    @Option(name: .customLong("iface"), help: ArgumentHelp("An Ethernet interface to use (repeat for several).",
+                                                           valueName: "IF"))
+    var interfaces: [String] = []
+
+    @Option(help: "Seconds without an answer, while I/O waits, before a target is declared down (0: never).")
+    var deadsecs: Int = 180
+
+    @Option(help: "The most frames in flight per path.")
+    var maxout: Int = 128
+
+    @Option(help: ArgumentHelp("Cap on data bytes per frame (a multiple of 512).", valueName: "BYTES"))
+    var maxdata: Int?
+
+    @Flag(name: .shortAndLong, help: "Print diagnostics (retransmits, payload changes, targets up/down) to stderr.")
+    var verbose = false
+
+    func validate() throws {
+        if interfaces.isEmpty { throw ValidationError("give at least one --iface (e.g. --iface eth1)") }
+        if deadsecs < 0 { throw ValidationError("--deadsecs must be 0 or more") }
+        if maxout < 1 { throw ValidationError("--maxout must be at least 1") }
+        if let m = maxdata, m < 512 || m % 512 != 0 { throw ValidationError("--maxdata must be a multiple of 512") }
+    }
+
+    var engineConfiguration: EngineConfiguration {
+        var c = EngineConfiguration()
+        c.deadsecs = deadsecs
+        c.maxOutstanding = maxout
+        c.maxPayload = maxdata
+        return c
+    }
+
+    /// Opens the links and starts an engine on them; exits with a one-line error on failure.
+    func startEngine() throws -> Engine {
+        var links: [any Link] = []
+        for name in interfaces {
+            do { links.append(try PacketLink(interface: name)) } catch { throw CLIError("\(error)") }
+        }
+        var log: (@Sendable (String) -> Void)?
+        if verbose { log = { line in printErr("aoefs: " + line) } }
+        let engine = Engine(links: links, configuration: engineConfiguration, onLog: log)
+        engine.start()
+        return engine
+    }
+}
+
+/// A failure reported as one line on stderr with exit status 1.
+struct CLIError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+func printErr(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+
+/// Sizes like 512, 4K, 1M, 2G (powers of 1024).
+func parseSize(_ text: String) -> UInt64? {
+    let units: [Character: UInt64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+    var t = text.uppercased()
+    if t.hasSuffix("IB") { t.removeLast(2) } else if t.hasSuffix("B") { t.removeLast() }
+    if let u = t.last.flatMap({ units[$0] }) { return UInt64(t.dropLast()).map { $0 * u } }
+    return UInt64(t)
+}
+
+/// Bytes as GB with three decimals, like aoe-stat ("137.439GB").
+func gigabytes(_ bytes: UInt64) -> String {
+    let mb = bytes / 1_000_000
+    return "\(mb / 1000).\(String(format: "%03d", Int(mb % 1000)))GB"
+}
+
+func pad(_ s: String, _ width: Int) -> String { s.count >= width ? s : s + String(repeating: " ", count: width - s.count) }

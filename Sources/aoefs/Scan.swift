@@ -1,0 +1,60 @@
+import AoEEngine
+import AoEProtocol
+import ArgumentParser
+import Foundation
+
+struct Scan: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List the AoE targets that answer on the given interfaces.",
+        discussion: """
+            Broadcasts a Query Config, identifies every target that answers, negotiates the
+            payload each path really carries (probing jumbo sizes), and prints one line per
+            target.
+
+            Example:
+              aoefs scan --iface eth1 --wait 3
+            """)
+
+    @OptionGroup var network: NetworkOptions
+
+    @Option(help: "Seconds to wait for answers.")
+    var wait: Double = 3
+
+    func run() throws {
+        let engine = try network.startEngine()
+        defer { engine.shutdown() }
+        // Wait the full time for stragglers, but stop early once targets have settled and a
+        // second has passed with nothing new.
+        let start = ContinuousClock.now
+        var lastCount = -1
+        var stableSince = ContinuousClock.now
+        while ContinuousClock.now - start < .milliseconds(Int64(wait * 1000)) {
+            let ts = engine.targets()
+            if ts.count != lastCount { lastCount = ts.count; stableSince = .now }
+            let settled = !ts.isEmpty && ts.allSatisfy { t in t.state != .identifying && t.paths.allSatisfy { $0.state != "probing" } }
+            if settled && ContinuousClock.now - stableSince > .seconds(1) { break }
+            usleep(50_000)
+        }
+        let targets = engine.targets()
+        if targets.isEmpty {
+            printErr("aoefs: no AoE target answered on \(network.interfaces.joined(separator: ", ")) within \(wait) s")
+            throw ExitCode(2)
+        }
+        print(Self.table(targets))
+    }
+
+    static func table(_ targets: [TargetSnapshot]) -> String {
+        let header = ["TARGET", "MAC", "INTERFACE", "BUFCNT", "PAYLOAD", "FIRMWARE", "SIZE", "STATE", "MODEL"]
+        let rows = targets.map { t in
+            [t.address.description, t.paths.first?.mac.description ?? "-",
+             Array(Set(t.paths.map(\.interface))).sorted().joined(separator: ","),
+             t.config.map { String($0.bufferCount) } ?? "-", String(t.payload),
+             t.config.map { "0x" + String($0.firmwareVersion, radix: 16) } ?? "-",
+             t.identity.map { gigabytes($0.capacity) } ?? "(NA)", t.state.rawValue, t.identity?.model ?? "-"]
+        }
+        let widths = header.indices.map { i in ([header] + rows).map { $0[i].count }.max()! }
+        return ([header] + rows).map { row in
+            row.enumerated().map { i, cell in i == row.count - 1 ? cell : pad(cell, widths[i] + 2) }.joined()
+        }.joined(separator: "\n")
+    }
+}
