@@ -5,7 +5,7 @@ SWIFT_BUILD_FLAGS ?=
 # fault injection, iproute2 for namespaces, tcpdump for the codec cross-check, fio and e2fsprogs.
 APT_PACKAGES = libfuse3-dev fuse3 vblade nftables iproute2 tcpdump fio e2fsprogs pkg-config
 
-.PHONY: all build test deps lab-clean format lint clean bench-tools
+.PHONY: all build test deps lab-clean format lint clean bench-tools bench
 
 all: build
 
@@ -37,6 +37,10 @@ bench-tools: .build/aoe-raw-bench
 .build/aoe-raw-bench: $(YARDSTICK_SRC)
 	@mkdir -p .build
 	$(CC) -O2 -o $@ $<
+
+## bench: the engine against the C yardstick in one lab, medians of 3 runs and ratios (root)
+bench: deps
+	Benchmarks/engine-vs-yardstick.sh
 
 ## lab-clean: remove lab namespaces and links left by a test run that was killed (SIGKILL)
 lab-clean:
