@@ -96,31 +96,30 @@ public final class Engine: Sendable {
         defer { finished.add(1, ordering: .relaxed) }
         var failing = false
         while !stopFlag.load(ordering: .relaxed) {
-            let frames: [[UInt8]]
+            var actions: [EngineAction] = []
             do {
-                frames = try link.receive(limit: 64, timeout: .milliseconds(50))
+                // Each frame is handled in place in the link's receive buffer, under the engine
+                // lock, and read data is copied once: from that buffer into the request's memory.
+                try link.receive(limit: 64, timeout: .milliseconds(50)) { bytes in
+                    let now = clock.now()
+                    state.withLock { s in s.core.receive(bytes, on: id, now: now, &actions) }
+                }
                 if failing {
                     failing = false
-                    let actions = withCore { core, out in core.setLink(id, up: true, &out) }
-                    perform(actions)
+                    actions += withCore { core, out in core.setLink(id, up: true, &out) }
                 }
             } catch {
                 // The interface went away or down: its paths stop carrying frames; keep trying.
                 if !failing {
                     failing = true
-                    let actions = withCore { core, out in
+                    actions += withCore { core, out in
                         out.append(.log("\(link.name): \(error)"))
                         core.setLink(id, up: false, &out)
                     }
-                    perform(actions)
                 }
+                perform(actions)
                 usleep(100_000)
                 continue
-            }
-            guard !frames.isEmpty else { continue }
-            let actions = withCore { core, out in
-                let now = clock.now()
-                for f in frames { core.receive(f, on: id, now: now, &out) }
             }
             perform(actions)
         }

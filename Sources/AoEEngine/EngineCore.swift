@@ -20,8 +20,8 @@ public struct EngineConfiguration: Sendable, Hashable {
     /// Broadcast Query Config this often (Linux: 60 s).
     public var beaconInterval: Duration = .seconds(60)
     public var initialRTO: Duration = .milliseconds(200)
-    /// Below this, scheduling noise on a busy 2-core host reads as loss (see Docs/architecture.md).
-    public var minimumRTO: Duration = .milliseconds(5)
+    /// Below this, scheduling stalls on a busy 2-core host read as loss (see Docs/architecture.md).
+    public var minimumRTO: Duration = .milliseconds(20)
     public var maximumRTO: Duration = .seconds(5)
     /// The least time a payload probe may take before it counts as lost (it also waits at
     /// least 8× the path's RTO).
@@ -95,6 +95,12 @@ public struct EngineCore: Sendable {
     var links: [LinkID: LinkInfo] = [:]
     var targets: [TargetAddress: TargetEntry] = [:]
     var inFlight: [UInt32: FrameInFlight] = [:]
+    /// Transmissions that timed out recently. Every transmission has its own tag, so a late
+    /// answer to one of them is an exact RTT sample (no Karn ambiguity) and proof that the
+    /// timeout was spurious.
+    var retired: [UInt32: RetiredFrame] = [:]
+    var retiredOrder: Deque<UInt32> = []
+    static let retiredLimit = 8192
     var nextTag: UInt32 = 1
     var nextBeacon: Instant = .zero
     var nextRequest: UInt64 = 1
@@ -178,13 +184,25 @@ public struct EngineCore: Sendable {
     /// Handles one received frame.
     public mutating func receive(_ bytes: UnsafeRawBufferPointer, on link: LinkID, now: Instant,
                                  _ out: inout [EngineAction]) {
-        guard let frame = try? AoEFrame(decoding: bytes), frame.header.isResponse else {
+        guard let header = try? AoEHeader(decoding: bytes), header.isResponse else {
             malformedFrames += 1
             return
         }
-        switch frame.header.command {
-        case .queryConfig: handleConfig(frame, link: link, now: now, &out)
-        case .ata: handleATA(frame, link: link, now: now, &out)
+        switch header.command {
+        case .ata:
+            // The hot path: no AoEFrame, no copies until the data lands in the request's buffer.
+            let view = header.isError ? nil : ATAView(frame: bytes)
+            if !header.isError && view == nil {
+                malformedFrames += 1
+                return
+            }
+            handleATA(header, view, link: link, now: now, &out)
+        case .queryConfig:
+            guard let frame = try? AoEFrame(decoding: bytes) else {
+                malformedFrames += 1
+                return
+            }
+            handleConfig(frame, link: link, now: now, &out)
         default: strayFrames += 1
         }
     }
@@ -203,8 +221,9 @@ public struct EngineCore: Sendable {
             out.append(.log("\(f.header.source): shelf address is all ones (0xfff); check the shelf's dip switches"))
             return
         }
-        var t = targets[address] ?? TargetEntry(address: address, now: now)
         let isNew = targets[address] == nil
+        // Moved out while mutated, so its dictionaries stay uniquely referenced (no copy-on-write).
+        var t = targets.removeValue(forKey: address) ?? TargetEntry(address: address, now: now)
         if isNew {
             out.append(.log("\(address): discovered at \(f.header.source) on \(l.name), "
                             + "bufcnt \(config.bufferCount), \(config.sectorsPerCommand) sectors per frame"))
@@ -235,27 +254,37 @@ public struct EngineCore: Sendable {
         pump(address, now: now, &out)
     }
 
-    mutating func handleATA(_ f: AoEFrame, link: LinkID, now: Instant, _ out: inout [EngineAction]) {
-        let tag = f.header.tag.rawValue
+    mutating func handleATA(_ header: AoEHeader, _ m: ATAView?, link: LinkID, now: Instant, _ out: inout [EngineAction]) {
+        let tag = header.tag.rawValue
         guard let flight = inFlight[tag] else {
-            if targets[f.header.target] != nil { targets[f.header.target]!.counters.softerr += 1 } else { strayFrames += 1 }
+            guard targets[header.target] != nil else {
+                strayFrames += 1
+                return
+            }
+            targets[header.target]!.counters.softerr += 1
+            if let r = retired.removeValue(forKey: tag), r.target == header.target,
+                r.path < targets[r.target]!.paths.count, targets[r.target]!.paths[r.path].mac == header.source
+            {
+                // A late answer: the frame was not lost, the path was slow. Learn the real RTT and
+                // undo the window cut, so a stall does not cost a slow start.
+                targets[r.target]!.paths[r.path].rtt.sample(now - r.sentAt)
+                targets[r.target]!.paths[r.path].window.undoLoss()
+            }
             return
         }
-        guard var t = targets[flight.target] else { return }
+        guard var t = targets.removeValue(forKey: flight.target) else { return }
         let path = flight.path
         // Accept only the answer the frame asked for: from the path's MAC, heard on the path's
         // link, for the right shelf.slot. Anything else is spoofed or stray: count, drop, and
         // keep waiting for the genuine answer.
-        guard path < t.paths.count, f.header.source == t.paths[path].mac, link == t.paths[path].link,
-            f.header.target == flight.target
+        guard path < t.paths.count, header.source == t.paths[path].mac, link == t.paths[path].link,
+            header.target == flight.target
         else {
             t.counters.errwmsg += 1
             targets[flight.target] = t
             return
         }
-        if case .ata(let m) = f.body, !f.header.isError, !m.status.isFailure,
-            flight.range.kind.expectsData, m.data.count < flight.expectedDataBytes
-        {
+        if let m, !m.status.isFailure, flight.range.kind.expectsData, m.data.count < flight.expectedDataBytes {
             // Truncated: count it and treat it as lost now (resend) rather than trust short data.
             t.counters.errtrunc += 1
             targets[flight.target] = t
@@ -267,17 +296,8 @@ public struct EngineCore: Sendable {
         t.counters.atarcv += 1
 
         if flight.isProbe {
-            t.paths[path].probeTag = nil
-            var ok = false
-            if case .ata(let m) = f.body, !f.header.isError, !m.status.isFailure { ok = true }
-            let before = t.paths[path].negotiator.payload
-            if ok {
-                t.paths[path].negotiator.probeSucceeded(sectors: flight.range.sectors)
-            } else {
-                _ = t.paths[path].negotiator.probeTimedOut()
-                _ = t.paths[path].negotiator.probeTimedOut()
-            }
-            logPayloadChange(&t, path: path, from: before, &out)
+            let ok = m.map { !$0.status.isFailure } ?? false
+            probeFinished(&t, flight, answered: ok, now: now, &out)
             targets[flight.target] = t
             continueProbing(flight.target, path: path, now: now, &out)
             pump(flight.target, now: now, &out)
@@ -290,19 +310,22 @@ public struct EngineCore: Sendable {
         t.paths[path].lossesSinceAnswer = 0
         let range = flight.range
 
-        if f.header.isError {
+        if header.isError {
             t.counters.erraoe += 1
-            out.append(.log("\(t.address): AoE error from \(f.header.source): \(f.header.error) (tag \(f.header.tag))"))
+            out.append(.log("\(t.address): AoE error from \(header.source): \(header.error) (tag \(header.tag))"))
             if range.kind == .identify {
                 t.identifyQueued = false
             } else {
-                fail(&t, range.request, .aoeError(t.address, f.header.error), &out)
+                fail(&t, range.request, .aoeError(t.address, header.error), &out)
             }
             targets[flight.target] = t
             pump(flight.target, now: now, &out)
             return
         }
-        guard case .ata(let m) = f.body else { return }
+        guard let m else {
+            targets[flight.target] = t
+            return
+        }
 
         if m.status.isFailure {
             if range.kind == .flushExt && m.errorRegister.contains(.aborted) {
@@ -331,10 +354,8 @@ public struct EngineCore: Sendable {
             if let id = try? ATAIdentity(parsing: m.data) { identified(&t, id, now: now, &out) }
         case .read:
             if let p = t.pending[range.request], let buffer = p.request.buffer {
-                m.data.withUnsafeBytes { src in
-                    let dst = buffer.bytes.baseAddress! + range.bufferOffset
-                    dst.copyMemory(from: src.baseAddress!, byteCount: range.sectors * 512)
-                }
+                (buffer.bytes.baseAddress! + range.bufferOffset).copyMemory(from: m.data.baseAddress!,
+                                                                              byteCount: range.sectors * 512)
             }
             finish(&t, range, &out)
         case .write, .flushExt, .flush28:
@@ -372,15 +393,15 @@ public struct EngineCore: Sendable {
 
     /// Queues a sector request. Completion comes back as a `.complete` action.
     public mutating func submit(_ r: SectorRequest, now: Instant, _ out: inout [EngineAction]) {
-        guard var t = targets[r.target] else {
+        guard let t0 = targets[r.target] else {
             out.append(.complete(r.id, .failure(.noSuchTarget(r.target))))
             return
         }
-        if t.state == .down {
+        if t0.state == .down {
             out.append(.complete(r.id, .failure(.targetDown(r.target))))
             return
         }
-        if let id = t.identity, r.kind != .flush, r.lba + UInt64(r.sectors) > id.sectors {
+        if let id = t0.identity, r.kind != .flush, r.lba + UInt64(r.sectors) > id.sectors {
             out.append(.complete(r.id, .failure(.beyondEnd(r.target, lba: r.lba, sectors: r.sectors, capacity: id.sectors))))
             return
         }
@@ -389,6 +410,7 @@ public struct EngineCore: Sendable {
             return
         }
         sequence += 1
+        var t = targets.removeValue(forKey: r.target)!
         t.pending[r.id] = PendingRequest(request: r, remaining: r.kind == .flush ? 1 : r.sectors, sequence: sequence)
         if t.workSince == nil { t.workSince = now }
         switch r.kind {
@@ -416,17 +438,15 @@ public struct EngineCore: Sendable {
     }
 
     mutating func finish(_ t: inout TargetEntry, _ range: WorkRange, _ out: inout [EngineAction]) {
-        guard var p = t.pending[range.request] else { return }
-        p.remaining -= range.kind.isFlush ? 1 : range.sectors
+        guard t.pending[range.request] != nil else { return }
+        t.pending[range.request]!.remaining -= range.kind.isFlush ? 1 : range.sectors
+        let p = t.pending[range.request]!
         switch range.kind {
         case .read: t.counters.bytesRead += UInt64(range.sectors * 512)
         case .write: t.counters.bytesWritten += UInt64(range.sectors * 512)
         default: break
         }
-        if p.remaining > 0 {
-            t.pending[range.request] = p
-            return
-        }
+        if p.remaining > 0 { return }
         t.pending[range.request] = nil
         switch p.request.kind {
         case .read: t.counters.reads += 1
@@ -450,7 +470,7 @@ public struct EngineCore: Sendable {
 
     /// Sends queued work on paths with room in their window, round-robin.
     mutating func pump(_ address: TargetAddress, now: Instant, _ out: inout [EngineAction]) {
-        guard var t = targets[address] else { return }
+        guard var t = targets.removeValue(forKey: address) else { return }
         defer { targets[address] = t }
         while let r = t.queue.first {
             if r.kind != .identify {
@@ -543,14 +563,23 @@ public struct EngineCore: Sendable {
     // MARK: - Probing
 
     mutating func continueProbing(_ address: TargetAddress, path: Int, now: Instant, _ out: inout [EngineAction]) {
-        guard var t = targets[address], t.state == .up, path < t.paths.count, t.paths[path].probeTag == nil,
-            usable(t.paths[path], now: now), let sectors = t.paths[path].negotiator.startProbe(),
-            let l = links[t.paths[path].link]
+        guard let t0 = targets[address], t0.state == .up, path < t0.paths.count, t0.paths[path].probeTag == nil,
+            usable(t0.paths[path], now: now)
         else { return }
+        guard let sectors = targets[address]!.paths[path].negotiator.startProbe() else { return }
+        sendProbe(address, path: path, sectors: sectors, kind: .search, now: now, &out)
+    }
+
+    /// Sends one probe: a READ of LBA 0 padded to the probed size, so the request crosses at
+    /// full size one way and the data comes back at full size the other (Linux probe(), commit
+    /// bbb44e30). Probes travel outside the window.
+    mutating func sendProbe(_ address: TargetAddress, path: Int, sectors: Int, kind: ProbeKind, now: Instant,
+                            _ out: inout [EngineAction]) {
+        guard var t = targets.removeValue(forKey: address) else { return }
+        defer { targets[address] = t }
+        guard let l = links[t.paths[path].link] else { return }
         let tag = allocateTag()
         let p = t.paths[path]
-        // A READ of LBA 0 padded to the probed size: the request crosses at full size one way,
-        // the data comes back at full size the other (Linux probe(), commit bbb44e30).
         var bytes = AoEFrame(
             header: AoEHeader(destination: p.mac, source: l.mac, shelf: address.shelf, slot: address.slot,
                               command: .ata, tag: Tag(tag)),
@@ -560,12 +589,12 @@ public struct EngineCore: Sendable {
         inFlight[tag] = FrameInFlight(
             target: address, path: path,
             range: WorkRange(request: Self.internalRequest, kind: .read, lba: 0, sectors: sectors, bufferOffset: 0),
-            sentAt: now, deadline: now + max(configuration.probeTimeout, p.rtt.timeout * 8), isProbe: true)
-        t.paths[path].probeTag = tag
+            sentAt: now, deadline: now + max(configuration.probeTimeout, p.rtt.timeout * 8), isProbe: true,
+            probeKind: kind)
+        if kind == .alive { t.paths[path].aliveTag = tag } else { t.paths[path].probeTag = tag }
         t.paths[path].outstanding += 1
         t.paths[path].sent += 1
         t.counters.probes += 1
-        targets[address] = t
         out.append(.send(p.link, bytes))
     }
 
@@ -574,6 +603,59 @@ public struct EngineCore: Sendable {
         guard after != before, let l = links[t.paths[path].link] else { return }
         out.append(.log("\(t.address): \(l.name) → \(t.paths[path].mac): payload \(before) → \(after) bytes"
                         + (t.paths[path].negotiator.isSettled ? "" : " (probing)")))
+    }
+
+    /// A probe was answered or timed out: feed the negotiator and act on what it concludes.
+    mutating func probeFinished(_ t: inout TargetEntry, _ f: FrameInFlight, answered: Bool, now: Instant,
+                                _ out: inout [EngineAction]) {
+        let path = f.path
+        let before = t.paths[path].negotiator.payload
+        let name = links[t.paths[path].link]?.name ?? "?"
+        let peer = "\(t.address): \(name) → \(t.paths[path].mac)"
+        switch f.probeKind {
+        case .search:
+            t.paths[path].probeTag = nil
+            if answered {
+                t.paths[path].negotiator.probeSucceeded(sectors: f.range.sectors)
+            } else if t.paths[path].negotiator.probeTimedOut() == nil {
+                out.append(.log("\(peer): no answer to a \(f.range.sectors * 512)-byte probe; "
+                                + "that size is black-holed on this path"))
+            }
+        case .suspectSize, .alive:
+            if f.probeKind == .suspectSize { t.paths[path].probeTag = nil } else { t.paths[path].aliveTag = nil }
+            let (retry, verdict) = f.probeKind == .suspectSize
+                ? t.paths[path].negotiator.suspicionSizeProbe(answered: answered)
+                : t.paths[path].negotiator.suspicionAliveProbe(answered: answered)
+            switch verdict {
+            case .blackHole:
+                out.append(.log("\(peer): \(before)-byte frames vanish while 1024-byte frames cross: "
+                                + "falling back to 1024-byte frames and probing"))
+            case .stall:
+                out.append(.log("\(peer): \(before)-byte frames answered again (a stall, not a black hole)"))
+            case .silent:
+                out.append(.log("\(peer): no answer to any probe; the path or target is not answering"))
+            case .pending:
+                if retry {
+                    targets[t.address] = t
+                    sendSuspicionProbes(t.address, path: path, size: f.probeKind == .suspectSize,
+                                        alive: f.probeKind == .alive, now: now, &out)
+                    t = targets.removeValue(forKey: t.address)!
+                }
+            }
+        }
+        logPayloadChange(&t, path: path, from: before, &out)
+    }
+
+    /// Sends the probes that check a suspect path: one at the size in use, one of 1024 bytes.
+    mutating func sendSuspicionProbes(_ address: TargetAddress, path: Int, size: Bool, alive: Bool, now: Instant,
+                                      _ out: inout [EngineAction]) {
+        guard let t = targets[address], let s = t.paths[path].negotiator.suspicion else { return }
+        if size && t.paths[path].probeTag == nil {
+            sendProbe(address, path: path, sectors: s.sectors, kind: .suspectSize, now: now, &out)
+        }
+        if alive && t.paths[path].aliveTag == nil {
+            sendProbe(address, path: path, sectors: MTUNegotiator.safeSectors, kind: .alive, now: now, &out)
+        }
     }
 
     // MARK: - Time
@@ -586,33 +668,30 @@ public struct EngineCore: Sendable {
         var touched: Set<TargetAddress> = []
         for (tag, f) in expired {
             inFlight[tag] = nil
-            guard var t = targets[f.target] else { continue }
+            guard var t = targets.removeValue(forKey: f.target) else { continue }
             touched.insert(f.target)
             let path = f.path
             t.paths[path].outstanding -= 1
             t.paths[path].lost += 1
             t.counters.errtimeout += 1
             if f.isProbe {
-                t.paths[path].probeTag = nil
-                let before = t.paths[path].negotiator.payload
-                if t.paths[path].negotiator.probeTimedOut() == nil,
-                    let l = links[t.paths[path].link], !t.paths[path].negotiator.isSettled || true
-                {
-                    out.append(.log("\(t.address): \(l.name) → \(t.paths[path].mac): no answer to a "
-                                    + "\(f.range.sectors * 512)-byte probe; that size is black-holed on this path"))
-                }
-                logPayloadChange(&t, path: path, from: before, &out)
+                probeFinished(&t, f, answered: false, now: now, &out)
                 targets[f.target] = t
                 continueProbing(f.target, path: path, now: now, &out)
                 continue
             }
             t.paths[path].window.onLoss(sentAt: f.sentAt, now: now)
+            retired[tag] = RetiredFrame(target: f.target, path: path, sentAt: f.sentAt)
+            retiredOrder.append(tag)
+            if retiredOrder.count > Self.retiredLimit, let old = retiredOrder.popFirst() { retired[old] = nil }
             let before = t.paths[path].negotiator.payload
             if f.range.sectors * 512 > 1024 { t.counters.lostJumbo += 1 }
             if t.paths[path].negotiator.frameLost(sectors: f.range.sectors), let l = links[t.paths[path].link] {
                 out.append(.log("\(t.address): large frames lost on \(l.name) → \(t.paths[path].mac); "
-                                + "falling back to 1024-byte frames and probing"))
-                logPayloadChange(&t, path: path, from: before, &out)
+                                + "checking \(before)-byte and 1024-byte frames"))
+                targets[f.target] = t
+                sendSuspicionProbes(f.target, path: path, size: true, alive: true, now: now, &out)
+                t = targets.removeValue(forKey: f.target)!
             }
             t.paths[path].lossesSinceAnswer += 1
             let healthyOthers = t.paths.indices.contains {
@@ -637,8 +716,8 @@ public struct EngineCore: Sendable {
             targets[f.target] = t
         }
 
-        for address in targets.keys {
-            guard var t = targets[address] else { continue }
+        for address in Array(targets.keys) {
+            guard var t = targets.removeValue(forKey: address) else { continue }
             // Set-aside paths come back for a re-probe when their time is up.
             for i in t.paths.indices where t.paths[i].setAsideUntil.map({ now >= $0 }) ?? false {
                 t.paths[i].setAsideUntil = nil
@@ -724,7 +803,7 @@ public struct EngineCore: Sendable {
     /// Re-queries config, re-IDENTIFYs and re-negotiates payload (etherd/revalidate). A changed
     /// capacity or serial is accepted.
     public mutating func revalidate(_ address: TargetAddress, now: Instant, _ out: inout [EngineAction]) {
-        guard var t = targets[address] else { return }
+        guard var t = targets.removeValue(forKey: address) else { return }
         t.acceptNewIdentity = true
         t.revalidating = true
         if t.state != .down { t.state = .identifying }
@@ -792,6 +871,22 @@ struct WorkRange: Sendable {
     var lastPath: Int?
 }
 
+struct RetiredFrame: Sendable {
+    var target: TargetAddress
+    var path: Int
+    var sentAt: Instant
+}
+
+/// Why a probe was sent.
+enum ProbeKind: Sendable, Hashable {
+    /// The payload search (MTUNegotiator.startProbe).
+    case search
+    /// A suspect path: is the current size still answered?
+    case suspectSize
+    /// A suspect path: are small frames still answered?
+    case alive
+}
+
 struct FrameInFlight: Sendable {
     var target: TargetAddress
     var path: Int
@@ -799,6 +894,7 @@ struct FrameInFlight: Sendable {
     var sentAt: Instant
     var deadline: Instant
     var isProbe: Bool
+    var probeKind: ProbeKind = .search
     var expectedDataBytes: Int { range.kind == .identify ? 512 : range.sectors * 512 }
 }
 
@@ -821,6 +917,7 @@ struct PathState: Sendable {
     var lossesSinceAnswer = 0
     var setAsideUntil: Instant?
     var probeTag: UInt32?
+    var aliveTag: UInt32?
 
     init(link: LinkID, mac: MACAddress, mtu: Int, config: QueryConfig, configuration: EngineConfiguration) {
         self.link = link

@@ -19,6 +19,20 @@ public protocol Link: AnyObject, Sendable {
     /// Waits up to `timeout` for frames and returns those that arrived (at most `limit`).
     /// An empty array means the timeout passed.
     func receive(limit: Int, timeout: Duration) throws -> [[UInt8]]
+    /// Waits up to `timeout` and hands each received frame (at most `limit`) to `body` without
+    /// copying; the buffer is valid only during the call. Returns how many were handed over.
+    @discardableResult
+    func receive(limit: Int, timeout: Duration, _ body: (UnsafeRawBufferPointer) -> Void) throws -> Int
+}
+
+extension Link {
+    /// Copies, for links that have no zero-copy path.
+    @discardableResult
+    public func receive(limit: Int, timeout: Duration, _ body: (UnsafeRawBufferPointer) -> Void) throws -> Int {
+        let frames = try receive(limit: limit, timeout: timeout)
+        for f in frames { f.withUnsafeBytes(body) }
+        return frames.count
+    }
 }
 
 /// The most AoE payload (data bytes) one frame can carry on a link of MTU `mtu`: the MTU minus

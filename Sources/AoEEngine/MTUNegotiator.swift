@@ -7,8 +7,12 @@
 /// so both directions cross at that size, Linux `probe()`) must succeed first. While probing, the
 /// path uses the largest size proven so far. A probe unanswered twice means the size is
 /// black-holed: binary search over sector counts between the largest proven and the smallest
-/// failed size. Later, lost large frames (a switch reconfigured) send the path back to 1024
-/// bytes and probing, without losing the I/O in flight (the scheduler re-splits it).
+/// failed size. Later, lost large frames make the path *suspect*: a probe at the current size and
+/// a small liveness probe go out together. Only when the large probe goes unanswered twice while
+/// the small one is answered (DESIGN §4: "no answer while small frames are answered") does the
+/// path fall back to 1024 bytes and search again, without losing the I/O in flight (the
+/// scheduler re-splits it). A stall of the target or host, which delays every frame alike, is
+/// thereby not mistaken for a black hole; a dead path is left to `deadsecs`.
 public struct MTUNegotiator: Sendable, Hashable {
     /// The most sectors any probe may try: the ceiling.
     public private(set) var ceilingSectors: Int
@@ -26,6 +30,30 @@ public struct MTUNegotiator: Sendable, Hashable {
     }
     /// Consecutive large frames lost without a large one answered in between.
     public private(set) var lostLarge = 0
+    /// Set while large-frame losses are being checked against a small liveness probe.
+    public private(set) var suspicion: Suspicion?
+
+    /// The check of a suspected black hole.
+    public struct Suspicion: Sendable, Hashable {
+        /// Sectors per frame in use when the losses began: the size being checked.
+        public var sectors: Int
+        public var sizeAttempts = 0
+        public var sizeFailed = false
+        public var aliveAttempts = 0
+        public var aliveAnswered = false
+    }
+
+    /// What a finished check concluded.
+    public enum Verdict: Sendable, Hashable {
+        /// Still checking.
+        case pending
+        /// The large size was answered: a stall, not a black hole. The payload stays.
+        case stall
+        /// Large frames vanish while small ones cross: fall back (done) and search again.
+        case blackHole
+        /// Nothing was answered: the path or target is dead; leave it to retransmits and deadsecs.
+        case silent
+    }
 
     public static let safeSectors = 2  // 1024 bytes
     public static let attemptsPerSize = 2
@@ -47,7 +75,7 @@ public struct MTUNegotiator: Sendable, Hashable {
     public var payload: Int { provenSectors * 512 }
 
     /// True when the ceiling is proven or the search is over.
-    public var isSettled: Bool { probing == nil && nextCandidate() == nil }
+    public var isSettled: Bool { probing == nil && suspicion == nil && nextCandidate() == nil }
 
     /// The next size to probe, or nil when there is nothing left to learn.
     func nextCandidate() -> Int? {
@@ -59,6 +87,7 @@ public struct MTUNegotiator: Sendable, Hashable {
 
     /// Starts (or continues) probing. Returns the sector count to probe now, or nil.
     public mutating func startProbe() -> Int? {
+        if suspicion != nil { return nil }
         if let p = probing { return p.sectors }
         guard let c = nextCandidate() else { return nil }
         probing = Probe(sectors: c, attempts: 1)
@@ -90,19 +119,59 @@ public struct MTUNegotiator: Sendable, Hashable {
         if sectors > Self.safeSectors { lostLarge = 0 }
     }
 
-    /// A data frame of `sectors` timed out. Returns true when this looks like a black hole:
-    /// the path has dropped to the safe size and probing must start again.
+    /// A data frame of `sectors` timed out. Returns true when the path just became suspect:
+    /// the caller sends the size probe and the liveness probe.
     public mutating func frameLost(sectors: Int) -> Bool {
-        guard sectors > Self.safeSectors, provenSectors > Self.safeSectors else { return false }
+        guard sectors > Self.safeSectors, provenSectors > Self.safeSectors, suspicion == nil else { return false }
         lostLarge += 1
         guard lostLarge >= Self.lossesBeforeFallback else { return false }
-        // Fall back now; probe from the old size down (it may have been a passing burst).
-        let old = provenSectors
-        provenSectors = Self.safeSectors
-        failedSectors = nil
-        ceilingSectors = max(old, ceilingSectors == old ? old : ceilingSectors)
         lostLarge = 0
-        probing = nil
+        suspicion = Suspicion(sectors: provenSectors)
         return true
+    }
+
+    /// The size probe of a suspicion was answered (or not, `answered` false after a timeout).
+    /// - Returns: whether to send it again, and the verdict so far.
+    public mutating func suspicionSizeProbe(answered: Bool) -> (retry: Bool, verdict: Verdict) {
+        guard var s = suspicion else { return (false, .pending) }
+        if answered {
+            suspicion = nil
+            return (false, .stall)
+        }
+        s.sizeAttempts += 1
+        if s.sizeAttempts < Self.attemptsPerSize {
+            suspicion = s
+            return (true, .pending)
+        }
+        s.sizeFailed = true
+        suspicion = s
+        return (false, conclude())
+    }
+
+    /// The liveness probe of a suspicion was answered (or timed out).
+    public mutating func suspicionAliveProbe(answered: Bool) -> (retry: Bool, verdict: Verdict) {
+        guard var s = suspicion else { return (false, .pending) }
+        if answered { s.aliveAnswered = true } else { s.aliveAttempts += 1 }
+        suspicion = s
+        if !answered && s.aliveAttempts < Self.attemptsPerSize { return (true, .pending) }
+        return (false, conclude())
+    }
+
+    private mutating func conclude() -> Verdict {
+        guard let s = suspicion else { return .pending }
+        if s.sizeFailed && s.aliveAnswered {
+            // Fall back now and search from the old size down.
+            suspicion = nil
+            let old = provenSectors
+            provenSectors = Self.safeSectors
+            failedSectors = old
+            probing = nil
+            return .blackHole
+        }
+        if s.sizeFailed && s.aliveAttempts >= Self.attemptsPerSize {
+            suspicion = nil
+            return .silent
+        }
+        return .pending
     }
 }

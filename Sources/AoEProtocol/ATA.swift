@@ -196,3 +196,33 @@ public struct ATAMessage: Hashable, Sendable {
             commandOrStatus: b.u8(o + 3), lba: lba, data: Array(b[dataStart...]))
     }
 }
+
+/// An ATA argument read in place from a received frame: the engine's hot path, which copies
+/// read data straight from the receive buffer into the request's memory instead of through an
+/// `ATAMessage`. Valid only while the frame's buffer is.
+public struct ATAView {
+    public let flags: ATAFlags
+    public let errorOrFeature: UInt8
+    public let sectorCount: UInt8
+    public let commandOrStatus: UInt8
+    public let lba: UInt64
+    /// The bytes after the argument (with any Ethernet padding).
+    public let data: UnsafeRawBufferPointer
+
+    /// Reads the argument of a whole frame (Ethernet header included); nil if it is too short.
+    public init?(frame b: UnsafeRawBufferPointer) {
+        let o = AoEHeader.size
+        guard b.count >= o + ATAMessage.argumentSize else { return nil }
+        flags = ATAFlags(rawValue: b[o])
+        errorOrFeature = b[o + 1]
+        sectorCount = b[o + 2]
+        commandOrStatus = b[o + 3]
+        var v: UInt64 = 0
+        for i in (0..<6).reversed() { v = v << 8 | UInt64(b[o + 4 + i]) }
+        lba = v
+        data = UnsafeRawBufferPointer(rebasing: b[(o + ATAMessage.argumentSize)...])
+    }
+
+    public var status: ATAStatus { ATAStatus(rawValue: commandOrStatus) }
+    public var errorRegister: ATAErrorRegister { ATAErrorRegister(rawValue: errorOrFeature) }
+}

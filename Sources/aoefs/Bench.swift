@@ -101,7 +101,7 @@ final class BenchRun: Sendable {
             let sorted = latenciesMicros.sorted()
             func pct(_ p: Double) -> Int { sorted.isEmpty ? 0 : Int(sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]) }
             let cpuPerGB = bytes > 0 ? cpuSeconds / (Double(bytes) / 1e9) : 0
-            return String(format: "%-9@ bs=%-7d qd=%-3d MB/s=%8.1f IOPS=%8.0f lat_us p50=%d p99=%d max=%d cpu_s/GB=%.2f errors=%d",
+            return String(format: "%-9@ bs=%d qd=%d MB/s=%.1f IOPS=%.0f lat_us p50=%d p99=%d max=%d cpu_s/GB=%.2f errors=%d",
                           name as NSString, blockSize, depth, mbps, Double(ops) / elapsed, pct(0.5), pct(0.99),
                           Int(sorted.last ?? 0), cpuPerGB, errors)
         }
