@@ -58,6 +58,25 @@ struct EngineLab {
         }
     }
 
+    /// An engine behind a switch (see `Lab.switched`), started at `start`.
+    static func switched(mtu: Int, portMTU: Int, onLog: (@Sendable (String) -> Void)? = nil)
+        throws -> (EngineLab, Lab.Switched)
+    {
+        let lab = try Lab()
+        do {
+            let net = try lab.switched(mtu: mtu, portMTU: portMTU)
+            let file = try lab.sparseFile("e10.3.img", size: 1 << 30)
+            let v = try lab.startVblade(shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace,
+                                        file: file)
+            let engine = Engine(links: [try PacketLink(interface: net.initiator)], onLog: onLog)
+            engine.start()
+            return (EngineLab(lab: lab, file: file, vblades: [v], engine: engine, initiators: [net.initiator]), net)
+        } catch {
+            lab.teardown()
+            throw error
+        }
+    }
+
     func tearDown() {
         engine.shutdown()
         lab.teardown()
@@ -181,16 +200,10 @@ struct EngineLabTests {
 
     @Test("jumbo black hole: I/O works at 1024-byte payloads, found in under 2 s, logged")
     func jumboBlackHole() throws {
-        let lab = try Lab()
-        defer { lab.teardown() }
-        let net = try lab.switched(mtu: 9000, portMTU: 1500)
-        let file = try lab.sparseFile("e10.3.img", size: 1 << 30)
-        let v = try lab.startVblade(shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace, file: file)
         let start = ContinuousClock.now
-        let engine = Engine(links: [try PacketLink(interface: net.initiator)])
-        let l = EngineLab(lab: lab, file: file, vblades: [v], engine: engine, initiators: [net.initiator])
-        defer { engine.shutdown() }
-        engine.start()
+        let (l, net) = try EngineLab.switched(mtu: 9000, portMTU: 1500)
+        defer { l.tearDown() }
+        let (lab, engine) = (l.lab, l.engine)
         try l.waitUp()
         #expect(ContinuousClock.now - start < .seconds(2), "settled in \(ContinuousClock.now - start)")
         #expect(l.target?.payload == 1024)
@@ -202,16 +215,10 @@ struct EngineLabTests {
 
     @Test("the switch drops to MTU 1500 in the middle of a 512 MiB write, which completes intact")
     func liveFallBack() throws {
-        let lab = try Lab()
-        defer { lab.teardown() }
-        let net = try lab.switched(mtu: 9000, portMTU: 9000)
-        let file = try lab.sparseFile("e10.3.img", size: 1 << 30)
-        let v = try lab.startVblade(shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace, file: file)
         let log = Mutex<[String]>([])
-        let engine = Engine(links: [try PacketLink(interface: net.initiator)], onLog: { line in log.withLock { $0.append(line) } })
-        let l = EngineLab(lab: lab, file: file, vblades: [v], engine: engine, initiators: [net.initiator])
-        defer { engine.shutdown() }
-        engine.start()
+        let (l, net) = try EngineLab.switched(mtu: 9000, portMTU: 9000) { line in log.withLock { $0.append(line) } }
+        defer { l.tearDown() }
+        let lab = l.lab
         try l.waitUp()
         #expect(l.target?.payload == 8704)
         let total: UInt64 = 512 << 20
