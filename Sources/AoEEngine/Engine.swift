@@ -27,6 +27,7 @@ public final class Engine: Sendable {
     private let links: Mutex<[LinkID: any Link]>
     private let clock: any EngineClock
     private let onLog: (@Sendable (String) -> Void)?
+    private let observers = Mutex<[@Sendable (String) -> Void]>([])
     private let threadCount = Atomic<Int>(0)
     private let stopFlag = Atomic<Bool>(false)
     private let finished = Atomic<Int>(0)
@@ -182,6 +183,7 @@ public final class Engine: Sendable {
             }
         }
         if let onLog { for l in logs { onLog(l) } }
+        if !logs.isEmpty { for o in observers.withLock({ $0 }) { for l in logs { o(l) } } }
         for (c, r) in callbacks { c(r) }
     }
 
@@ -339,6 +341,30 @@ public final class Engine: Sendable {
     /// Link names by id.
     public var linkNames: [LinkID: String] { state.withLock { $0.core.linkNames } }
 
+    /// The tunables in force.
+    public var configuration: EngineConfiguration { state.withLock { $0.core.configuration } }
+
+    /// Limits traffic to the links named (nil or empty: all), like Linux's `aoe_iflist`.
+    /// - Returns: the names that are not links of this engine (nothing is changed then).
+    public func setAllowedInterfaces(_ names: [String]?) -> [String] {
+        let now = clock.now()
+        var unknown: [String] = []
+        let actions = withCore { core, out in
+            let known = core.linkNames
+            unknown = (names ?? []).filter { n in !known.values.contains(n) }
+            guard unknown.isEmpty else { return }
+            let allowed = (names ?? []).isEmpty ? nil : Set(known.filter { names!.contains($0.value) }.map(\.key))
+            core.setAllowedLinks(allowed, now: now, &out)
+        }
+        perform(actions)
+        return unknown
+    }
+
+    /// The allow-list in force (empty: all links).
+    public var allowedInterfaces: [String] {
+        state.withLock { s in s.core.allowedLinks.map { ids in ids.compactMap { s.core.linkNames[$0] }.sorted() } ?? [] }
+    }
+
     /// Broadcasts Query Config (all targets, or one shelf.slot).
     public func discover(_ target: TargetAddress = .broadcast) {
         let now = clock.now()
@@ -355,6 +381,14 @@ public final class Engine: Sendable {
     public func remove(_ target: TargetAddress) {
         perform(withCore { core, out in core.remove(target, &out) })
     }
+
+    /// Calls `observer` (outside the lock) with every diagnostic line from now on.
+    public func addLogObserver(_ observer: @escaping @Sendable (String) -> Void) {
+        observers.withLock { $0.append(observer) }
+    }
+
+    /// Adds a diagnostic line of the caller's (a bad control-file write) to the log.
+    public func note(_ line: String) { perform([.log(line)]) }
 
     /// Diagnostic lines with a sequence number above `after` (the `etherd/err` ring).
     public func errorLines(after: UInt64) -> [(UInt64, String)] { state.withLock { $0.errors.lines(after: after) } }

@@ -132,6 +132,9 @@ public struct EngineCore: Sendable {
         var mac: MACAddress
         var mtu: Int
         var up = true
+        /// False when the allow-list excludes this link.
+        var allowed = true
+        var usable: Bool { up && allowed }
     }
 
     /// Adds an interface and broadcasts a Query Config on it.
@@ -154,10 +157,21 @@ public struct EngineCore: Sendable {
     /// Names of the links, by id.
     public var linkNames: [LinkID: String] { links.mapValues(\.name) }
 
+    /// The links AoE may use (nil: all), Linux `aoe_iflist`.
+    public private(set) var allowedLinks: Set<LinkID>?
+
+    /// Restricts traffic to `allowed` (nil: all links) and asks the newly allowed links for targets.
+    public mutating func setAllowedLinks(_ allowed: Set<LinkID>?, now: Instant, _ out: inout [EngineAction]) {
+        allowedLinks = allowed
+        for id in links.keys { links[id]!.allowed = allowed?.contains(id) ?? true }
+        discover(now: now, &out)
+        out.append(.log("interfaces: \(allowed.map { $0.compactMap { links[$0]?.name }.sorted().joined(separator: " ") } ?? "all")"))
+    }
+
     /// Broadcasts a Query Config on every link: for all targets, or only `target`
     /// (a shelf with slot 0xff asks a whole shelf).
     public mutating func discover(_ target: TargetAddress = .broadcast, now: Instant, _ out: inout [EngineAction]) {
-        for id in links.keys.sorted() where links[id]!.up { broadcastQuery(on: id, target: target, &out) }
+        for id in links.keys.sorted() where links[id]!.usable { broadcastQuery(on: id, target: target, &out) }
     }
 
     mutating func broadcastQuery(on link: LinkID, target: TargetAddress, _ out: inout [EngineAction]) {
@@ -184,6 +198,7 @@ public struct EngineCore: Sendable {
     /// Handles one received frame.
     public mutating func receive(_ bytes: UnsafeRawBufferPointer, on link: LinkID, now: Instant,
                                  _ out: inout [EngineAction]) {
+        guard links[link]?.allowed ?? false else { return }  // not on the allow-list
         guard let header = try? AoEHeader(decoding: bytes), header.isResponse else {
             malformedFrames += 1
             return
@@ -502,15 +517,15 @@ public struct EngineCore: Sendable {
     }
 
     func usable(_ p: PathState, now: Instant) -> Bool {
-        (links[p.link]?.up ?? false) && (p.setAsideUntil.map { now >= $0 } ?? true)
+        (links[p.link]?.usable ?? false) && (p.setAsideUntil.map { now >= $0 } ?? true)
     }
 
     mutating func choosePath(_ t: inout TargetEntry, avoiding: Int?) -> Int? {
         let n = t.paths.count
         guard n > 0 else { return nil }
-        let healthy = t.paths.indices.filter { t.paths[$0].setAsideUntil == nil && (links[t.paths[$0].link]?.up ?? false) }
+        let healthy = t.paths.indices.filter { t.paths[$0].setAsideUntil == nil && (links[t.paths[$0].link]?.usable ?? false) }
         // Set-aside paths are used only when no healthy one exists (Linux: tainted targets).
-        let candidates = healthy.isEmpty ? t.paths.indices.filter { links[t.paths[$0].link]?.up ?? false } : healthy
+        let candidates = healthy.isEmpty ? t.paths.indices.filter { links[t.paths[$0].link]?.usable ?? false } : healthy
         for k in 0..<n {
             let i = (t.roundRobin + k) % n
             guard candidates.contains(i), t.paths[i].outstanding < t.paths[i].window.size else { continue }
@@ -695,7 +710,7 @@ public struct EngineCore: Sendable {
             }
             t.paths[path].lossesSinceAnswer += 1
             let healthyOthers = t.paths.indices.contains {
-                $0 != path && t.paths[$0].setAsideUntil == nil && (links[t.paths[$0].link]?.up ?? false)
+                $0 != path && t.paths[$0].setAsideUntil == nil && (links[t.paths[$0].link]?.usable ?? false)
             }
             if t.paths[path].lossesSinceAnswer > 2 * t.paths[path].window.limit, healthyOthers,
                 t.paths[path].setAsideUntil == nil, let l = links[t.paths[path].link]
@@ -733,7 +748,7 @@ public struct EngineCore: Sendable {
             if t.state == .down, now >= t.nextDownQuery {
                 t.nextDownQuery = now + configuration.downQueryInterval
                 targets[address] = t
-                for id in links.keys.sorted() where links[id]!.up { broadcastQuery(on: id, target: address, &out) }
+                for id in links.keys.sorted() where links[id]!.usable { broadcastQuery(on: id, target: address, &out) }
                 continue
             }
             targets[address] = t
@@ -828,7 +843,7 @@ public struct EngineCore: Sendable {
                     link: p.link, interface: links[p.link]?.name ?? "?", mac: p.mac, payload: p.negotiator.payload,
                     mtu: links[p.link]?.mtu ?? p.mtu, rtt: p.rtt.smoothed, rto: p.rtt.timeout, outstanding: p.outstanding,
                     window: p.window.size, sent: p.sent, lost: p.lost,
-                    state: !(links[p.link]?.up ?? false) ? "link-down"
+                    state: !(links[p.link]?.usable ?? false) ? "link-down"
                         : p.setAsideUntil != nil ? "set-aside" : p.negotiator.isSettled ? "ok" : "probing")
             }
             let usablePaths = paths.filter { $0.state != "link-down" && $0.state != "set-aside" }

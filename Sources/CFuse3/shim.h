@@ -5,4 +5,13 @@
 #define AOEFS_CFUSE3_SHIM_H
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+// fuse_file_info's flags are C bitfields; small setters keep the Swift side obvious.
+static inline void aoefs_fi_set_direct_io(struct fuse_file_info *fi, int on) { fi->direct_io = on ? 1 : 0; }
+static inline void aoefs_fi_set_nonseekable(struct fuse_file_info *fi, int on) { fi->nonseekable = on ? 1 : 0; }
+
+// umount2 with MNT_DETACH: how a session is told to go away from any thread (pitfall 13).
+static inline int aoefs_umount_detach(const char *path) { return umount2(path, MNT_DETACH); }
 #endif

@@ -23,7 +23,6 @@ struct NetworkOptions: ParsableArguments {
     var verbose = false
 
     func validate() throws {
-        if interfaces.isEmpty { throw ValidationError("give at least one --iface (e.g. --iface eth1)") }
         if deadsecs < 0 { throw ValidationError("--deadsecs must be 0 or more") }
         if maxout < 1 { throw ValidationError("--maxout must be at least 1") }
         if let m = maxdata, m < 512 || m % 512 != 0 { throw ValidationError("--maxdata must be a multiple of 512") }
@@ -38,9 +37,15 @@ struct NetworkOptions: ParsableArguments {
     }
 
     /// Opens the links and starts an engine on them; exits with a one-line error on failure.
-    func startEngine() throws -> Engine {
+    func startEngine(defaultToAllEthernet: Bool = false) throws -> Engine {
+        var names = interfaces
+        if names.isEmpty {
+            guard defaultToAllEthernet else { throw ValidationError("give at least one --iface (e.g. --iface eth1)") }
+            names = allEthernetInterfaces()
+            if names.isEmpty { throw CLIError("no Ethernet interface is up; give one with --iface") }
+        }
         var links: [any Link] = []
-        for name in interfaces {
+        for name in names {
             do { links.append(try PacketLink(interface: name)) } catch { throw CLIError("\(error)") }
         }
         var log: (@Sendable (String) -> Void)?
@@ -75,3 +80,14 @@ func gigabytes(_ bytes: UInt64) -> String {
 }
 
 func pad(_ s: String, _ width: Int) -> String { s.count >= width ? s : s + String(repeating: " ", count: width - s.count) }
+
+/// Every Ethernet interface that is up (what Linux's aoe uses when aoe_iflist is empty).
+func allEthernetInterfaces() -> [String] {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/class/net")) ?? []
+    return names.sorted().filter { n in
+        let type = (try? String(contentsOfFile: "/sys/class/net/\(n)/type", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        let flags = (try? String(contentsOfFile: "/sys/class/net/\(n)/flags", encoding: .utf8))
+            .flatMap { UInt32($0.trimmingCharacters(in: .whitespacesAndNewlines).dropFirst(2), radix: 16) } ?? 0
+        return type == "1" && flags & 1 != 0 && n != "lo"
+    }
+}

@@ -1,0 +1,112 @@
+import AoEEngine
+import AoEProtocol
+
+/// Everything in the mounted tree (DESIGN §2).
+enum Node: Hashable, Sendable {
+    case root
+    case sysDir
+    case etherdDir
+    /// `eS.L`: the whole target as a raw image.
+    case image(TargetAddress)
+    /// `sys/eS.L/`.
+    case targetDir(TargetAddress)
+    /// `sys/eS.L/<file>`.
+    case targetFile(TargetAddress, SysFile)
+    /// `etherd/<file>`.
+    case control(ControlFile)
+}
+
+/// The files of `sys/eS.L/`, in Linux sysfs and Solaris kstat wording.
+enum SysFile: String, CaseIterable, Sendable {
+    case state, mac, netif, fwver, payload, ident, config, paths, stats, conf
+}
+
+/// The control files of `etherd/`, modelled on Linux's /dev/etherd.
+enum ControlFile: String, CaseIterable, Sendable {
+    case discover, interfaces, err, revalidate, flush
+}
+
+/// Stable inode numbers: 1 root, 2 sys, 3 etherd, then one per node on first sight (never reused,
+/// so a target that comes back gets its old numbers).
+struct InodeTable: Sendable {
+    private var byNode: [Node: UInt64] = [.root: 1, .sysDir: 2, .etherdDir: 3]
+    private var byInode: [UInt64: Node] = [1: .root, 2: .sysDir, 3: .etherdDir]
+    private var next: UInt64 = 4
+
+    mutating func inode(_ n: Node) -> UInt64 {
+        if let i = byNode[n] { return i }
+        let i = next
+        next += 1
+        byNode[n] = i
+        byInode[i] = n
+        return i
+    }
+
+    func node(_ inode: UInt64) -> Node? { byInode[inode] }
+}
+
+/// Renders the pseudo-files. Pure: a snapshot in, text out.
+enum Render {
+    /// "up", "down", or "down,closewait" when an image is held open while down (Linux wording).
+    static func state(_ t: TargetSnapshot, openCount: Int) -> String {
+        switch t.state {
+        case .up: "up\n"
+        case .down, .identifying: openCount > 0 ? "down,closewait\n" : "down\n"
+        }
+    }
+
+    static func file(_ f: SysFile, _ t: TargetSnapshot, configuration c: EngineConfiguration, openCount: Int) -> String {
+        switch f {
+        case .state: return state(t, openCount: openCount)
+        case .mac: return (t.paths.first?.mac.compactHex ?? "none") + "\n"
+        case .netif:
+            var seen: [String] = []
+            for p in t.paths where !seen.contains(p.interface) { seen.append(p.interface) }
+            return (seen.isEmpty ? "none" : seen.joined(separator: ",")) + "\n"
+        case .fwver: return "0x" + String(format04x(t.config?.firmwareVersion ?? 0)) + "\n"
+        case .payload: return "\(t.payload)\n"
+        case .ident:
+            guard let id = t.identity else { return "" }
+            return "model: \(id.model)\nserial: \(id.serial)\nfirmware: \(id.firmware)\n"
+                + "lba48: \(id.supportsLBA48 ? "yes" : "no")\nsectors: \(id.sectors)\n"
+        case .config:
+            return String(decoding: t.config?.configString ?? [], as: UTF8.self) + "\n"
+        case .paths:
+            var lines = ["netif mac payload mtu rtt_us rto_us outstanding window sent lost state"]
+            for p in t.paths {
+                lines.append([p.interface, p.mac.compactHex, String(p.payload), String(p.mtu),
+                              String(p.rtt?.microseconds ?? 0), String(p.rto.microseconds), String(p.outstanding),
+                              String(p.window), String(p.sent), String(p.lost), p.state].joined(separator: " "))
+            }
+            return lines.joined(separator: "\n") + "\n"
+        case .stats:
+            let k = t.counters
+            let rtts = t.paths.compactMap(\.rtt)
+            let avg = rtts.isEmpty ? 0 : rtts.map(\.microseconds).reduce(0, +) / UInt64(rtts.count)
+            let rows: [(String, UInt64)] = [
+                ("atarcv", k.atarcv), ("atasnd", k.atasnd), ("erraoe", k.erraoe), ("errata", k.errata),
+                ("errtimeout", k.errtimeout), ("errtrunc", k.errtrunc), ("errwmsg", k.errwmsg), ("retries", k.retries),
+                ("softerr", k.softerr), ("bytes_read", k.bytesRead), ("bytes_written", k.bytesWritten),
+                ("reads", k.reads), ("writes", k.writes), ("flushes", k.flushes), ("rmw_ops", k.rmwOps),
+                ("rtt_avg_us", avg), ("rtt_dev_us", 0), ("rto_us", t.paths.first?.rto.microseconds ?? 0),
+                ("window", UInt64(t.window)), ("outstanding", UInt64(t.outstanding)), ("probes", k.probes),
+                ("lost_jumbo", k.lostJumbo),
+            ]
+            return rows.map { "\($0.0) \($0.1)" }.joined(separator: "\n") + "\n"
+        case .conf:
+            let sectors = t.identity?.sectors ?? 0
+            let rows: [(String, String)] = [
+                ("cylsize", "16065"),  // 255 heads × 63 sectors, the fake geometry Linux reports
+                ("maxbuf", String(t.config?.bufferCount ?? 0)), ("maxdata", String(t.payload)),
+                ("mibsize", String(sectors / 2048)), ("timeout", String(c.deadsecs)),
+                ("maxout", String(c.maxOutstanding)), ("deadsecs", String(c.deadsecs)),
+            ]
+            return rows.map { "\($0.0) \($0.1)" }.joined(separator: "\n") + "\n"
+        }
+    }
+
+    static func format04x(_ v: UInt16) -> String {
+        let h = String(v, radix: 16)
+        return String(repeating: "0", count: max(0, 4 - h.count)) + h
+    }
+}

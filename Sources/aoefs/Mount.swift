@@ -1,0 +1,119 @@
+import AoEEngine
+import AoEFUSE
+import AoELinux
+import AoEProtocol
+import ArgumentParser
+import Foundation
+
+struct Mount: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Discover AoE targets and serve them as files under MOUNTPOINT.",
+        discussion: """
+            Each target appears as a raw image, MOUNTPOINT/eS.L (shelf S, slot L), beside
+            sys/eS.L/ (state, mac, netif, fwver, payload, ident, config, paths, stats, conf) and
+            etherd/ (discover, interfaces, err, revalidate, flush). Without -f the command
+            returns once the mount is usable and a daemon serves it; unmount with
+            `fusermount3 -u MOUNTPOINT` or `umount MOUNTPOINT`.
+
+            Examples:
+              aoefs mount /mnt/aoe --iface eth1
+              dd if=/mnt/aoe/e10.3 of=/dev/null bs=1M
+              cat /mnt/aoe/sys/e10.3/stats
+            """)
+
+    @Argument(help: "An existing, empty directory.")
+    var mountpoint: String
+
+    @OptionGroup var network: NetworkOptions
+
+    @Flag(name: .short, help: "Stay in the foreground (do not daemonise).")
+    var foreground = false
+
+    @Option(name: .short, help: ArgumentHelp("A FUSE mount option (e.g. allow_other).", valueName: "FUSEOPT"))
+    var options: [String] = []
+
+    @Option(help: "Seconds to wait for targets before serving (they may also appear later).")
+    var wait: Double = 3
+
+    func validate() throws {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: mountpoint, isDirectory: &isDir) else {
+            throw ValidationError("\(mountpoint): no such directory")
+        }
+        guard isDir.boolValue else { throw ValidationError("\(mountpoint): not a directory") }
+        if let mounts = try? String(contentsOfFile: "/proc/mounts", encoding: .utf8),
+            let real = URL(fileURLWithPath: mountpoint).resolvingSymlinksInPath().path as String?,
+            mounts.split(separator: "\n").contains(where: { $0.split(separator: " ").dropFirst().first.map(String.init) == real })
+        {
+            throw ValidationError("\(mountpoint): something is already mounted there")
+        }
+    }
+
+    func run() throws {
+        if foreground { return try serve(ready: nil) }
+        // Daemonise before any thread exists: the child serves and reports readiness (or the
+        // reason it could not mount) through a pipe; the parent waits for that one line.
+        var fds: [Int32] = [0, 0]
+        // Close-on-exec: libfuse's fusermount3 watchdog (auto_unmount) must not inherit the write end.
+        guard pipe(&fds) == 0 else { throw CLIError("pipe: \(String(cString: strerror(errno)))") }
+        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+        let pid = fork()
+        if pid < 0 { throw CLIError("fork: \(String(cString: strerror(errno)))") }
+        if pid > 0 {
+            close(fds[1])
+            // One line: "ok", or the reason the mount failed.
+            var line: [UInt8] = []
+            var byte: UInt8 = 0
+            while read(fds[0], &byte, 1) == 1 && byte != 0x0A { line.append(byte) }
+            close(fds[0])
+            let text = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            if text == "ok" { return }
+            throw CLIError(text.isEmpty ? "the daemon died before the mount was ready" : text)
+        }
+        close(fds[0])
+        setsid()
+        let null = open("/dev/null", O_RDWR)
+        dup2(null, 0)
+        dup2(null, 1)
+        if !network.verbose { dup2(null, 2) }
+        do {
+            try serve(ready: fds[1])
+        } catch {
+            let line = "\(error)\n"
+            _ = line.withCString { write(fds[1], $0, strlen($0)) }
+            Foundation.exit(1)
+        }
+        Foundation.exit(0)
+    }
+
+    /// Starts the engine, mounts, reports readiness, serves until unmounted or signalled, then
+    /// drains in-flight writes and tears down.
+    func serve(ready: Int32?) throws {
+        let engine = try network.startEngine(defaultToAllEthernet: true)
+        let start = ContinuousClock.now
+        while ContinuousClock.now - start < .milliseconds(Int64(wait * 1000)) {
+            let ts = engine.targets()
+            if !ts.isEmpty && ts.allSatisfy({ t in t.state != .identifying && t.paths.allSatisfy { $0.state != "probing" } }) {
+                break
+            }
+            usleep(20_000)
+        }
+        let fs = AoEFileSystem(engine: engine, mountpoint: mountpoint)
+        engine.addLogObserver { [weak fs] _ in fs?.logged() }
+        do {
+            try fs.mount(options: options)
+        } catch {
+            engine.shutdown()
+            throw CLIError("\(error)")
+        }
+        fs.handleSignals()
+        if let ready {
+            _ = "ok\n".withCString { write(ready, $0, 3) }
+            close(ready)
+        }
+        fs.run()
+        fs.teardown()
+        engine.shutdown()
+    }
+}
