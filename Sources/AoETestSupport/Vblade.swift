@@ -7,7 +7,7 @@ import Glibc
 
 /// A vblade process (the Debian package's AoE target) serving a file in a lab namespace.
 ///
-/// Started through `ip netns exec`, which execs vblade in place, so the PID we hold is
+/// Started through `nsenter --net`, which execs vblade in place, so the PID we hold is
 /// vblade's own: we stop only what we started, by PID.
 public final class Vblade: @unchecked Sendable {
     // @unchecked: `process` is guarded by `lock`.
@@ -41,8 +41,11 @@ public final class Vblade: @unchecked Sendable {
             let fd = open(logURL.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
             guard fd >= 0 else { throw LabError("cannot open \(logURL.path)") }
             defer { close(fd) }
-            let p = try ChildProcess((namespace.map { ["ip", "netns", "exec", $0] } ?? []) + ["vblade"] + arguments,
-                                     stdout: fd, stderr: fd)
+            // nsenter --net, not `ip netns exec`: the latter also makes a private mount namespace
+            // holding a copy of every mount, so a FUSE mount made before vblade started would
+            // outlive its unmount (the daemon never sees the connection close) until vblade exits.
+            let enter = namespace.map { ["nsenter", "--net=/run/netns/\($0)"] } ?? []
+            let p = try ChildProcess(enter + ["vblade"] + arguments, stdout: fd, stderr: fd)
             lab.record("pid \(p.pid) vblade")
             current = p
         }

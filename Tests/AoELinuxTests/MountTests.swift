@@ -1,0 +1,299 @@
+import AoETestSupport
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs a shell command line; returns (status, stdout+stderr). Test helper for user-level steps.
+func sh(_ line: String) throws -> (status: Int32, out: String) {
+    var fds: [Int32] = [0, 0]
+    _ = pipe(&fds)
+    let p = try ChildProcess(["/bin/bash", "-c", line], stdout: fds[1], stderr: fds[1])
+    close(fds[1])
+    let data = FileHandle(fileDescriptor: fds[0], closeOnDealloc: true).readDataToEndOfFile()
+    p.wait()
+    return (p.exitCode ?? -1, String(decoding: data, as: UTF8.self))
+}
+
+/// `sh` that must succeed.
+@discardableResult
+func must(_ line: String) throws -> String {
+    let r = try sh(line)
+    guard r.status == 0 else { throw LabFailure("`\(line)` exited \(r.status): \(r.out)") }
+    return r.out
+}
+
+func mounted(_ path: String) -> Bool {
+    ((try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? "").contains(" \(path) fuse.aoefs ")
+}
+
+/// A lab with vblade serving e10.3 and `aoefs mount -f` (our child, by PID) on a temp directory.
+final class MountLab: @unchecked Sendable {
+    // @unchecked: set up once in init, torn down once.
+    let lab: Lab
+    let net: Lab.Direct
+    let file: URL
+    var vblades: [Vblade] = []
+    let mnt: String
+    var daemon: ChildProcess?
+
+    init(mtu: Int = 9000, size: UInt64 = 1 << 30, flags: [String] = [], mountArgs: [String] = []) throws {
+        lab = try Lab()
+        do {
+            net = try lab.direct(mtu: mtu)
+            file = try lab.sparseFile("e10.3.img", size: size)
+            vblades.append(try lab.startVblade(shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace,
+                                               file: file, flags: flags))
+            mnt = lab.directory.appendingPathComponent("mnt").path
+            try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
+            let exe = productsDirectory().appendingPathComponent("aoefs").path
+            let logFD = open(lab.directory.appendingPathComponent("aoefs.log").path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+            defer { close(logFD) }
+            daemon = try ChildProcess([exe, "mount", mnt, "--iface", net.initiator, "-f", "-v"] + mountArgs,
+                                      stdout: logFD, stderr: logFD)
+            let deadline = ContinuousClock.now + .seconds(15)
+            while !mounted(mnt) {
+                guard ContinuousClock.now < deadline, daemon!.isRunning else {
+                    throw LabFailure("aoefs mount did not come up: \(self.log(of: lab))")
+                }
+                usleep(20_000)
+            }
+        } catch {
+            lab.teardown()
+            throw error
+        }
+    }
+
+    func log(of lab: Lab) -> String {
+        (try? String(contentsOf: lab.directory.appendingPathComponent("aoefs.log"), encoding: .utf8)) ?? ""
+    }
+
+    var image: String { mnt + "/e10.3" }
+    func sys(_ f: String) throws -> String { try String(contentsOfFile: mnt + "/sys/e10.3/" + f, encoding: .utf8) }
+    func stat(_ name: String) throws -> Int {
+        Int(try sys(name == "" ? "stats" : "stats").split(separator: "\n").first { $0.hasPrefix(name + " ") }?
+            .split(separator: " ").last ?? "") ?? -1
+    }
+
+    func tearDown() {
+        if mounted(mnt) { _ = try? sh("fusermount3 -u \(mnt) || umount -l \(mnt)") }
+        if let d = daemon, !d.wait(upTo: .seconds(20)) {
+            d.signal(SIGKILL)
+            d.wait()
+        }
+        lab.teardown()
+    }
+}
+
+@Suite("The mount", .serialized, .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
+struct MountTests {
+    @Test("ls shows the image; stat gives the capacity; a second target appears after discover")
+    func listingAndDiscover() throws {
+        let m = try MountLab(size: 3 << 30)
+        defer { m.tearDown() }
+        #expect(try must("ls \(m.mnt)").split(separator: "\n") == ["e10.3", "etherd", "sys"])
+        #expect(try must("stat -c %s \(m.image)").trimmingCharacters(in: .whitespacesAndNewlines) == String(3 << 30))
+        let f2 = try m.lab.sparseFile("e10.4.img", size: 1 << 30)
+        _ = try m.lab.startVblade(shelf: 10, slot: 4, interface: m.net.target, namespace: m.net.targetNamespace, file: f2)
+        let start = ContinuousClock.now
+        try must("echo > \(m.mnt)/etherd/discover")
+        while !(try must("ls \(m.mnt)")).contains("e10.4") && ContinuousClock.now - start < .seconds(5) { usleep(50_000) }
+        #expect(ContinuousClock.now - start < .seconds(2), "e10.4 appeared in \(ContinuousClock.now - start)")
+        #expect(try must("stat -c %s \(m.mnt)/e10.4").trimmingCharacters(in: .whitespacesAndNewlines) == String(1 << 30))
+    }
+
+    @Test("dd 512 MiB, buffered and direct: what was written, read and stored agree (sha256)")
+    func ddRoundTrip() throws {
+        let m = try MountLab()
+        defer { m.tearDown() }
+        let src = m.lab.directory.appendingPathComponent("src.bin").path
+        for (wflag, rflag) in [("", ""), ("oflag=direct", "iflag=direct")] {
+            try must("head -c \(512 << 20) /dev/urandom > \(src)")
+            let want = try must("sha256sum < \(src)").prefix(64)
+            try must("dd if=\(src) of=\(m.image) bs=1M conv=notrunc,nocreat \(wflag) status=none && sync")
+            #expect(try must("dd if=\(m.image) bs=1M count=512 \(rflag) status=none | sha256sum").prefix(64) == want,
+                    "read back through the mount (\(wflag.isEmpty ? "buffered" : "direct"))")
+            #expect(try must("head -c \(512 << 20) \(m.file.path) | sha256sum").prefix(64) == want, "the backing file")
+        }
+        #expect(try m.stat("bytes_written") >= 1 << 30)
+        #expect(try m.stat("atasnd") > 100_000 / 2)
+    }
+
+    @Test("losetup, mkfs.ext4, mount, copy files, fsck clean, remount and compare")
+    func filesystemOnALoopDevice() throws {
+        let m = try MountLab()
+        defer { m.tearDown() }
+        let loop = try must("losetup -fP --show \(m.image)").trimmingCharacters(in: .whitespacesAndNewlines)
+        defer { _ = try? sh("losetup -d \(loop)") }
+        let fsdir = m.lab.directory.appendingPathComponent("ext4").path
+        let tree = m.lab.directory.appendingPathComponent("tree").path
+        try must("mkfs.ext4 -q -F \(loop)")
+        try must("mkdir -p \(fsdir) \(tree)/a/b && for i in $(seq 50); do head -c $((i * 7919)) /dev/urandom > \(tree)/a/f$i; done"
+                 + " && head -c 20000000 /dev/urandom > \(tree)/a/b/big")
+        try must("mount \(loop) \(fsdir) && cp -a \(tree) \(fsdir)/ && umount \(fsdir)")
+        let fsck = try sh("fsck.ext4 -fn \(loop)")
+        #expect(fsck.status == 0, "fsck: \(fsck.out)")
+        try must("mount \(loop) \(fsdir)")
+        let diff = try sh("diff -r \(tree) \(fsdir)/tree")
+        _ = try? sh("umount \(fsdir)")
+        #expect(diff.status == 0, "\(diff.out)")
+    }
+
+    @Test("unaligned writes, alone and from several processes at once, read back exactly")
+    func unalignedWrites() throws {
+        let m = try MountLab(size: 256 << 20)
+        defer { m.tearDown() }
+        let blob = m.lab.directory.appendingPathComponent("blob").path
+        try must("head -c 100000 /dev/urandom > \(blob)")
+        try must("dd if=\(blob) of=\(m.image) bs=1000 seek=7 conv=notrunc,nocreat status=none")
+        #expect(try must("dd if=\(m.image) bs=1000 skip=7 count=100 status=none | cmp - \(blob) && echo same") == "same\n")
+        // 8 writers, each 333 bytes at 1000·k + 17, all inside the same few sectors.
+        var script = ""
+        for k in 0..<8 {
+            script += "python3 -c \"import os; fd=os.open('\(m.image)', os.O_WRONLY); "
+                + "os.pwrite(fd, bytes([\(k + 1)])*333, 3_000_017 + \(k) * 400)\" & "
+        }
+        try must(script + "wait")
+        let check = try must("python3 -c \"import os; fd=os.open('\(m.image)', os.O_RDONLY); d=os.pread(fd, 3200, 3_000_017); "
+                             + "print(all(d[k*400:k*400+333]==bytes([k+1])*333 for k in range(8)))\"")
+        #expect(check == "True\n")
+        #expect(try m.stat("rmw_ops") >= 8)
+    }
+
+    @Test("every sys file has its format; counters grow by what was done; conf maxbuf is vblade's -b")
+    func sysFiles() throws {
+        let m = try MountLab(flags: ["-b", "12"])
+        defer { m.tearDown() }
+        #expect(try m.sys("state") == "up\n")
+        #expect(try m.sys("mac").range(of: "^[0-9a-f]{12}\n$", options: .regularExpression) != nil)
+        #expect(try m.sys("netif") == m.net.initiator + "\n")
+        #expect(try m.sys("fwver") == "0x4019\n")
+        #expect(try m.sys("payload") == "8704\n")
+        let ident = try m.sys("ident")
+        for key in ["model: ", "serial: ", "firmware: ", "lba48: yes", "sectors: \(1 << 21)"] { #expect(ident.contains(key)) }
+        let paths = try m.sys("paths").split(separator: "\n")
+        #expect(paths.first == "netif mac payload mtu rtt_us rto_us outstanding window sent lost state")
+        #expect(paths.count == 2 && paths[1].split(separator: " ").count == 11)
+        let conf = try m.sys("conf")
+        #expect(conf.contains("maxbuf 12\n") && conf.contains("maxdata 8704\n") && conf.contains("deadsecs 180\n"))
+        let names = try m.sys("stats").split(separator: "\n").map { $0.split(separator: " ")[0] }
+        #expect(names.prefix(9) == ["atarcv", "atasnd", "erraoe", "errata", "errtimeout", "errtrunc", "errwmsg", "retries", "softerr"])
+        let sent0 = try m.stat("atasnd"), recv0 = try m.stat("atarcv"), written0 = try m.stat("bytes_written")
+        try must("dd if=/dev/zero of=\(m.image) bs=1M count=8 oflag=direct conv=notrunc,nocreat status=none")
+        #expect(try m.stat("bytes_written") - written0 == 8 << 20)
+        #expect(try m.stat("atasnd") - sent0 >= (8 << 20) / 8704)
+        #expect(try m.stat("atarcv") - recv0 >= (8 << 20) / 8704)
+        #expect(try m.stat("writes") >= 8)
+    }
+
+    @Test("etherd: interfaces round-trips and rejects unknown names; revalidate shows a grown disk; err blocks")
+    func controls() throws {
+        let m = try MountLab(size: 1 << 30, mountArgs: ["--deadsecs", "3"])
+        defer { m.tearDown() }
+        try must("echo \(m.net.initiator) > \(m.mnt)/etherd/interfaces")
+        #expect(try String(contentsOfFile: m.mnt + "/etherd/interfaces", encoding: .utf8) == m.net.initiator + "\n")
+        let bad = try sh("echo eth-nope > \(m.mnt)/etherd/interfaces")
+        #expect(bad.status != 0 && bad.out.contains("Invalid argument"))
+        let badReval = try sh("echo e99.9 > \(m.mnt)/etherd/revalidate")
+        #expect(badReval.status != 0)
+        // Grow the backing file; vblade must restart to see it; revalidate shows the new size.
+        try must("truncate -s 2G \(m.file.path)")
+        try m.vblades[0].restart()
+        try must("echo e10.3 > \(m.mnt)/etherd/revalidate")
+        let start = ContinuousClock.now
+        while try must("stat -c %s \(m.image)") != "\(2 << 30)\n" && ContinuousClock.now - start < .seconds(5) { usleep(50_000) }
+        #expect(try must("stat -c %s \(m.image)") == "\(2 << 30)\n")
+        // err: a read blocks until a line exists; a target going down writes one.
+        let errOut = m.lab.directory.appendingPathComponent("err.txt").path
+        // One read(2), as a reader of /dev/etherd/err does: it blocks until a line exists.
+        let reader = try ChildProcess(["/bin/sh", "-c", "dd if=\(m.mnt)/etherd/err bs=4096 count=1 status=none > \(errOut)"])
+        usleep(300_000)
+        #expect(reader.isRunning, "the read blocks while there is nothing to say")
+        m.vblades[0].kill()
+        _ = try? sh("dd if=\(m.image) of=/dev/null bs=4k count=1 iflag=direct status=none")
+        #expect(reader.wait(upTo: .seconds(15)))
+        #expect((try? String(contentsOfFile: errOut, encoding: .utf8))?.isEmpty == false)
+        #expect(try m.sys("state").hasPrefix("down"))
+        // flush "" removes the down, unused target's image.
+        try must("echo > \(m.mnt)/etherd/flush")
+        #expect(!(try must("ls \(m.mnt)")).contains("e10.3"))
+    }
+
+    @Test("fsync sends FLUSH CACHE on the wire and counts it")
+    func fsyncFlushes() throws {
+        let m = try MountLab()
+        defer { m.tearDown() }
+        let cap = m.lab.directory.appendingPathComponent("cap.pcap").path
+        let dump = try ChildProcess(["nsenter", "--net=/run/netns/\(m.net.targetNamespace)", "tcpdump", "-i", m.net.target, "-w", cap,
+                                     "-U", "ether proto 0x88a2"])
+        usleep(800_000)
+        let before = try m.stat("flushes")
+        try must("dd if=/dev/zero of=\(m.image) bs=4k count=4 conv=notrunc,nocreat,fsync status=none")
+        usleep(300_000)
+        dump.signal(SIGINT)
+        dump.wait()
+        #expect(try m.stat("flushes") > before)
+        let text = try must("tcpdump -n -vv -r \(cap) 2>/dev/null")
+        #expect(text.contains("Cmd/Status: 234") || text.contains("Cmd/Status: 231"), "0xea or 0xe7 on the wire")
+    }
+
+    @Test("vblade killed with --deadsecs 5: dd gets EIO within 10 s, state reads down, unmount works")
+    func deadTarget() throws {
+        let m = try MountLab(mountArgs: ["--deadsecs", "5"])
+        defer { m.tearDown() }
+        m.vblades[0].kill()
+        let start = ContinuousClock.now
+        let r = try sh("dd if=\(m.image) of=/dev/null bs=1M count=4 iflag=direct status=none")
+        #expect(r.status != 0 && r.out.contains("Input/output error"), "\(r.out)")
+        #expect(ContinuousClock.now - start < .seconds(10))
+        #expect(try m.sys("state").hasPrefix("down"))
+        try must("fusermount3 -u \(m.mnt)")
+        #expect(m.daemon!.wait(upTo: .seconds(10)))
+        #expect(!mounted(m.mnt))
+    }
+
+    @Test("SIGTERM during a write: the mount goes away, exit 0, acknowledged writes are on disk")
+    func sigtermDuringWrite() throws {
+        let m = try MountLab()
+        defer { m.tearDown() }
+        let aa = m.lab.directory.appendingPathComponent("aa.bin")
+        try Data(repeating: 0xAA, count: 1 << 20).write(to: aa)
+        // Each MiB is logged as done only after dd returned, i.e. after the write was acknowledged.
+        let writer = try ChildProcess(["/bin/sh", "-c",
+            "i=0; while [ $i -lt 400 ]; do dd if=\(aa.path) of=\(m.image) bs=1M seek=$i oflag=direct conv=notrunc,nocreat status=none || exit 1; echo $i >> \(m.lab.directory.path)/done; i=$((i+1)); done"])
+        usleep(1_500_000)
+        m.daemon!.signal(SIGTERM)
+        #expect(m.daemon!.wait(upTo: .seconds(30)))
+        #expect(m.daemon!.exitCode == 0)
+        #expect(!mounted(m.mnt))
+        writer.signal(SIGKILL)
+        writer.wait()
+        let done = ((try? String(contentsOfFile: m.lab.directory.path + "/done", encoding: .utf8)) ?? "")
+            .split(separator: "\n").compactMap { Int($0) }
+        #expect(!done.isEmpty)
+        let h = try FileHandle(forReadingFrom: m.file)
+        for i in done {
+            try h.seek(toOffset: UInt64(i) << 20)
+            #expect(try h.read(upToCount: 1 << 20) == Data(repeating: 0xAA, count: 1 << 20), "MiB \(i) acknowledged but not stored")
+        }
+    }
+
+    @Test("bad mountpoint, unknown interface, not root: one line, non-zero status, nothing mounted")
+    func badInput() throws {
+        let lab = try Lab()
+        defer { lab.teardown() }
+        let net = try lab.direct(mtu: 1500)
+        let mnt = lab.directory.appendingPathComponent("m").path
+        try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
+        let r1 = try aoefs(["mount", lab.directory.path + "/nope", "--iface", net.initiator])
+        #expect(r1.status != 0 && r1.err.hasPrefix("Error: ") && r1.err.contains("no such directory"))
+        let r2 = try aoefs(["mount", mnt, "--iface", "aoetnosuch1"])
+        #expect(r2.status != 0 && r2.err.contains("aoetnosuch1: no such network interface"))
+        let exe = productsDirectory().appendingPathComponent("aoefs").path
+        let r3 = try sh("setpriv --reuid=65534 --regid=65534 --clear-groups \(exe) mount \(mnt) --iface \(net.initiator) 2>&1")
+        #expect(r3.status != 0 && r3.out.contains("needs root or CAP_NET_RAW"), "\(r3.out)")
+        #expect(!mounted(mnt))
+    }
+}
