@@ -38,9 +38,10 @@ bench-tools: .build/aoe-raw-bench
 	@mkdir -p .build
 	$(CC) -O2 -o $@ $<
 
-## bench: the engine against the C yardstick in one lab, medians of 3 runs and ratios (root)
+## bench: the engine against the C yardstick, then the mount against the engine; medians and ratios (root)
 bench: deps
 	Benchmarks/engine-vs-yardstick.sh
+	Benchmarks/mount.sh
 
 ## lab-clean: remove lab namespaces and links left by a test run that was killed (SIGKILL)
 lab-clean:
