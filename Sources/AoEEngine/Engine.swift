@@ -341,6 +341,11 @@ public final class Engine: Sendable {
     /// Link names by id.
     public var linkNames: [LinkID: String] { state.withLock { $0.core.linkNames } }
 
+    /// A target's capacity in bytes, if it is identified: cheap, for every FUSE request.
+    public func capacity(of target: TargetAddress) -> UInt64? {
+        state.withLock { $0.core.capacity(of: target) }
+    }
+
     /// The tunables in force.
     public var configuration: EngineConfiguration { state.withLock { $0.core.configuration } }
 

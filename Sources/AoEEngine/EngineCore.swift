@@ -832,6 +832,9 @@ public struct EngineCore: Sendable {
         discover(address, now: now, &out)
     }
 
+    /// A target's capacity in bytes, if identified.
+    public func capacity(of address: TargetAddress) -> UInt64? { targets[address]?.identity?.capacity }
+
     /// Counts a read-modify-write (for `stats rmw_ops`).
     public mutating func noteReadModifyWrite(_ address: TargetAddress) { targets[address]?.counters.rmwOps += 1 }
 

@@ -54,6 +54,13 @@ public final class IOBuffer: @unchecked Sendable {
         owned = true
     }
 
+    /// Allocates `count` bytes without clearing them: for reads, whose every byte the engine
+    /// writes before completing successfully.
+    public init(uninitializedCount count: Int) {
+        bytes = .allocate(byteCount: max(count, 1), alignment: 4096)
+        owned = true
+    }
+
     /// Wraps memory someone else owns and keeps alive until completion (a FUSE buffer).
     public init(borrowing bytes: UnsafeMutableRawBufferPointer) {
         self.bytes = bytes

@@ -271,11 +271,10 @@ public final class AoEFileSystem: @unchecked Sendable {
         guard let n = node(ino) else { return r.error(ENOENT) }
         switch n {
         case .image(let t):
-            guard let s = snapshot(t) else { return r.error(ENODEV) }
-            let capacity = Int(s.identity!.capacity)
+            guard let capacity = engine.capacity(of: t).map({ Int($0) }) else { return r.error(ENODEV) }
             let count = max(0, min(size, capacity - offset))
             if count == 0 { return r.buffer(nil, 0) }
-            let buffer = IOBuffer(count: count)
+            let buffer = IOBuffer(uninitializedCount: count)
             track(+1)
             engine.read(t, offset: UInt64(offset), count: count, into: buffer) { [self] result in
                 switch result {
@@ -336,10 +335,10 @@ public final class AoEFileSystem: @unchecked Sendable {
         guard let n = node(ino) else { return r.error(ENOENT) }
         switch n {
         case .image(let t):
-            guard let s = snapshot(t) else { return r.error(ENODEV) }
-            if offset + data.count > Int(s.identity!.capacity) { return r.error(ENOSPC) }
+            guard let capacity = engine.capacity(of: t) else { return r.error(ENODEV) }
+            if offset + data.count > Int(capacity) { return r.error(ENOSPC) }
             // The FUSE buffer lives only during this callback (pitfall 7): copy it once.
-            let buffer = IOBuffer(count: data.count)
+            let buffer = IOBuffer(uninitializedCount: data.count)
             buffer.bytes.copyMemory(from: data)
             track(+1)
             let count = data.count

@@ -11,6 +11,15 @@ private func fs(_ req: fuse_req_t?) -> AoEFileSystem {
 /// (reference/swift-fuse-and-packet-notes.md, pitfall 3). Each closure captures nothing.
 func makeOperations() -> fuse_lowlevel_ops {
     var ops = fuse_lowlevel_ops()
+    ops.`init` = { _, conn in
+        guard let conn else { return }
+        // Let the kernel keep many direct I/O requests in flight (async DIO, and a background
+        // queue well above the default 12): without this a QD 32 reader runs at QD 1.
+        if conn.pointee.capable & UInt32(FUSE_CAP_ASYNC_DIO) != 0 { conn.pointee.want |= UInt32(FUSE_CAP_ASYNC_DIO) }
+        conn.pointee.max_background = 128
+        conn.pointee.congestion_threshold = 96
+        conn.pointee.max_write = 1 << 20
+    }
     ops.lookup = { req, parent, name in
         fs(req).lookup(Reply(req!), parent: parent, name: String(cString: name!))
     }
