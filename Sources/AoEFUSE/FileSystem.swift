@@ -432,12 +432,16 @@ public final class AoEFileSystem: @unchecked Sendable {
 }
 
 /// Carries an interrupt from libfuse back to the parked `etherd/err` reader.
+///
+/// libfuse may call the interrupt function while (or just after) the request is answered, so a
+/// box is not freed when its reader is answered: the last 4096 are kept, and older ones go.
 final class InterruptBox: @unchecked Sendable {
-    // @unchecked: immutable after creation; kept alive by the table until the waiter is gone.
+    // @unchecked: immutable after creation; the table below (under `lock`) keeps it alive.
     let fs: AoEFileSystem
     let id: UInt64
-    nonisolated(unsafe) static var live: [UInt64: InterruptBox] = [:]
+    nonisolated(unsafe) static var live: [InterruptBox] = []
     static let lock = NSLockLite()
+    static let keep = 4096
 
     private init(fs: AoEFileSystem, id: UInt64) {
         self.fs = fs
@@ -447,7 +451,8 @@ final class InterruptBox: @unchecked Sendable {
     static func make(fs: AoEFileSystem, id: UInt64) -> InterruptBox {
         let b = InterruptBox(fs: fs, id: id)
         lock.lock()
-        live[id] = b
+        live.append(b)
+        if live.count > keep { live.removeFirst(live.count - keep) }
         lock.unlock()
         return b
     }
