@@ -560,10 +560,20 @@ public struct EngineCore: Sendable {
         case .flush28: message = .flush(lba48: false)
         case .identify: message = .identify()
         }
-        var bytes = AoEFrame(header: header, body: .ata(message)).encoded()
-        if range.kind == .write, let buffer = t.pending[range.request]?.request.buffer {
-            bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer.bytes)[
-                range.bufferOffset..<(range.bufferOffset + range.sectors * 512)]))
+        // One allocation of the final size: header and argument encoded in place, then the write
+        // data copied once from the request's buffer (not encoded, then appended and regrown).
+        let frame = AoEFrame(header: header, body: .ata(message))
+        let headerBytes = frame.encodedSize
+        let writeSource = range.kind == .write ? t.pending[range.request]?.request.buffer : nil
+        let dataBytes = writeSource == nil ? 0 : range.sectors * 512
+        let bytes = [UInt8](unsafeUninitializedCapacity: headerBytes + dataBytes) { out, count in
+            let raw = UnsafeMutableRawBufferPointer(out)
+            frame.encode(into: raw)
+            if let writeSource {
+                (raw.baseAddress! + headerBytes).copyMemory(from: writeSource.bytes.baseAddress! + range.bufferOffset,
+                                                            byteCount: dataBytes)
+            }
+            count = headerBytes + dataBytes
         }
         let timeout = p.rtt.timeout(afterRetries: range.retries)
         inFlight[tag] = FrameInFlight(target: t.address, path: path, range: range, sentAt: now, deadline: now + timeout,
