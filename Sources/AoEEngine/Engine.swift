@@ -23,8 +23,8 @@ public final class Engine: Sendable {
         var stopped = false
     }
 
-    private let state: Mutex<State>
-    private let links: Mutex<[LinkID: any Link]>
+    private let state: Locked<State>
+    private let links: Locked<[LinkID: any Link]>
     private let clock: any EngineClock
     private let onLog: (@Sendable (String) -> Void)?
     private let observers = Mutex<[@Sendable (String) -> Void]>([])
@@ -42,8 +42,8 @@ public final class Engine: Sendable {
         self.onLog = onLog
         var table: [LinkID: any Link] = [:]
         for (i, l) in links.enumerated() { table[LinkID(i)] = l }
-        self.links = Mutex(table)
-        state = Mutex(State(core: EngineCore(configuration: configuration)))
+        self.links = Locked(table)
+        state = Locked(State(core: EngineCore(configuration: configuration)))
     }
 
     /// Starts the threads and broadcasts the first Query Config on every link.

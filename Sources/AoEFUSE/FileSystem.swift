@@ -21,7 +21,10 @@ public final class AoEFileSystem: @unchecked Sendable {
     // `teardown` after they have all stopped; everything else that changes is in `state`.
     public let engine: Engine
     public let mountpoint: String
-    let state = Mutex(State())
+    let state = Locked(State())
+    let replies = ReplyThread()
+    /// Requests handed to the engine and not yet answered (teardown drains them).
+    let waiting = Atomic<Int>(0)
     var session: OpaquePointer?
     let mountTime = time(nil)
     let owner = (uid: getuid(), gid: getgid())
@@ -30,7 +33,6 @@ public final class AoEFileSystem: @unchecked Sendable {
     struct State {
         var inodes = InodeTable()
         var openImages: [TargetAddress: Int] = [:]
-        var waiting = 0
         var errCursor: [UInt64: UInt64] = [:]
         var errWaiters: [UInt64: (reply: Reply, handle: UInt64)] = [:]
         var nextHandle: UInt64 = 1
@@ -118,7 +120,7 @@ public final class AoEFileSystem: @unchecked Sendable {
     /// parked readers, unmounts and destroys the session. Never replies after this.
     public func teardown(drain: Duration = .seconds(30)) {
         let deadline = ContinuousClock.now + drain
-        while state.withLock({ $0.waiting }) > 0 && ContinuousClock.now < deadline { usleep(10_000) }
+        while waiting.load(ordering: .acquiring) > 0 && ContinuousClock.now < deadline { usleep(10_000) }
         let parked: [Reply] = state.withLock { s in
             s.tornDown = true
             let r = s.errWaiters.values.map(\.reply)
@@ -132,6 +134,7 @@ public final class AoEFileSystem: @unchecked Sendable {
             fuse_session_destroy(se)
             session = nil
         }
+        replies.stop()
         retained?.release()
         retained = nil
     }
@@ -278,6 +281,12 @@ public final class AoEFileSystem: @unchecked Sendable {
             track(+1)
             engine.read(t, offset: UInt64(offset), count: count, into: buffer) { [self] result in
                 switch result {
+                case .success where count >= ReplyThread.threshold:
+                    replies.async { [self] in
+                        r.buffer(buffer.bytes.baseAddress, count)
+                        track(-1)
+                    }
+                    return
                 case .success: r.buffer(buffer.bytes.baseAddress, count)
                 case .failure(let e): r.error(errnoValue(for: e))
                 }
@@ -428,7 +437,7 @@ public final class AoEFileSystem: @unchecked Sendable {
     }
 
     /// Counts requests waiting for the engine, so teardown can drain them.
-    func track(_ delta: Int) { state.withLock { $0.waiting += delta } }
+    func track(_ delta: Int) { waiting.add(delta, ordering: .acquiringAndReleasing) }
 }
 
 /// Carries an interrupt from libfuse back to the parked `etherd/err` reader.

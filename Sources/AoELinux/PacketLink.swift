@@ -27,8 +27,8 @@ public final class PacketLink: Link {
     private let fd: Int32
     private let mtuValue: Atomic<Int>
     private let slotSize: Int
-    private let sendArena: Mutex<Arena>
-    private let receiveArena: Mutex<Arena>
+    private let sendArena: Locked<Arena>
+    private let receiveArena: Locked<Arena>
     private let truncatedCount = Atomic<UInt64>(0)
     private let sendDropCount = Atomic<UInt64>(0)
     private let closed = Atomic<Bool>(false)
@@ -68,8 +68,8 @@ public final class PacketLink: Link {
         // A slot holds the largest frame any MTU could bring (64 KiB is the veth maximum) only
         // when needed; 9216 + header covers jumbo. Longer frames are counted as truncated.
         self.slotSize = max(Int(info.mtu) + AoEHeader.ethernetSize, 9216 + 64)
-        self.sendArena = Mutex(Arena(slots: batch, slotSize: slotSize))
-        self.receiveArena = Mutex(Arena(slots: batch, slotSize: slotSize))
+        self.sendArena = Locked(Arena(slots: batch, slotSize: slotSize))
+        self.receiveArena = Locked(Arena(slots: batch, slotSize: slotSize))
     }
 
     deinit {

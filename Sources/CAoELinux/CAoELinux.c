@@ -7,6 +7,7 @@
 #include <net/if.h>
 #include <net/if_arp.h>
 #include <netpacket/packet.h>
+#include <malloc.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -126,16 +127,6 @@ int aoel_send_batch(int fd, const uint8_t *base, size_t stride, const uint32_t *
 int aoel_receive_batch(int fd, uint8_t *base, size_t stride, uint32_t *lengths, int max, int timeout_ms,
                        uint64_t *truncated) {
     if (max > BATCH_MAX) max = BATCH_MAX;
-    if (timeout_ms != 0) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        for (;;) {
-            int r = poll(&p, 1, timeout_ms);
-            if (r < 0 && errno == EINTR) continue;
-            if (r < 0) return -errno;
-            if (r == 0) return 0;
-            break;
-        }
-    }
     struct mmsghdr msgs[BATCH_MAX];
     struct iovec iov[BATCH_MAX];
     struct sockaddr_ll from[BATCH_MAX];
@@ -148,9 +139,20 @@ int aoel_receive_batch(int fd, uint8_t *base, size_t stride, uint32_t *lengths, 
         msgs[i].msg_hdr.msg_name = &from[i];
         msgs[i].msg_hdr.msg_namelen = sizeof from[i];
     }
+    // Try first, poll only when nothing is queued: under load a frame is usually waiting, and
+    // this saves a poll(2) per batch (one syscall instead of two on the receive path).
     int r;
-    do { r = recvmmsg(fd, msgs, (unsigned)max, MSG_DONTWAIT | MSG_TRUNC, NULL); } while (r < 0 && errno == EINTR);
-    if (r < 0) return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -errno;
+    for (int attempt = 0;; attempt++) {
+        do { r = recvmmsg(fd, msgs, (unsigned)max, MSG_DONTWAIT | MSG_TRUNC, NULL); } while (r < 0 && errno == EINTR);
+        if (r >= 0) break;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) return -errno;
+        if (timeout_ms == 0 || attempt > 0) return 0;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int pr;
+        do { pr = poll(&p, 1, timeout_ms); } while (pr < 0 && errno == EINTR);
+        if (pr < 0) return -errno;
+        if (pr == 0) return 0;
+    }
     int kept = 0;
     for (int i = 0; i < r; i++) {
         if (from[i].sll_pkttype == PACKET_OUTGOING) continue;
@@ -162,3 +164,9 @@ int aoel_receive_batch(int fd, uint8_t *base, size_t stride, uint32_t *lengths, 
 }
 
 int aoel_close(int fd) { return close(fd) < 0 ? -errno : 0; }
+
+int aoel_keep_heap(size_t mmap_threshold, size_t trim_threshold) {
+    int a = mallopt(M_MMAP_THRESHOLD, (int)mmap_threshold);
+    int b = mallopt(M_TRIM_THRESHOLD, (int)trim_threshold);
+    return (a == 1 && b == 1) ? 0 : -1;
+}

@@ -90,6 +90,7 @@ struct Mount: ParsableCommand {
     /// Starts the engine, mounts, reports readiness, serves until unmounted or signalled, then
     /// drains in-flight writes and tears down.
     func serve(ready: Int32?) throws {
+        Heap.keepLargeBuffers()  // no page faults per request (see Heap)
         let engine = try network.startEngine(defaultToAllEthernet: true)
         let start = ContinuousClock.now
         while ContinuousClock.now - start < .milliseconds(Int64(wait * 1000)) {
@@ -112,7 +113,7 @@ struct Mount: ParsableCommand {
             _ = "ok\n".withCString { write(ready, $0, 3) }
             close(ready)
         }
-        fs.run()
+        fs.run(threads: ProcessInfo.processInfo.environment["AOEFS_FUSE_THREADS"].flatMap { Int($0) } ?? 8)
         fs.teardown()
         engine.shutdown()
     }

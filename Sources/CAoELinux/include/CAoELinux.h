@@ -55,4 +55,9 @@ int aoel_receive_batch(int fd, uint8_t *base, size_t stride, uint32_t *lengths, 
 
 /// Closes fd.
 int aoel_close(int fd);
+
+/// Keeps allocations below `mmap_threshold` bytes in malloc's heap and never trims the heap
+/// below `trim_threshold`, so large I/O buffers are reused instead of mapped (and page-faulted)
+/// anew for every request. Returns 0, or -1 if glibc refused a setting.
+int aoel_keep_heap(size_t mmap_threshold, size_t trim_threshold);
 #endif
