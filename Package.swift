@@ -21,11 +21,13 @@ let package = Package(
         .library(name: "AoEProtocol", targets: ["AoEProtocol"]),
         .library(name: "AoEEngine", targets: ["AoEEngine"]),
         .library(name: "AoELinux", targets: ["AoELinux"]),
+        .library(name: "AoETarget", targets: ["AoETarget"]),
         .library(name: "AoETestSupport", targets: ["AoETestSupport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         .target(name: "AoEProtocol", swiftSettings: strict),
@@ -38,6 +40,7 @@ let package = Package(
         .target(name: "AoELinux", dependencies: ["AoEProtocol", "AoEEngine", "CAoELinux"], swiftSettings: strict),
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .target(name: "AoEFUSE", dependencies: ["AoEEngine", "CFuse3"], swiftSettings: strict),
+        .target(name: "AoETarget", dependencies: ["AoEProtocol", "AoEEngine", "CAoELinux"], swiftSettings: strict),
         .target(
             name: "AoETestSupport",
             dependencies: ["AoEProtocol", "AoEEngine", "AoELinux"],
@@ -46,8 +49,9 @@ let package = Package(
         .executableTarget(
             name: "aoefs",
             dependencies: [
-                "AoEProtocol", "AoEEngine", "AoELinux", "AoEFUSE",
+                "AoEProtocol", "AoEEngine", "AoELinux", "AoEFUSE", "AoETarget",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
@@ -61,6 +65,7 @@ let package = Package(
         .testTarget(
             name: "AoEEngineTests", dependencies: ["AoEEngine", "AoEProtocol", "AoETestSupport"], swiftSettings: strict
         ),
+        .testTarget(name: "AoETargetTests", dependencies: ["AoETarget", "AoEProtocol"], swiftSettings: strict),
         .testTarget(name: "AoEFUSETests", dependencies: ["AoEFUSE", "aoefs"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

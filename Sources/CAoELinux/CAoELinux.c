@@ -7,6 +7,7 @@
 #include <net/if.h>
 #include <net/if_arp.h>
 #include <netpacket/packet.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
 #include <string.h>
@@ -170,3 +171,5 @@ int aoel_keep_heap(size_t mmap_threshold, size_t trim_threshold) {
     int b = mallopt(M_TRIM_THRESHOLD, (int)trim_threshold);
     return (a == 1 && b == 1) ? 0 : -1;
 }
+
+int aoel_o_direct(void) { return O_DIRECT; }

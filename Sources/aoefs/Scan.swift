@@ -9,7 +9,7 @@ struct Scan: ParsableCommand {
         discussion: """
             Broadcasts a Query Config, identifies every target that answers, negotiates the
             payload each path really carries (probing jumbo sizes), and prints one line per
-            target.
+            target. While it waits, each target is reported on stderr as it answers.
 
             Example:
               aoefs scan --iface eth1 --wait 3
@@ -28,8 +28,17 @@ struct Scan: ParsableCommand {
         let start = ContinuousClock.now
         var lastCount = -1
         var stableSince = ContinuousClock.now
+        var reported = Set<TargetAddress>()
         while ContinuousClock.now - start < .milliseconds(Int64(wait * 1000)) {
             let ts = engine.targets()
+            for t in ts where t.identity != nil && !reported.contains(t.address) {
+                reported.insert(t.address)
+                let elapsed = ContinuousClock.now - start
+                let ms = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
+                printErr("aoefs: \(t.address) answered on \(Set(t.paths.map(\.interface)).sorted().joined(separator: ",")) "
+                         + "from \(t.paths.first?.mac.description ?? "?") after \(ms) ms: "
+                         + "\(t.identity.map { gigabytes($0.capacity) } ?? "?"), \(t.identity?.model ?? "?")")
+            }
             if ts.count != lastCount { lastCount = ts.count; stableSince = .now }
             let settled = !ts.isEmpty && ts.allSatisfy { t in t.state != .identifying && t.paths.allSatisfy { $0.state != "probing" } }
             if settled && ContinuousClock.now - stableSince > .seconds(1) { break }

@@ -60,4 +60,8 @@ int aoel_close(int fd);
 /// below `trim_threshold`, so large I/O buffers are reused instead of mapped (and page-faulted)
 /// anew for every request. Returns 0, or -1 if glibc refused a setting.
 int aoel_keep_heap(size_t mmap_threshold, size_t trim_threshold);
+
+/// open(2)'s O_DIRECT, which Swift's Glibc module hides (it needs _GNU_SOURCE) and whose value
+/// differs between architectures.
+int aoel_o_direct(void);
 #endif

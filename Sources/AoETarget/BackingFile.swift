@@ -1,0 +1,113 @@
+import CAoELinux
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why a backing file could not be used, in one line.
+public struct BackingFileError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// The file or block device a target exports, opened with vblade's modes.
+///
+/// `offset` (vblade `-o`, in bytes here) is added to every access, so the export is the window
+/// `[offset, offset + size)` of the file.
+public final class BackingFile: @unchecked Sendable {
+    // @unchecked: immutable after init; pread/pwrite/fdatasync are safe from several threads.
+    public let path: String
+    public let size: UInt64
+    public let offset: UInt64
+    public let direct: Bool
+    private let fd: Int32
+
+    /// Opens `path` read-only (`-r`) or read-write, with O_DIRECT (`-d`) and O_SYNC (`-s`).
+    public init(path: String, readOnly: Bool, direct: Bool, sync: Bool, offsetSectors: UInt64 = 0,
+                lengthSectors: UInt64? = nil) throws(BackingFileError) {
+        var flags = readOnly ? O_RDONLY : O_RDWR
+        if direct { flags |= aoel_o_direct() }
+        if sync { flags |= O_SYNC }
+        let fd = open(path, flags | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw BackingFileError(description: "\(path): cannot open: \(String(cString: strerror(errno)))")
+        }
+        // lseek to the end works for regular files and block devices alike.
+        let end = lseek(fd, 0, SEEK_END)
+        guard end >= 0 else {
+            close(fd)
+            throw BackingFileError(description: "\(path): cannot find its size: \(String(cString: strerror(errno)))")
+        }
+        let total = UInt64(end) / 512
+        guard offsetSectors < total else {
+            close(fd)
+            throw BackingFileError(description: "\(path): offset \(offsetSectors) sectors is not inside the file (\(total) sectors)")
+        }
+        var sectors = total - offsetSectors
+        if let l = lengthSectors {
+            guard l >= 1, l <= sectors else {
+                close(fd)
+                throw BackingFileError(description: "\(path): length \(l) sectors exceeds the \(sectors) sectors after the offset")
+            }
+            sectors = l
+        }
+        self.fd = fd
+        self.path = path
+        self.offset = offsetSectors * 512
+        self.size = sectors * 512
+        self.direct = direct
+    }
+
+    deinit { close(fd) }
+
+    /// Reads exactly `count` bytes at `at` into `into`; false on an error or a short read.
+    public func read(into: UnsafeMutableRawPointer, count: Int, at: UInt64) -> Bool {
+        if direct {
+            return bounced(count) { b in
+                guard fullIO(count, { done in pread(fd, b + done, count - done, off_t(offset + at) + off_t(done)) })
+                else { return false }
+                memcpy(into, b, count)
+                return true
+            }
+        }
+        return fullIO(count) { done in pread(fd, into + done, count - done, off_t(offset + at) + off_t(done)) }
+    }
+
+    /// Writes exactly `count` bytes from `from` at `at`; false on an error.
+    public func write(from: UnsafeRawPointer, count: Int, at: UInt64) -> Bool {
+        if direct {
+            return bounced(count) { b in
+                memcpy(b, from, count)
+                return fullIO(count) { done in pwrite(fd, b + done, count - done, off_t(offset + at) + off_t(done)) }
+            }
+        }
+        return fullIO(count) { done in pwrite(fd, from + done, count - done, off_t(offset + at) + off_t(done)) }
+    }
+
+    /// Makes every completed write durable: data and the metadata needed to read it back
+    /// (fdatasync(2)); a block device is flushed to the disk's media.
+    public func flush() -> Bool {
+        while fdatasync(fd) != 0 {
+            if errno != EINTR { return false }
+        }
+        return true
+    }
+
+    private func fullIO(_ count: Int, _ op: (Int) -> Int) -> Bool {
+        var done = 0
+        while done < count {
+            let n = op(done)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return false }
+            done += n
+        }
+        return true
+    }
+
+    /// O_DIRECT needs sector-aligned memory: frames are not, so go through an aligned buffer.
+    private func bounced(_ count: Int, _ body: (UnsafeMutableRawPointer) -> Bool) -> Bool {
+        var p: UnsafeMutableRawPointer?
+        guard posix_memalign(&p, 4096, max(count, 512)) == 0, let p else { return false }
+        defer { free(p) }
+        return body(p)
+    }
+}

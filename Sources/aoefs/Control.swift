@@ -1,0 +1,226 @@
+import ArgumentParser
+import Foundation
+
+/// Where the aoetools-style commands find the tree: `--mount`, else $AOEFS_MOUNT, else /mnt/aoe.
+struct MountOption: ParsableArguments {
+    @Option(name: .customLong("mount"), help: ArgumentHelp("The aoefs mountpoint (default: $AOEFS_MOUNT or /mnt/aoe).", valueName: "DIR"))
+    var path: String?
+
+    var mountpoint: String { path ?? ProcessInfo.processInfo.environment["AOEFS_MOUNT"] ?? "/mnt/aoe" }
+}
+
+/// Checks that `dir` is an aoefs mount; the error says how to make one.
+func requireAoEFSMount(_ dir: String) throws {
+    let real = URL(fileURLWithPath: dir).resolvingSymlinksInPath().path
+    let mounts = (try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? ""
+    let isOurs = mounts.split(separator: "\n").contains { line in
+        let f = line.split(separator: " ")
+        return f.count > 2 && f[1] == real && f[2] == "fuse.aoefs"
+    }
+    guard isOurs else { throw CLIError("\(dir): not an aoefs mount (mount one with: aoefs mount \(dir))") }
+}
+
+/// Writes `text` to a control file of the tree, as `echo text > DIR/etherd/NAME` would.
+func writeControl(_ mountpoint: String, _ name: String, _ text: String) throws {
+    try requireAoEFSMount(mountpoint)
+    let path = mountpoint + "/etherd/" + name
+    let fd = open(path, O_WRONLY)
+    guard fd >= 0 else { throw CLIError("\(path): \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    let bytes = Array((text + "\n").utf8)
+    let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    guard n == bytes.count else {
+        let why = n < 0 ? String(cString: strerror(errno)) : "short write"
+        throw CLIError("\(name) '\(text)': \(why) (details: cat \(mountpoint)/etherd/err)")
+    }
+}
+
+/// Reads a small file of the tree, trimmed; nil if it cannot be read.
+func readTreeFile(_ path: String) -> String? {
+    guard let d = FileManager.default.contents(atPath: path), let s = String(data: d, encoding: .utf8) else { return nil }
+    let t = s.trimmingCharacters(in: .whitespacesAndNewlines)
+    return t.isEmpty ? nil : t
+}
+
+/// `eS.L` names, sorted by shelf then slot.
+func imageNames(in mountpoint: String) -> [String] {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: mountpoint)) ?? []
+    func key(_ n: String) -> (Int, Int)? {
+        guard n.first == "e" else { return nil }
+        let parts = n.dropFirst().split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 2, let s = Int(parts[0]), let l = Int(parts[1]) else { return nil }
+        return (s, l)
+    }
+    return names.compactMap { n in key(n).map { (n, $0) } }.sorted { $0.1 < $1.1 }.map(\.0)
+}
+
+struct Stat: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print aoe-stat's table: device, size, interfaces, payload, state.",
+        discussion: """
+            One line per target of an aoefs mount, in aoe-stat's columns and widths, sorted by
+            shelf and slot. "(NA)" marks what is not known (yet). REGEX keeps only devices it
+            matches, like aoe-stat's argument.
+
+            Examples:
+              aoefs stat                      # the mount at /mnt/aoe
+              aoefs stat /mnt/aoe 'e10\\.'     # shelf 10 only
+            """)
+
+    @Argument(help: "The aoefs mountpoint (default: $AOEFS_MOUNT or /mnt/aoe).")
+    var mountpoint: String?
+
+    @Argument(help: "Show only devices whose name matches this regular expression.")
+    var regex: String?
+
+    func run() throws {
+        var dir = mountpoint ?? ProcessInfo.processInfo.environment["AOEFS_MOUNT"] ?? "/mnt/aoe"
+        var pattern = regex
+        // `aoefs stat REGEX` alone, as with aoe-stat, when the one argument is not a directory.
+        if regex == nil, let m = mountpoint, !FileManager.default.fileExists(atPath: m) {
+            pattern = m
+            dir = ProcessInfo.processInfo.environment["AOEFS_MOUNT"] ?? "/mnt/aoe"
+        }
+        try requireAoEFSMount(dir)
+        let filter: NSRegularExpression?
+        do { filter = try pattern.map { try NSRegularExpression(pattern: $0) } } catch {
+            throw CLIError("'\(pattern ?? "")' is not a regular expression")
+        }
+        for name in imageNames(in: dir) {
+            if let f = filter, f.firstMatch(in: name, range: NSRange(name.startIndex..., in: name)) == nil { continue }
+            print(Self.line(name, directory: dir))
+        }
+    }
+
+    /// aoe-stat's `"%10s %15s %10s %-5s %-14s"`: size is sectors × 512 / 10⁶ as `%04d` with a
+    /// point before the last three digits, plus "GB".
+    static func line(_ name: String, directory dir: String) -> String {
+        let sys = dir + "/sys/" + name + "/"
+        var size = "(NA)"
+        if let a = try? FileManager.default.attributesOfItem(atPath: dir + "/" + name),
+           let bytes = (a[.size] as? NSNumber)?.uint64Value, bytes > 0 {
+            let mb = String(format: "%04llu", bytes / 1_000_000)
+            size = String(mb.dropLast(3)) + "." + String(mb.suffix(3)) + "GB"
+        }
+        func right(_ s: String, _ w: Int) -> String { String(repeating: " ", count: max(0, w - s.count)) + s }
+        func left(_ s: String, _ w: Int) -> String { s + String(repeating: " ", count: max(0, w - s.count)) }
+        let netif = readTreeFile(sys + "netif") ?? "(NA)"
+        let payload = readTreeFile(sys + "payload") ?? "(NA)"
+        let state = readTreeFile(sys + "state") ?? "(NA)"
+        return "\(right(name, 10)) \(right(size, 15)) \(right(netif, 10)) \(left(payload, 5)) \(left(state, 14))"
+    }
+}
+
+struct Discover: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Ask the network for AoE targets again (like aoe-discover).",
+        discussion: """
+            Writes to etherd/discover of the mount: a broadcast Query Config, or one aimed at a
+            shelf (10) or a target (10.3). New targets appear as files within a second or two.
+
+            Examples:
+              aoefs discover
+              aoefs discover 10.3 --mount /mnt/aoe
+            """)
+
+    @OptionGroup var mount: MountOption
+
+    @Argument(help: "Only this shelf (10) or target (10.3).")
+    var target: String?
+
+    func run() throws { try writeControl(mount.mountpoint, "discover", target ?? "") }
+}
+
+struct Interfaces: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show or set the interfaces aoefs may use (like aoe-interfaces).",
+        discussion: """
+            Without arguments, prints the allow-list (empty: every Ethernet interface). With
+            interface names, only those carry AoE from now on; --all lifts the restriction.
+            An interface that does not exist is refused.
+
+            Examples:
+              aoefs interfaces
+              aoefs interfaces eth1 eth3
+              aoefs interfaces --all
+            """)
+
+    @OptionGroup var mount: MountOption
+
+    @Flag(help: "Use every Ethernet interface again.")
+    var all = false
+
+    @Argument(help: "Interfaces to allow.")
+    var names: [String] = []
+
+    func validate() throws {
+        if all && !names.isEmpty { throw ValidationError("give interfaces or --all, not both") }
+    }
+
+    func run() throws {
+        let m = mount.mountpoint
+        if names.isEmpty && !all {
+            try requireAoEFSMount(m)
+            let list = readTreeFile(m + "/etherd/interfaces") ?? ""
+            print(list.isEmpty ? "(all Ethernet interfaces)" : list)
+            return
+        }
+        try writeControl(m, "interfaces", names.joined(separator: " "))
+    }
+}
+
+struct Revalidate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-query a target's config and size and renegotiate its payload (like aoe-revalidate).",
+        discussion: """
+            Use it after growing a target's backing file or changing the network's MTU.
+
+            Example:
+              aoefs revalidate e10.3
+            """)
+
+    @OptionGroup var mount: MountOption
+
+    @Argument(help: "Targets, as eS.L.")
+    var targets: [String]
+
+    func validate() throws {
+        if targets.isEmpty { throw ValidationError("name a target, e.g. e10.3") }
+    }
+
+    func run() throws {
+        for t in targets { try writeControl(mount.mountpoint, "revalidate", t) }
+    }
+}
+
+struct Flush: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Forget targets (like aoe-flush): down and unused ones, all, or those named.",
+        discussion: """
+            Without arguments, drops targets that are down and not open. -a drops every target
+            that is not open. Named targets are dropped if not open. They come back when they
+            answer a discovery.
+
+            Examples:
+              aoefs flush
+              aoefs flush -a
+              aoefs flush e10.3 e10.4
+            """)
+
+    @OptionGroup var mount: MountOption
+
+    @Flag(name: .short, help: "All targets that are not open, not only those that are down.")
+    var all = false
+
+    @Argument(help: "Targets, as eS.L.")
+    var targets: [String] = []
+
+    func validate() throws {
+        if all && !targets.isEmpty { throw ValidationError("give -a or targets, not both") }
+    }
+
+    func run() throws {
+        if targets.isEmpty { return try writeControl(mount.mountpoint, "flush", all ? "all" : "") }
+        for t in targets { try writeControl(mount.mountpoint, "flush", t) }
+    }
+}

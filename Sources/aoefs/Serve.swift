@@ -1,0 +1,115 @@
+import AoELinux
+import AoEProtocol
+import AoETarget
+import ArgumentParser
+import Foundation
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Export a file or block device as an AoE target (vblade's flags and meaning).",
+        discussion: """
+            A target for any AoE initiator (aoefs, Linux's aoe driver, iPXE, …). It announces
+            itself when it starts, answers Query Config, IDENTIFY (LBA48), READ/WRITE SECTORS
+            (EXT), MAC Mask List and Reserve/Release as vblade does, and keeps several disk
+            commands in flight at once. Unlike vblade, FLUSH CACHE (EXT) really reaches the
+            disk: it runs fdatasync(2) before answering.
+
+            Stop it with Ctrl-C or SIGTERM; it prints what it served.
+
+            Examples:
+              aoefs serve 10 3 eth1 /srv/disk.img
+              aoefs serve -r -m 52:54:00:12:34:56 10 4 eth1 /dev/sdb
+              aoefs serve -o 2048 -l 409600 10 5 eth1 /srv/big.img   # a 200 MiB window of the file
+            """)
+
+    @Option(name: .customShort("b"), help: ArgumentHelp("Advertised buffer count: commands an initiator may have in flight.", valueName: "bufcnt"))
+    var bufferCount: Int = 16
+
+    @Flag(name: .customShort("r"), help: "Read-only: writes fail with an ATA error (ABRT).")
+    var readOnly = false
+
+    @Flag(name: .customShort("s"), help: "Open the file O_SYNC: every write is on disk before it is answered.")
+    var sync = false
+
+    @Flag(name: .customShort("d"), help: "Open the file O_DIRECT (bypass the page cache).")
+    var direct = false
+
+    @Option(name: .customShort("o"), help: ArgumentHelp("Sectors at the start of the file not exported.", valueName: "offset"))
+    var offset: UInt64 = 0
+
+    @Option(name: .customShort("l"), help: ArgumentHelp("Sectors to export (default: the rest of the file).", valueName: "length"))
+    var length: UInt64?
+
+    @Option(name: .customShort("m"), help: ArgumentHelp("Only these initiators get answers (comma-separated MACs, with or without colons).", valueName: "mac[,mac…]"))
+    var macs: String?
+
+    @Option(help: "Disk threads: commands served at once.")
+    var workers: Int = 4
+
+    @Flag(name: .shortAndLong, help: "Log every flush and I/O error to stderr.")
+    var verbose = false
+
+    @Argument(help: "Shelf (major address), 0–65534.") var shelf: UInt16
+    @Argument(help: "Slot (minor address), 0–254.") var slot: UInt8
+    @Argument(help: "The Ethernet interface to serve on.") var iface: String
+    @Argument(help: "The file or block device to export.") var file: String
+
+    func validate() throws {
+        if bufferCount < 1 || bufferCount > 65535 { throw ValidationError("-b must be between 1 and 65535") }
+        if shelf == 0xFFFF { throw ValidationError("shelf 65535 is the broadcast address") }
+        if slot == 0xFF { throw ValidationError("slot 255 is the broadcast address") }
+        if workers < 1 { throw ValidationError("--workers must be at least 1") }
+        if length == 0 { throw ValidationError("-l must be at least 1 sector") }
+        _ = try allowedMACs()
+    }
+
+    func allowedMACs() throws -> [MACAddress] {
+        guard let macs else { return [] }
+        return try macs.split(separator: ",").map { text in
+            let t = text.trimmingCharacters(in: .whitespaces)
+            let hex = t.replacingOccurrences(of: ":", with: "")
+            guard hex.count == 12, let v = UInt64(hex, radix: 16) else {
+                throw ValidationError("-m: '\(t)' is not a MAC address (like 52:54:00:12:34:56)")
+            }
+            return MACAddress(rawValue: v)
+        }
+    }
+
+    func run() throws {
+        let backing: BackingFile
+        do {
+            backing = try BackingFile(path: file, readOnly: readOnly, direct: direct, sync: sync,
+                                      offsetSectors: offset, lengthSectors: length)
+        } catch { throw CLIError("\(error)") }
+        let link: PacketLink
+        do { link = try PacketLink(interface: iface) } catch { throw CLIError("\(error)") }
+        var settings = TargetSettings(address: TargetAddress(shelf: Shelf(shelf), slot: Slot(slot)),
+                                      mac: link.macAddress, mtu: link.mtu, sectors: backing.size / 512)
+        settings.bufferCount = UInt16(bufferCount)
+        settings.readOnly = readOnly
+        settings.allowedMACs = try allowedMACs()
+        settings.serial = "\(shelf).\(slot):\(ProcessInfo.processInfo.hostName.prefix(12))"
+        settings.firmware = "aoefs"
+        let verbose = self.verbose
+        let server = TargetServer(settings: settings, file: backing, link: link, workers: workers) { line in
+            if verbose { printErr("aoefs serve: " + line) }
+        }
+        var sources: [any DispatchSourceSignal] = []
+        for s in [SIGINT, SIGTERM, SIGHUP] {
+            signal(s, SIG_IGN)
+            let src = DispatchSource.makeSignalSource(signal: s, queue: .global())
+            src.setEventHandler { server.stop() }
+            src.resume()
+            sources.append(src)
+        }
+        // The same first line as vblade, which scripts (and our lab) wait for.
+        let first = "pid \(getpid()): e\(shelf).\(slot), \(backing.size / 512) sectors \(readOnly ? "O_RDONLY" : "O_RDWR")\n"
+        FileHandle.standardOutput.write(Data(first.utf8))
+        do { try server.run() } catch { throw CLIError("\(error)") }
+        let c = server.counters
+        printErr("aoefs serve: e\(shelf).\(slot): \(c.reads) reads, \(c.writes) writes, \(c.flushes) flushes "
+                 + "(\(server.durableFlushes) fdatasync), \(c.configQueries) config queries, "
+                 + "\(c.errors + server.diskErrors) errors, \(c.dropped) dropped")
+        _ = sources
+    }
+}
