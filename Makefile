@@ -26,10 +26,13 @@ deps:
 build: deps
 	$(SWIFT) build $(SWIFT_BUILD_FLAGS)
 
-## test: install what is missing, build, run every test (lab tests need root)
+## test: install what is missing, build, run every test (lab tests need root); then the engine
+## and mount lab suites again with aoefs's own target (`aoefs serve`) in place of vblade
 test: deps
 	$(SWIFT) build --build-tests $(SWIFT_BUILD_FLAGS)
 	$(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS)
+	AOEFS_LAB_TARGET=serve $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter 'EngineLabTests|MountTests|ControlCommandTests'
+
 
 ## bench-tools: the C yardstick initiator from ../shared/tools (or $(YARDSTICK_SRC))
 YARDSTICK_SRC ?= ../shared/tools/aoe-raw-bench.c

@@ -144,11 +144,35 @@ public final class Lab: @unchecked Sendable {
 
     /// Starts `vblade [flags] shelf slot interface file` in `namespace` and waits until it serves.
     public func startVblade(shelf: UInt16, slot: UInt8, interface: String, namespace: String?, file: URL,
-                            flags: [String] = []) throws -> Vblade {
-        let v = Vblade(lab: self, namespace: namespace, arguments: flags + [String(shelf), String(slot), interface, file.path])
+                            flags: [String] = [], program: TargetProgram = .fromEnvironment) throws -> Vblade {
+        let v = Vblade(lab: self, namespace: namespace, program: program.command,
+                       arguments: flags + [String(shelf), String(slot), interface, file.path])
         state.withLock { $0.vblades.append(v) }
         try v.start()
         return v
+    }
+
+    /// The program that serves lab targets. Both take vblade's flags and arguments.
+    public enum TargetProgram: Sendable {
+        /// Debian's vblade.
+        case vblade
+        /// aoefs's own target, `aoefs serve`, from the build directory.
+        case aoefsServe
+
+        /// `AOEFS_LAB_TARGET=serve` runs the lab suites against `aoefs serve`; otherwise vblade.
+        public static var fromEnvironment: TargetProgram {
+            ProcessInfo.processInfo.environment["AOEFS_LAB_TARGET"] == "serve" ? .aoefsServe : .vblade
+        }
+
+        var command: [String] {
+            switch self {
+            case .vblade: return ["vblade"]
+            case .aoefsServe:
+                // The test bundle and aoe-lab live in the same build directory as aoefs.
+                let dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+                return [dir.appendingPathComponent("aoefs").path, "serve"]
+            }
+        }
     }
 
     // MARK: - Faults

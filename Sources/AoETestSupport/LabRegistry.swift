@@ -53,7 +53,8 @@ final class LabRegistry: Sendable {
     }
 
     /// Removes what labs of dead processes left behind (a test run killed with SIGKILL):
-    /// their vblade processes (checked by name, by PID), nft tables, links and namespaces.
+    /// their target processes (vblade or aoefs serve, checked by name, by PID), nft tables,
+    /// links and namespaces.
     func sweepStaleLabs() {
         let base = ProcessInfo.processInfo.environment["AOEFS_LAB_DIR"] ?? NSTemporaryDirectory()
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: base) else { return }
@@ -68,7 +69,7 @@ final class LabRegistry: Sendable {
             for l in lines where l.first == "pid" && l.count >= 2 {
                 if let pid = Int32(l[1]),
                     let comm = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8),
-                    comm.hasPrefix("vblade")
+                    comm.hasPrefix("vblade") || comm.hasPrefix("aoefs")
                 {
                     Glibc.kill(pid, SIGKILL)
                 }

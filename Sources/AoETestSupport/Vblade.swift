@@ -13,12 +13,15 @@ public final class Vblade: @unchecked Sendable {
     // @unchecked: `process` is guarded by `lock`.
     public let namespace: String?
     public let arguments: [String]
+    /// `["vblade"]` or `["/…/aoefs", "serve"]`.
+    public let program: [String]
     private unowned let lab: Lab
     private let lock = Mutex<ChildProcess?>(nil)
     private let logURL: URL
 
-    init(lab: Lab, namespace: String?, arguments: [String]) {
+    init(lab: Lab, namespace: String?, program: [String] = ["vblade"], arguments: [String]) {
         self.lab = lab
+        self.program = program
         self.namespace = namespace
         self.arguments = arguments
         self.logURL = lab.directory.appendingPathComponent("vblade-\(UUID().uuidString.prefix(8)).log")
@@ -45,8 +48,8 @@ public final class Vblade: @unchecked Sendable {
             // holding a copy of every mount, so a FUSE mount made before vblade started would
             // outlive its unmount (the daemon never sees the connection close) until vblade exits.
             let enter = namespace.map { ["nsenter", "--net=/run/netns/\($0)"] } ?? []
-            let p = try ChildProcess(enter + ["vblade"] + arguments, stdout: fd, stderr: fd)
-            lab.record("pid \(p.pid) vblade")
+            let p = try ChildProcess(enter + program + arguments, stdout: fd, stderr: fd)
+            lab.record("pid \(p.pid) \(program.last ?? "vblade")")
             current = p
         }
         // vblade prints "pid N: eS.L, N sectors O_RDWR" once it serves (vblade.c main).

@@ -39,13 +39,14 @@ final class MountLab: @unchecked Sendable {
     let mnt: String
     var daemon: ChildProcess?
 
-    init(mtu: Int = 9000, size: UInt64 = 1 << 30, flags: [String] = [], mountArgs: [String] = []) throws {
+    init(mtu: Int = 9000, size: UInt64 = 1 << 30, flags: [String] = [], mountArgs: [String] = [],
+         program: Lab.TargetProgram = .fromEnvironment) throws {
         lab = try Lab()
         do {
             net = try lab.direct(mtu: mtu)
             file = try lab.sparseFile("e10.3.img", size: size)
             vblades.append(try lab.startVblade(shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace,
-                                               file: file, flags: flags))
+                                               file: file, flags: flags, program: program))
             mnt = lab.directory.appendingPathComponent("mnt").path
             try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
             let exe = productsDirectory().appendingPathComponent("aoefs").path
