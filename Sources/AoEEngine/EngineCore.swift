@@ -30,8 +30,56 @@ public struct EngineConfiguration: Sendable, Hashable {
     public var downQueryInterval: Duration = .seconds(1)
     /// How long a path that lost more than twice its window is set aside before a re-probe.
     public var setAsideTime: Duration = .seconds(5)
+    /// A cap on every interface's MTU (`--mtu`): for a NIC set to jumbo behind a smaller path.
+    public var mtu: Int?
+    /// Settings for one target (`[target e10.3]` in aoefs.conf); they win over the global ones.
+    public var targets: [TargetAddress: TargetOverrides] = [:]
+    /// Settings for one interface (`[interface eth1]` in aoefs.conf).
+    public var interfaces: [String: InterfaceOverrides] = [:]
 
     public init() {}
+
+    /// Seconds before `target` is declared down while I/O waits.
+    public func deadsecs(for target: TargetAddress) -> Int { targets[target]?.deadsecs ?? deadsecs }
+
+    /// The most frames in flight per path to `target`.
+    public func maxOutstanding(for target: TargetAddress) -> Int { targets[target]?.maxOutstanding ?? maxOutstanding }
+
+    /// The cap on data bytes per frame to `target` over `interface`: the target's own cap (or
+    /// the global one), and the interface's, whichever is smaller.
+    public func maxPayload(for target: TargetAddress, interface: String?) -> Int? {
+        let own = targets[target]?.maxPayload ?? maxPayload
+        let nic = interface.flatMap { interfaces[$0]?.maxPayload }
+        return [own, nic].compactMap { $0 }.min()
+    }
+
+    /// The MTU to use on `interface`, whose NIC reports `reported`.
+    public func mtu(for interface: String, reported: Int) -> Int {
+        min(reported, mtu ?? .max, interfaces[interface]?.mtu ?? .max)
+    }
+}
+
+/// Per-target settings (Solaris aoe.conf's idea, DESIGN §6). Nil keeps the global value.
+public struct TargetOverrides: Sendable, Hashable {
+    /// `timeout`: seconds without an answer, while I/O waits, before the target is down.
+    public var deadsecs: Int?
+    public var maxOutstanding: Int?
+    public var maxPayload: Int?
+    public init(deadsecs: Int? = nil, maxOutstanding: Int? = nil, maxPayload: Int? = nil) {
+        self.deadsecs = deadsecs
+        self.maxOutstanding = maxOutstanding
+        self.maxPayload = maxPayload
+    }
+}
+
+/// Per-interface settings. Nil keeps what the NIC reports / the global cap.
+public struct InterfaceOverrides: Sendable, Hashable {
+    public var mtu: Int?
+    public var maxPayload: Int?
+    public init(mtu: Int? = nil, maxPayload: Int? = nil) {
+        self.mtu = mtu
+        self.maxPayload = maxPayload
+    }
 }
 
 /// What the driver must do after the core changed state.
@@ -140,7 +188,7 @@ public struct EngineCore: Sendable {
     /// Adds an interface and broadcasts a Query Config on it.
     public mutating func addLink(_ id: LinkID, name: String, mac: MACAddress, mtu: Int, now: Instant,
                                  _ out: inout [EngineAction]) {
-        links[id] = LinkInfo(name: name, mac: mac, mtu: mtu)
+        links[id] = LinkInfo(name: name, mac: mac, mtu: configuration.mtu(for: name, reported: mtu))
         if nextBeacon == .zero { nextBeacon = now + configuration.beaconInterval }
         broadcastQuery(on: id, target: .broadcast, &out)
     }
@@ -150,7 +198,7 @@ public struct EngineCore: Sendable {
         guard var l = links[id] else { return }
         if l.up != up { out.append(.log("\(l.name): interface \(up ? "up" : "down")")) }
         l.up = up
-        if let mtu { l.mtu = mtu }
+        if let mtu { l.mtu = configuration.mtu(for: l.name, reported: mtu) }
         links[id] = l
     }
 
@@ -246,13 +294,16 @@ public struct EngineCore: Sendable {
         t.lastHeard = now
         t.config = config
         if let i = t.paths.firstIndex(where: { $0.link == link && $0.mac == f.header.source }) {
-            if t.paths[i].window.limit != max(1, min(Int(config.bufferCount), configuration.maxOutstanding)) {
-                t.paths[i].window.reset(bufferCount: Int(config.bufferCount), maxOutstanding: configuration.maxOutstanding)
+            let maxout = configuration.maxOutstanding(for: address)
+            if t.paths[i].window.limit != max(1, min(Int(config.bufferCount), maxout)) {
+                t.paths[i].window.reset(bufferCount: Int(config.bufferCount), maxOutstanding: maxout)
             }
             t.paths[i].setAsideUntil = nil
         } else {
             t.paths.append(PathState(link: link, mac: f.header.source, mtu: l.mtu, config: config,
-                                     configuration: configuration))
+                                     configuration: configuration,
+                                     maxOutstanding: configuration.maxOutstanding(for: address),
+                                     maxPayload: configuration.maxPayload(for: address, interface: l.name)))
             if !isNew { out.append(.log("\(address): new path \(l.name) → \(f.header.source)")) }
         }
         if t.state == .down {
@@ -749,7 +800,7 @@ public struct EngineCore: Sendable {
                 t.paths[i].lossesSinceAnswer = 0
             }
             // deadsecs: I/O has waited, and nothing was heard, for that long.
-            let dead = configuration.deadsecs
+            let dead = configuration.deadsecs(for: t.address)
             if dead > 0, t.state != .down, let since = t.workSince,
                 now - max(since, t.lastHeard) >= .seconds(dead)
             {
@@ -778,7 +829,7 @@ public struct EngineCore: Sendable {
         t.state = .down
         t.revalidating = true
         t.nextDownQuery = now + configuration.downQueryInterval
-        out.append(.log("\(t.address): no response for \(configuration.deadsecs) s while I/O waited: target down"))
+        out.append(.log("\(t.address): no response for \(configuration.deadsecs(for: t.address)) s while I/O waited: target down"))
         for (tag, f) in inFlight where f.target == t.address {
             inFlight[tag] = nil
             t.paths[f.path].outstanding -= 1
@@ -792,7 +843,8 @@ public struct EngineCore: Sendable {
         t.flushWaiting.removeAll()
         t.workSince = nil
         for i in t.paths.indices {
-            t.paths[i].window.reset(bufferCount: Int(t.config?.bufferCount ?? 1), maxOutstanding: configuration.maxOutstanding)
+            t.paths[i].window.reset(bufferCount: Int(t.config?.bufferCount ?? 1),
+                                    maxOutstanding: configuration.maxOutstanding(for: t.address))
         }
         out.append(.targetsChanged)
     }
@@ -803,7 +855,8 @@ public struct EngineCore: Sendable {
         for f in inFlight.values where f.deadline < d { d = f.deadline }
         for t in targets.values {
             if t.state == .down { d = min(d, t.nextDownQuery) }
-            if let s = t.workSince, configuration.deadsecs > 0 { d = min(d, max(s, t.lastHeard) + .seconds(configuration.deadsecs)) }
+            let dead = configuration.deadsecs(for: t.address)
+            if let s = t.workSince, dead > 0 { d = min(d, max(s, t.lastHeard) + .seconds(dead)) }
             for p in t.paths { if let u = p.setAsideUntil { d = min(d, u) } }
         }
         return d
@@ -835,7 +888,8 @@ public struct EngineCore: Sendable {
         for i in t.paths.indices {
             t.paths[i].negotiator = MTUNegotiator(mtu: links[t.paths[i].link]?.mtu ?? t.paths[i].mtu,
                                                   targetSectors: Int(t.config?.sectorsPerCommand ?? 2),
-                                                  cap: configuration.maxPayload)
+                                                  cap: configuration.maxPayload(for: address,
+                                                                                interface: links[t.paths[i].link]?.name))
         }
         if t.state == .down { t.state = .identifying }
         targets[address] = t
@@ -947,14 +1001,15 @@ struct PathState: Sendable {
     var probeTag: UInt32?
     var aliveTag: UInt32?
 
-    init(link: LinkID, mac: MACAddress, mtu: Int, config: QueryConfig, configuration: EngineConfiguration) {
+    init(link: LinkID, mac: MACAddress, mtu: Int, config: QueryConfig, configuration: EngineConfiguration,
+         maxOutstanding: Int, maxPayload: Int?) {
         self.link = link
         self.mac = mac
         self.mtu = mtu
-        negotiator = MTUNegotiator(mtu: mtu, targetSectors: Int(config.sectorsPerCommand), cap: configuration.maxPayload)
+        negotiator = MTUNegotiator(mtu: mtu, targetSectors: Int(config.sectorsPerCommand), cap: maxPayload)
         rtt = RTTEstimator(initial: configuration.initialRTO, minimum: configuration.minimumRTO,
                            maximum: configuration.maximumRTO)
-        window = CongestionWindow(bufferCount: Int(config.bufferCount), maxOutstanding: configuration.maxOutstanding)
+        window = CongestionWindow(bufferCount: Int(config.bufferCount), maxOutstanding: maxOutstanding)
     }
 }
 

@@ -98,8 +98,8 @@ enum Render {
             let rows: [(String, String)] = [
                 ("cylsize", "16065"),  // 255 heads × 63 sectors, the fake geometry Linux reports
                 ("maxbuf", String(t.config?.bufferCount ?? 0)), ("maxdata", String(t.payload)),
-                ("mibsize", String(sectors / 2048)), ("timeout", String(c.deadsecs)),
-                ("maxout", String(c.maxOutstanding)), ("deadsecs", String(c.deadsecs)),
+                ("mibsize", String(sectors / 2048)), ("timeout", String(c.deadsecs(for: t.address))),
+                ("maxout", String(c.maxOutstanding(for: t.address))), ("deadsecs", String(c.deadsecs(for: t.address))),
             ]
             return rows.map { "\($0.0) \($0.1)" }.joined(separator: "\n") + "\n"
         }

@@ -10,10 +10,12 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <syslog.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 
@@ -173,3 +175,8 @@ int aoel_keep_heap(size_t mmap_threshold, size_t trim_threshold) {
 }
 
 int aoel_o_direct(void) { return O_DIRECT; }
+
+// openlog keeps the pointer: give it a copy that lives as long as the process.
+void aoel_openlog(const char *ident) { openlog(strdup(ident), LOG_PID | LOG_NDELAY, LOG_DAEMON); }
+
+void aoel_syslog(int priority, const char *message) { syslog(priority, "%s", message); }

@@ -4,53 +4,92 @@ import AoEProtocol
 import ArgumentParser
 import Foundation
 
-/// Options every command that talks to the network shares.
+/// Options every command that talks to the network shares. Each may also come from the
+/// configuration file (`--config`, default /etc/aoefs.conf); a flag given here wins.
 struct NetworkOptions: ParsableArguments {
     @Option(name: .customLong("iface"), help: ArgumentHelp("An Ethernet interface to use (repeat for several).",
                                                            valueName: "IF"))
     var interfaces: [String] = []
 
-    @Option(help: "Seconds without an answer, while I/O waits, before a target is declared down (0: never).")
-    var deadsecs: Int = 180
+    @Option(help: "Seconds without an answer, while I/O waits, before a target is declared down (0: never; default 180).")
+    var deadsecs: Int?
 
-    @Option(help: "The most frames in flight per path.")
-    var maxout: Int = 128
+    @Option(help: "The most frames in flight per path (default 128; a target's buffer count also limits it).")
+    var maxout: Int?
 
     @Option(help: ArgumentHelp("Cap on data bytes per frame (a multiple of 512).", valueName: "BYTES"))
     var maxdata: Int?
 
-    @Flag(name: .shortAndLong, help: "Print diagnostics (retransmits, payload changes, targets up/down) to stderr.")
-    var verbose = false
+    @Option(help: ArgumentHelp("Cap on every interface's MTU (when the switches carry less than the NIC).", valueName: "N"))
+    var mtu: Int?
+
+    @Option(help: ArgumentHelp("Configuration file (default: /etc/aoefs.conf, if it exists).", valueName: "FILE"))
+    var config: String?
+
+    @Flag(name: .shortAndLong, help: "More on stderr: -v the engine's diagnostics (retransmits, payload changes, targets up/down), -vv also settings.")
+    var verbose: Int
 
     func validate() throws {
-        if deadsecs < 0 { throw ValidationError("--deadsecs must be 0 or more") }
-        if maxout < 1 { throw ValidationError("--maxout must be at least 1") }
+        if let d = deadsecs, d < 0 { throw ValidationError("--deadsecs must be 0 or more") }
+        if let m = maxout, m < 1 { throw ValidationError("--maxout must be at least 1") }
         if let m = maxdata, m < 512 || m % 512 != 0 { throw ValidationError("--maxdata must be a multiple of 512") }
+        if let m = mtu, m < 534 || m > 65535 { throw ValidationError("--mtu must be between 534 and 65535") }
     }
 
-    var engineConfiguration: EngineConfiguration {
+    /// The configuration file: `--config FILE` (which must exist), else /etc/aoefs.conf if present.
+    func configFile() throws -> AoEConfigFile? {
+        let path = config ?? AoEConfigFile.defaultPath
+        if config == nil && !FileManager.default.fileExists(atPath: path) { return nil }
+        do {
+            return try AoEConfigFile.load(path: path) { p in
+                FileManager.default.contents(atPath: p).map { String(decoding: $0, as: UTF8.self) }
+            }
+        } catch { throw CLIError("\(error)") }
+    }
+
+    /// Defaults, then the file, then the flags.
+    func engineConfiguration(file: AoEConfigFile?) -> EngineConfiguration {
         var c = EngineConfiguration()
-        c.deadsecs = deadsecs
-        c.maxOutstanding = maxout
-        c.maxPayload = maxdata
+        file?.apply(to: &c)
+        // A flag wins over the file everywhere, per-target and per-interface values included.
+        if let v = deadsecs {
+            c.deadsecs = v
+            for k in c.targets.keys { c.targets[k]?.deadsecs = nil }
+        }
+        if let v = maxout {
+            c.maxOutstanding = v
+            for k in c.targets.keys { c.targets[k]?.maxOutstanding = nil }
+        }
+        if let v = maxdata {
+            c.maxPayload = v
+            for k in c.targets.keys { c.targets[k]?.maxPayload = nil }
+            for k in c.interfaces.keys { c.interfaces[k]?.maxPayload = nil }
+        }
+        if let v = mtu {
+            c.mtu = v
+            for k in c.interfaces.keys { c.interfaces[k]?.mtu = nil }
+        }
         return c
     }
 
-    /// Opens the links and starts an engine on them; exits with a one-line error on failure.
+    /// Opens the links and starts an engine on them; a one-line error on failure.
     func startEngine(defaultToAllEthernet: Bool = false) throws -> Engine {
-        var names = interfaces
+        Log.setUp(verbosity: verbose)
+        let file = try configFile()
+        var names = interfaces.isEmpty ? (file?.interfaces ?? []) : interfaces
         if names.isEmpty {
             guard defaultToAllEthernet else { throw ValidationError("give at least one --iface (e.g. --iface eth1)") }
             names = allEthernetInterfaces()
             if names.isEmpty { throw CLIError("no Ethernet interface is up; give one with --iface") }
         }
+        let configuration = engineConfiguration(file: file)
+        Log.logger.debug("settings: interfaces \(names.joined(separator: " ")), deadsecs \(configuration.deadsecs), maxout \(configuration.maxOutstanding), maxdata \(configuration.maxPayload.map(String.init) ?? "-"), mtu cap \(configuration.mtu.map(String.init) ?? "-"), \(configuration.targets.count) target and \(configuration.interfaces.count) interface sections")
         var links: [any Link] = []
         for name in names {
             do { links.append(try PacketLink(interface: name)) } catch { throw CLIError("\(error)") }
+            Log.logger.debug("\(name): MTU \(links.last!.mtu), MAC \(links.last!.macAddress)")
         }
-        var log: (@Sendable (String) -> Void)?
-        if verbose { log = { line in printErr("aoefs: " + line) } }
-        let engine = Engine(links: links, configuration: engineConfiguration, onLog: log)
+        let engine = Engine(links: links, configuration: configuration, onLog: { line in Log.logger.info("\(line)") })
         engine.start()
         return engine
     }

@@ -76,7 +76,8 @@ struct Mount: ParsableCommand {
         let null = open("/dev/null", O_RDWR)
         dup2(null, 0)
         dup2(null, 1)
-        if !network.verbose { dup2(null, 2) }
+        dup2(null, 2)
+        Log.switchToSyslog()
         do {
             try serve(ready: fds[1])
         } catch {

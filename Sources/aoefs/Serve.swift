@@ -46,8 +46,8 @@ struct Serve: ParsableCommand {
     @Option(help: "Disk threads: commands served at once.")
     var workers: Int = 4
 
-    @Flag(name: .shortAndLong, help: "Log every flush and I/O error to stderr.")
-    var verbose = false
+    @Flag(name: .shortAndLong, help: "Log every flush (-v) to stderr; I/O errors are always logged.")
+    var verbose: Int
 
     @Argument(help: "Shelf (major address), 0–65534.") var shelf: UInt16
     @Argument(help: "Slot (minor address), 0–254.") var slot: UInt8
@@ -90,9 +90,9 @@ struct Serve: ParsableCommand {
         settings.allowedMACs = try allowedMACs()
         settings.serial = "\(shelf).\(slot):\(ProcessInfo.processInfo.hostName.prefix(12))"
         settings.firmware = "aoefs"
-        let verbose = self.verbose
+        Log.setUp(verbosity: verbose)
         let server = TargetServer(settings: settings, file: backing, link: link, workers: workers) { line in
-            if verbose { printErr("aoefs serve: " + line) }
+            if line.hasPrefix("flush:") { Log.logger.info("serve: \(line)") } else { Log.logger.error("serve: \(line)") }
         }
         var sources: [any DispatchSourceSignal] = []
         for s in [SIGINT, SIGTERM, SIGHUP] {
@@ -107,9 +107,10 @@ struct Serve: ParsableCommand {
         FileHandle.standardOutput.write(Data(first.utf8))
         do { try server.run() } catch { throw CLIError("\(error)") }
         let c = server.counters
-        printErr("aoefs serve: e\(shelf).\(slot): \(c.reads) reads, \(c.writes) writes, \(c.flushes) flushes "
-                 + "(\(server.durableFlushes) fdatasync), \(c.configQueries) config queries, "
-                 + "\(c.errors + server.diskErrors) errors, \(c.dropped) dropped")
+        let summary = "serve: e\(shelf).\(slot): \(c.reads) reads, \(c.writes) writes, \(c.flushes) flushes "
+            + "(\(server.durableFlushes) fdatasync), \(c.configQueries) config queries, "
+            + "\(c.errors + server.diskErrors) errors, \(c.dropped) dropped"
+        Log.logger.notice("\(summary)")
         _ = sources
     }
 }

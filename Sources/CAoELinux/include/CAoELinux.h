@@ -64,4 +64,9 @@ int aoel_keep_heap(size_t mmap_threshold, size_t trim_threshold);
 /// open(2)'s O_DIRECT, which Swift's Glibc module hides (it needs _GNU_SOURCE) and whose value
 /// differs between architectures.
 int aoel_o_direct(void);
+
+/// Sends logs to syslog from now on, as `ident` with the PID, facility LOG_DAEMON.
+void aoel_openlog(const char *ident);
+/// One line to syslog at `priority` (LOG_ERR … LOG_DEBUG); printf(3) never sees `message`.
+void aoel_syslog(int priority, const char *message);
 #endif
