@@ -56,7 +56,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(name: "aoe-lab", dependencies: ["AoETestSupport"], swiftSettings: strict),
-        .testTarget(name: "AoEProtocolTests", dependencies: ["AoEProtocol", "AoETestSupport"], swiftSettings: strict),
+        .testTarget(name: "AoEProtocolTests", dependencies: ["AoEProtocol", "AoELinux", "AoETestSupport"], swiftSettings: strict),
         .testTarget(
             name: "AoELinuxTests",
             dependencies: ["AoEProtocol", "AoEEngine", "AoELinux", "AoETestSupport", "aoe-lab"],

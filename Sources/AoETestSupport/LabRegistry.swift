@@ -1,3 +1,4 @@
+import AoELinux
 import Dispatch
 import Foundation
 import Synchronization

@@ -1,3 +1,4 @@
+import AoELinux
 import Foundation
 import Synchronization
 

@@ -23,7 +23,7 @@ struct AoEFS: ParsableCommand {
             Each command has --help with examples; `man aoefs` has the whole story.
             """,
         version: "aoefs 0.1.0 (libfuse \(FUSELibrary.version))",
-        subcommands: [Mount.self, Stat.self, Discover.self, Interfaces.self, Revalidate.self, Flush.self, Scan.self,
+        subcommands: [Demo.self, Mount.self, Stat.self, Discover.self, Interfaces.self, Revalidate.self, Flush.self, Scan.self,
                       Serve.self, Bench.self]
     )
 }

@@ -41,9 +41,7 @@ struct NetworkOptions: ParsableArguments {
         let path = config ?? AoEConfigFile.defaultPath
         if config == nil && !FileManager.default.fileExists(atPath: path) { return nil }
         do {
-            return try AoEConfigFile.load(path: path) { p in
-                FileManager.default.contents(atPath: p).map { String(decoding: $0, as: UTF8.self) }
-            }
+            return try AoEConfigFile.load(path: path, read: readWholeFile)
         } catch { throw CLIError("\(error)") }
     }
 
@@ -129,4 +127,21 @@ func allEthernetInterfaces() -> [String] {
             .flatMap { UInt32($0.trimmingCharacters(in: .whitespacesAndNewlines).dropFirst(2), radix: 16) } ?? 0
         return type == "1" && flags & 1 != 0 && n != "lo"
     }
+}
+
+/// The bytes of a file (any kind: /dev/null, a pipe), as text; nil if it cannot be read.
+func readWholeFile(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        if n < 0 { return nil }
+        if n == 0 { break }
+        bytes += chunk[0..<n]
+    }
+    return String(decoding: bytes, as: UTF8.self)
 }

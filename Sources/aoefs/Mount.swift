@@ -73,6 +73,12 @@ struct Mount: ParsableCommand {
         }
         close(fds[0])
         setsid()
+        // A daemon keeps nothing its caller opened: a leaked pipe would keep the caller's reader
+        // (a script's `$(aoefs mount …)`) waiting forever.
+        for fd in ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).compactMap({ Int32($0) })
+        where fd > 2 && fd != fds[1] {
+            close(fd)
+        }
         let null = open("/dev/null", O_RDWR)
         dup2(null, 0)
         dup2(null, 1)

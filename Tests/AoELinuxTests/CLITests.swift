@@ -1,3 +1,4 @@
+import AoELinux
 import AoETestSupport
 import Foundation
 import Testing
@@ -9,9 +10,7 @@ import Glibc
 /// Runs the built `aoefs` with `args`; returns (exit status, stdout, stderr).
 func aoefs(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
     let exe = productsDirectory().appendingPathComponent("aoefs").path
-    var out: [Int32] = [0, 0]
-    var err: [Int32] = [0, 0]
-    #expect(pipe(&out) == 0 && pipe(&err) == 0)
+    let out = try #require(closeOnExecPipe()), err = try #require(closeOnExecPipe())
     let p = try ChildProcess([exe] + args, stdout: out[1], stderr: err[1])
     close(out[1])
     close(err[1])
@@ -82,5 +81,75 @@ struct CLITests {
                     "\(test): «\(line)»")
             #expect(line.contains("errors=0"), "\(line)")
         }
+    }
+}
+
+@Suite("aoefs demo and configuration", .serialized, .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
+struct DemoAndConfigTests {
+    /// What the demo may leave behind: namespaces, links, mounts, processes, files.
+    func leftovers() throws -> [String] {
+        var found: [String] = []
+        found += try must("ip netns list").split(separator: "\n").filter { $0.hasPrefix("aoed") }.map(String.init)
+        found += try must("ip -o link").split(separator: "\n").filter { $0.contains(": aoed") }.map(String.init)
+        found += ((try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? "").split(separator: "\n")
+            .filter { $0.contains("aoe-demo") }.map(String.init)
+        found += try must("ps -eo args").split(separator: "\n").filter { $0.contains(" serve -v 10 3 aoed") }.map(String.init)
+        found += ((try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []).filter { $0.hasPrefix("aoefs-demo-") }
+        return found
+    }
+
+    @Test("aoefs demo -- COMMAND runs it against a fresh mount, exits with its status, and leaves nothing behind")
+    func demoRunsACommand() throws {
+        let before = try leftovers()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("aoefs-dtest-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let script = """
+            cd \(dir.path) && \(productsDirectory().appendingPathComponent("aoefs").path) demo --size 256M -- bash -c '
+              set -e
+              dd if=/dev/urandom of=aoe-demo/e10.3 bs=1M count=16 oflag=direct conv=notrunc,nocreat status=none
+              test "$(stat -c %s aoe-demo/e10.3)" = 268435456
+              grep -q "^bytes_written 16777216$" "$AOEFS_MOUNT/sys/e10.3/stats"
+              cat aoe-demo/sys/e10.3/state'
+            """
+        let r = try sh(script)
+        #expect(r.status == 0, "\(r.out)")
+        #expect(r.out.contains("up"), "\(r.out)")
+        let after = try leftovers()
+        #expect(after == before, "the demo left something behind: \(after) (before: \(before))")
+        let failing = try sh("cd \(dir.path) && \(productsDirectory().appendingPathComponent("aoefs").path) demo --size 64M -- sh -c 'exit 7'")
+        #expect(failing.status == 7)
+        #expect(try leftovers() == before)
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("aoe-demo").path))
+    }
+
+    @Test("a configuration file with a typo is refused with its file, line and what was expected")
+    func configTypo() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("aoefs-conf-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let conf = dir.appendingPathComponent("aoefs.conf").path
+        try "deadsecs = 30\n\n[target e10.3]\nmaxout = 8\nmaxdtaa = 4096\n".write(toFile: conf, atomically: true, encoding: .utf8)
+        let r = try aoefs(["scan", "--config", conf, "--iface", "lo", "--wait", "0.1"])
+        #expect(r.status != 0)
+        #expect(r.err.trimmingCharacters(in: .whitespacesAndNewlines)
+                == "Error: \(conf):5: unknown key 'maxdtaa' in [target e10.3] (expected timeout, maxout or maxdata)", "\(r.err)")
+        let missing = try aoefs(["scan", "--config", dir.appendingPathComponent("nope.conf").path, "--iface", "lo"])
+        #expect(missing.status != 0 && missing.err.contains("nope.conf: cannot be read"), "\(missing.err)")
+    }
+
+    @Test("the configuration file's values reach the engine, and a flag wins over the file")
+    func configApplies() throws {
+        let m = try MountLab(mountArgs: ["--config", "/dev/null"])
+        defer { m.tearDown() }
+        let dir = m.lab.directory.path
+        try "deadsecs = 42\nmaxout = 8\n[target e10.3]\nmaxdata = 4096\n".write(toFile: dir + "/a.conf", atomically: true, encoding: .utf8)
+        let mnt2 = dir + "/mnt2"
+        try FileManager.default.createDirectory(atPath: mnt2, withIntermediateDirectories: true)
+        let r = try aoefs(["mount", mnt2, "--iface", m.net.initiator, "--config", dir + "/a.conf", "--deadsecs", "7"])
+        #expect(r.status == 0, "\(r.err)")
+        defer { _ = try? sh("fusermount3 -u \(mnt2)") }
+        let conf = try String(contentsOfFile: mnt2 + "/sys/e10.3/conf", encoding: .utf8)
+        #expect(conf.contains("deadsecs 7\n") && conf.contains("maxout 8\n") && conf.contains("maxdata 4096\n"), "\(conf)")
     }
 }

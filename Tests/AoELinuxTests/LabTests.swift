@@ -104,8 +104,7 @@ struct LabTests {
     /// Starts the aoe-lab tool and returns it with the line it printed.
     func startLabTool() throws -> (ChildProcess, [String: String]) {
         let tool = productsDirectory().appendingPathComponent("aoe-lab")
-        var fds: [Int32] = [0, 0]
-        #expect(pipe(&fds) == 0)
+        let fds = try #require(closeOnExecPipe())
         let p = try ChildProcess([tool.path, "--size", String(64 << 20)], stdout: fds[1])
         close(fds[1])
         let out = FileHandle(fileDescriptor: fds[0], closeOnDealloc: true)

@@ -1,3 +1,4 @@
+import AoELinux
 import AoETestSupport
 import Foundation
 import Testing
@@ -8,8 +9,7 @@ import Glibc
 
 /// Runs a shell command line; returns (status, stdout+stderr). Test helper for user-level steps.
 func sh(_ line: String) throws -> (status: Int32, out: String) {
-    var fds: [Int32] = [0, 0]
-    _ = pipe(&fds)
+    guard let fds = closeOnExecPipe() else { throw LabFailure("pipe: \(String(cString: strerror(errno)))") }
     let p = try ChildProcess(["/bin/bash", "-c", line], stdout: fds[1], stderr: fds[1])
     close(fds[1])
     let data = FileHandle(fileDescriptor: fds[0], closeOnDealloc: true).readDataToEndOfFile()

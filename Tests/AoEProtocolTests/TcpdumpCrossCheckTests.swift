@@ -1,3 +1,4 @@
+import AoELinux
 import AoEProtocol
 import AoETestSupport
 import Foundation

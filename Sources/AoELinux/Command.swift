@@ -24,8 +24,7 @@ public enum Command {
     public static func run(_ argv: [String], input: String? = nil) throws -> String {
         // stdout through a pipe; stderr into an unlinked temporary file (reading two pipes would
         // need a second thread); stdin from a temporary file holding `input`.
-        var out: [Int32] = [0, 0]
-        guard pipe(&out) == 0 else { throw LabError("pipe: \(String(cString: strerror(errno)))") }
+        guard let out = closeOnExecPipe() else { throw ProcessError("pipe: \(String(cString: strerror(errno)))") }
         let errFD = try temporaryFD(contents: nil)
         let inFD = try input.map { try temporaryFD(contents: $0) }
         defer {
@@ -66,7 +65,7 @@ public enum Command {
     static func temporaryFD(contents: String?) throws -> Int32 {
         var template = Array((NSTemporaryDirectory() + "/aoet-cmd-XXXXXX").utf8CString)
         let fd = mkstemp(&template)
-        guard fd >= 0 else { throw LabError("mkstemp: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw ProcessError("mkstemp: \(String(cString: strerror(errno)))") }
         unlink(template)
         if let contents {
             _ = contents.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }

@@ -44,7 +44,7 @@ public final class ChildProcess: @unchecked Sendable {
         defer { for p in cargs { free(p) } }
         var pid: pid_t = 0
         let r = posix_spawnp(&pid, argv[0], &actions, &attr, &cargs, environ)
-        guard r == 0 else { throw LabError("cannot start \(argv[0]): \(String(cString: strerror(r)))") }
+        guard r == 0 else { throw ProcessError("cannot start \(argv[0]): \(String(cString: strerror(r)))") }
         self.pid = pid
     }
 
@@ -105,4 +105,20 @@ public func processIsGone(_ pid: pid_t) -> Bool {
         let close = stat.lastIndex(of: ")")
     else { return true }
     return stat[stat.index(close, offsetBy: 2)] == "Z"
+}
+
+/// A process could not be started (or a pipe or temporary file for it made), in one line.
+public struct ProcessError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// pipe(2) with both ends close-on-exec, so no child but the one given an end (by dup2, which
+/// clears the flag on the copy) inherits it: a leaked write end keeps a reader waiting forever.
+/// - Returns: `[read, write]`, or nil on failure (errno says why).
+public func closeOnExecPipe() -> [Int32]? {
+    var fds: [Int32] = [0, 0]
+    guard pipe(&fds) == 0 else { return nil }
+    for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+    return fds
 }

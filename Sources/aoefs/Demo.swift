@@ -1,0 +1,229 @@
+import AoEEngine
+import AoEFUSE
+import AoELinux
+import ArgumentParser
+import Foundation
+import Synchronization
+
+struct Demo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Try aoefs with nothing to set up: a private network, a built-in target and a mount.",
+        discussion: """
+            Creates a private network namespace joined to this one by a veth pair (MTU 9000),
+            starts `aoefs serve` there on a sparse file (target e10.3), and mounts the tree
+            (default ./aoe-demo). It then prints what to try, and removes everything it made
+            (mount, target, namespace, links, file) on Ctrl-C.
+
+            With `-- COMMAND`, it runs COMMAND against the mount instead (AOEFS_MOUNT names the
+            mountpoint), tears everything down when it finishes, and exits with its status.
+            Needs root; needs nothing but this binary, libfuse3 and iproute2.
+
+            Examples:
+              sudo aoefs demo
+              sudo aoefs demo -- sh -c 'dd if=/dev/zero of=aoe-demo/e10.3 bs=1M count=64 oflag=direct conv=notrunc; cat aoe-demo/sys/e10.3/stats'
+            """)
+
+    @Option(name: .customLong("mount"), help: ArgumentHelp("Where to mount (created if missing).", valueName: "DIR"))
+    var mountpoint = "./aoe-demo"
+
+    @Option(help: "Size of the demo disk (sparse): 64M, 1G, …")
+    var size = "1G"
+
+    @Flag(name: .shortAndLong, help: "-v shows the engine's diagnostics, -vv also settings.")
+    var verbose: Int
+
+    @Argument(parsing: .postTerminator, help: "A command to run against the mount (after --).")
+    var command: [String] = []
+
+    func validate() throws {
+        guard let s = parseSize(size), s >= 1 << 20 else { throw ValidationError("--size: give at least 1M (e.g. 64M, 1G)") }
+    }
+
+    func run() throws {
+        guard geteuid() == 0 else {
+            throw CLIError("the demo needs root (network namespaces, raw Ethernet, FUSE): sudo aoefs demo")
+        }
+        for tool in ["ip", "nsenter"] where !Command.exists(tool) {
+            throw CLIError("the demo needs `\(tool)` (Debian: apt-get install \(tool == "ip" ? "iproute2" : "util-linux"))")
+        }
+        Log.setUp(verbosity: verbose)
+        DemoSetup.sweepStale()
+        let setup = try DemoSetup(size: parseSize(size)!, mountpoint: mountpoint)
+        defer { setup.tearDown() }
+        try setup.start()
+        let status = try setup.serve(command: command)
+        if status != 0 { throw ExitCode(status) }
+    }
+}
+
+/// Everything the demo makes, and its removal. Names start with `aoed` (never a test's `aoet`).
+final class DemoSetup: @unchecked Sendable {
+    // @unchecked: used from the main thread; `fs` and `loop` are only read after `start`.
+    let name: String
+    let namespace: String
+    let localLink: String
+    let remoteLink: String
+    let directory: String
+    let file: String
+    let mountpoint: String
+    let size: UInt64
+    private var createdMountpoint = false
+    private var target: ChildProcess?
+    private var engine: Engine?
+    private var fs: AoEFileSystem?
+    private var steps: [String] = []
+
+    static let base = "/tmp"
+
+    init(size: UInt64, mountpoint: String) throws {
+        let letters = Array("abcdefghijklmnopqrstuvwxyz0123456789")
+        name = "aoed" + String((0..<4).map { _ in letters.randomElement()! })
+        namespace = name + "t"
+        localLink = name + "i"
+        remoteLink = name + "t"
+        directory = "\(Self.base)/aoefs-demo-\(name)"
+        file = directory + "/disk.img"
+        self.size = size
+        self.mountpoint = URL(fileURLWithPath: mountpoint).standardizedFileURL.path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try "\(getpid())\n".write(toFile: directory + "/owner", atomically: true, encoding: .utf8)
+    }
+
+    /// Network, file, target, engine, mount.
+    func start() throws {
+        try run(["ip", "netns", "add", namespace])
+        steps.append("ns")
+        try run(["ip", "link", "add", localLink, "mtu", "9000", "type", "veth", "peer", "name", remoteLink, "mtu", "9000",
+                 "netns", namespace])
+        steps.append("link")
+        try run(["ip", "link", "set", localLink, "up"])
+        try run(["ip", "-n", namespace, "link", "set", remoteLink, "up"])
+        try run(["ip", "-n", namespace, "link", "set", "lo", "up"])
+        guard FileManager.default.createFile(atPath: file, contents: nil), truncate(file, off_t(size)) == 0 else {
+            throw CLIError("\(file): cannot create the demo disk: \(String(cString: strerror(errno)))")
+        }
+        // The target: this very binary, as `aoefs serve`, inside the namespace.
+        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        let logPath = directory + "/target.log"
+        let log = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        defer { close(log) }
+        target = try ChildProcess(["nsenter", "--net=/run/netns/\(namespace)", exe, "serve", "-v", "10", "3", remoteLink, file],
+                                  stdout: log, stderr: log)
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "").contains("sectors") {
+            guard ContinuousClock.now < deadline, target?.isRunning == true else {
+                throw CLIError("the demo target did not start: \((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "")")
+            }
+            usleep(20_000)
+        }
+        var isDir: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: mountpoint, isDirectory: &isDir) {
+            try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+            createdMountpoint = true
+        } else if !isDir.boolValue {
+            throw CLIError("\(mountpoint): not a directory")
+        }
+        let link: PacketLink
+        do { link = try PacketLink(interface: localLink) } catch { throw CLIError("\(error)") }
+        let engine = Engine(links: [link], onLog: { line in Log.logger.info("\(line)") })
+        self.engine = engine
+        engine.start()
+        let up = ContinuousClock.now + .seconds(5)
+        while !engine.targets().contains(where: { $0.state == .up && $0.paths.allSatisfy { $0.state == "ok" } })
+            && ContinuousClock.now < up { usleep(20_000) }
+        let fs = AoEFileSystem(engine: engine, mountpoint: mountpoint)
+        engine.addLogObserver { [weak fs] _ in fs?.logged() }
+        do { try fs.mount() } catch { throw CLIError("\(error)") }
+        self.fs = fs
+        fs.handleSignals()
+    }
+
+    /// Serves until Ctrl-C, or runs `command` against the mount; returns the exit status.
+    func serve(command: [String]) throws -> Int32 {
+        guard let fs else { return 1 }
+        let loopDone = Atomic<Bool>(false)
+        let loop = Thread {
+            fs.run(threads: 4)
+            loopDone.store(true, ordering: .relaxed)
+        }
+        loop.name = "aoefs-demo-fuse"
+        loop.start()
+        if command.isEmpty {
+            let rel = FileManager.default.currentDirectoryPath == URL(fileURLWithPath: mountpoint).deletingLastPathComponent().path
+                ? URL(fileURLWithPath: mountpoint).lastPathComponent : mountpoint
+            FileHandle.standardOutput.write(Data("""
+                aoefs demo: target e10.3 (a \(size >> 20) MiB sparse file) is served by `aoefs serve` in network
+                namespace \(namespace), reached over veth \(localLink) (MTU 9000), and mounted at \(mountpoint).
+
+                Try, in another terminal:
+                  ls \(rel)
+                  aoefs stat \(mountpoint)
+                  cat \(rel)/sys/e10.3/stats
+                  dd if=/dev/zero of=\(rel)/e10.3 bs=1M count=256 oflag=direct conv=notrunc
+                  losetup -fP --show \(rel)/e10.3        # then mkfs.ext4 /dev/loopN, mount it, …; losetup -d /dev/loopN
+                  cat \(rel)/etherd/err                  # blocks until something happens
+
+                Ctrl-C ends the demo and removes everything it made.
+
+                """.utf8))
+            while !loopDone.load(ordering: .relaxed) { usleep(50_000) }
+            fs.teardown()
+            return 0
+        }
+        setenv("AOEFS_MOUNT", mountpoint, 1)
+        let child: ChildProcess
+        do { child = try ChildProcess(command, stdin: 0, stdout: 1, stderr: 2) } catch {
+            fs.stop()
+            while !loopDone.load(ordering: .relaxed) { usleep(10_000) }
+            fs.teardown()
+            throw CLIError("\(command[0]): \(error)")
+        }
+        // Until the command ends, or Ctrl-C ends the loop (then the command is asked to stop).
+        while child.isRunning && !loopDone.load(ordering: .relaxed) { usleep(20_000) }
+        if child.isRunning {
+            child.signal(SIGTERM)
+            if !child.wait(upTo: .seconds(3)) { child.signal(SIGKILL) }
+        }
+        child.wait()
+        fs.stop()
+        while !loopDone.load(ordering: .relaxed) { usleep(10_000) }
+        fs.teardown()
+        if let s = child.terminatingSignal { return 128 + s }
+        return child.exitCode ?? 1
+    }
+
+    /// Removes what was made, in reverse order; safe to call after a partial start.
+    func tearDown() {
+        engine?.shutdown()
+        if let t = target {
+            t.signal(SIGTERM)
+            if !t.wait(upTo: .seconds(2)) { t.signal(SIGKILL) }
+            t.wait()
+        }
+        if steps.contains("link") { _ = try? Command.run(["ip", "link", "del", localLink]) }
+        if steps.contains("ns") { _ = try? Command.run(["ip", "netns", "del", namespace]) }
+        if createdMountpoint { rmdir(mountpoint) }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    private func run(_ argv: [String]) throws {
+        do { _ = try Command.run(argv) } catch { throw CLIError("\(error)") }
+    }
+
+    /// Removes what demos killed with SIGKILL left: their namespace and links (the mount went
+    /// with fusermount3's auto_unmount watchdog).
+    static func sweepStale() {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []
+        for e in entries where e.hasPrefix("aoefs-demo-aoed") {
+            let dir = base + "/" + e
+            guard let text = try? String(contentsOfFile: dir + "/owner", encoding: .utf8),
+                  let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)),
+                  kill(pid, 0) != 0 && errno == ESRCH
+            else { continue }
+            let name = String(e.dropFirst("aoefs-demo-".count))
+            _ = try? Command.run(["ip", "link", "del", name + "i"])
+            _ = try? Command.run(["ip", "netns", "del", name + "t"])
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+    }
+}
