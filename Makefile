@@ -3,9 +3,11 @@ SWIFT ?= swift
 SWIFT_BUILD_FLAGS ?=
 # What the tests and the lab need from Debian (issue #2): FUSE, the vblade target, nft for
 # fault injection, iproute2 for namespaces, tcpdump for the codec cross-check, fio and e2fsprogs.
-APT_PACKAGES = libfuse3-dev fuse3 vblade nftables iproute2 tcpdump fio e2fsprogs pkg-config
+APT_PACKAGES = libfuse3-dev fuse3 vblade nftables iproute2 tcpdump fio e2fsprogs pkg-config man-db procps
 
-.PHONY: all build test deps lab-clean format lint clean bench-tools bench
+.PHONY: all build test deps lab-clean format lint clean bench-tools bench demo install uninstall
+
+PREFIX ?= /usr/local
 
 all: build
 
@@ -21,6 +23,25 @@ deps:
 	echo "make: installing$$missing"; \
 	export DEBIAN_FRONTEND=noninteractive; \
 	apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing
+
+## demo: install what the demo needs, build, and run `aoefs demo` (root; Ctrl-C ends it)
+DEMO_PACKAGES = libfuse3-dev fuse3 iproute2 pkg-config
+demo:
+	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(DEMO_PACKAGES)"
+	$(SWIFT) build -c release --product aoefs $(SWIFT_BUILD_FLAGS)
+	.build/release/aoefs demo
+
+## install: the binary in $(PREFIX)/bin, where mount.fuse3 finds it for `mount -t fuse.aoefs`
+## and fstab lines (mount runs helpers with the default PATH), the man page, the systemd unit
+install:
+	$(SWIFT) build -c release --product aoefs $(SWIFT_BUILD_FLAGS)
+	install -D -m 0755 .build/release/aoefs $(DESTDIR)$(PREFIX)/bin/aoefs
+	install -D -m 0644 Docs/aoefs.8 $(DESTDIR)$(PREFIX)/share/man/man8/aoefs.8
+	install -D -m 0644 Docs/aoefs.service $(DESTDIR)/etc/systemd/system/aoefs.service
+	@test -e $(DESTDIR)/etc/aoefs.conf || install -D -m 0644 Docs/aoefs.conf.example $(DESTDIR)/etc/aoefs.conf
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/aoefs $(DESTDIR)$(PREFIX)/share/man/man8/aoefs.8 $(DESTDIR)/etc/systemd/system/aoefs.service
 
 ## build: debug build of every target
 build: deps

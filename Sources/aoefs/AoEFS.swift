@@ -26,4 +26,22 @@ struct AoEFS: ParsableCommand {
         subcommands: [Demo.self, Mount.self, Stat.self, Discover.self, Interfaces.self, Revalidate.self, Flush.self, Scan.self,
                       Serve.self, Bench.self]
     )
+
+    /// Also the helper mount.fuse3 runs for `mount -t fuse.aoefs SOURCE DIR -o OPTIONS` and
+    /// fstab lines: it calls `aoefs SOURCE DIR -o OPTIONS`, which is `aoefs mount DIR -o OPTIONS`.
+    static func main() {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        let names = Set(configuration.subcommands.map { $0._commandName } + ["help"])
+        if arguments.count >= 2, let first = arguments.first, !first.hasPrefix("-"), !names.contains(first),
+           !arguments[1].hasPrefix("-")
+        {
+            arguments = ["mount"] + Array(arguments.dropFirst())
+        }
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
 }

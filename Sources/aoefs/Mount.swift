@@ -29,7 +29,7 @@ struct Mount: ParsableCommand {
     @Flag(name: .short, help: "Stay in the foreground (do not daemonise).")
     var foreground = false
 
-    @Option(name: .short, help: ArgumentHelp("A FUSE mount option (e.g. allow_other).", valueName: "FUSEOPT"))
+    @Option(name: .short, help: ArgumentHelp("Mount options, comma-separated: FUSE's (allow_other, ro, …) and aoefs's own as key=value (iface=eth1:eth3, deadsecs=, maxout=, maxdata=, mtu=, config=, wait=), as in an fstab line.", valueName: "OPTIONS"))
     var options: [String] = []
 
     @Option(help: "Seconds to wait for targets before serving (they may also appear later).")
@@ -49,7 +49,45 @@ struct Mount: ParsableCommand {
         }
     }
 
+    /// aoefs's own settings given as `-o key=value` (an fstab line has only options), moved to
+    /// their flags unless the flag was given too; what is left are FUSE's options.
+    mutating func absorbMountOptions() throws {
+        var fuse: [String] = []
+        for item in options.flatMap({ $0.split(separator: ",").map(String.init) }) {
+            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+            let key = parts[0], value = parts.count > 1 ? parts[1] : nil
+            func number<T: LosslessStringConvertible>(_ type: T.Type) throws -> T {
+                guard let v = value, let n = T(v) else { throw ValidationError("-o \(item): expected \(key)=NUMBER") }
+                return n
+            }
+            switch key {
+            case "iface":
+                guard let v = value, !v.isEmpty else { throw ValidationError("-o \(item): expected iface=IF[:IF…]") }
+                network.interfaces += v.split(separator: ":").map(String.init)
+            case "deadsecs": network.deadsecs = try network.deadsecs ?? number(Int.self)
+            case "maxout": network.maxout = try network.maxout ?? number(Int.self)
+            case "maxdata": network.maxdata = try network.maxdata ?? number(Int.self)
+            case "mtu": network.mtu = try network.mtu ?? number(Int.self)
+            case "config":
+                guard let v = value else { throw ValidationError("-o \(item): expected config=FILE") }
+                network.config = network.config ?? v
+            case "wait": wait = try number(Double.self)
+            // mount(8) passes these for every filesystem; they mean nothing to FUSE here.
+            case "_netdev", "nofail", "auto", "noauto", "user", "nouser", "users", "defaults": break
+            default: fuse.append(item)
+            }
+        }
+        try network.validate()
+        options = fuse
+    }
+
     func run() throws {
+        var me = self
+        try me.absorbMountOptions()
+        try me.start()
+    }
+
+    private func start() throws {
         if foreground { return try serve(ready: nil) }
         // Daemonise before any thread exists: the child serves and reports readiness (or the
         // reason it could not mount) through a pipe; the parent waits for that one line.

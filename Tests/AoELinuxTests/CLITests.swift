@@ -153,3 +153,67 @@ struct DemoAndConfigTests {
         #expect(conf.contains("deadsecs 7\n") && conf.contains("maxout 8\n") && conf.contains("maxdata 4096\n"), "\(conf)")
     }
 }
+
+@Suite("mount(8), fstab and the man page", .serialized, .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
+struct EcosystemTests {
+    /// mount.fuse3 runs `aoefs` from the default PATH (mount clears PATH); put the built binary
+    /// there for the test, as `make install` puts the installed one in /usr/local/bin.
+    func withHelperInPath(_ body: () throws -> Void) throws {
+        let link = "/usr/local/sbin/aoefs"
+        let exe = productsDirectory().appendingPathComponent("aoefs").path
+        if let existing = try? FileManager.default.destinationOfSymbolicLink(atPath: link), existing == exe {
+            try body()
+            return
+        }
+        guard !FileManager.default.fileExists(atPath: link) else {
+            Issue.record("\(link) exists and is not this build's aoefs; remove it to run this test")
+            return
+        }
+        try FileManager.default.createDirectory(atPath: "/usr/local/sbin", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: exe)
+        defer { try? FileManager.default.removeItem(atPath: link) }
+        try body()
+    }
+
+    @Test("an fstab line mounts with `mount -T FILE -a`, and `mount -t fuse.aoefs … -o iface=` works")
+    func fstabAndMountT() throws {
+        let lab = try Lab()
+        defer { lab.teardown() }
+        let net = try lab.direct(mtu: 9000)
+        let file = try lab.sparseFile("e10.3.img", size: 256 << 20)
+        _ = try lab.startVblade(shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace, file: file)
+        let mnt = lab.directory.appendingPathComponent("mnt").path
+        try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
+        try withHelperInPath {
+            let fstab = lab.directory.appendingPathComponent("fstab").path
+            try "aoefs \(mnt) fuse.aoefs iface=\(net.initiator),deadsecs=30,_netdev 0 0\n"
+                .write(toFile: fstab, atomically: true, encoding: .utf8)
+            let r = try sh("mount -T \(fstab) -a")
+            #expect(r.status == 0, "\(r.out)")
+            #expect(mounted(mnt))
+            #expect(try must("ls \(mnt)").split(separator: "\n").contains("e10.3"))
+            #expect(try String(contentsOfFile: mnt + "/sys/e10.3/conf", encoding: .utf8).contains("deadsecs 30\n"))
+            try must("umount \(mnt)")
+            let t = try sh("mount -t fuse.aoefs aoefs \(mnt) -o iface=\(net.initiator)")
+            #expect(t.status == 0, "\(t.out)")
+            #expect(try must("stat -c %s \(mnt)/e10.3").trimmingCharacters(in: .whitespacesAndNewlines) == String(256 << 20))
+            try must("umount \(mnt)")
+            let bad = try sh("mount -t fuse.aoefs aoefs \(mnt) -o iface=aoetnosuch1")
+            #expect(bad.status != 0 && bad.out.contains("aoetnosuch1"), "\(bad.out)")
+            #expect(!mounted(mnt))
+        }
+    }
+
+    @Test("the man page renders with man -l and covers every command")
+    func manPage() throws {
+        let page = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Docs/aoefs.8").path
+        let text = try must("MANWIDTH=100 man -l \(page) 2>&1")
+        for word in ["aoefs mount", "aoefs stat", "aoefs serve", "aoefs demo", "aoefs discover", "aoefs interfaces",
+                     "aoefs revalidate", "aoefs flush", "aoefs scan", "aoefs bench", "/etc/aoefs.conf", "fuse.aoefs",
+                     "etherd/err", "sys/", "SECURITY"] {
+            #expect(text.contains(word), "the man page lacks \(word)")
+        }
+        #expect(!text.contains("warning"), "\(text)")
+    }
+}
