@@ -206,6 +206,13 @@ struct MountTests {
         let start = ContinuousClock.now
         while try must("stat -c %s \(m.image)") != "\(2 << 30)\n" && ContinuousClock.now - start < .seconds(5) { usleep(50_000) }
         #expect(try must("stat -c %s \(m.image)") == "\(2 << 30)\n")
+        // A blocked reader of err is interruptible: Ctrl-C (SIGINT) ends it at once.
+        let interrupted = try ChildProcess(["cat", m.mnt + "/etherd/err"])
+        usleep(300_000)
+        #expect(interrupted.isRunning, "cat blocks while there is nothing to say")
+        interrupted.signal(SIGINT)
+        #expect(interrupted.wait(upTo: .seconds(2)), "cat of etherd/err did not end on SIGINT")
+        #expect(interrupted.terminatingSignal == SIGINT)
         // err: a read blocks until a line exists; a target going down writes one.
         let errOut = m.lab.directory.appendingPathComponent("err.txt").path
         // One read(2), as a reader of /dev/etherd/err does: it blocks until a line exists.
