@@ -66,6 +66,7 @@ bench-tools: .build/aoe-raw-bench
 bench: deps
 	Benchmarks/engine-vs-yardstick.sh
 	Benchmarks/mount.sh
+	Benchmarks/serve-vs-vblade.sh
 
 ## lab-clean: remove lab namespaces and links left by a test run that was killed (SIGKILL)
 lab-clean:

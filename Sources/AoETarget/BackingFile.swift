@@ -1,4 +1,5 @@
 import CAoELinux
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -19,7 +20,9 @@ public final class BackingFile: @unchecked Sendable {
     public let size: UInt64
     public let offset: UInt64
     public let direct: Bool
+    public let sync: Bool
     private let fd: Int32
+    private let nowaitUnsupported = Atomic<Bool>(false)
 
     /// Opens `path` read-only (`-r`) or read-write, with O_DIRECT (`-d`) and O_SYNC (`-s`).
     public init(path: String, readOnly: Bool, direct: Bool, sync: Bool, offsetSectors: UInt64 = 0,
@@ -55,6 +58,7 @@ public final class BackingFile: @unchecked Sendable {
         self.offset = offsetSectors * 512
         self.size = sectors * 512
         self.direct = direct
+        self.sync = sync
     }
 
     deinit { close(fd) }
@@ -70,6 +74,45 @@ public final class BackingFile: @unchecked Sendable {
             }
         }
         return fullIO(count) { done in pread(fd, into + done, count - done, off_t(offset + at) + off_t(done)) }
+    }
+
+    /// Reads exactly `count` bytes at `at` if they are all in the page cache, without waiting for
+    /// the disk. Returns nil when it would have to wait (or the file is O_DIRECT): use `read`.
+    public func readCached(into: UnsafeMutableRawPointer, count: Int, at: UInt64) -> Bool? {
+        if direct { return nil }
+        var done = 0
+        while done < count {
+            let n = aoel_pread_cached(fd, into + done, count - done, Int64(offset + at) + Int64(done))
+            if n == -Int(EAGAIN) { return done == 0 ? nil : read(into: into + done, count: count - done, at: at + UInt64(done)) }
+            if n <= 0 { return false }
+            done += n
+        }
+        return true
+    }
+
+    /// Writes exactly `count` bytes at `at` if that should not wait for the disk: a write into the
+    /// page cache. Returns nil for O_DIRECT and O_SYNC files (they always wait): use `write`.
+    ///
+    /// pwritev2(RWF_NOWAIT) says when a buffered write would block where the filesystem can tell;
+    /// where it cannot (ext4 here answers EOPNOTSUPP), the write is done at once, as vblade does
+    /// every write: into the page cache, it waits only when the kernel throttles dirty pages.
+    public func writeWithoutWaiting(from: UnsafeRawPointer, count: Int, at: UInt64) -> Bool? {
+        if direct || sync { return nil }
+        if nowaitUnsupported.load(ordering: .relaxed) { return write(from: from, count: count, at: at) }
+        var done = 0
+        while done < count {
+            let n = aoel_pwrite_nowait(fd, from + done, count - done, Int64(offset + at) + Int64(done))
+            if n == -Int(EOPNOTSUPP) || n == -Int(EINVAL) {
+                nowaitUnsupported.store(true, ordering: .relaxed)
+                return write(from: from + done, count: count - done, at: at + UInt64(done))
+            }
+            if n == -Int(EAGAIN) {
+                return done == 0 ? nil : write(from: from + done, count: count - done, at: at + UInt64(done))
+            }
+            if n <= 0 { return false }
+            done += n
+        }
+        return true
     }
 
     /// Writes exactly `count` bytes from `from` at `at`; false on an error.

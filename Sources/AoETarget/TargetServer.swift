@@ -6,9 +6,11 @@ import Synchronization
 /// Runs a `TargetCore` over a link and a backing file: `aoefs serve`.
 ///
 /// The calling thread receives frames and answers everything that needs no disk at once
-/// (config, mask, reserve, IDENTIFY, errors). Disk commands go to a small pool of threads, so
-/// several reads and writes are in flight at once (vblade does one blocking pread per frame).
-/// Each worker sends its own answer.
+/// (config, mask, reserve, IDENTIFY, errors), and reads whose data is already in the page cache
+/// (preadv2 RWF_NOWAIT) and writes the page cache takes without waiting (pwritev2 RWF_NOWAIT): a
+/// thread hop would cost more than that copy. Everything that may wait
+/// for the disk goes to a small pool of threads, so several commands are in flight at once
+/// (vblade does one blocking pread per frame). Each worker sends its own answer.
 public final class TargetServer: Sendable {
     private let core: Locked<TargetCore>
     private let file: BackingFile
@@ -48,6 +50,16 @@ public final class TargetServer: Sendable {
                 switch core.withLock({ $0.handle(frame) }) {
                 case .ignore: break
                 case .reply(let r): replies.append(r)
+                case .disk(.read(let header, let offset, let count)):
+                    if let frame = readNow(header, offset, count) { replies.append(frame) } else {
+                        pool.async { [self] in perform(.read(header: header, offset: offset, count: count)) }
+                    }
+                case .disk(.write(let header, let offset, let data)):
+                    switch data.withUnsafeBytes({ file.writeWithoutWaiting(from: $0.baseAddress!, count: data.count, at: offset) }) {
+                    case true?: replies.append(header)
+                    case false?: replies.append(failed(header, "write of \(data.count) bytes at \(offset)"))
+                    case nil: pool.async { [self] in perform(.write(header: header, offset: offset, data: data)) }
+                    }
                 case .disk(let work): pool.async { [self] in perform(work) }
                 }
             }
@@ -59,6 +71,21 @@ public final class TargetServer: Sendable {
 
     /// Ends `run` (from any thread, e.g. a signal watcher); work already queued is finished.
     public func stop() { stopFlag.store(true, ordering: .relaxed) }
+
+    /// The answer to a read served from the page cache, or nil if it would wait for the disk.
+    private func readNow(_ header: [UInt8], _ offset: UInt64, _ count: Int) -> [UInt8]? {
+        var outcome: Bool?
+        let frame = [UInt8](unsafeUninitializedCapacity: header.count + count) { buf, n in
+            _ = header.withUnsafeBufferPointer { h in memcpy(buf.baseAddress!, h.baseAddress!, h.count) }
+            outcome = file.readCached(into: buf.baseAddress! + header.count, count: count, at: offset)
+            n = outcome == true ? header.count + count : header.count
+        }
+        switch outcome {
+        case true?: return frame
+        case false?: return failed(header, "read of \(count) bytes at \(offset)")
+        case nil: return nil
+        }
+    }
 
     private func perform(_ work: DiskWork) {
         let answer: [UInt8]

@@ -180,3 +180,17 @@ int aoel_o_direct(void) { return O_DIRECT; }
 void aoel_openlog(const char *ident) { openlog(strdup(ident), LOG_PID | LOG_NDELAY, LOG_DAEMON); }
 
 void aoel_syslog(int priority, const char *message) { syslog(priority, "%s", message); }
+
+long aoel_pread_cached(int fd, void *buffer, size_t length, long long offset) {
+    struct iovec v = {.iov_base = buffer, .iov_len = length};
+    ssize_t n;
+    do { n = preadv2(fd, &v, 1, (off_t)offset, RWF_NOWAIT); } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : (long)n;
+}
+
+long aoel_pwrite_nowait(int fd, const void *buffer, size_t length, long long offset) {
+    struct iovec v = {.iov_base = (void *)buffer, .iov_len = length};
+    ssize_t n;
+    do { n = pwritev2(fd, &v, 1, (off_t)offset, RWF_NOWAIT); } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : (long)n;
+}

@@ -158,7 +158,7 @@ struct Mount: ParsableCommand {
             _ = "ok\n".withCString { write(ready, $0, 3) }
             close(ready)
         }
-        fs.run(threads: ProcessInfo.processInfo.environment["AOEFS_FUSE_THREADS"].flatMap { Int($0) } ?? 8)
+        fs.run(threads: 8)
         fs.teardown()
         engine.shutdown()
     }

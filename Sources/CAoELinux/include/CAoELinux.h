@@ -65,6 +65,14 @@ int aoel_keep_heap(size_t mmap_threshold, size_t trim_threshold);
 /// differs between architectures.
 int aoel_o_direct(void);
 
+/// pread(2) that only copies what is already in the page cache (preadv2 RWF_NOWAIT): returns the
+/// bytes read, -EAGAIN when it would have to wait for the disk, or another -errno.
+long aoel_pread_cached(int fd, void *buffer, size_t length, long long offset);
+
+/// pwrite(2) that does not wait (pwritev2 RWF_NOWAIT): returns the bytes written, -EAGAIN when it
+/// would block (or -EOPNOTSUPP where the filesystem cannot tell), or another -errno.
+long aoel_pwrite_nowait(int fd, const void *buffer, size_t length, long long offset);
+
 /// Sends logs to syslog from now on, as `ident` with the PID, facility LOG_DAEMON.
 void aoel_openlog(const char *ident);
 /// One line to syslog at `priority` (LOG_ERR … LOG_DEBUG); printf(3) never sees `message`.
