@@ -49,6 +49,17 @@ struct CLITests {
         #expect(r.err.contains("no AoE target answered on \(net.initiator)"))
     }
 
+    @Test("every subcommand's --help teaches with an example", arguments: [
+        "mount", "stat", "discover", "interfaces", "revalidate", "flush", "scan", "serve", "demo", "bench",
+    ])
+    func helpHasExamples(command: String) throws {
+        let r = try aoefs([command, "--help"])
+        #expect(r.status == 0)
+        let text = r.out + r.err
+        #expect(text.contains("Example"), "aoefs \(command) --help has no example")
+        #expect(text.contains("aoefs \(command)") || (command == "mount" && text.contains("aoefs mount")), "\(text)")
+    }
+
     @Test func badInputGetsOneLineAndNonZeroStatus() throws {
         let r1 = try aoefs(["scan", "--iface", "aoetnosuch9"])
         #expect(r1.status != 0)
