@@ -31,6 +31,8 @@ struct CLITests {
                                 flags: ["-b", "20"])
         let r = try aoefs(["scan", "--iface", net.initiator, "--wait", "3"])
         #expect(r.status == 0, "\(r.err)")
+        // While it waits, each target is reported on stderr as it answers.
+        #expect(r.err.contains("e10.3 answered on \(net.initiator)") && r.err.contains("3.221GB"), "\(r.err)")
         let lines = r.out.split(separator: "\n")
         #expect(lines.count == 2)
         #expect(lines.first?.hasPrefix("TARGET") == true)
@@ -226,5 +228,51 @@ struct EcosystemTests {
             #expect(text.contains(word), "the man page lacks \(word)")
         }
         #expect(!text.contains("warning"), "\(text)")
+    }
+}
+
+@Suite("logging", .serialized, .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
+struct LoggingTests {
+    @Test("once daemonised, aoefs mount logs to syslog (/dev/log) as aoefs[PID]")
+    func daemonLogsToSyslog() throws {
+        guard !FileManager.default.fileExists(atPath: "/dev/log") else {
+            // A real syslog daemon owns /dev/log here: do not take it over.
+            return
+        }
+        // Play syslogd: a datagram socket at /dev/log, for the length of the test.
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        #expect(fd >= 0)
+        defer {
+            close(fd)
+            unlink("/dev/log")
+        }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { p in _ = "/dev/log".withCString { strcpy(p.baseAddress!.assumingMemoryBound(to: CChar.self), $0) } }
+        let bound = withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        #expect(bound == 0, "bind /dev/log: \(String(cString: strerror(errno)))")
+        var tv = timeval(tv_sec: 0, tv_usec: 200_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+
+        let lab = try Lab()
+        defer { lab.teardown() }
+        let net = try lab.direct(mtu: 9000)
+        let file = try lab.sparseFile("e10.3.img", size: 64 << 20)
+        _ = try lab.startVblade(shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace, file: file)
+        let mnt = lab.directory.appendingPathComponent("mnt").path
+        try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
+        let r = try aoefs(["mount", mnt, "--iface", net.initiator, "--config", "/dev/null"])
+        #expect(r.status == 0, "\(r.err)")
+        defer { _ = try? sh("fusermount3 -u \(mnt)") }
+        var lines: [String] = []
+        let deadline = ContinuousClock.now + .seconds(3)
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while ContinuousClock.now < deadline {
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n > 0 { lines.append(String(decoding: buf[0..<n], as: UTF8.self)) }
+        }
+        #expect(lines.contains { $0.contains("aoefs[") && $0.contains("e10.3") }, "syslog got: \(lines)")
     }
 }
