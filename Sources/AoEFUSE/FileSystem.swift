@@ -153,6 +153,15 @@ public final class AoEFileSystem: @unchecked Sendable {
     public func teardown(drain: Duration = .seconds(30)) {
         let deadline = ContinuousClock.now + drain
         while waiting.load(ordering: .acquiring) > 0 && ContinuousClock.now < deadline { usleep(10_000) }
+        if waiting.load(ordering: .acquiring) > 0 {
+            // Still waiting after the drain (a target that does not answer): end the engine now,
+            // which fails every waiting request, so each is answered (EIO) while the session is
+            // alive. Replying after fuse_session_destroy would be a use-after-free (pitfall 9).
+            engine.shutdown()
+            let last = ContinuousClock.now + .seconds(5)
+            while waiting.load(ordering: .acquiring) > 0 && ContinuousClock.now < last { usleep(10_000) }
+        }
+        let unanswered = waiting.load(ordering: .acquiring)
         let parked: [Reply] = state.withLock { s in
             s.tornDown = true
             let r = s.errWaiters.values.map(\.reply)
@@ -163,7 +172,9 @@ public final class AoEFileSystem: @unchecked Sendable {
         if let se = session {
             fuse_remove_signal_handlers(se)
             fuse_session_unmount(se)
-            fuse_session_destroy(se)
+            // A request still unanswered keeps the session: leaking it beats a late reply into
+            // freed memory; the process is about to exit anyway.
+            if unanswered == 0 { fuse_session_destroy(se) }
             session = nil
         }
         replies.stop()
