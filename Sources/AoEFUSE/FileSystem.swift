@@ -109,10 +109,10 @@ public final class AoEFileSystem: @unchecked Sendable {
         defer { fuse_loop_cfg_destroy(cfg) }
         fuse_loop_cfg_set_max_threads(cfg, UInt32(threads))
         fuse_loop_cfg_set_clone_fd(cfg, 0)
-        // libfuse's signal handler only sets the session's exit flag; the loop notices it when a
-        // worker's read(2) of /dev/fuse returns, which on an idle mount is when the signal
-        // happened to hit that worker. A watcher turns the flag into `stop()` at once (measured:
-        // SIGTERM to an idle daemon took 1.6 s to unmount before, 0.2 s after).
+        // libfuse's signal handler only sets the session's exit flag; the loop notices it when the
+        // signal interrupts its own wait or a worker's read(2) of /dev/fuse. When the loop runs
+        // on another thread than the one the signal hits (aoefs demo) and the mount is idle,
+        // neither happens and the loop never ends. A watcher turns the flag into `stop()`.
         let looping = Atomic<Bool>(true)
         let watcher = Thread { [self] in
             while looping.load(ordering: .relaxed) {

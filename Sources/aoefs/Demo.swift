@@ -166,10 +166,7 @@ final class DemoSetup: @unchecked Sendable {
                 Ctrl-C ends the demo and removes everything it made.
 
                 """.utf8))
-            while !loopDone.load(ordering: .relaxed) {
-                if fs.exitRequested { fs.stop() }
-                usleep(50_000)
-            }
+            while !loopDone.load(ordering: .relaxed) { usleep(50_000) }
             fs.teardown()
             return 0
         }
@@ -182,7 +179,7 @@ final class DemoSetup: @unchecked Sendable {
             throw CLIError("\(command[0]): \(error)")
         }
         // Until the command ends, or Ctrl-C ends the loop (then the command is asked to stop).
-        while child.isRunning && !loopDone.load(ordering: .relaxed) && !fs.exitRequested { usleep(20_000) }
+        while child.isRunning && !loopDone.load(ordering: .relaxed) { usleep(20_000) }
         if child.isRunning {
             child.signal(SIGTERM)
             if !child.wait(upTo: .seconds(3)) { child.signal(SIGKILL) }
