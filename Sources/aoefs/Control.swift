@@ -37,7 +37,7 @@ func writeControl(_ mountpoint: String, _ name: String, _ text: String) throws {
 
 /// Reads a small file of the tree, trimmed; nil if it cannot be read.
 func readTreeFile(_ path: String) -> String? {
-    guard let d = FileManager.default.contents(atPath: path), let s = String(data: d, encoding: .utf8) else { return nil }
+    guard let s = readWholeFile(path) else { return nil }
     let t = s.trimmingCharacters(in: .whitespacesAndNewlines)
     return t.isEmpty ? nil : t
 }
