@@ -31,6 +31,8 @@ public final class Engine: Sendable {
     private let threadCount = Atomic<Int>(0)
     private let stopFlag = Atomic<Bool>(false)
     private let finished = Atomic<Int>(0)
+    /// Work served by one link's receive thread besides its frames (the FUSE session), if any.
+    private let source = Locked<(link: LinkID, source: any EventSource)?>(nil)
 
     /// - Parameters:
     ///   - links: the interfaces to use.
@@ -96,21 +98,29 @@ public final class Engine: Sendable {
     private func receiveLoop(_ id: LinkID, _ link: any Link) {
         defer { finished.add(1, ordering: .relaxed) }
         var failing = false
+        let watching = link as? any DescriptorWaitingLink
         while !stopFlag.load(ordering: .relaxed) {
             var actions: [EngineAction] = []
+            let descriptor = watching == nil ? -1 : sourceDescriptor(for: id)
             do {
                 // Each frame is handled in place in the link's receive buffer, under the engine
                 // lock, and read data is copied once: from that buffer into the request's memory.
-                try link.receive(limit: 64, timeout: .milliseconds(50)) { bytes in
-                    let now = clock.now()
-                    state.withLock { s in s.core.receive(bytes, on: id, now: now, &actions) }
+                let handle = { (bytes: UnsafeRawBufferPointer) in
+                    let now = self.clock.now()
+                    self.state.withLock { s in s.core.receive(bytes, on: id, now: now, &actions) }
+                }
+                if let watching, descriptor >= 0 {
+                    _ = try watching.receive(limit: 64, timeout: .milliseconds(50), alsoWaitingFor: descriptor, handle)
+                } else {
+                    try link.receive(limit: 64, timeout: .milliseconds(50), handle)
                 }
                 if failing {
                     failing = false
                     actions += withCore { core, out in core.setLink(id, up: true, &out) }
                 }
             } catch {
-                // The interface went away or down: its paths stop carrying frames; keep trying.
+                // The interface went away or down: its paths stop carrying frames; keep trying
+                // (and keep serving the attached source meanwhile).
                 if !failing {
                     failing = true
                     actions += withCore { core, out in
@@ -119,11 +129,51 @@ public final class Engine: Sendable {
                     }
                 }
                 perform(actions)
-                usleep(100_000)
+                for _ in 0..<10 {
+                    usleep(10_000)
+                    if descriptor >= 0 { serviceSource(on: id) }
+                }
                 continue
             }
             perform(actions)
+            // After the responses went out, the requests they released are usually already
+            // queued: take them now, on this thread, which is awake anyway.
+            if descriptor >= 0 { serviceSource(on: id) }
         }
+    }
+
+    private func sourceDescriptor(for id: LinkID) -> Int32 {
+        source.withLock { s in s.map { $0.link == id ? $0.source.descriptor : -1 } ?? -1 }
+    }
+
+    /// Lets the attached source handle what is ready; drops it when it has ended.
+    private func serviceSource(on id: LinkID) {
+        source.withLock { s in
+            guard let (link, src) = s, link == id else { return }
+            if !src.service() { s = nil }
+        }
+    }
+
+    // MARK: - Event sources
+
+    /// Serves `source` on a link's receive thread: while that thread waits for frames it also
+    /// watches `source.descriptor`, and after every batch of frames it calls `service()`. Returns
+    /// false (and attaches nothing) when no link can watch a descriptor, e.g. in-memory links.
+    ///
+    /// Why: a FUSE request for 4 KiB otherwise wakes a FUSE worker thread, whose submit then
+    /// contends with the receive thread for the engine lock; on two cores those wake-ups cost
+    /// more than the request itself (Docs/performance.md).
+    public func attach(_ source: any EventSource) -> Bool {
+        let all = links.withLock { $0 }
+        guard let id = all.keys.sorted().first(where: { all[$0] is any DescriptorWaitingLink }) else { return false }
+        self.source.withLock { $0 = (id, source) }
+        return true
+    }
+
+    /// Stops serving the attached source. When it returns, `service()` is not running and will
+    /// not be called again.
+    public func detach() {
+        source.withLock { $0 = nil }
     }
 
     private func timerLoop() {

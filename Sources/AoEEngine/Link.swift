@@ -25,6 +25,25 @@ public protocol Link: AnyObject, Sendable {
     func receive(limit: Int, timeout: Duration, _ body: (UnsafeRawBufferPointer) -> Void) throws -> Int
 }
 
+/// A link whose wait for frames can also watch another file descriptor, so one thread serves
+/// both (see `Engine.attach`).
+public protocol DescriptorWaitingLink: Link {
+    /// As `receive(limit:timeout:_:)`; the wait also ends when `descriptor` is readable or
+    /// closed, and `otherReady` says so.
+    func receive(limit: Int, timeout: Duration, alsoWaitingFor descriptor: Int32,
+                 _ body: (UnsafeRawBufferPointer) -> Void) throws -> (frames: Int, otherReady: Bool)
+}
+
+/// Work that shares a link's receive thread with its frames: a descriptor to watch while
+/// waiting, and what to do when it is readable. aoefs's FUSE session is one.
+public protocol EventSource: AnyObject, Sendable {
+    /// The descriptor whose readability (or closing) means `service()` has work.
+    var descriptor: Int32 { get }
+    /// Handles what is ready without blocking. Returns false once the source has ended; it is
+    /// then dropped.
+    func service() -> Bool
+}
+
 extension Link {
     /// Copies, for links that have no zero-copy path.
     @discardableResult

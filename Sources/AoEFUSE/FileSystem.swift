@@ -100,11 +100,24 @@ public final class AoEFileSystem: @unchecked Sendable {
         session = se
     }
 
-    /// Runs the request loop on libfuse's worker threads until unmounted or `stop()`; blocks.
-    /// Returns libfuse's result (0 on a clean unmount).
+    /// Serves requests until unmounted or `stop()`; blocks. Returns 0 on a clean unmount, or
+    /// libfuse's error.
+    ///
+    /// Requests are read by the engine's receive thread (`Engine.attach`), between batches of
+    /// frames: the thread that sends a reply is awake to take the request the reply released, so
+    /// a small request costs no thread wake-up. When the engine cannot (no link that can watch a
+    /// descriptor), libfuse's multi-threaded loop runs with `threads` workers instead.
     @discardableResult
     public func run(threads: Int = 8) -> Int32 {
         guard let se = session else { return -1 }
+        if let source = SessionSource(session: se), engine.attach(source) {
+            // libfuse's signal handlers and the source itself (on unmount) only set the
+            // session's exit flag: watch it.
+            while !exitRequested { usleep(20_000) }
+            engine.detach()
+            stop()
+            return source.error
+        }
         let cfg = fuse_loop_cfg_create()
         defer { fuse_loop_cfg_destroy(cfg) }
         fuse_loop_cfg_set_max_threads(cfg, UInt32(threads))
@@ -481,6 +494,48 @@ public final class AoEFileSystem: @unchecked Sendable {
 
     /// Counts requests waiting for the engine, so teardown can drain them.
     func track(_ delta: Int) { waiting.add(delta, ordering: .acquiringAndReleasing) }
+}
+
+/// The FUSE session as an engine event source: reads requests from /dev/fuse without blocking
+/// and dispatches them (libfuse's own single-threaded loop, one request at a time, turned inside
+/// out so the engine's receive thread can run it between frames).
+final class SessionSource: EventSource, @unchecked Sendable {
+    // @unchecked: `buffer` and `error` are touched only inside `service()`, which the engine
+    // runs on one thread at a time (under its source lock); `error` is read after `detach`.
+    let session: OpaquePointer
+    let descriptor: Int32
+    private var buffer = fuse_buf()
+    /// libfuse's error if reading the device failed (0 after a clean unmount).
+    private(set) var error: Int32 = 0
+
+    init?(session: OpaquePointer) {
+        self.session = session
+        descriptor = fuse_session_fd(session)
+        let flags = fcntl(descriptor, F_GETFL)
+        guard descriptor >= 0, flags >= 0, fcntl(descriptor, F_SETFL, flags | O_NONBLOCK) == 0 else { return nil }
+    }
+
+    deinit { free(buffer.mem) }
+
+    func service() -> Bool {
+        // At most a few requests per call, so frames are not kept waiting behind a burst.
+        for _ in 0..<32 {
+            let r = fuse_session_receive_buf(session, &buffer)
+            if r == -EINTR { continue }
+            if r == -EAGAIN { return true }
+            if r <= 0 {
+                // 0: unmounted (libfuse has set the exit flag); < 0: the device failed.
+                if r < 0 {
+                    error = r
+                    fuse_session_exit(session)
+                }
+                return false
+            }
+            fuse_session_process_buf(session, &buffer)
+            if fuse_session_exited(session) != 0 { return false }
+        }
+        return true
+    }
 }
 
 /// Carries an interrupt from libfuse back to the parked `etherd/err` reader.

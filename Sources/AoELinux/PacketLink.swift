@@ -15,7 +15,7 @@ import Glibc
 ///
 /// Sends may come from any thread; receives are meant for one I/O thread. Each direction has its
 /// own preallocated arena behind its own lock, so a sender never waits for a receiver.
-public final class PacketLink: Link {
+public final class PacketLink: DescriptorWaitingLink {
     /// The interface name.
     public let name: String
     /// The interface index.
@@ -157,12 +157,21 @@ public final class PacketLink: Link {
     public func receive(
         limit: Int, timeout: Duration, _ body: (UnsafeRawBufferPointer) -> Void
     ) throws(LinkError) -> Int {
+        try receive(limit: limit, timeout: timeout, alsoWaitingFor: -1, body).frames
+    }
+
+    /// As `receive(limit:timeout:_:)`, and while waiting it also watches `descriptor`: the wait
+    /// ends early when that one becomes readable, and `otherReady` says so.
+    public func receive(
+        limit: Int, timeout: Duration, alsoWaitingFor descriptor: Int32, _ body: (UnsafeRawBufferPointer) -> Void
+    ) throws(LinkError) -> (frames: Int, otherReady: Bool) {
         let ms = timeout < .zero ? -1 : Int32(clamping: timeout.components.seconds * 1000
             + timeout.components.attoseconds / 1_000_000_000_000_000)
-        return try receiveArena.withLock { (arena: inout Arena) throws(LinkError) -> Int in
+        return try receiveArena.withLock { (arena: inout Arena) throws(LinkError) -> (frames: Int, otherReady: Bool) in
             var truncated: UInt64 = 0
+            var ready: Int32 = 0
             let n = aoel_receive_batch(fd, arena.base, arena.slotSize, arena.lengths, Int32(min(limit, arena.slots)),
-                                       ms, &truncated)
+                                       ms, &truncated, descriptor, &ready)
             if truncated > 0 { truncatedCount.add(truncated, ordering: .relaxed) }
             if n < 0 {
                 throw LinkError(code: -n == ENETDOWN ? .interfaceDown : .receiveFailed, interface: name,
@@ -171,7 +180,7 @@ public final class PacketLink: Link {
             for i in 0..<Int(n) {
                 body(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(arena.slot(i))[0..<Int(arena.lengths[i])]))
             }
-            return Int(n)
+            return (Int(n), ready != 0)
         }
     }
 

@@ -128,7 +128,8 @@ int aoel_send_batch(int fd, const uint8_t *base, size_t stride, const uint32_t *
 }
 
 int aoel_receive_batch(int fd, uint8_t *base, size_t stride, uint32_t *lengths, int max, int timeout_ms,
-                       uint64_t *truncated) {
+                       uint64_t *truncated, int also_fd, int *also_ready) {
+    *also_ready = 0;
     if (max > BATCH_MAX) max = BATCH_MAX;
     struct mmsghdr msgs[BATCH_MAX];
     struct iovec iov[BATCH_MAX];
@@ -150,11 +151,16 @@ int aoel_receive_batch(int fd, uint8_t *base, size_t stride, uint32_t *lengths, 
         if (r >= 0) break;
         if (errno != EAGAIN && errno != EWOULDBLOCK) return -errno;
         if (timeout_ms == 0 || attempt > 0) return 0;
-        struct pollfd p = {.fd = fd, .events = POLLIN};
+        struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = also_fd, .events = POLLIN}};
         int pr;
-        do { pr = poll(&p, 1, timeout_ms); } while (pr < 0 && errno == EINTR);
+        do { pr = poll(p, also_fd >= 0 ? 2 : 1, timeout_ms); } while (pr < 0 && errno == EINTR);
         if (pr < 0) return -errno;
         if (pr == 0) return 0;
+        // The other descriptor (a FUSE session sharing this thread) is ready, or closed.
+        if (also_fd >= 0 && p[1].revents != 0) {
+            *also_ready = 1;
+            if (p[0].revents == 0) return 0;
+        }
     }
     int kept = 0;
     for (int i = 0; i < r; i++) {
@@ -164,6 +170,13 @@ int aoel_receive_batch(int fd, uint8_t *base, size_t stride, uint32_t *lengths, 
         lengths[kept++] = msgs[i].msg_len;
     }
     return kept;
+}
+
+int aoel_wait_readable(int fd, int timeout_ms) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int pr;
+    do { pr = poll(&p, 1, timeout_ms); } while (pr < 0 && errno == EINTR);
+    return pr < 0 ? -errno : pr;
 }
 
 int aoel_close(int fd) { return close(fd) < 0 ? -errno : 0; }

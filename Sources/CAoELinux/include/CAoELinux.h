@@ -50,8 +50,13 @@ int aoel_send_batch(int fd, const uint8_t *base, size_t stride, const uint32_t *
 /// recvmmsg into slots base + i * stride of `stride` bytes. Our own outgoing copies and frames
 /// longer than a slot are dropped (*truncated counts the latter). Returns the number of frames
 /// kept (0 on timeout) with their lengths in lengths[], or -errno.
+/// While it waits it also watches `also_fd` (unless -1): when that one is readable (or closed) it
+/// returns early and sets *also_ready, so one thread can serve frames and another descriptor.
 int aoel_receive_batch(int fd, uint8_t *base, size_t stride, uint32_t *lengths, int max, int timeout_ms,
-                       uint64_t *truncated);
+                       uint64_t *truncated, int also_fd, int *also_ready);
+
+/// Waits up to timeout_ms for fd to be readable (or closed): 1 if it is, 0 on timeout, or -errno.
+int aoel_wait_readable(int fd, int timeout_ms);
 
 /// Closes fd.
 int aoel_close(int fd);
