@@ -99,9 +99,11 @@ public final class Engine: Sendable {
         defer { finished.add(1, ordering: .relaxed) }
         var failing = false
         let watching = link as? any DescriptorWaitingLink
+        var batchesSinceService = 0
         while !stopFlag.load(ordering: .relaxed) {
             var actions: [EngineAction] = []
             let descriptor = watching == nil ? -1 : sourceDescriptor(for: id)
+            var sourceReady = false
             do {
                 // Each frame is handled in place in the link's receive buffer, under the engine
                 // lock, and read data is copied once: from that buffer into the request's memory.
@@ -110,7 +112,8 @@ public final class Engine: Sendable {
                     self.state.withLock { s in s.core.receive(bytes, on: id, now: now, &actions) }
                 }
                 if let watching, descriptor >= 0 {
-                    _ = try watching.receive(limit: 64, timeout: .milliseconds(50), alsoWaitingFor: descriptor, handle)
+                    sourceReady = try watching.receive(limit: 64, timeout: .milliseconds(50),
+                                                       alsoWaitingFor: descriptor, handle).otherReady
                 } else {
                     try link.receive(limit: 64, timeout: .milliseconds(50), handle)
                 }
@@ -135,10 +138,17 @@ public final class Engine: Sendable {
                 }
                 continue
             }
+            let completed = actions.contains { if case .complete = $0 { true } else { false } }
             perform(actions)
-            // After the responses went out, the requests they released are usually already
-            // queued: take them now, on this thread, which is awake anyway.
-            if descriptor >= 0 { serviceSource(on: id) }
+            // After a completion went out, the request it released is usually already queued:
+            // take it now, on this thread, which is awake anyway. Otherwise look when the wait
+            // saw the descriptor ready, and every few batches (a busy link never waits), not
+            // after every frame: a read that finds nothing is a wasted system call.
+            batchesSinceService += 1
+            if descriptor >= 0 && (completed || sourceReady || batchesSinceService >= 8) {
+                batchesSinceService = 0
+                serviceSource(on: id)
+            }
         }
     }
 

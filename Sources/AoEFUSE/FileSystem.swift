@@ -28,7 +28,9 @@ public final class AoEFileSystem: @unchecked Sendable {
     /// window drains). Small replies stay on the receive thread, where a hop costs more than
     /// the copy (reference notes: ~40 % for 4 KiB I/O on 2 cores).
     let replies = WorkerPool(threads: 1, name: "aoefs-reply")
-    /// Replies of at least this many bytes go through `replies`.
+    /// Replies of at least this many bytes go through `replies`, unless nothing else is waiting
+    /// (a reader at queue depth 1): then no other response can be held up, and the hop would only
+    /// add a wake-up to the reader's critical path.
     static let largeReply = 256 * 1024
     /// Requests handed to the engine and not yet answered (teardown drains them).
     let waiting = Atomic<Int>(0)
@@ -337,7 +339,7 @@ public final class AoEFileSystem: @unchecked Sendable {
             track(+1)
             engine.read(t, offset: UInt64(offset), count: count, into: buffer) { [self] result in
                 switch result {
-                case .success where count >= Self.largeReply:
+                case .success where count >= Self.largeReply && waiting.load(ordering: .relaxed) > 1:
                     replies.async { [self] in
                         r.buffer(buffer.bytes.baseAddress, count)
                         track(-1)
