@@ -33,6 +33,10 @@ public final class Engine: Sendable {
     private let finished = Atomic<Int>(0)
     /// Work served by one link's receive thread besides its frames (the FUSE session), if any.
     private let source = Locked<(link: LinkID, source: any EventSource)?>(nil)
+    /// While the receive thread runs the source, the frames its requests send are collected here
+    /// and sent in one batch per link afterwards: one system call, and one wake-up of the target,
+    /// for all the requests one `service()` took instead of one each.
+    private let deferred = Locked<(thread: pthread_t?, frames: [LinkID: [[UInt8]]])>((nil, [:]))
 
     /// - Parameters:
     ///   - links: the interfaces to use.
@@ -158,9 +162,19 @@ public final class Engine: Sendable {
 
     /// Lets the attached source handle what is ready; drops it when it has ended.
     private func serviceSource(on id: LinkID) {
+        deferred.withLock { $0.thread = pthread_self() }
         source.withLock { s in
             guard let (link, src) = s, link == id else { return }
             if !src.service() { s = nil }
+        }
+        let frames = deferred.withLock { d in
+            d.thread = nil
+            defer { d.frames.removeAll(keepingCapacity: true) }
+            return d.frames
+        }
+        if !frames.isEmpty {
+            let failures = send(frames)
+            if !failures.isEmpty { perform(failures.map { .log($0) }) }
         }
     }
 
@@ -230,10 +244,12 @@ public final class Engine: Sendable {
             }
         }
         if !sends.isEmpty {
-            let table = links.withLock { $0 }
-            for (id, batch) in sends {
-                do { try table[id]?.send(batch) } catch { logs.append("\(table[id]?.name ?? "?"): \(error)") }
+            let held = deferred.withLock { d in
+                guard let t = d.thread, pthread_equal(t, pthread_self()) != 0 else { return false }
+                for (id, batch) in sends { d.frames[id, default: []] += batch }
+                return true
             }
+            if !held { logs += send(sends) }
         }
         var callbacks: [(IOCompletion, Result<Void, AoEIOError>)] = []
         if !completions.isEmpty || !logs.isEmpty {
@@ -245,6 +261,17 @@ public final class Engine: Sendable {
         if let onLog { for l in logs { onLog(l) } }
         if !logs.isEmpty { for o in observers.withLock({ $0 }) { for l in logs { o(l) } } }
         for (c, r) in callbacks { c(r) }
+    }
+
+    /// Sends each link's frames in one batch; returns what failed, as log lines.
+    @discardableResult
+    private func send(_ sends: [LinkID: [[UInt8]]]) -> [String] {
+        let table = links.withLock { $0 }
+        var failures: [String] = []
+        for (id, batch) in sends {
+            do { try table[id]?.send(batch) } catch { failures.append("\(table[id]?.name ?? "?"): \(error)") }
+        }
+        return failures
     }
 
     // MARK: - Block API

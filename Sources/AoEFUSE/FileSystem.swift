@@ -18,7 +18,9 @@ public struct FUSEError: Error, CustomStringConvertible {
 /// when a line arrives, or with EINTR when the reader is interrupted.
 public final class AoEFileSystem: @unchecked Sendable {
     // @unchecked: `session` is set once in `mount` before any loop thread starts and cleared in
-    // `teardown` after they have all stopped; everything else that changes is in `state`.
+    // `teardown` after they have all stopped; `serving` is set in `run` before the engine is
+    // given the source (its lock orders the two) and cleared after `detach`; everything else
+    // that changes is in `state`.
     public let engine: Engine
     public let mountpoint: String
     let state = Locked(State())
@@ -32,9 +34,13 @@ public final class AoEFileSystem: @unchecked Sendable {
     /// (a reader at queue depth 1): then no other response can be held up, and the hop would only
     /// add a wake-up to the reader's critical path.
     static let largeReply = 256 * 1024
+    /// Writes of at least this many bytes keep libfuse's request buffer instead of copying it.
+    static let adoptedWrite = 64 * 1024
     /// Requests handed to the engine and not yet answered (teardown drains them).
     let waiting = Atomic<Int>(0)
     var session: OpaquePointer?
+    /// The session's requests as the engine's event source, while `run` serves them that way.
+    var serving: SessionSource?
     let mountTime = time(nil)
     let owner = (uid: getuid(), gid: getgid())
     private var retained: Unmanaged<AoEFileSystem>?
@@ -112,7 +118,10 @@ public final class AoEFileSystem: @unchecked Sendable {
     @discardableResult
     public func run(threads: Int = 8) -> Int32 {
         guard let se = session else { return -1 }
-        if let source = SessionSource(session: se), engine.attach(source) {
+        if let source = SessionSource(session: se) {
+            serving = source
+        }
+        if let source = serving, engine.attach(source) {
             // libfuse's signal handlers and the source itself (on unmount) only set the
             // session's exit flag: watch it.
             while !exitRequested { usleep(20_000) }
@@ -120,6 +129,7 @@ public final class AoEFileSystem: @unchecked Sendable {
             stop()
             return source.error
         }
+        serving = nil
         let cfg = fuse_loop_cfg_create()
         defer { fuse_loop_cfg_destroy(cfg) }
         fuse_loop_cfg_set_max_threads(cfg, UInt32(threads))
@@ -404,12 +414,23 @@ public final class AoEFileSystem: @unchecked Sendable {
         case .image(let t):
             guard let capacity = engine.capacity(of: t) else { return r.error(ENODEV) }
             if offset + data.count > Int(capacity) { return r.error(ENOSPC) }
-            // The FUSE buffer lives only during this callback (pitfall 7): copy it once.
-            let buffer = IOBuffer(uninitializedCount: data.count)
-            buffer.bytes.copyMemory(from: data)
+            // libfuse reuses its request buffer once this callback returns (pitfall 7). A large
+            // write takes that buffer over instead (our own loop then gives libfuse a new one),
+            // which saves copying a MiB on the receive thread; a small one is copied.
+            let buffer: IOBuffer
+            let block: MallocBlock?
+            if data.count >= Self.adoptedWrite, let base = serving?.adoptBuffer() {
+                block = MallocBlock(base)
+                buffer = IOBuffer(borrowing: UnsafeMutableRawBufferPointer(mutating: data))
+            } else {
+                block = nil
+                buffer = IOBuffer(uninitializedCount: data.count)
+                buffer.bytes.copyMemory(from: data)
+            }
             track(+1)
             let count = data.count
             engine.write(t, offset: UInt64(offset), count: count, from: buffer) { [self] result in
+                withExtendedLifetime(block) {}
                 switch result {
                 case .success: r.written(count)
                 case .failure(let e): r.error(errnoValue(for: e))
@@ -507,6 +528,7 @@ final class SessionSource: EventSource, @unchecked Sendable {
     let session: OpaquePointer
     let descriptor: Int32
     private var buffer = fuse_buf()
+    private var adopted = false
     /// libfuse's error if reading the device failed (0 after a clean unmount).
     private(set) var error: Int32 = 0
 
@@ -518,6 +540,14 @@ final class SessionSource: EventSource, @unchecked Sendable {
     }
 
     deinit { free(buffer.mem) }
+
+    /// Called by a request handler during `service()`: the current request buffer becomes the
+    /// caller's (free it with `free`) and libfuse gets a new one for the next request.
+    func adoptBuffer() -> UnsafeMutableRawPointer? {
+        guard let m = buffer.mem else { return nil }
+        adopted = true
+        return m
+    }
 
     func service() -> Bool {
         // At most a few requests per call, so frames are not kept waiting behind a burst.
@@ -534,10 +564,23 @@ final class SessionSource: EventSource, @unchecked Sendable {
                 return false
             }
             fuse_session_process_buf(session, &buffer)
+            if adopted {
+                // A write kept the buffer: libfuse allocates a fresh one on the next read.
+                buffer.mem = nil
+                adopted = false
+            }
             if fuse_session_exited(session) != 0 { return false }
         }
         return true
     }
+}
+
+/// A malloc'd block, freed when the last reference goes (an adopted libfuse request buffer).
+final class MallocBlock: @unchecked Sendable {
+    // @unchecked: immutable; the block is only freed in deinit.
+    let base: UnsafeMutableRawPointer
+    init(_ base: UnsafeMutableRawPointer) { self.base = base }
+    deinit { free(base) }
 }
 
 /// Carries an interrupt from libfuse back to the parked `etherd/err` reader.

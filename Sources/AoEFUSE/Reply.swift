@@ -1,5 +1,6 @@
 import AoEEngine
 import CFuse3
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -9,11 +10,10 @@ import Glibc
 /// the reply functions", fuse_lowlevel.h). A reply dropped unsent answers EIO rather than leave a
 /// `dd` hanging forever (fuser's habit).
 final class Reply: @unchecked Sendable {
-    // @unchecked: `raw` is used by whichever single thread completes the request; `sent` is atomic
-    // in effect because every send path goes through `take()`, guarded by the lock.
+    // @unchecked: `raw` is used by whichever single thread completes the request; every send
+    // path goes through `take()`, whose atomic exchange lets exactly one of them through.
     private let raw: fuse_req_t
-    private let lock = NSLockLite()
-    private var sent = false
+    private let sent = Atomic<Bool>(false)
     private let onDone: (@Sendable () -> Void)?
 
     init(_ raw: fuse_req_t, onDone: (@Sendable () -> Void)? = nil) {
@@ -22,11 +22,7 @@ final class Reply: @unchecked Sendable {
     }
 
     private func take() -> fuse_req_t? {
-        lock.lock()
-        defer { lock.unlock() }
-        if sent { return nil }
-        sent = true
-        return raw
+        sent.exchange(true, ordering: .acquiringAndReleasing) ? nil : raw
     }
 
     func error(_ code: Int32) {
@@ -79,7 +75,7 @@ final class Reply: @unchecked Sendable {
     var request: fuse_req_t { raw }
 
     deinit {
-        if !sent {
+        if !sent.load(ordering: .acquiring) {
             fuse_reply_err(raw, EIO)
             onDone?()
         }
