@@ -111,14 +111,15 @@ public final class AoEFileSystem: @unchecked Sendable {
     /// Serves requests until unmounted or `stop()`; blocks. Returns 0 on a clean unmount, or
     /// libfuse's error.
     ///
-    /// Requests are read by the engine's receive thread (`Engine.attach`), between batches of
-    /// frames: the thread that sends a reply is awake to take the request the reply released, so
-    /// a small request costs no thread wake-up. When the engine cannot (no link that can watch a
-    /// descriptor), libfuse's multi-threaded loop runs with `threads` workers instead.
+    /// With `threads` 0, requests are read by the engine's receive thread (`Engine.attach`),
+    /// between batches of frames: the thread that sends a reply is awake to take the request the
+    /// reply released, so a small request costs no thread wake-up. With `threads` > 0, or when
+    /// the engine cannot (no link that can watch a descriptor), libfuse's multi-threaded loop
+    /// runs with that many workers (8 if 0) instead.
     @discardableResult
-    public func run(threads: Int = 8) -> Int32 {
+    public func run(threads: Int = 0) -> Int32 {
         guard let se = session else { return -1 }
-        if let source = SessionSource(session: se) {
+        if threads == 0, let source = SessionSource(session: se) {
             serving = source
         }
         if let source = serving, engine.attach(source) {
@@ -132,7 +133,7 @@ public final class AoEFileSystem: @unchecked Sendable {
         serving = nil
         let cfg = fuse_loop_cfg_create()
         defer { fuse_loop_cfg_destroy(cfg) }
-        fuse_loop_cfg_set_max_threads(cfg, UInt32(threads))
+        fuse_loop_cfg_set_max_threads(cfg, UInt32(threads > 0 ? threads : 8))
         fuse_loop_cfg_set_clone_fd(cfg, 0)
         // libfuse's signal handler only sets the session's exit flag; the loop notices it when the
         // signal interrupts its own wait or a worker's read(2) of /dev/fuse. When the loop runs

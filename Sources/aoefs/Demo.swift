@@ -143,7 +143,7 @@ final class DemoSetup: @unchecked Sendable {
         guard let fs else { return 1 }
         let loopDone = Atomic<Bool>(false)
         let loop = Thread {
-            fs.run(threads: 4)
+            fs.run()
             loopDone.store(true, ordering: .relaxed)
         }
         loop.name = "aoefs-demo-fuse"

@@ -29,11 +29,14 @@ struct Mount: ParsableCommand {
     @Flag(name: .short, help: "Stay in the foreground (do not daemonise).")
     var foreground = false
 
-    @Option(name: .short, help: ArgumentHelp("Mount options, comma-separated: FUSE's (allow_other, ro, …) and aoefs's own as key=value (iface=eth1:eth3, deadsecs=, maxout=, maxdata=, mtu=, config=, wait=), as in an fstab line.", valueName: "OPTIONS"))
+    @Option(name: .short, help: ArgumentHelp("Mount options, comma-separated: FUSE's (allow_other, ro, …) and aoefs's own as key=value (iface=eth1:eth3, deadsecs=, maxout=, maxdata=, mtu=, config=, wait=, fuse_threads=), as in an fstab line.", valueName: "OPTIONS"))
     var options: [String] = []
 
     @Option(help: "Seconds to wait for targets before serving (they may also appear later).")
     var wait: Double = 3
+
+    @Option(help: ArgumentHelp("Serve FUSE requests on N libfuse worker threads. 0, the default, reads them on the engine's receive thread, which is faster on few cores (Docs/performance.md).", valueName: "N"))
+    var fuseThreads: Int = 0
 
     func validate() throws {
         var isDir: ObjCBool = false
@@ -41,6 +44,7 @@ struct Mount: ParsableCommand {
             throw ValidationError("\(mountpoint): no such directory")
         }
         guard isDir.boolValue else { throw ValidationError("\(mountpoint): not a directory") }
+        guard (0...64).contains(fuseThreads) else { throw ValidationError("--fuse-threads \(fuseThreads): expected 0 to 64") }
         if let mounts = try? String(contentsOfFile: "/proc/mounts", encoding: .utf8),
             let real = URL(fileURLWithPath: mountpoint).resolvingSymlinksInPath().path as String?,
             mounts.split(separator: "\n").contains(where: { $0.split(separator: " ").dropFirst().first.map(String.init) == real })
@@ -72,6 +76,7 @@ struct Mount: ParsableCommand {
                 guard let v = value else { throw ValidationError("-o \(item): expected config=FILE") }
                 network.config = network.config ?? v
             case "wait": wait = try number(Double.self)
+            case "fuse_threads": fuseThreads = try number(Int.self)
             // mount(8) passes these for every filesystem; they mean nothing to FUSE here.
             case "_netdev", "nofail", "auto", "noauto", "user", "nouser", "users", "defaults": break
             default: fuse.append(item)
@@ -158,7 +163,7 @@ struct Mount: ParsableCommand {
             _ = "ok\n".withCString { write(ready, $0, 3) }
             close(ready)
         }
-        fs.run(threads: 8)
+        fs.run(threads: fuseThreads)
         fs.teardown()
         engine.shutdown()
     }
