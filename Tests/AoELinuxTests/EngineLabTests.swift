@@ -382,6 +382,71 @@ struct EngineLabTests {
     }
 }
 
+/// A pipe as an engine event source: each byte written is one 4 KiB read it submits, as a FUSE
+/// request would be.
+final class PipeSource: EventSource, @unchecked Sendable {
+    // @unchecked: the counters are atomics; the engine calls service() on one thread at a time.
+    let fds: [Int32]
+    let engine: Engine
+    let served = Atomic<Int>(0)
+    let completed = Atomic<Int>(0)
+    let end = Atomic<Bool>(false)
+    var descriptor: Int32 { fds[0] }
+
+    init(engine: Engine) throws {
+        guard let p = closeOnExecPipe() else { throw LabFailure("pipe") }
+        fds = p
+        _ = fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK)
+        self.engine = engine
+    }
+
+    func service() -> Bool {
+        if end.load(ordering: .relaxed) { return false }
+        var byte: UInt8 = 0
+        while read(fds[0], &byte, 1) == 1 {
+            served.add(1, ordering: .relaxed)
+            engine.read(e103, offset: UInt64(byte) * 4096, count: 4096, into: IOBuffer(count: 4096)) { [self] r in
+                if case .success = r { completed.add(1, ordering: .relaxed) }
+            }
+        }
+        return true
+    }
+
+    func poke(_ count: Int) { for i in 0..<count { var b = UInt8(i & 0xff); _ = write(fds[1], &b, 1) } }
+
+    deinit { fds.forEach { close($0) } }
+}
+
+extension EngineLabTests {
+    @Test("an attached event source is served between frames; its requests complete; detach and ending stop it")
+    func eventSource() throws {
+        let l = try EngineLab.direct(mtu: 9000, size: 64 << 20)
+        defer { l.tearDown() }
+        try l.waitUp()
+        let source = try PipeSource(engine: l.engine)
+        #expect(l.engine.attach(source))
+        source.poke(100)
+        let deadline = ContinuousClock.now + .seconds(5)
+        while source.completed.load(ordering: .relaxed) < 100 && ContinuousClock.now < deadline { usleep(10_000) }
+        #expect(source.served.load(ordering: .relaxed) == 100)
+        #expect(source.completed.load(ordering: .relaxed) == 100)
+        l.engine.detach()
+        source.poke(5)
+        usleep(300_000)
+        #expect(source.served.load(ordering: .relaxed) == 100, "not served after detach")
+        // A source that reports its end is dropped: the bytes left stay unread.
+        let ending = try PipeSource(engine: l.engine)
+        ending.end.store(true, ordering: .relaxed)
+        #expect(l.engine.attach(ending))
+        ending.poke(3)
+        usleep(300_000)
+        ending.end.store(false, ordering: .relaxed)
+        ending.poke(1)
+        usleep(300_000)
+        #expect(ending.served.load(ordering: .relaxed) == 0)
+    }
+}
+
 extension Result where Failure == AoEIOError {
     /// The error, or nil on success.
     var failure: AoEIOError? {
