@@ -2,10 +2,10 @@
 # make bench (mount part): the same lab and target, read and written through the FUSE mount
 # (dd and fio, direct I/O), beside the engine alone (aoefs bench) and the backing file itself.
 # Goal (issue #4): mount ≥ 90 % of the engine for sequential I/O, ≥ 80 % for 4 KiB random reads.
-# Needs root. Medians of RUNS runs, ranges after them.
+# Needs root. Medians of RUNS runs, ranges after them; the ratio is the median of paired runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
 SECS=${SECS:-4}
 [ "$(id -u)" = 0 ] || { echo "bench: needs root" >&2; exit 2; }
 command -v fio >/dev/null || { echo "bench: needs fio (apt-get install fio)" >&2; exit 2; }
@@ -27,7 +27,7 @@ FILE=$(sed -n 's/.*file=\([^ ]*\).*/\1/p' "$out/lab")
 SPAN=1024  # MiB
 
 med() { sort -n | awk '{a[NR]=$1} END {m=a[int((NR+1)/2)]; printf "%.1f (%.1f–%.1f)", m, a[1], a[NR]}'; }
-m1() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+med2() { sort -n | awk '{a[NR]=$1} END {m=a[int((NR+1)/2)]; printf "%.2f (%.2f–%.2f)", m, a[1], a[NR]}'; }
 
 engine() {  # test bs qd field
   .build/release/aoefs bench --iface "$IF" --target 10.3 --test "$1" --bs "$2" --qd "$3" --rand-bs "$2" --rand-qd "$3" \
@@ -52,11 +52,16 @@ dd if=/dev/zero of="$FILE" bs=1M count=$SPAN conv=notrunc status=none
 
 rows=()
 collect() {  # name engine-cmd mount-cmd unit
-  local e m
-  e=$(for _ in $(seq "$RUNS"); do fusermount3 -u "$mnt"; eval "$2"; .build/release/aoefs mount "$mnt" --iface "$IF"; done)
-  m=$(for _ in $(seq "$RUNS"); do eval "$3"; done)
-  printf "%-38s %-26s %-26s %.2f\n" "$1" "$(echo "$e" | med) $4" "$(echo "$m" | med) $4" \
-    "$(awk -v a="$(echo "$m" | m1)" -v b="$(echo "$e" | m1)" 'BEGIN{print a/b}')"
+  # Engine and mount runs alternate (E M E M …) and the ratio is the median of each pair's
+  # ratio: this machine's speed drifts by tens of percent within a minute, and pairs cancel it.
+  local e="" m="" r="" a b
+  for _ in $(seq "$RUNS"); do
+    fusermount3 -u "$mnt"; a=$(eval "$2")
+    .build/release/aoefs mount "$mnt" --iface "$IF"; b=$(eval "$3")
+    e+="$a"$'\n'; m+="$b"$'\n'; r+="$(awk -v a="$b" -v b="$a" 'BEGIN{print a/b}')"$'\n'
+  done
+  printf "%-38s %-26s %-26s %s\n" "$1" "$(printf "%s" "$e" | med) $4" "$(printf "%s" "$m" | med) $4" \
+    "$(printf "%s" "$r" | med2)"
 }
 printf "%-38s %-26s %-26s %s\n" "test (MTU 9000, vblade -b 16)" "engine only (aoefs bench)" "through the mount" "ratio"
 collect "seq read 1 MiB, QD 1 (dd direct)" "engine seqread 1M 1 MB/s" "dd_run read" "MB/s"
