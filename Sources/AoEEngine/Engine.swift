@@ -36,7 +36,7 @@ public final class Engine: Sendable {
     /// While the receive thread runs the source, the frames its requests send are collected here
     /// and sent in one batch per link afterwards: one system call, and one wake-up of the target,
     /// for all the requests one `service()` took instead of one each.
-    private let deferred = Locked<(thread: pthread_t?, frames: [LinkID: [[UInt8]]])>((nil, [:]))
+    private let deferred = Locked<(thread: pthread_t?, frames: [(LinkID, [[UInt8]])])>((nil, []))
 
     /// - Parameters:
     ///   - links: the interfaces to use.
@@ -232,12 +232,15 @@ public final class Engine: Sendable {
     /// Performs actions outside the lock: sends in one batch per link, then completions.
     private func perform(_ actions: [EngineAction]) {
         guard !actions.isEmpty else { return }
-        var sends: [LinkID: [[UInt8]]] = [:]
+        // Frames per link: an array searched linearly, not a dictionary (a hash per frame for
+        // what is one link, or a few).
+        var sends: [(LinkID, [[UInt8]])] = []
         var completions: [(RequestID, Result<Void, AoEIOError>)] = []
         var logs: [String] = []
         for a in actions {
             switch a {
-            case .send(let id, let bytes): sends[id, default: []].append(bytes)
+            case .send(let id, let bytes):
+                if let i = sends.firstIndex(where: { $0.0 == id }) { sends[i].1.append(bytes) } else { sends.append((id, [bytes])) }
             case .complete(let id, let r): completions.append((id, r))
             case .log(let line): logs.append(line)
             case .targetsChanged: break
@@ -246,7 +249,9 @@ public final class Engine: Sendable {
         if !sends.isEmpty {
             let held = deferred.withLock { d in
                 guard let t = d.thread, pthread_equal(t, pthread_self()) != 0 else { return false }
-                for (id, batch) in sends { d.frames[id, default: []] += batch }
+                for (id, batch) in sends {
+                    if let i = d.frames.firstIndex(where: { $0.0 == id }) { d.frames[i].1 += batch } else { d.frames.append((id, batch)) }
+                }
                 return true
             }
             if !held { logs += send(sends) }
@@ -265,7 +270,7 @@ public final class Engine: Sendable {
 
     /// Sends each link's frames in one batch; returns what failed, as log lines.
     @discardableResult
-    private func send(_ sends: [LinkID: [[UInt8]]]) -> [String] {
+    private func send(_ sends: [(LinkID, [[UInt8]])]) -> [String] {
         let table = links.withLock { $0 }
         var failures: [String] = []
         for (id, batch) in sends {
