@@ -69,4 +69,4 @@ collect "seq write 1 MiB, QD 1 (dd direct)" "engine seqwrite 1M 1 MB/s" "dd_run 
 collect "seq read 1 MiB, QD 4 (fio)" "engine seqread 1M 4 MB/s" "fio_run $mnt/e10.3 read 1M 4 bw" "MB/s"
 collect "seq write 1 MiB, QD 4 (fio)" "engine seqwrite 1M 4 MB/s" "fio_run $mnt/e10.3 write 1M 4 bw" "MB/s"
 collect "4 KiB random read, QD 32 (fio)" "engine randread 4K 32 IOPS" "fio_run $mnt/e10.3 randread 4k 32 iops" "IOPS"
-printf "%-38s %-26s\n" "backing file, 4 KiB random read QD 32" "$(for _ in $(seq "$RUNS"); do fio_run "$FILE" randread 4k 32 iops; done | med) IOPS (page cache)"
+printf "%-38s %-26s\n" "backing file, 4 KiB random read QD 32" "$(for _ in $(seq "$RUNS"); do fio_run "$FILE" randread 4k 32 iops; done | med) IOPS (fio, O_DIRECT on the file: the VM disk, not vblade's page cache)"
