@@ -1,10 +1,18 @@
 // swift-tools-version: 6.2
 //
 // aoefs — a user-space ATA-over-Ethernet initiator behind FUSE.
-// The module graph reads top to bottom; a module imports only the ones above it:
-//   AoEProtocol (wire codec, no I/O) → AoEEngine (state machines, driver, Link protocol)
-//   → AoELinux (+CAoELinux: AF_PACKET) → AoEFUSE (+CFuse3: libfuse3) → aoefs (CLI)
-//   AoETestSupport: the lab (netns, veth, bridge, vblade, nft) and test doubles.
+// The module graph is a chain; a module imports only the ones above it:
+//   AoEProtocol  wire codec, no I/O
+//   AoECore      the initiator's pure state machines (router, sector scheduler, path set,
+//                MTU negotiator, windows, RTT), configuration, range locks, the Link protocol;
+//                no threads, no glibc, no syscalls
+//   AoELinux     (+CAoELinux) the one place for syscalls: AF_PACKET links, the lock, the
+//                EINTR-retrying helper, threads, child processes, syslog
+//   AoEEngine    the driver: EngineCore run on threads over real links, the block API
+//   AoEFUSE      (+CFuse3: libfuse3) the tree and the mount's lifecycle
+//   aoefs        the CLI
+// Beside the chain: AoETarget (`aoefs serve`: AoEProtocol, AoECore, AoELinux) and
+// AoETestSupport (the lab: netns, veth, bridge, vblade, nft; test doubles; test-only helpers).
 import PackageDescription
 
 /// Every target of ours: Swift 6 language mode (strict concurrency) and warnings as errors.
@@ -19,6 +27,7 @@ let package = Package(
     products: [
         .executable(name: "aoefs", targets: ["aoefs"]),
         .library(name: "AoEProtocol", targets: ["AoEProtocol"]),
+        .library(name: "AoECore", targets: ["AoECore"]),
         .library(name: "AoEEngine", targets: ["AoEEngine"]),
         .library(name: "AoELinux", targets: ["AoELinux"]),
         .library(name: "AoETarget", targets: ["AoETarget"]),
@@ -32,24 +41,25 @@ let package = Package(
     targets: [
         .target(name: "AoEProtocol", swiftSettings: strict),
         .target(
-            name: "AoEEngine",
+            name: "AoECore",
             dependencies: ["AoEProtocol", .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: strict
         ),
         .target(name: "CAoELinux"),
-        .target(name: "AoELinux", dependencies: ["AoEProtocol", "AoEEngine", "CAoELinux"], swiftSettings: strict),
+        .target(name: "AoELinux", dependencies: ["AoEProtocol", "AoECore", "CAoELinux"], swiftSettings: strict),
+        .target(name: "AoEEngine", dependencies: ["AoEProtocol", "AoECore", "AoELinux"], swiftSettings: strict),
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
-        .target(name: "AoEFUSE", dependencies: ["AoEEngine", "CFuse3"], swiftSettings: strict),
-        .target(name: "AoETarget", dependencies: ["AoEProtocol", "AoEEngine", "CAoELinux"], swiftSettings: strict),
+        .target(name: "AoEFUSE", dependencies: ["AoEProtocol", "AoECore", "AoELinux", "AoEEngine", "CFuse3"], swiftSettings: strict),
+        .target(name: "AoETarget", dependencies: ["AoEProtocol", "AoECore", "AoELinux", "CAoELinux"], swiftSettings: strict),
         .target(
             name: "AoETestSupport",
-            dependencies: ["AoEProtocol", "AoEEngine", "AoELinux"],
+            dependencies: ["AoEProtocol", "AoECore", "AoEEngine", "AoELinux"],
             swiftSettings: strict
         ),
         .executableTarget(
             name: "aoefs",
             dependencies: [
-                "AoEProtocol", "AoEEngine", "AoELinux", "AoEFUSE", "AoETarget",
+                "AoEProtocol", "AoECore", "AoEEngine", "AoELinux", "AoEFUSE", "AoETarget",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -59,14 +69,14 @@ let package = Package(
         .testTarget(name: "AoEProtocolTests", dependencies: ["AoEProtocol", "AoELinux", "AoETestSupport"], swiftSettings: strict),
         .testTarget(
             name: "AoELinuxTests",
-            dependencies: ["AoEProtocol", "AoEEngine", "AoELinux", "AoETestSupport", "aoe-lab"],
+            dependencies: ["AoEProtocol", "AoECore", "AoEEngine", "AoELinux", "AoETestSupport", "aoe-lab"],
             swiftSettings: strict
         ),
         .testTarget(
-            name: "AoEEngineTests", dependencies: ["AoEEngine", "AoEProtocol", "AoETestSupport"], swiftSettings: strict
+            name: "AoEEngineTests", dependencies: ["AoECore", "AoEEngine", "AoEProtocol", "AoETestSupport"], swiftSettings: strict
         ),
-        .testTarget(name: "AoETargetTests", dependencies: ["AoETarget", "AoEProtocol"], swiftSettings: strict),
-        .testTarget(name: "AoEFUSETests", dependencies: ["AoEFUSE", "aoefs"], swiftSettings: strict),
+        .testTarget(name: "AoETargetTests", dependencies: ["AoETarget", "AoECore", "AoEProtocol"], swiftSettings: strict),
+        .testTarget(name: "AoEFUSETests", dependencies: ["AoEFUSE", "AoECore", "AoEProtocol", "aoefs"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,3 +1,5 @@
+import AoECore
+import AoELinux
 import AoEProtocol
 import Foundation
 import Synchronization

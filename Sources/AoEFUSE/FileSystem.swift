@@ -1,4 +1,6 @@
+import AoECore
 import AoEEngine
+import AoELinux
 import AoEProtocol
 import CFuse3
 import Foundation

@@ -1,4 +1,6 @@
+import AoECore
 import AoEEngine
+import AoELinux
 import CFuse3
 import Synchronization
 

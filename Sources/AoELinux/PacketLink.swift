@@ -1,4 +1,4 @@
-import AoEEngine
+import AoECore
 import AoEProtocol
 import CAoELinux
 import Synchronization

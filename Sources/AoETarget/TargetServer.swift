@@ -1,4 +1,5 @@
-import AoEEngine
+import AoECore
+import AoELinux
 import AoEProtocol
 import Foundation
 import Synchronization

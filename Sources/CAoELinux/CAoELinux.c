@@ -45,7 +45,11 @@ int aoel_ifinfo(int fd, const char *ifname, struct aoel_ifinfo *info) {
 
 int aoel_open(const char *ifname, uint16_t ethertype, int rcvbuf, struct aoel_ifinfo *info, int *step) {
     *step = AOEL_STEP_SOCKET;
-    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ethertype));
+    // Protocol 0: the socket receives nothing until bind() below names both the ethertype and
+    // the interface. Created with the ethertype, it would queue AoE frames of *every* interface
+    // in between, and the interface allow-list is AoE's only security (packet(7): "If protocol
+    // is set to zero, no packets are received").
+    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
 
     struct ifreq ifr;

@@ -1,3 +1,4 @@
+import AoECore
 import AoEEngine
 import AoELinux
 import AoEProtocol

@@ -1,7 +1,7 @@
 /// Locks on sector ranges of one target, granted first come, first served: a write holds the
 /// sectors it touches, so a read-modify-write of an edge sector and another write to the same
 /// sector never interleave (no lost update). Pure: grants are returned, not called.
-struct RangeLocks: Sendable {
+public struct RangeLocks: Sendable {
     struct Waiter {
         var id: UInt64
         var range: Range<UInt64>
@@ -11,7 +11,9 @@ struct RangeLocks: Sendable {
     private var waiting: [Waiter] = []
 
     /// Asks for `range`. Returns the grant to run now, or nil if it must wait.
-    mutating func acquire(_ id: UInt64, _ range: Range<UInt64>, grant: @escaping @Sendable () -> Void) -> (@Sendable () -> Void)? {
+    public init() {}
+
+    public mutating func acquire(_ id: UInt64, _ range: Range<UInt64>, grant: @escaping @Sendable () -> Void) -> (@Sendable () -> Void)? {
         // Also wait behind earlier waiters that overlap, or a stream of small writes could starve a large one.
         if held.values.contains(where: { $0.overlaps(range) }) || waiting.contains(where: { $0.range.overlaps(range) }) {
             waiting.append(Waiter(id: id, range: range, grant: grant))
@@ -22,7 +24,7 @@ struct RangeLocks: Sendable {
     }
 
     /// Releases `id`'s range. Returns the grants now due, in arrival order.
-    mutating func release(_ id: UInt64) -> [@Sendable () -> Void] {
+    public mutating func release(_ id: UInt64) -> [@Sendable () -> Void] {
         held[id] = nil
         var granted: [@Sendable () -> Void] = []
         var blocked: [Range<UInt64>] = []
