@@ -10,7 +10,7 @@ public typealias IOCompletion = @Sendable (Result<Void, AoEIOError>) -> Void
 /// The initiator: runs `EngineCore` over real links on dedicated threads (one receive thread per
 /// interface and one timer thread, not Swift's cooperative pool), and offers the block API.
 ///
-/// Every state change happens under one Mutex; frames are sent and completions are called after
+/// Every state change happens under one lock; frames are sent and completions are called after
 /// it is released, on the thread that caused them: a submitter's thread for the first frames of a
 /// request, a link's receive thread for responses and completions (no extra thread hop for the
 /// FUSE layer), the timer thread for retransmissions.
@@ -23,16 +23,34 @@ public final class Engine: Sendable {
         var errors = ErrorLog()
         var running = false
         var stopped = false
+        /// Set by `shutdown`: the threads end.
+        var stopping = false
+        /// When the timer thread means to wake; an earlier frame deadline wakes it sooner.
+        var timerWake: Instant = .zero
+        /// Threads blocked in `wait(timeout:until:)`: while there are any, every change wakes them.
+        var waiters = 0
+
+        /// After a change of the core: whether a thread waiting on the state must look again
+        /// (the timer, for a frame whose deadline is earlier than its wake-up; or a `wait`er).
+        mutating func noteChange() -> Bool {
+            var wake = waiters > 0
+            if let d = core.takeEarliestNewDeadline(), d < timerWake {
+                timerWake = d
+                wake = true
+            }
+            return wake
+        }
     }
 
     private let state: Locked<State>
     private let links: Locked<[LinkID: any Link]>
     private let clock: any EngineClock
     private let onLog: (@Sendable (String) -> Void)?
-    private let observers = Mutex<[@Sendable (String) -> Void]>([])
+    private let observers = Locked<[@Sendable (String) -> Void]>([])
     private let threadCount = Atomic<Int>(0)
     private let stopFlag = Atomic<Bool>(false)
-    private let finished = Atomic<Int>(0)
+    /// Threads that have ended (shutdown waits for all of them).
+    private let finished = Locked(0)
     /// Work served by one link's receive thread besides its frames (the FUSE session), if any.
     private let source = Locked<(link: LinkID, source: any EventSource)?>(nil)
     /// While the receive thread runs the source, the frames its requests send are collected here
@@ -87,9 +105,11 @@ public final class Engine: Sendable {
     /// Stops the threads and fails every waiting request with `.shutdown`.
     public func shutdown() {
         guard !stopFlag.exchange(true, ordering: .relaxed) else { return }
+        state.withLock { $0.stopping = true }
+        state.broadcast()
         let n = threadCount.load(ordering: .relaxed)
-        let deadline = Date().addingTimeInterval(5)
-        while finished.load(ordering: .relaxed) < n && Date() < deadline { usleep(1000) }
+        // A receive thread ends within its 50 ms wait; the timer is woken above.
+        finished.wait(timeout: .seconds(5)) { $0 >= n }
         let pending: [IOCompletion] = state.withLock { s in
             s.stopped = true
             let c = Array(s.callbacks.values)
@@ -101,8 +121,14 @@ public final class Engine: Sendable {
 
     // MARK: - Threads
 
+    /// Counts a thread's end for `shutdown`.
+    private func threadEnded() {
+        finished.withLock { $0 += 1 }
+        finished.broadcast()
+    }
+
     private func receiveLoop(_ id: LinkID, _ link: any Link) {
-        defer { finished.add(1, ordering: .relaxed) }
+        defer { threadEnded() }
         var failing = false
         let watching = link as? any DescriptorWaitingLink
         var batchesSinceService = 0
@@ -115,7 +141,11 @@ public final class Engine: Sendable {
                 // lock, and read data is copied once: from that buffer into the request's memory.
                 let handle = { (bytes: UnsafeRawBufferPointer) in
                     let now = self.clock.now()
-                    self.state.withLock { s in s.core.receive(bytes, on: id, now: now, &actions) }
+                    let wake = self.state.withLock { s in
+                        s.core.receive(bytes, on: id, now: now, &actions)
+                        return s.noteChange()
+                    }
+                    if wake { self.state.broadcast() }
                 }
                 if let watching, descriptor >= 0 {
                     sourceReady = try watching.receive(limit: 64, timeout: .milliseconds(50),
@@ -138,8 +168,10 @@ public final class Engine: Sendable {
                     }
                 }
                 perform(actions)
+                // Try the link again in 100 ms; serve the source meanwhile, and end at once on
+                // shutdown.
                 for _ in 0..<10 {
-                    usleep(10_000)
+                    if state.wait(timeout: .milliseconds(10), until: { $0.stopping }) { break }
                     if descriptor >= 0 { serviceSource(on: id) }
                 }
                 continue
@@ -202,21 +234,23 @@ public final class Engine: Sendable {
         source.withLock { $0 = nil }
     }
 
+    /// Ticks the core at its next deadline. It sleeps until then, or until a frame is sent whose
+    /// deadline is earlier (`State.noteChange` wakes it), or until shutdown.
     private func timerLoop() {
-        defer { finished.add(1, ordering: .relaxed) }
+        defer { threadEnded() }
         while !stopFlag.load(ordering: .relaxed) {
-            var next = Instant.zero
-            let actions = withCore { core, out in
-                let now = clock.now()
-                core.tick(now: now, &out)
-                next = core.nextDeadline(now: now)
+            let now = clock.now()
+            let (actions, next): ([EngineAction], Instant) = state.withLock { s in
+                var out: [EngineAction] = []
+                s.core.tick(now: now, &out)
+                _ = s.core.takeEarliestNewDeadline()  // frames sent by this tick are within `next`
+                let next = s.core.nextDeadline(now: now)
+                s.timerWake = next
+                return (out, next)
             }
             perform(actions)
-            // Sleep until the next deadline, but wake at least every 2 ms: a submit may have
-            // added a frame whose deadline is earlier than the one computed here.
-            let now = clock.now()
-            let wait = min(next - now, .milliseconds(2))
-            if wait > .zero { usleep(UInt32(max(wait.microseconds, 200))) }
+            let wait = next - clock.now()
+            if wait > .zero { state.wait(timeout: wait) { s in s.stopping || s.timerWake < next } }
         }
     }
 
@@ -224,11 +258,13 @@ public final class Engine: Sendable {
 
     /// Runs `body` on the core under the lock, collecting actions.
     private func withCore(_ body: (inout EngineCore, inout [EngineAction]) -> Void) -> [EngineAction] {
-        state.withLock { s in
+        let (out, wake): ([EngineAction], Bool) = state.withLock { s in
             var out: [EngineAction] = []
             body(&s.core, &out)
-            return out
+            return (out, s.noteChange())
         }
+        if wake { state.broadcast() }
+        return out
     }
 
     /// Performs actions outside the lock: sends in one batch per link, then completions.
@@ -260,10 +296,12 @@ public final class Engine: Sendable {
         }
         var callbacks: [(IOCompletion, Result<Void, AoEIOError>)] = []
         if !completions.isEmpty || !logs.isEmpty {
-            state.withLock { s in
+            let wake = state.withLock { s in
                 for (id, r) in completions { if let c = s.callbacks.removeValue(forKey: id) { callbacks.append((c, r)) } }
                 for l in logs { s.errors.append(l) }
+                return s.waiters > 0 && !logs.isEmpty
             }
+            if wake { state.broadcast() }
         }
         if let onLog { for l in logs { onLog(l) } }
         if !logs.isEmpty { for o in observers.withLock({ $0 }) { for l in logs { o(l) } } }
@@ -287,17 +325,18 @@ public final class Engine: Sendable {
     public func submit(_ target: TargetAddress, _ kind: IOKind, lba: UInt64, sectors: Int, buffer: IOBuffer?,
                        bufferOffset: Int = 0, completion: @escaping IOCompletion) {
         let now = clock.now()
-        let actions: [EngineAction] = state.withLock { s in
-            if s.stopped { return [.complete(RequestID(0), .failure(.shutdown))] }
+        let accepted: (actions: [EngineAction], wake: Bool)? = state.withLock { s in
+            if s.stopped { return nil }
             let id = s.core.makeRequestID()
             s.callbacks[id] = completion
             var out: [EngineAction] = []
             s.core.submit(SectorRequest(id: id, target: target, kind: kind, lba: lba, sectors: sectors, buffer: buffer,
                                         bufferOffset: bufferOffset), now: now, &out)
-            return out
+            return (out, s.noteChange())
         }
-        if case .complete(RequestID(0), let r)? = actions.first { completion(r); return }
-        perform(actions)
+        guard let accepted else { return completion(.failure(.shutdown)) }
+        if accepted.wake { state.broadcast() }
+        perform(accepted.actions)
     }
 
     /// Reads `count` bytes at byte `offset` of `target` into `buffer` at `bufferOffset`.
@@ -353,7 +392,7 @@ public final class Engine: Sendable {
         if offset % 512 != 0 { edges.append(first) }
         if (offset + UInt64(count)) % 512 != 0 && !edges.contains(end - 1) { edges.append(end - 1) }
         let remaining = Atomic<Int>(edges.count)
-        let failure = Mutex<AoEIOError?>(nil)
+        let failure = Locked<AoEIOError?>(nil)
         let writeMerged: @Sendable () -> Void = { [self] in
             if let e = failure.withLock({ $0 }) { return completion(.failure(e)) }
             let at = Int(offset - first * 512)
@@ -414,14 +453,17 @@ public final class Engine: Sendable {
 
     /// Blocks the calling thread until the request completes (for threads that are not async).
     public func waitSync(_ start: (@escaping IOCompletion) -> Void) -> Result<Void, AoEIOError> {
-        let sem = DispatchSemaphore(value: 0)
-        let box = Mutex<Result<Void, AoEIOError>?>(nil)
+        let box = Locked<Result<Void, AoEIOError>?>(nil)
         start { r in
             box.withLock { $0 = r }
-            sem.signal()
+            box.broadcast()
         }
-        sem.wait()
-        return box.withLock { $0! }
+        var result: Result<Void, AoEIOError>?
+        box.wait(timeout: nil) { r in
+            result = r
+            return r != nil
+        }
+        return result!
     }
 
     // MARK: - Table and control
@@ -492,23 +534,22 @@ public final class Engine: Sendable {
     /// Diagnostic lines with a sequence number above `after` (the `etherd/err` ring).
     public func errorLines(after: UInt64) -> [(UInt64, String)] { state.withLock { $0.errors.lines(after: after) } }
 
-    /// Waits until `condition` holds for the target table, or `timeout` passes.
+    /// Blocks until `condition` holds for the target table, or `timeout` passes; returns whether
+    /// it holds. It is checked at once and after every change of the engine's state (a frame
+    /// handled, a request submitted, a timer tick), not on a schedule.
     @discardableResult
-    public func waitFor(timeout: Duration, _ condition: ([TargetSnapshot]) -> Bool) -> Bool {
-        let end = ContinuousClock.now + timeout
-        while ContinuousClock.now < end {
-            if condition(targets()) { return true }
-            usleep(10_000)
-        }
-        return condition(targets())
+    public func wait(timeout: Duration, until condition: ([TargetSnapshot]) -> Bool) -> Bool {
+        state.withLock { $0.waiters += 1 }
+        defer { state.withLock { $0.waiters -= 1 } }
+        return state.wait(timeout: timeout) { s in condition(s.core.snapshot(now: clock.now())) }
     }
 
-    /// Waits until every target that answered is up with its payload negotiated.
+    /// Blocks until every target that answered is settled (identified, payload negotiated on
+    /// every path: `TargetSnapshot.isSettled`), or `timeout` passes; returns whether they are.
+    /// False also when no target answered at all.
     @discardableResult
     public func waitUntilSettled(timeout: Duration) -> Bool {
-        waitFor(timeout: timeout) { ts in
-            !ts.isEmpty && ts.allSatisfy { t in t.state != .identifying && t.paths.allSatisfy { $0.state != "probing" } }
-        }
+        wait(timeout: timeout) { $0.allSettled }
     }
 }
 

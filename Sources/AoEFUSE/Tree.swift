@@ -77,7 +77,7 @@ enum Render {
             for p in t.paths {
                 lines.append([p.interface, p.mac.compactHex, String(p.payload), String(p.mtu),
                               String(p.rtt?.microseconds ?? 0), String(p.rto.microseconds), String(p.outstanding),
-                              String(p.window), String(p.sent), String(p.lost), p.state].joined(separator: " "))
+                              String(p.window), String(p.sent), String(p.lost), p.state.rawValue].joined(separator: " "))
             }
             return lines.joined(separator: "\n") + "\n"
         case .stats:

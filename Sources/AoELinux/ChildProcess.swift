@@ -1,3 +1,4 @@
+import CAoELinux
 import Foundation
 
 #if canImport(Glibc)
@@ -10,12 +11,11 @@ import Glibc
 /// Why not Foundation's `Process`: a child inherits its parent thread's signal mask and ignored
 /// signals, and tests spawn from Swift's pool threads, which block SIGINT and SIGTERM. A vblade
 /// started that way ignores SIGTERM, and an aoe-lab ignores Ctrl-C.
-public final class ChildProcess: @unchecked Sendable {
-    // @unchecked: `status` is written once, under `lock`.
+public final class ChildProcess: Sendable {
     public let pid: pid_t
     public let argv: [String]
-    private let lock = NSLock()
-    private var status: Int32?
+    /// The raw wait status, once reaped.
+    private let status = Locked<Int32?>(nil)
 
     /// Starts `argv[0]` (looked up in PATH) with `argv`.
     /// - Parameters:
@@ -50,13 +50,13 @@ public final class ChildProcess: @unchecked Sendable {
 
     /// True until the process has exited (and been reaped by us).
     public var isRunning: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        if status != nil { return false }
-        var s: Int32 = 0
-        let r = waitpid(pid, &s, WNOHANG)
-        if r == pid { status = s }
-        return r == 0
+        status.withLock { status in
+            if status != nil { return false }
+            var s: Int32 = 0
+            let r = waitpid(pid, &s, WNOHANG)
+            if r == pid { status = s }
+            return r == 0
+        }
     }
 
     /// Sends `sig` if the process still runs.
@@ -65,34 +65,31 @@ public final class ChildProcess: @unchecked Sendable {
     /// Waits for exit; returns the raw wait status.
     @discardableResult
     public func wait() -> Int32 {
-        lock.lock()
-        defer { lock.unlock() }
-        if let status { return status }
-        var s: Int32 = 0
-        while waitpid(pid, &s, 0) < 0 && errno == EINTR {}
-        status = s
-        return s
+        status.withLock { status in
+            if let status { return status }
+            var s: Int32 = 0
+            _ = retryingEINTR { waitpid(pid, &s, 0) }
+            status = s
+            return s
+        }
     }
 
-    /// Waits up to `limit`; true if it exited.
+    /// Waits up to `limit`; true if it exited (it is then reaped).
     public func wait(upTo limit: Duration) -> Bool {
-        let deadline = ContinuousClock.now + limit
-        while isRunning {
-            if ContinuousClock.now >= deadline { return false }
-            usleep(10_000)
-        }
-        return true
+        guard isRunning else { return true }
+        _ = aoel_wait_exit(pid, milliseconds(limit))
+        return !isRunning
     }
 
     /// The exit code, or nil if it was killed by a signal (or still runs).
     public var exitCode: Int32? {
-        guard !isRunning, let s = lock.withLock({ status }) else { return nil }
+        guard !isRunning, let s = status.withLock({ $0 }) else { return nil }
         return s & 0x7F == 0 ? (s >> 8) & 0xFF : nil
     }
 
     /// The signal that ended it, or nil.
     public var terminatingSignal: Int32? {
-        guard !isRunning, let s = lock.withLock({ status }) else { return nil }
+        guard !isRunning, let s = status.withLock({ $0 }) else { return nil }
         return s & 0x7F != 0 ? s & 0x7F : nil
     }
 }

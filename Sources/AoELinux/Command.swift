@@ -42,10 +42,7 @@ public enum Command {
         close(out[1])
         var stdoutBytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = read(out[0], &buffer, buffer.count)
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
+        while case let n = retryingEINTR({ read(out[0], &buffer, buffer.count) }), n > 0 {
             stdoutBytes += buffer[0..<n]
         }
         close(out[0])
@@ -54,7 +51,7 @@ public enum Command {
         guard child.exitCode == 0 else {
             lseek(errFD, 0, SEEK_SET)
             var errBytes: [UInt8] = []
-            while case let n = read(errFD, &buffer, buffer.count), n > 0 { errBytes += buffer[0..<n] }
+            while case let n = retryingEINTR({ read(errFD, &buffer, buffer.count) }), n > 0 { errBytes += buffer[0..<n] }
             throw Failure(argv: argv, status: child.exitCode ?? -1,
                           output: stdoutText + String(decoding: errBytes, as: UTF8.self))
         }

@@ -5,22 +5,19 @@ import Foundation
 ///
 /// Used by the mount to send large replies off the receive thread, and by `aoefs serve` to keep
 /// several disk reads and writes in flight at once.
-public final class WorkerPool: @unchecked Sendable {
-    // @unchecked: `jobs` and `stopping` are only touched with `mutex` held.
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let ready = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    private let idle = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    private var jobs: [@Sendable () -> Void] = []
-    private var head = 0
-    private var running = 0
-    private var stopping = false
+public final class WorkerPool: Sendable {
+    private struct Queue {
+        var jobs: [@Sendable () -> Void] = []
+        var head = 0
+        var running = 0
+        var stopping = false
+        var isEmpty: Bool { head == jobs.count }
+    }
+    private let queue = Locked(Queue())
 
     /// Starts `threads` threads named `name-N`.
     public init(threads: Int, name: String) {
         precondition(threads > 0)
-        pthread_mutex_init(mutex, nil)
-        pthread_cond_init(ready, nil)
-        pthread_cond_init(idle, nil)
         for i in 0..<threads {
             let t = Thread { [self] in loop() }
             t.name = threads == 1 ? name : "\(name)-\(i)"
@@ -29,56 +26,44 @@ public final class WorkerPool: @unchecked Sendable {
         }
     }
 
-    deinit {
-        pthread_cond_destroy(ready)
-        pthread_cond_destroy(idle)
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
-        ready.deallocate()
-        idle.deallocate()
-    }
-
     /// Queues `job`; a free thread runs it.
     public func async(_ job: @escaping @Sendable () -> Void) {
-        pthread_mutex_lock(mutex)
-        jobs.append(job)
-        pthread_cond_signal(ready)
-        pthread_mutex_unlock(mutex)
+        queue.withLock { $0.jobs.append(job) }
+        queue.broadcast()
     }
 
     /// Waits until every queued job has run.
     public func waitIdle() {
-        pthread_mutex_lock(mutex)
-        while head < jobs.count || running > 0 { pthread_cond_wait(idle, mutex) }
-        pthread_mutex_unlock(mutex)
+        queue.wait(timeout: nil) { $0.isEmpty && $0.running == 0 }
     }
 
     /// Runs what is queued, then ends the threads (returns without waiting for them).
     public func stop() {
-        pthread_mutex_lock(mutex)
-        stopping = true
-        pthread_cond_broadcast(ready)
-        pthread_mutex_unlock(mutex)
+        queue.withLock { $0.stopping = true }
+        queue.broadcast()
     }
 
     private func loop() {
-        pthread_mutex_lock(mutex)
         while true {
-            while head == jobs.count && !stopping { pthread_cond_wait(ready, mutex) }
-            if head == jobs.count { break }
-            let job = jobs[head]
-            head += 1
-            if head == jobs.count {
-                jobs.removeAll(keepingCapacity: true)
-                head = 0
+            var job: (@Sendable () -> Void)?
+            queue.wait(timeout: nil) { q in
+                if q.isEmpty { return q.stopping }
+                job = q.jobs[q.head]
+                q.head += 1
+                if q.isEmpty {
+                    q.jobs.removeAll(keepingCapacity: true)
+                    q.head = 0
+                }
+                q.running += 1
+                return true
             }
-            running += 1
-            pthread_mutex_unlock(mutex)
+            guard let job else { return }
             job()
-            pthread_mutex_lock(mutex)
-            running -= 1
-            if head == jobs.count && running == 0 { pthread_cond_broadcast(idle) }
+            let idle = queue.withLock { q in
+                q.running -= 1
+                return q.isEmpty && q.running == 0
+            }
+            if idle { queue.broadcast() }
         }
-        pthread_mutex_unlock(mutex)
     }
 }

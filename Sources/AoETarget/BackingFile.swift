@@ -1,3 +1,4 @@
+import AoELinux
 import CAoELinux
 import Synchronization
 
@@ -129,17 +130,13 @@ public final class BackingFile: @unchecked Sendable {
     /// Makes every completed write durable: data and the metadata needed to read it back
     /// (fdatasync(2)); a block device is flushed to the disk's media.
     public func flush() -> Bool {
-        while fdatasync(fd) != 0 {
-            if errno != EINTR { return false }
-        }
-        return true
+        retryingEINTR { fdatasync(fd) } == 0
     }
 
     private func fullIO(_ count: Int, _ op: (Int) -> Int) -> Bool {
         var done = 0
         while done < count {
-            let n = op(done)
-            if n < 0 && errno == EINTR { continue }
+            let n = retryingEINTR { op(done) }
             if n <= 0 { return false }
             done += n
         }

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -24,6 +25,10 @@
 #endif
 
 #define BATCH_MAX 256
+
+// The C side's one EINTR loop: evaluates `expr` (a call returning < 0 with errno on failure)
+// again while it fails with EINTR, and leaves its result in `r`.
+#define AOEL_RETRY(r, expr) do { (r) = (expr); } while ((r) < 0 && errno == EINTR)
 
 int aoel_ifinfo(int fd, const char *ifname, struct aoel_ifinfo *info) {
     struct ifreq ifr;
@@ -118,9 +123,9 @@ int aoel_send_batch(int fd, const uint8_t *base, size_t stride, const uint32_t *
             msgs[i].msg_hdr.msg_iov = &iov[i];
             msgs[i].msg_hdr.msg_iovlen = 1;
         }
-        int r = sendmmsg(fd, msgs, (unsigned)n, 0);
+        int r;
+        AOEL_RETRY(r, sendmmsg(fd, msgs, (unsigned)n, 0));
         if (r < 0) {
-            if (errno == EINTR) continue;
             if (errno == ENOBUFS) { (*dropped)++; sent++; continue; }  // frame `sent` is lost
             return sent > 0 ? sent : -errno;
         }
@@ -151,13 +156,13 @@ int aoel_receive_batch(int fd, uint8_t *base, size_t stride, uint32_t *lengths, 
     // this saves a poll(2) per batch (one syscall instead of two on the receive path).
     int r;
     for (int attempt = 0;; attempt++) {
-        do { r = recvmmsg(fd, msgs, (unsigned)max, MSG_DONTWAIT | MSG_TRUNC, NULL); } while (r < 0 && errno == EINTR);
+        AOEL_RETRY(r, recvmmsg(fd, msgs, (unsigned)max, MSG_DONTWAIT | MSG_TRUNC, NULL));
         if (r >= 0) break;
         if (errno != EAGAIN && errno != EWOULDBLOCK) return -errno;
         if (timeout_ms == 0 || attempt > 0) return 0;
         struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = also_fd, .events = POLLIN}};
         int pr;
-        do { pr = poll(p, also_fd >= 0 ? 2 : 1, timeout_ms); } while (pr < 0 && errno == EINTR);
+        AOEL_RETRY(pr, poll(p, also_fd >= 0 ? 2 : 1, timeout_ms));
         if (pr < 0) return -errno;
         if (pr == 0) return 0;
         // The other descriptor (a FUSE session sharing this thread) is ready, or closed.
@@ -179,7 +184,7 @@ int aoel_receive_batch(int fd, uint8_t *base, size_t stride, uint32_t *lengths, 
 int aoel_wait_readable(int fd, int timeout_ms) {
     struct pollfd p = {.fd = fd, .events = POLLIN};
     int pr;
-    do { pr = poll(&p, 1, timeout_ms); } while (pr < 0 && errno == EINTR);
+    AOEL_RETRY(pr, poll(&p, 1, timeout_ms));
     return pr < 0 ? -errno : pr;
 }
 
@@ -201,13 +206,26 @@ void aoel_syslog(int priority, const char *message) { syslog(priority, "%s", mes
 long aoel_pread_cached(int fd, void *buffer, size_t length, long long offset) {
     struct iovec v = {.iov_base = buffer, .iov_len = length};
     ssize_t n;
-    do { n = preadv2(fd, &v, 1, (off_t)offset, RWF_NOWAIT); } while (n < 0 && errno == EINTR);
+    AOEL_RETRY(n, preadv2(fd, &v, 1, (off_t)offset, RWF_NOWAIT));
     return n < 0 ? -errno : (long)n;
 }
 
 long aoel_pwrite_nowait(int fd, const void *buffer, size_t length, long long offset) {
     struct iovec v = {.iov_base = (void *)buffer, .iov_len = length};
     ssize_t n;
-    do { n = pwritev2(fd, &v, 1, (off_t)offset, RWF_NOWAIT); } while (n < 0 && errno == EINTR);
+    AOEL_RETRY(n, pwritev2(fd, &v, 1, (off_t)offset, RWF_NOWAIT));
     return n < 0 ? -errno : (long)n;
+}
+
+int aoel_wait_exit(int pid, int timeout_ms) {
+    // pidfd_open(2), Linux 5.3: a descriptor that turns readable when the process exits, so the
+    // wait is a poll, not a loop of waitpid(WNOHANG) and sleeps.
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd < 0) return -errno;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int pr;
+    AOEL_RETRY(pr, poll(&p, 1, timeout_ms));
+    int e = errno;
+    close(fd);
+    return pr < 0 ? -e : pr;
 }

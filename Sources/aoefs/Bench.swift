@@ -64,9 +64,10 @@ struct Bench: ParsableCommand {
 
         let engine = try network.startEngine()
         defer { engine.shutdown() }
-        guard engine.waitFor(timeout: .seconds(5), { ts in
-            ts.contains { $0.address == address && $0.state == .up && $0.paths.allSatisfy { $0.state != "probing" } }
-        }) else {
+        let ready = engine.wait(timeout: .seconds(5)) { ts in
+            ts.contains { (t: TargetSnapshot) in t.address == address && t.state == .up && t.isSettled }
+        }
+        guard ready else {
             throw CLIError("\(address) did not answer on \(network.interfaces.joined(separator: ", "))")
         }
         let info = engine.targets().first { $0.address == address }!

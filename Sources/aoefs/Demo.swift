@@ -129,9 +129,7 @@ final class DemoSetup: @unchecked Sendable {
         let engine = Engine(links: [link], onLog: { line in Log.logger.info("\(line)") })
         self.engine = engine
         engine.start()
-        let up = ContinuousClock.now + .seconds(5)
-        while !engine.targets().contains(where: { $0.state == .up && $0.paths.allSatisfy { $0.state == "ok" } })
-            && ContinuousClock.now < up { usleep(20_000) }
+        engine.waitUntilSettled(timeout: .seconds(5))
         let fs = AoEFileSystem(engine: engine, mountpoint: mountpoint)
         engine.addLogObserver { [weak fs] _ in fs?.logged() }
         do { try fs.mount() } catch { throw CLIError("\(error)") }

@@ -143,14 +143,7 @@ struct Mount: ParsableCommand {
     func serve(ready: Int32?) throws {
         Heap.keepLargeBuffers()  // no page faults per request (see Heap)
         let engine = try network.startEngine(defaultToAllEthernet: true)
-        let start = ContinuousClock.now
-        while ContinuousClock.now - start < .milliseconds(Int64(wait * 1000)) {
-            let ts = engine.targets()
-            if !ts.isEmpty && ts.allSatisfy({ t in t.state != .identifying && t.paths.allSatisfy { $0.state != "probing" } }) {
-                break
-            }
-            usleep(20_000)
-        }
+        engine.waitUntilSettled(timeout: .milliseconds(Int64(wait * 1000)))
         let fs = AoEFileSystem(engine: engine, mountpoint: mountpoint)
         engine.addLogObserver { [weak fs] _ in fs?.logged() }
         do {

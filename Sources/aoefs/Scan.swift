@@ -41,9 +41,16 @@ struct Scan: ParsableCommand {
                          + "\(t.identity.map { gigabytes($0.capacity) } ?? "?"), \(t.identity?.model ?? "?")")
             }
             if ts.count != lastCount { lastCount = ts.count; stableSince = .now }
-            let settled = !ts.isEmpty && ts.allSatisfy { t in t.state != .identifying && t.paths.allSatisfy { $0.state != "probing" } }
+            let settled = ts.allSettled
             if settled && ContinuousClock.now - stableSince > .seconds(1) { break }
-            usleep(50_000)
+            // Wake when a target appears or is identified, when settledness changes, or (settled)
+            // when the table has been stable for a second; at the latest at the end of the wait.
+            let end = start + .milliseconds(Int64(wait * 1000))
+            let until = settled ? min(end, stableSince + .milliseconds(1010)) : end
+            let count = ts.count, identified = ts.filter { $0.identity != nil }.count
+            engine.wait(timeout: until - ContinuousClock.now) { now in
+                now.count != count || now.filter { $0.identity != nil }.count != identified || now.allSettled != settled
+            }
         }
         let targets = engine.targets()
         if targets.isEmpty {

@@ -22,7 +22,7 @@ func upSimulation(mtu: Int = 9000, target: MemoryTarget? = nil, configuration: E
     sim.faults[link0] = faults
     sim.run(for: .seconds(30)) { s in
         guard let t = s.core.snapshot(now: s.now).first else { return false }
-        return t.state == .up && t.paths.allSatisfy { $0.state == "ok" }
+        return t.state == .up && t.paths.allSatisfy { $0.state == .ok }
     }
     return sim
 }
@@ -105,7 +105,7 @@ struct DiscoveryTests {
         var sim = Simulation(links: [(link0, 9000)], targets: [(MemoryTarget(address: e103, mac: targetMAC), [link0])])
         sim.faults[link0] = f
         let start = sim.now
-        #expect(sim.run(for: .seconds(10)) { $0.target?.paths.first?.state == "ok" })
+        #expect(sim.run(for: .seconds(10)) { $0.target?.paths.first?.state == .ok })
         #expect(sim.now - start < .seconds(2))
         let t = try #require(sim.target)
         #expect(t.payload == 1024)
@@ -141,7 +141,7 @@ struct DiscoveryTests {
         #expect(sim.run(for: .seconds(30)) { $0.isDone(w) })
         #expect(sim.outcome(w) == .ok)
         #expect(sim.targets[0].bytes(at: 0, count: data.count) == data)
-        #expect(sim.run(for: .seconds(5)) { $0.target?.paths.first?.state == "ok" })
+        #expect(sim.run(for: .seconds(5)) { $0.target?.paths.first?.state == .ok })
         #expect(sim.target?.payload == 8704, "the payload survives a stall")
         #expect(!sim.log.contains { $0.contains("falling back") })
     }
@@ -152,7 +152,7 @@ struct DiscoveryTests {
         f.mtuLimit = 4200  // 4096 + 22 fits; 4608 + 22 does not
         var sim = Simulation(links: [(link0, 9000)], targets: [(MemoryTarget(address: e103, mac: targetMAC), [link0])])
         sim.faults[link0] = f
-        #expect(sim.run(for: .seconds(10)) { $0.target?.paths.first?.state == "ok" })
+        #expect(sim.run(for: .seconds(10)) { $0.target?.paths.first?.state == .ok })
         #expect(sim.target?.payload == 4096)
     }
 }

@@ -278,7 +278,7 @@ struct EngineLabTests {
         #expect(ContinuousClock.now - start < .seconds(10))
         #expect(l.target?.state == .down)
         try l.vblades[0].start()
-        #expect(l.engine.waitFor(timeout: .seconds(10)) { $0.first?.state == .up })
+        #expect(l.engine.wait(timeout: .seconds(10)) { $0.first?.state == .up })
         #expect(l.writePattern(seed: 6, total: 8 << 20) == nil)
         #expect(l.verifyPattern(seed: 6, total: 8 << 20) == nil)
     }
@@ -296,7 +296,7 @@ struct EngineLabTests {
         let l = EngineLab(lab: lab, file: file, vblades: [v1, v2], engine: engine, initiators: [a.initiator, b.initiator])
         defer { engine.shutdown() }
         engine.start()
-        #expect(engine.waitFor(timeout: .seconds(10)) { $0.first?.paths.count == 2 && $0.first?.state == .up })
+        #expect(engine.wait(timeout: .seconds(10)) { $0.first?.paths.count == 2 && $0.first?.state == .up })
         try l.waitUp()
         #expect(l.writePattern(seed: 7, total: 64 << 20) == nil)
         let paths = try #require(l.target?.paths)

@@ -58,6 +58,10 @@ int aoel_receive_batch(int fd, uint8_t *base, size_t stride, uint32_t *lengths, 
 /// Waits up to timeout_ms for fd to be readable (or closed): 1 if it is, 0 on timeout, or -errno.
 int aoel_wait_readable(int fd, int timeout_ms);
 
+/// Waits up to timeout_ms (-1: forever) for process `pid` (a child of ours, not yet reaped) to
+/// exit, with pidfd_open(2) and poll(2): 1 if it has, 0 on timeout, or -errno.
+int aoel_wait_exit(int pid, int timeout_ms);
+
 /// Closes fd.
 int aoel_close(int fd);
 

@@ -1,0 +1,90 @@
+import AoEProtocol
+
+/// Payload probes (DESIGN §4, Linux probe(), commit bbb44e30): the search for the largest
+/// payload that crosses a path, and the check of a path whose large frames are lost.
+extension PathSet {
+    /// Starts the next payload-search probe on `id`, if its negotiator wants one and none is in
+    /// flight. The caller checks that the target is up.
+    mutating func continueProbing(_ id: PathID, counters: inout TargetCounters, _ wire: inout Wire, now: Instant,
+                                  _ out: inout [EngineAction]) {
+        guard contains(id), self[id].probeTag == nil, isUsable(id, wire, now: now),
+            let sectors = self[id].negotiator.startProbe()
+        else { return }
+        sendProbe(id, sectors: sectors, kind: .search, counters: &counters, &wire, now: now, &out)
+    }
+
+    /// Sends one probe: a READ of LBA 0 padded to the probed size, so the request crosses at
+    /// full size one way and the data comes back at full size the other. Probes travel outside
+    /// the window.
+    mutating func sendProbe(_ id: PathID, sectors: Int, kind: ProbeKind, counters: inout TargetCounters,
+                            _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
+        let p = self[id]
+        guard let header = wire.ataHeader(to: p, of: address) else { return }
+        var bytes = AoEFrame(header: header, body: .ata(.read(lba: 0, sectors: UInt8(sectors), lba48: false))).encoded()
+        bytes += [UInt8](repeating: 0, count: sectors * 512)
+        let flight = FrameInFlight(
+            target: address, path: id,
+            range: WorkRange(request: nil, kind: .read, lba: 0, sectors: sectors, bufferOffset: 0),
+            sentAt: now, deadline: now + max(wire.configuration.probeTimeout, p.rtt.timeout * 8), probe: kind)
+        if kind == .alive { self[id].aliveTag = header.tag } else { self[id].probeTag = header.tag }
+        self[id].outstanding += 1
+        self[id].sent += 1
+        counters.probes += 1
+        wire.transmit(bytes, tag: header.tag, flight, on: p.link, &out)
+    }
+
+    /// Sends the probes that check a suspect path: one at the size in use, one of 1024 bytes.
+    mutating func sendSuspicionProbes(_ id: PathID, size: Bool, alive: Bool, counters: inout TargetCounters,
+                                      _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
+        guard let s = self[id].negotiator.suspicion else { return }
+        if size && self[id].probeTag == nil {
+            sendProbe(id, sectors: s.sectors, kind: .suspectSize, counters: &counters, &wire, now: now, &out)
+        }
+        if alive && self[id].aliveTag == nil {
+            sendProbe(id, sectors: MTUNegotiator.safeSectors, kind: .alive, counters: &counters, &wire, now: now, &out)
+        }
+    }
+
+    /// A probe was answered or timed out: feed the negotiator and act on what it concludes.
+    mutating func probeFinished(_ f: FrameInFlight, answered: Bool, counters: inout TargetCounters, _ wire: inout Wire,
+                                now: Instant, _ out: inout [EngineAction]) {
+        let id = f.path
+        let before = self[id].negotiator.payload
+        let name = wire.links[self[id].link]?.name ?? "?"
+        let peer = "\(address): \(name) → \(self[id].mac)"
+        switch f.probe ?? .search {
+        case .search:
+            self[id].probeTag = nil
+            if answered {
+                self[id].negotiator.probeSucceeded(sectors: f.range.sectors)
+            } else if self[id].negotiator.probeTimedOut() == nil {
+                out.append(.log("\(peer): no answer to a \(f.range.sectors * 512)-byte probe; "
+                                + "that size is black-holed on this path"))
+            }
+        case let kind:
+            if kind == .suspectSize { self[id].probeTag = nil } else { self[id].aliveTag = nil }
+            let (retry, verdict) = kind == .suspectSize
+                ? self[id].negotiator.suspicionSizeProbe(answered: answered)
+                : self[id].negotiator.suspicionAliveProbe(answered: answered)
+            switch verdict {
+            case .blackHole:
+                out.append(.log("\(peer): \(before)-byte frames vanish while 1024-byte frames cross: "
+                                + "falling back to 1024-byte frames and probing"))
+            case .stall:
+                out.append(.log("\(peer): \(before)-byte frames answered again (a stall, not a black hole)"))
+            case .silent:
+                out.append(.log("\(peer): no answer to any probe; the path or target is not answering"))
+            case .pending:
+                if retry {
+                    sendSuspicionProbes(id, size: kind == .suspectSize, alive: kind == .alive, counters: &counters,
+                                        &wire, now: now, &out)
+                }
+            }
+        }
+        let after = self[id].negotiator.payload
+        if after != before, let l = wire.links[self[id].link] {
+            out.append(.log("\(address): \(l.name) → \(self[id].mac): payload \(before) → \(after) bytes"
+                            + (self[id].negotiator.isSettled ? "" : " (probing)")))
+        }
+    }
+}

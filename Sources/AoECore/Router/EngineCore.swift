@@ -1,0 +1,228 @@
+import AoEProtocol
+
+/// The whole initiator as a pure state machine. This is its router: the links, the tags in
+/// flight, discovery and the beacon, and the fan-out of received frames and timer ticks to the
+/// targets. Each target is a `SectorScheduler` (queue, pending requests, flush barrier), which
+/// owns a `PathSet` (paths, payload probes, set-aside), which drives one `MTUNegotiator`,
+/// `CongestionWindow` and `RTTEstimator` per path.
+///
+/// Every method takes `now` and appends what must happen to `out`; nothing here does I/O or
+/// reads a clock (STYLE: postgres-nio's pool state machine). The driver (`Engine`) owns it behind
+/// its lock and performs the actions after unlocking.
+public struct EngineCore: Sendable {
+    /// The links, the frames in flight and the tunables, which the targets share.
+    var wire: Wire
+    var targets: [TargetAddress: SectorScheduler] = [:]
+    var nextBeacon: Instant = .zero
+    var nextRequest: UInt64 = 1
+    /// Frames that did not decode, or were requests from another initiator.
+    public private(set) var malformedFrames: UInt64 = 0
+    /// Responses for targets we do not know (stray).
+    public private(set) var strayFrames: UInt64 = 0
+    /// The links AoE may use (nil: all), Linux `aoe_iflist`.
+    public private(set) var allowedLinks: Set<LinkID>?
+
+    public init(configuration: EngineConfiguration = EngineConfiguration()) {
+        wire = Wire(configuration: configuration)
+    }
+
+    /// The tunables in force.
+    public var configuration: EngineConfiguration { wire.configuration }
+
+    /// A fresh request id.
+    public mutating func makeRequestID() -> RequestID {
+        defer { nextRequest += 1 }
+        return RequestID(nextRequest)
+    }
+
+    /// Changes tunables (`deadsecs`, `maxout`, `maxdata`) for new paths and timers.
+    public mutating func reconfigure(_ c: EngineConfiguration) { wire.configuration = c }
+
+    /// Runs `body` on one target's state machine, in place: the dictionary yields the entry
+    /// without copying it, so its own dictionaries and queues stay uniquely referenced (no
+    /// copy-on-write per frame). `wire` is a separate stored property, so both can be mutated.
+    @discardableResult
+    mutating func withTarget<R>(_ address: TargetAddress, _ body: (inout SectorScheduler, inout Wire) -> R) -> R? {
+        guard targets[address] != nil else { return nil }
+        return body(&targets[address]!, &wire)
+    }
+
+    // MARK: - Links and discovery
+
+    /// Adds an interface and broadcasts a Query Config on it.
+    public mutating func addLink(_ id: LinkID, name: String, mac: MACAddress, mtu: Int, now: Instant,
+                                 _ out: inout [EngineAction]) {
+        wire.links[id] = LinkInfo(name: name, mac: mac, mtu: configuration.mtu(for: name, reported: mtu))
+        if nextBeacon == .zero { nextBeacon = now + configuration.beaconInterval }
+        wire.broadcastQuery(on: id, target: .broadcast, &out)
+    }
+
+    /// The interface failed (deleted, down): its paths stop carrying frames until it comes back.
+    public mutating func setLink(_ id: LinkID, up: Bool, mtu: Int? = nil, _ out: inout [EngineAction]) {
+        guard var l = wire.links[id] else { return }
+        if l.up != up { out.append(.log("\(l.name): interface \(up ? "up" : "down")")) }
+        l.up = up
+        if let mtu { l.mtu = configuration.mtu(for: l.name, reported: mtu) }
+        wire.links[id] = l
+    }
+
+    /// Names of the links, by id.
+    public var linkNames: [LinkID: String] { wire.links.mapValues(\.name) }
+
+    /// Restricts traffic to `allowed` (nil: all links) and asks the newly allowed links for targets.
+    public mutating func setAllowedLinks(_ allowed: Set<LinkID>?, now: Instant, _ out: inout [EngineAction]) {
+        allowedLinks = allowed
+        for id in wire.links.keys { wire.links[id]!.allowed = allowed?.contains(id) ?? true }
+        discover(now: now, &out)
+        let names = allowed.map { $0.compactMap { wire.links[$0]?.name }.sorted().joined(separator: " ") } ?? "all"
+        out.append(.log("interfaces: \(names)"))
+    }
+
+    /// Broadcasts a Query Config on every usable link: for all targets, or only `target`
+    /// (a shelf with slot 0xff asks a whole shelf).
+    public mutating func discover(_ target: TargetAddress = .broadcast, now: Instant, _ out: inout [EngineAction]) {
+        for id in wire.usableLinks { wire.broadcastQuery(on: id, target: target, &out) }
+    }
+
+    // MARK: - Receiving
+
+    /// Handles one received frame.
+    public mutating func receive(_ bytes: UnsafeRawBufferPointer, on link: LinkID, now: Instant,
+                                 _ out: inout [EngineAction]) {
+        guard wire.links[link]?.allowed ?? false else { return }  // not on the allow-list
+        guard let header = try? AoEHeader(decoding: bytes), header.isResponse else {
+            malformedFrames += 1
+            return
+        }
+        switch header.command {
+        case .ata:
+            // The hot path: no AoEFrame, no copies until the data lands in the request's buffer.
+            let view = header.isError ? nil : ATAView(frame: bytes)
+            if !header.isError && view == nil {
+                malformedFrames += 1
+                return
+            }
+            receiveATA(header, view, on: link, now: now, &out)
+        case .queryConfig:
+            guard let frame = try? AoEFrame(decoding: bytes) else {
+                malformedFrames += 1
+                return
+            }
+            receiveConfig(frame, on: link, now: now, &out)
+        default: strayFrames += 1
+        }
+    }
+
+    /// Convenience for arrays.
+    public mutating func receive(_ bytes: [UInt8], on link: LinkID, now: Instant, _ out: inout [EngineAction]) {
+        bytes.withUnsafeBytes { receive($0, on: link, now: now, &out) }
+    }
+
+    mutating func receiveConfig(_ f: AoEFrame, on link: LinkID, now: Instant, _ out: inout [EngineAction]) {
+        guard !f.header.isError, case .queryConfig(let config) = f.body, let l = wire.links[link] else { return }
+        let address = f.header.target
+        // Answers for the wildcard addresses are nonsense (Linux aoecmd_cfg_rsp ignores them).
+        if address.shelf == .broadcast || address.slot == .broadcast { return }
+        if address.shelf.rawValue == 0x0FFF {
+            out.append(.log("\(f.header.source): shelf address is all ones (0xfff); check the shelf's dip switches"))
+            return
+        }
+        let isNew = targets[address] == nil
+        if isNew {
+            targets[address] = SectorScheduler(address: address, now: now)
+            out.append(.log("\(address): discovered at \(f.header.source) on \(l.name), "
+                            + "bufcnt \(config.bufferCount), \(config.sectorsPerCommand) sectors per frame"))
+            out.append(.targetsChanged)
+        }
+        withTarget(address) { t, wire in
+            t.heardConfig(config, from: f.header.source, on: link, isNew: isNew, &wire, now: now, &out)
+        }
+    }
+
+    mutating func receiveATA(_ header: AoEHeader, _ view: ATAView?, on link: LinkID, now: Instant,
+                             _ out: inout [EngineAction]) {
+        guard let flight = wire.frames[header.tag] else {
+            // Not in flight: late (its frame timed out and was resent) or a duplicate.
+            guard targets[header.target] != nil else {
+                strayFrames += 1
+                return
+            }
+            let retired = wire.frames.takeRetired(header.tag)
+            withTarget(header.target) { t, _ in
+                t.counters.softerr += 1
+                if let r = retired, r.target == header.target { t.paths.answeredLate(r, from: header.source, now: now) }
+            }
+            return
+        }
+        withTarget(flight.target) { t, wire in t.answer(header, view, on: link, for: flight, &wire, now: now, &out) }
+    }
+
+    // MARK: - Requests
+
+    /// Queues a sector request. Completion comes back as a `.complete` action.
+    public mutating func submit(_ r: SectorRequest, now: Instant, _ out: inout [EngineAction]) {
+        let done: Void? = withTarget(r.target) { t, wire in t.submit(r, &wire, now: now, &out) }
+        if done == nil { out.append(.complete(r.id, .failure(.noSuchTarget(r.target)))) }
+    }
+
+    // MARK: - Time
+
+    /// Expires frames, retransmits, declares targets down, re-probes, and sends the beacon.
+    public mutating func tick(now: Instant, _ out: inout [EngineAction]) {
+        var touched: Set<TargetAddress> = []
+        for (tag, f) in wire.frames.expire(now: now) {
+            let found: Void? = withTarget(f.target) { t, wire in t.timedOut(tag, f, &wire, now: now, &out) }
+            if found != nil { touched.insert(f.target) }
+        }
+        for address in Array(targets.keys) {
+            withTarget(address) { t, wire in t.tick(&wire, now: now, pumpAnyway: touched.contains(address), &out) }
+        }
+        if now >= nextBeacon && !wire.links.isEmpty {
+            nextBeacon = now + configuration.beaconInterval
+            discover(now: now, &out)
+        }
+    }
+
+    /// When the driver must call `tick` next, at the latest.
+    public func nextDeadline(now: Instant) -> Instant {
+        var d = wire.frames.earliestDeadline(before: nextBeacon == .zero ? now + .seconds(1) : nextBeacon)
+        for t in targets.values { d = t.nextDeadline(before: d, configuration) }
+        return d
+    }
+
+    /// The earliest deadline of a frame sent since the last call: a driver whose timer sleeps
+    /// until `nextDeadline` wakes it when this is earlier than the time it sleeps to.
+    public mutating func takeEarliestNewDeadline() -> Instant? { wire.frames.takeEarliestNewDeadline() }
+
+    // MARK: - Control
+
+    /// Forgets `address` (etherd/flush). Its waiting requests fail.
+    public mutating func remove(_ address: TargetAddress, _ out: inout [EngineAction]) {
+        guard withTarget(address, { t, wire in t.forget(&wire, &out) }) != nil else { return }
+        targets[address] = nil
+        out.append(.targetsChanged)
+    }
+
+    /// Re-queries config, re-IDENTIFYs and re-negotiates payload (etherd/revalidate). A changed
+    /// capacity or serial is accepted.
+    public mutating func revalidate(_ address: TargetAddress, now: Instant, _ out: inout [EngineAction]) {
+        guard withTarget(address, { t, wire in t.revalidate(wire) }) != nil else { return }
+        discover(address, now: now, &out)
+    }
+
+    /// A target's capacity in bytes, if identified.
+    public func capacity(of address: TargetAddress) -> UInt64? { targets[address]?.identity?.capacity }
+
+    /// Counts a read-modify-write (for `stats rmw_ops`).
+    public mutating func noteReadModifyWrite(_ address: TargetAddress) { targets[address]?.counters.rmwOps += 1 }
+
+    /// Every target, for the `sys/` files and `aoefs scan`.
+    public func snapshot(now: Instant) -> [TargetSnapshot] {
+        targets.values.sorted { $0.address < $1.address }.map { $0.snapshot(wire) }
+    }
+
+    /// One target, for a `sys/` file or an image's attributes: no work for the others.
+    public func snapshot(of address: TargetAddress, now: Instant) -> TargetSnapshot? {
+        targets[address]?.snapshot(wire)
+    }
+}

@@ -1,0 +1,51 @@
+import AoEProtocol
+
+/// A local interface as the router knows it.
+struct LinkInfo: Sendable {
+    var name: String
+    var mac: MACAddress
+    var mtu: Int
+    var up = true
+    /// False when the allow-list excludes this link.
+    var allowed = true
+    var usable: Bool { up && allowed }
+}
+
+/// What the target state machines share with the router to put frames on the wire: the
+/// links, the tags in flight and the tunables. The router owns it and hands it (`inout`) to
+/// the one target it is working on.
+struct Wire: Sendable {
+    var configuration: EngineConfiguration
+    var links: [LinkID: LinkInfo] = [:]
+    var frames = FrameTable()
+
+    func isUsable(_ link: LinkID) -> Bool { links[link]?.usable ?? false }
+
+    /// The usable links, in a stable order.
+    var usableLinks: [LinkID] { links.keys.sorted().filter { links[$0]!.usable } }
+
+    /// Broadcasts a Query Config on `link`: for all targets, or only `target` (a shelf with
+    /// slot 0xff asks a whole shelf). AoEr11 §3.2.
+    mutating func broadcastQuery(on link: LinkID, target: TargetAddress, _ out: inout [EngineAction]) {
+        guard let l = links[link] else { return }
+        let f = AoEFrame(
+            header: AoEHeader(destination: .broadcast, source: l.mac, shelf: target.shelf, slot: target.slot,
+                              command: .queryConfig, tag: frames.allocate()),
+            body: .queryConfig(QueryConfig()))
+        out.append(.send(link, f.encoded()))
+    }
+
+    /// An ATA header to `path` of `target` with a fresh tag; nil if the path's link is gone.
+    mutating func ataHeader(to path: Path, of target: TargetAddress) -> AoEHeader? {
+        guard let l = links[path.link] else { return nil }
+        return AoEHeader(destination: path.mac, source: l.mac, shelf: target.shelf, slot: target.slot,
+                         command: .ata, tag: frames.allocate())
+    }
+
+    /// Records `frame` as in flight under `tag` and queues `bytes` on `link`.
+    mutating func transmit(_ bytes: [UInt8], tag: Tag, _ frame: FrameInFlight, on link: LinkID,
+                           _ out: inout [EngineAction]) {
+        frames.record(tag, frame)
+        out.append(.send(link, bytes))
+    }
+}

@@ -1,0 +1,193 @@
+import AoEProtocol
+
+/// Answers, timeouts and the target's life (down, up, forgotten, revalidated).
+extension SectorScheduler {
+    // MARK: - Answers
+
+    /// An ATA response whose tag is `flight`'s (the router found it in flight).
+    mutating func answer(_ header: AoEHeader, _ m: ATAView?, on link: LinkID, for flight: FrameInFlight,
+                         _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
+        let path = flight.path
+        // Accept only the answer the frame asked for: from the path's MAC, heard on the path's
+        // link, for the right shelf.slot. Anything else is spoofed or stray: count, drop, and
+        // keep waiting for the genuine answer.
+        guard paths.contains(path), header.source == paths[path].mac, link == paths[path].link,
+            header.target == flight.target
+        else {
+            counters.errwmsg += 1
+            return
+        }
+        if let m, !m.status.isFailure, flight.range.kind.expectsData, m.data.count < flight.expectedDataBytes {
+            // Truncated: count it and treat it as lost now (resend) rather than trust short data.
+            counters.errtrunc += 1
+            return
+        }
+        wire.frames.remove(header.tag)
+        paths[path].outstanding -= 1
+        lastHeard = now
+        counters.atarcv += 1
+
+        if flight.probe != nil {
+            let ok = m.map { !$0.status.isFailure } ?? false
+            paths.probeFinished(flight, answered: ok, counters: &counters, &wire, now: now, &out)
+            if state == .up { paths.continueProbing(path, counters: &counters, &wire, now: now, &out) }
+            return pump(&wire, now: now, &out)
+        }
+
+        paths.answered(path, flight, now: now)
+        let range = flight.range
+        if header.isError {
+            counters.erraoe += 1
+            out.append(.log("\(address): AoE error from \(header.source): \(header.error) (tag \(header.tag))"))
+            if range.kind == .identify {
+                identifyQueued = false
+            } else if let id = range.request {
+                fail(id, .aoeError(address, header.error), &out)
+            }
+            return pump(&wire, now: now, &out)
+        }
+        guard let m else { return }  // the router passes no view only with the error flag
+
+        if m.status.isFailure {
+            if range.kind == .flushExt && m.errorRegister.contains(.aborted) {
+                // vblade and older disks abort FLUSH CACHE EXT: retry with FLUSH CACHE (0xe7).
+                flushExtUnsupported = true
+                var r = range
+                r.kind = .flush28
+                queue.prepend(r)
+            } else if range.kind == .identify {
+                out.append(.log("\(address): IDENTIFY failed: status \(m.status), error \(m.errorRegister)"))
+                identifyQueued = false
+            } else if let id = range.request {
+                counters.errata += 1
+                out.append(.log("\(address): ATA error on \(range.kind) at LBA \(range.lba): status \(m.status), "
+                                + "error \(m.errorRegister)"))
+                fail(id, .ataError(address, status: m.status, error: m.errorRegister, lba: range.lba), &out)
+            }
+            return pump(&wire, now: now, &out)
+        }
+
+        switch range.kind {
+        case .identify:
+            identifyQueued = false
+            if let id = try? ATAIdentity(parsing: m.data) { identified(id, &out) }
+            probeAll(&wire, now: now, &out)
+        case .read:
+            if let id = range.request, let buffer = pending[id]?.request.buffer {
+                let count = range.sectors * 512
+                precondition(range.bufferOffset >= 0 && range.bufferOffset + count <= buffer.count
+                             && m.data.count >= count, "read range outside its buffer or frame")
+                (buffer.bytes.baseAddress! + range.bufferOffset).copyMemory(from: m.data.baseAddress!, byteCount: count)
+            }
+            finish(range, &out)
+        case .write, .flushExt, .flush28:
+            finish(range, &out)
+        }
+        pump(&wire, now: now, &out)
+    }
+
+    // MARK: - Time
+
+    /// `flight` (tag `tag`) timed out: feed the path's negotiator or window, and queue the
+    /// work again at the front (probes are not resent, their negotiator decides).
+    mutating func timedOut(_ tag: Tag, _ flight: FrameInFlight, _ wire: inout Wire, now: Instant,
+                           _ out: inout [EngineAction]) {
+        let path = flight.path
+        guard paths.contains(path) else { return }
+        paths[path].outstanding -= 1
+        paths[path].lost += 1
+        counters.errtimeout += 1
+        if flight.probe != nil {
+            paths.probeFinished(flight, answered: false, counters: &counters, &wire, now: now, &out)
+            if state == .up { paths.continueProbing(path, counters: &counters, &wire, now: now, &out) }
+            return
+        }
+        wire.frames.retire(tag, flight)
+        paths.lost(path, flight, counters: &counters, &wire, now: now, &out)
+        var r = flight.range
+        r.retries += 1
+        if let l = wire.links[paths[path].link], r.retries <= 3 || r.retries % 10 == 0 {
+            out.append(.log("\(address): retransmit \(r.kind) LBA \(r.lba)+\(r.sectors) tag \(tag) "
+                            + "via \(l.name) (retry \(r.retries))"))
+        }
+        if r.kind == .identify { identifyQueued = true }
+        queue.prepend(r)
+    }
+
+    /// The target's timers: set-asides that end, `deadsecs`, the query while down, probes, and
+    /// sending what is queued (`pumpAnyway`: a frame of this target expired in this tick).
+    mutating func tick(_ wire: inout Wire, now: Instant, pumpAnyway: Bool, _ out: inout [EngineAction]) {
+        paths.endSetAside(now: now)
+        // deadsecs: I/O has waited, and nothing was heard, for that long.
+        let dead = wire.configuration.deadsecs(for: address)
+        if dead > 0, state != .down, let since = workSince, now - max(since, lastHeard) >= .seconds(dead) {
+            goDown(&wire, now: now, &out)
+        }
+        if state == .down {
+            if now >= nextDownQuery {
+                nextDownQuery = now + wire.configuration.downQueryInterval
+                for id in wire.usableLinks { wire.broadcastQuery(on: id, target: address, &out) }
+                return
+            }
+        }
+        probeAll(&wire, now: now, &out)
+        if pumpAnyway || !queue.isEmpty { pump(&wire, now: now, &out) }
+    }
+
+    /// When this target's timers next need a tick, if before `bound`.
+    func nextDeadline(before bound: Instant, _ configuration: EngineConfiguration) -> Instant {
+        var d = bound
+        if state == .down { d = min(d, nextDownQuery) }
+        let dead = configuration.deadsecs(for: address)
+        if let s = workSince, dead > 0 { d = min(d, max(s, lastHeard) + .seconds(dead)) }
+        return paths.earliestSetAsideEnd(before: d)
+    }
+
+    // MARK: - Life
+
+    /// No answer for `deadsecs` while I/O waited: every waiting request fails, frames in flight
+    /// are forgotten, and the target is asked for every `downQueryInterval` until it answers.
+    mutating func goDown(_ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
+        state = .down
+        revalidating = true
+        nextDownQuery = now + wire.configuration.downQueryInterval
+        out.append(.log("\(address): no response for \(wire.configuration.deadsecs(for: address)) s while I/O waited: target down"))
+        for f in wire.frames.removeAll(for: address) where paths.contains(f.path) { paths[f.path].outstanding -= 1 }
+        queue.removeAll()
+        identifyQueued = false
+        for id in pending.keys.sorted(by: { $0.rawValue < $1.rawValue }) {
+            out.append(.complete(id, .failure(.targetDown(address))))
+        }
+        pending.removeAll()
+        flushWaiting.removeAll()
+        workSince = nil
+        paths.resetWindows(bufferCount: Int(config?.bufferCount ?? 1),
+                           maxOutstanding: wire.configuration.maxOutstanding(for: address))
+        out.append(.targetsChanged)
+    }
+
+    /// The target is being forgotten (etherd/flush): its frames go and its requests fail.
+    mutating func forget(_ wire: inout Wire, _ out: inout [EngineAction]) {
+        _ = wire.frames.removeAll(for: address)
+        for id in pending.keys { out.append(.complete(id, .failure(.targetDown(address)))) }
+        pending.removeAll()
+    }
+
+    /// etherd/revalidate: identify again (accepting a changed capacity or serial) and negotiate
+    /// every path's payload anew. The router then asks for the target's config.
+    mutating func revalidate(_ wire: Wire) {
+        acceptNewIdentity = true
+        revalidating = true
+        state = .identifying
+        paths.renegotiate(sectorsPerCommand: Int(config?.sectorsPerCommand ?? 2), wire)
+    }
+
+    func snapshot(_ wire: Wire) -> TargetSnapshot {
+        let rows = paths.snapshot(wire)
+        let usable = rows.filter { $0.state.isHealthy }
+        return TargetSnapshot(
+            address: address, state: state, config: config, identity: identity, paths: rows,
+            counters: counters, payload: (usable.isEmpty ? rows : usable).map(\.payload).min() ?? 0,
+            outstanding: rows.map(\.outstanding).reduce(0, +), window: rows.map(\.window).reduce(0, +))
+    }
+}

@@ -1,0 +1,237 @@
+import AoEProtocol
+import DequeModule
+
+/// One target's state machine (DESIGN §3's sector request scheduler): its identity and state,
+/// the queue of work, the requests pending, the flush barrier, and its `PathSet`. It cuts queued
+/// work into frames for paths with room in their window, completes requests from the answers,
+/// retransmits what timed out, and takes the target down after `deadsecs` of silence.
+///
+/// Pure: methods take `now`, get the router's `Wire` to send frames on, and append actions.
+struct SectorScheduler: Sendable {
+    let address: TargetAddress
+    var state: TargetState = .identifying
+    var config: QueryConfig?
+    var identity: ATAIdentity?
+    var paths: PathSet
+    var queue: Deque<WorkRange> = []
+    var pending: [RequestID: PendingRequest] = [:]
+    /// Flushes waiting for the writes submitted before them (DESIGN §4 "Flush").
+    var flushWaiting: [RequestID] = []
+    var sequence: UInt64 = 0
+    var lastHeard: Instant
+    /// Since when I/O has waited (nil: nothing pending): the start of the `deadsecs` clock.
+    var workSince: Instant?
+    var nextDownQuery: Instant = .zero
+    var identifyQueued = false
+    /// Set from going down (or revalidate) until the next IDENTIFY is answered.
+    var revalidating = false
+    /// A revalidate accepts a changed capacity or serial.
+    var acceptNewIdentity = false
+    var flushExtUnsupported = false
+    var counters = TargetCounters()
+
+    init(address: TargetAddress, now: Instant) {
+        self.address = address
+        self.lastHeard = now
+        paths = PathSet(address: address)
+    }
+
+    // MARK: - Discovery
+
+    /// A Query Config response from `mac` on `link`: a new path or a refreshed one, and an
+    /// IDENTIFY queued if the target is not identified yet.
+    mutating func heardConfig(_ config: QueryConfig, from mac: MACAddress, on link: LinkID, isNew: Bool,
+                              _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
+        lastHeard = now
+        self.config = config
+        let maxout = wire.configuration.maxOutstanding(for: address)
+        if let id = paths.find(link: link, mac: mac) {
+            if paths[id].window.limit != max(1, min(Int(config.bufferCount), maxout)) {
+                paths[id].window.reset(bufferCount: Int(config.bufferCount), maxOutstanding: maxout)
+            }
+            paths[id].setAsideUntil = nil
+        } else if let l = wire.links[link] {
+            _ = paths.add(Path(link: link, mac: mac, mtu: l.mtu, config: config, configuration: wire.configuration,
+                               maxOutstanding: maxout,
+                               maxPayload: wire.configuration.maxPayload(for: address, interface: l.name)))
+            if !isNew { out.append(.log("\(address): new path \(l.name) → \(mac)")) }
+        }
+        if state == .down {
+            state = .identifying
+            revalidating = true
+            out.append(.log("\(address): answered again; re-identifying"))
+        }
+        if state == .identifying && !identifyQueued {
+            queue.prepend(WorkRange(request: nil, kind: .identify, lba: 0, sectors: 1, bufferOffset: 0))
+            identifyQueued = true
+        }
+        pump(&wire, now: now, &out)
+    }
+
+    mutating func identified(_ id: ATAIdentity, _ out: inout [EngineAction]) {
+        if let old = identity, revalidating, old.sectors != id.sectors || old.serial != id.serial, !acceptNewIdentity {
+            // Linux: "don't change users' perspective". The image stays down until flushed.
+            state = .down
+            out.append(.log("\(address): came back with \(id.sectors) sectors, serial \(id.serial) "
+                            + "(was \(old.sectors), \(old.serial)); stays down until flushed"))
+            out.append(.targetsChanged)
+            return
+        }
+        identity = id
+        revalidating = false
+        acceptNewIdentity = false
+        state = .up
+        workSince = nil
+        out.append(.log("\(address): up, \(id.sectors) sectors (\(id.supportsLBA48 ? "LBA48" : "LBA28")), "
+                        + "model \(id.model.isEmpty ? "-" : id.model)"))
+        out.append(.targetsChanged)
+    }
+
+    // MARK: - Requests
+
+    /// Accepts a request, or completes it at once when it cannot be served.
+    mutating func submit(_ r: SectorRequest, _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
+        if state == .down { return out.append(.complete(r.id, .failure(.targetDown(address)))) }
+        if let id = identity, r.kind != .flush, r.lba + UInt64(r.sectors) > id.sectors {
+            return out.append(.complete(r.id, .failure(.beyondEnd(address, lba: r.lba, sectors: r.sectors,
+                                                                   capacity: id.sectors))))
+        }
+        if r.sectors == 0 && r.kind != .flush { return out.append(.complete(r.id, .success(()))) }
+        sequence += 1
+        pending[r.id] = PendingRequest(request: r, remaining: r.kind == .flush ? 1 : r.sectors, sequence: sequence)
+        if workSince == nil { workSince = now }
+        switch r.kind {
+        case .read:
+            queue.append(WorkRange(request: r.id, kind: .read, lba: r.lba, sectors: r.sectors, bufferOffset: r.bufferOffset))
+        case .write:
+            queue.append(WorkRange(request: r.id, kind: .write, lba: r.lba, sectors: r.sectors, bufferOffset: r.bufferOffset))
+        case .flush:
+            flushWaiting.append(r.id)
+            releaseFlushes()
+        }
+        pump(&wire, now: now, &out)
+    }
+
+    /// Queues each waiting flush whose earlier writes have all completed.
+    mutating func releaseFlushes() {
+        guard !flushWaiting.isEmpty else { return }
+        let oldestWrite = pending.values.filter { $0.request.kind == .write }.map(\.sequence).min() ?? .max
+        while let id = flushWaiting.first, let p = pending[id], p.sequence < oldestWrite {
+            flushWaiting.removeFirst()
+            let kind: FrameKind = flushExtUnsupported || !(identity?.supportsLBA48 ?? true) ? .flush28 : .flushExt
+            queue.append(WorkRange(request: id, kind: kind, lba: 0, sectors: 0, bufferOffset: 0))
+        }
+    }
+
+    /// `range` was answered: count it, and complete its request when nothing of it is left.
+    mutating func finish(_ range: WorkRange, _ out: inout [EngineAction]) {
+        guard let id = range.request, pending[id] != nil else { return }
+        pending[id]!.remaining -= range.kind.isFlush ? 1 : range.sectors
+        let p = pending[id]!
+        switch range.kind {
+        case .read: counters.bytesRead += UInt64(range.sectors * 512)
+        case .write: counters.bytesWritten += UInt64(range.sectors * 512)
+        default: break
+        }
+        if p.remaining > 0 { return }
+        pending[id] = nil
+        switch p.request.kind {
+        case .read: counters.reads += 1
+        case .write: counters.writes += 1
+        case .flush: counters.flushes += 1
+        }
+        out.append(.complete(id, .success(())))
+        if p.request.kind == .write { releaseFlushes() }
+        if pending.isEmpty { workSince = nil }
+    }
+
+    mutating func fail(_ id: RequestID, _ error: AoEIOError, _ out: inout [EngineAction]) {
+        guard let p = pending.removeValue(forKey: id) else { return }
+        flushWaiting.removeAll { $0 == id }
+        out.append(.complete(id, .failure(error)))
+        if p.request.kind == .write { releaseFlushes() }
+        if pending.isEmpty { workSince = nil }
+    }
+
+    // MARK: - Sending
+
+    /// Sends queued work on paths with room in their window, round-robin.
+    mutating func pump(_ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
+        while let r = queue.first {
+            if r.kind != .identify {
+                guard state == .up else { return }
+                if let id = r.request, pending[id] == nil {  // failed meanwhile
+                    queue.removeFirst()
+                    continue
+                }
+            }
+            guard let p = paths.choose(avoiding: r.lastPath, wire) else { return }
+            var piece = r
+            let most = paths[p].negotiator.payload / 512
+            if r.kind.carriesSectors && r.sectors > most {
+                piece.sectors = most
+                var rest = r
+                rest.lba += UInt64(most)
+                rest.sectors -= most
+                rest.bufferOffset += most * 512
+                queue[0] = rest
+            } else {
+                queue.removeFirst()
+            }
+            send(piece, on: p, &wire, now: now, &out)
+        }
+    }
+
+    /// Encodes `range` as one frame to `path` and puts it in flight.
+    mutating func send(_ range: WorkRange, on path: PathID, _ wire: inout Wire, now: Instant,
+                       _ out: inout [EngineAction]) {
+        var range = range
+        if range.firstSent == nil { range.firstSent = now }
+        range.lastPath = path
+        let p = paths[path]
+        guard let header = wire.ataHeader(to: p, of: address) else { return }
+        let lba48 = identity?.supportsLBA48 ?? true
+        var message: ATAMessage
+        switch range.kind {
+        case .read: message = .read(lba: range.lba, sectors: UInt8(range.sectors), lba48: lba48)
+        case .write:
+            message = .write(lba: range.lba, data: [], lba48: lba48)
+            message.sectorCount = UInt8(range.sectors)
+        case .flushExt: message = .flush(lba48: true)
+        case .flush28: message = .flush(lba48: false)
+        case .identify: message = .identify()
+        }
+        // One allocation of the final size: header and argument encoded in place, then the write
+        // data copied once from the request's buffer (not encoded, then appended and regrown).
+        let frame = AoEFrame(header: header, body: .ata(message))
+        let headerBytes = frame.encodedSize
+        let source = range.kind == .write ? range.request.flatMap { pending[$0]?.request.buffer } : nil
+        let dataBytes = source == nil ? 0 : range.sectors * 512
+        if let source {
+            precondition(range.bufferOffset >= 0 && range.bufferOffset + dataBytes <= source.count,
+                         "write range outside its buffer")
+        }
+        let bytes = [UInt8](unsafeUninitializedCapacity: headerBytes + dataBytes) { out, count in
+            let raw = UnsafeMutableRawBufferPointer(out)
+            frame.encode(into: raw)
+            if let source {
+                (raw.baseAddress! + headerBytes).copyMemory(from: source.bytes.baseAddress! + range.bufferOffset,
+                                                            byteCount: dataBytes)
+            }
+            count = headerBytes + dataBytes
+        }
+        let flight = FrameInFlight(target: address, path: path, range: range, sentAt: now,
+                                   deadline: now + p.rtt.timeout(afterRetries: range.retries))
+        paths[path].outstanding += 1
+        paths[path].sent += 1
+        counters.atasnd += 1
+        if range.retries > 0 { counters.retries += 1 }
+        wire.transmit(bytes, tag: header.tag, flight, on: p.link, &out)
+    }
+
+    /// Starts payload probes on every path that wants one (only while the target is up).
+    mutating func probeAll(_ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
+        guard state == .up else { return }
+        for id in paths.ids { paths.continueProbing(id, counters: &counters, &wire, now: now, &out) }
+    }
+}

@@ -1,0 +1,82 @@
+import AoEProtocol
+
+/// Identifies a local interface inside the engine.
+public struct LinkID: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public var rawValue: Int
+    public init(_ v: Int) { rawValue = v }
+    public static func < (a: LinkID, b: LinkID) -> Bool { a.rawValue < b.rawValue }
+    public var description: String { "link\(rawValue)" }
+}
+
+/// What the driver must do after the core changed state.
+public enum EngineAction: Sendable {
+    /// Send this whole Ethernet frame on this link.
+    case send(LinkID, [UInt8])
+    /// Complete this request.
+    case complete(RequestID, Result<Void, AoEIOError>)
+    /// A diagnostic line for `etherd/err` (retransmits, errors, up/down, payload changes).
+    case log(String)
+    /// The target table changed (a target appeared, came up or went down).
+    case targetsChanged
+}
+
+/// A target's state, in Linux sysfs wording.
+public enum TargetState: String, Sendable, Hashable {
+    case identifying = "identifying"
+    case up = "up"
+    case down = "down"
+}
+
+/// A path's state, as the `paths` file words it.
+public enum PathStatus: String, Sendable, Hashable {
+    /// Carrying I/O at its negotiated payload.
+    case ok = "ok"
+    /// Carrying I/O while the payload search goes on.
+    case probing = "probing"
+    /// Lost too many frames in a row while another path worked: used only when no other is.
+    case setAside = "set-aside"
+    /// Its interface is down or not on the allow-list.
+    case linkDown = "link-down"
+
+    /// Whether the scheduler prefers this path.
+    public var isHealthy: Bool { self == .ok || self == .probing }
+}
+
+/// What the `paths` file shows of one path.
+public struct PathSnapshot: Sendable, Hashable {
+    public var link: LinkID
+    public var interface: String
+    public var mac: MACAddress
+    public var payload: Int
+    public var mtu: Int
+    public var rtt: Duration?
+    public var rto: Duration
+    public var outstanding: Int
+    public var window: Int
+    public var sent: UInt64
+    public var lost: UInt64
+    public var state: PathStatus
+}
+
+/// What the `sys/eS.L/` files show of one target.
+public struct TargetSnapshot: Sendable, Hashable {
+    public var address: TargetAddress
+    public var state: TargetState
+    public var config: QueryConfig?
+    public var identity: ATAIdentity?
+    public var paths: [PathSnapshot]
+    public var counters: TargetCounters
+    /// Data bytes per frame in use: the smallest over usable paths.
+    public var payload: Int
+    public var outstanding: Int
+    public var window: Int
+
+    /// Identified (or given up on) and done negotiating payload on every path: what `aoefs
+    /// mount` and `aoefs scan` wait for before they show the table.
+    public var isSettled: Bool { state != .identifying && paths.allSatisfy { $0.state != .probing } }
+}
+
+extension Array where Element == TargetSnapshot {
+    /// At least one target answered, and every one that did is settled.
+    public var allSettled: Bool { !isEmpty && allSatisfy(\.isSettled) }
+}
