@@ -42,8 +42,8 @@ public enum AoEIOError: Error, Sendable, Hashable, CustomStringConvertible {
 /// Memory a request reads into or writes from. Owned by whoever made it; the engine writes each
 /// byte of a read buffer from exactly one response frame, under its lock.
 public final class IOBuffer: @unchecked Sendable {
-    // @unchecked: the engine writes disjoint ranges under its Mutex; the owner reads only after
-    // the completion callback, which happens after those writes (the Mutex orders them).
+    // @unchecked: the engine writes disjoint ranges under its lock; the owner reads only after
+    // the completion callback, which happens after those writes (the lock orders them).
     public let bytes: UnsafeMutableRawBufferPointer
     private let owned: Bool
 
@@ -92,8 +92,15 @@ public struct SectorRequest: Sendable {
     public var buffer: IOBuffer?
     public var bufferOffset: Int
 
+    /// - Precondition: the sectors fit the buffer from `bufferOffset` (a caller's mistake here
+    ///   would otherwise become a heap overflow when the data is copied).
     public init(id: RequestID, target: TargetAddress, kind: IOKind, lba: UInt64, sectors: Int, buffer: IOBuffer?,
                 bufferOffset: Int = 0) {
+        precondition(sectors >= 0, "negative sector count")
+        if let buffer {
+            precondition(bufferOffset >= 0 && bufferOffset + sectors * 512 <= buffer.count,
+                         "\(sectors) sectors at offset \(bufferOffset) do not fit a \(buffer.count)-byte buffer")
+        }
         self.id = id
         self.target = target
         self.kind = kind

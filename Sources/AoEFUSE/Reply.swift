@@ -92,13 +92,3 @@ func errnoValue(for error: AoEIOError) -> Int32 {
     case .targetDown, .ataError, .aoeError, .shutdown: EIO
     }
 }
-
-/// A pthread mutex without Foundation.
-final class NSLockLite: @unchecked Sendable {
-    // @unchecked: a pthread mutex is the synchronisation itself.
-    private var m = pthread_mutex_t()
-    init() { pthread_mutex_init(&m, nil) }
-    func lock() { pthread_mutex_lock(&m) }
-    func unlock() { pthread_mutex_unlock(&m) }
-    deinit { pthread_mutex_destroy(&m) }
-}

@@ -15,6 +15,13 @@ enum Node: Hashable, Sendable {
     case targetFile(TargetAddress, SysFile)
     /// `etherd/<file>`.
     case control(ControlFile)
+
+    var isDirectory: Bool {
+        switch self {
+        case .root, .sysDir, .etherdDir, .targetDir: true
+        case .image, .targetFile, .control: false
+        }
+    }
 }
 
 /// The files of `sys/eS.L/`, in Linux sysfs and Solaris kstat wording.

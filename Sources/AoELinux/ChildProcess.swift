@@ -114,8 +114,9 @@ public struct ProcessError: Error, CustomStringConvertible {
 /// clears the flag on the copy) inherits it: a leaked write end keeps a reader waiting forever.
 /// - Returns: `[read, write]`, or nil on failure (errno says why).
 public func closeOnExecPipe() -> [Int32]? {
+    // pipe2 sets the flag atomically: a child spawned by another thread in between a pipe() and
+    // an fcntl() would otherwise inherit both ends.
     var fds: [Int32] = [0, 0]
-    guard pipe(&fds) == 0 else { return nil }
-    for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+    guard aoel_pipe_cloexec(&fds) == 0 else { return nil }
     return fds
 }

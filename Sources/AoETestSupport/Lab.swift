@@ -17,20 +17,18 @@ import Glibc
 ///
 /// The initiator side of every topology stays in the test process's own namespace, so an
 /// AF_PACKET socket opened by the test sees it; targets and switches live in namespaces.
-public final class Lab: @unchecked Sendable {
-    // @unchecked: every mutable field lives in `state`, a Mutex.
+public final class Lab: Sendable {
 
     /// `aoet` + 4 random base-36 characters (per process) + 2 (per lab): 10 of the 15 characters
     /// an interface name may have, leaving 5 for a role such as `i0` or `br`.
     public let id: String
     /// Scratch directory for backing files and logs: `/tmp/aoet-<id>` (or `$AOEFS_LAB_DIR`).
     public let directory: URL
-    private let state = Mutex(State())
+    /// What the lab made, for teardown and for the sweep after a killed run.
+    let ledger: ResourceLedger
+    private let state = Locked(State())
 
     struct State {
-        var namespaces: [String] = []
-        var rootLinks: [String] = []
-        var nftTables: [(namespace: String?, table: String)] = []
         var vblades: [Vblade] = []
         var tornDown = false
     }
@@ -51,8 +49,7 @@ public final class Lab: @unchecked Sendable {
         id = LabRegistry.shared.nextID()
         let base = ProcessInfo.processInfo.environment["AOEFS_LAB_DIR"] ?? NSTemporaryDirectory()
         directory = URL(fileURLWithPath: base).appendingPathComponent("aoet-\(id)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        try String(getpid()).write(to: directory.appendingPathComponent("owner"), atomically: true, encoding: .utf8)
+        ledger = try ResourceLedger(directory: directory.path)
         LabRegistry.shared.register(self)
     }
 
@@ -70,8 +67,7 @@ public final class Lab: @unchecked Sendable {
     @discardableResult
     public func addNamespace(_ role: String) throws -> String {
         let ns = name(role)
-        record("ns \(ns)")
-        state.withLock { $0.namespaces.append(ns) }
+        ledger.record(.namespace(ns))
         try Command.run(["ip", "netns", "add", ns])
         try Command.run(["ip", "-n", ns, "link", "set", "lo", "up"])
         return ns
@@ -81,8 +77,7 @@ public final class Lab: @unchecked Sendable {
     /// process's namespace), sets both MTUs and brings both up.
     public func addVethPair(local: String, localNamespace: String? = nil, remote: String, remoteNamespace: String?,
                             mtu: Int) throws {
-        record("link \(local)")
-        state.withLock { $0.rootLinks.append(local) }
+        ledger.record(.link(local))
         try Command.run(["ip", "link", "add", local, "type", "veth", "peer", "name", remote])
         if let ns = remoteNamespace { try Command.run(["ip", "link", "set", remote, "netns", ns]) }
         if let ns = localNamespace { try Command.run(["ip", "link", "set", local, "netns", ns]) }
@@ -95,8 +90,7 @@ public final class Lab: @unchecked Sendable {
     /// The bridge forwards at once (no STP, no learning delay).
     public func addBridge(_ bridge: String, namespace: String?, ports: [String]) throws {
         if namespace == nil {
-            record("link \(bridge)")
-            state.withLock { $0.rootLinks.append(bridge) }
+            ledger.record(.link(bridge))
         }
         try ip(namespace, ["link", "add", bridge, "type", "bridge", "forward_delay", "0", "stp_state", "0"])
         for port in ports { try ip(namespace, ["link", "set", port, "master", bridge]) }
@@ -188,8 +182,7 @@ public final class Lab: @unchecked Sendable {
     public func dropFrames(on interface: String, namespace: String?, percent: Int) throws -> DropRule {
         precondition((0...100).contains(percent))
         let table = "\(id)\(interface.suffix(4))"
-        record("nft \(namespace ?? "-") \(table)")
-        state.withLock { $0.nftTables.append((namespace, table)) }
+        ledger.record(.nftTable(namespace: namespace, table: table))
         let script = """
             table netdev \(table) {
               chain ingress {
@@ -205,7 +198,7 @@ public final class Lab: @unchecked Sendable {
     /// Removes a drop rule.
     public func remove(_ rule: DropRule) throws {
         try nft(rule.namespace, ["delete", "table", "netdev", rule.table])
-        state.withLock { $0.nftTables.removeAll { $0.table == rule.table && $0.namespace == rule.namespace } }
+        ledger.forget(.nftTable(namespace: rule.namespace, table: rule.table))
     }
 
     /// How many frames `rule` has dropped so far.
@@ -230,32 +223,15 @@ public final class Lab: @unchecked Sendable {
     /// Stops every vblade, deletes every rule, link and namespace, and removes the directory.
     /// Safe to call more than once and from a signal handler's queue.
     public func teardown() {
-        let s: State? = state.withLock { s in
+        let vblades: [Vblade]? = state.withLock { s in
             if s.tornDown { return nil }
             s.tornDown = true
-            return State(namespaces: s.namespaces, rootLinks: s.rootLinks, nftTables: s.nftTables, vblades: s.vblades)
+            return s.vblades
         }
-        guard let s else { return }
-        for v in s.vblades { v.stop() }
-        for (ns, table) in s.nftTables { _ = try? nft(ns, ["delete", "table", "netdev", table]) }
-        for link in s.rootLinks { _ = try? Command.run(["ip", "link", "del", link]) }
-        for ns in s.namespaces.reversed() { _ = try? Command.run(["ip", "netns", "del", ns]) }
-        if ProcessInfo.processInfo.environment["AOEFS_LAB_KEEP"] == nil {
-            try? FileManager.default.removeItem(at: directory)
-        }
+        guard let vblades else { return }
+        for v in vblades { v.stop() }
+        ledger.releaseAll(keepDirectory: ProcessInfo.processInfo.environment["AOEFS_LAB_KEEP"] != nil)
         LabRegistry.shared.unregister(self)
-    }
-
-    /// Appends a line to the lab's resource list, read by the stale-lab sweep.
-    func record(_ line: String) {
-        let url = directory.appendingPathComponent("resources")
-        if let h = try? FileHandle(forWritingTo: url) {
-            h.seekToEndOfFile()
-            h.write(Data((line + "\n").utf8))
-            try? h.close()
-        } else {
-            try? (line + "\n").write(to: url, atomically: false, encoding: .utf8)
-        }
     }
 }
 

@@ -12,7 +12,7 @@ import Glibc
 final class LabRegistry: Sendable {
     static let shared = LabRegistry()
 
-    private let labs = Mutex<[ObjectIdentifier: Lab]>([:])
+    private let labs = Locked<[ObjectIdentifier: Lab]>([:])
     private let counter = Atomic<Int>(0)
     private let processTag: String
 
@@ -58,31 +58,7 @@ final class LabRegistry: Sendable {
     /// links and namespaces.
     func sweepStaleLabs() {
         let base = ProcessInfo.processInfo.environment["AOEFS_LAB_DIR"] ?? NSTemporaryDirectory()
-        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: base) else { return }
-        for entry in entries where entry.hasPrefix("aoet-aoet") {
-            let dir = URL(fileURLWithPath: base).appendingPathComponent(entry)
-            guard let ownerText = try? String(contentsOf: dir.appendingPathComponent("owner"), encoding: .utf8),
-                let owner = Int32(ownerText.trimmingCharacters(in: .whitespacesAndNewlines))
-            else { continue }
-            if Glibc.kill(owner, 0) == 0 || errno != ESRCH { continue }  // owner still alive
-            let lines = ((try? String(contentsOf: dir.appendingPathComponent("resources"), encoding: .utf8)) ?? "")
-                .split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
-            for l in lines where l.first == "pid" && l.count >= 2 {
-                if let pid = Int32(l[1]),
-                    let comm = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8),
-                    comm.hasPrefix("vblade") || comm.hasPrefix("aoefs")
-                {
-                    Glibc.kill(pid, SIGKILL)
-                }
-            }
-            for l in lines where l.first == "nft" && l.count == 3 {
-                let ns = l[1] == "-" ? [] : ["ip", "netns", "exec", l[1]]
-                _ = try? Command.run(ns + ["nft", "delete", "table", "netdev", l[2]])
-            }
-            for l in lines where l.first == "link" && l.count == 2 { _ = try? Command.run(["ip", "link", "del", l[1]]) }
-            for l in lines where l.first == "ns" && l.count == 2 { _ = try? Command.run(["ip", "netns", "del", l[1]]) }
-            try? FileManager.default.removeItem(at: dir)
-        }
+        ResourceLedger.sweep(base: base, prefix: "aoet-aoet")
     }
 }
 

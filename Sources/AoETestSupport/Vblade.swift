@@ -17,7 +17,7 @@ public final class Vblade: @unchecked Sendable {
     /// `["vblade"]` or `["/…/aoefs", "serve"]`.
     public let program: [String]
     private unowned let lab: Lab
-    private let lock = Mutex<ChildProcess?>(nil)
+    private let lock = Locked<ChildProcess?>(nil)
     private let logURL: URL
 
     init(lab: Lab, namespace: String?, program: [String] = ["vblade"], arguments: [String]) {
@@ -39,27 +39,25 @@ public final class Vblade: @unchecked Sendable {
 
     /// Starts vblade and waits (up to 5 s) until it has opened its file and socket.
     public func start() throws {
-        let logStart = log.utf8.count  // the log is appended to across restarts
-        try lock.withLock { (current: inout ChildProcess?) throws in
-            if let p = current, p.isRunning { return }
-            let fd = open(logURL.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { throw LabError("cannot open \(logURL.path)") }
-            defer { close(fd) }
+        let capture: OutputCapture? = try lock.withLock { (current: inout ChildProcess?) throws -> OutputCapture? in
+            if let p = current, p.isRunning { return nil }
+            // The log is appended to across restarts; this start waits for its own output.
+            let capture = try OutputCapture(appendingTo: logURL.path)
+            defer { capture.childStarted() }
             // nsenter --net, not `ip netns exec`: the latter also makes a private mount namespace
             // holding a copy of every mount, so a FUSE mount made before vblade started would
             // outlive its unmount (the daemon never sees the connection close) until vblade exits.
             let enter = namespace.map { ["nsenter", "--net=/run/netns/\($0)"] } ?? []
-            let p = try ChildProcess(enter + program + arguments, stdout: fd, stderr: fd)
-            lab.record("pid \(p.pid) \(program.last ?? "vblade")")
+            let p = try ChildProcess(enter + program + arguments, stdout: capture.writeEnd, stderr: capture.writeEnd)
+            lab.ledger.record(.process(p.pid))
             current = p
+            return capture
         }
-        // vblade prints "pid N: eS.L, N sectors O_RDWR" once it serves (vblade.c main).
-        let deadline = Date().addingTimeInterval(5)
-        while Date() < deadline {
-            if String(decoding: log.utf8.dropFirst(logStart), as: UTF8.self).contains("sectors") { return }
-            if !isRunning { throw LabError("vblade \(arguments.joined(separator: " ")) exited: \(log)") }
-            usleep(20_000)
-        }
+        guard let capture else { return }
+        // vblade prints "pid N: eS.L, N sectors O_RDWR" once it serves (vblade.c main); so does
+        // `aoefs serve`.
+        if capture.wait(for: "sectors", timeout: .seconds(5)) { return }
+        if !isRunning { throw LabError("vblade \(arguments.joined(separator: " ")) exited: \(log)") }
         throw LabError("vblade \(arguments.joined(separator: " ")) did not start within 5 s: \(log)")
     }
 

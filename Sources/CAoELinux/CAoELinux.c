@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -229,3 +230,48 @@ int aoel_wait_exit(int pid, int timeout_ms) {
     close(fd);
     return pr < 0 ? -e : pr;
 }
+
+// The signal pipe: a handler that only writes the signal's number to a pipe (write(2) is
+// async-signal-safe), so a thread blocked in read(2) turns a signal into ordinary work.
+static int signal_pipe[2] = {-1, -1};
+
+static void signal_pipe_handler(int sig) {
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+    (void)!write(signal_pipe[1], &b, 1);
+    errno = saved;
+}
+
+int aoel_signal_pipe_open(const int *signals, int count) {
+    // A fresh pipe each time: the 0 byte that ended an earlier watcher must not end this one.
+    if (signal_pipe[0] >= 0) { close(signal_pipe[0]); close(signal_pipe[1]); }
+    if (pipe2(signal_pipe, O_CLOEXEC) < 0) return -errno;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = signal_pipe_handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    for (int i = 0; i < count; i++)
+        if (sigaction(signals[i], &sa, NULL) < 0) return -errno;
+    return signal_pipe[0];
+}
+
+int aoel_signal_pipe_restore(const int *signals, int count) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < count; i++) (void)sigaction(signals[i], &sa, NULL);
+    // Byte 0 is no signal: it wakes the reader to end.
+    unsigned char b = 0;
+    return signal_pipe[1] >= 0 && write(signal_pipe[1], &b, 1) < 0 ? -errno : 0;
+}
+
+int aoel_signal_pipe_next(void) {
+    unsigned char b;
+    ssize_t n;
+    AOEL_RETRY(n, read(signal_pipe[0], &b, 1));
+    return n == 1 ? b : -1;
+}
+
+int aoel_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC) < 0 ? -errno : 0; }

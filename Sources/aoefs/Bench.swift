@@ -1,5 +1,6 @@
 import AoECore
 import AoEEngine
+import AoELinux
 import AoEProtocol
 import ArgumentParser
 import Foundation
@@ -119,8 +120,9 @@ final class BenchRun: Sendable {
         var rng = SystemRandomNumberGenerator()
     }
 
-    let state = Mutex(State())
-    let done = DispatchSemaphore(value: 0)
+    let state = Locked(State())
+    /// Slots that have stopped issuing; the run ends when all have.
+    let finished = Locked(0)
     let engine: Engine
     let target: TargetAddress
     let write: Bool
@@ -149,7 +151,7 @@ final class BenchRun: Sendable {
         let cpu0 = cpuSeconds()
         let t0 = ContinuousClock.now
         for slot in 0..<depth { b.issue(slot) }
-        for _ in 0..<depth { b.done.wait() }
+        b.finished.wait(timeout: nil) { $0 == depth }
         let elapsed = ContinuousClock.now - t0
         let s = b.state.withLock { $0 }
         return Result(bytes: s.bytes, ops: s.completed, elapsed: Double(elapsed.nanoseconds) / 1e9,
@@ -166,7 +168,8 @@ final class BenchRun: Sendable {
             return n * UInt64(blockSize)
         }
         guard let offset else {
-            done.signal()
+            finished.withLock { $0 += 1 }
+            finished.broadcast()
             return
         }
         let start = ContinuousClock.now

@@ -4,7 +4,6 @@ import AoEFUSE
 import AoELinux
 import ArgumentParser
 import Foundation
-import Synchronization
 
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -59,22 +58,23 @@ struct Demo: ParsableCommand {
 
 /// Everything the demo makes, and its removal. Names start with `aoed` (never a test's `aoet`).
 final class DemoSetup: @unchecked Sendable {
-    // @unchecked: used from the main thread; `fs` and `loop` are only read after `start`.
+    // @unchecked: used from the main thread; `session` and `target` are set in `start` and
+    // read afterwards; the child waiter only calls `session.stop()`, which is thread-safe.
     let name: String
     let namespace: String
     let localLink: String
     let remoteLink: String
-    let directory: String
+    let ledger: ResourceLedger
     let file: String
     let mountpoint: String
     let size: UInt64
     private var createdMountpoint = false
     private var target: ChildProcess?
     private var engine: Engine?
-    private var fs: AoEFileSystem?
-    private var steps: [String] = []
+    private var session: MountSession?
 
     static let base = "/tmp"
+    static let prefix = "aoefs-demo-aoed"
 
     init(size: UInt64, mountpoint: String) throws {
         let letters = Array("abcdefghijklmnopqrstuvwxyz0123456789")
@@ -82,40 +82,24 @@ final class DemoSetup: @unchecked Sendable {
         namespace = name + "t"
         localLink = name + "i"
         remoteLink = name + "t"
-        directory = "\(Self.base)/aoefs-demo-\(name)"
-        file = directory + "/disk.img"
+        ledger = try ResourceLedger(directory: "\(Self.base)/aoefs-demo-\(name)")
+        file = ledger.directory + "/disk.img"
         self.size = size
         self.mountpoint = URL(fileURLWithPath: mountpoint).standardizedFileURL.path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        try "\(getpid())\n".write(toFile: directory + "/owner", atomically: true, encoding: .utf8)
     }
 
-    /// Network, file, target, engine, mount.
+    /// Network, file, engine, target, mount.
     func start() throws {
+        ledger.record(.namespace(namespace))
         try run(["ip", "netns", "add", namespace])
-        steps.append("ns")
+        ledger.record(.link(localLink))
         try run(["ip", "link", "add", localLink, "mtu", "9000", "type", "veth", "peer", "name", remoteLink, "mtu", "9000",
                  "netns", namespace])
-        steps.append("link")
         try run(["ip", "link", "set", localLink, "up"])
         try run(["ip", "-n", namespace, "link", "set", remoteLink, "up"])
         try run(["ip", "-n", namespace, "link", "set", "lo", "up"])
         guard FileManager.default.createFile(atPath: file, contents: nil), truncate(file, off_t(size)) == 0 else {
             throw CLIError("\(file): cannot create the demo disk: \(String(cString: strerror(errno)))")
-        }
-        // The target: this very binary, as `aoefs serve`, inside the namespace.
-        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
-        let logPath = directory + "/target.log"
-        let log = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        defer { close(log) }
-        target = try ChildProcess(["nsenter", "--net=/run/netns/\(namespace)", exe, "serve", "-v", "10", "3", remoteLink, file],
-                                  stdout: log, stderr: log)
-        let deadline = ContinuousClock.now + .seconds(5)
-        while !((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "").contains("sectors") {
-            guard ContinuousClock.now < deadline, target?.isRunning == true else {
-                throw CLIError("the demo target did not start: \((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "")")
-            }
-            usleep(20_000)
         }
         var isDir: ObjCBool = false
         if !FileManager.default.fileExists(atPath: mountpoint, isDirectory: &isDir) {
@@ -129,24 +113,26 @@ final class DemoSetup: @unchecked Sendable {
         let engine = Engine(links: [link], onLog: { line in Log.logger.info("\(line)") })
         self.engine = engine
         engine.start()
-        engine.waitUntilSettled(timeout: .seconds(5))
-        let fs = AoEFileSystem(engine: engine, mountpoint: mountpoint)
-        engine.addLogObserver { [weak fs] _ in fs?.logged() }
-        do { try fs.mount() } catch { throw CLIError("\(error)") }
-        self.fs = fs
-        fs.handleSignals()
+        // The target: this very binary, as `aoefs serve`, inside the namespace. It says
+        // "… sectors …" once it serves.
+        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        let output = try OutputCapture(appendingTo: ledger.directory + "/target.log")
+        let target = try ChildProcess(["nsenter", "--net=/run/netns/\(namespace)", exe, "serve", "-v", "10", "3", remoteLink, file],
+                                      stdout: output.writeEnd, stderr: output.writeEnd)
+        output.childStarted()
+        ledger.record(.process(target.pid))
+        self.target = target
+        guard output.wait(for: "sectors", timeout: .seconds(5)) else {
+            throw CLIError("the demo target did not start: \(output.text)")
+        }
+        let session = MountSession(engine: engine, mountpoint: mountpoint)
+        do { try session.start(settle: .seconds(5)) } catch { throw CLIError("\(error)") }
+        self.session = session
     }
 
     /// Serves until Ctrl-C, or runs `command` against the mount; returns the exit status.
     func serve(command: [String]) throws -> Int32 {
-        guard let fs else { return 1 }
-        let loopDone = Atomic<Bool>(false)
-        let loop = Thread {
-            fs.run()
-            loopDone.store(true, ordering: .relaxed)
-        }
-        loop.name = "aoefs-demo-fuse"
-        loop.start()
+        guard let session else { return 1 }
         if command.isEmpty {
             let rel = FileManager.default.currentDirectoryPath == URL(fileURLWithPath: mountpoint).deletingLastPathComponent().path
                 ? URL(fileURLWithPath: mountpoint).lastPathComponent : mountpoint
@@ -165,28 +151,37 @@ final class DemoSetup: @unchecked Sendable {
                 Ctrl-C ends the demo and removes everything it made.
 
                 """.utf8))
-            while !loopDone.load(ordering: .relaxed) { usleep(50_000) }
-            fs.teardown()
+            session.serve()
+            session.finish()
             return 0
         }
         setenv("AOEFS_MOUNT", mountpoint, 1)
         let child: ChildProcess
         do { child = try ChildProcess(command, stdin: 0, stdout: 1, stderr: 2) } catch {
-            fs.stop()
-            while !loopDone.load(ordering: .relaxed) { usleep(10_000) }
-            fs.teardown()
+            session.stop()
+            session.serve()
+            session.finish()
             throw CLIError("\(command[0]): \(error)")
         }
-        // Until the command ends, or Ctrl-C ends the loop (then the command is asked to stop).
-        while child.isRunning && !loopDone.load(ordering: .relaxed) { usleep(20_000) }
+        // Serve until the command ends (its waiter stops the session) or Ctrl-C ends serving
+        // (then the command is asked to stop).
+        let waiterDone = Locked(false)
+        let waiter = Thread {
+            child.wait()
+            session.stop()
+            waiterDone.withLock { $0 = true }
+            waiterDone.broadcast()
+        }
+        waiter.name = "aoefs-demo-child"
+        waiter.start()
+        session.serve()
         if child.isRunning {
             child.signal(SIGTERM)
             if !child.wait(upTo: .seconds(3)) { child.signal(SIGKILL) }
         }
         child.wait()
-        fs.stop()
-        while !loopDone.load(ordering: .relaxed) { usleep(10_000) }
-        fs.teardown()
+        waiterDone.wait(timeout: nil) { $0 }  // its stop() is done before the session goes
+        session.finish()
         if let s = child.terminatingSignal { return 128 + s }
         return child.exitCode ?? 1
     }
@@ -199,30 +194,15 @@ final class DemoSetup: @unchecked Sendable {
             if !t.wait(upTo: .seconds(2)) { t.signal(SIGKILL) }
             t.wait()
         }
-        if steps.contains("link") { _ = try? Command.run(["ip", "link", "del", localLink]) }
-        if steps.contains("ns") { _ = try? Command.run(["ip", "netns", "del", namespace]) }
+        ledger.releaseAll()
         if createdMountpoint { rmdir(mountpoint) }
-        try? FileManager.default.removeItem(atPath: directory)
     }
 
     private func run(_ argv: [String]) throws {
         do { _ = try Command.run(argv) } catch { throw CLIError("\(error)") }
     }
 
-    /// Removes what demos killed with SIGKILL left: their namespace and links (the mount went
-    /// with fusermount3's auto_unmount watchdog).
-    static func sweepStale() {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []
-        for e in entries where e.hasPrefix("aoefs-demo-aoed") {
-            let dir = base + "/" + e
-            guard let text = try? String(contentsOfFile: dir + "/owner", encoding: .utf8),
-                  let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)),
-                  kill(pid, 0) != 0 && errno == ESRCH
-            else { continue }
-            let name = String(e.dropFirst("aoefs-demo-".count))
-            _ = try? Command.run(["ip", "link", "del", name + "i"])
-            _ = try? Command.run(["ip", "netns", "del", name + "t"])
-            try? FileManager.default.removeItem(atPath: dir)
-        }
-    }
+    /// Removes what demos killed with SIGKILL left: their target, namespace and links (the
+    /// mount went with fusermount3's auto_unmount watchdog).
+    static func sweepStale() { ResourceLedger.sweep(base: base, prefix: prefix) }
 }

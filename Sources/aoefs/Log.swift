@@ -11,7 +11,7 @@ import Synchronization
 enum Log {
     private static let toSyslog = Atomic<Bool>(false)
     private static let level = Atomic<Int>(Logger.Level.notice.rank)
-    private static let once = Mutex(false)
+    private static let once = Locked(false)
 
     /// The process's logger.
     static let logger = Logger(label: "aoefs")

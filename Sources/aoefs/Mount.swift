@@ -94,45 +94,19 @@ struct Mount: ParsableCommand {
     }
 
     private func start() throws {
-        if foreground { return try serve(ready: nil) }
-        // Daemonise before any thread exists: the child serves and reports readiness (or the
-        // reason it could not mount) through a pipe; the parent waits for that one line.
-        var fds: [Int32] = [0, 0]
-        // Close-on-exec: libfuse's fusermount3 watchdog (auto_unmount) must not inherit the write end.
-        guard pipe(&fds) == 0 else { throw CLIError("pipe: \(String(cString: strerror(errno)))") }
-        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
-        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
-        let pid = fork()
-        if pid < 0 { throw CLIError("fork: \(String(cString: strerror(errno)))") }
-        if pid > 0 {
-            close(fds[1])
-            // One line: "ok", or the reason the mount failed.
-            var line: [UInt8] = []
-            var byte: UInt8 = 0
-            while read(fds[0], &byte, 1) == 1 && byte != 0x0A { line.append(byte) }
-            close(fds[0])
-            let text = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            if text == "ok" { return }
-            throw CLIError(text.isEmpty ? "the daemon died before the mount was ready" : text)
-        }
-        close(fds[0])
-        setsid()
-        // A daemon keeps nothing its caller opened: a leaked pipe would keep the caller's reader
-        // (a script's `$(aoefs mount …)`) waiting forever.
-        for fd in ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).compactMap({ Int32($0) })
-        where fd > 2 && fd != fds[1] {
-            close(fd)
-        }
-        let null = open("/dev/null", O_RDWR)
-        dup2(null, 0)
-        dup2(null, 1)
-        dup2(null, 2)
+        guard !foreground else { return try serve(ready: nil) }
+        // Daemonise before any thread exists; the daemon reports readiness (or the reason it
+        // could not mount) through a pipe, and this process exits once it has.
+        let readiness: Readiness
+        do {
+            guard let r = try Daemon.fork() else { return }
+            readiness = r
+        } catch { throw CLIError("\(error)") }
         Log.switchToSyslog()
         do {
-            try serve(ready: fds[1])
+            try serve(ready: readiness)
         } catch {
-            let line = "\(error)\n"
-            _ = line.withCString { write(fds[1], $0, strlen($0)) }
+            readiness.failed("\(error)")
             Foundation.exit(1)
         }
         Foundation.exit(0)
@@ -140,25 +114,18 @@ struct Mount: ParsableCommand {
 
     /// Starts the engine, mounts, reports readiness, serves until unmounted or signalled, then
     /// drains in-flight writes and tears down.
-    func serve(ready: Int32?) throws {
+    func serve(ready: Readiness?) throws {
         Heap.keepLargeBuffers()  // no page faults per request (see Heap)
         let engine = try network.startEngine(defaultToAllEthernet: true)
-        engine.waitUntilSettled(timeout: .milliseconds(Int64(wait * 1000)))
-        let fs = AoEFileSystem(engine: engine, mountpoint: mountpoint)
-        engine.addLogObserver { [weak fs] _ in fs?.logged() }
+        let session = MountSession(engine: engine, mountpoint: mountpoint, options: options, fuseThreads: fuseThreads)
         do {
-            try fs.mount(options: options)
+            try session.start(settle: .milliseconds(Int64(wait * 1000)))
         } catch {
             engine.shutdown()
             throw CLIError("\(error)")
         }
-        fs.handleSignals()
-        if let ready {
-            _ = "ok\n".withCString { write(ready, $0, 3) }
-            close(ready)
-        }
-        fs.run(threads: fuseThreads)
-        fs.teardown()
-        engine.shutdown()
+        ready?.ready()
+        session.serve()
+        session.finish()
     }
 }

@@ -62,6 +62,19 @@ int aoel_wait_readable(int fd, int timeout_ms);
 /// exit, with pidfd_open(2) and poll(2): 1 if it has, 0 on timeout, or -errno.
 int aoel_wait_exit(int pid, int timeout_ms);
 
+/// Turns `signals` into bytes on a pipe: each one's handler writes the signal number, so a
+/// thread blocked in aoel_signal_pipe_next handles it as ordinary work (no flag to poll).
+/// Returns the pipe's read end, or -errno.
+int aoel_signal_pipe_open(const int *signals, int count);
+/// Blocks until a signal of aoel_signal_pipe_open arrives: its number, 0 after
+/// aoel_signal_pipe_restore, or -1 on error.
+int aoel_signal_pipe_next(void);
+/// Puts `signals` back to their default action and wakes aoel_signal_pipe_next with 0.
+int aoel_signal_pipe_restore(const int *signals, int count);
+
+/// pipe2(2) with O_CLOEXEC (Swift's Glibc module hides pipe2: it needs _GNU_SOURCE).
+int aoel_pipe_cloexec(int fds[2]);
+
 /// Closes fd.
 int aoel_close(int fd);
 

@@ -1,0 +1,183 @@
+import AoECore
+import AoEEngine
+import AoEProtocol
+import CFuse3
+import Foundation
+
+/// The FUSE operations, called on whichever thread serves the session.
+extension AoEFileSystem {
+    func lookup(_ r: Reply, parent: fuse_ino_t, name: String) {
+        guard let p = node(parent), let kids = children(p), let child = kids.first(where: { $0.0 == name })?.1,
+            let st = attributes(child)
+        else { return r.error(ENOENT) }
+        var e = fuse_entry_param()
+        e.ino = inode(child)
+        e.attr = st
+        e.attr_timeout = 1
+        e.entry_timeout = 1
+        r.entry(e)
+    }
+
+    func getattr(_ r: Reply, ino: fuse_ino_t) {
+        guard let n = node(ino), let st = attributes(n) else { return r.error(ENOENT) }
+        r.attributes(st, timeout: 1)
+    }
+
+    /// Truncation is accepted and ignored: `echo > etherd/discover` opens with O_TRUNC, and an
+    /// image's size is the target's capacity.
+    func setattr(_ r: Reply, ino: fuse_ino_t) { getattr(r, ino: ino) }
+
+    func readdir(_ r: Reply, ino: fuse_ino_t, size: Int, offset: Int) {
+        guard let n = node(ino), let kids = children(n) else { return r.error(ENOTDIR) }
+        let entries = [(".", n), ("..", Node.root)] + kids
+        var buf = [CChar](repeating: 0, count: size)
+        var used = 0
+        for (i, (name, child)) in entries.enumerated() where i >= offset {
+            var st = stat()
+            st.st_ino = __ino_t(inode(child))
+            st.st_mode = child.isDirectory ? S_IFDIR : S_IFREG
+            let need = buf.withUnsafeMutableBufferPointer { b in
+                fuse_add_direntry(r.request, b.baseAddress! + used, size - used, name, &st, off_t(i + 1))
+            }
+            if need > size - used { break }
+            used += need
+        }
+        buf.withUnsafeBytes { r.buffer($0.baseAddress, used) }
+    }
+
+    func open(_ r: Reply, ino: fuse_ino_t, fi: UnsafeMutablePointer<fuse_file_info>) {
+        guard let n = node(ino), attributes(n) != nil else { return r.error(ENOENT) }
+        // Direct I/O everywhere: the daemon sees every image I/O (nothing cached twice under a
+        // loop device), and `cat` of a pseudo-file always sees fresh, whole contents.
+        aoefs_fi_set_direct_io(fi, 1)
+        let handle: UInt64 = state.withLock { s in
+            defer { s.nextHandle += 1 }
+            if case .image(let t) = n { s.openImages[t, default: 0] += 1 }
+            return s.nextHandle
+        }
+        if case .control(.err) = n { openedErr(handle) }
+        fi.pointee.fh = handle
+        r.open(fi)
+    }
+
+    func release(_ r: Reply, ino: fuse_ino_t, fh: UInt64) {
+        state.withLock { s in
+            if case .image(let t)? = s.inodes.node(UInt64(ino)) { s.openImages[t, default: 1] -= 1 }
+            s.errCursor[fh] = nil
+        }
+        r.error(0)
+    }
+
+    func read(_ r: Reply, ino: fuse_ino_t, size: Int, offset: Int, fh: UInt64) {
+        guard let n = node(ino) else { return r.error(ENOENT) }
+        switch n {
+        case .image(let t):
+            guard let capacity = engine.capacity(of: t).map({ Int($0) }) else { return r.error(ENODEV) }
+            let count = max(0, min(size, capacity - offset))
+            if count == 0 { return r.buffer(nil, 0) }
+            let buffer = IOBuffer(uninitializedCount: count)
+            track(+1)
+            engine.read(t, offset: UInt64(offset), count: count, into: buffer) { [self] result in
+                switch result {
+                case .success where count >= Self.largeReply && waiting.withLock({ $0 }) > 1:
+                    replies.async { [self] in
+                        r.buffer(buffer.bytes.baseAddress, count)
+                        track(-1)
+                    }
+                    return
+                case .success: r.buffer(buffer.bytes.baseAddress, count)
+                case .failure(let e): r.error(errnoValue(for: e))
+                }
+                track(-1)
+            }
+        case .targetFile(let t, let f):
+            guard let s = snapshot(t) else { return r.error(ENODEV) }
+            let open = state.withLock { $0.openImages[t] ?? 0 }
+            let text = Array(Render.file(f, s, configuration: engine.configuration, openCount: open).utf8)
+            r.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size)))
+        case .control(.interfaces):
+            let text = Array((engine.allowedInterfaces.joined(separator: " ") + "\n").utf8)
+            r.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size)))
+        case .control(.err):
+            readErr(r, fh: fh, size: size)
+        case .control:
+            r.bytes([])
+        default:
+            r.error(EISDIR)
+        }
+    }
+
+    func write(_ r: Reply, ino: fuse_ino_t, data: UnsafeRawBufferPointer, offset: Int) {
+        guard let n = node(ino) else { return r.error(ENOENT) }
+        switch n {
+        case .image(let t):
+            guard let capacity = engine.capacity(of: t) else { return r.error(ENODEV) }
+            if offset + data.count > Int(capacity) { return r.error(ENOSPC) }
+            // libfuse reuses its request buffer once this callback returns (pitfall 7). A large
+            // write takes that buffer over instead (our own loop then gives libfuse a new one),
+            // which saves copying a MiB on the receive thread; a small one is copied.
+            let buffer: IOBuffer
+            let block: MallocBlock?
+            if data.count >= Self.adoptedWrite, let base = serving?.adoptBuffer() {
+                block = MallocBlock(base)
+                buffer = IOBuffer(borrowing: UnsafeMutableRawBufferPointer(mutating: data))
+            } else {
+                block = nil
+                buffer = IOBuffer(uninitializedCount: data.count)
+                buffer.bytes.copyMemory(from: data)
+            }
+            track(+1)
+            let count = data.count
+            engine.write(t, offset: UInt64(offset), count: count, from: buffer) { [self] result in
+                withExtendedLifetime(block) {}
+                switch result {
+                case .success: r.written(count)
+                case .failure(let e): r.error(errnoValue(for: e))
+                }
+                track(-1)
+            }
+        case .control(let c):
+            let text = String(decoding: data, as: UTF8.self)
+            if let problem = perform(c, text) {
+                engine.note("etherd/\(c.rawValue): \(problem)")
+                logged()
+                return r.error(EINVAL)
+            }
+            r.written(data.count)
+        case .targetFile(_, .config):
+            r.error(EOPNOTSUPP)
+        default:
+            r.error(EACCES)
+        }
+    }
+
+    func fsync(_ r: Reply, ino: fuse_ino_t) {
+        guard case .image(let t)? = node(ino) else { return r.error(0) }
+        track(+1)
+        engine.flush(t) { [self] result in
+            switch result {
+            case .success: r.error(0)
+            case .failure(let e): r.error(errnoValue(for: e))
+            }
+            track(-1)
+        }
+    }
+
+    func statfs(_ r: Reply) {
+        var s = statvfs()
+        s.f_bsize = 4096
+        s.f_frsize = 4096
+        s.f_blocks = fsblkcnt_t(imageTargets().compactMap(\.identity).map(\.capacity).reduce(0, +) / 4096)
+        s.f_namemax = 255
+        r.statfs(s)
+    }
+
+    /// Counts requests waiting for the engine, so teardown can drain them.
+    func track(_ delta: Int) {
+        let drained = waiting.withLock { w in
+            w += delta
+            return w == 0
+        }
+        if drained { waiting.broadcast() }
+    }
+}

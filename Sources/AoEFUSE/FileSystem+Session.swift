@@ -1,0 +1,183 @@
+import AoECore
+import AoEEngine
+import AoELinux
+import CFuse3
+import Foundation
+
+/// The FUSE session: mount, serve, stop, tear down. `MountSession` drives these in order.
+extension AoEFileSystem {
+    /// Creates the session and mounts it. `options` are `-o` options (e.g. `allow_other`).
+    public func mount(options: [String] = []) throws(FUSEError) {
+        var opts = ["fsname=aoefs", "subtype=aoefs", "default_permissions"] + options
+        if geteuid() == 0 || options.contains("auto_unmount") == false { opts.append("auto_unmount") }
+        let argv = ["aoefs", "-o", Array(Set(opts)).sorted().joined(separator: ",")]
+        var cargs = argv.map { strdup($0) }
+        defer { cargs.forEach { free($0) } }
+        var ops = makeOperations()
+        let me = Unmanaged.passRetained(self)
+        retained = me
+        let se: OpaquePointer? = cargs.withUnsafeMutableBufferPointer { p in
+            var args = fuse_args(argc: Int32(p.count), argv: p.baseAddress, allocated: 0)
+            return fuse_session_new(&args, &ops, MemoryLayout<fuse_lowlevel_ops>.size, me.toOpaque())
+        }
+        guard let se else {
+            me.release()
+            retained = nil
+            throw FUSEError("cannot create a FUSE session (is /dev/fuse there? is the fuse module loaded?)")
+        }
+        guard fuse_session_mount(se, mountpoint) == 0 else {
+            fuse_session_destroy(se)
+            me.release()
+            retained = nil
+            throw FUSEError("\(mountpoint): cannot mount (see the message above; is it an existing, empty directory?)")
+        }
+        session = se
+    }
+
+    /// Serves requests until unmounted or `stop()`; blocks. Returns 0 on a clean unmount, or
+    /// libfuse's error.
+    ///
+    /// With `threads` 0, requests are read by the engine's receive thread (`Engine.attach`),
+    /// between batches of frames: the thread that sends a reply is awake to take the request the
+    /// reply released, so a small request costs no thread wake-up. With `threads` > 0, or when
+    /// the engine cannot (no link that can watch a descriptor), libfuse's multi-threaded loop
+    /// runs with that many workers (8 if 0) instead.
+    @discardableResult
+    public func run(threads: Int = 0) -> Int32 {
+        guard let se = session else { return -1 }
+        if threads == 0, let source = SessionSource(session: se, onEnd: { [weak self] in self?.end() }) {
+            serving = source
+        }
+        if let source = serving, engine.attach(source) {
+            ended.wait(timeout: nil) { $0 }
+            engine.detach()
+            stop()
+            return source.error
+        }
+        serving = nil
+        let cfg = fuse_loop_cfg_create()
+        defer { fuse_loop_cfg_destroy(cfg) }
+        fuse_loop_cfg_set_max_threads(cfg, UInt32(threads > 0 ? threads : 8))
+        fuse_loop_cfg_set_clone_fd(cfg, 0)
+        // `stop()` (a signal, or the caller) exits the session and detaches the mount, which
+        // ends every worker's read of /dev/fuse and so the loop.
+        let r = fuse_session_loop_mt(se, cfg)
+        end()
+        return r
+    }
+
+    /// True once serving must end: unmounted, `stop()`, or a signal.
+    public var exitRequested: Bool { ended.withLock { $0 } }
+
+    /// Marks serving as ended and wakes whoever waits for that.
+    func end() {
+        ended.withLock { $0 = true }
+        ended.broadcast()
+    }
+
+    /// Asks serving to end (from any thread): the session exits and the mount is detached.
+    public func stop() {
+        end()
+        if let se = session { fuse_session_exit(se) }
+        _ = aoefs_umount_detach(mountpoint)
+    }
+
+    /// After `run` returned: waits (up to `drain`) for image I/O still in the engine, answers
+    /// parked readers, unmounts and destroys the session. Never replies after this.
+    public func teardown(drain: Duration = .seconds(30)) {
+        if !waiting.wait(timeout: drain, until: { $0 == 0 }) {
+            // Still waiting after the drain (a target that does not answer): end the engine now,
+            // which fails every waiting request, so each is answered (EIO) while the session is
+            // alive. Replying after fuse_session_destroy would be a use-after-free (pitfall 9).
+            engine.shutdown()
+            waiting.wait(timeout: .seconds(5)) { $0 == 0 }
+        }
+        let unanswered = waiting.withLock { $0 }
+        let parked: [Reply] = state.withLock { s in
+            s.tornDown = true
+            let r = s.errWaiters.values.map(\.reply)
+            s.errWaiters.removeAll()
+            return r
+        }
+        for r in parked { r.error(EINTR) }
+        if let se = session {
+            fuse_session_unmount(se)
+            // A request still unanswered keeps the session: leaking it beats a late reply into
+            // freed memory; the process is about to exit anyway.
+            if unanswered == 0 { fuse_session_destroy(se) }
+            session = nil
+        }
+        replies.stop()
+        retained?.release()
+        retained = nil
+    }
+}
+
+/// The FUSE session as an engine event source: reads requests from /dev/fuse without blocking
+/// and dispatches them (libfuse's own single-threaded loop, one request at a time, turned inside
+/// out so the engine's receive thread can run it between frames).
+final class SessionSource: EventSource, @unchecked Sendable {
+    // @unchecked: `buffer` and `error` are touched only inside `service()`, which the engine
+    // runs on one thread at a time (under its source lock); `error` is read after `detach`.
+    let session: OpaquePointer
+    let descriptor: Int32
+    private let onEnd: @Sendable () -> Void
+    private var buffer = fuse_buf()
+    private var adopted = false
+    /// libfuse's error if reading the device failed (0 after a clean unmount).
+    private(set) var error: Int32 = 0
+
+    init?(session: OpaquePointer, onEnd: @escaping @Sendable () -> Void) {
+        self.session = session
+        self.onEnd = onEnd
+        descriptor = fuse_session_fd(session)
+        let flags = fcntl(descriptor, F_GETFL)
+        guard descriptor >= 0, flags >= 0, fcntl(descriptor, F_SETFL, flags | O_NONBLOCK) == 0 else { return nil }
+    }
+
+    deinit { free(buffer.mem) }
+
+    /// Called by a request handler during `service()`: the current request buffer becomes the
+    /// caller's (free it with `free`) and libfuse gets a new one for the next request.
+    func adoptBuffer() -> UnsafeMutableRawPointer? {
+        guard let m = buffer.mem else { return nil }
+        adopted = true
+        return m
+    }
+
+    func service() -> Bool {
+        // At most a few requests per call, so frames are not kept waiting behind a burst.
+        for _ in 0..<32 {
+            let r = retryingNegativeEINTR { fuse_session_receive_buf(session, &buffer) }
+            if r == -EAGAIN { return true }
+            if r <= 0 {
+                // 0: unmounted (libfuse has set the exit flag); < 0: the device failed.
+                if r < 0 {
+                    error = r
+                    fuse_session_exit(session)
+                }
+                onEnd()
+                return false
+            }
+            fuse_session_process_buf(session, &buffer)
+            if adopted {
+                // A write kept the buffer: libfuse allocates a fresh one on the next read.
+                buffer.mem = nil
+                adopted = false
+            }
+            if fuse_session_exited(session) != 0 {
+                onEnd()
+                return false
+            }
+        }
+        return true
+    }
+}
+
+/// A malloc'd block, freed when the last reference goes (an adopted libfuse request buffer).
+final class MallocBlock: @unchecked Sendable {
+    // @unchecked: immutable; the block is only freed in deinit.
+    let base: UnsafeMutableRawPointer
+    init(_ base: UnsafeMutableRawPointer) { self.base = base }
+    deinit { free(base) }
+}

@@ -1,0 +1,115 @@
+import AoECore
+import AoEEngine
+import AoELinux
+import Foundation
+
+/// One mount's whole life, the same for `aoefs mount` and `aoefs demo`: wait for the targets to
+/// settle, mount, serve until unmounted or signalled, drain the I/O still in the engine, tear
+/// down. (Running as a daemon, with its readiness pipe, is `Daemon`.)
+public final class MountSession: Sendable {
+    public let fileSystem: AoEFileSystem
+    private let options: [String]
+    private let fuseThreads: Int
+    private let signals = Locked<SignalWatcher?>(nil)
+
+    /// - Parameters:
+    ///   - options: FUSE's `-o` options (allow_other, ro, …).
+    ///   - fuseThreads: 0 serves FUSE on the engine's receive thread; N > 0 on N libfuse workers.
+    public init(engine: Engine, mountpoint: String, options: [String] = [], fuseThreads: Int = 0) {
+        fileSystem = AoEFileSystem(engine: engine, mountpoint: mountpoint)
+        self.options = options
+        self.fuseThreads = fuseThreads
+    }
+
+    public var engine: Engine { fileSystem.engine }
+
+    /// Waits up to `settle` for the targets to settle (identified, payload negotiated; they may
+    /// also appear later), mounts, and lets SIGINT, SIGTERM and SIGHUP end serving.
+    public func start(settle: Duration) throws(FUSEError) {
+        engine.waitUntilSettled(timeout: settle)
+        engine.addLogObserver { [weak fileSystem] _ in fileSystem?.logged() }
+        try fileSystem.mount(options: options)
+        do {
+            let fs = fileSystem
+            let watcher = try SignalWatcher { _ in fs.stop() }
+            signals.withLock { $0 = watcher }
+        } catch {
+            fileSystem.stop()
+            fileSystem.teardown(drain: .zero)
+            throw FUSEError("\(error)")
+        }
+    }
+
+    /// Serves until unmounted, a signal, or `stop()`; blocks. Returns 0 after a clean unmount,
+    /// or libfuse's error.
+    @discardableResult
+    public func serve() -> Int32 { fileSystem.run(threads: fuseThreads) }
+
+    /// Ends serving, from any thread.
+    public func stop() { fileSystem.stop() }
+
+    /// After `serve`: waits up to `drain` for the I/O still in the engine (writes in flight
+    /// reach the target), unmounts, puts the signals back, and shuts the engine down.
+    public func finish(drain: Duration = .seconds(30)) {
+        fileSystem.teardown(drain: drain)
+        signals.withLock { $0?.stop() }
+        engine.shutdown()
+    }
+}
+
+/// Running as a daemon: `aoefs mount` without `-f` returns once the mount is usable.
+public enum Daemon {
+    /// Forks; call it before any thread exists. In the parent, waits for the child's one line
+    /// and returns nil when the mount is ready, or throws the reason the child gave (or that it
+    /// died). In the child, which has left the caller's session, has stdio on /dev/null and
+    /// keeps nothing else the caller had open, returns the `Readiness` to report through.
+    public static func fork() throws(FUSEError) -> Readiness? {
+        // Close-on-exec: libfuse's fusermount3 watchdog (auto_unmount) must not inherit the write end.
+        guard let fds = closeOnExecPipe() else { throw FUSEError("pipe: \(String(cString: strerror(errno)))") }
+        let pid = Glibc.fork()
+        if pid < 0 { throw FUSEError("fork: \(String(cString: strerror(errno)))") }
+        if pid > 0 {
+            close(fds[1])
+            // One line: "ok", or the reason the mount failed.
+            var line: [UInt8] = []
+            var byte: UInt8 = 0
+            while retryingEINTR({ read(fds[0], &byte, 1) }) == 1 && byte != 0x0A { line.append(byte) }
+            close(fds[0])
+            let text = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            if text == "ok" { return nil }
+            throw FUSEError(text.isEmpty ? "the daemon died before the mount was ready" : text)
+        }
+        close(fds[0])
+        setsid()
+        // A daemon keeps nothing its caller opened: a leaked pipe would keep the caller's reader
+        // (a script's `$(aoefs mount …)`) waiting forever.
+        for fd in ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).compactMap({ Int32($0) })
+        where fd > 2 && fd != fds[1] {
+            close(fd)
+        }
+        let null = open("/dev/null", O_RDWR)
+        dup2(null, 0)
+        dup2(null, 1)
+        dup2(null, 2)
+        if null > 2 { close(null) }
+        return Readiness(fds[1])
+    }
+}
+
+/// The daemon's end of the readiness pipe: one line, "ok" or why the mount failed.
+public final class Readiness: Sendable {
+    private let fd: Int32
+    init(_ fd: Int32) { self.fd = fd }
+
+    /// The mount is usable: the waiting parent returns.
+    public func ready() { say("ok") }
+
+    /// The mount failed: the parent prints `reason` and exits non-zero.
+    public func failed(_ reason: String) { say(reason) }
+
+    private func say(_ line: String) {
+        let bytes = Array((line + "\n").utf8)
+        _ = bytes.withUnsafeBytes { b in retryingEINTR { write(fd, b.baseAddress, b.count) } }
+        close(fd)
+    }
+}
