@@ -56,6 +56,22 @@ public struct PathSnapshot: Sendable, Hashable {
     public var sent: UInt64
     public var lost: UInt64
     public var state: PathStatus
+
+    public init(link: LinkID, interface: String, mac: MACAddress, payload: Int, mtu: Int, rtt: Duration?, rto: Duration,
+                outstanding: Int, window: Int, sent: UInt64, lost: UInt64, state: PathStatus) {
+        self.link = link
+        self.interface = interface
+        self.mac = mac
+        self.payload = payload
+        self.mtu = mtu
+        self.rtt = rtt
+        self.rto = rto
+        self.outstanding = outstanding
+        self.window = window
+        self.sent = sent
+        self.lost = lost
+        self.state = state
+    }
 }
 
 /// What the `sys/eS.L/` files show of one target.
@@ -70,6 +86,19 @@ public struct TargetSnapshot: Sendable, Hashable {
     public var payload: Int
     public var outstanding: Int
     public var window: Int
+
+    public init(address: TargetAddress, state: TargetState, config: QueryConfig?, identity: ATAIdentity?,
+                paths: [PathSnapshot], counters: TargetCounters, payload: Int, outstanding: Int, window: Int) {
+        self.address = address
+        self.state = state
+        self.config = config
+        self.identity = identity
+        self.paths = paths
+        self.counters = counters
+        self.payload = payload
+        self.outstanding = outstanding
+        self.window = window
+    }
 
     /// Identified (or given up on) and done negotiating payload on every path: what `aoefs
     /// mount` and `aoefs scan` wait for before they show the table.

@@ -23,8 +23,7 @@ struct ControlCommandTests {
         let f2 = try m.lab.sparseFile("e9.4.img", size: 1_500_000_000)
         _ = try m.lab.startVblade(shelf: 9, slot: 4, interface: m.net.target, namespace: m.net.targetNamespace, file: f2)
         try must("echo > \(m.mnt)/etherd/discover")
-        let deadline = ContinuousClock.now + .seconds(5)
-        while !(try must("ls \(m.mnt)")).contains("e9.4") && ContinuousClock.now < deadline { usleep(50_000) }
+        #expect(try eventually(timeout: .seconds(5)) { try must("ls \(m.mnt)").contains("e9.4") })
         // 3 GiB = 6291456 sectors → 3221 MB; 1.5e9 bytes rounded down to sectors → 1499 MB.
         let want = [aoeStatLine("e9.4", "1.499GB", m.net.initiator, "8704", "up"),
                     aoeStatLine("e10.3", "3.221GB", m.net.initiator, "8704", "up")].joined(separator: "\n") + "\n"
@@ -50,18 +49,15 @@ struct ControlCommandTests {
         let f2 = try m.lab.sparseFile("e10.4.img", size: 64 << 20)
         let t2 = try m.lab.startVblade(shelf: 10, slot: 4, interface: m.net.target, namespace: m.net.targetNamespace, file: f2)
         #expect(try aoefs(["discover", "--mount", m.mnt]).status == 0)
-        var deadline = ContinuousClock.now + .seconds(3)
-        while !(try must("ls \(m.mnt)")).contains("e10.4") && ContinuousClock.now < deadline { usleep(50_000) }
-        #expect(try must("ls \(m.mnt)").contains("e10.4"))
+        #expect(try eventually(timeout: .seconds(3)) { try must("ls \(m.mnt)").contains("e10.4") })
         // revalidate: a grown backing file shows its new size.
         try must("truncate -s \(2 << 30) \(m.file.path)")
         m.vblades[0].stop()
         try m.vblades[0].start()
         #expect(try aoefs(["revalidate", "--mount", m.mnt, "e10.3"]).status == 0)
-        deadline = ContinuousClock.now + .seconds(5)
-        while try must("stat -c %s \(m.image)").trimmingCharacters(in: .whitespacesAndNewlines) != String(2 << 30)
-            && ContinuousClock.now < deadline { usleep(50_000) }
-        #expect(try must("stat -c %s \(m.image)").trimmingCharacters(in: .whitespacesAndNewlines) == String(2 << 30))
+        #expect(try eventually(timeout: .seconds(5)) {
+            try must("stat -c %s \(m.image)").trimmingCharacters(in: .whitespacesAndNewlines) == String(2 << 30)
+        })
         // flush: a named target goes away.
         t2.stop()
         #expect(try aoefs(["flush", "--mount", m.mnt, "e10.4"]).status == 0)

@@ -54,12 +54,10 @@ final class MountLab: @unchecked Sendable {
             defer { close(logFD) }
             daemon = try ChildProcess([exe, "mount", mnt, "--iface", net.initiator, "-f", "-v"] + mountArgs,
                                       stdout: logFD, stderr: logFD)
-            let deadline = ContinuousClock.now + .seconds(15)
-            while !mounted(mnt) {
-                guard ContinuousClock.now < deadline, daemon!.isRunning else {
-                    throw LabFailure("aoefs mount did not come up: \(self.log(of: lab))")
-                }
-                usleep(20_000)
+            let daemon = daemon!
+            let mnt = mnt
+            guard eventually(timeout: .seconds(15), { mounted(mnt) || !daemon.isRunning }), mounted(mnt) else {
+                throw LabFailure("aoefs mount did not come up: \(self.log(of: lab))")
             }
         } catch {
             lab.teardown()
@@ -100,7 +98,7 @@ struct MountTests {
         _ = try m.lab.startVblade(shelf: 10, slot: 4, interface: m.net.target, namespace: m.net.targetNamespace, file: f2)
         let start = ContinuousClock.now
         try must("echo > \(m.mnt)/etherd/discover")
-        while !(try must("ls \(m.mnt)")).contains("e10.4") && ContinuousClock.now - start < .seconds(5) { usleep(50_000) }
+        try eventually(timeout: .seconds(5)) { try must("ls \(m.mnt)").contains("e10.4") }
         #expect(ContinuousClock.now - start < .seconds(2), "e10.4 appeared in \(ContinuousClock.now - start)")
         #expect(try must("stat -c %s \(m.mnt)/e10.4").trimmingCharacters(in: .whitespacesAndNewlines) == String(1 << 30))
     }
@@ -215,13 +213,10 @@ struct MountTests {
         try must("truncate -s 2G \(m.file.path)")
         try m.vblades[0].restart()
         try must("echo e10.3 > \(m.mnt)/etherd/revalidate")
-        let start = ContinuousClock.now
-        while try must("stat -c %s \(m.image)") != "\(2 << 30)\n" && ContinuousClock.now - start < .seconds(5) { usleep(50_000) }
-        #expect(try must("stat -c %s \(m.image)") == "\(2 << 30)\n")
+        #expect(try eventually(timeout: .seconds(5)) { try must("stat -c %s \(m.image)") == "\(2 << 30)\n" })
         // A blocked reader of err is interruptible: Ctrl-C (SIGINT) ends it at once.
         let interrupted = try ChildProcess(["cat", m.mnt + "/etherd/err"])
-        usleep(300_000)
-        #expect(interrupted.isRunning, "cat blocks while there is nothing to say")
+        #expect(!interrupted.wait(upTo: .milliseconds(300)), "cat blocks while there is nothing to say")
         interrupted.signal(SIGINT)
         #expect(interrupted.wait(upTo: .seconds(2)), "cat of etherd/err did not end on SIGINT")
         #expect(interrupted.terminatingSignal == SIGINT)
@@ -229,8 +224,7 @@ struct MountTests {
         let errOut = m.lab.directory.appendingPathComponent("err.txt").path
         // One read(2), as a reader of /dev/etherd/err does: it blocks until a line exists.
         let reader = try ChildProcess(["/bin/sh", "-c", "dd if=\(m.mnt)/etherd/err bs=4096 count=1 status=none > \(errOut)"])
-        usleep(300_000)
-        #expect(reader.isRunning, "the read blocks while there is nothing to say")
+        #expect(!reader.wait(upTo: .milliseconds(300)), "the read blocks while there is nothing to say")
         m.vblades[0].kill()
         _ = try? sh("dd if=\(m.image) of=/dev/null bs=4k count=1 iflag=direct status=none")
         #expect(reader.wait(upTo: .seconds(15)))
@@ -246,17 +240,22 @@ struct MountTests {
         let m = try MountLab()
         defer { m.tearDown() }
         let cap = m.lab.directory.appendingPathComponent("cap.pcap").path
+        let output = try OutputCapture(appendingTo: m.lab.directory.appendingPathComponent("tcpdump.log").path)
         let dump = try ChildProcess(["nsenter", "--net=/run/netns/\(m.net.targetNamespace)", "tcpdump", "-i", m.net.target, "-w", cap,
-                                     "-U", "ether proto 0x88a2"])
-        usleep(800_000)
+                                     "-U", "ether proto 0x88a2"], stdout: output.writeEnd, stderr: output.writeEnd)
+        output.childStarted()
+        #expect(output.wait(for: "listening on", timeout: .seconds(5)), "tcpdump started: \(output.text)")
         let before = try m.stat("flushes")
         try must("dd if=/dev/zero of=\(m.image) bs=4k count=4 conv=notrunc,nocreat,fsync status=none")
-        usleep(300_000)
+        #expect(try m.stat("flushes") > before)
+        // -U writes each packet as it is captured: wait until the flush is in the file.
+        let flushOnWire = { () -> Bool in
+            let text = (try? must("tcpdump -n -vv -r \(cap) 2>/dev/null")) ?? ""
+            return text.contains("Cmd/Status: 234") || text.contains("Cmd/Status: 231")
+        }
+        #expect(eventually(timeout: .seconds(5), flushOnWire), "0xea or 0xe7 on the wire")
         dump.signal(SIGINT)
         dump.wait()
-        #expect(try m.stat("flushes") > before)
-        let text = try must("tcpdump -n -vv -r \(cap) 2>/dev/null")
-        #expect(text.contains("Cmd/Status: 234") || text.contains("Cmd/Status: 231"), "0xea or 0xe7 on the wire")
     }
 
     @Test("vblade killed with --deadsecs 5: dd gets EIO within 10 s, state reads down, unmount works")
@@ -283,7 +282,10 @@ struct MountTests {
         // Each MiB is logged as done only after dd returned, i.e. after the write was acknowledged.
         let writer = try ChildProcess(["/bin/sh", "-c",
             "i=0; while [ $i -lt 400 ]; do dd if=\(aa.path) of=\(m.image) bs=1M seek=$i oflag=direct conv=notrunc,nocreat status=none || exit 1; echo $i >> \(m.lab.directory.path)/done; i=$((i+1)); done"])
-        usleep(1_500_000)
+        let progress = m.lab.directory.path + "/done"
+        #expect(eventually(timeout: .seconds(30)) {
+            ((try? String(contentsOfFile: progress, encoding: .utf8)) ?? "").split(separator: "\n").count >= 3
+        }, "the writer made progress")
         m.daemon!.signal(SIGTERM)
         #expect(m.daemon!.wait(upTo: .seconds(30)))
         #expect(m.daemon!.exitCode == 0)

@@ -1,3 +1,4 @@
+import AoETestSupport
 import AoELinux
 import AoEProtocol
 import Foundation
@@ -31,14 +32,15 @@ final class RawInitiator {
             body: .queryConfig(QueryConfig()))
         try link.send([query.encoded()])
         var answers: [AoEFrame] = []
-        let deadline = ContinuousClock.now + wait
-        while ContinuousClock.now < deadline {
+        // Collect for the whole `wait`: any number of targets may answer.
+        try eventually(timeout: wait, every: .zero) {
             for bytes in try link.receive(limit: 16, timeout: .milliseconds(50)) {
                 guard let f = try? AoEFrame(decoding: bytes), f.header.isResponse, f.header.tag == tag,
                     f.header.command == .queryConfig
                 else { continue }
                 answers.append(f)
             }
+            return false
         }
         return answers
     }

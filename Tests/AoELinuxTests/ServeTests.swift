@@ -63,9 +63,7 @@ struct ServeTests {
         let before = fdatasyncs()
         let flushesBefore = try m.stat("flushes")
         try must("dd if=/dev/urandom of=\(m.image) bs=1M count=8 conv=notrunc,nocreat status=none && sync \(m.image)")
-        let deadline = ContinuousClock.now + .seconds(5)
-        while fdatasyncs() == before && ContinuousClock.now < deadline { usleep(20_000) }
-        #expect(fdatasyncs() > before, "the target's log: \(target.log)")
+        #expect(eventually(timeout: .seconds(5)) { fdatasyncs() > before }, "the target's log: \(target.log)")
         #expect(try m.stat("flushes") > flushesBefore)
         // The summary on exit counts them too.
         target.stop()
@@ -83,7 +81,7 @@ struct ServeTests {
         let start = ContinuousClock.now
         _ = try m.lab.startVblade(shelf: 10, slot: 5, interface: m.net.target, namespace: m.net.targetNamespace, file: f,
                                   program: .aoefsServe)
-        while !(try must("ls \(m.mnt)")).contains("e10.5") && ContinuousClock.now - start < .seconds(5) { usleep(50_000) }
+        try eventually(timeout: .seconds(5)) { try must("ls \(m.mnt)").contains("e10.5") }
         #expect(ContinuousClock.now - start < .seconds(2), "e10.5 appeared after \(ContinuousClock.now - start)")
     }
 

@@ -1,4 +1,5 @@
 import AoEProtocol
+import AoETestSupport
 import Testing
 
 @Suite("AoE codec: golden frames")
@@ -127,18 +128,6 @@ struct MalformedTests {
     }
 }
 
-/// SplitMix64: a small seeded generator, so a failing fuzz case can be replayed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 @Suite("AoE codec: fuzz")
 struct FuzzTests {
     /// 100,000 frames mutated from the golden set: bytes flipped, set, inserted, deleted,
@@ -146,7 +135,7 @@ struct FuzzTests {
     /// that decodes must re-encode to bytes that decode to the same value.
     @Test func mutatedFramesNeverTrap() throws {
         let seed = UInt64(ProcessInfo_seed() ?? 0xA0EF5)
-        var rng = SplitMix64(state: seed)
+        var rng = SplitMixRNG(seed)  // seeded, so a failing case can be replayed
         var decoded = 0
         var rejected: [String: Int] = [:]
         for i in 0..<100_000 {
@@ -168,7 +157,7 @@ struct FuzzTests {
         #expect(rejected.keys.count >= 5, "kinds of rejection seen: \(rejected)")
     }
 
-    func mutate(_ b: inout [UInt8], _ rng: inout SplitMix64) {
+    func mutate(_ b: inout [UInt8], _ rng: inout SplitMixRNG) {
         let r = rng.next()
         let at = b.isEmpty ? 0 : Int(rng.next() % UInt64(b.count))
         switch r % 8 {

@@ -1,0 +1,142 @@
+import AoECore
+@testable import AoEFUSE
+import AoEProtocol
+import Foundation
+import Testing
+
+/// The pure parts of the mounted tree, without root or a mount: inode numbers, the sys files'
+/// text, a node's attributes and the parsing of control-file writes.
+@Suite("tree: inodes, sys files, attributes, control writes")
+struct TreeTests {
+    let e103 = TargetAddress(shelf: Shelf(10), slot: Slot(3))
+    let mac = MACAddress(0x00, 0x16, 0x3e, 0x01, 0x02, 0x03)
+
+    func target(state: TargetState = .up, paths: [PathSnapshot]? = nil) -> TargetSnapshot {
+        let p = PathSnapshot(link: LinkID(0), interface: "eth1", mac: mac, payload: 8704, mtu: 9000,
+                             rtt: .microseconds(250), rto: .milliseconds(20), outstanding: 3, window: 16, sent: 100,
+                             lost: 2, state: .ok)
+        var counters = TargetCounters()
+        counters.atarcv = 98
+        counters.atasnd = 100
+        counters.bytesRead = 1 << 20
+        return TargetSnapshot(
+            address: e103, state: state,
+            config: QueryConfig(bufferCount: 16, firmwareVersion: 0x4019, sectorsPerCommand: 17, aoeVersion: 1,
+                                configString: Array("hello".utf8)),
+            identity: ATAIdentity(model: "vblade", serial: "1234", firmware: "v19", supportsLBA48: true,
+                                  sectors: 2_097_152),
+            paths: paths ?? [p], counters: counters, payload: 8704, outstanding: 3, window: 16)
+    }
+
+    @Test("inodes: 1, 2, 3 are the root, sys and etherd; others numbered on first sight and never reused")
+    func inodes() {
+        var t = InodeTable()
+        #expect(t.inode(.root) == 1 && t.inode(.sysDir) == 2 && t.inode(.etherdDir) == 3)
+        let image = t.inode(.image(e103))
+        let dir = t.inode(.targetDir(e103))
+        #expect(image == 4 && dir == 5)
+        #expect(t.inode(.image(e103)) == image, "the same node keeps its number")
+        #expect(t.node(image) == .image(e103))
+        #expect(t.node(99) == nil)
+    }
+
+    @Test("state: up; down; down,closewait while an image is held open (Linux wording)")
+    func state() {
+        #expect(Render.file(.state, target(), configuration: EngineConfiguration(), openCount: 0) == "up\n")
+        #expect(Render.file(.state, target(state: .down), configuration: EngineConfiguration(), openCount: 0) == "down\n")
+        #expect(Render.file(.state, target(state: .down), configuration: EngineConfiguration(), openCount: 2)
+                == "down,closewait\n")
+    }
+
+    @Test("mac, netif, fwver, payload, ident and config read as the sysfs attributes do")
+    func attributeFiles() {
+        let c = EngineConfiguration()
+        let t = target()
+        #expect(Render.file(.mac, t, configuration: c, openCount: 0) == "00163e010203\n")
+        #expect(Render.file(.fwver, t, configuration: c, openCount: 0) == "0x4019\n")
+        #expect(Render.file(.payload, t, configuration: c, openCount: 0) == "8704\n")
+        #expect(Render.file(.config, t, configuration: c, openCount: 0) == "hello\n")
+        #expect(Render.file(.ident, t, configuration: c, openCount: 0)
+                == "model: vblade\nserial: 1234\nfirmware: v19\nlba48: yes\nsectors: 2097152\n")
+        let two = target(paths: target().paths + target().paths.map { var p = $0; p.link = LinkID(1); return p })
+        #expect(Render.file(.netif, two, configuration: c, openCount: 0) == "eth1\n", "each interface once")
+        #expect(Render.file(.netif, target(paths: []), configuration: c, openCount: 0) == "none\n")
+        #expect(Render.file(.mac, target(paths: []), configuration: c, openCount: 0) == "none\n")
+    }
+
+    @Test("paths: a header and one row per path, eleven fields each")
+    func paths() {
+        let text = Render.file(.paths, target(), configuration: EngineConfiguration(), openCount: 0)
+        let rows = text.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        #expect(rows.count == 2)
+        #expect(rows[0] == ["netif", "mac", "payload", "mtu", "rtt_us", "rto_us", "outstanding", "window", "sent", "lost",
+                            "state"])
+        #expect(rows[1] == ["eth1", "00163e010203", "8704", "9000", "250", "20000", "3", "16", "100", "2", "ok"])
+    }
+
+    @Test("stats: the Solaris kstat names first, then ours, each with its value")
+    func stats() {
+        let text = Render.file(.stats, target(), configuration: EngineConfiguration(), openCount: 0)
+        let rows = Dictionary(uniqueKeysWithValues: text.split(separator: "\n").map { line -> (String, String) in
+            let f = line.split(separator: " ")
+            return (String(f[0]), String(f[1]))
+        })
+        let names = text.split(separator: "\n").map { String($0.split(separator: " ")[0]) }
+        #expect(Array(names.prefix(9)) == ["atarcv", "atasnd", "erraoe", "errata", "errtimeout", "errtrunc", "errwmsg",
+                                           "retries", "softerr"])
+        #expect(rows["atarcv"] == "98" && rows["atasnd"] == "100" && rows["bytes_read"] == "1048576")
+        #expect(rows["rtt_avg_us"] == "250" && rows["window"] == "16" && rows["outstanding"] == "3")
+    }
+
+    @Test("conf: maxbuf is the target's buffer count; timeout and maxout follow a target's own section")
+    func conf() {
+        var c = EngineConfiguration()
+        c.targets[e103] = TargetOverrides(deadsecs: 7, maxOutstanding: 4)
+        let rows = Render.file(.conf, target(), configuration: c, openCount: 0).split(separator: "\n").map(String.init)
+        #expect(rows.contains("maxbuf 16") && rows.contains("maxdata 8704") && rows.contains("mibsize 1024"))
+        #expect(rows.contains("timeout 7") && rows.contains("deadsecs 7") && rows.contains("maxout 4"))
+    }
+
+    @Test("attributes: an image is as large as the target; control files have their modes")
+    func attributes() {
+        let owner = (uid: uid_t(0), gid: gid_t(0))
+        let image = Attributes.of(.image(e103), inode: 4, image: target(), owner: owner, time: 0)
+        #expect(image.st_size == 2_097_152 * 512 && image.st_blocks == 2_097_152)
+        #expect(image.st_mode == S_IFREG | 0o660 && image.st_blksize == 8704 && image.st_ino == 4)
+        #expect(Attributes.of(.sysDir, inode: 2, image: nil, owner: owner, time: 0).st_mode == S_IFDIR | 0o755)
+        #expect(Attributes.of(.control(.err), inode: 9, image: nil, owner: owner, time: 0).st_mode == S_IFREG | 0o444)
+        #expect(Attributes.of(.control(.interfaces), inode: 9, image: nil, owner: owner, time: 0).st_mode
+                == S_IFREG | 0o644)
+        #expect(Attributes.of(.control(.discover), inode: 9, image: nil, owner: owner, time: 0).st_mode == S_IFREG | 0o200)
+        #expect(Attributes.of(.targetFile(e103, .config), inode: 9, image: target(), owner: owner, time: 0).st_mode
+                == S_IFREG | 0o644)
+        #expect(Attributes.of(.targetFile(e103, .stats), inode: 9, image: target(), owner: owner, time: 0).st_mode
+                == S_IFREG | 0o444)
+    }
+
+    @Test("control writes: every accepted spelling", arguments: [
+        (ControlFile.discover, "", ControlCommand.discover(.broadcast)),
+        (.discover, "10\n", .discover(TargetAddress(shelf: Shelf(10), slot: .broadcast))),
+        (.discover, "10.3", .discover(TargetAddress(shelf: Shelf(10), slot: Slot(3)))),
+        (.discover, "e10.3\n", .discover(TargetAddress(shelf: Shelf(10), slot: Slot(3)))),
+        (.interfaces, "eth1 eth2,eth3\n", .interfaces(["eth1", "eth2", "eth3"])),
+        (.interfaces, "\n", .interfaces([])),
+        (.revalidate, "e10.3", .revalidate(TargetAddress(shelf: Shelf(10), slot: Slot(3)))),
+        (.flush, "", .flush(.down)),
+        (.flush, "all\n", .flush(.all)),
+        (.flush, "e10.3", .flush(.target(TargetAddress(shelf: Shelf(10), slot: Slot(3))))),
+    ])
+    func controlAccepted(_ file: ControlFile, _ text: String, _ command: ControlCommand) {
+        #expect(ControlCommand.parse(file, text) == .success(command))
+    }
+
+    @Test("control writes: a mistake gets one line that says what to write", arguments: [
+        (ControlFile.discover, "ten", "«ten» is not a shelf (10) or shelf.slot (10.3)"),
+        (.revalidate, "disk", "no target «disk» (write eS.L, e.g. e10.3)"),
+        (.flush, "some", "no target «some» (write \"\", \"all\" or eS.L)"),
+        (.err, "x", "err is read-only"),
+    ])
+    func controlRefused(_ file: ControlFile, _ text: String, _ message: String) {
+        #expect(ControlCommand.parse(file, text) == .failure(ControlError(message)))
+    }
+}
