@@ -23,7 +23,10 @@ public struct TargetCounters: Sendable, Hashable {
     public var bytesWritten: UInt64 = 0
     public var reads: UInt64 = 0
     public var writes: UInt64 = 0
+    /// FLUSH CACHE (EXT) commands the target answered.
     public var flushes: UInt64 = 0
+    /// fsyncs answered without a frame (`FlushMode.none`).
+    public var localFlushes: UInt64 = 0
     public var rmwOps: UInt64 = 0
     public var probes: UInt64 = 0
     /// Large frames lost while their size was trusted (jumbo black-hole evidence).

@@ -27,6 +27,31 @@ public enum TargetState: String, Sendable, Hashable {
     case down = "down"
 }
 
+/// How a target's fsyncs are carried out, decided from what its IDENTIFY offers (ACS-3 words
+/// 82–87), shown as `flush` in `sys/eS.L/conf`.
+public enum FlushMode: String, Sendable, Hashable {
+    /// Answered at once, without a frame: no enabled write cache (acknowledged writes are
+    /// durable), no flush command offered, or the target aborted the ones it offered.
+    case none
+    /// FLUSH CACHE EXT (0xEA).
+    case ext
+    /// FLUSH CACHE (0xE7).
+    case e7
+
+    /// What an identity calls for.
+    public init(_ id: ATAIdentity) {
+        if !id.writeCacheEnabled {
+            self = .none
+        } else if id.flushCacheExt && id.supportsLBA48 {
+            self = .ext
+        } else if id.flushCache {
+            self = .e7
+        } else {
+            self = .none
+        }
+    }
+}
+
 /// A path's state, as the `paths` file words it.
 public enum PathStatus: String, Sendable, Hashable {
     /// Carrying I/O at its negotiated payload.
@@ -86,9 +111,13 @@ public struct TargetSnapshot: Sendable, Hashable {
     public var payload: Int
     public var outstanding: Int
     public var window: Int
+    /// How fsyncs reach this target.
+    public var flushMode: FlushMode
 
     public init(address: TargetAddress, state: TargetState, config: QueryConfig?, identity: ATAIdentity?,
-                paths: [PathSnapshot], counters: TargetCounters, payload: Int, outstanding: Int, window: Int) {
+                paths: [PathSnapshot], counters: TargetCounters, payload: Int, outstanding: Int, window: Int,
+                flushMode: FlushMode = .ext) {
+        self.flushMode = flushMode
         self.address = address
         self.state = state
         self.config = config

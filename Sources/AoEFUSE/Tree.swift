@@ -95,7 +95,8 @@ enum Render {
                 ("atarcv", k.atarcv), ("atasnd", k.atasnd), ("erraoe", k.erraoe), ("errata", k.errata),
                 ("errtimeout", k.errtimeout), ("errtrunc", k.errtrunc), ("errwmsg", k.errwmsg), ("retries", k.retries),
                 ("softerr", k.softerr), ("bytes_read", k.bytesRead), ("bytes_written", k.bytesWritten),
-                ("reads", k.reads), ("writes", k.writes), ("flushes", k.flushes), ("rmw_ops", k.rmwOps),
+                ("reads", k.reads), ("writes", k.writes), ("flushes", k.flushes), ("flushes_local", k.localFlushes),
+                ("rmw_ops", k.rmwOps),
                 ("rtt_avg_us", avg), ("rtt_dev_us", 0), ("rto_us", t.paths.first?.rto.microseconds ?? 0),
                 ("window", UInt64(t.window)), ("outstanding", UInt64(t.outstanding)), ("probes", k.probes),
                 ("lost_jumbo", k.lostJumbo),
@@ -108,6 +109,7 @@ enum Render {
                 ("maxbuf", String(t.config?.bufferCount ?? 0)), ("maxdata", String(t.payload)),
                 ("mibsize", String(sectors / 2048)), ("timeout", String(c.deadsecs(for: t.address))),
                 ("maxout", String(c.maxOutstanding(for: t.address))), ("deadsecs", String(c.deadsecs(for: t.address))),
+                ("wcache", t.identity?.writeCacheEnabled == true ? "1" : "0"), ("flush", t.flushMode.rawValue),
             ]
             return rows.map { "\($0.0) \($0.1)" }.joined(separator: "\n") + "\n"
         }

@@ -14,6 +14,15 @@ public struct ATAIdentity: Hashable, Sendable {
     public var supportsLBA48: Bool
     /// Addressable 512-byte sectors: words 100–103 for LBA48, else words 60–61.
     public var sectors: UInt64
+    /// A volatile write cache: supported (word 82 bit 5) and enabled (word 85 bit 5), ACS-3
+    /// §7.12.7. Without an enabled one a write is durable once acknowledged (write-through).
+    public var writeCacheSupported: Bool
+    public var writeCacheEnabled: Bool
+    /// FLUSH CACHE (0xE7) and FLUSH CACHE EXT (0xEA) offered: word 83 bits 12 and 13 (or the
+    /// enabled copies in word 86). Words 82–87 count only when word 83 (or 86) has bit 14 set
+    /// and bit 15 clear, as ACS requires.
+    public var flushCache: Bool
+    public var flushCacheExt: Bool
     /// Cylinders, heads, sectors per track (words 1, 3, 6), for tools that still ask.
     public var cylinders: UInt16
     public var heads: UInt16
@@ -24,8 +33,13 @@ public struct ATAIdentity: Hashable, Sendable {
 
     public init(
         model: String, serial: String, firmware: String, supportsLBA48: Bool, sectors: UInt64,
-        cylinders: UInt16 = 0, heads: UInt16 = 0, sectorsPerTrack: UInt16 = 0
+        writeCacheSupported: Bool = false, writeCacheEnabled: Bool = false, flushCache: Bool = false,
+        flushCacheExt: Bool = false, cylinders: UInt16 = 0, heads: UInt16 = 0, sectorsPerTrack: UInt16 = 0
     ) {
+        self.writeCacheSupported = writeCacheSupported
+        self.writeCacheEnabled = writeCacheEnabled
+        self.flushCache = flushCache
+        self.flushCacheExt = flushCacheExt
         self.model = model
         self.serial = serial
         self.firmware = firmware
@@ -51,6 +65,11 @@ public struct ATAIdentity: Hashable, Sendable {
             let printable = chars.map { $0 >= 0x20 && $0 < 0x7F ? $0 : 0x20 }
             return String(decoding: printable, as: UTF8.self).trimmingSpaces()
         }
+        // ACS: a word of the command-set block is valid when bit 14 is 1 and bit 15 is 0.
+        func valid(_ w: UInt16) -> Bool { w & 0xC000 == 0x4000 }
+        let first = valid(word(83))  // words 82–84
+        let second = valid(word(87))  // words 85–87
+        let offered = (first ? word(83) : 0) | (second ? word(86) : 0)
         let lba48 = (word(83) | word(86)) & (1 << 10) != 0
         let sectors: UInt64
         if lba48 {
@@ -60,7 +79,12 @@ public struct ATAIdentity: Hashable, Sendable {
         }
         self.init(
             model: string(27, 46), serial: string(10, 19), firmware: string(23, 26), supportsLBA48: lba48,
-            sectors: sectors, cylinders: word(1), heads: word(3), sectorsPerTrack: word(6))
+            sectors: sectors,
+            writeCacheSupported: first && word(82) & (1 << 5) != 0,
+            writeCacheEnabled: first && second && word(82) & (1 << 5) != 0 && word(85) & (1 << 5) != 0,
+            flushCache: offered & (1 << 12) != 0,
+            flushCacheExt: offered & (1 << 13) != 0,
+            cylinders: word(1), heads: word(3), sectorsPerTrack: word(6))
     }
 
     /// The 512 bytes a target returns for this identity (used by aoefs's own target and tests).
@@ -85,12 +109,15 @@ public struct ATAIdentity: Hashable, Sendable {
         let lba28 = min(sectors, 0x0FFF_FFFF)  // words 60–61 are capped for LBA48 disks
         set(60, UInt16(truncatingIfNeeded: lba28))
         set(61, UInt16(truncatingIfNeeded: lba28 >> 16))
+        let commands: UInt16 = (supportsLBA48 ? 1 << 10 : 0) | (flushCache ? 1 << 12 : 0) | (flushCacheExt ? 1 << 13 : 0)
+        set(82, writeCacheSupported ? 1 << 5 : 0)
+        set(83, 0x4000 | commands)
+        set(84, 0x4000)
+        set(85, writeCacheEnabled ? 1 << 5 : 0)
+        set(86, commands)
+        set(87, 0x4000)
         if supportsLBA48 {
-            set(83, 0x4000 | 1 << 10)
-            set(86, 1 << 10)
             for k in 0..<4 { set(100 + k, UInt16(truncatingIfNeeded: sectors >> (16 * UInt64(k)))) }
-        } else {
-            set(83, 0x4000)
         }
         return bytes
     }

@@ -15,6 +15,12 @@ public struct TargetSettings: Sendable, Hashable {
     public var bufferCount: UInt16 = 16
     /// Writes fail with ATA ABRT (`-r`).
     public var readOnly = false
+    /// IDENTIFY advertises a write cache (the default: the page cache is one). Without it the
+    /// target claims to be write-through, which is true only when the file is opened O_SYNC.
+    public var writeCache = true
+    /// FLUSH CACHE (EXT) is offered but aborted: a foreign target's behaviour, for testing
+    /// initiators (`--abort-flush`, with O_SYNC so no data depends on it).
+    public var abortsFlush = false
     /// Only these initiators get answers (`-m`); empty = everyone. Edited by MAC Mask List.
     public var allowedMACs: [MACAddress] = []
     /// IDENTIFY DEVICE strings.
@@ -88,13 +94,12 @@ public struct TargetCore: Sendable {
     public init(settings: TargetSettings, configString: [UInt8] = []) {
         self.settings = settings
         self.configString = configString
-        var id = ATAIdentity(model: settings.model, serial: settings.serial, firmware: settings.firmware,
-                             supportsLBA48: true, sectors: settings.sectors).encoded()
-        // Words 83 and 86, bits 12 and 13: FLUSH CACHE and FLUSH CACHE EXT supported and enabled
-        // (ATA8-ACS 7.16): this target's flush really reaches the disk.
-        id[167] |= 0x30
-        id[173] |= 0x30
-        identity = id
+        // A write cache (the page cache) and both flush commands, honestly: an acknowledged write
+        // may still be only in memory, and FLUSH CACHE (EXT) runs fdatasync (ACS-3 §7.12.7,
+        // words 82–87). An initiator that reads IDENTIFY therefore sends its fsyncs here.
+        identity = ATAIdentity(model: settings.model, serial: settings.serial, firmware: settings.firmware,
+                               supportsLBA48: true, sectors: settings.sectors, writeCacheSupported: settings.writeCache,
+                               writeCacheEnabled: settings.writeCache, flushCache: true, flushCacheExt: true).encoded()
     }
 
     /// The unsolicited config response a target broadcasts when it starts (vblade `aoead`): to
@@ -183,6 +188,7 @@ public struct TargetCore: Sendable {
             answer[Offsets.sectorCount] = 0xFF  // active or idle
             return .reply(answer)
         case .flushCache, .flushCacheExt:
+            if settings.abortsFlush { return ataError(.aborted) }
             counters.flushes += 1
             return .disk(.flush(header: answer))
         case .readSectors, .readSectorsExt, .writeSectors, .writeSectorsExt:

@@ -11,8 +11,13 @@ public struct MemoryTarget: Sendable {
     public var supportsLBA48 = true
     /// Answer writes with ATA error ABRT (vblade `-r`).
     public var readOnly = false
-    /// Abort FLUSH CACHE EXT, as vblade does.
+    /// A write cache, and both flush commands, in IDENTIFY (as a disk with its cache on).
+    public var writeCache = true
+    public var offersFlush = true
+    /// Abort FLUSH CACHE EXT although it is offered, as older disks do.
     public var abortsFlushExt = true
+    /// Abort FLUSH CACHE too (a target that cannot flush).
+    public var abortsFlush = false
     /// Answer nothing at all (a crashed target).
     public var silent = false
     /// Answer every ATA command with this AoE error.
@@ -73,7 +78,9 @@ public struct MemoryTarget: Sendable {
             switch m.opcode {
             case .identifyDevice:
                 r.data = ATAIdentity(model: "memory target", serial: "MEM\(address)", firmware: "1",
-                                     supportsLBA48: supportsLBA48, sectors: sectors).encoded()
+                                     supportsLBA48: supportsLBA48, sectors: sectors, writeCacheSupported: writeCache,
+                                     writeCacheEnabled: writeCache, flushCache: offersFlush,
+                                     flushCacheExt: offersFlush && supportsLBA48).encoded()
             case .readSectors, .readSectorsExt:
                 if lba + UInt64(m.sectorCount) > sectors { abort(.idNotFound) } else {
                     r.data = (0..<UInt64(m.sectorCount)).flatMap { sector(lba + $0) }
@@ -85,7 +92,7 @@ public struct MemoryTarget: Sendable {
             case .flushCacheExt:
                 if abortsFlushExt { abort(.aborted) } else { flushes += 1 }
             case .flushCache:
-                flushes += 1
+                if abortsFlush { abort(.aborted) } else { flushes += 1 }
             default:
                 abort(.aborted)
             }

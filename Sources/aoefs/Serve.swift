@@ -34,6 +34,12 @@ struct Serve: ParsableCommand {
     @Flag(name: .customShort("d"), help: "Open the file O_DIRECT (bypass the page cache).")
     var direct = false
 
+    @Flag(help: "Advertise no write cache in IDENTIFY, as a write-through disk does (implies -s, so it is true). Initiators that read IDENTIFY then send no FLUSH.")
+    var writeThrough = false
+
+    @Flag(help: "Offer FLUSH CACHE (EXT) in IDENTIFY but abort it, as some foreign targets do: for testing initiators (implies -s, so no data depends on a flush).")
+    var abortFlush = false
+
     @Option(name: .customShort("o"), help: ArgumentHelp("Sectors at the start of the file not exported.", valueName: "offset"))
     var offset: UInt64 = 0
 
@@ -67,18 +73,17 @@ struct Serve: ParsableCommand {
         guard let macs else { return [] }
         return try macs.split(separator: ",").map { text in
             let t = text.trimmingCharacters(in: .whitespaces)
-            let hex = t.replacingOccurrences(of: ":", with: "")
-            guard hex.count == 12, let v = UInt64(hex, radix: 16) else {
+            guard let mac = MACAddress(parsing: t) else {
                 throw ValidationError("-m: '\(t)' is not a MAC address (like 52:54:00:12:34:56)")
             }
-            return MACAddress(rawValue: v)
+            return mac
         }
     }
 
     func run() throws {
         let backing: BackingFile
         do {
-            backing = try BackingFile(path: file, readOnly: readOnly, direct: direct, sync: sync,
+            backing = try BackingFile(path: file, readOnly: readOnly, direct: direct, sync: sync || writeThrough || abortFlush,
                                       offsetSectors: offset, lengthSectors: length)
         } catch { throw CLIError("\(error)") }
         let link: PacketLink
@@ -87,6 +92,8 @@ struct Serve: ParsableCommand {
                                       mac: link.macAddress, mtu: link.mtu, sectors: backing.size / 512)
         settings.bufferCount = UInt16(bufferCount)
         settings.readOnly = readOnly
+        settings.writeCache = !writeThrough
+        settings.abortsFlush = abortFlush
         settings.allowedMACs = try allowedMACs()
         settings.serial = "\(shelf).\(slot):\(ProcessInfo.processInfo.hostName.prefix(12))"
         settings.firmware = "aoefs"

@@ -312,6 +312,39 @@ struct FailureTests {
         #expect(sim.outcome(f) == .ok)
         #expect(sim.targets[0].flushes == 1, "0xea was aborted, 0xe7 reached the target")
         #expect(sim.target?.counters.flushes == 1)
+        #expect(sim.target?.flushMode == .e7, "later flushes go straight to 0xe7")
+    }
+
+    @Test("a write-through target (no write cache in IDENTIFY): a flush waits for earlier writes, sends nothing")
+    func flushOnWriteThroughTarget() throws {
+        var t = MemoryTarget(address: e103, mac: targetMAC)
+        t.writeCache = false
+        var sim = Simulation(links: [(link0, 9000)], targets: [(t, [link0])])
+        #expect(sim.run(for: .seconds(5)) { $0.target?.isSettled == true && $0.target?.state == .up })
+        #expect(sim.target?.flushMode == FlushMode.none)
+        let w = sim.submit(.write, e103, lba: 0, sectors: 256, buffer: IOBuffer(pattern(256 * 512, seed: 6)))
+        let f = sim.submit(.flush, e103, lba: 0, sectors: 0)
+        #expect(!sim.isDone(f), "the flush waits for the write before it")
+        #expect(sim.run(for: .seconds(5)) { $0.isDone(f) })
+        #expect(sim.isDone(w) && sim.outcome(f) == .ok)
+        #expect(sim.targets[0].flushes == 0 && sim.target?.counters.flushes == 0)
+        #expect(sim.target?.counters.localFlushes == 1)
+    }
+
+    @Test("a target that offers FLUSH but aborts both: logged once, and every fsync succeeds")
+    func flushAbortedByTarget() throws {
+        var t = MemoryTarget(address: e103, mac: targetMAC)
+        t.abortsFlush = true
+        var sim = Simulation(links: [(link0, 9000)], targets: [(t, [link0])])
+        #expect(sim.run(for: .seconds(5)) { $0.target?.isSettled == true && $0.target?.state == .up })
+        for _ in 0..<3 {
+            let f = sim.submit(.flush, e103, lba: 0, sectors: 0)
+            #expect(sim.run(for: .seconds(5)) { $0.isDone(f) })
+            #expect(sim.outcome(f) == .ok)
+        }
+        #expect(sim.log.filter { $0.contains("fsync is answered without a flush") }.count == 1)
+        #expect(sim.target?.flushMode == FlushMode.none)
+        #expect(sim.target?.counters.localFlushes == 3)
     }
 }
 

@@ -235,9 +235,9 @@ struct MountTests {
         #expect(!(try must("ls \(m.mnt)")).contains("e10.3"))
     }
 
-    @Test("fsync sends FLUSH CACHE on the wire and counts it")
+    @Test("fsync on a target with a write cache (aoefs serve) sends FLUSH CACHE on the wire and counts it")
     func fsyncFlushes() throws {
-        let m = try MountLab()
+        let m = try MountLab(program: .aoefsServe)
         defer { m.tearDown() }
         let cap = m.lab.directory.appendingPathComponent("cap.pcap").path
         let output = try OutputCapture(appendingTo: m.lab.directory.appendingPathComponent("tcpdump.log").path)
@@ -256,6 +256,8 @@ struct MountTests {
         #expect(eventually(timeout: .seconds(5), flushOnWire), "0xea or 0xe7 on the wire")
         dump.signal(SIGINT)
         dump.wait()
+        let conf = try m.sys("conf")
+        #expect(conf.contains("wcache 1\n") && conf.contains("flush ext\n"), "\(conf)")
     }
 
     @Test("vblade killed with --deadsecs 5: dd gets EIO within 10 s, state reads down, unmount works")

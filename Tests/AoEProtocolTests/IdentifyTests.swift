@@ -29,6 +29,24 @@ struct IdentifyTests {
         return w.flatMap { [UInt8(truncatingIfNeeded: $0), UInt8($0 >> 8)] }
     }
 
+    @Test("words 82–87: vblade offers FLUSH CACHE but no write cache; our encoding round-trips each bit")
+    func writeCacheAndFlushWords() throws {
+        let v = try ATAIdentity(parsing: vbladeLike(sectors: 1 << 21))
+        #expect(!v.writeCacheSupported && !v.writeCacheEnabled)
+        #expect(v.flushCache && !v.flushCacheExt)
+        for (wc, flush, ext) in [(true, true, true), (true, false, false), (false, true, false), (false, false, false)] {
+            let id = ATAIdentity(model: "m", serial: "s", firmware: "f", supportsLBA48: true, sectors: 1 << 21,
+                                 writeCacheSupported: wc, writeCacheEnabled: wc, flushCache: flush, flushCacheExt: ext)
+            #expect(try ATAIdentity(parsing: id.encoded()) == id)
+        }
+        // Words 82–84 count only with word 83's bit 14 set and bit 15 clear (ACS-3 §7.12.7).
+        var bytes = vbladeLike(sectors: 1 << 21)
+        bytes[2 * 82] = 1 << 5
+        bytes[2 * 83 + 1] = 0x94  // bit 15 set: the word is invalid
+        let invalid = try ATAIdentity(parsing: bytes)
+        #expect(!invalid.writeCacheSupported)
+    }
+
     @Test func lba48CapacityFromWords100To103() throws {
         let sectors: UInt64 = 130 << 21  // 130 GiB
         let id = try ATAIdentity(parsing: vbladeLike(sectors: sectors))

@@ -49,12 +49,27 @@ extension SectorScheduler {
         guard let m else { return }  // the router passes no view only with the error flag
 
         if m.status.isFailure {
-            if range.kind == .flushExt && m.errorRegister.contains(.aborted) {
-                // vblade and older disks abort FLUSH CACHE EXT: retry with FLUSH CACHE (0xe7).
-                flushExtUnsupported = true
+            if range.kind == .flushExt && m.errorRegister.contains(.aborted) && identity?.flushCache ?? true {
+                // Older disks abort FLUSH CACHE EXT they offered: use FLUSH CACHE (0xe7).
+                flushMode = .e7
                 var r = range
                 r.kind = .flush28
                 queue.prepend(r)
+            } else if range.kind.isFlush && m.errorRegister.contains(.aborted) {
+                // Every flush it offers aborted: it cannot flush, so asking again would only fail
+                // every fsync (mkfs.ext4 dies of that). Answer this one and all later ones at once.
+                if !flushAbortLogged {
+                    out.append(.log("\(address): aborts \(range.kind) although IDENTIFY offers it; "
+                                    + "fsync is answered without a flush from now on"))
+                    flushAbortLogged = true
+                }
+                flushMode = .none
+                if let id = range.request, pending.removeValue(forKey: id) != nil {
+                    counters.localFlushes += 1
+                    out.append(.complete(id, .success(())))
+                    if pending.isEmpty { workSince = nil }
+                }
+                releaseFlushes(&out)
             } else if range.kind == .identify {
                 out.append(.log("\(address): IDENTIFY failed: status \(m.status), error \(m.errorRegister)"))
                 identifyQueued = false
@@ -80,7 +95,10 @@ extension SectorScheduler {
                 (buffer.bytes.baseAddress! + range.bufferOffset).copyMemory(from: m.data.baseAddress!, byteCount: count)
             }
             finish(range, &out)
-        case .write, .flushExt, .flush28:
+        case .write:
+            finish(range, &out)
+        case .flushExt, .flush28:
+            counters.flushes += 1
             finish(range, &out)
         }
         pump(&wire, now: now, &out)
@@ -188,6 +206,7 @@ extension SectorScheduler {
         return TargetSnapshot(
             address: address, state: state, config: config, identity: identity, paths: rows,
             counters: counters, payload: (usable.isEmpty ? rows : usable).map(\.payload).min() ?? 0,
-            outstanding: rows.map(\.outstanding).reduce(0, +), window: rows.map(\.window).reduce(0, +))
+            outstanding: rows.map(\.outstanding).reduce(0, +), window: rows.map(\.window).reduce(0, +),
+            flushMode: flushMode)
     }
 }

@@ -27,7 +27,11 @@ struct SectorScheduler: Sendable {
     var revalidating = false
     /// A revalidate accepts a changed capacity or serial.
     var acceptNewIdentity = false
-    var flushExtUnsupported = false
+    /// How fsyncs are carried out: from IDENTIFY, then down to `.e7` or `.none` when the target
+    /// aborts what it offered.
+    var flushMode: FlushMode = .ext
+    /// The abort of every offered flush was logged (once per target).
+    var flushAbortLogged = false
     var counters = TargetCounters()
 
     init(address: TargetAddress, now: Instant) {
@@ -77,6 +81,7 @@ struct SectorScheduler: Sendable {
             out.append(.targetsChanged)
             return
         }
+        if identity == nil || acceptNewIdentity { flushMode = FlushMode(id) }
         identity = id
         revalidating = false
         acceptNewIdentity = false
@@ -107,19 +112,27 @@ struct SectorScheduler: Sendable {
             queue.append(WorkRange(request: r.id, kind: .write, lba: r.lba, sectors: r.sectors, bufferOffset: r.bufferOffset))
         case .flush:
             flushWaiting.append(r.id)
-            releaseFlushes()
+            releaseFlushes(&out)
         }
         pump(&wire, now: now, &out)
     }
 
-    /// Queues each waiting flush whose earlier writes have all completed.
-    mutating func releaseFlushes() {
+    /// Sends each waiting flush whose earlier writes have all completed, or answers it at once
+    /// when the target needs none (`FlushMode.none`: its acknowledged writes are durable).
+    mutating func releaseFlushes(_ out: inout [EngineAction]) {
         guard !flushWaiting.isEmpty else { return }
         let oldestWrite = pending.values.filter { $0.request.kind == .write }.map(\.sequence).min() ?? .max
         while let id = flushWaiting.first, let p = pending[id], p.sequence < oldestWrite {
             flushWaiting.removeFirst()
-            let kind: FrameKind = flushExtUnsupported || !(identity?.supportsLBA48 ?? true) ? .flush28 : .flushExt
-            queue.append(WorkRange(request: id, kind: kind, lba: 0, sectors: 0, bufferOffset: 0))
+            switch flushMode {
+            case .none:
+                pending[id] = nil
+                counters.localFlushes += 1
+                out.append(.complete(id, .success(())))
+                if pending.isEmpty { workSince = nil }
+            case .ext: queue.append(WorkRange(request: id, kind: .flushExt, lba: 0, sectors: 0, bufferOffset: 0))
+            case .e7: queue.append(WorkRange(request: id, kind: .flush28, lba: 0, sectors: 0, bufferOffset: 0))
+            }
         }
     }
 
@@ -138,10 +151,10 @@ struct SectorScheduler: Sendable {
         switch p.request.kind {
         case .read: counters.reads += 1
         case .write: counters.writes += 1
-        case .flush: counters.flushes += 1
+        case .flush: break  // counted as the command was answered
         }
         out.append(.complete(id, .success(())))
-        if p.request.kind == .write { releaseFlushes() }
+        if p.request.kind == .write { releaseFlushes(&out) }
         if pending.isEmpty { workSince = nil }
     }
 
@@ -149,7 +162,7 @@ struct SectorScheduler: Sendable {
         guard let p = pending.removeValue(forKey: id) else { return }
         flushWaiting.removeAll { $0 == id }
         out.append(.complete(id, .failure(error)))
-        if p.request.kind == .write { releaseFlushes() }
+        if p.request.kind == .write { releaseFlushes(&out) }
         if pending.isEmpty { workSince = nil }
     }
 

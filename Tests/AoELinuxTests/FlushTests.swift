@@ -1,0 +1,51 @@
+import AoETestSupport
+import Foundation
+import Testing
+
+/// Targets that need no flush, or cannot do one: what IDENTIFY offers decides (ACS-3 words 82–87).
+extension MountTests {
+    @Test("a write-through target (vblade: no write cache in IDENTIFY): fsync succeeds at once, no FLUSH frame")
+    func fsyncOnWriteThroughTarget() throws {
+        let m = try MountLab(program: .vblade)
+        defer { m.tearDown() }
+        let conf = try m.sys("conf")
+        #expect(conf.contains("wcache 0\n") && conf.contains("flush none\n"), "\(conf)")
+        try must("dd if=/dev/urandom of=\(m.image) bs=64k count=16 conv=notrunc,nocreat,fsync status=none")
+        try must("sync \(m.image)")
+        #expect(try m.stat("flushes") == 0, "no FLUSH command went to the target")
+        #expect(try m.stat("flushes_local") >= 1, "the fsyncs were answered")
+        #expect(try m.stat("writes") >= 16)
+    }
+
+    @Test("targets that cannot flush: mkfs.ext4, files and fsck -fn clean; one that aborts FLUSH is logged once",
+          arguments: [["--write-through"], ["--abort-flush"]])
+    func filesystemOnTargetWithoutFlush(_ flags: [String]) throws {
+        let m = try MountLab(flags: flags, program: .aoefsServe)
+        defer { m.tearDown() }
+        let loop = try must("losetup -f --show \(m.image)").trimmingCharacters(in: .whitespacesAndNewlines)
+        defer { _ = try? sh("losetup -d \(loop)") }
+        let fsdir = m.lab.directory.appendingPathComponent("ext4").path
+        let tree = m.lab.directory.appendingPathComponent("tree").path
+        try must("mkfs.ext4 -q -F \(loop)")
+        try must("mkdir -p \(fsdir) \(tree) && for i in $(seq 20); do head -c $((i * 7919)) /dev/urandom > \(tree)/f$i; done")
+        try must("mount \(loop) \(fsdir) && cp -a \(tree) \(fsdir)/ && sync -f \(fsdir) && umount \(fsdir)")
+        let fsck = try sh("fsck.ext4 -fn \(loop)")
+        #expect(fsck.status == 0, "fsck: \(fsck.out)")
+        try must("mount \(loop) \(fsdir)")
+        let diff = try sh("diff -r \(tree) \(fsdir)/tree")
+        _ = try? sh("umount \(fsdir)")
+        #expect(diff.status == 0, "\(diff.out)")
+        #expect(try m.stat("flushes") == 0, "no FLUSH command was answered")
+        #expect(try m.stat("flushes_local") >= 1, "fsyncs were answered")
+        let conf = try m.sys("conf")
+        #expect(conf.contains("flush none\n"), "\(conf)")
+        let aborts = m.log(of: m.lab).components(separatedBy: "fsync is answered without a flush").count - 1
+        if flags == ["--abort-flush"] {
+            #expect(conf.contains("wcache 1\n"), "\(conf)")
+            #expect(aborts == 1, "one line for the aborted FLUSH: \(m.log(of: m.lab))")
+        } else {
+            #expect(conf.contains("wcache 0\n"), "\(conf)")
+            #expect(aborts == 0)
+        }
+    }
+}
