@@ -65,7 +65,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .executableTarget(name: "aoe-lab", dependencies: ["AoETestSupport"], swiftSettings: strict),
+        .executableTarget(name: "aoe-lab", dependencies: ["AoETestSupport", "AoELinux", "AoEProtocol"], swiftSettings: strict),
         .testTarget(name: "AoEProtocolTests", dependencies: ["AoEProtocol", "AoELinux", "AoETestSupport"], swiftSettings: strict),
         .testTarget(
             name: "AoELinuxTests",

@@ -23,6 +23,8 @@ extension Duration {
     }
     /// Microseconds, for counters.
     public var microseconds: UInt64 { nanoseconds / 1000 }
+    /// Milliseconds, for log lines.
+    public var milliseconds: UInt64 { nanoseconds / 1_000_000 }
 }
 
 /// Where the driver reads the time.

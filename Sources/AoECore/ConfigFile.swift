@@ -19,6 +19,7 @@ public struct ConfigFileError: Error, Hashable, CustomStringConvertible {
 /// maxout = 128
 /// maxdata = 8704
 /// mtu = 9000
+/// maxpaths = 8                # paths per target per interface (Linux NTARGETS)
 ///
 /// [interface eth1]
 /// mtu = 9000                  # what the switches between us and the targets carry
@@ -36,6 +37,7 @@ public struct AoEConfigFile: Sendable, Hashable {
     public var maxOutstanding: Int?
     public var maxPayload: Int?
     public var mtu: Int?
+    public var maxPaths: Int?
     public var interfaceSettings: [String: InterfaceOverrides] = [:]
     public var targetSettings: [TargetAddress: TargetOverrides] = [:]
 
@@ -104,8 +106,9 @@ public struct AoEConfigFile: Sendable, Hashable {
             case (.global, "maxout"): maxOutstanding = try number(1, 65535, "a count of frames ≥ 1")
             case (.global, "maxdata"): maxPayload = try payload()
             case (.global, "mtu"): mtu = try number(534, 65535, mtuRange)
+            case (.global, "maxpaths"): maxPaths = try number(1, 64, "a count of paths from 1 to 64")
             case (.global, _):
-                throw fail("unknown key '\(key)' (expected interfaces, deadsecs, maxout, maxdata or mtu)")
+                throw fail("unknown key '\(key)' (expected interfaces, deadsecs, maxout, maxdata, mtu or maxpaths)")
             case (.interface(let name), "mtu"): interfaceSettings[name, default: .init()].mtu = try number(534, 65535, mtuRange)
             case (.interface(let name), "maxdata"): interfaceSettings[name, default: .init()].maxPayload = try payload()
             case (.interface, _):
@@ -133,6 +136,7 @@ public struct AoEConfigFile: Sendable, Hashable {
         if let v = maxOutstanding { c.maxOutstanding = v }
         if let v = maxPayload { c.maxPayload = v }
         if let v = mtu { c.mtu = v }
+        if let v = maxPaths { c.maxPathsPerInterface = v }
         c.interfaces.merge(interfaceSettings) { _, new in new }
         c.targets.merge(targetSettings) { _, new in new }
     }

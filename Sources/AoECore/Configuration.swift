@@ -19,8 +19,11 @@ public struct EngineConfiguration: Sendable, Hashable {
     public var probeTimeout: Duration = .milliseconds(100)
     /// While a target is down, ask for it this often.
     public var downQueryInterval: Duration = .seconds(1)
-    /// How long a path that lost more than twice its window is set aside before a re-probe.
-    public var setAsideTime: Duration = .seconds(5)
+    /// The most paths (candidates included) one target may have through one interface (Linux
+    /// NTARGETS' idea; `maxpaths` in aoefs.conf): a LAN full of impostors cannot make more.
+    public var maxPathsPerInterface: Int = 8
+    /// How many IDENTIFYs a candidate path gets (each waiting twice as long) before it is dropped.
+    public var verifyAttempts: Int = 4
     /// A cap on every interface's MTU (`--mtu`): for a NIC set to jumbo behind a smaller path.
     public var mtu: Int?
     /// Settings for one target (`[target e10.3]` in aoefs.conf); they win over the global ones.

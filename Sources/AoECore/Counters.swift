@@ -31,6 +31,10 @@ public struct TargetCounters: Sendable, Hashable {
     public var probes: UInt64 = 0
     /// Large frames lost while their size was trusted (jumbo black-hole evidence).
     public var lostJumbo: UInt64 = 0
+    /// Verified paths ejected: silent while another path of the target answered.
+    public var ejected: UInt64 = 0
+    /// Candidate paths dropped: they announced themselves but never answered IDENTIFY.
+    public var candidatesDropped: UInt64 = 0
 
     public init() {}
 }

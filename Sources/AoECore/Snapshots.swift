@@ -58,8 +58,10 @@ public enum PathStatus: String, Sendable, Hashable {
     case ok = "ok"
     /// Carrying I/O while the payload search goes on.
     case probing = "probing"
-    /// Lost too many frames in a row while another path worked: used only when no other is.
-    case setAside = "set-aside"
+    /// Announced itself (Query Config) and has not yet answered IDENTIFY as this target: no I/O.
+    case candidate = "candidate"
+    /// Answered IDENTIFY as a different disk: a second box with the same shelf.slot. Never used.
+    case duplicate = "duplicate"
     /// Its interface is down or not on the allow-list.
     case linkDown = "link-down"
 

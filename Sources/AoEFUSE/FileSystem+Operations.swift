@@ -7,8 +7,7 @@ import Foundation
 /// The FUSE operations, called on whichever thread serves the session.
 extension AoEFileSystem {
     func lookup(_ r: Reply, parent: fuse_ino_t, name: String) {
-        guard let p = node(parent), let kids = children(p), let child = kids.first(where: { $0.0 == name })?.1,
-            let st = attributes(child)
+        guard let p = node(parent), let child = child(of: p, named: name), let st = attributes(child)
         else { return r.error(ENOENT) }
         var e = fuse_entry_param()
         e.ino = inode(child)

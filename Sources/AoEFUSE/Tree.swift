@@ -66,7 +66,7 @@ enum Render {
     static func file(_ f: SysFile, _ t: TargetSnapshot, configuration c: EngineConfiguration, openCount: Int) -> String {
         switch f {
         case .state: return state(t, openCount: openCount)
-        case .mac: return (t.paths.first?.mac.compactHex ?? "none") + "\n"
+        case .mac: return ((t.paths.first { $0.state.isHealthy } ?? t.paths.first)?.mac.compactHex ?? "none") + "\n"
         case .netif:
             var seen: [String] = []
             for p in t.paths where !seen.contains(p.interface) { seen.append(p.interface) }
@@ -99,7 +99,7 @@ enum Render {
                 ("rmw_ops", k.rmwOps),
                 ("rtt_avg_us", avg), ("rtt_dev_us", 0), ("rto_us", t.paths.first?.rto.microseconds ?? 0),
                 ("window", UInt64(t.window)), ("outstanding", UInt64(t.outstanding)), ("probes", k.probes),
-                ("lost_jumbo", k.lostJumbo),
+                ("lost_jumbo", k.lostJumbo), ("ejected", k.ejected), ("candidates_dropped", k.candidatesDropped),
             ]
             return rows.map { "\($0.0) \($0.1)" }.joined(separator: "\n") + "\n"
         case .conf:

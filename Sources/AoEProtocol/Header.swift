@@ -129,13 +129,16 @@ public struct AoEHeader: Hashable, Sendable {
     }
 
     /// Decodes the 24-byte header at the start of `b`.
-    /// - Throws: `.runt` if fewer than 24 bytes, `.notAoE` for another ethertype, `.unsupportedVersion`.
+    /// - Throws: `.runt` if fewer than 24 bytes, `.notAoE` for another ethertype, `.unsupportedVersion`
+    ///   for a version above 1. Version 0 is accepted: vblade (through 25) sends its start-up
+    ///   announcement (aoe.c `aoead`) with the version nibble left 0, and Linux's aoenet_rcv does
+    ///   not check it; refusing it would leave a restarted vblade unseen until the next beacon.
     public init(decoding b: UnsafeRawBufferPointer) throws(AoEDecodeError) {
         guard b.count >= Self.size else { throw .runt(length: b.count, minimum: Self.size) }
         let type = b.be16(12)
         guard type == aoeEtherType else { throw .notAoE(etherType: type) }
         let verFlags = b.u8(14)
-        guard verFlags >> 4 == 1 else { throw .unsupportedVersion(verFlags >> 4) }
+        guard verFlags >> 4 <= 1 else { throw .unsupportedVersion(verFlags >> 4) }
         self.init(
             destination: b.mac(0), source: b.mac(6), version: verFlags >> 4,
             flags: AoEFlags(rawValue: verFlags & 0x0F), error: AoEErrorCode(rawValue: b.u8(15)),

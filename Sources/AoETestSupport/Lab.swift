@@ -25,7 +25,7 @@ public final class Lab: Sendable {
     /// Scratch directory for backing files and logs: `/tmp/aoet-<id>` (or `$AOEFS_LAB_DIR`).
     public let directory: URL
     /// What the lab made, for teardown and for the sweep after a killed run.
-    let ledger: ResourceLedger
+    public let ledger: ResourceLedger
     private let state = Locked(State())
 
     struct State {

@@ -20,6 +20,8 @@ public struct MemoryTarget: Sendable {
     public var abortsFlush = false
     /// Answer nothing at all (a crashed target).
     public var silent = false
+    /// Answer Query Config but no ATA command (a stale announcer, an impostor).
+    public var ignoresATA = false
     /// Answer every ATA command with this AoE error.
     public var aoeError: AoEErrorCode?
     public private(set) var storage: [UInt64: [UInt8]] = [:]
@@ -63,6 +65,7 @@ public struct MemoryTarget: Sendable {
                 bufferCount: bufferCount, firmwareVersion: 0x4019, sectorsPerCommand: sectorsPerCommand,
                 aoeVersion: 1))).encoded()]
         case .ata(let m):
+            if ignoresATA { return [] }
             commands += 1
             if let e = aoeError {
                 rh.flags.insert(.error)

@@ -3,6 +3,7 @@
 // that check teardown on signals.
 //
 //   aoe-lab [--mtu N] [--size BYTES] [--switch PORT_MTU]
+//   aoe-lab flood --iface IF --target S.L …   (see Flood.swift)
 import AoETestSupport
 import Foundation
 
@@ -15,6 +16,7 @@ var mtu = 9000
 var size: UInt64 = 1 << 30
 var portMTU: Int?
 var args = CommandLine.arguments.dropFirst()
+if args.first == "flood" { flood(Array(args.dropFirst())) }
 while let a = args.popFirst() {
     switch a {
     case "--mtu": guard let v = args.popFirst().flatMap({ Int($0) }) else { fail("--mtu needs a number") }; mtu = v

@@ -36,7 +36,7 @@ struct ConfigFileTests {
     }
 
     @Test("mistakes name the file, the line and what was expected", arguments: [
-        ("deadsecs = 60\nmxout = 4\n", "/etc/aoefs.conf:2: unknown key 'mxout' (expected interfaces, deadsecs, maxout, maxdata or mtu)"),
+        ("deadsecs = 60\nmxout = 4\n", "/etc/aoefs.conf:2: unknown key 'mxout' (expected interfaces, deadsecs, maxout, maxdata, mtu or maxpaths)"),
         ("[target e10.3]\ntimout = 4\n", "/etc/aoefs.conf:2: unknown key 'timout' in [target e10.3] (expected timeout, maxout or maxdata)"),
         ("\n\n[taget e10.3]\n", "/etc/aoefs.conf:3: unknown section [taget e10.3] (expected [interface NAME] or [target eS.L])"),
         ("[target 10]\n", "/etc/aoefs.conf:1: '10' is not a target (expected eS.L, e.g. e10.3)"),

@@ -44,6 +44,8 @@ struct EngineLab {
     let initiators: [String]
     /// When the engine was started.
     var started = ContinuousClock.now
+    /// The veth pair of a `direct` lab.
+    var net: Lab.Direct? = nil
 
     static func direct(mtu: Int, size: UInt64, flags: [String] = [], configuration: EngineConfiguration = .init()) throws -> EngineLab {
         let lab = try Lab()
@@ -54,7 +56,7 @@ struct EngineLab {
                                         file: file, flags: flags)
             let engine = Engine(links: [try PacketLink(interface: net.initiator)], configuration: configuration)
             engine.start()
-            return EngineLab(lab: lab, file: file, vblades: [v], engine: engine, initiators: [net.initiator])
+            return EngineLab(lab: lab, file: file, vblades: [v], engine: engine, initiators: [net.initiator], net: net)
         } catch {
             lab.teardown()
             throw error

@@ -81,6 +81,15 @@ struct MalformedTests {
         #expect(AoEDecodeError.unsupportedVersion(2).description.contains("bad version"))
     }
 
+    @Test("vblade's start-up announcement (aoe.c aoead) leaves the version nibble 0: it decodes")
+    func versionZeroAnnouncement() throws {
+        var bytes = goldenFrames.first { $0.name.contains("Query Config response") }!.bytes
+        bytes[14] = 0x08  // version 0, response flag
+        let f = try AoEFrame(decoding: bytes)
+        #expect(f.header.version == 0 && f.header.isResponse)
+        guard case .queryConfig = f.body else { Issue.record("not a config response: \(f.body)"); return }
+    }
+
     @Test func configStringLongerThanFrame() {
         var bytes = goldenFrames[1].bytes
         bytes[30] = 0x00

@@ -1,7 +1,7 @@
 import AoEProtocol
 
-/// One path of a target: a position in its `PathSet`, stable for the target's lifetime (paths
-/// are added, never removed).
+/// One path of a target, numbered in the order its `PathSet` made them: never reused, so a frame
+/// in flight on a path that was ejected finds no path rather than another one.
 public struct PathID: Hashable, Sendable, Comparable, CustomStringConvertible {
     public var rawValue: Int
     public init(_ v: Int) { rawValue = v }
@@ -17,11 +17,29 @@ enum ProbeKind: Sendable, Hashable {
     case suspectSize
     /// A suspect path: are small frames still answered?
     case alive
+    /// A candidate path: does it answer IDENTIFY as this target? (Paths are earned, not claimed.)
+    case verify
+}
+
+/// Where a path stands. Paths are earned, not claimed: a Query Config response from a new MAC
+/// makes a candidate, and only an IDENTIFY answered with the target's identity makes it carry I/O.
+enum PathStanding: Sendable, Hashable {
+    case candidate
+    case verified
+    /// Answered IDENTIFY as a different disk: a duplicate shelf.slot on the LAN.
+    case duplicate
 }
 
 /// A local interface and a target MAC that answered on it (Linux `struct aoeif` within an
 /// `aoetgt`): its own payload negotiation, congestion window and RTT.
 struct Path: Sendable {
+    let id: PathID
+    var standing: PathStanding = .candidate
+    /// The Query Config this path's MAC last sent.
+    var config: QueryConfig
+    /// When the path was made, and when a frame on it was last answered.
+    let since: Instant
+    var lastAnswer: Instant?
     var link: LinkID
     var mac: MACAddress
     /// The interface MTU when the path was made (the link's current one wins when known).
@@ -33,14 +51,21 @@ struct Path: Sendable {
     var sent: UInt64 = 0
     var lost: UInt64 = 0
     var lossesSinceAnswer = 0
-    var setAsideUntil: Instant?
+    /// Of those, the frames another verified path answered something while they were out.
+    var lossesWhileOthersAnswered = 0
+    /// The verification IDENTIFY in flight, and how many were sent.
+    var verifyTag: Tag?
+    var verifyAttempts = 0
     /// The payload-search or suspect-size probe in flight.
     var probeTag: Tag?
     /// The small liveness probe in flight while the path is suspect.
     var aliveTag: Tag?
 
-    init(link: LinkID, mac: MACAddress, mtu: Int, config: QueryConfig, configuration: EngineConfiguration,
-         maxOutstanding: Int, maxPayload: Int?) {
+    init(id: PathID, link: LinkID, mac: MACAddress, mtu: Int, config: QueryConfig, configuration: EngineConfiguration,
+         maxOutstanding: Int, maxPayload: Int?, now: Instant) {
+        self.id = id
+        self.config = config
+        since = now
         self.link = link
         self.mac = mac
         self.mtu = mtu

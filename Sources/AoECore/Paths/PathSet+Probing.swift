@@ -7,7 +7,7 @@ extension PathSet {
     /// flight. The caller checks that the target is up.
     mutating func continueProbing(_ id: PathID, counters: inout TargetCounters, _ wire: inout Wire, now: Instant,
                                   _ out: inout [EngineAction]) {
-        guard contains(id), self[id].probeTag == nil, isUsable(id, wire, now: now),
+        guard contains(id), self[id].probeTag == nil, isUsable(id, wire),
             let sectors = self[id].negotiator.startProbe()
         else { return }
         sendProbe(id, sectors: sectors, kind: .search, counters: &counters, &wire, now: now, &out)
@@ -53,6 +53,8 @@ extension PathSet {
         let name = wire.links[self[id].link]?.name ?? "?"
         let peer = "\(address): \(name) → \(self[id].mac)"
         switch f.probe ?? .search {
+        case .verify:
+            return  // `verified` and `verifyTimedOut` handle these
         case .search:
             self[id].probeTag = nil
             if answered {
@@ -85,6 +87,78 @@ extension PathSet {
         if after != before, let l = wire.links[self[id].link] {
             out.append(.log("\(address): \(l.name) → \(self[id].mac): payload \(before) → \(after) bytes"
                             + (self[id].negotiator.isSettled ? "" : " (probing)")))
+        }
+    }
+
+    // MARK: - Verification
+
+    /// Sends a candidate its IDENTIFY (outside the window), unless one is in flight or its link
+    /// is down. The deadline doubles with each attempt.
+    mutating func sendVerify(_ id: PathID, counters: inout TargetCounters, _ wire: inout Wire, now: Instant,
+                             _ out: inout [EngineAction]) {
+        guard contains(id), self[id].standing == .candidate, self[id].verifyTag == nil, wire.isUsable(self[id].link)
+        else { return }
+        let p = self[id]
+        guard let header = wire.ataHeader(to: p, of: address) else { return }
+        let bytes = AoEFrame(header: header, body: .ata(.identify())).encoded()
+        let wait = max(wire.configuration.probeTimeout, p.rtt.timeout * 2) * (1 << min(p.verifyAttempts, 6))
+        let flight = FrameInFlight(
+            target: address, path: id, range: WorkRange(request: nil, kind: .identify, lba: 0, sectors: 1, bufferOffset: 0),
+            sentAt: now, deadline: now + wait, probe: .verify)
+        self[id].verifyTag = header.tag
+        self[id].verifyAttempts += 1
+        self[id].outstanding += 1
+        self[id].sent += 1
+        counters.probes += 1
+        wire.transmit(bytes, tag: header.tag, flight, on: p.link, &out)
+    }
+
+    /// Sends IDENTIFY to every candidate that has none in flight.
+    mutating func verifyCandidates(counters: inout TargetCounters, _ wire: inout Wire, now: Instant,
+                                   _ out: inout [EngineAction]) {
+        for p in paths where p.standing == .candidate && p.verifyTag == nil {
+            sendVerify(p.id, counters: &counters, &wire, now: now, &out)
+        }
+    }
+
+    /// A candidate answered IDENTIFY with `seen`; the target is `identity`. Returns whether it is
+    /// now verified. The same capacity, serial and model make it another path to the same disk;
+    /// anything else is a second disk answering as this shelf.slot, which never carries I/O.
+    mutating func verified(_ id: PathID, answering seen: ATAIdentity, target identity: ATAIdentity,
+                           _ wire: Wire, _ out: inout [EngineAction]) -> Bool {
+        let name = wire.links[self[id].link]?.name ?? "?"
+        if seen.sectors == identity.sectors && seen.serial == identity.serial && seen.model == identity.model {
+            self[id].standing = .verified
+            out.append(.log("\(address): new path \(name) → \(self[id].mac)"))
+            return true
+        }
+        self[id].standing = .duplicate
+        out.append(.log("\(address): \(self[id].mac) on \(name) also answers as \(address) but is another disk "
+                        + "(\(seen.sectors) sectors, serial \(seen.serial.isEmpty ? "-" : seen.serial); this one has "
+                        + "\(identity.sectors), \(identity.serial.isEmpty ? "-" : identity.serial)): a duplicate shelf.slot, "
+                        + "not used"))
+        return false
+    }
+
+    /// A candidate's IDENTIFY went unanswered: ask again, or drop the candidate once it had all
+    /// its attempts (an announcement or a discover makes it a candidate again).
+    mutating func verifyTimedOut(_ id: PathID, counters: inout TargetCounters, _ wire: inout Wire, now: Instant,
+                                 _ out: inout [EngineAction]) {
+        guard contains(id) else { return }
+        self[id].verifyTag = nil
+        if self[id].verifyAttempts < wire.configuration.verifyAttempts {
+            sendVerify(id, counters: &counters, &wire, now: now, &out)
+        } else {
+            counters.candidatesDropped += 1
+            // A few lines, then one per hundred: a LAN flooded with impostors must not flood err.
+            let n = counters.candidatesDropped
+            if n <= 3 || n % 100 == 0 {
+                let name = wire.links[self[id].link]?.name ?? "?"
+                out.append(.log("\(address): \(self[id].mac) on \(name) announces itself as \(address) but does not "
+                                + "answer IDENTIFY: a duplicate shelf.slot or a stale announcement; not used "
+                                + "(\(n) such so far)"))
+            }
+            remove(id)
         }
     }
 }

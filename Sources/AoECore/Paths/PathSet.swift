@@ -1,71 +1,95 @@
 import AoEProtocol
 
 /// A target's paths and everything per path: which one carries the next frame, the payload
-/// probes that drive each path's `MTUNegotiator`, the check of a suspect path, and setting
-/// aside a path that keeps losing while another works (Linux aoecmd.c `ejectif`/taint).
+/// probes that drive each path's `MTUNegotiator`, the check of a suspect path, the verification
+/// of candidates, and ejecting a path that stays silent while another answers (Linux aoecmd.c
+/// `ejectif`).
 ///
 /// Pure like the rest of the core: methods take `now` and append actions to `out`.
 struct PathSet: Sendable {
     let address: TargetAddress
     private(set) var paths: [Path] = []
     private var roundRobin = 0
+    private var nextID = 0
 
     init(address: TargetAddress) { self.address = address }
 
+    private func index(_ id: PathID) -> Int? { paths.firstIndex { $0.id == id } }
+
+    /// - Precondition: the path exists (`contains`).
     subscript(id: PathID) -> Path {
-        get { paths[id.rawValue] }
-        _modify { yield &paths[id.rawValue] }
+        get { paths[index(id)!] }
+        _modify {
+            let i = index(id)!
+            yield &paths[i]
+        }
     }
 
-    var ids: [PathID] { paths.indices.map(PathID.init) }
+    var ids: [PathID] { paths.map(\.id) }
     var isEmpty: Bool { paths.isEmpty }
-    func contains(_ id: PathID) -> Bool { paths.indices.contains(id.rawValue) }
+    func contains(_ id: PathID) -> Bool { index(id) != nil }
 
     /// The path through `link` to `mac`, if there is one.
-    func find(link: LinkID, mac: MACAddress) -> PathID? {
-        paths.firstIndex { $0.link == link && $0.mac == mac }.map(PathID.init)
+    func find(link: LinkID, mac: MACAddress) -> PathID? { paths.first { $0.link == link && $0.mac == mac }?.id }
+
+    /// How many paths (candidates and duplicates included) go through `link`.
+    func count(on link: LinkID) -> Int { paths.filter { $0.link == link }.count }
+
+    /// Adds a candidate path; `make` gets its id.
+    mutating func add(_ make: (PathID) -> Path) -> PathID {
+        let id = PathID(nextID)
+        nextID += 1
+        paths.append(make(id))
+        return id
     }
 
-    mutating func add(_ p: Path) -> PathID {
-        paths.append(p)
-        return PathID(paths.count - 1)
+    mutating func remove(_ id: PathID) {
+        guard let i = index(id) else { return }
+        paths.remove(at: i)
+        if roundRobin > i { roundRobin -= 1 }
+        if roundRobin >= paths.count { roundRobin = 0 }
     }
 
-    /// Usable now: its link is up and allowed, and it is not set aside.
-    func isUsable(_ id: PathID, _ wire: Wire, now: Instant) -> Bool {
-        wire.isUsable(self[id].link) && (self[id].setAsideUntil.map { now >= $0 } ?? true)
+    /// Carries I/O now: verified, and its link is up and allowed.
+    func isUsable(_ id: PathID, _ wire: Wire) -> Bool {
+        guard let i = index(id) else { return false }
+        return paths[i].standing == .verified && wire.isUsable(paths[i].link)
     }
 
-    func status(_ id: PathID, _ wire: Wire) -> PathStatus {
-        let p = self[id]
+    var hasVerified: Bool { paths.contains { $0.standing == .verified } }
+
+    func status(_ p: Path, _ wire: Wire) -> PathStatus {
         if !wire.isUsable(p.link) { return .linkDown }
-        if p.setAsideUntil != nil { return .setAside }
-        return p.negotiator.isSettled ? .ok : .probing
+        switch p.standing {
+        case .candidate: return .candidate
+        case .duplicate: return .duplicate
+        case .verified: return p.negotiator.isSettled ? .ok : .probing
+        }
     }
 
-    /// Whether a path other than `id` is healthy (not set aside, link usable).
-    func hasHealthyPath(besides id: PathID, _ wire: Wire) -> Bool {
-        paths.indices.contains { $0 != id.rawValue && paths[$0].setAsideUntil == nil && wire.isUsable(paths[$0].link) }
-    }
-
-    /// The path for the next frame, round-robin among those with room in their window; one
-    /// set aside is used only when no healthy one exists (Linux: tainted targets). A
-    /// retransmission avoids the path that lost it (`avoiding`) when another has room.
-    mutating func choose(avoiding: PathID?, _ wire: Wire) -> PathID? {
+    /// The path for the next frame, round-robin among verified paths with room in their window.
+    /// Only an IDENTIFY of a target that has no verified path yet (`forIdentify`) may go to a
+    /// candidate: its answer is what verifies it. A retransmission avoids the path that lost it
+    /// (`avoiding`) when another has room.
+    mutating func choose(avoiding: PathID?, forIdentify: Bool, _ wire: Wire) -> PathID? {
         let n = paths.count
         guard n > 0 else { return nil }
-        let healthy = paths.indices.filter { paths[$0].setAsideUntil == nil && wire.isUsable(paths[$0].link) }
-        let candidates = healthy.isEmpty ? paths.indices.filter { wire.isUsable(paths[$0].link) } : healthy
+        let verified = hasVerified
+        func eligible(_ p: Path) -> Bool {
+            wire.isUsable(p.link)
+                && (p.standing == .verified || (forIdentify && !verified && p.standing == .candidate))
+        }
+        let candidates = paths.indices.filter { eligible(paths[$0]) }
         for k in 0..<n {
             let i = (roundRobin + k) % n
             guard candidates.contains(i), paths[i].hasRoom else { continue }
-            if i == avoiding?.rawValue && candidates.count > 1
+            if paths[i].id == avoiding && candidates.count > 1
                 && candidates.contains(where: { $0 != i && paths[$0].hasRoom })
             {
                 continue
             }
             roundRobin = (i + 1) % n
-            return PathID(i)
+            return paths[i].id
         }
         return nil
     }
@@ -78,6 +102,8 @@ struct PathSet: Sendable {
         self[id].window.onResponse()
         self[id].negotiator.frameAnswered(sectors: f.range.sectors)
         self[id].lossesSinceAnswer = 0
+        self[id].lossesWhileOthersAnswered = 0
+        self[id].lastAnswer = now
     }
 
     /// A late answer to a transmission that had timed out: the frame was not lost, the path
@@ -87,12 +113,15 @@ struct PathSet: Sendable {
         guard contains(r.path), self[r.path].mac == mac else { return }
         self[r.path].rtt.sample(now - r.sentAt)
         self[r.path].window.undoLoss()
+        self[r.path].lastAnswer = now
     }
 
-    /// A frame of work on `id` timed out: cut the window, check large frames for a black hole,
-    /// and set the path aside when it keeps losing while another works.
+    /// A frame of work on `id` timed out: cut the window and check large frames for a black
+    /// hole. Returns true when the path should be ejected: three frames in a row were lost on it
+    /// while another verified path answered something during their flight, and it has answered
+    /// nothing for four RTOs. (A stall of the target silences every path alike, so it ejects none.)
     mutating func lost(_ id: PathID, _ f: FrameInFlight, counters: inout TargetCounters, _ wire: inout Wire,
-                       now: Instant, _ out: inout [EngineAction]) {
+                       now: Instant, _ out: inout [EngineAction]) -> Bool {
         self[id].window.onLoss(sentAt: f.sentAt, now: now)
         let before = self[id].negotiator.payload
         if f.range.sectors * 512 > 1024 { counters.lostJumbo += 1 }
@@ -102,26 +131,37 @@ struct PathSet: Sendable {
             sendSuspicionProbes(id, size: true, alive: true, counters: &counters, &wire, now: now, &out)
         }
         self[id].lossesSinceAnswer += 1
-        if self[id].lossesSinceAnswer > 2 * self[id].window.limit, hasHealthyPath(besides: id, wire),
-            self[id].setAsideUntil == nil, let l = wire.links[self[id].link]
-        {
-            self[id].setAsideUntil = now + wire.configuration.setAsideTime
-            out.append(.log("\(address): path \(l.name) → \(self[id].mac) lost "
-                            + "\(self[id].lossesSinceAnswer) frames in a row; set aside"))
+        if paths.contains(where: { $0.id != id && $0.standing == .verified && ($0.lastAnswer ?? .zero) > f.sentAt }) {
+            self[id].lossesWhileOthersAnswered += 1
         }
+        let p = self[id]
+        return p.lossesWhileOthersAnswered >= 3 && now - (p.lastAnswer ?? p.since) >= p.rtt.timeout * 4
     }
 
-    /// Set-aside paths come back for a re-probe when their time is up.
-    mutating func endSetAside(now: Instant) {
-        for i in paths.indices where paths[i].setAsideUntil.map({ now >= $0 }) ?? false {
-            paths[i].setAsideUntil = nil
-            paths[i].lossesSinceAnswer = 0
-        }
+    /// A verified path to eject now that no frame of it is out: it lost three in a row, has
+    /// answered nothing for a second (and four RTOs), and another verified path answered since.
+    /// This is how a path left behind by a NIC swap goes once traffic has moved to the new one.
+    func silentPath(now: Instant) -> PathID? {
+        paths.first { p in
+            let heard = p.lastAnswer ?? p.since
+            return p.standing == .verified && p.outstanding == 0 && p.lossesSinceAnswer >= 3
+                && now - heard >= max(.seconds(1), p.rtt.timeout * 4)
+                && paths.contains { $0.id != p.id && $0.standing == .verified && ($0.lastAnswer ?? .zero) > heard }
+        }?.id
     }
 
-    /// The earliest end of a set-aside, if earlier than `bound`.
-    func earliestSetAsideEnd(before bound: Instant) -> Instant {
-        paths.compactMap(\.setAsideUntil).reduce(bound, min)
+    /// When `silentPath` may next find a path to eject, if before `bound`.
+    func silenceDeadline(before bound: Instant) -> Instant {
+        var d = bound
+        // Only paths `silentPath` would eject once the time has come: a deadline that passes
+        // without an ejection would have the driver's timer spin.
+        for p in paths where p.standing == .verified && p.outstanding == 0 && p.lossesSinceAnswer >= 3 {
+            let heard = p.lastAnswer ?? p.since
+            guard paths.contains(where: { $0.id != p.id && $0.standing == .verified && ($0.lastAnswer ?? .zero) > heard })
+            else { continue }
+            d = min(d, heard + max(.seconds(1), p.rtt.timeout * 4))
+        }
+        return d
     }
 
     mutating func resetWindows(bufferCount: Int, maxOutstanding: Int) {
@@ -139,13 +179,12 @@ struct PathSet: Sendable {
     }
 
     func snapshot(_ wire: Wire) -> [PathSnapshot] {
-        ids.map { id in
-            let p = self[id]
+        paths.map { p in
             let link = wire.links[p.link]
             return PathSnapshot(
                 link: p.link, interface: link?.name ?? "?", mac: p.mac, payload: p.negotiator.payload,
                 mtu: link?.mtu ?? p.mtu, rtt: p.rtt.smoothed, rto: p.rtt.timeout, outstanding: p.outstanding,
-                window: p.window.size, sent: p.sent, lost: p.lost, state: status(id, wire))
+                window: p.window.size, sent: p.sent, lost: p.lost, state: status(p, wire))
         }
     }
 }

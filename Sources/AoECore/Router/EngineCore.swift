@@ -3,7 +3,7 @@ import AoEProtocol
 /// The whole initiator as a pure state machine. This is its router: the links, the tags in
 /// flight, discovery and the beacon, and the fan-out of received frames and timer ticks to the
 /// targets. Each target is a `SectorScheduler` (queue, pending requests, flush barrier), which
-/// owns a `PathSet` (paths, payload probes, set-aside), which drives one `MTUNegotiator`,
+/// owns a `PathSet` (paths earned by IDENTIFY, payload probes, ejection), which drives one `MTUNegotiator`,
 /// `CongestionWindow` and `RTTEstimator` per path.
 ///
 /// Every method takes `now` and appends what must happen to `out`; nothing here does I/O or

@@ -74,14 +74,14 @@ struct FrameTable: Sendable {
 
     mutating func takeRetired(_ tag: Tag) -> RetiredFrame? { retired.removeValue(forKey: tag) }
 
-    /// Forgets every frame in flight to `target` and returns them.
-    mutating func removeAll(for target: TargetAddress) -> [FrameInFlight] {
+    /// Forgets every frame in flight to `target` (only those on `path`, if given) and returns them.
+    mutating func removeAll(for target: TargetAddress, path: PathID? = nil) -> [FrameInFlight] {
         var gone: [FrameInFlight] = []
-        for (tag, f) in inFlight where f.target == target {
+        for (tag, f) in inFlight where f.target == target && (path == nil || f.path == path) {
             inFlight[tag] = nil
             gone.append(f)
         }
-        return gone
+        return gone.sorted { $0.sentAt < $1.sentAt }
     }
 
     /// The earliest deadline of a frame in flight, if earlier than `bound`.

@@ -27,6 +27,19 @@ extension SectorScheduler {
         lastHeard = now
         counters.atarcv += 1
 
+        if flight.probe == .verify {
+            paths[path].verifyTag = nil
+            let seen = m.flatMap { $0.status.isFailure ? nil : try? ATAIdentity(parsing: $0.data) }
+            if let seen, let mine = identity {
+                if paths.verified(path, answering: seen, target: mine, wire, &out) {
+                    pathVerified(path, &wire, now: now, &out)
+                    if state == .up { paths.continueProbing(path, counters: &counters, &wire, now: now, &out) }
+                }
+            } else {
+                paths.verifyTimedOut(path, counters: &counters, &wire, now: now, &out)  // not an IDENTIFY answer
+            }
+            return pump(&wire, now: now, &out)
+        }
         if flight.probe != nil {
             let ok = m.map { !$0.status.isFailure } ?? false
             paths.probeFinished(flight, answered: ok, counters: &counters, &wire, now: now, &out)
@@ -85,7 +98,15 @@ extension SectorScheduler {
         switch range.kind {
         case .identify:
             identifyQueued = false
-            if let id = try? ATAIdentity(parsing: m.data) { identified(id, &out) }
+            if let id = try? ATAIdentity(parsing: m.data) {
+                // A candidate that answers the target's IDENTIFY defines (or confirms) who the
+                // target is: it is the first verified path.
+                if paths[path].standing == .candidate {
+                    paths[path].standing = .verified
+                    if config == nil { config = paths[path].config }
+                }
+                identified(id, &out)
+            }
             probeAll(&wire, now: now, &out)
         case .read:
             if let id = range.request, let buffer = pending[id]?.request.buffer {
@@ -111,17 +132,29 @@ extension SectorScheduler {
     mutating func timedOut(_ tag: Tag, _ flight: FrameInFlight, _ wire: inout Wire, now: Instant,
                            _ out: inout [EngineAction]) {
         let path = flight.path
-        guard paths.contains(path) else { return }
+        guard paths.contains(path) else {
+            // Its path is gone: the work goes out again on another.
+            if flight.probe == nil {
+                var r = flight.range
+                r.retries += 1
+                if r.kind == .identify { identifyQueued = true }
+                queue.prepend(r)
+            }
+            return
+        }
         paths[path].outstanding -= 1
         paths[path].lost += 1
         counters.errtimeout += 1
+        if flight.probe == .verify {
+            return paths.verifyTimedOut(path, counters: &counters, &wire, now: now, &out)
+        }
         if flight.probe != nil {
             paths.probeFinished(flight, answered: false, counters: &counters, &wire, now: now, &out)
             if state == .up { paths.continueProbing(path, counters: &counters, &wire, now: now, &out) }
             return
         }
         wire.frames.retire(tag, flight)
-        paths.lost(path, flight, counters: &counters, &wire, now: now, &out)
+        let eject = paths.lost(path, flight, counters: &counters, &wire, now: now, &out)
         var r = flight.range
         r.retries += 1
         if let l = wire.links[paths[path].link], r.retries <= 3 || r.retries % 10 == 0 {
@@ -130,12 +163,12 @@ extension SectorScheduler {
         }
         if r.kind == .identify { identifyQueued = true }
         queue.prepend(r)
+        if eject { self.eject(path, &wire, now: now, &out) }
     }
 
-    /// The target's timers: set-asides that end, `deadsecs`, the query while down, probes, and
+    /// The target's timers: `deadsecs`, the query while down, probes and verifications, and
     /// sending what is queued (`pumpAnyway`: a frame of this target expired in this tick).
     mutating func tick(_ wire: inout Wire, now: Instant, pumpAnyway: Bool, _ out: inout [EngineAction]) {
-        paths.endSetAside(now: now)
         // deadsecs: I/O has waited, and nothing was heard, for that long.
         let dead = wire.configuration.deadsecs(for: address)
         if dead > 0, state != .down, let since = workSince, now - max(since, lastHeard) >= .seconds(dead) {
@@ -148,6 +181,7 @@ extension SectorScheduler {
                 return
             }
         }
+        if let silent = paths.silentPath(now: now) { eject(silent, &wire, now: now, &out) }
         probeAll(&wire, now: now, &out)
         if pumpAnyway || !queue.isEmpty { pump(&wire, now: now, &out) }
     }
@@ -158,7 +192,7 @@ extension SectorScheduler {
         if state == .down { d = min(d, nextDownQuery) }
         let dead = configuration.deadsecs(for: address)
         if let s = workSince, dead > 0 { d = min(d, max(s, lastHeard) + .seconds(dead)) }
-        return paths.earliestSetAsideEnd(before: d)
+        return paths.silenceDeadline(before: d)
     }
 
     // MARK: - Life

@@ -42,28 +42,42 @@ struct SectorScheduler: Sendable {
 
     // MARK: - Discovery
 
-    /// A Query Config response from `mac` on `link`: a new path or a refreshed one, and an
-    /// IDENTIFY queued if the target is not identified yet.
+    /// A Query Config response from `mac` on `link`. From a verified path it refreshes the
+    /// target (and brings a down one back to identifying); from a new MAC it makes a candidate
+    /// path, which carries no I/O until it answers IDENTIFY as this target. Only a verified path
+    /// counts as hearing from the target: a LAN that repeats announcements cannot keep a dead
+    /// target from going down.
     mutating func heardConfig(_ config: QueryConfig, from mac: MACAddress, on link: LinkID, isNew: Bool,
                               _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
-        lastHeard = now
-        self.config = config
         let maxout = wire.configuration.maxOutstanding(for: address)
         if let id = paths.find(link: link, mac: mac) {
-            if paths[id].window.limit != max(1, min(Int(config.bufferCount), maxout)) {
-                paths[id].window.reset(bufferCount: Int(config.bufferCount), maxOutstanding: maxout)
+            paths[id].config = config
+            switch paths[id].standing {
+            case .verified:
+                lastHeard = now
+                self.config = config
+                if paths[id].window.limit != max(1, min(Int(config.bufferCount), maxout)) {
+                    paths[id].window.reset(bufferCount: Int(config.bufferCount), maxOutstanding: maxout)
+                }
+                if state == .down {
+                    state = .identifying
+                    revalidating = true
+                    out.append(.log("\(address): answered again; re-identifying"))
+                }
+            case .candidate:
+                if identity != nil { paths.sendVerify(id, counters: &counters, &wire, now: now, &out) }
+            case .duplicate:
+                break
             }
-            paths[id].setAsideUntil = nil
-        } else if let l = wire.links[link] {
-            _ = paths.add(Path(link: link, mac: mac, mtu: l.mtu, config: config, configuration: wire.configuration,
-                               maxOutstanding: maxout,
-                               maxPayload: wire.configuration.maxPayload(for: address, interface: l.name)))
-            if !isNew { out.append(.log("\(address): new path \(l.name) → \(mac)")) }
-        }
-        if state == .down {
-            state = .identifying
-            revalidating = true
-            out.append(.log("\(address): answered again; re-identifying"))
+        } else if let l = wire.links[link], paths.count(on: link) < wire.configuration.maxPathsPerInterface {
+            if self.config == nil { self.config = config }
+            let id = paths.add { id in
+                Path(id: id, link: link, mac: mac, mtu: l.mtu, config: config, configuration: wire.configuration,
+                     maxOutstanding: maxout, maxPayload: wire.configuration.maxPayload(for: address, interface: l.name),
+                     now: now)
+            }
+            // Known identity: check the candidate's at once. Unknown: the queued IDENTIFY checks it.
+            if identity != nil { paths.sendVerify(id, counters: &counters, &wire, now: now, &out) }
         }
         if state == .identifying && !identifyQueued {
             queue.prepend(WorkRange(request: nil, kind: .identify, lba: 0, sectors: 1, bufferOffset: 0))
@@ -178,7 +192,7 @@ struct SectorScheduler: Sendable {
                     continue
                 }
             }
-            guard let p = paths.choose(avoiding: r.lastPath, wire) else { return }
+            guard let p = paths.choose(avoiding: r.lastPath, forIdentify: r.kind == .identify, wire) else { return }
             var piece = r
             let most = paths[p].negotiator.payload / 512
             if r.kind.carriesSectors && r.sectors > most {
@@ -242,9 +256,45 @@ struct SectorScheduler: Sendable {
         wire.transmit(bytes, tag: header.tag, flight, on: p.link, &out)
     }
 
-    /// Starts payload probes on every path that wants one (only while the target is up).
+    /// Starts payload probes on every path that wants one (only while the target is up), and
+    /// checks the candidates once the target's identity is known.
     mutating func probeAll(_ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
+        if identity != nil { paths.verifyCandidates(counters: &counters, &wire, now: now, &out) }
         guard state == .up else { return }
         for id in paths.ids { paths.continueProbing(id, counters: &counters, &wire, now: now, &out) }
+    }
+
+    /// A candidate is verified: it carries I/O from now on. The config it announced becomes the
+    /// target's if it has none, and a target that was down is identified again through it.
+    mutating func pathVerified(_ id: PathID, _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
+        lastHeard = now
+        if config == nil { config = paths[id].config }
+        if state == .down {
+            state = .identifying
+            revalidating = true
+            out.append(.log("\(address): answered again on a new path; re-identifying"))
+            if !identifyQueued {
+                queue.prepend(WorkRange(request: nil, kind: .identify, lba: 0, sectors: 1, bufferOffset: 0))
+                identifyQueued = true
+            }
+        }
+    }
+
+    /// Ejects a verified path that stays silent while another answers (Linux `ejectif`): its
+    /// frames in flight are sent again on the others, and only an announcement or a discover
+    /// brings it back, as a candidate.
+    mutating func eject(_ id: PathID, _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
+        let p = paths[id]
+        let quiet = now - (p.lastAnswer ?? p.since)
+        out.append(.log("\(address): path \(wire.links[p.link]?.name ?? "?") → \(p.mac) answered nothing for "
+                        + "\(quiet.milliseconds) ms while another path did; ejected"))
+        counters.ejected += 1
+        for f in wire.frames.removeAll(for: address, path: id) where f.probe == nil {
+            var r = f.range
+            r.retries += 1
+            if r.kind == .identify { identifyQueued = true }
+            queue.prepend(r)
+        }
+        paths.remove(id)
     }
 }
