@@ -5,7 +5,7 @@ SWIFT_BUILD_FLAGS ?=
 # fault injection, iproute2 for namespaces, tcpdump for the codec cross-check, fio and e2fsprogs.
 APT_PACKAGES = libfuse3-dev fuse3 vblade nftables iproute2 tcpdump fio e2fsprogs pkg-config man-db procps
 
-.PHONY: all build test deps lab-clean format lint clean bench-tools bench demo install uninstall
+.PHONY: all build test deps lab-clean format lint clean bench-tools bench bench-scale demo install uninstall
 
 PREFIX ?= /usr/local
 
@@ -62,11 +62,18 @@ bench-tools: .build/aoe-raw-bench
 	@mkdir -p .build
 	$(CC) -O2 -o $@ $<
 
-## bench: the engine against the C yardstick, then the mount against the engine; medians and ratios (root)
+## bench: the engine against the C yardstick, then the mount against the engine, aoefs serve
+## against vblade, and the engine on a LAN flooded by a hostile host; medians and ratios (root)
 bench: deps
 	Benchmarks/engine-vs-yardstick.sh
 	Benchmarks/mount.sh
 	Benchmarks/serve-vs-vblade.sh
+	Benchmarks/flood.sh
+
+## bench-scale: 1, 64, 256 and 1,000 vblade targets on one veth: time to all images, daemon
+## memory per target, `aoefs stat` time (root; starts 1,000 vblade processes)
+bench-scale: deps
+	Benchmarks/targets-scale.sh
 
 ## lab-clean: remove lab namespaces and links left by a test run that was killed (SIGKILL)
 lab-clean:

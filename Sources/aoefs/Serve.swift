@@ -101,14 +101,9 @@ struct Serve: ParsableCommand {
         let server = TargetServer(settings: settings, file: backing, link: link, workers: workers) { line in
             if line.hasPrefix("flush:") { Log.logger.info("serve: \(line)") } else { Log.logger.error("serve: \(line)") }
         }
-        var sources: [any DispatchSourceSignal] = []
-        for s in [SIGINT, SIGTERM, SIGHUP] {
-            signal(s, SIG_IGN)
-            let src = DispatchSource.makeSignalSource(signal: s, queue: .global())
-            src.setEventHandler { server.stop() }
-            src.resume()
-            sources.append(src)
-        }
+        let signals: SignalWatcher
+        do { signals = try SignalWatcher { _ in server.stop() } } catch { throw CLIError("\(error)") }
+        defer { signals.stop() }
         // The same first line as vblade, which scripts (and our lab) wait for.
         let first = "pid \(getpid()): e\(shelf).\(slot), \(backing.size / 512) sectors \(readOnly ? "O_RDONLY" : "O_RDWR")\n"
         FileHandle.standardOutput.write(Data(first.utf8))
@@ -118,6 +113,5 @@ struct Serve: ParsableCommand {
             + "(\(server.durableFlushes) fdatasync), \(c.configQueries) config queries, "
             + "\(c.errors + server.diskErrors) errors, \(c.dropped) dropped"
         Log.logger.notice("\(summary)")
-        _ = sources
     }
 }
