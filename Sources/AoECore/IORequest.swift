@@ -16,6 +16,8 @@ public enum IOKind: Sendable, Hashable {
 public enum AoEIOError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The target is down (no answer for `deadsecs`), or went down while this request waited.
     case targetDown(TargetAddress)
+    /// The target is disabled (`aoefs disable`).
+    case disabled(TargetAddress)
     /// No such target in the table.
     case noSuchTarget(TargetAddress)
     /// The target answered with an ATA error: status and error registers, decoded.
@@ -30,6 +32,7 @@ public enum AoEIOError: Error, Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .targetDown(let t): "\(t): target is down"
+        case .disabled(let t): "\(t): target is disabled (aoefs enable brings it back)"
         case .noSuchTarget(let t): "\(t): no such target"
         case .ataError(let t, let s, let e, let lba): "\(t): ATA error at LBA \(lba): status \(s), error \(e)"
         case .aoeError(let t, let c): "\(t): AoE error: \(c)"

@@ -25,6 +25,8 @@ public enum TargetState: String, Sendable, Hashable {
     case identifying = "identifying"
     case up = "up"
     case down = "down"
+    /// `aoefs disable`: no frame is sent to it, its image is gone, discovery leaves it alone.
+    case disabled = "disabled"
 }
 
 /// How a target's fsyncs are carried out, decided from what its IDENTIFY offers (ACS-3 words

@@ -62,6 +62,24 @@ extension Engine {
         perform(withCore { core, out in core.revalidate(target, now: now, &out) })
     }
 
+    /// Disables the targets `pattern` matches (and those that appear later): their waiting
+    /// requests fail, nothing is sent to them, discovery leaves them alone. Returns those known.
+    @discardableResult
+    public func disable(_ pattern: TargetPattern) -> [TargetAddress] {
+        var matched: [TargetAddress] = []
+        perform(withCore { core, out in matched = core.disable(pattern, &out) })
+        return matched
+    }
+
+    /// Enables the targets `pattern` matches again and asks them for their config. Returns those known.
+    @discardableResult
+    public func enable(_ pattern: TargetPattern) -> [TargetAddress] {
+        let now = clock.now()
+        var matched: [TargetAddress] = []
+        perform(withCore { core, out in matched = core.enable(pattern, now: now, &out) })
+        return matched
+    }
+
     /// Forgets a target; its waiting requests fail.
     public func remove(_ target: TargetAddress) {
         perform(withCore { core, out in core.remove(target, &out) })

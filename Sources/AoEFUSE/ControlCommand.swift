@@ -14,6 +14,11 @@ enum ControlCommand: Equatable, Sendable {
     case revalidate(TargetAddress)
     /// `flush`: "" the down targets no one holds open, "all" every target no one holds open, or eS.L.
     case flush(FlushScope)
+    /// `disable`, `enable`: the targets matching one or more patterns (`10.3`, `e10.3`, `10`, `.3`).
+    case disable([TargetPattern])
+    case enable([TargetPattern])
+    /// `probe`: a targeted Query Config for each pattern ("" or nothing: everyone).
+    case probe([TargetPattern])
 
     enum FlushScope: Equatable, Sendable {
         case down, all
@@ -46,6 +51,23 @@ enum ControlCommand: Equatable, Sendable {
             }
         case .err:
             return .failure(ControlError("err is read-only"))
+        case .disable, .enable, .probe:
+            let words = text.split(whereSeparator: { " \t\n,".contains($0) })
+            if words.isEmpty && file != .probe {
+                return .failure(ControlError("write a target pattern: SHELF.SLOT, eSHELF.SLOT, SHELF or .SLOT"))
+            }
+            var patterns: [TargetPattern] = []
+            for w in words {
+                guard let p = TargetPattern(parsing: w) else {
+                    return .failure(ControlError("«\(w)» is not a target pattern (SHELF.SLOT, eSHELF.SLOT, SHELF or .SLOT)"))
+                }
+                patterns.append(p)
+            }
+            switch file {
+            case .disable: return .success(.disable(patterns))
+            case .enable: return .success(.enable(patterns))
+            default: return .success(.probe(patterns.isEmpty ? [TargetPattern(shelf: nil, slot: nil)] : patterns))
+            }
         }
     }
 }
@@ -92,6 +114,14 @@ extension AoEFileSystem {
                 }
                 engine.remove(t)
             }
+        case .disable(let patterns):
+            for p in patterns where engine.disable(p).isEmpty {
+                return ControlError("no target matches «\(p)»; it is disabled when it appears")
+            }
+        case .enable(let patterns):
+            for p in patterns where engine.enable(p).isEmpty { return ControlError("no target matches «\(p)»") }
+        case .probe(let patterns):
+            for p in patterns { engine.discover(p.queryAddress) }
         }
         return nil
     }

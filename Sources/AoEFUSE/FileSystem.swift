@@ -72,7 +72,7 @@ public final class AoEFileSystem: @unchecked Sendable {
     func node(_ ino: fuse_ino_t) -> Node? { state.withLock { $0.inodes.node(UInt64(ino)) } }
     func inode(_ n: Node) -> fuse_ino_t { fuse_ino_t(state.withLock { $0.inodes.inode(n) }) }
 
-    /// Targets that have an image: identified at least once.
+    /// Targets that have a `sys/` directory: identified at least once.
     func imageTargets() -> [TargetSnapshot] { engine.targets().filter { $0.identity != nil } }
 
     /// One target with an image: looks up only that target.
@@ -81,7 +81,8 @@ public final class AoEFileSystem: @unchecked Sendable {
     func children(_ n: Node) -> [(String, Node)]? {
         switch n {
         case .root:
-            return imageTargets().map { ($0.address.description, Node.image($0.address)) }
+            // A disabled target keeps its sys/ directory (its state says disabled), not its image.
+            return imageTargets().filter { $0.state != .disabled }.map { ($0.address.description, Node.image($0.address)) }
                 + [("etherd", .etherdDir), ("sys", .sysDir)]
         case .sysDir: return imageTargets().map { ($0.address.description, Node.targetDir($0.address)) }
         case .etherdDir: return ControlFile.allCases.map { ($0.rawValue, Node.control($0)) }
@@ -102,7 +103,7 @@ public final class AoEFileSystem: @unchecked Sendable {
         case .root:
             if name == "etherd" { return .etherdDir }
             if name == "sys" { return .sysDir }
-            return target(name).map(Node.image)
+            return target(name).flatMap { snapshot($0)?.state == .disabled ? nil : Node.image($0) }
         case .sysDir: return target(name).map(Node.targetDir)
         case .etherdDir: return ControlFile(rawValue: name).map(Node.control)
         case .targetDir(let t): return SysFile(rawValue: name).map { Node.targetFile(t, $0) }
@@ -115,7 +116,10 @@ public final class AoEFileSystem: @unchecked Sendable {
         var image: TargetSnapshot?
         switch n {
         case .root, .sysDir, .etherdDir, .control: break
-        case .image(let t), .targetDir(let t), .targetFile(let t, _):
+        case .image(let t):
+            guard let s = snapshot(t), s.state != .disabled else { return nil }
+            image = s
+        case .targetDir(let t), .targetFile(let t, _):
             guard let s = snapshot(t) else { return nil }
             image = s
         }

@@ -89,6 +89,6 @@ func errnoValue(for error: AoEIOError) -> Int32 {
     switch error {
     case .beyondEnd: ENOSPC
     case .noSuchTarget: ENODEV
-    case .targetDown, .ataError, .aoeError, .shutdown: EIO
+    case .targetDown, .disabled, .ataError, .aoeError, .shutdown: EIO
     }
 }

@@ -32,6 +32,8 @@ enum SysFile: String, CaseIterable, Sendable {
 /// The control files of `etherd/`, modelled on Linux's /dev/etherd.
 enum ControlFile: String, CaseIterable, Sendable {
     case discover, interfaces, err, revalidate, flush
+    /// aoectl's verbs (Solaris): a target pattern each.
+    case disable, enable, probe
 }
 
 /// Stable inode numbers: 1 root, 2 sys, 3 etherd, then one per node on first sight (never reused,
@@ -59,6 +61,7 @@ enum Render {
     static func state(_ t: TargetSnapshot, openCount: Int) -> String {
         switch t.state {
         case .up: "up\n"
+        case .disabled: "disabled\n"
         case .down, .identifying: openCount > 0 ? "down,closewait\n" : "down\n"
         }
     }

@@ -126,7 +126,8 @@ public struct Simulation {
         }
     }
 
-    mutating func perform(_ actions: [EngineAction]) {
+    /// Carries out actions the test got from `core` directly (as the driver would).
+    public mutating func perform(_ actions: [EngineAction]) {
         for a in actions {
             switch a {
             case .send(let link, let bytes):

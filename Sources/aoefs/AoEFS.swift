@@ -8,23 +8,27 @@ struct AoEFS: ParsableCommand {
         commandName: "aoefs",
         abstract: "A user-space ATA-over-Ethernet initiator: AoE targets as files, through FUSE.",
         discussion: """
-            aoefs finds AoE targets (Coraid shelves, vblade, …) on your Ethernet interfaces and
-            talks to them from user space, with no kernel aoe module. It needs root (or
-            CAP_NET_RAW) for raw Ethernet.
+            aoefs finds AoE targets (Coraid shelves, vblade, …) on your Ethernet
+            interfaces and talks to them from user space, with no kernel aoe module.
+            It needs root (or CAP_NET_RAW) for raw Ethernet.
 
-              aoefs demo                                  try it: a private target and mount, nothing to set up
-              aoefs mount /mnt/aoe --iface eth1           targets as files: /mnt/aoe/e10.3, sys/, etherd/
-              aoefs stat                                  aoe-stat's table for the mount
-              aoefs discover | interfaces | revalidate | flush   aoetools' controls, through the mount
-              aoefs scan --iface eth1                     list the targets that answer
-              aoefs serve 10 3 eth1 /srv/disk.img         export a file as target e10.3 (vblade's flags)
-              aoefs bench --iface eth1 --target 10.3      measure a target (reads only)
+              aoefs demo                         try it: a private target and mount
+              aoefs mount /mnt/aoe --iface eth1  targets as files: e10.3, sys/, etherd/
+              aoefs stat [--json]                aoe-stat's table for the mount
+              aoefs discover | interfaces | revalidate | flush
+                                                 aoetools' controls, through the mount
+              aoefs list | disable | enable | probe [PATTERN…]
+                                                 aoectl's verbs (PATTERN: 10.3, 10, .3)
+              aoefs scan --iface eth1 [--json]   list the targets that answer
+              aoefs serve 10 3 eth1 disk.img     export a file as e10.3 (vblade's flags)
+              aoefs bench --iface eth1 --target 10.3
+                                                 measure a target (reads only)
 
             Each command has --help with examples; `man aoefs` has the whole story.
             """,
         version: "aoefs 0.1.0 (libfuse \(FUSELibrary.version))",
-        subcommands: [Demo.self, Mount.self, Stat.self, Discover.self, Interfaces.self, Revalidate.self, Flush.self, Scan.self,
-                      Serve.self, Bench.self]
+        subcommands: [Demo.self, Mount.self, Stat.self, List.self, Discover.self, Interfaces.self, Revalidate.self, Flush.self,
+                      Disable.self, Enable.self, Probe.self, Scan.self, Serve.self, Bench.self]
     )
 
     /// Also the helper mount.fuse3 runs for `mount -t fuse.aoefs SOURCE DIR -o OPTIONS` and

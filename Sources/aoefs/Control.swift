@@ -74,6 +74,9 @@ struct Stat: ParsableCommand {
     @Argument(help: "Show only devices whose name matches this regular expression.")
     var regex: String?
 
+    @Flag(help: "Print one JSON document (an array of objects, numbers as numbers, null for what is not known) instead of the table, like lsblk -J.")
+    var json = false
+
     func run() throws {
         var dir = mountpoint ?? ProcessInfo.processInfo.environment["AOEFS_MOUNT"] ?? "/mnt/aoe"
         var pattern = regex
@@ -87,38 +90,78 @@ struct Stat: ParsableCommand {
         do { filter = try pattern.map { try NSRegularExpression(pattern: $0) } } catch {
             throw CLIError("'\(pattern ?? "")' is not a regular expression")
         }
-        let names = imageNames(in: dir).filter { name in
+        // From sys/, which also has the disabled targets (their images are gone).
+        let names = imageNames(in: dir + "/sys").filter { name in
             filter.map { $0.firstMatch(in: name, range: NSRange(name.startIndex..., in: name)) != nil } ?? true
         }
         // Each line costs a few FUSE round trips; several readers at once keep the daemon busy
         // instead of waiting for this process between them (256 targets: 0.29 s → see
         // Docs/performance.md). The lines are printed in order.
-        let lines = Locked([String?](repeating: nil, count: names.count))
+        let rows = Locked([Row?](repeating: nil, count: names.count))
         let mount = dir
         DispatchQueue.concurrentPerform(iterations: names.count) { i in
-            let l = Self.line(names[i], directory: mount)
-            lines.withLock { $0[i] = l }
+            let r = Self.row(names[i], directory: mount)
+            rows.withLock { $0[i] = r }
         }
-        for l in lines.withLock({ $0 }) { print(l ?? "") }
+        let all = rows.withLock { $0 }.compactMap { $0 }
+        if json { return print(jsonDocument(all)) }
+        for r in all { print(r.line) }
     }
 
-    /// aoe-stat's `"%10s %15s %10s %-5s %-14s"`: size is sectors × 512 / 10⁶ as `%04d` with a
-    /// point before the last three digits, plus "GB".
-    static func line(_ name: String, directory dir: String) -> String {
+    /// One target of the table; nil where a file could not be read.
+    struct Row: Encodable {
+        var device: String
+        /// Bytes.
+        var size: UInt64?
+        var netif: String?
+        var payload: Int?
+        var state: String?
+
+        enum CodingKeys: String, CodingKey { case device, size, netif, payload, state }
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(device, forKey: .device)
+            try c.encode(size, forKey: .size)  // null when not known: every object has every key
+            try c.encode(netif, forKey: .netif)
+            try c.encode(payload, forKey: .payload)
+            try c.encode(state, forKey: .state)
+        }
+
+        /// aoe-stat's `"%10s %15s %10s %-5s %-14s"`: size is sectors × 512 / 10⁶ as `%04d` with a
+        /// point before the last three digits, plus "GB"; "(NA)" for what is not known.
+        var line: String {
+            var sizeText = "(NA)"
+            if let size, size > 0 {
+                let mb = String(format: "%04llu", size / 1_000_000)
+                sizeText = String(mb.dropLast(3)) + "." + String(mb.suffix(3)) + "GB"
+            }
+            func right(_ s: String, _ w: Int) -> String { String(repeating: " ", count: max(0, w - s.count)) + s }
+            func left(_ s: String, _ w: Int) -> String { s + String(repeating: " ", count: max(0, w - s.count)) }
+            return "\(right(device, 10)) \(right(sizeText, 15)) \(right(netif ?? "(NA)", 10)) "
+                + "\(left(payload.map(String.init) ?? "(NA)", 5)) \(left(state ?? "(NA)", 14))"
+        }
+    }
+
+    static func row(_ name: String, directory dir: String) -> Row {
         let sys = dir + "/sys/" + name + "/"
-        var size = "(NA)"
+        var size: UInt64?
         if let a = try? FileManager.default.attributesOfItem(atPath: dir + "/" + name),
            let bytes = (a[.size] as? NSNumber)?.uint64Value, bytes > 0 {
-            let mb = String(format: "%04llu", bytes / 1_000_000)
-            size = String(mb.dropLast(3)) + "." + String(mb.suffix(3)) + "GB"
+            size = bytes
         }
-        func right(_ s: String, _ w: Int) -> String { String(repeating: " ", count: max(0, w - s.count)) + s }
-        func left(_ s: String, _ w: Int) -> String { s + String(repeating: " ", count: max(0, w - s.count)) }
-        let netif = readTreeFile(sys + "netif") ?? "(NA)"
-        let payload = readTreeFile(sys + "payload") ?? "(NA)"
-        let state = readTreeFile(sys + "state") ?? "(NA)"
-        return "\(right(name, 10)) \(right(size, 15)) \(right(netif, 10)) \(left(payload, 5)) \(left(state, 14))"
+        return Row(device: name, size: size, netif: readTreeFile(sys + "netif"),
+                   payload: readTreeFile(sys + "payload").flatMap { Int($0) }, state: readTreeFile(sys + "state"))
     }
+}
+
+/// One JSON document for `--json`, keys sorted. Types that want `null` for what is not known
+/// (instead of leaving the key out) encode their optionals with `encode`, not `encodeIfPresent`.
+func jsonDocument<T: Encodable>(_ value: T) -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+    guard let data = try? encoder.encode(value) else { return "[]" }
+    return String(decoding: data, as: UTF8.self)
 }
 
 struct Discover: ParsableCommand {

@@ -21,6 +21,9 @@ struct Scan: ParsableCommand {
     @Option(help: "Seconds to wait for answers.")
     var wait: Double = 3
 
+    @Flag(help: "Print one JSON document (an array of objects, numbers as numbers) instead of the table.")
+    var json = false
+
     func run() throws {
         let engine = try network.startEngine()
         defer { engine.shutdown() }
@@ -57,7 +60,48 @@ struct Scan: ParsableCommand {
             printErr("aoefs: no AoE target answered on \(network.interfaces.joined(separator: ", ")) within \(wait) s")
             throw ExitCode(2)
         }
+        if json { return print(jsonDocument(targets.map(Row.init))) }
         print(Self.table(targets))
+    }
+
+    /// One target for `--json`: the table's fields, numbers as numbers.
+    struct Row: Encodable {
+        var target: String
+        var mac: String?
+        var interfaces: [String]
+        var bufcnt: Int?
+        var payload: Int
+        var firmware: Int?
+        var size: UInt64?
+        var state: String
+        var model: String?
+
+        init(_ t: TargetSnapshot) {
+            target = t.address.description
+            mac = (t.paths.first { $0.state.isHealthy } ?? t.paths.first)?.mac.description
+            interfaces = Array(Set(t.paths.map(\.interface))).sorted()
+            bufcnt = t.config.map { Int($0.bufferCount) }
+            payload = t.payload
+            firmware = t.config.map { Int($0.firmwareVersion) }
+            size = t.identity?.capacity
+            state = t.state.rawValue
+            model = t.identity?.model
+        }
+
+        enum CodingKeys: String, CodingKey { case target, mac, interfaces, bufcnt, payload, firmware, size, state, model }
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(target, forKey: .target)
+            try c.encode(mac, forKey: .mac)
+            try c.encode(interfaces, forKey: .interfaces)
+            try c.encode(bufcnt, forKey: .bufcnt)
+            try c.encode(payload, forKey: .payload)
+            try c.encode(firmware, forKey: .firmware)
+            try c.encode(size, forKey: .size)
+            try c.encode(state, forKey: .state)
+            try c.encode(model, forKey: .model)
+        }
     }
 
     static func table(_ targets: [TargetSnapshot]) -> String {

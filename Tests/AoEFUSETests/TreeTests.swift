@@ -125,6 +125,9 @@ struct TreeTests {
         (.flush, "", .flush(.down)),
         (.flush, "all\n", .flush(.all)),
         (.flush, "e10.3", .flush(.target(TargetAddress(shelf: Shelf(10), slot: Slot(3))))),
+        (.disable, "10.3 .4\n", .disable([TargetPattern(shelf: 10, slot: 3), TargetPattern(shelf: nil, slot: 4)])),
+        (.enable, "e10", .enable([TargetPattern(shelf: 10, slot: nil)])),
+        (.probe, "", .probe([TargetPattern(shelf: nil, slot: nil)])),
     ])
     func controlAccepted(_ file: ControlFile, _ text: String, _ command: ControlCommand) {
         #expect(ControlCommand.parse(file, text) == .success(command))
@@ -135,6 +138,8 @@ struct TreeTests {
         (.revalidate, "disk", "no target «disk» (write eS.L, e.g. e10.3)"),
         (.flush, "some", "no target «some» (write \"\", \"all\" or eS.L)"),
         (.err, "x", "err is read-only"),
+        (.disable, "", "write a target pattern: SHELF.SLOT, eSHELF.SLOT, SHELF or .SLOT"),
+        (.enable, "10.x", "«10.x» is not a target pattern (SHELF.SLOT, eSHELF.SLOT, SHELF or .SLOT)"),
     ])
     func controlRefused(_ file: ControlFile, _ text: String, _ message: String) {
         #expect(ControlCommand.parse(file, text) == .failure(ControlError(message)))

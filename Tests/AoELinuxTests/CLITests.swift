@@ -40,6 +40,26 @@ struct CLITests {
         for cell in ["e10.3", net.initiator, "20", "8704", "0x4019", "3.221GB", "up"] {
             #expect(row.contains(cell), "scan row «\(row)» lacks \(cell)")
         }
+        // --json: one document, the same values, numbers as numbers.
+        let j = try aoefs(["scan", "--iface", net.initiator, "--wait", "3", "--json"])
+        #expect(j.status == 0, "\(j.err)")
+        let doc = try JSONSerialization.jsonObject(with: Data(j.out.utf8)) as? [[String: Any]]
+        let t = try #require(doc?.first, "scan --json: \(j.out)")
+        #expect(doc?.count == 1)
+        #expect(t["target"] as? String == "e10.3" && t["state"] as? String == "up")
+        #expect(t["bufcnt"] as? Int == 20 && t["payload"] as? Int == 8704 && t["firmware"] as? Int == 0x4019)
+        #expect(t["size"] as? Int == 3 << 30 && t["interfaces"] as? [String] == [net.initiator])
+    }
+
+    @Test("the overview of aoefs --help reads cleanly at 80 columns: no line wrapped, each row whole")
+    func overviewFitsEightyColumns() throws {
+        let r = try aoefs(["--help"])
+        #expect(r.status == 0)
+        let lines = r.out.split(separator: "\n", omittingEmptySubsequences: false)
+        #expect(lines.allSatisfy { $0.count <= 80 }, "\(lines.filter { $0.count > 80 })")
+        #expect(lines.contains { $0.contains("aoefs demo") && $0.contains("a private target and mount") })
+        #expect(lines.contains { $0.contains("aoefs mount /mnt/aoe") && $0.contains("targets as files") })
+        #expect(!lines.contains { $0.trimmingCharacters(in: .whitespaces) == "and" }, "a row broken mid-sentence")
     }
 
     @Test func scanFindsNothingAndSaysSo() throws {
@@ -53,6 +73,7 @@ struct CLITests {
 
     @Test("every subcommand's --help teaches with an example", arguments: [
         "mount", "stat", "discover", "interfaces", "revalidate", "flush", "scan", "serve", "demo", "bench",
+        "list", "disable", "enable", "probe",
     ])
     func helpHasExamples(command: String) throws {
         let r = try aoefs([command, "--help"])

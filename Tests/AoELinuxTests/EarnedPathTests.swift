@@ -108,4 +108,42 @@ struct EarnedPathTests {
         #expect(l.target?.paths.contains { $0.mac == old } == false)
         #expect((l.target?.counters.ejected ?? 0) >= 1)
     }
+
+    @Test("dd writes 128 MiB (oflag=direct) through the mount while a host floods e10.3 from 200 MACs: all agree")
+    func floodDuringDD() throws {
+        let m = try MountLab(size: 256 << 20, program: .vblade)
+        defer { m.tearDown() }
+        let exe = productsDirectory().appendingPathComponent("aoe-lab").path
+        let output = try OutputCapture(appendingTo: m.lab.directory.appendingPathComponent("flood.log").path)
+        let flooder = try ChildProcess(["nsenter", "--net=/run/netns/\(m.net.targetNamespace)", exe, "flood", "--iface",
+                                        m.net.target, "--target", "10.3", "--macs", "200", "--seconds", "30"],
+                                       stdout: output.writeEnd, stderr: output.writeEnd)
+        output.childStarted()
+        m.lab.ledger.record(.process(flooder.pid))
+        defer {
+            flooder.signal(SIGTERM)
+            flooder.wait()
+        }
+        try #require(output.wait(for: "flooding", timeout: .seconds(5)), "aoe-lab flood started: \(output.text)")
+        let source = m.lab.directory.appendingPathComponent("source.bin").path
+        try must("head -c \(128 << 20) /dev/urandom > \(source)")
+        let dd = try ChildProcess(["dd", "if=\(source)", "of=\(m.image)", "bs=1M", "oflag=direct", "conv=notrunc,nocreat",
+                                   "status=none"])
+        var most = 0
+        let finished = eventually(timeout: .seconds(120)) {
+            let rows = ((try? m.sys("paths")) ?? "").split(separator: "\n").count - 1
+            most = max(most, rows)
+            return !dd.isRunning
+        }
+        #expect(finished && dd.exitCode == 0, "dd completed")
+        #expect(most <= 8, "sys/e10.3/paths showed \(most) paths")
+        let sum = { (path: String, flag: String) in
+            try must("dd if=\(path) bs=1M count=128 \(flag) status=none | sha256sum").prefix(64)
+        }
+        let want = try must("sha256sum \(source)").prefix(64)
+        #expect(try sum(m.image, "iflag=direct") == want, "the bytes read back")
+        #expect(try sum(m.file.path, "") == want, "the bytes on the target's file")
+        let forged = try m.stat("softerr") + m.stat("errwmsg") + m.stat("errtrunc")
+        #expect(forged > 0, "the forged answers were counted")
+    }
 }

@@ -21,6 +21,8 @@ public struct EngineCore: Sendable {
     public private(set) var strayFrames: UInt64 = 0
     /// The links AoE may use (nil: all), Linux `aoe_iflist`.
     public private(set) var allowedLinks: Set<LinkID>?
+    /// `aoefs disable`'s patterns: matching targets get no frame, and discovery leaves them alone.
+    public private(set) var disabledPatterns: [TargetPattern] = []
 
     public init(configuration: EngineConfiguration = EngineConfiguration()) {
         wire = Wire(configuration: configuration)
@@ -127,6 +129,7 @@ public struct EngineCore: Sendable {
             out.append(.log("\(f.header.source): shelf address is all ones (0xfff); check the shelf's dip switches"))
             return
         }
+        if disabledPatterns.contains(where: { $0.matches(address) }) { return }  // aoefs disable
         let isNew = targets[address] == nil
         if isNew {
             targets[address] = SectorScheduler(address: address, now: now)
@@ -208,6 +211,31 @@ public struct EngineCore: Sendable {
     public mutating func revalidate(_ address: TargetAddress, now: Instant, _ out: inout [EngineAction]) {
         guard withTarget(address, { t, wire in t.revalidate(wire) }) != nil else { return }
         discover(address, now: now, &out)
+    }
+
+    /// Disables every target that `pattern` matches, now and when discovered later. Returns the
+    /// known targets it matched.
+    @discardableResult
+    public mutating func disable(_ pattern: TargetPattern, _ out: inout [EngineAction]) -> [TargetAddress] {
+        if !disabledPatterns.contains(pattern) { disabledPatterns.append(pattern) }
+        let matched = targets.keys.filter { pattern.matches($0) }.sorted()
+        for a in matched { withTarget(a) { t, wire in t.disable(&wire, &out) } }
+        return matched
+    }
+
+    /// Lifts the disabling of the targets `pattern` matches (and the patterns it covers) and asks
+    /// them for their config. Returns the known targets it matched.
+    @discardableResult
+    public mutating func enable(_ pattern: TargetPattern, now: Instant, _ out: inout [EngineAction]) -> [TargetAddress] {
+        let matched = targets.keys.filter { pattern.matches($0) }.sorted()
+        disabledPatterns.removeAll { p in
+            p == pattern || matched.contains { p.matches($0) } || (pattern.shelf == nil && pattern.slot == nil)
+        }
+        for a in matched {
+            withTarget(a) { t, wire in t.enable(wire, &out) }
+            discover(a, now: now, &out)
+        }
+        return matched
     }
 
     /// A target's capacity in bytes, if identified.

@@ -225,9 +225,38 @@ extension SectorScheduler {
         pending.removeAll()
     }
 
+    /// `aoefs disable`: every waiting request fails at once, nothing more is sent, and the
+    /// paths' windows start afresh when it is enabled again.
+    mutating func disable(_ wire: inout Wire, _ out: inout [EngineAction]) {
+        guard state != .disabled else { return }
+        for f in wire.frames.removeAll(for: address) where paths.contains(f.path) { paths[f.path].outstanding -= 1 }
+        for id in pending.keys.sorted(by: { $0.rawValue < $1.rawValue }) {
+            out.append(.complete(id, .failure(.disabled(address))))
+        }
+        pending.removeAll()
+        flushWaiting.removeAll()
+        queue.removeAll()
+        identifyQueued = false
+        workSince = nil
+        for id in paths.ids { paths[id].probeTag = nil; paths[id].aliveTag = nil; paths[id].verifyTag = nil }
+        state = .disabled
+        out.append(.log("\(address): disabled"))
+        out.append(.targetsChanged)
+    }
+
+    /// `aoefs enable`: identified again through its verified paths (the router asks for its config).
+    mutating func enable(_ wire: Wire, _ out: inout [EngineAction]) {
+        guard state == .disabled else { return }
+        state = .identifying
+        revalidating = true
+        paths.resetWindows(bufferCount: Int(config?.bufferCount ?? 1), maxOutstanding: wire.configuration.maxOutstanding(for: address))
+        out.append(.log("\(address): enabled"))
+    }
+
     /// etherd/revalidate: identify again (accepting a changed capacity or serial) and negotiate
     /// every path's payload anew. The router then asks for the target's config.
     mutating func revalidate(_ wire: Wire) {
+        guard state != .disabled else { return }
         acceptNewIdentity = true
         revalidating = true
         state = .identifying

@@ -111,6 +111,7 @@ struct SectorScheduler: Sendable {
     /// Accepts a request, or completes it at once when it cannot be served.
     mutating func submit(_ r: SectorRequest, _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
         if state == .down { return out.append(.complete(r.id, .failure(.targetDown(address)))) }
+        if state == .disabled { return out.append(.complete(r.id, .failure(.disabled(address)))) }
         if let id = identity, r.kind != .flush, r.lba + UInt64(r.sectors) > id.sectors {
             return out.append(.complete(r.id, .failure(.beyondEnd(address, lba: r.lba, sectors: r.sectors,
                                                                    capacity: id.sectors))))
@@ -259,6 +260,7 @@ struct SectorScheduler: Sendable {
     /// Starts payload probes on every path that wants one (only while the target is up), and
     /// checks the candidates once the target's identity is known.
     mutating func probeAll(_ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
+        guard state != .disabled else { return }
         if identity != nil { paths.verifyCandidates(counters: &counters, &wire, now: now, &out) }
         guard state == .up else { return }
         for id in paths.ids { paths.continueProbing(id, counters: &counters, &wire, now: now, &out) }
