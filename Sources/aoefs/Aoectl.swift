@@ -77,7 +77,23 @@ struct List: ParsableCommand {
     }
 }
 
-struct Disable: ParsableCommand {
+/// `disable` and `enable`: one or more patterns, written to the control file of the same name.
+protocol PatternVerb: ParsableCommand {
+    var mount: MountOption { get }
+    var patterns: [String] { get }
+    static var controlFile: String { get }
+}
+
+extension PatternVerb {
+    func validate() throws {
+        if patterns.isEmpty { throw ValidationError("give at least one target pattern (e.g. 10.3)") }
+        _ = try parsePatterns(patterns)
+    }
+
+    func run() throws { try writeControl(mount.mountpoint, Self.controlFile, patterns.joined(separator: " ")) }
+}
+
+struct Disable: PatternVerb {
     static let configuration = CommandConfiguration(
         abstract: "Disable targets: their images go, I/O to them fails, nothing is sent to them (aoectl disable).",
         discussion: """
@@ -90,21 +106,15 @@ struct Disable: ParsableCommand {
               aoefs disable 10.3
               aoefs disable 10          # all of shelf 10
             """)
+    static let controlFile = "disable"
 
     @OptionGroup var mount: MountOption
 
     @Argument(help: "Target patterns: SHELF.SLOT, eSHELF.SLOT, SHELF or .SLOT.")
     var patterns: [String]
-
-    func validate() throws {
-        if patterns.isEmpty { throw ValidationError("give at least one target pattern (e.g. 10.3)") }
-        _ = try parsePatterns(patterns)
-    }
-
-    func run() throws { try writeControl(mount.mountpoint, "disable", patterns.joined(separator: " ")) }
 }
 
-struct Enable: ParsableCommand {
+struct Enable: PatternVerb {
     static let configuration = CommandConfiguration(
         abstract: "Enable disabled targets again (aoectl enable).",
         discussion: """
@@ -114,18 +124,12 @@ struct Enable: ParsableCommand {
             Examples:
               aoefs enable 10.3
             """)
+    static let controlFile = "enable"
 
     @OptionGroup var mount: MountOption
 
     @Argument(help: "Target patterns: SHELF.SLOT, eSHELF.SLOT, SHELF or .SLOT.")
     var patterns: [String]
-
-    func validate() throws {
-        if patterns.isEmpty { throw ValidationError("give at least one target pattern (e.g. 10.3)") }
-        _ = try parsePatterns(patterns)
-    }
-
-    func run() throws { try writeControl(mount.mountpoint, "enable", patterns.joined(separator: " ")) }
 }
 
 struct Probe: ParsableCommand {

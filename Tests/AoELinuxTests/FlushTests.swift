@@ -22,19 +22,7 @@ extension MountTests {
     func filesystemOnTargetWithoutFlush(_ flags: [String]) throws {
         let m = try MountLab(flags: flags, program: .aoefsServe)
         defer { m.tearDown() }
-        let loop = try must("losetup -f --show \(m.image)").trimmingCharacters(in: .whitespacesAndNewlines)
-        defer { _ = try? sh("losetup -d \(loop)") }
-        let fsdir = m.lab.directory.appendingPathComponent("ext4").path
-        let tree = m.lab.directory.appendingPathComponent("tree").path
-        try must("mkfs.ext4 -q -F \(loop)")
-        try must("mkdir -p \(fsdir) \(tree) && for i in $(seq 20); do head -c $((i * 7919)) /dev/urandom > \(tree)/f$i; done")
-        try must("mount \(loop) \(fsdir) && cp -a \(tree) \(fsdir)/ && sync -f \(fsdir) && umount \(fsdir)")
-        let fsck = try sh("fsck.ext4 -fn \(loop)")
-        #expect(fsck.status == 0, "fsck: \(fsck.out)")
-        try must("mount \(loop) \(fsdir)")
-        let diff = try sh("diff -r \(tree) \(fsdir)/tree")
-        _ = try? sh("umount \(fsdir)")
-        #expect(diff.status == 0, "\(diff.out)")
+        try m.filesystemRoundTrip(files: 20, big: false)
         #expect(try m.stat("flushes") == 0, "no FLUSH command was answered")
         #expect(try m.stat("flushes_local") >= 1, "fsyncs were answered")
         let conf = try m.sys("conf")

@@ -65,6 +65,25 @@ final class MountLab: @unchecked Sendable {
         }
     }
 
+    /// What a user does with an image: losetup, mkfs.ext4, mount, copy a tree of files, unmount,
+    /// `fsck -fn` clean, mount again and compare.
+    func filesystemRoundTrip(files: Int, big: Bool) throws {
+        let loop = try must("losetup -f --show \(image)").trimmingCharacters(in: .whitespacesAndNewlines)
+        defer { _ = try? sh("losetup -d \(loop)") }
+        let fsdir = lab.directory.appendingPathComponent("ext4").path
+        let tree = lab.directory.appendingPathComponent("tree").path
+        try must("mkfs.ext4 -q -F \(loop)")
+        try must("mkdir -p \(fsdir) \(tree)/a/b && for i in $(seq \(files)); do head -c $((i * 7919)) /dev/urandom > \(tree)/a/f$i; done"
+                 + (big ? " && head -c 20000000 /dev/urandom > \(tree)/a/b/big" : ""))
+        try must("mount \(loop) \(fsdir) && cp -a \(tree) \(fsdir)/ && sync -f \(fsdir) && umount \(fsdir)")
+        let fsck = try sh("fsck.ext4 -fn \(loop)")
+        #expect(fsck.status == 0, "fsck: \(fsck.out)")
+        try must("mount \(loop) \(fsdir)")
+        let diff = try sh("diff -r \(tree) \(fsdir)/tree")
+        _ = try? sh("umount \(fsdir)")
+        #expect(diff.status == 0, "\(diff.out)")
+    }
+
     func log(of lab: Lab) -> String {
         (try? String(contentsOf: lab.directory.appendingPathComponent("aoefs.log"), encoding: .utf8)) ?? ""
     }
@@ -136,20 +155,7 @@ struct MountTests {
     func filesystemOnALoopDevice() throws {
         let m = try MountLab()
         defer { m.tearDown() }
-        let loop = try must("losetup -fP --show \(m.image)").trimmingCharacters(in: .whitespacesAndNewlines)
-        defer { _ = try? sh("losetup -d \(loop)") }
-        let fsdir = m.lab.directory.appendingPathComponent("ext4").path
-        let tree = m.lab.directory.appendingPathComponent("tree").path
-        try must("mkfs.ext4 -q -F \(loop)")
-        try must("mkdir -p \(fsdir) \(tree)/a/b && for i in $(seq 50); do head -c $((i * 7919)) /dev/urandom > \(tree)/a/f$i; done"
-                 + " && head -c 20000000 /dev/urandom > \(tree)/a/b/big")
-        try must("mount \(loop) \(fsdir) && cp -a \(tree) \(fsdir)/ && umount \(fsdir)")
-        let fsck = try sh("fsck.ext4 -fn \(loop)")
-        #expect(fsck.status == 0, "fsck: \(fsck.out)")
-        try must("mount \(loop) \(fsdir)")
-        let diff = try sh("diff -r \(tree) \(fsdir)/tree")
-        _ = try? sh("umount \(fsdir)")
-        #expect(diff.status == 0, "\(diff.out)")
+        try m.filesystemRoundTrip(files: 50, big: true)
     }
 
     @Test("unaligned writes, alone and from several processes at once, read back exactly")

@@ -14,7 +14,12 @@ struct PathSet: Sendable {
 
     init(address: TargetAddress) { self.address = address }
 
-    private func index(_ id: PathID) -> Int? { paths.firstIndex { $0.id == id } }
+    private func index(_ id: PathID) -> Int? {
+        // Ids are handed out in order and paths are seldom removed, so an id is usually its
+        // index: one comparison per lookup on the per-frame path instead of a search.
+        if paths.indices.contains(id.rawValue), paths[id.rawValue].id == id { return id.rawValue }
+        return paths.firstIndex { $0.id == id }
+    }
 
     /// - Precondition: the path exists (`contains`).
     subscript(id: PathID) -> Path {
