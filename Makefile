@@ -2,8 +2,11 @@
 SWIFT ?= swift
 SWIFT_BUILD_FLAGS ?=
 # What the tests and the lab need from Debian (issue #2): FUSE, the vblade target, nft for
-# fault injection, iproute2 for namespaces, tcpdump for the codec cross-check, fio and e2fsprogs.
-APT_PACKAGES = libfuse3-dev fuse3 vblade nftables iproute2 tcpdump fio e2fsprogs pkg-config man-db procps
+# fault injection, iproute2 for namespaces, tcpdump for the codec cross-check, fio and e2fsprogs;
+# fdisk (sfdisk) and gdisk (sgdisk) for the partition tests, python3 for the JSON check, lintian
+# and dpkg-dev for `make deb`.
+APT_PACKAGES = libfuse3-dev fuse3 vblade nftables iproute2 tcpdump fio e2fsprogs pkg-config man-db procps \
+  fdisk gdisk python3 lintian dpkg-dev
 
 .PHONY: all build test deps lab-clean format lint clean bench-tools bench bench-scale demo install uninstall
 

@@ -90,6 +90,12 @@ extension Engine {
         observers.withLock { $0.append(observer) }
     }
 
+    /// Calls `observer` (outside the lock, on an engine thread: it must not block) after every
+    /// change of the target table from now on.
+    public func addTargetObserver(_ observer: @escaping @Sendable () -> Void) {
+        targetObservers.withLock { $0.append(observer) }
+    }
+
     /// Adds a diagnostic line of the caller's (a bad control-file write) to the log.
     public func note(_ line: String) { perform([.log(line)]) }
 

@@ -47,6 +47,9 @@ public final class Engine: Sendable {
     let clock: any EngineClock
     private let onLog: (@Sendable (String) -> Void)?
     let observers = Locked<[@Sendable (String) -> Void]>([])
+    /// Called (outside the lock) after a change of the target table: one appeared, went up or
+    /// down, was removed, disabled or enabled.
+    let targetObservers = Locked<[@Sendable () -> Void]>([])
     private let threadCount = Atomic<Int>(0)
     private let stopFlag = Atomic<Bool>(false)
     /// Threads that have ended (shutdown waits for all of them).
@@ -275,13 +278,14 @@ public final class Engine: Sendable {
         var sends: [(LinkID, [[UInt8]])] = []
         var completions: [(RequestID, Result<Void, AoEIOError>)] = []
         var logs: [String] = []
+        var targetsChanged = false
         for a in actions {
             switch a {
             case .send(let id, let bytes):
                 if let i = sends.firstIndex(where: { $0.0 == id }) { sends[i].1.append(bytes) } else { sends.append((id, [bytes])) }
             case .complete(let id, let r): completions.append((id, r))
             case .log(let line): logs.append(line)
-            case .targetsChanged: break
+            case .targetsChanged: targetsChanged = true
             }
         }
         if !sends.isEmpty {
@@ -306,6 +310,7 @@ public final class Engine: Sendable {
         if let onLog { for l in logs { onLog(l) } }
         if !logs.isEmpty { for o in observers.withLock({ $0 }) { for l in logs { o(l) } } }
         for (c, r) in callbacks { c(r) }
+        if targetsChanged { for o in targetObservers.withLock({ $0 }) { o() } }
     }
 
     /// Sends each link's frames in one batch; returns what failed, as log lines.

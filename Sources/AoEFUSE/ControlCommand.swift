@@ -100,6 +100,7 @@ extension AoEFileSystem {
         case .revalidate(let t):
             guard engine.target(t) != nil else { return .noTarget(trimmed, expected: "eS.L, e.g. e10.3") }
             engine.revalidate(t)
+            rereadTable(t)
         case .flush(let scope):
             let open = state.withLock { $0.openImages }
             let all = engine.targets()

@@ -46,12 +46,23 @@ extension AoEFileSystem {
 
     func open(_ r: Reply, ino: fuse_ino_t, fi: UnsafeMutablePointer<fuse_file_info>) {
         guard let n = node(ino), attributes(n) != nil else { return r.error(ENOENT) }
+        var opened: OpenFile?
+        switch n {
+        case .image(let t): opened = .image(t)
+        case .partition(let p):
+            guard let found = partition(p) else { return r.error(ENOENT) }
+            opened = .partition(p, found)
+        default: break
+        }
         // Direct I/O everywhere: the daemon sees every image I/O (nothing cached twice under a
         // loop device), and `cat` of a pseudo-file always sees fresh, whole contents.
         aoefs_fi_set_direct_io(fi, 1)
         let handle: UInt64 = state.withLock { s in
             defer { s.nextHandle += 1 }
-            if case .image(let t) = n { s.openImages[t, default: 0] += 1 }
+            if let opened {
+                s.handles[s.nextHandle] = opened
+                s.openImages[n.target!, default: 0] += 1
+            }
             return s.nextHandle
         }
         if case .control(.err) = n { openedErr(handle) }
@@ -60,23 +71,49 @@ extension AoEFileSystem {
     }
 
     func release(_ r: Reply, ino: fuse_ino_t, fh: UInt64) {
-        state.withLock { s in
-            if case .image(let t)? = s.inodes.node(UInt64(ino)) { s.openImages[t, default: 1] -= 1 }
+        let reread: TargetAddress? = state.withLock { s in
             s.errCursor[fh] = nil
+            guard let h = s.handles.removeValue(forKey: fh) else { return nil }
+            let t: TargetAddress
+            switch h {
+            case .image(let a): t = a
+            case .partition(let p, _): t = p.target
+            }
+            s.openImages[t, default: 1] -= 1
+            return s.tableWriters.remove(fh) != nil ? t : nil
         }
+        // The handle wrote the partition table (fdisk, sfdisk, sgdisk): read it again, as
+        // BLKRRPART would.
+        if let reread { rereadTable(reread) }
         r.error(0)
+    }
+
+    /// Where a handle's I/O goes: the target, the byte offset of the file's start on it, and the
+    /// file's length. Nil (EIO) for a partition the table no longer has as it was opened.
+    private func extent(_ n: Node, fh: UInt64) -> (target: TargetAddress, base: UInt64, length: UInt64)? {
+        switch n {
+        case .image(let t):
+            return engine.capacity(of: t).map { (t, 0, $0) }
+        case .partition(let p):
+            guard case .partition(_, let opened)? = state.withLock({ $0.handles[fh] }), partition(p) == opened,
+                  engine.capacity(of: p.target) != nil else { return nil }
+            return (p.target, opened.start * 512, opened.size * 512)
+        default:
+            return nil
+        }
     }
 
     func read(_ r: Reply, ino: fuse_ino_t, size: Int, offset: Int, fh: UInt64) {
         guard let n = node(ino) else { return r.error(ENOENT) }
         switch n {
-        case .image(let t):
-            guard let capacity = engine.capacity(of: t).map({ Int($0) }) else { return r.error(ENODEV) }
-            let count = max(0, min(size, capacity - offset))
+        case .image, .partition:
+            guard let (t, base, length) = extent(n, fh: fh) else { return r.error(n.isImage ? ENODEV : EIO) }
+            // Past the end a read gets 0 bytes, as from a block device.
+            let count = max(0, min(size, Int(length) - offset))
             if count == 0 { return r.buffer(nil, 0) }
             let buffer = IOBuffer(uninitializedCount: count)
             track(+1)
-            engine.read(t, offset: UInt64(offset), count: count, into: buffer) { [self] result in
+            engine.read(t, offset: base + UInt64(offset), count: count, into: buffer) { [self] result in
                 switch result {
                 case .success where count >= Self.largeReply && waiting.withLock({ $0 }) > 1:
                     replies.async { [self] in
@@ -94,6 +131,10 @@ extension AoEFileSystem {
             let open = state.withLock { $0.openImages[t] ?? 0 }
             let text = Array(Render.file(f, s, configuration: engine.configuration, openCount: open).utf8)
             r.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size)))
+        case .partitionFile(let p, let f):
+            guard let found = partition(p) else { return r.error(ENOENT) }
+            let text = Array(Render.file(f, found).utf8)
+            r.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size)))
         case .control(.interfaces):
             let text = Array((engine.allowedInterfaces.joined(separator: " ") + "\n").utf8)
             r.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size)))
@@ -106,12 +147,17 @@ extension AoEFileSystem {
         }
     }
 
-    func write(_ r: Reply, ino: fuse_ino_t, data: UnsafeRawBufferPointer, offset: Int) {
+    func write(_ r: Reply, ino: fuse_ino_t, data: UnsafeRawBufferPointer, offset: Int, fh: UInt64) {
         guard let n = node(ino) else { return r.error(ENOENT) }
         switch n {
-        case .image(let t):
-            guard let capacity = engine.capacity(of: t) else { return r.error(ENODEV) }
-            if offset + data.count > Int(capacity) { return r.error(ENOSPC) }
+        case .image, .partition:
+            guard let (t, base, length) = extent(n, fh: fh) else { return r.error(n.isImage ? ENODEV : EIO) }
+            // Past the end a write gets ENOSPC, as on a block device.
+            if offset + data.count > Int(length) { return r.error(ENOSPC) }
+            let bytes = base + UInt64(offset)..<base + UInt64(offset + data.count)
+            if case .image = n, writeTouchesTable(t, bytes, capacity: length) {
+                state.withLock { _ = $0.tableWriters.insert(fh) }
+            }
             // libfuse reuses its request buffer once this callback returns (pitfall 7). A large
             // write takes that buffer over instead (our own loop then gives libfuse a new one),
             // which saves copying a MiB on the receive thread; a small one is copied.
@@ -127,7 +173,7 @@ extension AoEFileSystem {
             }
             track(+1)
             let count = data.count
-            engine.write(t, offset: UInt64(offset), count: count, from: buffer) { [self] result in
+            engine.write(t, offset: bytes.lowerBound, count: count, from: buffer) { [self] result in
                 withExtendedLifetime(block) {}
                 switch result {
                 case .success: r.written(count)
@@ -151,7 +197,7 @@ extension AoEFileSystem {
     }
 
     func fsync(_ r: Reply, ino: fuse_ino_t) {
-        guard case .image(let t)? = node(ino) else { return r.error(0) }
+        guard let t = node(ino).flatMap({ $0.isImage || $0.isPartition ? $0.target : nil }) else { return r.error(0) }
         track(+1)
         engine.flush(t) { [self] result in
             switch result {

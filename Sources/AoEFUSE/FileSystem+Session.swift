@@ -108,6 +108,7 @@ extension AoEFileSystem {
             session = nil
         }
         replies.stop()
+        tableReader.stop()
         retained?.release()
         retained = nil
     }

@@ -54,7 +54,16 @@ public final class AoEFileSystem: @unchecked Sendable {
 
     struct State {
         var inodes = InodeTable()
+        /// Open image and partition handles per target (a target in use is not flushed away,
+        /// and reads `down,closewait` while down).
         var openImages: [TargetAddress: Int] = [:]
+        /// What each open image or partition handle was opened on.
+        var handles: [UInt64: OpenFile] = [:]
+        /// Image handles that wrote a sector of their target's partition table.
+        var tableWriters: Set<UInt64> = []
+        var tables: [TargetAddress: TargetPartitions] = [:]
+        var tablesWanted: Set<TargetAddress> = []
+        var tablePassPosted = false
         var errCursor: [UInt64: UInt64] = [:]
         var errWaiters: [UInt64: (reply: Reply, handle: UInt64)] = [:]
         var nextHandle: UInt64 = 1
@@ -62,9 +71,20 @@ public final class AoEFileSystem: @unchecked Sendable {
         var tornDown = false
     }
 
+    /// Reads partition tables, which waits for the target: never on the thread serving FUSE.
+    let tableReader = WorkerPool(threads: 1, name: "aoefs-tables")
+
+    /// An open image or partition: I/O on a partition handle keeps to the partition it was opened
+    /// on, and fails (EIO) once the table no longer has it.
+    enum OpenFile: Sendable {
+        case image(TargetAddress)
+        case partition(PartitionName, Partition)
+    }
+
     public init(engine: Engine, mountpoint: String) {
         self.engine = engine
         self.mountpoint = mountpoint
+        watchPartitionTables()
     }
 
     // MARK: - Nodes
@@ -82,12 +102,25 @@ public final class AoEFileSystem: @unchecked Sendable {
         switch n {
         case .root:
             // A disabled target keeps its sys/ directory (its state says disabled), not its image.
-            return imageTargets().filter { $0.state != .disabled }.map { ($0.address.description, Node.image($0.address)) }
-                + [("etherd", .etherdDir), ("sys", .sysDir)]
-        case .sysDir: return imageTargets().map { ($0.address.description, Node.targetDir($0.address)) }
+            var out: [(String, Node)] = []
+            for t in imageTargets() where t.state != .disabled {
+                out.append((t.address.description, .image(t.address)))
+                for p in partitionNames(t.address) { out.append((p.description, .partition(p))) }
+            }
+            return out + [("etherd", .etherdDir), ("sys", .sysDir)]
+        case .sysDir:
+            var out: [(String, Node)] = []
+            for t in imageTargets() {
+                out.append((t.address.description, .targetDir(t.address)))
+                if t.state != .disabled {
+                    for p in partitionNames(t.address) { out.append((p.description, .partitionDir(p))) }
+                }
+            }
+            return out
         case .etherdDir: return ControlFile.allCases.map { ($0.rawValue, Node.control($0)) }
         case .targetDir(let t): return SysFile.allCases.map { ($0.rawValue, Node.targetFile(t, $0)) }
-        default: return nil
+        case .partitionDir(let p): return PartitionFile.allCases.map { ($0.rawValue, Node.partitionFile(p, $0)) }
+        case .image, .targetFile, .control, .partition, .partitionFile: return nil
         }
     }
 
@@ -99,21 +132,29 @@ public final class AoEFileSystem: @unchecked Sendable {
             guard let t = TargetAddress(parsing: name), t.description == name, snapshot(t) != nil else { return nil }
             return t
         }
+        func partition(_ name: String) -> PartitionName? {
+            guard let p = PartitionName(parsing: name), p.description == name, self.partition(p) != nil,
+                  let s = snapshot(p.target), s.state != .disabled else { return nil }
+            return p
+        }
         switch parent {
         case .root:
             if name == "etherd" { return .etherdDir }
             if name == "sys" { return .sysDir }
-            return target(name).flatMap { snapshot($0)?.state == .disabled ? nil : Node.image($0) }
-        case .sysDir: return target(name).map(Node.targetDir)
+            if let t = target(name) { return snapshot(t)?.state == .disabled ? nil : Node.image(t) }
+            return partition(name).map(Node.partition)
+        case .sysDir: return target(name).map(Node.targetDir) ?? partition(name).map(Node.partitionDir)
         case .etherdDir: return ControlFile(rawValue: name).map(Node.control)
         case .targetDir(let t): return SysFile(rawValue: name).map { Node.targetFile(t, $0) }
-        case .image, .targetFile, .control: return nil
+        case .partitionDir(let p): return PartitionFile(rawValue: name).map { Node.partitionFile(p, $0) }
+        case .image, .targetFile, .control, .partition, .partitionFile: return nil
         }
     }
 
     /// The node's attributes, or nil when it does not exist (its target is gone).
     func attributes(_ n: Node) -> stat? {
         var image: TargetSnapshot?
+        var part: Partition?
         switch n {
         case .root, .sysDir, .etherdDir, .control: break
         case .image(let t):
@@ -122,15 +163,24 @@ public final class AoEFileSystem: @unchecked Sendable {
         case .targetDir(let t), .targetFile(let t, _):
             guard let s = snapshot(t) else { return nil }
             image = s
+        case .partition(let p), .partitionDir(let p), .partitionFile(let p, _):
+            guard let s = snapshot(p.target), s.state != .disabled, let found = partition(p) else { return nil }
+            image = s
+            part = found
         }
-        return Attributes.of(n, inode: UInt64(inode(n)), image: image, owner: owner, time: mountTime)
+        return Attributes.of(n, inode: UInt64(inode(n)), image: image, partition: part, owner: owner, time: mountTime)
+    }
+
+    /// The names of `target`'s partition files.
+    func partitionNames(_ target: TargetAddress) -> [PartitionName] {
+        partitions(of: target).map { PartitionName(target: target, number: $0.number) }
     }
 }
 
 /// A node's `stat`. Pure: the node, its inode and (for target nodes) the target in, `stat` out.
 enum Attributes {
-    static func of(_ n: Node, inode: UInt64, image: TargetSnapshot?, owner: (uid: uid_t, gid: gid_t),
-                   time: time_t) -> stat {
+    static func of(_ n: Node, inode: UInt64, image: TargetSnapshot?, partition: Partition? = nil,
+                   owner: (uid: uid_t, gid: gid_t), time: time_t) -> stat {
         var st = stat()
         st.st_ino = __ino_t(inode)
         st.st_uid = owner.uid
@@ -140,7 +190,7 @@ enum Attributes {
         st.st_ctim.tv_sec = time
         st.st_blksize = 4096
         switch n {
-        case .root, .sysDir, .etherdDir, .targetDir:
+        case .root, .sysDir, .etherdDir, .targetDir, .partitionDir:
             st.st_mode = S_IFDIR | 0o755
             st.st_nlink = 2
         case .image:
@@ -149,6 +199,16 @@ enum Attributes {
             st.st_size = Int(image?.identity?.capacity ?? 0)
             st.st_blocks = st.st_size / 512
             st.st_blksize = max(image?.payload ?? 0, 512)
+        case .partition:
+            st.st_mode = S_IFREG | 0o660
+            st.st_nlink = 1
+            st.st_size = Int(partition?.size ?? 0) * 512
+            st.st_blocks = st.st_size / 512
+            st.st_blksize = max(image?.payload ?? 0, 512)
+        case .partitionFile:
+            st.st_mode = S_IFREG | 0o444
+            st.st_nlink = 1
+            st.st_size = 4096
         case .targetFile(_, let f):
             st.st_mode = S_IFREG | (f == .config ? 0o644 : 0o444)
             st.st_nlink = 1

@@ -31,8 +31,9 @@ func makeOperations() -> fuse_lowlevel_ops {
     ops.read = { req, ino, size, off, fi in
         fs(req).read(Reply(req!), ino: ino, size: size, offset: Int(off), fh: fi?.pointee.fh ?? 0)
     }
-    ops.write = { req, ino, buf, size, off, _ in
-        fs(req).write(Reply(req!), ino: ino, data: UnsafeRawBufferPointer(start: buf, count: size), offset: Int(off))
+    ops.write = { req, ino, buf, size, off, fi in
+        fs(req).write(Reply(req!), ino: ino, data: UnsafeRawBufferPointer(start: buf, count: size), offset: Int(off),
+                      fh: fi?.pointee.fh ?? 0)
     }
     ops.flush = { req, _, _ in fuse_reply_err(req, 0) }
     ops.fsync = { req, ino, _, _ in fs(req).fsync(Reply(req!), ino: ino) }

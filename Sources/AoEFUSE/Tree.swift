@@ -15,13 +15,37 @@ enum Node: Hashable, Sendable {
     case targetFile(TargetAddress, SysFile)
     /// `etherd/<file>`.
     case control(ControlFile)
+    /// `eS.LpN`: one partition of a target, its I/O mapped onto the target.
+    case partition(PartitionName)
+    /// `sys/eS.LpN/`.
+    case partitionDir(PartitionName)
+    /// `sys/eS.LpN/<file>`.
+    case partitionFile(PartitionName, PartitionFile)
 
     var isDirectory: Bool {
         switch self {
-        case .root, .sysDir, .etherdDir, .targetDir: true
-        case .image, .targetFile, .control: false
+        case .root, .sysDir, .etherdDir, .targetDir, .partitionDir: true
+        case .image, .targetFile, .control, .partition, .partitionFile: false
         }
     }
+
+    var isImage: Bool { if case .image = self { true } else { false } }
+    var isPartition: Bool { if case .partition = self { true } else { false } }
+
+    /// The target a node belongs to, if any.
+    var target: TargetAddress? {
+        switch self {
+        case .root, .sysDir, .etherdDir, .control: nil
+        case .image(let t), .targetDir(let t), .targetFile(let t, _): t
+        case .partition(let p), .partitionDir(let p), .partitionFile(let p, _): p.target
+        }
+    }
+}
+
+/// The files of `sys/eS.LpN/`, as `/sys/block/<disk>/<partition>/start` and `size` (sectors),
+/// plus the table's type (MBR type byte or GPT type GUID) and GPT name.
+enum PartitionFile: String, CaseIterable, Sendable {
+    case start, size, type, name
 }
 
 /// The files of `sys/eS.L/`, in Linux sysfs and Solaris kstat wording.
@@ -115,6 +139,15 @@ enum Render {
                 ("wcache", t.identity?.writeCacheEnabled == true ? "1" : "0"), ("flush", t.flushMode.rawValue),
             ]
             return rows.map { "\($0.0) \($0.1)" }.joined(separator: "\n") + "\n"
+        }
+    }
+
+    static func file(_ f: PartitionFile, _ p: Partition) -> String {
+        switch f {
+        case .start: "\(p.start)\n"
+        case .size: "\(p.size)\n"
+        case .type: p.type + "\n"
+        case .name: p.name + "\n"
         }
     }
 

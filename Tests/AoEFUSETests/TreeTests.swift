@@ -114,6 +114,48 @@ struct TreeTests {
                 == S_IFREG | 0o444)
     }
 
+    @Test("partition names: eS.LpN as the Linux driver spells them; nothing else names one")
+    func partitionNames() {
+        #expect(PartitionName(parsing: "e10.3p1") == PartitionName(target: e103, number: 1))
+        #expect(PartitionName(parsing: "e0.2p12")?.description == "e0.2p12")
+        for bad in ["e10.3", "e10.3p", "e10.3p0", "e10.3p01", "e10.3p-1", "10.3p1", "e010.3p1", "e10.3p1x", "p1", ""] {
+            #expect(PartitionName(parsing: bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test("partition files and attributes: start and size in sectors, type, name; the file is the partition's size")
+    func partitionFiles() {
+        let p = Partition(number: 2, start: 43008, size: 204_800, type: "0x83")
+        #expect(Render.file(.start, p) == "43008\n")
+        #expect(Render.file(.size, p) == "204800\n")
+        #expect(Render.file(.type, p) == "0x83\n")
+        let g = Partition(number: 1, start: 2048, size: 8, type: "0fc63daf-8483-4772-8e79-3d69d8477de4", name: "data")
+        #expect(Render.file(.name, g) == "data\n")
+        let name = PartitionName(target: e103, number: 2)
+        let st = Attributes.of(.partition(name), inode: 9, image: target(), partition: p, owner: (0, 0), time: 0)
+        let fileMode: mode_t = S_IFREG | 0o660, dirMode: mode_t = S_IFDIR | 0o755
+        #expect(st.st_size == 204_800 * 512)
+        #expect(st.st_mode == fileMode)
+        let dir = Attributes.of(.partitionDir(name), inode: 10, image: target(), partition: p, owner: (0, 0), time: 0)
+        #expect(dir.st_mode == dirMode)
+        #expect(Node.partitionFile(name, .start).target == e103 && !Node.partition(name).isDirectory)
+    }
+
+    @Test("table sectors: a write into the MBR, the GPT at either end or a recorded EBR marks the table; others do not")
+    func tableSectors() {
+        let t = TargetPartitions(table: PartitionTable(), capacity: 1000,
+                                 sectors: TargetPartitions.usualSectors(capacity: 1000) + [500..<501])
+        #expect(t.touches(0..<512))
+        #expect(t.touches(33 * 512..<34 * 512))
+        #expect(!t.touches(34 * 512..<35 * 512))
+        let inBackup: Range<UInt64> = 495_204..<495_304  // bytes inside sector 967
+        #expect(t.touches(inBackup))
+        #expect(!t.touches(966 * 512..<967 * 512))
+        let intoEBR: Range<UInt64> = 255_488..<256_001  // sector 499 and the first byte of 500
+        #expect(t.touches(intoEBR))
+        #expect(!t.touches(0..<0))
+    }
+
     @Test("control writes: every accepted spelling", arguments: [
         (ControlFile.discover, "", ControlCommand.discover(.broadcast)),
         (.discover, "10\n", .discover(TargetAddress(shelf: Shelf(10), slot: .broadcast))),
