@@ -8,7 +8,7 @@ SWIFT_BUILD_FLAGS ?=
 APT_PACKAGES = libfuse3-dev fuse3 vblade nftables iproute2 tcpdump fio e2fsprogs pkg-config man-db procps \
   fdisk gdisk python3 lintian dpkg-dev
 
-.PHONY: all build test deps lab-clean format lint clean bench-tools bench bench-scale demo install uninstall
+.PHONY: all build test deps lab-clean format lint clean bench-tools bench bench-scale demo install uninstall deb deb-test
 
 PREFIX ?= /usr/local
 
@@ -46,16 +46,28 @@ install:
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/aoefs $(DESTDIR)$(PREFIX)/share/man/man8/aoefs.8 $(DESTDIR)/etc/systemd/system/aoefs.service
 
+## deb: .build/deb/aoefs_VERSION_amd64.deb (dpkg-deb; /usr/sbin/aoefs with the Swift runtime
+## linked in, man page, systemd unit, /etc/aoefs.conf as a conffile; depends on fuse3)
+deb: deps
+	SWIFT=$(SWIFT) Packaging/build-deb.sh
+
+## deb-test: build the package, lintian (no errors), dpkg -i, aoefs demo with the installed
+## binary (and mount -t fuse.aoefs inside it), dpkg -P, nothing left (root; make test runs it)
+deb-test: deps
+	SWIFT=$(SWIFT) Packaging/test-deb.sh
+
 ## build: debug build of every target
 build: deps
 	$(SWIFT) build $(SWIFT_BUILD_FLAGS)
 
-## test: install what is missing, build, run every test (lab tests need root); then the engine
-## and mount lab suites again with aoefs's own target (`aoefs serve`) in place of vblade
+## test: install what is missing, build, run every test (lab tests need root); then the engine,
+## mount and partition lab suites again with aoefs's own target (`aoefs serve`) in place of
+## vblade; then the Debian package's build, install, use and purge (deb-test)
 test: deps
 	$(SWIFT) build --build-tests $(SWIFT_BUILD_FLAGS)
 	$(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS)
-	AOEFS_LAB_TARGET=serve $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter 'EngineLabTests|MountTests|ControlCommandTests'
+	AOEFS_LAB_TARGET=serve $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter 'EngineLabTests|MountTests|ControlCommandTests|PartitionLabTests'
+	SWIFT=$(SWIFT) Packaging/test-deb.sh
 
 
 ## bench-tools: the C yardstick initiator from ../shared/tools (or $(YARDSTICK_SRC))

@@ -8,12 +8,12 @@ struct AoEFS: ParsableCommand {
         commandName: "aoefs",
         abstract: "A user-space ATA-over-Ethernet initiator: AoE targets as files, through FUSE.",
         discussion: """
-            aoefs finds AoE targets (Coraid shelves, vblade, …) on your Ethernet
-            interfaces and talks to them from user space, with no kernel aoe module.
-            It needs root (or CAP_NET_RAW) for raw Ethernet.
+            aoefs finds AoE targets (Coraid shelves, vblade, …) on your Ethernet interfaces
+            and talks to them from user space, with no kernel aoe module. It needs root (or
+            CAP_NET_RAW) for raw Ethernet.
 
               aoefs demo                         try it: a private target and mount
-              aoefs mount /mnt/aoe --iface eth1  targets as files: e10.3, sys/, etherd/
+              aoefs mount /mnt/aoe --iface eth1  targets as files: e10.3, e10.3p1, sys/, …
               aoefs stat [--json]                aoe-stat's table for the mount
               aoefs discover | interfaces | revalidate | flush
                                                  aoetools' controls, through the mount
@@ -24,7 +24,8 @@ struct AoEFS: ParsableCommand {
               aoefs bench --iface eth1 --target 10.3
                                                  measure a target (reads only)
 
-            Each command has --help with examples; `man aoefs` has the whole story.
+            Each command has --help with examples; `man aoefs` has the whole story. `make
+            deb` in the source tree builds a Debian package.
             """,
         version: "aoefs 0.1.0 (libfuse \(FUSELibrary.version))",
         subcommands: [Demo.self, Mount.self, Stat.self, List.self, Discover.self, Interfaces.self, Revalidate.self, Flush.self,

@@ -17,9 +17,9 @@ struct List: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List the mount's targets: state, MAC, interface, payload (like Solaris aoectl list).",
         discussion: """
-            A PATTERN is SHELF.SLOT, eSHELF.SLOT, SHELF (a whole shelf) or .SLOT (that slot on
-            every shelf); an empty field is a wildcard. A pattern that matches nothing is an
-            error. Disabled targets are listed too (state disabled).
+            A PATTERN is SHELF.SLOT, eSHELF.SLOT, SHELF (a whole shelf) or .SLOT (that slot
+            on every shelf); an empty field is a wildcard. A pattern that matches nothing
+            is an error. Disabled targets are listed too (state disabled).
 
             Examples:
               aoefs list
@@ -97,10 +97,10 @@ struct Disable: PatternVerb {
     static let configuration = CommandConfiguration(
         abstract: "Disable targets: their images go, I/O to them fails, nothing is sent to them (aoectl disable).",
         discussion: """
-            Writes the patterns to etherd/disable. Requests waiting for a disabled target fail with
-            EIO at once, no frame goes to it, and discovery does not bring it back (a target that
-            appears later and matches is disabled too). Its sys/ directory stays, with state
-            disabled. `aoefs enable` undoes it.
+            Writes the patterns to etherd/disable. Requests waiting for a disabled target
+            fail with EIO at once, no frame goes to it, and discovery does not bring it
+            back (a target that appears later and matches is disabled too). Its sys/
+            directory stays, with state disabled. `aoefs enable` undoes it.
 
             Examples:
               aoefs disable 10.3
@@ -118,8 +118,8 @@ struct Enable: PatternVerb {
     static let configuration = CommandConfiguration(
         abstract: "Enable disabled targets again (aoectl enable).",
         discussion: """
-            Writes the patterns to etherd/enable: the targets are asked for their config and
-            identified again, and their images come back.
+            Writes the patterns to etherd/enable: the targets are asked for their config
+            and identified again, and their images come back.
 
             Examples:
               aoefs enable 10.3
@@ -136,8 +136,9 @@ struct Probe: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Send a targeted Query Config (aoectl probe).",
         discussion: """
-            Writes the patterns to etherd/probe: a Query Config to the shelf and slot each names
-            (a wildcard field goes to the broadcast address), everyone without a pattern.
+            Writes the patterns to etherd/probe: a Query Config to the shelf and slot each
+            names (a wildcard field goes to the broadcast address), everyone without a
+            pattern.
 
             Examples:
               aoefs probe

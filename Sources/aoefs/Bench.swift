@@ -10,9 +10,10 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure a target through the engine: sequential and random I/O.",
         discussion: """
-            Runs each test for --seconds (or until --size bytes are done) and prints MB/s, IOPS,
-            latency percentiles and CPU seconds per GB of data. Tests: seqread, seqwrite,
-            randread. Write tests overwrite the target's data and refuse to run without --write.
+            Runs each test for --seconds (or until --size bytes are done) and prints MB/s,
+            IOPS, latency percentiles and CPU seconds per GB of data. Tests: seqread,
+            seqwrite, randread. Write tests overwrite the target's data and refuse to run
+            without --write.
 
             Examples:
               aoefs bench --iface eth1 --target 10.3

@@ -59,9 +59,9 @@ struct Stat: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print aoe-stat's table: device, size, interfaces, payload, state.",
         discussion: """
-            One line per target of an aoefs mount, in aoe-stat's columns and widths, sorted by
-            shelf and slot. "(NA)" marks what is not known (yet). REGEX keeps only devices it
-            matches, like aoe-stat's argument.
+            One line per target of an aoefs mount, in aoe-stat's columns and widths, sorted
+            by shelf and slot. "(NA)" marks what is not known (yet). REGEX keeps only
+            devices it matches, like aoe-stat's argument.
 
             Examples:
               aoefs stat                      # the mount at /mnt/aoe
@@ -168,8 +168,9 @@ struct Discover: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Ask the network for AoE targets again (like aoe-discover).",
         discussion: """
-            Writes to etherd/discover of the mount: a broadcast Query Config, or one aimed at a
-            shelf (10) or a target (10.3). New targets appear as files within a second or two.
+            Writes to etherd/discover of the mount: a broadcast Query Config, or one aimed
+            at a shelf (10) or a target (10.3). New targets appear as files within a second
+            or two.
 
             Examples:
               aoefs discover
@@ -188,9 +189,9 @@ struct Interfaces: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show or set the interfaces aoefs may use (like aoe-interfaces).",
         discussion: """
-            Without arguments, prints the allow-list (empty: every Ethernet interface). With
-            interface names, only those carry AoE from now on; --all lifts the restriction.
-            An interface that does not exist is refused.
+            Without arguments, prints the allow-list (empty: every Ethernet interface).
+            With interface names, only those carry AoE from now on; --all lifts the
+            restriction. An interface that does not exist is refused.
 
             Examples:
               aoefs interfaces
@@ -250,9 +251,9 @@ struct Flush: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Forget targets (like aoe-flush): down and unused ones, all, or those named.",
         discussion: """
-            Without arguments, drops targets that are down and not open. -a drops every target
-            that is not open. Named targets are dropped if not open. They come back when they
-            answer a discovery.
+            Without arguments, drops targets that are down and not open. -a drops every
+            target that is not open. Named targets are dropped if not open. They come back
+            when they answer a discovery.
 
             Examples:
               aoefs flush

@@ -9,18 +9,20 @@ struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Try aoefs with nothing to set up: a private network, a built-in target and a mount.",
         discussion: """
-            Creates a private network namespace joined to this one by a veth pair (MTU 9000),
-            starts `aoefs serve` there on a sparse file (target e10.3), and mounts the tree
-            (default ./aoe-demo). It then prints what to try, and removes everything it made
-            (mount, target, namespace, links, file) on Ctrl-C.
+            Creates a private network namespace joined to this one by a veth pair (MTU
+            9000), starts `aoefs serve` there on a sparse file (target e10.3), and mounts
+            the tree (default ./aoe-demo). It then prints what to try, and removes
+            everything it made (mount, target, namespace, links, file) on Ctrl-C.
 
-            With `-- COMMAND`, it runs COMMAND against the mount instead (AOEFS_MOUNT names the
-            mountpoint), tears everything down when it finishes, and exits with its status.
-            Needs root; needs nothing but this binary, libfuse3 and iproute2.
+            With `-- COMMAND`, it runs COMMAND against the mount instead (AOEFS_MOUNT names
+            the mountpoint, AOEFS_IFACE the veth on this side), tears everything down when
+            it finishes, and exits with its status. Needs root; needs nothing but this
+            binary, libfuse3 and iproute2.
 
             Examples:
               sudo aoefs demo
-              sudo aoefs demo -- sh -c 'dd if=/dev/zero of=aoe-demo/e10.3 bs=1M count=64 oflag=direct conv=notrunc; cat aoe-demo/sys/e10.3/stats'
+              sudo aoefs demo -- sh -c 'dd if=/dev/zero of=aoe-demo/e10.3 bs=1M count=64 \\
+                  oflag=direct conv=notrunc; cat aoe-demo/sys/e10.3/stats'
             """)
 
     @Option(name: .customLong("mount"), help: ArgumentHelp("Where to mount (created if missing).", valueName: "DIR"))
@@ -56,7 +58,9 @@ struct Demo: ParsableCommand {
     }
 }
 
-/// Everything the demo makes, and its removal. Names start with `aoed` (never a test's `aoet`).
+/// Everything the demo makes, and its removal. Names are 8 letters (the namespace and links add
+/// one) starting `aoed`, or with what `AOEFS_DEMO_PREFIX` says (4–5 lowercase letters starting
+/// `aoe`): the test suite runs the demo with `aoetd`, inside `aoet`, its devices' prefix.
 final class DemoSetup: @unchecked Sendable {
     // @unchecked: used from the main thread; `session` and `target` are set in `start` and
     // read afterwards; the child waiter only calls `session.stop()`, which is thread-safe.
@@ -74,11 +78,16 @@ final class DemoSetup: @unchecked Sendable {
     private var session: MountSession?
 
     static let base = "/tmp"
-    static let prefix = "aoefs-demo-aoed"
+    /// How the demo's namespace, links and directory begin.
+    static let namePrefix: String = {
+        let p = ProcessInfo.processInfo.environment["AOEFS_DEMO_PREFIX"] ?? ""
+        return (4...5).contains(p.count) && p.hasPrefix("aoe") && p.allSatisfy({ ("a"..."z").contains($0) }) ? p : "aoed"
+    }()
+    static var prefix: String { "aoefs-demo-" + namePrefix }
 
     init(size: UInt64, mountpoint: String) throws {
         let letters = Array("abcdefghijklmnopqrstuvwxyz0123456789")
-        name = "aoed" + String((0..<4).map { _ in letters.randomElement()! })
+        name = Self.namePrefix + String((0..<(8 - Self.namePrefix.count)).map { _ in letters.randomElement()! })
         namespace = name + "t"
         localLink = name + "i"
         remoteLink = name + "t"
@@ -156,6 +165,7 @@ final class DemoSetup: @unchecked Sendable {
             return 0
         }
         setenv("AOEFS_MOUNT", mountpoint, 1)
+        setenv("AOEFS_IFACE", localLink, 1)
         let child: ChildProcess
         do { child = try ChildProcess(command, stdin: 0, stdout: 1, stderr: 2) } catch {
             session.stop()

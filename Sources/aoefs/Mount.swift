@@ -11,15 +11,21 @@ struct Mount: ParsableCommand {
         abstract: "Discover AoE targets and serve them as files under MOUNTPOINT.",
         discussion: """
             Each target appears as a raw image, MOUNTPOINT/eS.L (shelf S, slot L), beside
-            sys/eS.L/ (state, mac, netif, fwver, payload, ident, config, paths, stats, conf) and
-            etherd/ (discover, interfaces, err, revalidate, flush). Without -f the command
-            returns once the mount is usable and a daemon serves it; unmount with
-            `fusermount3 -u MOUNTPOINT` or `umount MOUNTPOINT`.
+            sys/eS.L/ (state, mac, netif, fwver, payload, ident, config, paths, stats,
+            conf) and etherd/ (discover, interfaces, err, revalidate, flush, disable,
+            enable, probe). Without -f the command returns once the mount is usable and a
+            daemon serves it; unmount with `fusermount3 -u MOUNTPOINT` or `umount
+            MOUNTPOINT`.
+
+            Partitions (MBR primaries and logicals, GPT) appear as eS.LpN beside the image,
+            with sys/eS.LpN/ (start, size, type, name); a table written with sfdisk, sgdisk
+            or fdisk on eS.L is read again when that file is closed, and on revalidate.
 
             Examples:
               aoefs mount /mnt/aoe --iface eth1
               dd if=/mnt/aoe/e10.3 of=/dev/null bs=1M
               cat /mnt/aoe/sys/e10.3/stats
+              sfdisk /mnt/aoe/e10.3 < layout && mkfs.ext4 /mnt/aoe/e10.3p1
             """)
 
     @Argument(help: "An existing, empty directory.")

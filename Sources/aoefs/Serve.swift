@@ -8,18 +8,18 @@ struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Export a file or block device as an AoE target (vblade's flags and meaning).",
         discussion: """
-            A target for any AoE initiator (aoefs, Linux's aoe driver, iPXE, …). It announces
-            itself when it starts, answers Query Config, IDENTIFY (LBA48), READ/WRITE SECTORS
-            (EXT), MAC Mask List and Reserve/Release as vblade does, and keeps several disk
-            commands in flight at once. Unlike vblade, FLUSH CACHE (EXT) really reaches the
-            disk: it runs fdatasync(2) before answering.
+            A target for any AoE initiator (aoefs, Linux's aoe driver, iPXE, …). It
+            announces itself when it starts, answers Query Config, IDENTIFY (LBA48),
+            READ/WRITE SECTORS (EXT), MAC Mask List and Reserve/Release as vblade does, and
+            keeps several disk commands in flight at once. Unlike vblade, FLUSH CACHE (EXT)
+            really reaches the disk: it runs fdatasync(2) before answering.
 
             Stop it with Ctrl-C or SIGTERM; it prints what it served.
 
             Examples:
               aoefs serve 10 3 eth1 /srv/disk.img
               aoefs serve -r -m 52:54:00:12:34:56 10 4 eth1 /dev/sdb
-              aoefs serve -o 2048 -l 409600 10 5 eth1 /srv/big.img   # a 200 MiB window of the file
+              aoefs serve -o 2048 -l 409600 10 5 eth1 /srv/big.img  # 200 MiB of it
             """)
 
     @Option(name: .customShort("b"), help: ArgumentHelp("Advertised buffer count: commands an initiator may have in flight.", valueName: "bufcnt"))

@@ -62,6 +62,23 @@ struct CLITests {
         #expect(!lines.contains { $0.trimmingCharacters(in: .whitespaces) == "and" }, "a row broken mid-sentence")
     }
 
+    @Test("every subcommand's discussion is written for 80 columns: the help never re-wraps it", arguments: [
+        "mount", "stat", "discover", "interfaces", "revalidate", "flush", "scan", "serve", "demo", "bench",
+        "list", "disable", "enable", "probe",
+    ])
+    func discussionFitsEightyColumns(command: String) throws {
+        // Between the overview and USAGE: the same text at 80 columns as at 200 means no line
+        // of it was broken by the help formatter (which breaks mid-sentence).
+        func discussion(_ columns: Int) throws -> String {
+            let out = try must("COLUMNS=\(columns) \(productsDirectory().appendingPathComponent("aoefs").path) \(command) --help")
+            let body = out.components(separatedBy: "\n\n").dropFirst()
+            return body.prefix { !$0.hasPrefix("USAGE:") }.joined(separator: "\n\n")
+        }
+        let narrow = try discussion(80)
+        #expect(!narrow.isEmpty)
+        #expect(narrow == (try discussion(200)), "aoefs \(command) --help is re-wrapped at 80 columns:\n\(narrow)")
+    }
+
     @Test func scanFindsNothingAndSaysSo() throws {
         let lab = try Lab()
         defer { lab.teardown() }
@@ -120,15 +137,20 @@ struct CLITests {
 
 @Suite("aoefs demo and configuration", .serialized, .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
 struct DemoAndConfigTests {
-    /// What the demo may leave behind: namespaces, links, mounts, processes, files.
+    /// What the demo may leave behind: namespaces, links, mounts, processes, files. The demo
+    /// runs with AOEFS_DEMO_PREFIX=aoetd: its names are `aoetd` + 3 letters + a role letter, 9
+    /// characters, where a lab's are longer.
     func leftovers() throws -> [String] {
+        func demo(_ name: Substring) -> Bool { name.hasPrefix("aoetd") && name.count == 9 }
         var found: [String] = []
-        found += try must("ip netns list").split(separator: "\n").filter { $0.hasPrefix("aoed") }.map(String.init)
-        found += try must("ip -o link").split(separator: "\n").filter { $0.contains(": aoed") }.map(String.init)
+        found += try must("ip netns list").split(separator: "\n").compactMap { $0.split(separator: " ").first }
+            .filter(demo).map(String.init)
+        found += try must("ip -o link").split(separator: "\n").compactMap { $0.split(separator: ":").dropFirst().first }
+            .map { $0.trimmingCharacters(in: .whitespaces).split(separator: "@").first ?? "" }.filter(demo).map(String.init)
         found += ((try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? "").split(separator: "\n")
             .filter { $0.contains("aoe-demo") }.map(String.init)
-        found += try must("ps -eo args").split(separator: "\n").filter { $0.contains(" serve -v 10 3 aoed") }.map(String.init)
-        found += ((try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []).filter { $0.hasPrefix("aoefs-demo-") }
+        found += try must("ps -eo args").split(separator: "\n").filter { $0.contains(" serve -v 10 3 aoetd") }.map(String.init)
+        found += ((try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []).filter { $0.hasPrefix("aoefs-demo-aoetd") }
         return found
     }
 
@@ -139,7 +161,7 @@ struct DemoAndConfigTests {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let script = """
-            cd \(dir.path) && \(productsDirectory().appendingPathComponent("aoefs").path) demo --size 256M -- bash -c '
+            cd \(dir.path) && AOEFS_DEMO_PREFIX=aoetd \(productsDirectory().appendingPathComponent("aoefs").path) demo --size 256M -- bash -c '
               set -e
               dd if=/dev/urandom of=aoe-demo/e10.3 bs=1M count=16 oflag=direct conv=notrunc,nocreat status=none
               test "$(stat -c %s aoe-demo/e10.3)" = 268435456
@@ -151,7 +173,7 @@ struct DemoAndConfigTests {
         #expect(r.out.contains("up"), "\(r.out)")
         let after = try leftovers()
         #expect(after == before, "the demo left something behind: \(after) (before: \(before))")
-        let failing = try sh("cd \(dir.path) && \(productsDirectory().appendingPathComponent("aoefs").path) demo --size 64M -- sh -c 'exit 7'")
+        let failing = try sh("cd \(dir.path) && AOEFS_DEMO_PREFIX=aoetd \(productsDirectory().appendingPathComponent("aoefs").path) demo --size 64M -- sh -c 'exit 7'")
         #expect(failing.status == 7)
         #expect(try leftovers() == before)
         #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("aoe-demo").path))
@@ -245,7 +267,8 @@ struct EcosystemTests {
         let text = try must("MANWIDTH=100 man -l \(page) 2>&1")
         for word in ["aoefs mount", "aoefs stat", "aoefs serve", "aoefs demo", "aoefs discover", "aoefs interfaces",
                      "aoefs revalidate", "aoefs flush", "aoefs scan", "aoefs bench", "/etc/aoefs.conf", "fuse.aoefs",
-                     "etherd/err", "sys/", "SECURITY"] {
+                     "etherd/err", "sys/", "SECURITY", "eS.LpN", "sys/eS.LpN/", "make deb", "--json",
+                     "aoefs list", "aoefs disable", "aoefs enable", "aoefs probe"] {
             #expect(text.contains(word), "the man page lacks \(word)")
         }
         #expect(!text.contains("warning"), "\(text)")
