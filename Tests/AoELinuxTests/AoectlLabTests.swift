@@ -30,10 +30,27 @@ extension ControlCommandTests {
         let stat = try aoefs(["stat", m.mnt])
         #expect(stat.out.contains("disabled"), "\(stat.out)")
         let sent = try m.stat("atasnd")
+        // tcpdump on the target's end of the veth from now on: AoE frames, and which are to it.
+        let cap = m.lab.directory.appendingPathComponent("disabled.pcap").path
+        let output = try OutputCapture(appendingTo: m.lab.directory.appendingPathComponent("tcpdump.log").path)
+        let dump = try ChildProcess(["nsenter", "--net=/run/netns/\(m.net.targetNamespace)", "tcpdump", "-i", m.net.target,
+                                     "-w", cap, "-U", "ether proto 0x88a2"], stdout: output.writeEnd, stderr: output.writeEnd)
+        output.childStarted()
+        #expect(output.wait(for: "listening on", timeout: .seconds(5)), "tcpdump started: \(output.text)")
         #expect(try aoefs(["discover", "--mount", m.mnt]).status == 0)
         #expect(!eventually(timeout: .seconds(1)) { (try? must("ls \(m.mnt)"))?.contains("e10.3") == true },
                 "discover does not bring it back")
         #expect(try m.stat("atasnd") == sent, "no frame went to the disabled target")
+        let mac = try must("ip -n \(m.net.targetNamespace) -br link show \(m.net.target) | awk '{print $3}'")
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        // discover's broadcast Query Config is on the wire (the capture works); nothing is sent to the target itself.
+        let captured = { (try? must("tcpdump -n -e -r \(cap) 2>/dev/null")) ?? "" }
+        #expect(eventually(timeout: .seconds(3)) { captured().contains("> ff:ff:ff:ff:ff:ff") },
+                "the broadcast Query Config was captured: \(captured()) \(m.log(of: m.lab))")
+        dump.signal(SIGINT)
+        dump.wait()
+        let toTarget = try must("tcpdump -n -e -r \(cap) 'ether dst \(mac)' 2>/dev/null")
+        #expect(!mac.isEmpty && toTarget.isEmpty, "frames to the disabled target \(mac): \(toTarget)")
         let list = try aoefs(["list", "--mount", m.mnt, "--json"])
         let doc = try JSONSerialization.jsonObject(with: Data(list.out.utf8)) as? [[String: Any]]
         #expect(doc?.first?["target"] as? String == "e10.3" && doc?.first?["state"] as? String == "disabled", "\(list.out)")
