@@ -12,6 +12,11 @@ public struct Instant: Comparable, Hashable, Sendable, CustomStringConvertible {
         a < b ? .zero : .nanoseconds(Int64(a.nanoseconds - b.nanoseconds))
     }
     public var description: String { "\(Double(nanoseconds) / 1e9)s" }
+
+    /// `self + .nanoseconds(n)` without `Duration`'s 128-bit arithmetic (the per-frame path).
+    public func advanced(byNanoseconds n: Int64) -> Instant { Instant(nanoseconds: nanoseconds &+ UInt64(max(0, n))) }
+    /// Nanoseconds from `earlier` to `self`; zero if `earlier` is later.
+    public func nanoseconds(since earlier: Instant) -> UInt64 { self < earlier ? 0 : nanoseconds - earlier.nanoseconds }
 }
 
 extension Duration {

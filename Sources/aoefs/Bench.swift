@@ -46,6 +46,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Seconds per test.")
     var seconds: Double = 5
 
+    @Option(help: ArgumentHelp("Stop each test after N requests (a fixed amount of work, for instruction counts: Benchmarks/cost.sh).", valueName: "N"))
+    var count: Int?
+
     @Flag(help: "Allow write tests (they destroy the target's data in the range used).")
     var write = false
 
@@ -82,7 +85,7 @@ struct Bench: ParsableCommand {
             let random = t == "randread"
             let r = BenchRun.run(engine: engine, target: address, write: t == "seqwrite", random: random,
                                  blockSize: Int(random ? randBytes : bsBytes), depth: random ? randQD : qd,
-                                 span: span, seconds: seconds)
+                                 span: span, seconds: seconds, count: count)
             print(r.line(name: t))
         }
     }
@@ -118,7 +121,22 @@ final class BenchRun: Sendable {
         var latencies: [Double] = []
         var errors = 0
         var stop = false
-        var rng = SystemRandomNumberGenerator()
+        /// Not SystemRandomNumberGenerator: that is a getrandom(2) call per request, which the
+        /// C yardstick's xorshift does not pay either.
+        var rng = SplitMix64(seed: 0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// SplitMix64 (Steele, Lea, Flood 2014): a cheap, well-mixed generator for random offsets.
+    struct SplitMix64: RandomNumberGenerator {
+        var state: UInt64
+        init(seed: UInt64) { state = seed }
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
     }
 
     let state = Locked(State())
@@ -131,10 +149,12 @@ final class BenchRun: Sendable {
     let blockSize: Int
     let span: UInt64
     let deadline: ContinuousClock.Instant
+    let count: Int
     let buffers: [IOBuffer]
 
     init(engine: Engine, target: TargetAddress, write: Bool, random: Bool, blockSize: Int, depth: Int, span: UInt64,
-         seconds: Double) {
+         seconds: Double, count: Int?) {
+        self.count = count ?? .max
         self.engine = engine
         self.target = target
         self.write = write
@@ -146,9 +166,9 @@ final class BenchRun: Sendable {
     }
 
     static func run(engine: Engine, target: TargetAddress, write: Bool, random: Bool, blockSize: Int, depth: Int,
-                    span: UInt64, seconds: Double) -> Result {
+                    span: UInt64, seconds: Double, count: Int? = nil) -> Result {
         let b = BenchRun(engine: engine, target: target, write: write, random: random, blockSize: blockSize,
-                         depth: depth, span: span, seconds: seconds)
+                         depth: depth, span: span, seconds: seconds, count: count)
         let cpu0 = cpuSeconds()
         let t0 = ContinuousClock.now
         for slot in 0..<depth { b.issue(slot) }
@@ -162,7 +182,7 @@ final class BenchRun: Sendable {
 
     func issue(_ slot: Int) {
         let offset: UInt64? = state.withLock { s in
-            if s.stop || ContinuousClock.now >= deadline { s.stop = true; return nil }
+            if s.stop || s.issued >= count || ContinuousClock.now >= deadline { s.stop = true; return nil }
             let blocks = max(span / UInt64(blockSize), 1)
             let n = random ? UInt64.random(in: 0..<blocks, using: &s.rng) : UInt64(s.issued) % blocks
             s.issued += 1

@@ -77,38 +77,39 @@ struct PathSet: Sendable {
     /// candidate: its answer is what verifies it. A retransmission avoids the path that lost it
     /// (`avoiding`) when another has room.
     mutating func choose(avoiding: PathID?, forIdentify: Bool, _ wire: Wire) -> PathID? {
+        // Called for every frame: one pass, no allocation. The avoided path is remembered and
+        // used only when no other eligible path has room.
         let n = paths.count
         guard n > 0 else { return nil }
-        let verified = hasVerified
-        func eligible(_ p: Path) -> Bool {
-            wire.isUsable(p.link)
-                && (p.standing == .verified || (forIdentify && !verified && p.standing == .candidate))
-        }
-        let candidates = paths.indices.filter { eligible(paths[$0]) }
+        let candidatesToo = forIdentify && !hasVerified
+        var fallback: Int?
         for k in 0..<n {
             let i = (roundRobin + k) % n
-            guard candidates.contains(i), paths[i].hasRoom else { continue }
-            if paths[i].id == avoiding && candidates.count > 1
-                && candidates.contains(where: { $0 != i && paths[$0].hasRoom })
-            {
+            guard paths[i].hasRoom, paths[i].standing == .verified || (candidatesToo && paths[i].standing == .candidate),
+                  wire.isUsable(paths[i].link) else { continue }
+            if paths[i].id == avoiding {
+                fallback = fallback ?? i
                 continue
             }
             roundRobin = (i + 1) % n
             return paths[i].id
         }
-        return nil
+        guard let i = fallback else { return nil }
+        roundRobin = (i + 1) % n
+        return paths[i].id
     }
 
     // MARK: - Answers and losses
 
     /// A frame of work on `id` was answered.
     mutating func answered(_ id: PathID, _ f: FrameInFlight, now: Instant) {
-        if f.range.retries == 0 { self[id].rtt.sample(now - f.sentAt) }  // Karn's rule
-        self[id].window.onResponse()
-        self[id].negotiator.frameAnswered(sectors: f.range.sectors)
-        self[id].lossesSinceAnswer = 0
-        self[id].lossesWhileOthersAnswered = 0
-        self[id].lastAnswer = now
+        guard let i = index(id) else { return }
+        if f.range.retries == 0 { paths[i].rtt.sample(nanoseconds: now.nanoseconds(since: f.sentAt)) }  // Karn's rule
+        paths[i].window.onResponse()
+        paths[i].negotiator.frameAnswered(sectors: f.range.sectors)
+        paths[i].lossesSinceAnswer = 0
+        paths[i].lossesWhileOthersAnswered = 0
+        paths[i].lastAnswer = now
     }
 
     /// A late answer to a transmission that had timed out: the frame was not lost, the path

@@ -11,18 +11,43 @@ struct LinkInfo: Sendable {
     var usable: Bool { up && allowed }
 }
 
+/// The links by id, in an array indexed by the id: a link is looked up for every frame sent
+/// (is its path usable? what is its MAC?), and ids are small and dense (the driver numbers its
+/// links from 0), so a hash per lookup buys nothing.
+struct LinkTable: Sendable {
+    private var slots: [LinkInfo?] = []
+
+    subscript(id: LinkID) -> LinkInfo? {
+        get { slots.indices.contains(id.rawValue) ? slots[id.rawValue] : nil }
+        set {
+            precondition(id.rawValue >= 0 && id.rawValue < 1 << 16, "link ids are small and dense")
+            if id.rawValue >= slots.count { slots += Array(repeating: nil, count: id.rawValue - slots.count + 1) }
+            slots[id.rawValue] = newValue
+        }
+    }
+
+    /// The ids in use, in order.
+    var keys: [LinkID] { slots.indices.filter { slots[$0] != nil }.map(LinkID.init) }
+    var isEmpty: Bool { !slots.contains { $0 != nil } }
+    func mapValues<T>(_ f: (LinkInfo) -> T) -> [LinkID: T] {
+        var out: [LinkID: T] = [:]
+        for (i, l) in slots.enumerated() { if let l { out[LinkID(i)] = f(l) } }
+        return out
+    }
+}
+
 /// What the target state machines share with the router to put frames on the wire: the
 /// links, the tags in flight and the tunables. The router owns it and hands it (`inout`) to
 /// the one target it is working on.
 struct Wire: Sendable {
     var configuration: EngineConfiguration
-    var links: [LinkID: LinkInfo] = [:]
+    var links = LinkTable()
     var frames = FrameTable()
 
     func isUsable(_ link: LinkID) -> Bool { links[link]?.usable ?? false }
 
     /// The usable links, in a stable order.
-    var usableLinks: [LinkID] { links.keys.sorted().filter { links[$0]!.usable } }
+    var usableLinks: [LinkID] { links.keys.filter { links[$0]!.usable } }
 
     /// Broadcasts a Query Config on `link`: for all targets, or only `target` (a shelf with
     /// slot 0xff asks a whole shelf). AoEr11 §3.2.

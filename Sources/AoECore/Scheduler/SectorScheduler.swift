@@ -153,16 +153,17 @@ struct SectorScheduler: Sendable {
 
     /// `range` was answered: count it, and complete its request when nothing of it is left.
     mutating func finish(_ range: WorkRange, _ out: inout [EngineAction]) {
-        guard let id = range.request, pending[id] != nil else { return }
-        pending[id]!.remaining -= range.kind.isFlush ? 1 : range.sectors
-        let p = pending[id]!
+        // One hash for the whole of it (this runs for every frame answered).
+        guard let id = range.request, let i = pending.index(forKey: id) else { return }
+        pending.values[i].remaining -= range.kind.isFlush ? 1 : range.sectors
+        let p = pending.values[i]
         switch range.kind {
         case .read: counters.bytesRead += UInt64(range.sectors * 512)
         case .write: counters.bytesWritten += UInt64(range.sectors * 512)
         default: break
         }
         if p.remaining > 0 { return }
-        pending[id] = nil
+        pending.remove(at: i)
         switch p.request.kind {
         case .read: counters.reads += 1
         case .write: counters.writes += 1
@@ -249,7 +250,7 @@ struct SectorScheduler: Sendable {
             count = headerBytes + dataBytes
         }
         let flight = FrameInFlight(target: address, path: path, range: range, sentAt: now,
-                                   deadline: now + p.rtt.timeout(afterRetries: range.retries))
+                                   deadline: now.advanced(byNanoseconds: p.rtt.timeoutNanoseconds(afterRetries: range.retries)))
         paths[path].outstanding += 1
         paths[path].sent += 1
         counters.atasnd += 1
