@@ -17,7 +17,7 @@ public typealias IOCompletion = @Sendable (Result<Void, AoEIOError>) -> Void
 public final class Engine: Sendable {
     struct State {
         var core: EngineCore
-        var callbacks: [RequestID: IOCompletion] = [:]
+        var callbacks = RequestTable<IOCompletion>()
         var locks: [TargetAddress: RangeLocks] = [:]
         var nextLock: UInt64 = 1
         var errors = ErrorLog()
@@ -115,7 +115,7 @@ public final class Engine: Sendable {
         finished.wait(timeout: .seconds(5)) { $0 >= n }
         let pending: [IOCompletion] = state.withLock { s in
             s.stopped = true
-            let c = Array(s.callbacks.values)
+            let c = s.callbacks.values
             s.callbacks.removeAll()
             return c
         }
@@ -135,15 +135,22 @@ public final class Engine: Sendable {
         var failing = false
         let watching = link as? any DescriptorWaitingLink
         var batchesSinceService = 0
+        // One array for the actions of every batch, emptied and reused: a fresh one per batch
+        // regrew several times as a batch's answers appended their sends and completions.
+        var actions: [EngineAction] = []
+        actions.reserveCapacity(256)
         while !stopFlag.load(ordering: .relaxed) {
-            var actions: [EngineAction] = []
+            actions.removeAll(keepingCapacity: true)
             let descriptor = watching == nil ? -1 : sourceDescriptor(for: id)
             var sourceReady = false
             do {
                 // Each frame is handled in place in the link's receive buffer, under the engine
                 // lock, and read data is copied once: from that buffer into the request's memory.
+                // One clock read per batch: the frames of one recvmmsg arrived together.
+                var batchTime: Instant?
                 let handle = { (bytes: UnsafeRawBufferPointer) in
-                    let now = self.clock.now()
+                    let now = batchTime ?? self.clock.now()
+                    batchTime = now
                     let wake = self.state.withLock { s in
                         s.core.receive(bytes, on: id, now: now, &actions)
                         return s.noteChange()

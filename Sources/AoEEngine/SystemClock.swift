@@ -1,8 +1,9 @@
 import AoECore
+import AoELinux
 
-/// CLOCK_MONOTONIC through `ContinuousClock`.
+/// CLOCK_MONOTONIC, from when the clock was made (so instants are small and never zero).
 public struct SystemClock: EngineClock {
-    private let origin = ContinuousClock.now
+    private let origin = monotonicNanoseconds()
     public init() {}
-    public func now() -> Instant { Instant(nanoseconds: (ContinuousClock.now - origin).nanoseconds + 1) }
+    public func now() -> Instant { Instant(nanoseconds: monotonicNanoseconds() &- origin &+ 1) }
 }

@@ -40,3 +40,12 @@ func milliseconds(_ d: Duration) -> Int32 {
     let ms = s * 1000 + (atto + 999_999_999_999_999) / 1_000_000_000_000_000
     return Int32(clamping: ms)
 }
+
+/// CLOCK_MONOTONIC in nanoseconds (a vDSO call): the engine reads it once per batch of frames,
+/// and `ContinuousClock.now - origin` would add a `Duration` subtraction and conversion
+/// (128-bit arithmetic) each time.
+public func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}

@@ -45,8 +45,10 @@ public struct EngineCore: Sendable {
     /// copy-on-write per frame). `wire` is a separate stored property, so both can be mutated.
     @discardableResult
     mutating func withTarget<R>(_ address: TargetAddress, _ body: (inout SectorScheduler, inout Wire) -> R) -> R? {
-        guard targets[address] != nil else { return nil }
-        return body(&targets[address]!, &wire)
+        // One hash, and the entry changed in place: `targets[address] != nil` would copy the
+        // whole scheduler out to test it (a profile showed two such copies per request).
+        guard let i = targets.index(forKey: address) else { return nil }
+        return body(&targets.values[i], &wire)
     }
 
     // MARK: - Links and discovery
@@ -130,7 +132,7 @@ public struct EngineCore: Sendable {
             return
         }
         if disabledPatterns.contains(where: { $0.matches(address) }) { return }  // aoefs disable
-        let isNew = targets[address] == nil
+        let isNew = targets.index(forKey: address) == nil
         if isNew {
             targets[address] = SectorScheduler(address: address, now: now)
             out.append(.log("\(address): discovered at \(f.header.source) on \(l.name), "
@@ -146,7 +148,7 @@ public struct EngineCore: Sendable {
                              _ out: inout [EngineAction]) {
         guard let flight = wire.frames[header.tag] else {
             // Not in flight: late (its frame timed out and was resent) or a duplicate.
-            guard targets[header.target] != nil else {
+            guard targets.index(forKey: header.target) != nil else {
                 strayFrames += 1
                 return
             }

@@ -14,7 +14,7 @@ struct SectorScheduler: Sendable {
     var identity: ATAIdentity?
     var paths: PathSet
     var queue: Deque<WorkRange> = []
-    var pending: [RequestID: PendingRequest] = [:]
+    var pending = RequestTable<PendingRequest>()
     /// Flushes waiting for the writes submitted before them (DESIGN §4 "Flush").
     var flushWaiting: [RequestID] = []
     var sequence: UInt64 = 0
@@ -154,16 +154,17 @@ struct SectorScheduler: Sendable {
     /// `range` was answered: count it, and complete its request when nothing of it is left.
     mutating func finish(_ range: WorkRange, _ out: inout [EngineAction]) {
         // One hash for the whole of it (this runs for every frame answered).
-        guard let id = range.request, let i = pending.index(forKey: id) else { return }
-        pending.values[i].remaining -= range.kind.isFlush ? 1 : range.sectors
-        let p = pending.values[i]
+        guard let id = range.request, let p = pending.modify(id, { p in
+            p.remaining -= range.kind.isFlush ? 1 : range.sectors
+            return p
+        }) else { return }
         switch range.kind {
         case .read: counters.bytesRead += UInt64(range.sectors * 512)
         case .write: counters.bytesWritten += UInt64(range.sectors * 512)
         default: break
         }
         if p.remaining > 0 { return }
-        pending.remove(at: i)
+        pending.removeValue(forKey: id)
         switch p.request.kind {
         case .read: counters.reads += 1
         case .write: counters.writes += 1
@@ -189,7 +190,7 @@ struct SectorScheduler: Sendable {
         while let r = queue.first {
             if r.kind != .identify {
                 guard state == .up else { return }
-                if let id = r.request, pending[id] == nil {  // failed meanwhile
+                if let id = r.request, !pending.contains(id) {  // failed meanwhile
                     queue.removeFirst()
                     continue
                 }
