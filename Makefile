@@ -8,7 +8,7 @@ SWIFT_BUILD_FLAGS ?=
 APT_PACKAGES = libfuse3-dev fuse3 vblade nftables iproute2 tcpdump fio e2fsprogs pkg-config man-db procps \
   fdisk gdisk python3 lintian dpkg-dev
 
-.PHONY: all build test deps lab-clean format lint clean bench-tools bench bench-scale demo install uninstall deb deb-test
+.PHONY: all build test deps lab-clean format lint clean bench-tools bench bench-scale demo install uninstall deb deb-test bench-cost
 
 PREFIX ?= /usr/local
 
@@ -84,6 +84,12 @@ bench: deps
 	Benchmarks/mount.sh
 	Benchmarks/serve-vs-vblade.sh
 	Benchmarks/flood.sh
+
+## bench-cost: instructions per request (valgrind's callgrind), the engine against the C
+## yardstick, per 1 MiB read and write and per 4 KiB random read (root; apt-get valgrind)
+bench-cost: bench-tools
+	@$(MAKE) --no-print-directory deps APT_PACKAGES="valgrind"
+	Benchmarks/cost.sh
 
 ## bench-scale: 1, 64, 256 and 1,000 vblade targets on one veth: time to all images, daemon
 ## memory per target, `aoefs stat` time (root; starts 1,000 vblade processes)

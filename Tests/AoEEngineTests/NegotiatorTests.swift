@@ -79,6 +79,20 @@ struct NegotiatorTests {
         #expect(c.payload == 8704, "a dead path keeps its size; deadsecs decides")
     }
 
+    @Test("a check whose probes were forgotten (target down, disabled) is abandoned, and losses count afresh")
+    func abandonedCheck() {
+        var n = MTUNegotiator(mtu: 9000, targetSectors: 17, cap: nil)
+        _ = n.startProbe()
+        n.probeSucceeded(sectors: 17)
+        for _ in 0..<3 { _ = n.frameLost(sectors: 17) }
+        #expect(n.suspicion != nil && !n.isSettled)
+        n.abandonCheck()
+        #expect(n.suspicion == nil && n.isSettled, "nothing left to learn at 17 sectors")
+        #expect(n.payload == 17 * 512, "the proven payload stays")
+        #expect(!n.frameLost(sectors: 17) && !n.frameLost(sectors: 17) && n.frameLost(sectors: 17),
+                "three new losses make it suspect again")
+    }
+
     @Test("small-frame losses never make a path suspect")
     func smallLossesAreNotJumboEvidence() {
         var n = MTUNegotiator(mtu: 9000, targetSectors: 17, cap: nil)

@@ -114,6 +114,15 @@ public struct MTUNegotiator: Sendable, Hashable {
         return nil
     }
 
+    /// The path's frames were all forgotten (the target went down or was disabled): a check
+    /// under way can never conclude, since its probes are gone, and would block probing for
+    /// good. Drop it; losses start counting afresh. A probe under way is simply sent again by
+    /// the next `startProbe`.
+    public mutating func abandonCheck() {
+        suspicion = nil
+        lostLarge = 0
+    }
+
     /// A data frame of `sectors` was answered.
     public mutating func frameAnswered(sectors: Int) {
         if sectors > Self.safeSectors { lostLarge = 0 }

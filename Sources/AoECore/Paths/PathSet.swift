@@ -171,7 +171,10 @@ struct PathSet: Sendable {
     }
 
     mutating func resetWindows(bufferCount: Int, maxOutstanding: Int) {
-        for i in paths.indices { paths[i].window.reset(bufferCount: bufferCount, maxOutstanding: maxOutstanding) }
+        for i in paths.indices {
+            paths[i].window.reset(bufferCount: bufferCount, maxOutstanding: maxOutstanding)
+            paths[i].negotiator.abandonCheck()  // its probes went with the frames
+        }
     }
 
     /// Starts every path's payload negotiation anew (etherd/revalidate).
