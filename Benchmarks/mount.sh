@@ -3,31 +3,14 @@
 # (dd and fio, direct I/O), beside the engine alone (aoefs bench) and the backing file itself.
 # Goal (issue #4): mount ≥ 90 % of the engine for sequential I/O, ≥ 80 % for 4 KiB random reads.
 # Needs root. Medians of RUNS runs, ranges after them; the ratio is the median of paired runs.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 RUNS=${RUNS:-5}
 SECS=${SECS:-4}
-[ "$(id -u)" = 0 ] || { echo "bench: needs root" >&2; exit 2; }
 command -v fio >/dev/null || { echo "bench: needs fio (apt-get install fio)" >&2; exit 2; }
-swift build -c release --product aoefs >/dev/null
-swift build -c release --product aoe-lab >/dev/null
-
-out=$(mktemp -d)
-mnt="$out/mnt"; mkdir -p "$mnt"
-.build/release/aoe-lab --mtu 9000 --size $((2 << 30)) > "$out/lab" 2>&1 &
-lab=$!
-cleanup() {
-  grep -q " $mnt fuse.aoefs " /proc/mounts && { fusermount3 -u "$mnt" 2>/dev/null || umount -l "$mnt"; }
-  kill -INT $lab 2>/dev/null || true; wait $lab 2>/dev/null || true; rm -rf "$out"
-}
-trap cleanup EXIT
-for _ in $(seq 50); do grep -q initiator= "$out/lab" && break; sleep 0.1; done
-IF=$(sed -n 's/.*initiator=\([^ ]*\).*/\1/p' "$out/lab")
-FILE=$(sed -n 's/.*file=\([^ ]*\).*/\1/p' "$out/lab")
+start_lab 9000 $((2 << 30))
+mnt="$OUT/mnt"; mkdir -p "$mnt"
+on_exit 'grep -q " $mnt fuse.aoefs " /proc/mounts && { fusermount3 -u "$mnt" 2>/dev/null || umount -l "$mnt"; }'
 SPAN=1024  # MiB
-
-med() { sort -n | awk '{a[NR]=$1} END {m=a[int((NR+1)/2)]; printf "%.1f (%.1f–%.1f)", m, a[1], a[NR]}'; }
-med2() { sort -n | awk '{a[NR]=$1} END {m=a[int((NR+1)/2)]; printf "%.2f (%.2f–%.2f)", m, a[1], a[NR]}'; }
 
 engine() {  # test bs qd field
   .build/release/aoefs bench --iface "$IF" --target 10.3 --test "$1" --bs "$2" --qd "$3" --rand-bs "$2" --rand-qd "$3" \
@@ -60,8 +43,8 @@ collect() {  # name engine-cmd mount-cmd unit
     .build/release/aoefs mount "$mnt" --iface "$IF"; b=$(eval "$3")
     e+="$a"$'\n'; m+="$b"$'\n'; r+="$(awk -v a="$b" -v b="$a" 'BEGIN{print a/b}')"$'\n'
   done
-  printf "%-38s %-26s %-26s %s\n" "$1" "$(printf "%s" "$e" | med) $4" "$(printf "%s" "$m" | med) $4" \
-    "$(printf "%s" "$r" | med2)"
+  printf "%-38s %-26s %-26s %s\n" "$1" "$(printf "%s" "$e" | median) $4" "$(printf "%s" "$m" | median) $4" \
+    "$(printf "%s" "$r" | median2)"
 }
 printf "%-38s %-26s %-26s %s\n" "test (MTU 9000, vblade -b 16)" "engine only (aoefs bench)" "through the mount" "ratio"
 collect "seq read 1 MiB, QD 1 (dd direct)" "engine seqread 1M 1 MB/s" "dd_run read" "MB/s"
@@ -69,4 +52,4 @@ collect "seq write 1 MiB, QD 1 (dd direct)" "engine seqwrite 1M 1 MB/s" "dd_run 
 collect "seq read 1 MiB, QD 4 (fio)" "engine seqread 1M 4 MB/s" "fio_run $mnt/e10.3 read 1M 4 bw" "MB/s"
 collect "seq write 1 MiB, QD 4 (fio)" "engine seqwrite 1M 4 MB/s" "fio_run $mnt/e10.3 write 1M 4 bw" "MB/s"
 collect "4 KiB random read, QD 32 (fio)" "engine randread 4K 32 IOPS" "fio_run $mnt/e10.3 randread 4k 32 iops" "IOPS"
-printf "%-38s %-26s\n" "backing file, 4 KiB random read QD 32" "$(for _ in $(seq "$RUNS"); do fio_run "$FILE" randread 4k 32 iops; done | med) IOPS (fio, O_DIRECT on the file: the VM disk, not vblade's page cache)"
+printf "%-38s %-26s\n" "backing file, 4 KiB random read QD 32" "$(for _ in $(seq "$RUNS"); do fio_run "$FILE" randread 4k 32 iops; done | median) IOPS (fio, O_DIRECT on the file: the VM disk, not vblade's page cache)"
