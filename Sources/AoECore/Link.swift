@@ -15,7 +15,7 @@ public protocol Link: AnyObject, Sendable {
     /// are dropped and counted, as the wire would: the scheduler retransmits.
     /// - Returns: how many frames were handed to the link.
     @discardableResult
-    func send(_ frames: [[UInt8]]) throws -> Int
+    func send(_ frames: [OutgoingFrame]) throws -> Int
     /// Waits up to `timeout` for frames and returns those that arrived (at most `limit`).
     /// An empty array means the timeout passed.
     func receive(limit: Int, timeout: Duration) throws -> [[UInt8]]
@@ -45,6 +45,10 @@ public protocol EventSource: AnyObject, Sendable {
 }
 
 extension Link {
+    /// Sends whole frames given as bytes (tools and tests).
+    @discardableResult
+    public func send(_ frames: [[UInt8]]) throws -> Int { try send(frames.map(OutgoingFrame.init(bytes:))) }
+
     /// Copies, for links that have no zero-copy path.
     @discardableResult
     public func receive(limit: Int, timeout: Duration, _ body: (UnsafeRawBufferPointer) -> Void) throws -> Int {

@@ -10,8 +10,8 @@ public struct LinkID: Hashable, Sendable, Comparable, CustomStringConvertible {
 
 /// What the driver must do after the core changed state.
 public enum EngineAction: Sendable {
-    /// Send this whole Ethernet frame on this link.
-    case send(LinkID, [UInt8])
+    /// Send this Ethernet frame on this link.
+    case send(LinkID, OutgoingFrame)
     /// Complete this request.
     case complete(RequestID, Result<Void, AoEIOError>)
     /// A diagnostic line for `etherd/err` (retransmits, errors, up/down, payload changes).

@@ -59,7 +59,7 @@ public final class Engine: Sendable {
     /// While the receive thread runs the source, the frames its requests send are collected here
     /// and sent in one batch per link afterwards: one system call, and one wake-up of the target,
     /// for all the requests one `service()` took instead of one each.
-    private let deferred = Locked<(thread: pthread_t?, frames: [(LinkID, [[UInt8]])])>((nil, []))
+    private let deferred = Locked<(thread: pthread_t?, frames: [(LinkID, [OutgoingFrame])])>((nil, []))
 
     /// - Parameters:
     ///   - links: the interfaces to use.
@@ -282,7 +282,7 @@ public final class Engine: Sendable {
         guard !actions.isEmpty else { return }
         // Frames per link: an array searched linearly, not a dictionary (a hash per frame for
         // what is one link, or a few).
-        var sends: [(LinkID, [[UInt8]])] = []
+        var sends: [(LinkID, [OutgoingFrame])] = []
         var completions: [(RequestID, Result<Void, AoEIOError>)] = []
         var logs: [String] = []
         var targetsChanged = false
@@ -322,7 +322,7 @@ public final class Engine: Sendable {
 
     /// Sends each link's frames in one batch; returns what failed, as log lines.
     @discardableResult
-    private func send(_ sends: [(LinkID, [[UInt8]])]) -> [String] {
+    private func send(_ sends: [(LinkID, [OutgoingFrame])]) -> [String] {
         let table = links.withLock { $0 }
         var failures: [String] = []
         for (id, batch) in sends {

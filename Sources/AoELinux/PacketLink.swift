@@ -113,7 +113,7 @@ public final class PacketLink: DescriptorWaitingLink {
     /// - Returns: how many frames the kernel took.
     /// - Throws: `LinkError` (`.sendFailed`, `.interfaceDown`) when none could be sent.
     @discardableResult
-    public func send(_ frames: [[UInt8]]) throws(LinkError) -> Int {
+    public func send(_ frames: [OutgoingFrame]) throws(LinkError) -> Int {
         var total = 0
         var index = 0
         while index < frames.count {
@@ -122,7 +122,7 @@ public final class PacketLink: DescriptorWaitingLink {
                 for i in 0..<n {
                     let f = frames[index + i]
                     precondition(f.count <= arena.slotSize, "frame longer than the link's slot")
-                    f.withUnsafeBytes { arena.slot(i).copyMemory(from: $0) }
+                    f.copy(into: arena.slot(i))  // a write's data: its one copy in user space
                     arena.lengths[i] = UInt32(f.count)
                 }
                 var dropped: UInt64 = 0

@@ -130,7 +130,8 @@ public struct Simulation {
     public mutating func perform(_ actions: [EngineAction]) {
         for a in actions {
             switch a {
-            case .send(let link, let bytes):
+            case .send(let link, let frame):
+                let bytes = frame.bytes
                 for (i, links) in attachments.enumerated() where links.contains(link) {
                     let dst = MACAddress(bytes: bytes.prefix(6))!
                     if dst == .broadcast || dst == targets[i].mac { transmit(bytes, on: link, toTarget: i) }

@@ -30,7 +30,7 @@ extension PathSet {
         self[id].outstanding += 1
         self[id].sent += 1
         counters.probes += 1
-        wire.transmit(bytes, tag: header.tag, flight, on: p.link, &out)
+        wire.transmit(OutgoingFrame(bytes: bytes), tag: header.tag, flight, on: p.link, &out)
     }
 
     /// Sends the probes that check a suspect path: one at the size in use, one of 1024 bytes.
@@ -110,7 +110,7 @@ extension PathSet {
         self[id].outstanding += 1
         self[id].sent += 1
         counters.probes += 1
-        wire.transmit(bytes, tag: header.tag, flight, on: p.link, &out)
+        wire.transmit(OutgoingFrame(bytes: bytes), tag: header.tag, flight, on: p.link, &out)
     }
 
     /// Sends IDENTIFY to every candidate that has none in flight.

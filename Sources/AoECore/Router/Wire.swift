@@ -57,7 +57,7 @@ struct Wire: Sendable {
             header: AoEHeader(destination: .broadcast, source: l.mac, shelf: target.shelf, slot: target.slot,
                               command: .queryConfig, tag: frames.allocate()),
             body: .queryConfig(QueryConfig()))
-        out.append(.send(link, f.encoded()))
+        out.append(.send(link, OutgoingFrame(bytes: f.encoded())))
     }
 
     /// An ATA header to `path` of `target` with a fresh tag; nil if the path's link is gone.
@@ -68,7 +68,7 @@ struct Wire: Sendable {
     }
 
     /// Records `frame` as in flight under `tag` and queues `bytes` on `link`.
-    mutating func transmit(_ bytes: [UInt8], tag: Tag, _ frame: FrameInFlight, on link: LinkID,
+    mutating func transmit(_ bytes: OutgoingFrame, tag: Tag, _ frame: FrameInFlight, on link: LinkID,
                            _ out: inout [EngineAction]) {
         frames.record(tag, frame)
         out.append(.send(link, bytes))

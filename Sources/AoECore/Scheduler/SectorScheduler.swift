@@ -231,25 +231,12 @@ struct SectorScheduler: Sendable {
         case .flush28: message = .flush(lba48: false)
         case .identify: message = .identify()
         }
-        // One allocation of the final size: header and argument encoded in place, then the write
-        // data copied once from the request's buffer (not encoded, then appended and regrown).
+        // No allocation: the headers are encoded into the frame's inline storage, and a write's
+        // data stays in the request's buffer until the link copies it into its send slot.
         let frame = AoEFrame(header: header, body: .ata(message))
-        let headerBytes = frame.encodedSize
         let source = range.kind == .write ? range.request.flatMap { pending[$0]?.request.buffer } : nil
-        let dataBytes = source == nil ? 0 : range.sectors * 512
-        if let source {
-            precondition(range.bufferOffset >= 0 && range.bufferOffset + dataBytes <= source.count,
-                         "write range outside its buffer")
-        }
-        let bytes = [UInt8](unsafeUninitializedCapacity: headerBytes + dataBytes) { out, count in
-            let raw = UnsafeMutableRawBufferPointer(out)
-            frame.encode(into: raw)
-            if let source {
-                (raw.baseAddress! + headerBytes).copyMemory(from: source.bytes.baseAddress! + range.bufferOffset,
-                                                            byteCount: dataBytes)
-            }
-            count = headerBytes + dataBytes
-        }
+        let bytes = OutgoingFrame(headers: { frame.encode(into: $0) }, data: source, offset: range.bufferOffset,
+                                  count: source == nil ? 0 : range.sectors * 512)
         let flight = FrameInFlight(target: address, path: path, range: range, sentAt: now,
                                    deadline: now.advanced(byNanoseconds: p.rtt.timeoutNanoseconds(afterRetries: range.retries)))
         paths[path].outstanding += 1
