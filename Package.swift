@@ -3,6 +3,7 @@
 // aoefs — a user-space ATA-over-Ethernet initiator behind FUSE.
 // The module graph is a chain; a module imports only the ones above it:
 //   AoEProtocol  wire codec, no I/O
+//   FUSEProtocol the FUSE kernel protocol as a codec, no I/O (beside the chain; for AoEFUSE)
 //   AoECore      the initiator's pure state machines (router, sector scheduler, path set,
 //                MTU negotiator, windows, RTT), configuration, range locks, the Link protocol;
 //                no threads, no glibc, no syscalls
@@ -27,6 +28,7 @@ let package = Package(
     products: [
         .executable(name: "aoefs", targets: ["aoefs"]),
         .library(name: "AoEProtocol", targets: ["AoEProtocol"]),
+        .library(name: "FUSEProtocol", targets: ["FUSEProtocol"]),
         .library(name: "AoECore", targets: ["AoECore"]),
         .library(name: "AoEEngine", targets: ["AoEEngine"]),
         .library(name: "AoELinux", targets: ["AoELinux"]),
@@ -40,6 +42,8 @@ let package = Package(
     ],
     targets: [
         .target(name: "AoEProtocol", swiftSettings: strict),
+        // The FUSE kernel protocol as a codec, like AoEProtocol: no I/O (issue 15).
+        .target(name: "FUSEProtocol", swiftSettings: strict),
         .target(
             name: "AoECore",
             dependencies: ["AoEProtocol", .product(name: "DequeModule", package: "swift-collections")],
@@ -75,6 +79,7 @@ let package = Package(
         .testTarget(
             name: "AoEEngineTests", dependencies: ["AoECore", "AoEEngine", "AoEProtocol", "AoETestSupport"], swiftSettings: strict
         ),
+        .testTarget(name: "FUSEProtocolTests", dependencies: ["FUSEProtocol", "AoETestSupport"], swiftSettings: strict),
         .testTarget(name: "AoETargetTests", dependencies: ["AoETarget", "AoECore", "AoEProtocol"], swiftSettings: strict),
         .testTarget(name: "AoEFUSETests", dependencies: ["AoEFUSE", "AoECore", "AoEProtocol", "aoefs"], swiftSettings: strict),
     ],

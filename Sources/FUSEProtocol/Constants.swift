@@ -1,0 +1,26 @@
+/// INIT flags (`FUSE_*` in `linux/fuse.h`): the low 32 bits are `flags`, the high 32 bits
+/// `flags2` (sent only with `initExt`).
+public enum FUSEInitFlags {
+    public static let asyncRead: UInt64 = 1 << 0
+    public static let bigWrites: UInt64 = 1 << 5
+    public static let doReaddirplus: UInt64 = 1 << 13
+    public static let asyncDIO: UInt64 = 1 << 15
+    public static let parallelDirops: UInt64 = 1 << 18
+    public static let maxPages: UInt64 = 1 << 22
+    public static let initExt: UInt64 = 1 << 30
+    /// FUSE-over-io_uring (protocol 7.42, Linux 6.14): `include/uapi/linux/fuse.h` defines
+    /// `FUSE_OVER_IO_URING (1ULL << 41)`, bit 9 of `flags2`. Debian 12's header (7.38) lacks it.
+    public static let overIOURing: UInt64 = 1 << 41
+}
+
+/// `enum fuse_notify_code`: the `error` field of an unsolicited message (unique 0).
+public enum FUSENotifyCode: Int32, Sendable {
+    case poll = 1, invalInode = 2, invalEntry = 3, store = 4, retrieve = 5, delete = 6
+}
+
+/// The protocol version aoefs speaks: 7.38 as in Debian 12's header; a newer kernel agrees to
+/// it (the daemon answers INIT with its own minor when lower, fuse(4)).
+public enum FUSEVersion {
+    public static let major: UInt32 = 7
+    public static let minor: UInt32 = 38
+}
