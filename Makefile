@@ -8,7 +8,7 @@ SWIFT_BUILD_FLAGS ?=
 APT_PACKAGES = libfuse3-dev fuse3 vblade nftables iproute2 tcpdump fio e2fsprogs pkg-config man-db procps \
   fdisk gdisk python3 lintian dpkg-dev
 
-.PHONY: all build test deps lab-clean format lint clean bench-tools bench bench-scale demo install uninstall deb deb-test bench-cost
+.PHONY: all build test deps lab-clean format lint clean bench-tools bench bench-scale demo install uninstall deb deb-test bench-cost bench-peer
 
 PREFIX ?= /usr/local
 
@@ -78,12 +78,22 @@ bench-tools: .build/aoe-raw-bench
 	$(CC) -O2 -o $@ $<
 
 ## bench: the engine against the C yardstick, then the mount against the engine, aoefs serve
-## against vblade, and the engine on a LAN flooded by a hostile host; medians and ratios (root)
+## against vblade, the engine on a LAN flooded by a hostile host, and aoefs against the qemu
+## peer (bench-peer without the plot); medians and ratios (root)
 bench: deps
 	Benchmarks/engine-vs-yardstick.sh
 	Benchmarks/mount.sh
 	Benchmarks/serve-vs-vblade.sh
 	Benchmarks/flood.sh
+	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(PEER_PACKAGES)"
+	PLOT=0 Benchmarks/peer.sh
+
+## bench-peer: aoefs against qemu-storage-daemon's FUSE export of a qemu-nbd disk over the same
+## veth (dd, fio, ext4 on losetup), and a plot of IOPS against queue depth (root)
+PEER_PACKAGES = fio qemu-utils qemu-system-common gnuplot-nox e2fsprogs
+bench-peer:
+	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(PEER_PACKAGES)"
+	Benchmarks/peer.sh
 
 ## bench-cost: instructions per request (valgrind's callgrind), the engine against the C
 ## yardstick, per 1 MiB read and write and per 4 KiB random read (root; apt-get valgrind)
