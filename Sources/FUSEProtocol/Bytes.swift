@@ -18,27 +18,19 @@ public struct FUSEReader {
         guard n >= 0, remaining >= n else { throw .truncated(what, need: n, have: max(remaining, 0)) }
     }
 
-    public mutating func u16(_ what: StaticString) throws(FUSEDecodeError) -> UInt16 {
-        try need(2, what)
-        defer { offset += 2 }
-        return UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8
-    }
-
-    public mutating func u32(_ what: StaticString) throws(FUSEDecodeError) -> UInt32 {
-        try need(4, what)
-        var v: UInt32 = 0
-        for i in 0..<4 { v |= UInt32(bytes[offset + i]) << (8 * UInt32(i)) }
-        offset += 4
+    /// A little-endian integer of `T`'s width.
+    mutating func integer<T: FixedWidthInteger & UnsignedInteger>(_: T.Type, _ what: StaticString) throws(FUSEDecodeError) -> T {
+        let n = T.bitWidth / 8
+        try need(n, what)
+        var v: T = 0
+        for i in 0..<n { v |= T(bytes[offset + i]) << (8 * i) }
+        offset += n
         return v
     }
 
-    public mutating func u64(_ what: StaticString) throws(FUSEDecodeError) -> UInt64 {
-        try need(8, what)
-        var v: UInt64 = 0
-        for i in 0..<8 { v |= UInt64(bytes[offset + i]) << (8 * UInt64(i)) }
-        offset += 8
-        return v
-    }
+    public mutating func u16(_ what: StaticString) throws(FUSEDecodeError) -> UInt16 { try integer(UInt16.self, what) }
+    public mutating func u32(_ what: StaticString) throws(FUSEDecodeError) -> UInt32 { try integer(UInt32.self, what) }
+    public mutating func u64(_ what: StaticString) throws(FUSEDecodeError) -> UInt64 { try integer(UInt64.self, what) }
 
     public mutating func skip(_ n: Int, _ what: StaticString) throws(FUSEDecodeError) {
         try need(n, what)
