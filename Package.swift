@@ -53,7 +53,7 @@ let package = Package(
         .target(name: "AoELinux", dependencies: ["AoEProtocol", "AoECore", "CAoELinux"], swiftSettings: strict),
         .target(name: "AoEEngine", dependencies: ["AoEProtocol", "AoECore", "AoELinux"], swiftSettings: strict),
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
-        .target(name: "AoEFUSE", dependencies: ["AoEProtocol", "AoECore", "AoELinux", "AoEEngine", "CFuse3"], swiftSettings: strict),
+        .target(name: "AoEFUSE", dependencies: ["AoEProtocol", "AoECore", "AoELinux", "AoEEngine", "FUSEProtocol", "CFuse3"], swiftSettings: strict),
         .target(name: "AoETarget", dependencies: ["AoEProtocol", "AoECore", "AoELinux", "CAoELinux"], swiftSettings: strict),
         .target(
             name: "AoETestSupport",

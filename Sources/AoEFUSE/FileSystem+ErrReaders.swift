@@ -45,14 +45,7 @@ extension AoEFileSystem {
             return id
         }
         guard let id else { return r.error(EINTR) }
-        // The interrupt function gets the request (whose userdata is this file system, alive as
-        // long as the session) and the waiter's id as its data pointer: nothing is allocated, so
-        // nothing can be freed too early when libfuse calls it just after the reply.
-        fuse_req_interrupt_func(r.request, { req, data in
-            guard let req, let userdata = fuse_req_userdata(req) else { return }
-            let fs = Unmanaged<AoEFileSystem>.fromOpaque(userdata).takeUnretainedValue()
-            fs.interrupted(UInt64(UInt(bitPattern: data)))
-        }, UnsafeMutableRawPointer(bitPattern: UInt(id)))
+        r.onInterrupt(id)
         logged()  // a line may have arrived between the check and the parking
     }
 

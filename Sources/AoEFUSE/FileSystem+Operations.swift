@@ -28,20 +28,8 @@ extension AoEFileSystem {
 
     func readdir(_ r: Reply, ino: fuse_ino_t, size: Int, offset: Int) {
         guard let n = node(ino), let kids = children(n) else { return r.error(ENOTDIR) }
-        let entries = [(".", n), ("..", Node.root)] + kids
-        var buf = [CChar](repeating: 0, count: size)
-        var used = 0
-        for (i, (name, child)) in entries.enumerated() where i >= offset {
-            var st = stat()
-            st.st_ino = __ino_t(inode(child))
-            st.st_mode = child.isDirectory ? S_IFDIR : S_IFREG
-            let need = buf.withUnsafeMutableBufferPointer { b in
-                fuse_add_direntry(r.request, b.baseAddress! + used, size - used, name, &st, off_t(i + 1))
-            }
-            if need > size - used { break }
-            used += need
-        }
-        buf.withUnsafeBytes { r.buffer($0.baseAddress, used) }
+        let entries = ([(".", n), ("..", Node.root)] + kids).map { ($0.0, UInt64(inode($0.1)), $0.1.isDirectory) }
+        r.directory(entries, size: size, offset: offset)
     }
 
     func open(_ r: Reply, ino: fuse_ino_t, fi: UnsafeMutablePointer<fuse_file_info>) {
@@ -163,7 +151,7 @@ extension AoEFileSystem {
             // which saves copying a MiB on the receive thread; a small one is copied.
             let buffer: IOBuffer
             let block: MallocBlock?
-            if data.count >= Self.adoptedWrite, let base = serving?.adoptBuffer() {
+            if data.count >= Self.adoptedWrite, let base = serving?.adoptBuffer() ?? channel?.adoptBuffer() {
                 block = MallocBlock(base)
                 buffer = IOBuffer(borrowing: UnsafeMutableRawBufferPointer(mutating: data))
             } else {

@@ -43,8 +43,20 @@ extension AoEFileSystem {
     /// the engine cannot (no link that can watch a descriptor), libfuse's multi-threaded loop
     /// runs with that many workers (8 if 0) instead.
     @discardableResult
-    public func run(threads: Int = 0) -> Int32 {
+    public func run(threads: Int = 0, core: FUSECore = .libfuse) -> Int32 {
         guard let se = session else { return -1 }
+        // Our core runs on the receive thread; --fuse-threads N asks for libfuse's workers instead.
+        if core == .own, threads == 0, let own = KernelChannel(session: se, fs: self, onEnd: { [weak self] in self?.end() }) {
+            channel = own
+            if engine.attach(own) {
+                engine.note("fuse: aoefs's own protocol core serves \(mountpoint) (libfuse only mounted it)")
+                ended.wait(timeout: nil) { $0 }
+                engine.detach()
+                stop()
+                return own.error
+            }
+            channel = nil
+        }
         if threads == 0, let source = SessionSource(session: se, onEnd: { [weak self] in self?.end() }) {
             serving = source
         }
@@ -100,6 +112,7 @@ extension AoEFileSystem {
             return r
         }
         for r in parked { r.error(EINTR) }
+        channel?.close()  // no reply after this: libfuse closes the descriptor below
         if let se = session {
             fuse_session_unmount(se)
             // A request still unanswered keeps the session: leaking it beats a late reply into

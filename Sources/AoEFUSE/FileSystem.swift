@@ -48,6 +48,8 @@ public final class AoEFileSystem: @unchecked Sendable {
     var session: OpaquePointer?
     /// The session's requests as the engine's event source, while `run` serves them that way.
     var serving: SessionSource?
+    /// Our own protocol core on the session's descriptor, when `run` was asked for it.
+    var channel: KernelChannel?
     let mountTime = time(nil)
     let owner = (uid: getuid(), gid: getgid())
     var retained: Unmanaged<AoEFileSystem>?

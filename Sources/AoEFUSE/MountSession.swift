@@ -10,12 +10,16 @@ public final class MountSession: Sendable {
     public let fileSystem: AoEFileSystem
     private let options: [String]
     private let fuseThreads: Int
+    private let core: FUSECore
     private let signals = Locked<SignalWatcher?>(nil)
 
     /// - Parameters:
     ///   - options: FUSE's `-o` options (allow_other, ro, …).
     ///   - fuseThreads: 0 serves FUSE on the engine's receive thread; N > 0 on N libfuse workers.
-    public init(engine: Engine, mountpoint: String, options: [String] = [], fuseThreads: Int = 0) {
+    ///   - core: who speaks the FUSE protocol: libfuse's loop, or ours (`FUSECore.own`).
+    public init(engine: Engine, mountpoint: String, options: [String] = [], fuseThreads: Int = 0,
+                core: FUSECore = .libfuse) {
+        self.core = core
         fileSystem = AoEFileSystem(engine: engine, mountpoint: mountpoint)
         self.options = options
         self.fuseThreads = fuseThreads
@@ -43,7 +47,7 @@ public final class MountSession: Sendable {
     /// Serves until unmounted, a signal, or `stop()`; blocks. Returns 0 after a clean unmount,
     /// or libfuse's error.
     @discardableResult
-    public func serve() -> Int32 { fileSystem.run(threads: fuseThreads) }
+    public func serve() -> Int32 { fileSystem.run(threads: fuseThreads, core: core) }
 
     /// Ends serving, from any thread.
     public func stop() { fileSystem.stop() }

@@ -24,3 +24,9 @@ public enum FUSEVersion {
     public static let major: UInt32 = 7
     public static let minor: UInt32 = 38
 }
+
+/// `FOPEN_*` flags of an OPEN reply.
+public enum FUSEOpenFlags {
+    /// Bypass the page cache for this open file.
+    public static let directIO: UInt32 = 1 << 0
+}

@@ -45,6 +45,9 @@ struct Mount: ParsableCommand {
     @Option(help: ArgumentHelp("Serve FUSE requests on N libfuse worker threads. 0, the default, reads them on the engine's receive thread, which is faster on few cores (Docs/performance.md).", valueName: "N"))
     var fuseThreads: Int = 0
 
+    @Option(help: ArgumentHelp("Who speaks the FUSE protocol: libfuse (its session loop, the default) or own (aoefs's own core, FUSEProtocol; libfuse only mounts). Experimental.", valueName: "libfuse|own"))
+    var fuseCore: String = "libfuse"
+
     func validate() throws {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: mountpoint, isDirectory: &isDir) else {
@@ -84,6 +87,7 @@ struct Mount: ParsableCommand {
                 network.config = network.config ?? v
             case "wait": wait = try number(Double.self)
             case "fuse_threads": fuseThreads = try number(Int.self)
+            case "fuse_core": fuseCore = value ?? ""
             // mount(8) passes these for every filesystem; they mean nothing to FUSE here.
             case "_netdev", "nofail", "auto", "noauto", "user", "nouser", "users", "defaults": break
             default: fuse.append(item)
@@ -91,6 +95,9 @@ struct Mount: ParsableCommand {
         }
         try network.validate()
         options = fuse
+        guard FUSECore(rawValue: fuseCore) != nil else {
+            throw ValidationError("--fuse-core \(fuseCore): expected libfuse or own")
+        }
     }
 
     func run() throws {
@@ -123,7 +130,9 @@ struct Mount: ParsableCommand {
     func serve(ready: Readiness?) throws {
         Heap.keepLargeBuffers()  // no page faults per request (see Heap)
         let engine = try network.startEngine(defaultToAllEthernet: true)
-        let session = MountSession(engine: engine, mountpoint: mountpoint, options: options, fuseThreads: fuseThreads)
+        let core = FUSECore(rawValue: fuseCore) ?? .libfuse
+        let session = MountSession(engine: engine, mountpoint: mountpoint, options: options, fuseThreads: fuseThreads,
+                                   core: core)
         do {
             try session.start(settle: .milliseconds(Int64(wait * 1000)))
         } catch {

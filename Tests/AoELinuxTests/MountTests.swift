@@ -52,7 +52,10 @@ final class MountLab: @unchecked Sendable {
             let exe = productsDirectory().appendingPathComponent("aoefs").path
             let logFD = open(lab.directory.appendingPathComponent("aoefs.log").path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
             defer { close(logFD) }
-            daemon = try ChildProcess([exe, "mount", mnt, "--iface", net.initiator, "-f", "-v"] + mountArgs,
+            // AOEFS_LAB_FUSE_CORE=own runs the suite over aoefs's own FUSE core (make test does).
+            let core = mountArgs.contains("--fuse-core") ? []
+                : ProcessInfo.processInfo.environment["AOEFS_LAB_FUSE_CORE"].map { ["--fuse-core", $0] } ?? []
+            daemon = try ChildProcess([exe, "mount", mnt, "--iface", net.initiator, "-f", "-v"] + core + mountArgs,
                                       stdout: logFD, stderr: logFD)
             let daemon = daemon!
             let mnt = mnt
@@ -137,6 +140,34 @@ struct MountTests {
         }
         #expect(try m.stat("bytes_written") >= 1 << 30)
         #expect(try m.stat("atasnd") > 100_000 / 2)
+    }
+
+    @Test("--fuse-core own (FUSEProtocol on /dev/fuse, libfuse only mounts): ls, stat, dd round trip, sys files, err interrupted")
+    func ownCore() throws {
+        let m = try MountLab(size: 256 << 20, mountArgs: ["--fuse-core", "own"])
+        defer { m.tearDown() }
+        #expect(try must("ls \(m.mnt)").split(separator: "\n") == ["e10.3", "etherd", "sys"])
+        #expect(try stat("e10.3", in: m) == 256 << 20)
+        let src = m.lab.directory.appendingPathComponent("src.bin").path
+        try must("head -c \(32 << 20) /dev/urandom > \(src)")
+        let want = try must("sha256sum < \(src)").prefix(64)
+        try must("dd if=\(src) of=\(m.image) bs=1M seek=1 conv=notrunc,nocreat,fsync oflag=direct status=none")
+        #expect(try must("dd if=\(m.image) bs=1M skip=1 count=32 iflag=direct status=none | sha256sum").prefix(64) == want)
+        #expect(try must("dd if=\(m.file.path) bs=1M skip=1 count=32 status=none | sha256sum").prefix(64) == want)
+        try must("printf abc | dd of=\(m.image) bs=1 seek=7 conv=notrunc,nocreat status=none")  // unaligned
+        #expect(try must("dd if=\(m.image) bs=1 skip=7 count=3 status=none") == "abc")
+        #expect(try m.sys("state") == "up\n")
+        #expect(try m.stat("writes") > 0)
+        let err = try ChildProcess(["cat", m.mnt + "/etherd/err"])
+        #expect(!err.wait(upTo: .milliseconds(300)), "cat blocks until a line exists")
+        err.signal(SIGINT)
+        #expect(err.wait(upTo: .seconds(2)), "an interrupted read of etherd/err ends")
+        #expect(m.daemon?.isRunning == true)
+        #expect(m.log(of: m.lab).contains("aoefs's own protocol core serves"), "the own core, not libfuse, served")
+    }
+
+    func stat(_ name: String, in m: MountLab) throws -> Int {
+        Int(try must("stat -c %s \(m.mnt)/\(name)").trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
     }
 
     @Test("--fuse-threads 4 (libfuse's worker threads instead of the receive thread): dd round trip agrees")
