@@ -3,7 +3,7 @@
 // aoefs — a user-space ATA-over-Ethernet initiator behind FUSE.
 // The module graph is a chain; a module imports only the ones above it:
 //   AoEProtocol  wire codec, no I/O
-//   FUSEProtocol the FUSE kernel protocol as a codec, no I/O (beside the chain; for AoEFUSE)
+//   FUSEProtocol the FUSE kernel protocol as a codec, no I/O (beside the chain; AoEFUSE's own core)
 //   AoECore      the initiator's pure state machines (router, sector scheduler, path set,
 //                MTU negotiator, windows, RTT), configuration, range locks, the Link protocol;
 //                no threads, no glibc, no syscalls

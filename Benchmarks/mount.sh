@@ -3,6 +3,7 @@
 # (dd and fio, direct I/O), beside the engine alone (aoefs bench) and the backing file itself.
 # Goal (issue #4): mount ≥ 90 % of the engine for sequential I/O, ≥ 80 % for 4 KiB random reads.
 # Needs root. Medians of RUNS runs, ranges after them; the ratio is the median of paired runs.
+# MOUNT_ARGS adds flags to `aoefs mount` (e.g. MOUNT_ARGS="--fuse-core own").
 source "$(dirname "$0")/lib.sh"
 RUNS=${RUNS:-5}
 SECS=${SECS:-4}
@@ -31,7 +32,7 @@ dd_run() {  # read|write -> MB/s
 
 # Warm vblade's page cache over the span (first touches of a sparse file stall vblade).
 dd if=/dev/zero of="$FILE" bs=1M count=$SPAN conv=notrunc status=none
-.build/release/aoefs mount "$mnt" --iface "$IF"
+.build/release/aoefs mount "$mnt" --iface "$IF" ${MOUNT_ARGS:-}
 
 rows=()
 collect() {  # name engine-cmd mount-cmd unit
@@ -40,7 +41,7 @@ collect() {  # name engine-cmd mount-cmd unit
   local e="" m="" r="" a b
   for _ in $(seq "$RUNS"); do
     fusermount3 -u "$mnt"; a=$(eval "$2")
-    .build/release/aoefs mount "$mnt" --iface "$IF"; b=$(eval "$3")
+    .build/release/aoefs mount "$mnt" --iface "$IF" ${MOUNT_ARGS:-}; b=$(eval "$3")
     e+="$a"$'\n'; m+="$b"$'\n'; r+="$(awk -v a="$b" -v b="$a" 'BEGIN{print a/b}')"$'\n'
   done
   printf "%-38s %-26s %-26s %s\n" "$1" "$(printf "%s" "$e" | median) $4" "$(printf "%s" "$m" | median) $4" \
