@@ -85,17 +85,22 @@ final class KernelChannel: EventSource, @unchecked Sendable {
 
     /// Writes one reply: `header` (with the reply's header) then `payload`, in one writev.
     func send(_ header: [UInt8], payload: UnsafeRawBufferPointer? = nil, unique: UInt64 = 0) {
-        if unique != 0 { state.withLock { s in if !s.waiters.isEmpty { s.waiters[unique] = nil } } }
         header.withUnsafeBytes { h in
-            var iov = [iovec(iov_base: UnsafeMutableRawPointer(mutating: h.baseAddress), iov_len: h.count)]
-            if let payload, payload.count > 0 {
-                iov.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: payload.baseAddress), iov_len: payload.count))
-            }
-            // Locked so that no reply is written once teardown closed the channel (the descriptor
-            // could be another file by then). ENOENT: the request was interrupted; nothing to do.
-            state.withLock { s in
-                guard !s.closed else { return }
-                _ = retryingNegativeEINTR { Int(writev(descriptor, iov, Int32(iov.count))) < 0 ? -Int(errno) : 0 }
+            // Two iovecs on the stack: the reply's header and, for a READ, its payload in place.
+            var iov = (iovec(iov_base: UnsafeMutableRawPointer(mutating: h.baseAddress), iov_len: h.count),
+                       iovec(iov_base: UnsafeMutableRawPointer(mutating: payload?.baseAddress), iov_len: payload?.count ?? 0))
+            let count: Int32 = iov.1.iov_len > 0 ? 2 : 1
+            withUnsafePointer(to: &iov) { p in
+                p.withMemoryRebound(to: iovec.self, capacity: 2) { v in
+                    // One lock per reply: it forgets an interrupt watch on this request, and no
+                    // reply is written once teardown closed the channel (the descriptor could be
+                    // another file by then). ENOENT: the request was interrupted; nothing to do.
+                    state.withLock { s in
+                        if unique != 0, !s.waiters.isEmpty { s.waiters[unique] = nil }
+                        guard !s.closed else { return }
+                        _ = retryingNegativeEINTR { Int(writev(descriptor, v, count)) < 0 ? -Int(errno) : 0 }
+                    }
+                }
             }
         }
     }

@@ -56,6 +56,10 @@ public struct FUSEWriter {
     public mutating func i32(_ v: Int32) { u32(UInt32(bitPattern: v)) }
     public mutating func u64(_ v: UInt64) { for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) } }
     public mutating func i64(_ v: Int64) { u64(UInt64(bitPattern: v)) }
+    /// Overwrites 8 bytes at `offset` (already written) with `v`, little-endian.
+    public mutating func put(_ v: UInt64, at offset: Int) {
+        for i in 0..<8 { bytes[offset + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(i))) }
+    }
     public mutating func zeros(_ n: Int) { bytes += [UInt8](repeating: 0, count: n) }
     public mutating func append(_ b: [UInt8]) { bytes += b }
     /// Pads with zeros to a multiple of 8 (directory entries, FUSE_DIRENT_ALIGN).

@@ -94,7 +94,9 @@ public enum FUSEReply: Sendable, Hashable {
 
     /// The reply's bytes (for `.data`, only its header, whose length counts the payload).
     public func encoded(unique: UInt64) -> [UInt8] {
-        var body = FUSEWriter()
+        // One array: the header with its length and error patched in once the body is written.
+        var body = FUSEWriter(capacity: 96)
+        body.zeros(Self.headerSize)
         var error: Int32 = 0
         var extra = 0
         switch self {
@@ -117,10 +119,9 @@ public enum FUSEReply: Sendable, Hashable {
         case .bytes(let b): body.append(b)
         case .data(let count): extra = count
         }
-        var w = FUSEWriter(capacity: Self.headerSize + body.bytes.count)
-        w.u32(UInt32(Self.headerSize + body.bytes.count + extra)); w.i32(error); w.u64(unique)
-        w.append(body.bytes)
-        return w.bytes
+        body.put(UInt64(UInt32(body.bytes.count + extra)) | UInt64(UInt32(bitPattern: error)) << 32, at: 0)
+        body.put(unique, at: 8)
+        return body.bytes
     }
 }
 

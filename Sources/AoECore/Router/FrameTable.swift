@@ -29,14 +29,10 @@ struct RetiredFrame: Sendable {
 /// retired ones, which makes it an exact RTT sample (no Karn ambiguity) and proof that the
 /// timeout was spurious.
 struct FrameTable: Sendable {
-    /// Frames in flight in a direct-mapped table: a tag's slot is `tag & mask`. Tags still come
-    /// from one counter (fresh for 2³¹ transmissions); allocation skips a tag whose slot is taken,
-    /// and the table doubles when half full. Looking up an answer is an index and a compare,
-    /// not a hash (the per-frame path; a profile showed hashing at ~4,000 instructions per
-    /// 4 KiB request across the engine's tables).
-    private var slots: [(tag: Tag, frame: FrameInFlight)?] = Array(repeating: nil, count: 64)
-    private var mask = 63
-    private(set) var count = 0
+    /// Frames in flight by tag, direct-mapped (`DirectTable`): tags come from one counter
+    /// (fresh for 2³¹ transmissions) and allocation skips a tag whose slot is taken, so an
+    /// answer is found by an index and a compare, not a hash.
+    private var inFlight = DirectTable<Tag, FrameInFlight>()
     private var retired: [Tag: RetiredFrame] = [:]
     private var retiredOrder: Deque<Tag> = []
     static let retiredLimit = 8192
@@ -47,54 +43,29 @@ struct FrameTable: Sendable {
     /// A fresh tag. Bit 31 stays clear: it is reserved for tools like aoeping (Linux
     /// aoenet_rcv); 0 is never used.
     mutating func allocate() -> Tag {
-        if (count + 1) * 2 > slots.count { grow() }
         repeat {
             lastTag = (lastTag &+ 1) & 0x7FFF_FFFF
-        } while lastTag == 0 || slots[Int(lastTag) & mask] != nil
+        } while lastTag == 0 || !inFlight.isSlotFree(for: Tag(lastTag))
         return Tag(lastTag)
     }
 
-    private mutating func grow() {
-        let old = slots
-        slots = Array(repeating: nil, count: old.count * 2)
-        mask = slots.count - 1
-        for case let e? in old { slots[Int(e.tag.rawValue) & mask] = e }
-    }
-
-    subscript(tag: Tag) -> FrameInFlight? {
-        guard let e = slots[Int(tag.rawValue) & mask], e.tag == tag else { return nil }
-        return e.frame
-    }
+    subscript(tag: Tag) -> FrameInFlight? { inFlight[tag] }
 
     /// Every frame in flight, in no particular order.
-    var all: [(Tag, FrameInFlight)] { slots.compactMap { $0.map { ($0.tag, $0.frame) } } }
+    var all: [(Tag, FrameInFlight)] { inFlight.entries.map { ($0.key, $0.value) } }
 
     mutating func record(_ tag: Tag, _ frame: FrameInFlight) {
-        var i = Int(tag.rawValue) & mask
-        // Another tag in the slot (allocated before a table grew, recorded after): grow until
-        // the two part; they differ in some bit.
-        while let e = slots[i], e.tag != tag {
-            grow()
-            i = Int(tag.rawValue) & mask
-        }
-        if slots[i] == nil { count += 1 }
-        slots[i] = (tag, frame)
+        inFlight[tag] = frame
         if earliestNew.map({ frame.deadline < $0 }) ?? true { earliestNew = frame.deadline }
     }
 
     @discardableResult
-    mutating func remove(_ tag: Tag) -> FrameInFlight? {
-        let i = Int(tag.rawValue) & mask
-        guard let e = slots[i], e.tag == tag else { return nil }
-        slots[i] = nil
-        count -= 1
-        return e.frame
-    }
+    mutating func remove(_ tag: Tag) -> FrameInFlight? { inFlight.removeValue(forKey: tag) }
 
     /// Removes and returns the frames whose deadline has passed, oldest transmission first.
     mutating func expire(now: Instant) -> [(Tag, FrameInFlight)] {
         var expired: [(Tag, FrameInFlight)] = []
-        for i in slots.indices { if let e = slots[i], e.frame.deadline <= now { expired.append((e.tag, e.frame)) } }
+        inFlight.forEach { tag, f in if f.deadline <= now { expired.append((tag, f)) } }
         expired.sort { $0.1.sentAt < $1.1.sentAt }
         for (tag, _) in expired { remove(tag) }
         return expired
@@ -122,7 +93,7 @@ struct FrameTable: Sendable {
     /// The earliest deadline of a frame in flight, if earlier than `bound`.
     func earliestDeadline(before bound: Instant) -> Instant {
         var d = bound
-        for case let e? in slots where e.frame.deadline < d { d = e.frame.deadline }
+        inFlight.forEach { _, f in if f.deadline < d { d = f.deadline } }
         return d
     }
 
