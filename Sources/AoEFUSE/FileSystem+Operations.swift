@@ -61,6 +61,7 @@ extension AoEFileSystem {
     func release(_ r: Reply, ino: fuse_ino_t, fh: UInt64) {
         let reread: TargetAddress? = state.withLock { s in
             s.errCursor[fh] = nil
+            s.rendered[fh] = nil
             guard let h = s.handles.removeValue(forKey: fh) else { return nil }
             let t: TargetAddress
             switch h {
@@ -115,13 +116,16 @@ extension AoEFileSystem {
                 track(-1)
             }
         case .targetFile(let t, let f):
-            guard let s = snapshot(t) else { return r.error(ENODEV) }
-            let open = state.withLock { $0.openImages[t] ?? 0 }
-            let text = Array(Render.file(f, s, configuration: engine.configuration, openCount: open).utf8)
+            let text = renderedOnce(fh: fh, offset: offset) { () -> [UInt8]? in
+                guard let s = snapshot(t) else { return nil }
+                let open = state.withLock { $0.openImages[t] ?? 0 }
+                return Array(Render.file(f, s, configuration: engine.configuration, openCount: open).utf8)
+            }
+            guard let text else { return r.error(ENODEV) }
             r.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size)))
         case .partitionFile(let p, let f):
-            guard let found = partition(p) else { return r.error(ENOENT) }
-            let text = Array(Render.file(f, found).utf8)
+            let text = renderedOnce(fh: fh, offset: offset) { partition(p).map { Array(Render.file(f, $0).utf8) } }
+            guard let text else { return r.error(ENOENT) }
             r.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size)))
         case .control(.interfaces):
             let text = Array((engine.allowedInterfaces.joined(separator: " ") + "\n").utf8)
@@ -203,6 +207,17 @@ extension AoEFileSystem {
         s.f_blocks = fsblkcnt_t(imageTargets().compactMap(\.identity).map(\.capacity).reduce(0, +) / 4096)
         s.f_namemax = 255
         r.statfs(s)
+    }
+
+    /// A pseudo-file's text as one open handle sees it: rendered at the read from offset 0 and
+    /// kept until the handle is released, so a reader that needs several reads (or a table that
+    /// changes between them) gets one consistent snapshot, as sysfs's seq_file gives. Without it
+    /// a second read re-rendered the file and could return the tail of a newer text.
+    func renderedOnce(fh: UInt64, offset: Int, _ render: () -> [UInt8]?) -> [UInt8]? {
+        if offset > 0, let kept = state.withLock({ $0.rendered[fh] }) { return kept }
+        guard let text = render() else { return nil }
+        state.withLock { $0.rendered[fh] = text }
+        return text
     }
 
     /// Counts requests waiting for the engine, so teardown can drain them.

@@ -67,6 +67,8 @@ public final class AoEFileSystem: @unchecked Sendable {
         var tablesWanted: Set<TargetAddress> = []
         var tablePassPosted = false
         var errCursor: [UInt64: UInt64] = [:]
+        /// Each open pseudo-file's text, as first read (`renderedOnce`).
+        var rendered: [UInt64: [UInt8]] = [:]
         var errWaiters: [UInt64: (reply: Reply, handle: UInt64)] = [:]
         var nextHandle: UInt64 = 1
         var nextWaiter: UInt64 = 1
