@@ -100,7 +100,9 @@ extension AoEFileSystem {
             // Past the end a read gets 0 bytes, as from a block device.
             let count = max(0, min(size, Int(length) - offset))
             if count == 0 { return r.buffer(nil, 0) }
-            let buffer = IOBuffer(uninitializedCount: count)
+            // Over the ring the engine receives the data straight into the entry's payload, from
+            // which the kernel takes the reply: no copy here.
+            let buffer = r.dataBuffer(count: count).map(IOBuffer.init(borrowing:)) ?? IOBuffer(uninitializedCount: count)
             track(+1)
             engine.read(t, offset: base + UInt64(offset), count: count, into: buffer) { [self] result in
                 switch result {
@@ -155,7 +157,11 @@ extension AoEFileSystem {
             // which saves copying a MiB on the receive thread; a small one is copied.
             let buffer: IOBuffer
             let block: MallocBlock?
-            if data.count >= Self.adoptedWrite, let base = serving?.adoptBuffer() ?? channel?.adoptBuffer() {
+            if r.requestBytesStable {
+                // A ring entry's payload: the kernel reuses it only after our reply.
+                block = nil
+                buffer = IOBuffer(borrowing: UnsafeMutableRawBufferPointer(mutating: data))
+            } else if data.count >= Self.adoptedWrite, let base = serving?.adoptBuffer() ?? channel?.adoptBuffer() {
                 block = MallocBlock(base)
                 buffer = IOBuffer(borrowing: UnsafeMutableRawBufferPointer(mutating: data))
             } else {

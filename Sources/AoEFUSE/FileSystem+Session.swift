@@ -43,10 +43,13 @@ extension AoEFileSystem {
     /// the engine cannot (no link that can watch a descriptor), libfuse's multi-threaded loop
     /// runs with that many workers (8 if 0) instead.
     @discardableResult
-    public func run(threads: Int = 0, core: FUSECore = .libfuse) -> Int32 {
+    public func run(threads: Int = 0, core: FUSECore = .libfuse, transport: FUSETransportChoice = .auto,
+                    depth: Int = FUSETransportChoice.defaultDepth) -> Int32 {
         guard let se = session else { return -1 }
         // Our core runs on the receive thread; --fuse-threads N asks for libfuse's workers instead.
-        if core == .own, threads == 0, let own = KernelChannel(session: se, fs: self, onEnd: { [weak self] in self?.end() }) {
+        if core == .own, threads == 0,
+           let own = KernelChannel(session: se, fs: self, transport: resolve(transport, depth: depth),
+                                   onEnd: { [weak self] in self?.end() }) {
             channel = own
             if engine.attach(own) {
                 engine.note("fuse: aoefs's own protocol core serves \(mountpoint) (libfuse only mounted it)")
@@ -76,6 +79,23 @@ extension AoEFileSystem {
         let r = fuse_session_loop_mt(se, cfg)
         end()
         return r
+    }
+
+    /// The transport our core will use: the ring when asked for (or by default) and the fuse
+    /// module offers it; one log line when it was asked for and is not there.
+    private func resolve(_ choice: FUSETransportChoice, depth: Int) -> FUSETransport {
+        switch (choice, fuseURingEnabled()) {
+        case (.device, _), (.auto, false?), (.auto, nil): return .device
+        case (.auto, true?), (.ioURing, true?): return .ring(depth: depth)
+        case (.ioURing, false?):
+            engine.note("fuse: FUSE over io_uring asked for, but /sys/module/fuse/parameters/enable_uring is N "
+                        + "(root can: echo Y > it); serving over /dev/fuse")
+            return .device
+        case (.ioURing, nil):
+            engine.note("fuse: FUSE over io_uring asked for, but this kernel has none (Linux 6.14+ with "
+                        + "CONFIG_FUSE_IO_URING); serving over /dev/fuse")
+            return .device
+        }
     }
 
     /// True once serving must end: unmounted, `stop()`, or a signal.

@@ -13,14 +13,44 @@ public enum FUSECore: String, Sendable, CaseIterable {
     case own
 }
 
-/// Our FUSE session on /dev/fuse (issue 15, transport 1): libfuse mounted the tree and gave us
-/// the descriptor; this reads each request without blocking, decodes it, calls the tree's
-/// operation, and writes the reply. It runs as the engine's event source, on the receive
-/// thread, between frames, as `SessionSource` does for libfuse.
+/// What the user asked of our core's transport (`aoefs mount --fuse-transport`, `-o io_uring`).
+public enum FUSETransportChoice: String, Sendable, CaseIterable {
+    /// FUSE over io_uring when the fuse module offers it (`enable_uring` is Y), else /dev/fuse.
+    case auto
+    /// /dev/fuse.
+    case device
+    /// FUSE over io_uring; /dev/fuse with one log line when the kernel does not offer it.
+    case ioURing = "io_uring"
+
+    /// Entries per queue: a queue serves the requests of one CPU's callers, so this many can
+    /// be in flight from one CPU (fio at QD 32 on one CPU wants 32).
+    public static let defaultDepth = 32
+}
+
+/// How our core takes requests from the kernel and answers them.
+public enum FUSETransport: Sendable, Equatable {
+    /// read(2) and writev(2) on /dev/fuse (transport 1).
+    case device
+    /// FUSE over io_uring (transport 2) with `depth` entries per queue; /dev/fuse if the kernel
+    /// does not offer it (one log line says so).
+    case ring(depth: Int)
+}
+
+/// Our FUSE session (issue 15): libfuse mounted the tree and gave us the /dev/fuse descriptor;
+/// this takes each request without blocking, decodes it, calls the tree's operation, and sends
+/// the reply, over /dev/fuse or a ring (`RingTransport`). It runs as the engine's event source,
+/// on the receive thread, between frames, as `SessionSource` does for libfuse.
 final class KernelChannel: EventSource, @unchecked Sendable {
     // @unchecked: `buffer`, `adopted` and `initialized` are touched only inside `service()`, which
     // the engine runs on one thread at a time; `state` (interrupt waiters, closed) is locked.
+    /// What the engine watches: the ring's descriptor when there is one, else /dev/fuse.
     let descriptor: Int32
+    /// The session's /dev/fuse.
+    let device: Int32
+    /// The ring, when FUSE over io_uring was asked for and could be set up.
+    let ring: RingTransport?
+    /// Requests answered through the ring (the first one is logged).
+    private var ringRequests = 0
     private unowned let fs: AoEFileSystem
     private let onEnd: @Sendable () -> Void
     /// One request: the largest WRITE (max_write, 1 MiB) and its headers.
@@ -32,14 +62,25 @@ final class KernelChannel: EventSource, @unchecked Sendable {
     /// The error that ended serving (0 after a clean unmount).
     private(set) var error: Int32 = 0
 
-    init?(session: OpaquePointer, fs: AoEFileSystem, onEnd: @escaping @Sendable () -> Void) {
-        descriptor = fuse_session_fd(session)
-        let flags = fcntl(descriptor, F_GETFL)
-        guard descriptor >= 0, flags >= 0, fcntl(descriptor, F_SETFL, flags | O_NONBLOCK) == 0,
+    init?(session: OpaquePointer, fs: AoEFileSystem, transport: FUSETransport = .device,
+          onEnd: @escaping @Sendable () -> Void) {
+        device = fuse_session_fd(session)
+        let flags = fcntl(device, F_GETFL)
+        guard device >= 0, flags >= 0, fcntl(device, F_SETFL, flags | O_NONBLOCK) == 0,
               let b = malloc(Self.bufferSize) else { return nil }
         buffer = b
         self.fs = fs
         self.onEnd = onEnd
+        var ring: RingTransport?
+        if case .ring(let depth) = transport {
+            do throws(ProcessError) {
+                ring = try RingTransport(fuseFD: device, queues: possibleCPUCount(), depth: depth)
+            } catch {
+                fs.engine.note("fuse: FUSE over io_uring: \(error); serving over /dev/fuse")
+            }
+        }
+        self.ring = ring
+        descriptor = ring?.ring.descriptor ?? device
     }
 
     deinit { if !adopted { free(buffer) } }
@@ -52,8 +93,33 @@ final class KernelChannel: EventSource, @unchecked Sendable {
     }
 
     func service() -> Bool {
-        for _ in 0..<32 {
-            let n = read(descriptor, buffer, Self.bufferSize)
+        guard let ring else { return serviceDevice(limit: 32) }
+        var alive = true
+        ring.beginBatch()
+        ring.ring.reap { c in
+            if c.userData == RingTransport.pollTag {
+                // /dev/fuse is readable: read it dry, since the multishot poll reports only new
+                // readiness. INTERRUPTs, FORGETs, and every request until the ring is ready.
+                if alive { alive = serviceDevice(limit: .max) }
+                if alive, c.flags & IORing.moreFlag == 0, !ring.rearmPoll() {
+                    fs.engine.note("fuse: cannot re-arm the ring's poll of /dev/fuse")
+                }
+            } else if c.result == 0, c.userData < UInt64(ring.entries) {
+                handleRing(slot: Int(c.userData))
+            } else {
+                ringFailed(slot: Int(truncatingIfNeeded: c.userData), c.result)
+            }
+        }
+        ring.endBatch()
+        return alive
+    }
+
+    /// Reads and serves up to `limit` requests from /dev/fuse; false once the session ended.
+    private func serviceDevice(limit: Int) -> Bool {
+        var served = 0
+        while served < limit {
+            served += 1
+            let n = read(device, buffer, Self.bufferSize)
             if n < 0 {
                 switch errno {
                 case EAGAIN: return true
@@ -65,7 +131,13 @@ final class KernelChannel: EventSource, @unchecked Sendable {
                 onEnd()
                 return false
             }
-            handle(UnsafeRawBufferPointer(start: buffer, count: n))
+            let bytes = UnsafeRawBufferPointer(start: buffer, count: n)
+            do throws(FUSEDecodeError) {
+                let (header, request) = try FUSERequest.decode(bytes)
+                dispatch(header, request, data: bytes, slot: -1)
+            } catch {
+                undecodable(error, bytes)
+            }
             if adopted {
                 guard let b = malloc(Self.bufferSize) else {
                     error = -ENOMEM
@@ -80,12 +152,69 @@ final class KernelChannel: EventSource, @unchecked Sendable {
         return true
     }
 
+    /// Serves the request the kernel put into ring entry `slot`.
+    private func handleRing(slot: Int) {
+        guard let ring else { return }
+        let area = UnsafeRawBufferPointer(start: ring.header(slot), count: FUSERingLayout.headerAreaSize)
+        let payload = UnsafeRawBufferPointer(start: ring.payload(slot), count: RingTransport.payloadSize)
+        do throws(FUSEDecodeError) {
+            let (header, request, commitID) = try FUSERequest.decode(ringHeader: area, payload: payload)
+            if ringRequests == 0 { fs.engine.note("fuse: FUSE over io_uring serves requests") }
+            ringRequests += 1
+            guard commitID == header.unique else {
+                fs.engine.note("fuse: ring entry \(slot): commit id \(commitID) is not the request's \(header.unique)")
+                return send(FUSEReply.error(EIO).encoded(unique: commitID), unique: commitID, slot: Int32(slot))
+            }
+            dispatch(header, request, data: payload, slot: Int32(slot))
+        } catch {
+            // Without a commit the entry would be lost; answer what can be read of the request.
+            var r = FUSEReader(area, offset: FUSERingLayout.commitIDOffset)
+            let unique = (try? r.u64("commit_id")) ?? 0
+            fs.engine.note("fuse: a ring request we cannot decode (\(error)); answered EIO")
+            send(FUSEReply.error(EIO).encoded(unique: unique), unique: unique, slot: Int32(slot))
+        }
+    }
+
+    /// A ring entry's command failed. At unmount every entry ends with ENOTCONN (or is
+    /// cancelled): nothing to do. EAGAIN: registered before the kernel took the INIT reply; again.
+    private func ringFailed(slot: Int, _ result: Int32) {
+        guard let ring, slot >= 0, slot < ring.entries else { return }
+        switch -result {
+        case ENOTCONN, ECANCELED, ECONNABORTED: return
+        case EAGAIN where !state.withLock({ $0.closed }):
+            if ring.register(slot: slot) != 0 { fs.engine.note("fuse: ring entry \(slot): cannot register it again") }
+        default:
+            // A refused REGISTER turns the ring off for the connection (dev_uring.c): the kernel
+            // goes on over /dev/fuse.
+            if ringErrors == 0 {
+                fs.engine.note("fuse: FUSE over io_uring: entry \(slot) failed: \(String(cString: strerror(-result))); "
+                               + "requests go over /dev/fuse")
+            }
+            ringErrors += 1
+        }
+    }
+    private var ringErrors = 0
+
     /// No reply is written after this (teardown, before libfuse closes the descriptor).
     func close() { state.withLock { $0.closed = true } }
 
-    /// Writes one reply: `header` (with the reply's header) then `payload`, in one writev.
-    func send(_ header: [UInt8], payload: UnsafeRawBufferPointer? = nil, unique: UInt64 = 0) {
+    /// Sends one reply: `header` (the reply's header and arguments) then `payload`, in one
+    /// writev on /dev/fuse, or into ring entry `slot` and committed.
+    func send(_ header: [UInt8], payload: UnsafeRawBufferPointer? = nil, unique: UInt64 = 0, slot: Int32 = -1) {
         header.withUnsafeBytes { h in
+            if slot >= 0, let ring {
+                state.withLock { s in
+                    if unique != 0, !s.waiters.isEmpty { s.waiters[unique] = nil }
+                    guard !s.closed else { return }
+                    if !ring.commit(slot: Int(slot), unique: unique, encoded: h, data: payload) {
+                        // Too large for the entry (cannot be: max_write is its size), or the ring is gone.
+                        FUSEReply.error(EIO).encoded(unique: unique).withUnsafeBytes { e in
+                            _ = ring.commit(slot: Int(slot), unique: unique, encoded: e, data: nil)
+                        }
+                    }
+                }
+                return
+            }
             // Two iovecs on the stack: the reply's header and, for a READ, its payload in place.
             var iov = (iovec(iov_base: UnsafeMutableRawPointer(mutating: h.baseAddress), iov_len: h.count),
                        iovec(iov_base: UnsafeMutableRawPointer(mutating: payload?.baseAddress), iov_len: payload?.count ?? 0))
@@ -98,44 +227,63 @@ final class KernelChannel: EventSource, @unchecked Sendable {
                     state.withLock { s in
                         if unique != 0, !s.waiters.isEmpty { s.waiters[unique] = nil }
                         guard !s.closed else { return }
-                        _ = retryingNegativeEINTR { Int(writev(descriptor, v, count)) < 0 ? -Int(errno) : 0 }
+                        _ = retryingNegativeEINTR { Int(writev(device, v, count)) < 0 ? -Int(errno) : 0 }
                     }
                 }
             }
         }
     }
 
+    /// Writes a notification (unique 0) to /dev/fuse; dropped after teardown. Returns 0 or -errno
+    /// (ENOENT: the kernel had no such entry cached).
+    @discardableResult
+    func notify(_ n: FUSENotification) -> Int32 {
+        n.encoded.withUnsafeBytes { b in
+            state.withLock { s in
+                guard !s.closed else { return -EBADF }
+                return Int32(retryingNegativeEINTR { write(device, b.baseAddress, b.count) < 0 ? -Int(errno) : 0 })
+            }
+        }
+    }
+
+    /// The ring entry's payload for a request in `slot`, for the reply's data to be received
+    /// into (nil over /dev/fuse).
+    func payload(slot: Int32, count: Int) -> UnsafeMutableRawBufferPointer? {
+        guard slot >= 0, let ring, count <= RingTransport.payloadSize else { return nil }
+        return UnsafeMutableRawBufferPointer(start: ring.payload(Int(slot)), count: count)
+    }
+
     /// An INTERRUPT of `unique` is to wake err reader `waiter`.
     func watchInterrupt(of unique: UInt64, waiter: UInt64) { state.withLock { $0.waiters[unique] = waiter } }
 
-    private func handle(_ bytes: UnsafeRawBufferPointer) {
-        let header: FUSEInHeader
-        let request: FUSERequest
-        do throws(FUSEDecodeError) {
-            (header, request) = try FUSERequest.decode(bytes)
-        } catch {
-            fs.engine.note("fuse: a request we cannot decode (\(error)); answered EIO")
-            if bytes.count >= 16 {
-                var r = FUSEReader(bytes, offset: 8)
-                if let unique = try? r.u64("unique") { send(FUSEReply.error(EIO).encoded(unique: unique), unique: unique) }
-            }
-            return
+    private func undecodable(_ error: FUSEDecodeError, _ bytes: UnsafeRawBufferPointer) {
+        fs.engine.note("fuse: a request we cannot decode (\(error)); answered EIO")
+        if bytes.count >= 16 {
+            var r = FUSEReader(bytes, offset: 8)
+            if let unique = try? r.u64("unique") { send(FUSEReply.error(EIO).encoded(unique: unique), unique: unique) }
         }
+    }
+
+    /// Calls the tree's operation for one request. `data` holds a WRITE's data at its
+    /// `dataOffset`; `slot` is the ring entry the request came in (-1: /dev/fuse).
+    private func dispatch(_ header: FUSEInHeader, _ request: FUSERequest, data: UnsafeRawBufferPointer, slot: Int32) {
         let ino = fuse_ino_t(header.nodeID)
-        let r = Reply(channel: self, unique: header.unique)
+        let r = Reply(channel: self, unique: header.unique, slot: slot)
         switch request {
         case .initialize(let i):
             initialized = true
             guard i.major == FUSEVersion.major else { return r.error(EPROTO) }
-            // What libfuse asked for before (FileSystem's init): many direct I/O requests in flight.
-            let wanted = FUSEInitFlags.asyncRead | FUSEInitFlags.asyncDIO | FUSEInitFlags.bigWrites
+            // What libfuse asked for before (FileSystem's init): many direct I/O requests in
+            // flight; and the ring, when we have one.
+            var wanted = FUSEInitFlags.asyncRead | FUSEInitFlags.asyncDIO | FUSEInitFlags.bigWrites
                 | FUSEInitFlags.maxPages | FUSEInitFlags.initExt
-            let out = FUSEInitOut(maxReadahead: i.maxReadahead, flags: i.flags & wanted, maxBackground: 128,
-                                  congestionThreshold: 96, maxWrite: 1 << 20, maxPages: 256)
-            var o = out
+            if ring != nil { wanted |= FUSEInitFlags.overIOURing }
+            var o = FUSEInitOut(maxReadahead: i.maxReadahead, flags: i.flags & wanted, maxBackground: 128,
+                                congestionThreshold: 96, maxWrite: UInt32(RingTransport.payloadSize), maxPages: 256)
             o.minor = min(i.minor, FUSEVersion.minor)
             send(FUSEReply.initialize(o).encoded(unique: header.unique), unique: header.unique)
             _ = r.take()
+            if let ring { startRing(ring, offered: i.flags & FUSEInitFlags.overIOURing != 0) }
         case .lookup(let name): fs.lookup(r, parent: ino, name: String(decoding: name, as: UTF8.self))
         case .forget, .batchForget: _ = r.take()  // no reply; inode numbers are never reused
         case .getattr: fs.getattr(r, ino: ino)
@@ -147,11 +295,13 @@ final class KernelChannel: EventSource, @unchecked Sendable {
         case .release(let fh, _, _): fs.release(r, ino: ino, fh: fh)
         case .read(let fh, let offset, let size): fs.read(r, ino: ino, size: Int(size), offset: Int(offset), fh: fh)
         case .write(let fh, let offset, let size, _, let at):
-            fs.write(r, ino: ino, data: UnsafeRawBufferPointer(rebasing: bytes[at..<(at + Int(size))]), offset: Int(offset),
+            fs.write(r, ino: ino, data: UnsafeRawBufferPointer(rebasing: data[at..<(at + Int(size))]), offset: Int(offset),
                      fh: fh)
         case .flush, .releasedir: r.error(0)
         case .fsync: fs.fsync(r, ino: ino)
-        case .opendir: send(FUSEReply.open(fh: 0, openFlags: 0).encoded(unique: header.unique), unique: header.unique); _ = r.take()
+        case .opendir:
+            send(FUSEReply.open(fh: 0, openFlags: 0).encoded(unique: header.unique), unique: header.unique, slot: slot)
+            _ = r.take()
         case .readdir(_, let offset, let size, let plus):
             if plus { return r.error(ENOSYS) }  // not asked for (no FUSE_DO_READDIRPLUS)
             fs.readdir(r, ino: ino, size: Int(size), offset: Int(offset))
@@ -162,6 +312,21 @@ final class KernelChannel: EventSource, @unchecked Sendable {
         case .destroy: r.error(0)
         case .unknown: r.error(ENOSYS)
         }
-        _ = initialized
+    }
+
+    /// After the INIT reply: registers the ring's entries if the kernel offered the ring, and
+    /// says in one log line which transport serves.
+    private func startRing(_ ring: RingTransport, offered: Bool) {
+        guard offered else {
+            return fs.engine.note("fuse: the kernel did not offer FUSE over io_uring "
+                                  + "(/sys/module/fuse/parameters/enable_uring is N?); serving over /dev/fuse")
+        }
+        let r = ring.registerAll()
+        if r == 0 {
+            fs.engine.note("fuse: FUSE over io_uring: \(ring.queues) queues × \(ring.depth) entries registered")
+        } else {
+            fs.engine.note("fuse: FUSE over io_uring: cannot register the entries (\(String(cString: strerror(-r)))); "
+                           + "the kernel goes on over /dev/fuse")
+        }
     }
 }

@@ -20,27 +20,44 @@ final class Reply: @unchecked Sendable {
     // send path goes through `take()`, whose atomic exchange lets exactly one of them through.
     enum Backend {
         case libfuse(fuse_req_t)
-        case kernel(KernelChannel, unique: UInt64)
+        /// Our core; `slot` is the ring entry the request came in (-1: /dev/fuse).
+        case kernel(KernelChannel, unique: UInt64, slot: Int32)
     }
     private let backend: Backend
     private let sent = Atomic<Bool>(false)
 
     init(_ raw: fuse_req_t) { backend = .libfuse(raw) }
-    init(channel: KernelChannel, unique: UInt64) { backend = .kernel(channel, unique: unique) }
+    init(channel: KernelChannel, unique: UInt64, slot: Int32 = -1) {
+        backend = .kernel(channel, unique: unique, slot: slot)
+    }
+
+    /// Where a READ's data should be received so that the reply needs no copy: the ring
+    /// entry's payload (nil over /dev/fuse and libfuse; then the caller allocates).
+    func dataBuffer(count: Int) -> UnsafeMutableRawBufferPointer? {
+        guard case .kernel(let c, _, let slot) = backend else { return nil }
+        return c.payload(slot: slot, count: count)
+    }
+
+    /// Whether the request's bytes (a WRITE's data) stay put until this reply is sent: true
+    /// for a ring entry, which the kernel reuses only after the commit.
+    var requestBytesStable: Bool {
+        if case .kernel(_, _, let slot) = backend { return slot >= 0 }
+        return false
+    }
 
     @discardableResult
     func take() -> Backend? {
         sent.exchange(true, ordering: .acquiringAndReleasing) ? nil : backend
     }
 
-    private func send(_ reply: FUSEReply, _ channel: KernelChannel, _ unique: UInt64) {
-        channel.send(reply.encoded(unique: unique))
+    private func send(_ reply: FUSEReply, _ channel: KernelChannel, _ unique: UInt64, _ slot: Int32) {
+        channel.send(reply.encoded(unique: unique), unique: unique, slot: slot)
     }
 
     func error(_ code: Int32) {
         switch take() {
         case .libfuse(let r)?: fuse_reply_err(r, code)
-        case .kernel(let c, let u)?: send(.error(code), c, u)
+        case .kernel(let c, let u, let slot)?: send(.error(code), c, u, slot)
         case nil: return
         }
     }
@@ -48,9 +65,10 @@ final class Reply: @unchecked Sendable {
     func buffer(_ p: UnsafeRawPointer?, _ count: Int) {
         switch take() {
         case .libfuse(let r)?: fuse_reply_buf(r, p?.assumingMemoryBound(to: CChar.self), count)
-        case .kernel(let c, let u)?:
+        case .kernel(let c, let u, let slot)?:
             // Header and payload gathered in one writev: the payload is not copied into a reply.
-            c.send(FUSEReply.data(count: count).encoded(unique: u), payload: UnsafeRawBufferPointer(start: p, count: count))
+            c.send(FUSEReply.data(count: count).encoded(unique: u), payload: UnsafeRawBufferPointer(start: p, count: count),
+                   unique: u, slot: slot)
         case nil: return
         }
     }
@@ -60,7 +78,7 @@ final class Reply: @unchecked Sendable {
     func written(_ count: Int) {
         switch take() {
         case .libfuse(let r)?: fuse_reply_write(r, count)
-        case .kernel(let c, let u)?: send(.write(size: UInt32(count)), c, u)
+        case .kernel(let c, let u, let slot)?: send(.write(size: UInt32(count)), c, u, slot)
         case nil: return
         }
     }
@@ -70,7 +88,7 @@ final class Reply: @unchecked Sendable {
         case .libfuse(let r)?:
             var st = st
             fuse_reply_attr(r, &st, timeout)
-        case .kernel(let c, let u)?: send(.attr(FUSEAttr(st), validSeconds: UInt64(timeout)), c, u)
+        case .kernel(let c, let u, let slot)?: send(.attr(FUSEAttr(st), validSeconds: UInt64(timeout)), c, u, slot)
         case nil: return
         }
     }
@@ -80,9 +98,9 @@ final class Reply: @unchecked Sendable {
         case .libfuse(let r)?:
             var e = e
             fuse_reply_entry(r, &e)
-        case .kernel(let c, let u)?:
+        case .kernel(let c, let u, let slot)?:
             send(.entry(nodeID: UInt64(e.ino), attr: FUSEAttr(e.attr), entryValidSeconds: UInt64(e.entry_timeout),
-                        attrValidSeconds: UInt64(e.attr_timeout)), c, u)
+                        attrValidSeconds: UInt64(e.attr_timeout)), c, u, slot)
         case nil: return
         }
     }
@@ -91,7 +109,7 @@ final class Reply: @unchecked Sendable {
     func open(_ fi: UnsafeMutablePointer<fuse_file_info>) {
         switch take() {
         case .libfuse(let r)?: fuse_reply_open(r, fi)
-        case .kernel(let c, let u)?: send(.open(fh: fi.pointee.fh, openFlags: FUSEOpenFlags.directIO), c, u)
+        case .kernel(let c, let u, let slot)?: send(.open(fh: fi.pointee.fh, openFlags: FUSEOpenFlags.directIO), c, u, slot)
         case nil: return
         }
     }
@@ -101,12 +119,12 @@ final class Reply: @unchecked Sendable {
         case .libfuse(let r)?:
             var s = s
             fuse_reply_statfs(r, &s)
-        case .kernel(let c, let u)?:
+        case .kernel(let c, let u, let slot)?:
             var out = FUSEStatfs(blocks: UInt64(s.f_blocks))
             out.bsize = UInt32(s.f_bsize)
             out.frsize = UInt32(s.f_frsize)
             out.namelen = UInt32(s.f_namemax)
-            send(.statfs(out), c, u)
+            send(.statfs(out), c, u, slot)
         case nil: return
         }
     }
@@ -150,7 +168,7 @@ final class Reply: @unchecked Sendable {
                 let fs = Unmanaged<AoEFileSystem>.fromOpaque(userdata).takeUnretainedValue()
                 fs.interrupted(UInt64(UInt(bitPattern: data)))
             }, UnsafeMutableRawPointer(bitPattern: UInt(id)))
-        case .kernel(let c, let u): c.watchInterrupt(of: u, waiter: id)
+        case .kernel(let c, let u, _): c.watchInterrupt(of: u, waiter: id)
         }
     }
 
@@ -158,7 +176,7 @@ final class Reply: @unchecked Sendable {
         if !sent.load(ordering: .acquiring) {
             switch backend {
             case .libfuse(let r): fuse_reply_err(r, EIO)
-            case .kernel(let c, let u): c.send(FUSEReply.error(EIO).encoded(unique: u))
+            case .kernel(let c, let u, let slot): c.send(FUSEReply.error(EIO).encoded(unique: u), unique: u, slot: slot)
             }
         }
     }

@@ -112,13 +112,27 @@ extension FUSERequest {
     /// Never traps: every malformed input throws and says what is wrong.
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws(FUSEDecodeError) -> (FUSEInHeader, FUSERequest) {
         var r = FUSEReader(bytes)
+        let h = try header(&r)
+        guard Int(h.length) == bytes.count else { throw .lengthMismatch(header: h.length, actual: bytes.count) }
+        return (h, try body(h, &r, payload: nil))
+    }
+
+    /// `struct fuse_in_header`, read from the start of `r`.
+    static func header(_ r: inout FUSEReader) throws(FUSEDecodeError) -> FUSEInHeader {
         let h = try FUSEInHeader(length: r.u32("in_header.len"), opcode: r.u32("in_header.opcode"),
                                  unique: r.u64("in_header.unique"), nodeID: r.u64("in_header.nodeid"),
                                  uid: r.u32("in_header.uid"), gid: r.u32("in_header.gid"),
                                  pid: r.u32("in_header.pid"), totalExtensionLength: r.u16("in_header.total_extlen"))
         try r.skip(2, "in_header.padding")
-        guard Int(h.length) == bytes.count else { throw .lengthMismatch(header: h.length, actual: bytes.count) }
-        guard let op = FUSEOpcode(rawValue: h.opcode) else { return (h, .unknown(opcode: h.opcode)) }
+        return h
+    }
+
+    /// The request after its header: the per-opcode structure from `r`, and its variable part
+    /// (a LOOKUP's name, a WRITE's data) from `r` too, or from `payload` when the request came
+    /// through a ring, which keeps the two apart (then a WRITE's `dataOffset` is into `payload`).
+    static func body(_ h: FUSEInHeader, _ r: inout FUSEReader,
+                     payload: UnsafeRawBufferPointer?) throws(FUSEDecodeError) -> FUSERequest {
+        guard let op = FUSEOpcode(rawValue: h.opcode) else { return .unknown(opcode: h.opcode) }
         let request: FUSERequest
         switch op {
         case .initialize:
@@ -130,7 +144,13 @@ extension FUSERequest {
                 flags |= try UInt64(r.u32("init_in.flags2")) << 32
             }
             request = .initialize(FUSEInitIn(major: major, minor: minor, maxReadahead: readahead, flags: flags))
-        case .lookup: request = try .lookup(name: r.cString("lookup name"))
+        case .lookup:
+            if let payload {
+                var p = FUSEReader(payload)
+                request = try .lookup(name: p.cString("lookup name"))
+            } else {
+                request = try .lookup(name: r.cString("lookup name"))
+            }
         case .forget: request = try .forget(nlookup: r.u64("forget_in.nlookup"))
         case .batchForget:
             let count = try Int(r.u32("batch_forget_in.count"))
@@ -174,8 +194,10 @@ extension FUSERequest {
             let fh = try r.u64("write_in.fh"), offset = try r.u64("write_in.offset"), size = try r.u32("write_in.size")
             let writeFlags = try r.u32("write_in.write_flags")
             try r.skip(8 + 4 + 4, "write_in.lock_owner, flags, padding")
-            guard Int(size) <= r.remaining else { throw .truncated("write data", need: Int(size), have: r.remaining) }
-            request = .write(fh: fh, offset: offset, size: size, writeFlags: writeFlags, dataOffset: r.offset)
+            let room = payload?.count ?? r.remaining
+            guard Int(size) <= room else { throw .truncated("write data", need: Int(size), have: room) }
+            request = .write(fh: fh, offset: offset, size: size, writeFlags: writeFlags,
+                             dataOffset: payload == nil ? r.offset : 0)
         case .flush:
             let fh = try r.u64("flush_in.fh")
             try r.skip(4 + 4 + 8, "flush_in.unused, padding, lock_owner")
@@ -189,7 +211,7 @@ extension FUSERequest {
         case .destroy: request = .destroy
         default: request = .unknown(opcode: h.opcode)
         }
-        return (h, request)
+        return request
     }
 
     /// Decodes one request held in an array.

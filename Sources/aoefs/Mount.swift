@@ -48,6 +48,12 @@ struct Mount: ParsableCommand {
     @Option(help: ArgumentHelp("Who speaks the FUSE protocol: libfuse (its session loop, the default) or own (aoefs's own core, FUSEProtocol; libfuse only mounts). Experimental.", valueName: "libfuse|own"))
     var fuseCore: String = "libfuse"
 
+    @Option(help: ArgumentHelp("How the own core talks to the kernel: auto (FUSE over io_uring when the fuse module offers it, else /dev/fuse), device (/dev/fuse) or io_uring. -o io_uring asks for the ring and the own core.", valueName: "auto|device|io_uring"))
+    var fuseTransport: String = "auto"
+
+    @Option(help: ArgumentHelp("Ring entries per CPU queue (FUSE over io_uring): requests one CPU's callers can have in flight.", valueName: "N"))
+    var ioUringDepth: Int = FUSETransportChoice.defaultDepth
+
     func validate() throws {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: mountpoint, isDirectory: &isDir) else {
@@ -88,6 +94,12 @@ struct Mount: ParsableCommand {
             case "wait": wait = try number(Double.self)
             case "fuse_threads": fuseThreads = try number(Int.self)
             case "fuse_core": fuseCore = value ?? ""
+            case "fuse_transport": fuseTransport = value ?? ""
+            // libfuse 3.18's spellings: the ring, which only our core speaks here.
+            case "io_uring":
+                fuseTransport = "io_uring"
+                if fuseCore == "libfuse" { fuseCore = "own" }
+            case "io_uring_q_depth": ioUringDepth = try number(Int.self)
             // mount(8) passes these for every filesystem; they mean nothing to FUSE here.
             case "_netdev", "nofail", "auto", "noauto", "user", "nouser", "users", "defaults": break
             default: fuse.append(item)
@@ -97,6 +109,12 @@ struct Mount: ParsableCommand {
         options = fuse
         guard FUSECore(rawValue: fuseCore) != nil else {
             throw ValidationError("--fuse-core \(fuseCore): expected libfuse or own")
+        }
+        guard FUSETransportChoice(rawValue: fuseTransport) != nil else {
+            throw ValidationError("--fuse-transport \(fuseTransport): expected auto, device or io_uring")
+        }
+        guard (1...256).contains(ioUringDepth) else {
+            throw ValidationError("--io-uring-depth \(ioUringDepth): expected 1 to 256")
         }
     }
 
@@ -132,7 +150,8 @@ struct Mount: ParsableCommand {
         let engine = try network.startEngine(defaultToAllEthernet: true)
         let core = FUSECore(rawValue: fuseCore) ?? .libfuse
         let session = MountSession(engine: engine, mountpoint: mountpoint, options: options, fuseThreads: fuseThreads,
-                                   core: core)
+                                   core: core, transport: FUSETransportChoice(rawValue: fuseTransport) ?? .auto,
+                                   depth: ioUringDepth)
         do {
             try session.start(settle: .milliseconds(Int64(wait * 1000)))
         } catch {

@@ -99,4 +99,38 @@ long aoel_pwrite_nowait(int fd, const void *buffer, size_t length, long long off
 void aoel_openlog(const char *ident);
 /// One line to syslog at `priority` (LOG_ERR … LOG_DEBUG); printf(3) never sees `message`.
 void aoel_syslog(int priority, const char *message);
+
+/// An io_uring (io_uring_setup(2)) with 128-byte SQEs, as FUSE-over-io_uring needs: its mapped
+/// rings. Raw system calls, no liburing. One thread at a time may queue and submit (the Swift
+/// side locks); reaping is done by one thread.
+struct aoel_ring {
+    int fd;
+    unsigned sq_entries, cq_entries;
+    unsigned *sq_head, *sq_tail, *sq_mask, *sq_array;
+    unsigned *cq_head, *cq_tail, *cq_mask;
+    void *cqes;
+    uint8_t *sqes;
+    void *sq_map, *cq_map;
+    size_t sq_map_len, cq_map_len, sqes_len;
+    unsigned tail;      /* our SQ tail: SQEs written up to here */
+    unsigned submitted; /* the tail the kernel was last told about */
+};
+
+/// Creates a ring of `entries` SQEs (a power of two) and 2 × as many CQEs. 0 or -errno.
+int aoel_ring_open(struct aoel_ring *ring, unsigned entries);
+/// Unmaps and closes the ring; the kernel cancels what is still queued.
+void aoel_ring_close(struct aoel_ring *ring);
+/// Queues an IORING_OP_URING_CMD on `fd` (/dev/fuse) with `cmd_op` and the command area
+/// struct fuse_uring_cmd_req {flags 0, commit_id, qid}; `iov`, if not NULL, is a two-element
+/// iovec (REGISTER: header area and payload), which must stay valid. -EBUSY when the SQ is full.
+int aoel_ring_fuse_cmd(struct aoel_ring *ring, int fd, uint32_t cmd_op, uint16_t qid, uint64_t commit_id,
+                       const void *iov, uint64_t user_data);
+/// Queues a multishot IORING_OP_POLL_ADD for POLLIN on `fd` (one CQE per readiness, flagged
+/// IORING_CQE_F_MORE while it stays armed). -EBUSY when the SQ is full.
+int aoel_ring_poll(struct aoel_ring *ring, int fd, uint64_t user_data);
+/// Tells the kernel about every queued SQE (io_uring_enter), retrying EINTR. Returns how many
+/// it took, or -errno.
+int aoel_ring_submit(struct aoel_ring *ring);
+/// Takes up to `max` completions: user_data, res and flags of each. Returns how many.
+int aoel_ring_reap(struct aoel_ring *ring, uint64_t *user_data, int32_t *res, uint32_t *flags, int max);
 #endif

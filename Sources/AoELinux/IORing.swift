@@ -1,0 +1,147 @@
+import CAoELinux
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An io_uring with 128-byte SQEs (io_uring_setup(2), the C shim's `aoel_ring`): what
+/// FUSE-over-io_uring needs, and no more — URING_CMD on a descriptor and a multishot poll.
+///
+/// Queueing and submitting may happen on any thread (one lock); reaping belongs to one thread,
+/// the one that watches `descriptor` (readable while completions wait).
+public final class IORing: @unchecked Sendable {
+    // @unchecked: the SQ side of `ring` is reached only under `lock`; the CQ side only from the
+    // single reaping thread (`reap`), which the ring's head/tail barriers order against the kernel.
+    private let ring: UnsafeMutablePointer<aoel_ring>
+    private let lock = Locked(())
+
+    /// The ring's descriptor: poll it for completions.
+    public var descriptor: Int32 { ring.pointee.fd }
+
+    /// Creates a ring of `entries` SQEs (rounded up to a power of two by the kernel).
+    public init(entries: UInt32) throws(ProcessError) {
+        ring = .allocate(capacity: 1)
+        let r = aoel_ring_open(ring, entries)
+        guard r == 0 else {
+            ring.deallocate()
+            throw ProcessError("io_uring_setup: \(String(cString: strerror(-r)))")
+        }
+    }
+
+    deinit {
+        aoel_ring_close(ring)
+        ring.deallocate()
+    }
+
+    /// Queues a FUSE ring command (`cmd_op`) on `fd` for queue `qid`; `iovecs` (REGISTER only)
+    /// points at two iovecs that stay valid. Returns false when the SQ is full.
+    public func queueCommand(fd: Int32, op: UInt32, qid: UInt16, commitID: UInt64, iovecs: UnsafeRawPointer?,
+                             userData: UInt64) -> Bool {
+        lock.withLock { _ in aoel_ring_fuse_cmd(ring, fd, op, qid, commitID, iovecs, userData) == 0 }
+    }
+
+    /// Queues a multishot POLLIN poll of `fd`. Returns false when the SQ is full.
+    public func queuePoll(fd: Int32, userData: UInt64) -> Bool {
+        lock.withLock { _ in aoel_ring_poll(ring, fd, userData) == 0 }
+    }
+
+    /// Hands every queued entry to the kernel. Returns 0 or -errno.
+    @discardableResult
+    public func submit() -> Int32 {
+        lock.withLock { _ in
+            let r = aoel_ring_submit(ring)
+            return r < 0 ? r : 0
+        }
+    }
+
+    /// Queues a command and submits it at once, under one lock.
+    public func commandNow(fd: Int32, op: UInt32, qid: UInt16, commitID: UInt64, userData: UInt64) -> Int32 {
+        lock.withLock { _ in
+            var r = aoel_ring_fuse_cmd(ring, fd, op, qid, commitID, nil, userData)
+            if r == 0 { r = aoel_ring_submit(ring) }
+            return r < 0 ? r : 0
+        }
+    }
+
+    /// One completion.
+    public struct Completion: Sendable {
+        public var userData: UInt64
+        public var result: Int32
+        public var flags: UInt32
+    }
+
+    /// Calls `body` for each completion waiting (at most 64). Returns how many there were.
+    /// Only the reaping thread calls this.
+    @discardableResult
+    public func reap(_ body: (Completion) -> Void) -> Int {
+        var data = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        var res = (Int32(0), Int32(0), Int32(0), Int32(0), Int32(0), Int32(0), Int32(0), Int32(0))
+        var flags = (UInt32(0), UInt32(0), UInt32(0), UInt32(0), UInt32(0), UInt32(0), UInt32(0), UInt32(0))
+        var total = 0
+        for _ in 0..<8 {
+            // Eight at a time on the stack; copied out before `body` runs, so `body` may queue.
+            let n = withUnsafeMutableBytes(of: &data) { d in
+                withUnsafeMutableBytes(of: &res) { r in
+                    withUnsafeMutableBytes(of: &flags) { f in
+                        Int(aoel_ring_reap(ring, d.baseAddress!.assumingMemoryBound(to: UInt64.self),
+                                           r.baseAddress!.assumingMemoryBound(to: Int32.self),
+                                           f.baseAddress!.assumingMemoryBound(to: UInt32.self), 8))
+                    }
+                }
+            }
+            if n == 0 { break }
+            withUnsafeBytes(of: data) { d in
+                withUnsafeBytes(of: res) { r in
+                    withUnsafeBytes(of: flags) { f in
+                        let d = d.bindMemory(to: UInt64.self), r = r.bindMemory(to: Int32.self)
+                        let f = f.bindMemory(to: UInt32.self)
+                        for i in 0..<n { body(Completion(userData: d[i], result: r[i], flags: f[i])) }
+                    }
+                }
+            }
+            total += n
+        }
+        return total
+    }
+
+    /// IORING_CQE_F_MORE: a multishot request stays armed after this completion.
+    public static let moreFlag: UInt32 = 1 << 1
+}
+
+/// Whether the fuse module serves FUSE over io_uring now: `/sys/module/fuse/parameters/enable_uring`
+/// reads `Y` (root sets it; aoefs never does). nil when the parameter does not exist (a kernel
+/// before 6.14, or one built without CONFIG_FUSE_IO_URING).
+public func fuseURingEnabled() -> Bool? {
+    let fd = open("/sys/module/fuse/parameters/enable_uring", O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var c: UInt8 = 0
+    return read(fd, &c, 1) == 1 ? c == UInt8(ascii: "Y") || c == UInt8(ascii: "1") : nil
+}
+
+/// The number of possible CPUs (`/sys/devices/system/cpu/possible`, e.g. "0-1"): FUSE over
+/// io_uring expects one queue for each (fs/fuse/dev_uring.c, num_possible_cpus()), and sends a
+/// request to the queue numbered as the CPU its caller runs on.
+public func possibleCPUCount() -> Int {
+    let fd = open("/sys/devices/system/cpu/possible", O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_CONF)))) }
+    defer { close(fd) }
+    var buf = [UInt8](repeating: 0, count: 256)
+    let n = read(fd, &buf, buf.count)
+    guard n > 0 else { return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_CONF)))) }
+    // A list of ranges, "0-3,8-11": the kernel counts the CPUs in it (num_possible_cpus()).
+    let text = String(decoding: buf[0..<n], as: UTF8.self).trimmingWhitespace()
+    var count = 0
+    for range in text.split(separator: ",") {
+        let ends = range.split(separator: "-").compactMap { Int($0) }
+        guard let first = ends.first else { continue }
+        count += (ends.last ?? first) - first + 1
+    }
+    return max(1, count)
+}
+
+extension String {
+    fileprivate func trimmingWhitespace() -> String {
+        String(self.drop(while: { $0 == " " || $0 == "\n" }).reversed().drop(while: { $0 == " " || $0 == "\n" }).reversed())
+    }
+}
