@@ -7,6 +7,10 @@
 #   median / median2           "m (min–max)" of numbers on stdin, 1 or 2 decimals
 #   med                        the bare median
 #   field NAME                 the value of NAME=value in `aoefs bench` output lines
+#   start_peer                 qemu-nbd in NS serving FILE on a link-local address of the lab's
+#                              pair, qemu-storage-daemon's FUSE export of it here: sets QIMG
+#   uring_on                   enable_uring Y for this script (put back on exit); sets URING=1
+#                              if the kernel has FUSE over io_uring, else URING=0
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -41,3 +45,34 @@ median() { sort -n | awk '{a[NR]=$1} END {m=a[int((NR+1)/2)]; printf "%.1f (%.1f
 median2() { sort -n | awk '{a[NR]=$1} END {m=a[int((NR+1)/2)]; printf "%.2f (%.2f–%.2f)", m, a[1], a[NR]}'; }
 med() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 field() { awk -v f="$1" '{ for (i=1;i<=NF;i++) if ($i ~ "^"f"=") { sub(f"=","",$i); print $i } }'; }
+
+start_peer() {
+  QIMG="$OUT/qemu.img"; : > "$QIMG"; local nbd qsd
+  on_exit 'grep -q " $QIMG fuse" /proc/mounts && fusermount3 -u "$QIMG" 2>/dev/null || true'
+  ip addr add 169.254.77.1/24 dev "$IF"
+  ip -n "$NS" addr add 169.254.77.2/24 dev "$TIF"
+  nsenter --net=/run/netns/"$NS" qemu-nbd -f raw -x disk --bind 169.254.77.2 --port 10809 --persistent \
+    --cache=writeback "$FILE" > "$OUT/nbd.log" 2>&1 &
+  nbd=$!
+  on_exit "kill $nbd 2>/dev/null; wait $nbd 2>/dev/null"
+  until nsenter --net=/run/netns/"$NS" ss -ltn | grep -q 169.254.77.2:10809; do
+    kill -0 "$nbd" 2>/dev/null || { cat "$OUT/nbd.log" >&2; exit 1; }; sleep 0.1
+  done
+  qemu-storage-daemon \
+    --blockdev driver=nbd,node-name=nbd0,server.type=inet,server.host=169.254.77.2,server.port=10809,export=disk \
+    --export type=fuse,id=exp0,node-name=nbd0,mountpoint="$QIMG",writable=on > "$OUT/qsd.log" 2>&1 &
+  qsd=$!
+  on_exit "kill $qsd 2>/dev/null; wait $qsd 2>/dev/null"
+  until grep -q " $QIMG fuse" /proc/mounts; do
+    kill -0 "$qsd" 2>/dev/null || { cat "$OUT/qsd.log" >&2; exit 1; }; sleep 0.1
+  done
+}
+
+uring_on() {
+  local p=/sys/module/fuse/parameters/enable_uring
+  URING=0
+  [ -e "$p" ] || return 0
+  local old; old=$(cat "$p")
+  on_exit "echo $old > $p"
+  echo Y > "$p"; URING=1
+}

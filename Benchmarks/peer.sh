@@ -16,30 +16,16 @@ for t in fio qemu-nbd qemu-storage-daemon losetup mkfs.ext4; do
   command -v "$t" >/dev/null || { echo "bench: needs $t (make bench-peer installs it)" >&2; exit 2; }
 done
 start_lab 9000 $((2 << 30))
-mnt="$OUT/mnt"; qimg="$OUT/qemu.img"; fsdir="$OUT/fs"; mkdir -p "$mnt" "$fsdir"; : > "$qimg"
-nbd=""; qsd=""; loop=""
+mnt="$OUT/mnt"; fsdir="$OUT/fs"; mkdir -p "$mnt" "$fsdir"
+loop=""
 on_exit 'mountpoint -q "$fsdir" && umount "$fsdir"; [ -n "$loop" ] && losetup -d "$loop";
-  grep -q " $mnt fuse.aoefs " /proc/mounts && { fusermount3 -u "$mnt" 2>/dev/null || umount -l "$mnt"; };
-  [ -n "$qsd" ] && { kill "$qsd"; wait "$qsd"; }; [ -n "$nbd" ] && { kill "$nbd"; wait "$nbd"; }'
-
+  grep -q " $mnt fuse.aoefs " /proc/mounts && { fusermount3 -u "$mnt" 2>/dev/null || umount -l "$mnt"; }'
+uring_on
 # The peer: qemu-nbd in the target's namespace on a link-local address of the lab's veth pair,
 # qemu-storage-daemon here exporting that NBD disk as a FUSE file.
-ip addr add 169.254.77.1/24 dev "$IF"
-ip -n "$NS" addr add 169.254.77.2/24 dev "$TIF"
-nsenter --net=/run/netns/"$NS" qemu-nbd -f raw -x disk --bind 169.254.77.2 --port 10809 --persistent \
-  --cache=writeback "$FILE" > "$OUT/nbd.log" 2>&1 &
-nbd=$!
-until nsenter --net=/run/netns/"$NS" ss -ltn | grep -q 169.254.77.2:10809; do
-  kill -0 "$nbd" 2>/dev/null || { cat "$OUT/nbd.log" >&2; exit 1; }; sleep 0.1
-done
-qemu-storage-daemon \
-  --blockdev driver=nbd,node-name=nbd0,server.type=inet,server.host=169.254.77.2,server.port=10809,export=disk \
-  --export type=fuse,id=exp0,node-name=nbd0,mountpoint="$qimg",writable=on > "$OUT/qsd.log" 2>&1 &
-qsd=$!
-until grep -q " $qimg fuse" /proc/mounts; do
-  kill -0 "$qsd" 2>/dev/null || { cat "$OUT/qsd.log" >&2; exit 1; }; sleep 0.1
-done
-.build/release/aoefs mount "$mnt" --iface "$IF"
+start_peer
+qimg=$QIMG
+.build/release/aoefs mount "$mnt" --iface "$IF" ${MOUNT_ARGS:-}
 img="$mnt/e10.3"
 # Warm the backing file's page cache over the span for both servers.
 dd if=/dev/zero of="$FILE" bs=1M count="$SPAN" conv=notrunc status=none
@@ -96,18 +82,34 @@ for qd in 1 2 4 8 16 32; do
   .build/release/aoefs bench --iface "$IF" --target 10.3 --test randread --rand-bs 4K --rand-qd "$qd" \
     --seconds "$SECS" --size "${SPAN}M" | awk -v q="$qd" '$1=="randread" { for (i=1;i<=NF;i++) if ($i ~ /^IOPS=/) { sub("IOPS=","",$i); print q, $i } }'
 done > "$OUT/engine.dat"
-.build/release/aoefs mount "$mnt" --iface "$IF"
-for qd in 1 2 4 8 16 32; do echo "$qd $(fio_rate "$img" randread 4k "$qd" iops)"; done > "$OUT/mount.dat"
+sweep() {  # name mount-args...
+  local name=$1; shift
+  .build/release/aoefs mount "$mnt" --iface "$IF" "$@"
+  for qd in 1 2 4 8 16 32; do echo "$qd $(fio_rate "$img" randread 4k "$qd" iops)"; done > "$OUT/$name.dat"
+  fusermount3 -u "$mnt"
+}
+sweep libfuse --fuse-core libfuse
+sweep device --fuse-core own --fuse-transport device
+lines=("libfuse|aoefs mount: libfuse session loop" "device|aoefs mount: own core, /dev/fuse")
+if [ "$URING" = 1 ]; then
+  sweep ring --fuse-core own --fuse-transport io_uring
+  lines+=("ring|aoefs mount: own core, FUSE over io_uring")
+else
+  awk '{ print $1, "-" }' "$OUT/device.dat" > "$OUT/ring.dat"
+fi
 for qd in 1 2 4 8 16 32; do echo "$qd $(fio_rate "$qimg" randread 4k "$qd" iops)"; done > "$OUT/peer.dat"
-paste "$OUT/engine.dat" "$OUT/mount.dat" "$OUT/peer.dat" | awk 'BEGIN { print "QD engine mount(libfuse) peer" } { print $1, $2, $4, $6 }'
-gnuplot <<PLOT
-set terminal pngcairo size 800,500 noenhanced
-set output "Docs/qd-peer.png"
-set title "4 KiB random read against queue depth (MTU 9000 veth, vblade -b 16, 2 vCPUs)"
-set xlabel "queue depth"; set ylabel "IOPS"; set logscale x 2; set logscale y 10; set grid
-set key left top
-plot "$OUT/engine.dat" using 1:2 with linespoints title "aoefs engine (aoefs bench)", \
-     "$OUT/mount.dat" using 1:2 with linespoints title "aoefs mount (libfuse session loop)", \
-     "$OUT/peer.dat" using 1:2 with linespoints title "qemu-storage-daemon FUSE export of qemu-nbd"
-PLOT
+lines+=("peer|qemu-storage-daemon FUSE export of qemu-nbd")
+paste "$OUT/engine.dat" "$OUT/libfuse.dat" "$OUT/device.dat" "$OUT/ring.dat" "$OUT/peer.dat" |
+  awk 'BEGIN { print "QD engine libfuse /dev/fuse io_uring peer" } { print $1, $2, $4, $6, $8, $10 }'
+{
+  echo 'set terminal pngcairo size 800,500 noenhanced'
+  echo 'set output "Docs/qd-peer.png"'
+  echo 'set title "4 KiB random read against queue depth (MTU 9000 veth, vblade -b 16, 2 vCPUs)"'
+  echo 'set xlabel "queue depth"; set ylabel "IOPS"; set logscale x 2; set logscale y 10; set grid'
+  echo 'set key left top'
+  printf 'plot "%s" using 1:2 with linespoints title "aoefs engine (aoefs bench)"' "$OUT/engine.dat"
+  for l in "${lines[@]}"; do printf ', \\\n  "%s" using 1:2 with linespoints title "%s"' "$OUT/${l%%|*}.dat" "${l#*|}"; done
+  echo
+} > "$OUT/plot.gp"
+gnuplot "$OUT/plot.gp"
 echo "plotted Docs/qd-peer.png"

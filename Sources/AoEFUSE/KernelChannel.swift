@@ -95,7 +95,7 @@ final class KernelChannel: EventSource, @unchecked Sendable {
     func service() -> Bool {
         guard let ring else { return serviceDevice(limit: 32) }
         var alive = true
-        ring.beginBatch()
+        ring.serving()
         ring.ring.reap { c in
             if c.userData == RingTransport.pollTag {
                 // /dev/fuse is readable: read it dry, since the multishot poll reports only new
@@ -110,7 +110,7 @@ final class KernelChannel: EventSource, @unchecked Sendable {
                 ringFailed(slot: Int(truncatingIfNeeded: c.userData), c.result)
             }
         }
-        ring.endBatch()
+        ring.flush()
         return alive
     }
 
@@ -196,7 +196,10 @@ final class KernelChannel: EventSource, @unchecked Sendable {
     private var ringErrors = 0
 
     /// No reply is written after this (teardown, before libfuse closes the descriptor).
-    func close() { state.withLock { $0.closed = true } }
+    func close() {
+        state.withLock { $0.closed = true }
+        ring?.flush()  // replies queued on the receive thread before this reach the kernel
+    }
 
     /// Sends one reply: `header` (the reply's header and arguments) then `payload`, in one
     /// writev on /dev/fuse, or into ring entry `slot` and committed.

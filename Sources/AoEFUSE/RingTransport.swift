@@ -36,8 +36,10 @@ final class RingTransport: @unchecked Sendable {
     private let payloads: UnsafeMutableRawPointer
     private let payloadsLength: Int
     private let iovecs: UnsafeMutablePointer<iovec>
-    /// The thread inside `KernelChannel.service()` while it reaps: its commits are submitted once
-    /// at the end of the pass instead of one system call each (0: none).
+    /// The thread that runs `KernelChannel.service()` (the engine's receive thread; 0: none yet).
+    /// Its commits — replies made in service() and in the engine's completions, which the engine
+    /// follows with a service() call — are queued and submitted together at the end of the next
+    /// pass: one io_uring_enter for many replies. Other threads' commits are submitted at once.
     private let batching = Atomic<UInt>(0)
 
     var entries: Int { queues * depth }
@@ -110,15 +112,11 @@ final class RingTransport: @unchecked Sendable {
         return submit ? ring.submit() : 0
     }
 
-    /// Starts a reaping pass on this thread: commits made on it until `endBatch` are submitted
-    /// together.
-    func beginBatch() { batching.store(UInt(pthread_self()), ordering: .relaxed) }
+    /// Called at the start of every service() pass, on the thread that makes it.
+    func serving() { batching.store(UInt(pthread_self()), ordering: .relaxed) }
 
-    /// Ends the pass and submits what it committed.
-    func endBatch() {
-        batching.store(0, ordering: .relaxed)
-        ring.submit()
-    }
+    /// Submits the commits queued on the serving thread (no system call when there are none).
+    func flush() { ring.submit() }
 
     /// Writes the reply to the request in `slot` (`encoded`: the out header and the reply's
     /// arguments; `data`: bytes that follow, e.g. a READ's, which need no copy when the engine

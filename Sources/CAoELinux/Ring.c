@@ -31,9 +31,17 @@ int aoel_ring_open(struct aoel_ring *ring, unsigned entries) {
     memset(&p, 0, sizeof(p));
     // SQE128: FUSE's command does not fit a 64-byte SQE (fs/fuse/dev_uring.c refuses without).
     // CQSIZE: room for a completion from every entry and the poll at once.
-    p.flags = IORING_SETUP_SQE128 | IORING_SETUP_CQSIZE;
+    // COOP_TASKRUN (5.19): the kernel hands a request to an entry by task work on the thread
+    // that submitted it; by default that interrupts the thread (an IPI) wherever it runs. With
+    // this flag the work waits for the thread's next system call, or wakes it if it sleeps —
+    // and the thread serving the ring makes system calls all the time (recvmmsg, sendmmsg).
+    p.flags = IORING_SETUP_SQE128 | IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN;
     p.cq_entries = entries * 2;
     int fd = (int)syscall(__NR_io_uring_setup, entries, &p);
+    if (fd < 0 && errno == EINVAL) {
+        p.flags &= ~IORING_SETUP_COOP_TASKRUN;  // before 5.19
+        fd = (int)syscall(__NR_io_uring_setup, entries, &p);
+    }
     if (fd < 0) return -errno;
     ring->fd = fd;
     ring->sq_entries = p.sq_entries;

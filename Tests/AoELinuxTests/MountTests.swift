@@ -38,6 +38,9 @@ final class MountLab: @unchecked Sendable {
     var vblades: [Vblade] = []
     let mnt: String
     var daemon: ChildProcess?
+    /// Whether this mount was asked for FUSE over io_uring; then the tear-down checks the ring
+    /// served, so a pass over that transport cannot quietly run over /dev/fuse.
+    var expectRing = false
 
     init(mtu: Int = 9000, size: UInt64 = 1 << 30, flags: [String] = [], mountArgs: [String] = [],
          program: Lab.TargetProgram = .fromEnvironment) throws {
@@ -52,9 +55,13 @@ final class MountLab: @unchecked Sendable {
             let exe = productsDirectory().appendingPathComponent("aoefs").path
             let logFD = open(lab.directory.appendingPathComponent("aoefs.log").path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
             defer { close(logFD) }
-            // AOEFS_LAB_FUSE_CORE=own runs the suite over aoefs's own FUSE core (make test does).
-            let core = mountArgs.contains("--fuse-core") ? []
-                : ProcessInfo.processInfo.environment["AOEFS_LAB_FUSE_CORE"].map { ["--fuse-core", $0] } ?? []
+            // AOEFS_LAB_FUSE_CORE=own runs the suite over aoefs's own FUSE core, and
+            // AOEFS_LAB_FUSE_TRANSPORT=device|io_uring over one of its transports (make test does).
+            let env = ProcessInfo.processInfo.environment
+            let core = (mountArgs.contains("--fuse-core") ? [] : env["AOEFS_LAB_FUSE_CORE"].map { ["--fuse-core", $0] } ?? [])
+                + (mountArgs.contains("--fuse-transport") ? []
+                    : env["AOEFS_LAB_FUSE_TRANSPORT"].map { ["--fuse-transport", $0] } ?? [])
+            expectRing = (mountArgs + core).contains("io_uring") && !mountArgs.contains("--fuse-threads")
             daemon = try ChildProcess([exe, "mount", mnt, "--iface", net.initiator, "-f", "-v"] + core + mountArgs,
                                       stdout: logFD, stderr: logFD)
             let daemon = daemon!
@@ -104,6 +111,10 @@ final class MountLab: @unchecked Sendable {
             d.signal(SIGKILL)
             d.wait()
         }
+        if expectRing {
+            let log = log(of: lab)
+            #expect(log.contains("FUSE over io_uring: ") && log.contains("entries registered"), "the ring was set up: \(log)")
+        }
         lab.teardown()
     }
 }
@@ -144,8 +155,39 @@ struct MountTests {
 
     @Test("--fuse-core own (FUSEProtocol on /dev/fuse, libfuse only mounts): ls, stat, dd round trip, sys files, err interrupted")
     func ownCore() throws {
-        let m = try MountLab(size: 256 << 20, mountArgs: ["--fuse-core", "own"])
+        let m = try MountLab(size: 256 << 20, mountArgs: ["--fuse-core", "own", "--fuse-transport", "device"])
         defer { m.tearDown() }
+        try ownCoreChecks(m)
+        #expect(!m.log(of: m.lab).contains("FUSE over io_uring serves"), "/dev/fuse, not the ring, served")
+    }
+
+    @Test("-o io_uring (FUSE over io_uring, enable_uring turned on for the test and restored): the same checks, served by the ring",
+          .enabled(if: fuseURingEnabled() != nil, "this kernel has no FUSE over io_uring (Linux 6.14+, CONFIG_FUSE_IO_URING)"))
+    func ringCore() throws {
+        let restore = try EnableURing()
+        defer { restore.undo() }
+        let m = try MountLab(size: 256 << 20, mountArgs: ["-o", "io_uring"])
+        defer { m.tearDown() }
+        try ownCoreChecks(m)
+        let log = m.log(of: m.lab)
+        #expect(log.contains("queues × 32 entries registered"), "\(log)")
+        #expect(log.contains("FUSE over io_uring serves requests"), "the ring, not /dev/fuse, served")
+        // fsync through the ring (FSYNC is answered after the target's FLUSH).
+        try must("dd if=/dev/zero of=\(m.image) bs=4k count=1 conv=notrunc,nocreat,fsync status=none")
+    }
+
+    @Test("-o io_uring while enable_uring is N: one log line, and the mount serves over /dev/fuse",
+          .enabled(if: fuseURingEnabled() == false, "enable_uring is on (or missing) on this machine"))
+    func ringAskedButOff() throws {
+        let m = try MountLab(size: 64 << 20, mountArgs: ["-o", "io_uring"])
+        defer { m.tearDown() }
+        m.expectRing = false
+        #expect(try must("dd if=\(m.image) bs=1M count=4 iflag=direct status=none | wc -c").trimmingCharacters(in: .whitespacesAndNewlines) == "4194304")
+        let log = m.log(of: m.lab)
+        #expect(log.contains("FUSE over io_uring asked for, but /sys/module/fuse/parameters/enable_uring is N"), "\(log)")
+    }
+
+    func ownCoreChecks(_ m: MountLab) throws {
         #expect(try must("ls \(m.mnt)").split(separator: "\n") == ["e10.3", "etherd", "sys"])
         #expect(try stat("e10.3", in: m) == 256 << 20)
         let src = m.lab.directory.appendingPathComponent("src.bin").path
@@ -357,4 +399,18 @@ struct MountTests {
         #expect(r3.status != 0 && r3.out.contains("needs root or CAP_NET_RAW"), "\(r3.out)")
         #expect(!mounted(mnt))
     }
+}
+
+/// Turns the fuse module's `enable_uring` on for one test and puts back what it was: aoefs never
+/// flips it (the user does), the test does so only for its own run.
+struct EnableURing {
+    static let path = "/sys/module/fuse/parameters/enable_uring"
+    let previous: String
+
+    init() throws {
+        previous = try String(contentsOfFile: Self.path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        try "Y".write(toFile: Self.path, atomically: false, encoding: .utf8)
+    }
+
+    func undo() { try? previous.write(toFile: Self.path, atomically: false, encoding: .utf8) }
 }
