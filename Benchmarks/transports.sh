@@ -26,8 +26,9 @@ TICK=$(getconf CLK_TCK)
 
 ways=(libfuse device)
 [ "$URING" = 1 ] && ways+=(ring)
+unmount() { grep -q " $mnt fuse.aoefs " /proc/mounts && fusermount3 -u "$mnt"; DAEMON=""; }
 mount_as() {  # libfuse|device|ring
-  grep -q " $mnt fuse.aoefs " /proc/mounts && fusermount3 -u "$mnt"
+  unmount
   case $1 in
     libfuse) .build/release/aoefs mount "$mnt" --iface "$IF" --fuse-core libfuse ;;
     device) .build/release/aoefs mount "$mnt" --iface "$IF" --fuse-core own --fuse-transport device ;;
@@ -73,7 +74,9 @@ row() {  # name unit engine-args "mount command with FILE for the image" [cpu]
   declare -A val rat cpus
   local peers="" bests="" engs="" ecpu=""
   for _ in $(seq "$RUNS"); do
-    DAEMON=""
+    # Nothing else on the wire while one is measured: an idle mount's packet socket sees every
+    # AoE frame of the lab too, and its thread would take CPU from the one measured.
+    unmount
     local e; e=$(engine $eargs); engs+="${e% *}"$'\n'; ecpu+="${e#* }"$'\n'
     local best=0
     for w in "${ways[@]}"; do
@@ -83,20 +86,21 @@ row() {  # name unit engine-args "mount command with FILE for the image" [cpu]
       rat[$w]+="$(awk -v a="${m% *}" -v b="${e% *}" 'BEGIN { print a / b }')"$'\n'
       best=$(awk -v a="${m% *}" -v b="$best" 'BEGIN { print (a > b ? a : b) }')
     done
-    DAEMON=""
+    unmount
     local p; p=$(eval "${load//FILE/$QIMG}"); peers+="${p% *}"$'\n'
     bests+="$(awk -v a="$best" -v b="${p% *}" 'BEGIN { print (b > 0 ? a / b : 0) }')"$'\n'
   done
-  local line; line="$(printf "%-30s %-13s" "$name" "$(printf "%s" "$engs" | med) $unit")"
+  rnd() { med | awk '{ printf "%.0f", $1 }'; }
+  local line; line="$(printf "%-30s %-13s" "$name" "$(printf "%s" "$engs" | rnd) $unit")"
   for w in "${ways[@]}"; do
-    line+="$(printf " %-21s" "$(printf "%s" "${val[$w]}" | med) $(printf "%s" "${rat[$w]}" | median2)")"
+    line+="$(printf " %-21s" "$(printf "%s" "${val[$w]}" | rnd) $(printf "%s" "${rat[$w]}" | median2)")"
   done
-  line+="$(printf " %-13s %s" "$(printf "%s" "$peers" | med) $unit" "$(printf "%s" "$bests" | median2)")"
+  line+="$(printf " %-13s %s" "$(printf "%s" "$peers" | rnd) $unit" "$(printf "%s" "$bests" | median2)")"
   echo "$line"
   if [ -n "$cpu" ]; then
-    local c; c="$(printf "%-30s %-13s" "  CPU µs per 4 KiB read" "$(printf "%s" "$ecpu" | awk '{ print $1 * 1e6 }' | med)")"
+    local c; c="$(printf "%-30s %-13s" "  CPU µs per 4 KiB read" "$(printf "%s" "$ecpu" | awk '{ print $1 * 1e6 }' | med | awk '{ printf "%.1f", $1 }')")"
     for w in "${ways[@]}"; do
-      c+="$(printf " %-21s" "$(printf "%s" "${cpus[$w]}" | awk '{ print $1 * 1e6 }' | med) ($(paste <(printf "%s" "${cpus[$w]}") <(printf "%s" "$ecpu") | awk '{ print $1 / $2 }' | med)×)")"
+      c+="$(printf " %-21s" "$(printf "%s" "${cpus[$w]}" | awk '{ print $1 * 1e6 }' | med | awk '{ printf "%.1f", $1 }') ($(paste <(printf "%s" "${cpus[$w]}") <(printf "%s" "$ecpu") | awk '{ print $1 / $2 }' | med | awk '{ printf "%.2f", $1 }')×)")"
     done
     echo "$c"
   fi

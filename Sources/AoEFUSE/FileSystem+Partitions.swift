@@ -1,4 +1,5 @@
 import AoECore
+import CFuse3
 import AoEEngine
 import AoELinux
 import AoEProtocol
@@ -94,11 +95,48 @@ extension AoEFileSystem {
                 s.tables[t.address] = fresh
                 s.tablesWanted.remove(t.address)
             }
-            if fresh.table != before { report(t.address, fresh.table) }
+            if fresh.table != before {
+                // The kernel forgets the names that went before the log says what is there.
+                let now = Set(fresh.table.partitions.map(\.number))
+                entriesGone((before?.partitions ?? []).filter { !now.contains($0.number) }.map {
+                    PartitionName(target: t.address, number: $0.number).description
+                })
+                report(t.address, fresh.table)
+            }
         }
-        state.withLock { s in
-            for t in s.tables.keys where !present.contains(t) { s.tables[t] = nil }
+        let dropped: [String] = state.withLock { s in
+            var names: [String] = []
+            for (t, known) in s.tables where !present.contains(t) {
+                names += known.table.partitions.map { PartitionName(target: t, number: $0.number).description }
+                s.tables[t] = nil
+            }
             s.tablesWanted.formIntersection(present)
+            return names
+        }
+        entriesGone(dropped)
+    }
+
+    /// Tells the kernel that `names` (entries of the root and of sys/) are gone, so that no
+    /// cached dentry outlives them (FUSE_NOTIFY_INVAL_ENTRY). Called on the table reader's
+    /// thread only: the kernel takes the directory's lock for it, and may wait for a request in
+    /// that directory, which the thread serving FUSE must stay free to answer.
+    func entriesGone(_ names: [String]) {
+        guard !names.isEmpty else { return }
+        notificationsStopped.withLock { stopped in
+            guard !stopped else { return }
+            invalidate(names)
+        }
+    }
+
+    private func invalidate(_ names: [String]) {
+        for name in names {
+            for parent: UInt64 in [1, 2] {  // the root, sys/ (InodeTable's fixed numbers)
+                if let channel {
+                    channel.notify(.invalEntry(parent: parent, name: Array(name.utf8)))
+                } else if let se = session {
+                    _ = fuse_lowlevel_notify_inval_entry(se, fuse_ino_t(parent), name, name.utf8.count)
+                }
+            }
         }
     }
 

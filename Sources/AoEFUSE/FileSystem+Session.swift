@@ -135,6 +135,7 @@ extension AoEFileSystem {
         channel?.close()  // no reply after this: libfuse closes the descriptor below
         if let se = session {
             fuse_session_unmount(se)
+            notificationsStopped.withLock { $0 = true }
             // A request still unanswered keeps the session: leaking it beats a late reply into
             // freed memory; the process is about to exit anyway.
             if unanswered == 0 { fuse_session_destroy(se) }

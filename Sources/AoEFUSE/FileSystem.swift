@@ -50,6 +50,9 @@ public final class AoEFileSystem: @unchecked Sendable {
     var serving: SessionSource?
     /// Our own protocol core on the session's descriptor, when `run` was asked for it.
     var channel: KernelChannel?
+    /// True once teardown unmounted: no notification is written after (the session is then
+    /// destroyed). Held while one is written, so teardown waits for it.
+    let notificationsStopped = Locked(false)
     let mountTime = time(nil)
     let owner = (uid: getuid(), gid: getgid())
     var retained: Unmanaged<AoEFileSystem>?

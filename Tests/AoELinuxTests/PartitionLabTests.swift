@@ -100,6 +100,34 @@ struct PartitionLabTests {
         #expect(try part(m, "e10.3p6", "start") == "67584\n")
     }
 
+    @Test("a partition that goes is forgotten by the kernel at once (FUSE_NOTIFY_INVAL_ENTRY): stat fails within the 1 s entry timeout")
+    func goneEntryInvalidated() throws {
+        let m = try MountLab(size: 64 << 20)
+        defer { m.tearDown() }
+        let two = "printf 'label: dos\\nstart=2048, size=8192, type=83\\nstart=10240, size=8192, type=83\\n' "
+            + "| sfdisk -q --no-reread --no-tell-kernel \(m.image)"
+        let p2 = m.mnt + "/e10.3p2"
+        var conclusive = 0
+        for attempt in 1...3 where conclusive == 0 {
+            try must(two)
+            #expect(eventually(timeout: .seconds(5)) { ls(m).contains("e10.3p2") }, "\(ls(m))")
+            let seen = m.log(of: m.lab).components(separatedBy: "partition table mbr: e10.3p1\n").count
+            #expect(FileManager.default.fileExists(atPath: p2))  // a stat: the kernel holds p2's entry for 1 s
+            let start = ContinuousClock.now
+            try must("sfdisk -q --no-reread --no-tell-kernel --delete \(m.image) 2")
+            // The table pass notifies before it logs the new table.
+            #expect(eventually(timeout: .seconds(5)) {
+                m.log(of: m.lab).components(separatedBy: "partition table mbr: e10.3p1\n").count > seen
+            })
+            let stillThere = FileManager.default.fileExists(atPath: p2)
+            // Only a stat inside the entry timeout tells a notification from the timeout running out.
+            guard ContinuousClock.now - start < .milliseconds(800) else { continue }
+            conclusive = attempt
+            #expect(!stillThere, "a stat of the deleted partition inside the entry timeout still found it")
+        }
+        #expect(conclusive > 0, "no attempt finished inside the entry timeout")
+    }
+
     @Test("an open partition that goes away answers EIO until closed")
     func openPartitionGoes() throws {
         let m = try MountLab(size: 64 << 20)
