@@ -62,14 +62,15 @@ build: deps
 
 ## test: install what is missing, build, run every test (lab tests need root); then the engine,
 ## mount and partition lab suites again with aoefs's own target (`aoefs serve`) in place of
-## vblade; the mount suites again over aoefs's own FUSE core on /dev/fuse, and once more over
-## FUSE over io_uring (enable_uring turned on for that pass and restored; skipped by a kernel
-## without it); then the Debian package's build, install, use and purge (deb-test)
+## vblade; the mount suites again over libfuse's session loop (--fuse-core libfuse, the
+## fallback), and once more over FUSE over io_uring (enable_uring turned on for that pass and
+## restored; skipped by a kernel without it); then the Debian package's build, install, use and
+## purge (deb-test)
 test: deps
 	$(SWIFT) build --build-tests $(SWIFT_BUILD_FLAGS)
 	$(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS)
 	AOEFS_LAB_TARGET=serve $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter 'EngineLabTests|MountTests|ControlCommandTests|PartitionLabTests'
-	AOEFS_LAB_FUSE_CORE=own AOEFS_LAB_FUSE_TRANSPORT=device $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter 'MountTests|ControlCommandTests|PartitionLabTests'
+	AOEFS_LAB_FUSE_CORE=libfuse $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter 'MountTests|ControlCommandTests|PartitionLabTests'
 	AOEFS_LAB_FUSE_CORE=own AOEFS_LAB_FUSE_TRANSPORT=io_uring Tests/with-fuse-uring.sh $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter 'MountTests|ControlCommandTests|PartitionLabTests'
 	SWIFT=$(SWIFT) Packaging/test-deb.sh
 
@@ -81,15 +82,16 @@ bench-tools: .build/aoe-raw-bench
 	@mkdir -p .build
 	$(CC) -O2 -o $@ $<
 
-## bench: the engine against the C yardstick, then the mount against the engine, aoefs serve
-## against vblade, the engine on a LAN flooded by a hostile host, and aoefs against the qemu
-## peer (bench-peer without the plot); medians and ratios (root)
+## bench: the engine against the C yardstick; the engine, the mount over each FUSE transport
+## (libfuse's loop, our /dev/fuse core, FUSE over io_uring) and the qemu peer side by side;
+## aoefs serve against vblade; the engine on a LAN flooded by a hostile host; aoefs against the
+## peer on ext4 too (bench-peer without the plot); medians and ratios (root)
 bench: deps
 	Benchmarks/engine-vs-yardstick.sh
-	Benchmarks/mount.sh
+	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(PEER_PACKAGES)"
+	Benchmarks/transports.sh
 	Benchmarks/serve-vs-vblade.sh
 	Benchmarks/flood.sh
-	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(PEER_PACKAGES)"
 	PLOT=0 Benchmarks/peer.sh
 
 ## bench-peer: aoefs against qemu-storage-daemon's FUSE export of a qemu-nbd disk over the same

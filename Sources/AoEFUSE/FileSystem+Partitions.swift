@@ -107,7 +107,8 @@ extension AoEFileSystem {
         let dropped: [String] = state.withLock { s in
             var names: [String] = []
             for (t, known) in s.tables where !present.contains(t) {
-                names += known.table.partitions.map { PartitionName(target: t, number: $0.number).description }
+                // The target itself (flushed, or gone from the list) and its partitions.
+                names += [t.description] + known.table.partitions.map { PartitionName(target: t, number: $0.number).description }
                 s.tables[t] = nil
             }
             s.tablesWanted.formIntersection(present)

@@ -35,19 +35,19 @@ extension AoEFileSystem {
     }
 
     /// Serves requests until unmounted or `stop()`; blocks. Returns 0 on a clean unmount, or
-    /// libfuse's error.
+    /// the error that ended serving.
     ///
-    /// With `threads` 0, requests are read by the engine's receive thread (`Engine.attach`),
-    /// between batches of frames: the thread that sends a reply is awake to take the request the
-    /// reply released, so a small request costs no thread wake-up. With `threads` > 0, or when
-    /// the engine cannot (no link that can watch a descriptor), libfuse's multi-threaded loop
-    /// runs with that many workers (8 if 0) instead.
+    /// Requests are served on the engine's receive thread (`Engine.attach`), between batches of
+    /// frames: the thread that sends a reply is awake to take the request the reply released,
+    /// so a small request costs no thread wake-up. By our own core (`KernelChannel`, over
+    /// /dev/fuse or a ring) unless `core` is `.libfuse`, whose session loop is then turned inside
+    /// out the same way (`SessionSource`). Only when the engine cannot (no link that can watch a
+    /// descriptor, e.g. in-memory links) does libfuse's multi-threaded loop run instead.
     @discardableResult
-    public func run(threads: Int = 0, core: FUSECore = .libfuse, transport: FUSETransportChoice = .auto,
+    public func run(core: FUSECore = .own, transport: FUSETransportChoice = .auto,
                     depth: Int = FUSETransportChoice.defaultDepth) -> Int32 {
         guard let se = session else { return -1 }
-        // Our core runs on the receive thread; --fuse-threads N asks for libfuse's workers instead.
-        if core == .own, threads == 0,
+        if core == .own,
            let own = KernelChannel(session: se, fs: self, transport: resolve(transport, depth: depth),
                                    onEnd: { [weak self] in self?.end() }) {
             channel = own
@@ -60,9 +60,7 @@ extension AoEFileSystem {
             }
             channel = nil
         }
-        if threads == 0, let source = SessionSource(session: se, onEnd: { [weak self] in self?.end() }) {
-            serving = source
-        }
+        serving = SessionSource(session: se, onEnd: { [weak self] in self?.end() })
         if let source = serving, engine.attach(source) {
             ended.wait(timeout: nil) { $0 }
             engine.detach()
@@ -72,7 +70,7 @@ extension AoEFileSystem {
         serving = nil
         let cfg = fuse_loop_cfg_create()
         defer { fuse_loop_cfg_destroy(cfg) }
-        fuse_loop_cfg_set_max_threads(cfg, UInt32(threads > 0 ? threads : 8))
+        fuse_loop_cfg_set_max_threads(cfg, 8)
         fuse_loop_cfg_set_clone_fd(cfg, 0)
         // `stop()` (a signal, or the caller) exits the session and detaches the mount, which
         // ends every worker's read of /dev/fuse and so the loop.

@@ -241,11 +241,12 @@ final class KernelChannel: EventSource, @unchecked Sendable {
     /// (ENOENT: the kernel had no such entry cached).
     @discardableResult
     func notify(_ n: FUSENotification) -> Int32 {
-        n.encoded.withUnsafeBytes { b in
-            state.withLock { s in
-                guard !s.closed else { return -EBADF }
-                return Int32(retryingNegativeEINTR { write(device, b.baseAddress, b.count) < 0 ? -Int(errno) : 0 })
-            }
+        // Not under `state`: the kernel takes the directory's lock for an inval_entry and may wait
+        // for a LOOKUP in it, whose reply needs `state`. The descriptor stays open meanwhile:
+        // teardown destroys the session only after the caller's `notificationsStopped`.
+        guard !state.withLock({ $0.closed }) else { return -EBADF }
+        return n.encoded.withUnsafeBytes { b in
+            Int32(retryingNegativeEINTR { write(device, b.baseAddress, b.count) < 0 ? -Int(errno) : 0 })
         }
     }
 

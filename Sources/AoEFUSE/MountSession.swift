@@ -9,7 +9,6 @@ import Foundation
 public final class MountSession: Sendable {
     public let fileSystem: AoEFileSystem
     private let options: [String]
-    private let fuseThreads: Int
     private let core: FUSECore
     private let transport: FUSETransportChoice
     private let depth: Int
@@ -17,18 +16,15 @@ public final class MountSession: Sendable {
 
     /// - Parameters:
     ///   - options: FUSE's `-o` options (allow_other, ro, …).
-    ///   - fuseThreads: 0 serves FUSE on the engine's receive thread; N > 0 on N libfuse workers.
     ///   - core: who speaks the FUSE protocol: libfuse's loop, or ours (`FUSECore.own`).
     ///   - transport: how our core talks to the kernel (`FUSETransportChoice`).
-    public init(engine: Engine, mountpoint: String, options: [String] = [], fuseThreads: Int = 0,
-                core: FUSECore = .libfuse, transport: FUSETransportChoice = .auto,
+    public init(engine: Engine, mountpoint: String, options: [String] = [], core: FUSECore = .own, transport: FUSETransportChoice = .auto,
                 depth: Int = FUSETransportChoice.defaultDepth) {
         self.depth = depth
         self.core = core
         self.transport = transport
         fileSystem = AoEFileSystem(engine: engine, mountpoint: mountpoint)
         self.options = options
-        self.fuseThreads = fuseThreads
     }
 
     public var engine: Engine { fileSystem.engine }
@@ -53,7 +49,7 @@ public final class MountSession: Sendable {
     /// Serves until unmounted, a signal, or `stop()`; blocks. Returns 0 after a clean unmount,
     /// or libfuse's error.
     @discardableResult
-    public func serve() -> Int32 { fileSystem.run(threads: fuseThreads, core: core, transport: transport, depth: depth) }
+    public func serve() -> Int32 { fileSystem.run(core: core, transport: transport, depth: depth) }
 
     /// Ends serving, from any thread.
     public func stop() { fileSystem.stop() }

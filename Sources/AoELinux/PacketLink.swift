@@ -119,14 +119,35 @@ public final class PacketLink: DescriptorWaitingLink {
         while index < frames.count {
             let result: Int32 = sendArena.withLock { arena in
                 let n = min(arena.slots, frames.count - index)
-                for i in 0..<n {
-                    let f = frames[index + i]
-                    precondition(f.count <= arena.slotSize, "frame longer than the link's slot")
-                    f.copy(into: arena.slot(i))  // a write's data: its one copy in user space
-                    arena.lengths[i] = UInt32(f.count)
-                }
                 var dropped: UInt64 = 0
-                let r = aoel_send_batch(fd, arena.base, arena.slotSize, arena.lengths, Int32(n), &dropped)
+                var gather = false
+                for i in 0..<n where frames[index + i].dataCount > 0 { gather = true; break }
+                let r: Int32
+                if gather {
+                    // A write's frames: the headers go to the slot, the data stays in the request's
+                    // buffer (alive: `frames` holds it) and the kernel gathers both — no copy here.
+                    for i in 0..<n {
+                        let f = frames[index + i]
+                        precondition(f.count <= arena.slotSize, "frame longer than the link's slot")
+                        let slot = arena.slot(i)
+                        let h = f.withHeaderBytes { h in
+                            slot.baseAddress!.copyMemory(from: h.baseAddress!, byteCount: h.count)
+                            return h.count
+                        }
+                        arena.iovecs[2 * i] = iovec(iov_base: slot.baseAddress, iov_len: h)
+                        arena.iovecs[2 * i + 1] = iovec(
+                            iov_base: f.data.map { $0.bytes.baseAddress! + f.dataOffset }, iov_len: f.dataCount)
+                    }
+                    r = aoel_send_gather(fd, arena.iovecs, Int32(n), &dropped)
+                } else {
+                    for i in 0..<n {
+                        let f = frames[index + i]
+                        precondition(f.count <= arena.slotSize, "frame longer than the link's slot")
+                        f.copy(into: arena.slot(i))
+                        arena.lengths[i] = UInt32(f.count)
+                    }
+                    r = aoel_send_batch(fd, arena.base, arena.slotSize, arena.lengths, Int32(n), &dropped)
+                }
                 if dropped > 0 { sendDropCount.add(dropped, ordering: .relaxed) }
                 return r
             }
@@ -197,6 +218,8 @@ public final class PacketLink: DescriptorWaitingLink {
 struct Arena: ~Copyable {
     let base: UnsafeMutablePointer<UInt8>
     let lengths: UnsafeMutablePointer<UInt32>
+    /// Two per slot, for gathered sends: the slot's headers, then the frame's data in place.
+    let iovecs: UnsafeMutablePointer<iovec>
     let slots: Int
     let slotSize: Int
 
@@ -205,6 +228,7 @@ struct Arena: ~Copyable {
         self.slotSize = slotSize
         self.base = .allocate(capacity: slots * slotSize)
         self.lengths = .allocate(capacity: slots)
+        self.iovecs = .allocate(capacity: 2 * slots)
     }
 
     func slot(_ i: Int) -> UnsafeMutableRawBufferPointer {
@@ -214,5 +238,6 @@ struct Arena: ~Copyable {
     deinit {
         base.deallocate()
         lengths.deallocate()
+        iovecs.deallocate()
     }
 }

@@ -137,6 +137,28 @@ int aoel_send_batch(int fd, const uint8_t *base, size_t stride, const uint32_t *
     return sent;
 }
 
+int aoel_send_gather(int fd, const void *iovecs, int count, uint64_t *dropped) {
+    struct mmsghdr msgs[BATCH_MAX];
+    const struct iovec *iov = iovecs;
+    int sent = 0;
+    while (sent < count) {
+        int n = count - sent < BATCH_MAX ? count - sent : BATCH_MAX;
+        memset(msgs, 0, sizeof(struct mmsghdr) * (size_t)n);
+        for (int i = 0; i < n; i++) {
+            msgs[i].msg_hdr.msg_iov = (struct iovec *)&iov[2 * (sent + i)];
+            msgs[i].msg_hdr.msg_iovlen = 2;
+        }
+        int r;
+        AOEL_RETRY(r, sendmmsg(fd, msgs, (unsigned)n, 0));
+        if (r < 0) {
+            if (errno == ENOBUFS) { (*dropped)++; sent++; continue; }  // as in aoel_send_batch
+            return sent > 0 ? sent : -errno;
+        }
+        sent += r;
+    }
+    return sent;
+}
+
 int aoel_receive_batch(int fd, uint8_t *base, size_t stride, uint32_t *lengths, int max, int timeout_ms,
                        uint64_t *truncated, int also_fd, int *also_ready) {
     *also_ready = 0;

@@ -36,17 +36,14 @@ struct Mount: ParsableCommand {
     @Flag(name: .short, help: "Stay in the foreground (do not daemonise).")
     var foreground = false
 
-    @Option(name: .short, help: ArgumentHelp("Mount options, comma-separated: FUSE's (allow_other, ro, …) and aoefs's own as key=value (iface=eth1:eth3, deadsecs=, maxout=, maxdata=, mtu=, config=, wait=, fuse_threads=), as in an fstab line.", valueName: "OPTIONS"))
+    @Option(name: .short, help: ArgumentHelp("Mount options, comma-separated: FUSE's (allow_other, ro, …) and aoefs's own as key=value (iface=eth1:eth3, deadsecs=, maxout=, maxdata=, mtu=, config=, wait=, fuse_core=, fuse_transport=, io_uring, io_uring_q_depth=), as in an fstab line.", valueName: "OPTIONS"))
     var options: [String] = []
 
     @Option(help: "Seconds to wait for targets before serving (they may also appear later).")
     var wait: Double = 3
 
-    @Option(help: ArgumentHelp("Serve FUSE requests on N libfuse worker threads. 0, the default, reads them on the engine's receive thread, which is faster on few cores (Docs/performance.md).", valueName: "N"))
-    var fuseThreads: Int = 0
-
-    @Option(help: ArgumentHelp("Who speaks the FUSE protocol: libfuse (its session loop, the default) or own (aoefs's own core, FUSEProtocol; libfuse only mounts). Experimental.", valueName: "libfuse|own"))
-    var fuseCore: String = "libfuse"
+    @Option(help: ArgumentHelp("Who speaks the FUSE protocol: own (the default: aoefs's own core on the engine's receive thread; libfuse only mounts) or libfuse (its session loop, as before 0.2; a fallback).", valueName: "own|libfuse"))
+    var fuseCore: String = "own"
 
     @Option(help: ArgumentHelp("How the own core talks to the kernel: auto (FUSE over io_uring when the fuse module offers it, else /dev/fuse), device (/dev/fuse) or io_uring. -o io_uring asks for the ring and the own core.", valueName: "auto|device|io_uring"))
     var fuseTransport: String = "auto"
@@ -60,7 +57,6 @@ struct Mount: ParsableCommand {
             throw ValidationError("\(mountpoint): no such directory")
         }
         guard isDir.boolValue else { throw ValidationError("\(mountpoint): not a directory") }
-        guard (0...64).contains(fuseThreads) else { throw ValidationError("--fuse-threads \(fuseThreads): expected 0 to 64") }
         if let mounts = try? String(contentsOfFile: "/proc/mounts", encoding: .utf8),
             let real = URL(fileURLWithPath: mountpoint).resolvingSymlinksInPath().path as String?,
             mounts.split(separator: "\n").contains(where: { $0.split(separator: " ").dropFirst().first.map(String.init) == real })
@@ -92,13 +88,13 @@ struct Mount: ParsableCommand {
                 guard let v = value else { throw ValidationError("-o \(item): expected config=FILE") }
                 network.config = network.config ?? v
             case "wait": wait = try number(Double.self)
-            case "fuse_threads": fuseThreads = try number(Int.self)
+            case "fuse_threads":
+                // Gone with libfuse's worker threads (issue 15); an fstab line that has it still mounts.
+                FileHandle.standardError.write(Data("aoefs: -o \(item): ignored (FUSE is served on the engine's receive thread)\n".utf8))
             case "fuse_core": fuseCore = value ?? ""
             case "fuse_transport": fuseTransport = value ?? ""
             // libfuse 3.18's spellings: the ring, which only our core speaks here.
-            case "io_uring":
-                fuseTransport = "io_uring"
-                if fuseCore == "libfuse" { fuseCore = "own" }
+            case "io_uring": fuseTransport = "io_uring"
             case "io_uring_q_depth": ioUringDepth = try number(Int.self)
             // mount(8) passes these for every filesystem; they mean nothing to FUSE here.
             case "_netdev", "nofail", "auto", "noauto", "user", "nouser", "users", "defaults": break
@@ -109,6 +105,9 @@ struct Mount: ParsableCommand {
         options = fuse
         guard FUSECore(rawValue: fuseCore) != nil else {
             throw ValidationError("--fuse-core \(fuseCore): expected libfuse or own")
+        }
+        if fuseCore == "libfuse" && fuseTransport == "io_uring" {
+            throw ValidationError("--fuse-transport io_uring needs --fuse-core own (libfuse 3.14 has no io_uring)")
         }
         guard FUSETransportChoice(rawValue: fuseTransport) != nil else {
             throw ValidationError("--fuse-transport \(fuseTransport): expected auto, device or io_uring")
@@ -148,9 +147,8 @@ struct Mount: ParsableCommand {
     func serve(ready: Readiness?) throws {
         Heap.keepLargeBuffers()  // no page faults per request (see Heap)
         let engine = try network.startEngine(defaultToAllEthernet: true)
-        let core = FUSECore(rawValue: fuseCore) ?? .libfuse
-        let session = MountSession(engine: engine, mountpoint: mountpoint, options: options, fuseThreads: fuseThreads,
-                                   core: core, transport: FUSETransportChoice(rawValue: fuseTransport) ?? .auto,
+        let core = FUSECore(rawValue: fuseCore) ?? .own
+        let session = MountSession(engine: engine, mountpoint: mountpoint, options: options, core: core, transport: FUSETransportChoice(rawValue: fuseTransport) ?? .auto,
                                    depth: ioUringDepth)
         do {
             try session.start(settle: .milliseconds(Int64(wait * 1000)))

@@ -61,7 +61,7 @@ final class MountLab: @unchecked Sendable {
             let core = (mountArgs.contains("--fuse-core") ? [] : env["AOEFS_LAB_FUSE_CORE"].map { ["--fuse-core", $0] } ?? [])
                 + (mountArgs.contains("--fuse-transport") ? []
                     : env["AOEFS_LAB_FUSE_TRANSPORT"].map { ["--fuse-transport", $0] } ?? [])
-            expectRing = (mountArgs + core).contains("io_uring") && !mountArgs.contains("--fuse-threads")
+            expectRing = (mountArgs + core).contains("io_uring") && !(mountArgs + core).contains("libfuse")
             daemon = try ChildProcess([exe, "mount", mnt, "--iface", net.initiator, "-f", "-v"] + core + mountArgs,
                                       stdout: logFD, stderr: logFD)
             let daemon = daemon!
@@ -212,9 +212,9 @@ struct MountTests {
         Int(try must("stat -c %s \(m.mnt)/\(name)").trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
     }
 
-    @Test("--fuse-threads 4 (libfuse's worker threads instead of the receive thread): dd round trip agrees")
-    func workerThreadMode() throws {
-        let m = try MountLab(mountArgs: ["--fuse-threads", "4"])
+    @Test("--fuse-core libfuse (libfuse's session loop, the fallback): dd round trip agrees; -o fuse_threads= is ignored with a line")
+    func libfuseCore() throws {
+        let m = try MountLab(mountArgs: ["--fuse-core", "libfuse", "-o", "fuse_threads=4"])
         defer { m.tearDown() }
         let src = m.lab.directory.appendingPathComponent("src.bin").path
         try must("head -c \(64 << 20) /dev/urandom > \(src)")
@@ -222,6 +222,9 @@ struct MountTests {
         try must("dd if=\(src) of=\(m.image) bs=1M seek=3 conv=notrunc,nocreat oflag=direct status=none")
         #expect(try must("dd if=\(m.image) bs=1M skip=3 count=64 iflag=direct status=none | sha256sum").prefix(64) == want)
         #expect(try must("dd if=\(m.file.path) bs=1M skip=3 count=64 status=none | sha256sum").prefix(64) == want)
+        let log = m.log(of: m.lab)
+        #expect(!log.contains("own protocol core serves"), "libfuse's loop served")
+        #expect(log.contains("-o fuse_threads=4: ignored"), "\(log)")
     }
 
     @Test("losetup, mkfs.ext4, mount, copy files, fsck clean, remount and compare")

@@ -46,6 +46,11 @@ int aoel_ifinfo(int fd, const char *ifname, struct aoel_ifinfo *info);
 int aoel_send_batch(int fd, const uint8_t *base, size_t stride, const uint32_t *lengths, int count,
                     uint64_t *dropped);
 
+/// As aoel_send_batch, each frame gathered from two pieces: `iov` holds 2 × count struct iovec,
+/// frame i being iov[2i] (its headers) then iov[2i+1] (a write's data where the request keeps
+/// it, or empty), so the data is copied once, by the kernel.
+int aoel_send_gather(int fd, const void *iov, int count, uint64_t *dropped);
+
 /// Waits up to timeout_ms (-1: forever, 0: poll) for frames, then receives up to `max` in one
 /// recvmmsg into slots base + i * stride of `stride` bytes. Our own outgoing copies and frames
 /// longer than a slot are dropped (*truncated counts the latter). Returns the number of frames
