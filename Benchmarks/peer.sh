@@ -102,11 +102,13 @@ lines+=("peer|qemu-storage-daemon FUSE export of qemu-nbd")
 paste "$OUT/engine.dat" "$OUT/libfuse.dat" "$OUT/device.dat" "$OUT/ring.dat" "$OUT/peer.dat" |
   awk 'BEGIN { print "QD engine libfuse /dev/fuse io_uring peer" } { print $1, $2, $4, $6, $8, $10 }'
 {
-  echo 'set terminal pngcairo size 800,500 noenhanced'
+  echo 'set terminal pngcairo size 800,560 noenhanced'
   echo 'set output "Docs/qd-peer.png"'
   echo 'set title "4 KiB random read against queue depth (MTU 9000 veth, vblade -b 16, 2 vCPUs)"'
   echo 'set xlabel "queue depth"; set ylabel "IOPS"; set logscale x 2; set logscale y 10; set grid'
-  echo 'set key left top'
+  echo 'set key below'
+  echo 'set linetype 1 lc rgb "#6a3d9a"; set linetype 2 lc rgb "#1f78b4"; set linetype 3 lc rgb "#33a02c"'
+  echo 'set linetype 4 lc rgb "#e6550d"; set linetype 5 lc rgb "#636363"'
   printf 'plot "%s" using 1:2 with linespoints title "aoefs engine (aoefs bench)"' "$OUT/engine.dat"
   for l in "${lines[@]}"; do printf ', \\\n  "%s" using 1:2 with linespoints title "%s"' "$OUT/${l%%|*}.dat" "${l#*|}"; done
   echo

@@ -58,8 +58,11 @@ final class MountLab: @unchecked Sendable {
             // AOEFS_LAB_FUSE_CORE=own runs the suite over aoefs's own FUSE core, and
             // AOEFS_LAB_FUSE_TRANSPORT=device|io_uring over one of its transports (make test does).
             let env = ProcessInfo.processInfo.environment
-            let core = (mountArgs.contains("--fuse-core") ? [] : env["AOEFS_LAB_FUSE_CORE"].map { ["--fuse-core", $0] } ?? [])
-                + (mountArgs.contains("--fuse-transport") ? []
+            // A test that names its core or transport keeps it (a ring test is not run over
+            // libfuse's loop, nor a libfuse test over the ring).
+            let own = mountArgs.contains("--fuse-core") || mountArgs.contains(where: { $0.contains("io_uring") })
+            let core = (own ? [] : env["AOEFS_LAB_FUSE_CORE"].map { ["--fuse-core", $0] } ?? [])
+                + (mountArgs.contains("--fuse-transport") || mountArgs.contains("libfuse") ? []
                     : env["AOEFS_LAB_FUSE_TRANSPORT"].map { ["--fuse-transport", $0] } ?? [])
             expectRing = (mountArgs + core).contains("io_uring") && !(mountArgs + core).contains("libfuse")
             daemon = try ChildProcess([exe, "mount", mnt, "--iface", net.initiator, "-f", "-v"] + core + mountArgs,
