@@ -42,10 +42,10 @@ struct Mount: ParsableCommand {
     @Option(help: "Seconds to wait for targets before serving (they may also appear later).")
     var wait: Double = 3
 
-    @Option(help: ArgumentHelp("Who speaks the FUSE protocol: own (the default: aoefs's own core on the engine's receive thread; libfuse only mounts) or libfuse (its session loop, as before 0.2; a fallback).", valueName: "own|libfuse"))
+    @Option(help: ArgumentHelp("Who speaks the FUSE protocol: own (the default: aoefs's own core on the engine's receive thread; libfuse only mounts) or libfuse (its session loop, the earlier default; a fallback).", valueName: "own|libfuse"))
     var fuseCore: String = "own"
 
-    @Option(help: ArgumentHelp("How the own core talks to the kernel: auto (FUSE over io_uring when the fuse module offers it, else /dev/fuse), device (/dev/fuse) or io_uring. -o io_uring asks for the ring and the own core.", valueName: "auto|device|io_uring"))
+    @Option(help: ArgumentHelp("How the own core talks to the kernel: auto (FUSE over io_uring when the fuse module offers it, else /dev/fuse), device (/dev/fuse) or io_uring (the same as -o io_uring).", valueName: "auto|device|io_uring"))
     var fuseTransport: String = "auto"
 
     @Option(help: ArgumentHelp("Ring entries per CPU queue (FUSE over io_uring): requests one CPU's callers can have in flight.", valueName: "N"))
