@@ -109,7 +109,7 @@ extension AoEFileSystem {
                 // Over the ring the reply stays on this thread: the kernel would hand the entry's
                 // next request to the worker that committed it (task work on that thread, one more
                 // wake-up); measured, fio 1 MiB QD 4 read 1.04 × without the hand-off.
-                case .success where count >= Self.largeReply && !r.requestBytesStable && waiting.withLock({ $0 }) > 1:
+                case .success where count >= Self.largeReply && !r.viaRing && waiting.withLock({ $0 }) > 1:
                     replies.async { [self] in
                         r.buffer(buffer.bytes.baseAddress, count)
                         track(-1)
@@ -160,7 +160,7 @@ extension AoEFileSystem {
             // which saves copying a MiB on the receive thread; a small one is copied.
             let buffer: IOBuffer
             let block: MallocBlock?
-            if r.requestBytesStable {
+            if r.viaRing {
                 // A ring entry's payload: the kernel reuses it only after our reply.
                 block = nil
                 buffer = IOBuffer(borrowing: UnsafeMutableRawBufferPointer(mutating: data))

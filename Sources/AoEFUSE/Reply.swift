@@ -38,9 +38,10 @@ final class Reply: @unchecked Sendable {
         return c.payload(slot: slot, count: count)
     }
 
-    /// Whether the request's bytes (a WRITE's data) stay put until this reply is sent: true
-    /// for a ring entry, which the kernel reuses only after the commit.
-    var requestBytesStable: Bool {
+    /// Whether the request came in a ring entry. Then its bytes (a WRITE's data) stay put until
+    /// this reply is sent — the kernel reuses the entry only after the commit — and the reply is
+    /// best committed on the receive thread (see `read`).
+    var viaRing: Bool {
         if case .kernel(_, _, let slot) = backend { return slot >= 0 }
         return false
     }

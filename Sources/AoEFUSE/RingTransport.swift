@@ -20,7 +20,7 @@ import Glibc
 final class RingTransport: @unchecked Sendable {
     // @unchecked: the entries' memory is reached by whichever thread holds a request's Reply
     // (one at a time per entry: the kernel hands an entry out again only after its commit);
-    // `ring` locks its submission side; `batching` is an atomic.
+    // `ring` locks its submission side; `servingThread` is an atomic.
     let ring: IORing
     let fuseFD: Int32
     let queues: Int
@@ -40,7 +40,7 @@ final class RingTransport: @unchecked Sendable {
     /// Its commits — replies made in service() and in the engine's completions, which the engine
     /// follows with a service() call — are queued and submitted together at the end of the next
     /// pass: one io_uring_enter for many replies. Other threads' commits are submitted at once.
-    private let batching = Atomic<UInt>(0)
+    private let servingThread = Atomic<UInt>(0)
 
     var entries: Int { queues * depth }
 
@@ -113,7 +113,7 @@ final class RingTransport: @unchecked Sendable {
     }
 
     /// Called at the start of every service() pass, on the thread that makes it.
-    func serving() { batching.store(UInt(pthread_self()), ordering: .relaxed) }
+    func serving() { servingThread.store(UInt(pthread_self()), ordering: .relaxed) }
 
     /// Submits the commits queued on the serving thread (no system call when there are none).
     func flush() { ring.submit() }
@@ -136,7 +136,7 @@ final class RingTransport: @unchecked Sendable {
         h.storeBytes(of: UInt32(args + dataCount).littleEndian, toByteOffset: FUSERingLayout.payloadSizeOffset,
                      as: UInt32.self)
         let op = FUSERingCommand.commitAndFetch.rawValue, qid = UInt16(slot / depth)
-        if batching.load(ordering: .relaxed) == UInt(pthread_self()) {
+        if servingThread.load(ordering: .relaxed) == UInt(pthread_self()) {
             if ring.queueCommand(fd: fuseFD, op: op, qid: qid, commitID: unique, iovecs: nil, userData: UInt64(slot)) {
                 return true
             }

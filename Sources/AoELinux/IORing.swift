@@ -14,6 +14,8 @@ public final class IORing: @unchecked Sendable {
     // single reaping thread (`reap`), which the ring's head/tail barriers order against the kernel.
     private let ring: UnsafeMutablePointer<aoel_ring>
     private let lock = Locked(())
+    /// Where `reap` copies completions to (the reaping thread's only).
+    private let reaped: UnsafeMutablePointer<aoel_completion> = .allocate(capacity: IORing.reapLimit)
 
     /// The ring's descriptor: poll it for completions.
     public var descriptor: Int32 { ring.pointee.fd }
@@ -22,8 +24,9 @@ public final class IORing: @unchecked Sendable {
     public init(entries: UInt32) throws(ProcessError) {
         ring = .allocate(capacity: 1)
         let r = aoel_ring_open(ring, entries)
+        // On failure deinit frees `ring` (aoel_ring_open left it closed) and `reaped`: every
+        // property is set, so a throw from here runs it.
         guard r == 0 else {
-            ring.deallocate()
             throw ProcessError("io_uring_setup: \(String(cString: strerror(-r)))")
         }
     }
@@ -31,6 +34,7 @@ public final class IORing: @unchecked Sendable {
     deinit {
         aoel_ring_close(ring)
         ring.deallocate()
+        reaped.deallocate()
     }
 
     /// Queues a FUSE ring command (`cmd_op`) on `fd` for queue `qid`; `iovecs` (REGISTER only)
@@ -70,39 +74,20 @@ public final class IORing: @unchecked Sendable {
         public var flags: UInt32
     }
 
-    /// Calls `body` for each completion waiting (at most 64). Returns how many there were.
-    /// Only the reaping thread calls this.
+    /// Calls `body` for each completion waiting (at most `reapLimit`). Returns how many there
+    /// were. Only the reaping thread calls this. The completions are copied out of the CQ ring
+    /// before `body` runs, so `body` may queue and submit.
     @discardableResult
     public func reap(_ body: (Completion) -> Void) -> Int {
-        var data = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
-        var res = (Int32(0), Int32(0), Int32(0), Int32(0), Int32(0), Int32(0), Int32(0), Int32(0))
-        var flags = (UInt32(0), UInt32(0), UInt32(0), UInt32(0), UInt32(0), UInt32(0), UInt32(0), UInt32(0))
-        var total = 0
-        for _ in 0..<8 {
-            // Eight at a time on the stack; copied out before `body` runs, so `body` may queue.
-            let n = withUnsafeMutableBytes(of: &data) { d in
-                withUnsafeMutableBytes(of: &res) { r in
-                    withUnsafeMutableBytes(of: &flags) { f in
-                        Int(aoel_ring_reap(ring, d.baseAddress!.assumingMemoryBound(to: UInt64.self),
-                                           r.baseAddress!.assumingMemoryBound(to: Int32.self),
-                                           f.baseAddress!.assumingMemoryBound(to: UInt32.self), 8))
-                    }
-                }
-            }
-            if n == 0 { break }
-            withUnsafeBytes(of: data) { d in
-                withUnsafeBytes(of: res) { r in
-                    withUnsafeBytes(of: flags) { f in
-                        let d = d.bindMemory(to: UInt64.self), r = r.bindMemory(to: Int32.self)
-                        let f = f.bindMemory(to: UInt32.self)
-                        for i in 0..<n { body(Completion(userData: d[i], result: r[i], flags: f[i])) }
-                    }
-                }
-            }
-            total += n
+        let n = Int(aoel_ring_reap(ring, reaped, Int32(Self.reapLimit)))
+        for i in 0..<n {
+            body(Completion(userData: reaped[i].user_data, result: reaped[i].res, flags: reaped[i].flags))
         }
-        return total
+        return n
     }
+
+    /// Completions taken per `reap`; more wait for the next (the descriptor stays readable).
+    public static let reapLimit = 64
 
     /// IORING_CQE_F_MORE: a multishot request stays armed after this completion.
     public static let moreFlag: UInt32 = 1 << 1
@@ -129,19 +114,12 @@ public func possibleCPUCount() -> Int {
     var buf = [UInt8](repeating: 0, count: 256)
     let n = read(fd, &buf, buf.count)
     guard n > 0 else { return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_CONF)))) }
-    // A list of ranges, "0-3,8-11": the kernel counts the CPUs in it (num_possible_cpus()).
-    let text = String(decoding: buf[0..<n], as: UTF8.self).trimmingWhitespace()
+    // A list of ranges, "0-3,8-11\n": the kernel counts the CPUs in it (num_possible_cpus()).
     var count = 0
-    for range in text.split(separator: ",") {
-        let ends = range.split(separator: "-").compactMap { Int($0) }
+    for range in buf[0..<n].split(whereSeparator: { $0 == UInt8(ascii: ",") || $0 == UInt8(ascii: "\n") }) {
+        let ends = range.split(separator: UInt8(ascii: "-")).compactMap { Int(String(decoding: $0, as: UTF8.self)) }
         guard let first = ends.first else { continue }
         count += (ends.last ?? first) - first + 1
     }
     return max(1, count)
-}
-
-extension String {
-    fileprivate func trimmingWhitespace() -> String {
-        String(self.drop(while: { $0 == " " || $0 == "\n" }).reversed().drop(while: { $0 == " " || $0 == "\n" }).reversed())
-    }
 }

@@ -119,35 +119,23 @@ public final class PacketLink: DescriptorWaitingLink {
         while index < frames.count {
             let result: Int32 = sendArena.withLock { arena in
                 let n = min(arena.slots, frames.count - index)
-                var dropped: UInt64 = 0
-                var gather = false
-                for i in 0..<n where frames[index + i].dataCount > 0 { gather = true; break }
-                let r: Int32
-                if gather {
-                    // A write's frames: the headers go to the slot, the data stays in the request's
-                    // buffer (alive: `frames` holds it) and the kernel gathers both — no copy here.
-                    for i in 0..<n {
-                        let f = frames[index + i]
-                        precondition(f.count <= arena.slotSize, "frame longer than the link's slot")
-                        let slot = arena.slot(i)
-                        let h = f.withHeaderBytes { h in
-                            slot.baseAddress!.copyMemory(from: h.baseAddress!, byteCount: h.count)
-                            return h.count
-                        }
-                        arena.iovecs[2 * i] = iovec(iov_base: slot.baseAddress, iov_len: h)
-                        arena.iovecs[2 * i + 1] = iovec(
-                            iov_base: f.data.map { $0.bytes.baseAddress! + f.dataOffset }, iov_len: f.dataCount)
+                // Each frame is two pieces the kernel gathers: its headers, copied into the slot,
+                // and a write's data, left in the request's buffer (alive: `frames` holds it) —
+                // no copy of the data here. Frames without data have an empty second piece.
+                for i in 0..<n {
+                    let f = frames[index + i]
+                    precondition(f.count <= arena.slotSize, "frame longer than the link's slot")
+                    let slot = arena.slot(i)
+                    let h = f.withHeaderBytes { h in
+                        slot.baseAddress!.copyMemory(from: h.baseAddress!, byteCount: h.count)
+                        return h.count
                     }
-                    r = aoel_send_gather(fd, arena.iovecs, Int32(n), &dropped)
-                } else {
-                    for i in 0..<n {
-                        let f = frames[index + i]
-                        precondition(f.count <= arena.slotSize, "frame longer than the link's slot")
-                        f.copy(into: arena.slot(i))
-                        arena.lengths[i] = UInt32(f.count)
-                    }
-                    r = aoel_send_batch(fd, arena.base, arena.slotSize, arena.lengths, Int32(n), &dropped)
+                    arena.iovecs[2 * i] = iovec(iov_base: slot.baseAddress, iov_len: h)
+                    arena.iovecs[2 * i + 1] = iovec(
+                        iov_base: f.data.map { $0.bytes.baseAddress! + f.dataOffset }, iov_len: f.dataCount)
                 }
+                var dropped: UInt64 = 0
+                let r = aoel_send_gather(fd, arena.iovecs, Int32(n), &dropped)
                 if dropped > 0 { sendDropCount.add(dropped, ordering: .relaxed) }
                 return r
             }

@@ -110,33 +110,6 @@ fail:;
     return -e;
 }
 
-int aoel_send_batch(int fd, const uint8_t *base, size_t stride, const uint32_t *lengths, int count,
-                    uint64_t *dropped) {
-    struct mmsghdr msgs[BATCH_MAX];
-    struct iovec iov[BATCH_MAX];
-    int sent = 0;
-    while (sent < count) {
-        int n = count - sent < BATCH_MAX ? count - sent : BATCH_MAX;
-        memset(msgs, 0, sizeof(struct mmsghdr) * (size_t)n);
-        for (int i = 0; i < n; i++) {
-            iov[i].iov_base = (void *)(base + (size_t)(sent + i) * stride);
-            iov[i].iov_len = lengths[sent + i];
-            msgs[i].msg_hdr.msg_iov = &iov[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
-        }
-        int r;
-        AOEL_RETRY(r, sendmmsg(fd, msgs, (unsigned)n, 0));
-        if (r < 0) {
-            if (errno == ENOBUFS) { (*dropped)++; sent++; continue; }  // frame `sent` is lost
-            return sent > 0 ? sent : -errno;
-        }
-        sent += r;
-        // sendmmsg stops at the first failing frame; the loop retries from there, so an ENOBUFS
-        // frame is seen by the next call as r < 0 and skipped.
-    }
-    return sent;
-}
-
 int aoel_send_gather(int fd, const void *iovecs, int count, uint64_t *dropped) {
     struct mmsghdr msgs[BATCH_MAX];
     const struct iovec *iov = iovecs;
@@ -151,10 +124,12 @@ int aoel_send_gather(int fd, const void *iovecs, int count, uint64_t *dropped) {
         int r;
         AOEL_RETRY(r, sendmmsg(fd, msgs, (unsigned)n, 0));
         if (r < 0) {
-            if (errno == ENOBUFS) { (*dropped)++; sent++; continue; }  // as in aoel_send_batch
+            if (errno == ENOBUFS) { (*dropped)++; sent++; continue; }  // frame `sent` is lost
             return sent > 0 ? sent : -errno;
         }
         sent += r;
+        // sendmmsg stops at the first failing frame; the loop retries from there, so an ENOBUFS
+        // frame is seen by the next call as r < 0 and skipped.
     }
     return sent;
 }

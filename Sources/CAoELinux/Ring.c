@@ -149,16 +149,16 @@ int aoel_ring_submit(struct aoel_ring *ring) {
     return (int)r;
 }
 
-int aoel_ring_reap(struct aoel_ring *ring, uint64_t *user_data, int32_t *res, uint32_t *flags, int max) {
+int aoel_ring_reap(struct aoel_ring *ring, struct aoel_completion *out, int max) {
     unsigned head = *ring->cq_head;
     unsigned tail = __atomic_load_n(ring->cq_tail, __ATOMIC_ACQUIRE);
     int n = 0;
     struct io_uring_cqe *cqes = ring->cqes;
     while (head != tail && n < max) {
         struct io_uring_cqe *c = &cqes[head & *ring->cq_mask];
-        user_data[n] = c->user_data;
-        res[n] = c->res;
-        flags[n] = c->flags;
+        out[n].user_data = c->user_data;
+        out[n].res = c->res;
+        out[n].flags = c->flags;
         n++;
         head++;
     }

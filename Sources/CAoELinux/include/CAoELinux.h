@@ -39,16 +39,12 @@ int aoel_open(const char *ifname, uint16_t ethertype, int rcvbuf, struct aoel_if
 /// Re-reads ifindex, MTU, MAC and flags of `ifname` (MTUs change under a running link).
 int aoel_ifinfo(int fd, const char *ifname, struct aoel_ifinfo *info);
 
-/// Sends `count` frames, frame i at base + i * stride with length lengths[i], with sendmmsg.
-/// A frame the kernel refuses with ENOBUFS (a full queue, or a veth whose peer's MTU is
-/// smaller) is lost as on a wire: counted in *dropped and skipped. Returns how many frames were
-/// handled (sent or dropped), or -errno if the first frame failed otherwise.
-int aoel_send_batch(int fd, const uint8_t *base, size_t stride, const uint32_t *lengths, int count,
-                    uint64_t *dropped);
-
-/// As aoel_send_batch, each frame gathered from two pieces: `iov` holds 2 × count struct iovec,
-/// frame i being iov[2i] (its headers) then iov[2i+1] (a write's data where the request keeps
-/// it, or empty), so the data is copied once, by the kernel.
+/// Sends `count` frames with sendmmsg, each gathered from two pieces: `iov` holds 2 × count
+/// struct iovec, frame i being iov[2i] (its headers) then iov[2i+1] (a write's data where the
+/// request keeps it, or empty), so the data is copied once, by the kernel. A frame the kernel
+/// refuses with ENOBUFS (a full queue, or a veth whose peer's MTU is smaller) is lost as on a
+/// wire: counted in *dropped and skipped. Returns how many frames were handled (sent or
+/// dropped), or -errno if the first frame failed otherwise.
 int aoel_send_gather(int fd, const void *iov, int count, uint64_t *dropped);
 
 /// Waits up to timeout_ms (-1: forever, 0: poll) for frames, then receives up to `max` in one
@@ -136,6 +132,12 @@ int aoel_ring_poll(struct aoel_ring *ring, int fd, uint64_t user_data);
 /// Tells the kernel about every queued SQE (io_uring_enter), retrying EINTR. Returns how many
 /// it took, or -errno.
 int aoel_ring_submit(struct aoel_ring *ring);
-/// Takes up to `max` completions: user_data, res and flags of each. Returns how many.
-int aoel_ring_reap(struct aoel_ring *ring, uint64_t *user_data, int32_t *res, uint32_t *flags, int max);
+/// One completion, as the CQE has it.
+struct aoel_completion {
+    uint64_t user_data;
+    int32_t res;
+    uint32_t flags;
+};
+/// Takes up to `max` completions into `out`. Returns how many.
+int aoel_ring_reap(struct aoel_ring *ring, struct aoel_completion *out, int max);
 #endif
