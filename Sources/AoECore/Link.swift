@@ -34,6 +34,16 @@ public protocol DescriptorWaitingLink: Link {
                  _ body: (UnsafeRawBufferPointer) -> Void) throws -> (frames: Int, otherReady: Bool)
 }
 
+/// A link that can lend received frames' memory past the receive call (`FrameLoan`), so that
+/// a read's reply is gathered from the frames its data came in.
+public protocol LendingLink: DescriptorWaitingLink {
+    /// As `receive(limit:timeout:alsoWaitingFor:_:)` (`descriptor` -1 watches nothing else);
+    /// each frame comes with a loan of its slot when the link can spare it. A frame whose loan
+    /// `body` marks taken stays valid until its lender is given it back.
+    func receive(limit: Int, timeout: Duration, alsoWaitingFor descriptor: Int32,
+                 lending body: (UnsafeRawBufferPointer, inout FrameLoan?) -> Void) throws -> (frames: Int, otherReady: Bool)
+}
+
 /// Work that shares a link's receive thread with its frames: a descriptor to watch while
 /// waiting, and what to do when it is readable. aoefs's FUSE session is one.
 public protocol EventSource: AnyObject, Sendable {

@@ -134,6 +134,7 @@ public final class Engine: Sendable {
         defer { threadEnded() }
         var failing = false
         let watching = link as? any DescriptorWaitingLink
+        let lending = link as? any LendingLink
         var batchesSinceService = 0
         // One array for the actions of every batch, emptied and reused: a fresh one per batch
         // regrew several times as a batch's answers appended their sends and completions.
@@ -145,19 +146,28 @@ public final class Engine: Sendable {
             var sourceReady = false
             do {
                 // Each frame is handled in place in the link's receive buffer, under the engine
-                // lock, and read data is copied once: from that buffer into the request's memory.
+                // lock. Read data is copied once, from that buffer into the request's memory —
+                // or not at all, when the request gathers and the link lends the frame: its
+                // reply is then sent from the frames.
                 // One clock read per batch: the frames of one recvmmsg arrived together.
                 var batchTime: Instant?
-                let handle = { (bytes: UnsafeRawBufferPointer) in
+                let handleLoan = { (bytes: UnsafeRawBufferPointer, loan: inout FrameLoan?) in
                     let now = batchTime ?? self.clock.now()
                     batchTime = now
                     let wake = self.state.withLock { s in
-                        s.core.receive(bytes, on: id, now: now, &actions)
+                        s.core.receive(bytes, on: id, now: now, loan: &loan, &actions)
                         return s.noteChange()
                     }
                     if wake { self.state.broadcast() }
                 }
-                if let watching, descriptor >= 0 {
+                let handle = { (bytes: UnsafeRawBufferPointer) in
+                    var none: FrameLoan?
+                    handleLoan(bytes, &none)
+                }
+                if let lending {
+                    sourceReady = try lending.receive(limit: 64, timeout: .milliseconds(50), alsoWaitingFor: descriptor,
+                                                      lending: handleLoan).otherReady
+                } else if let watching, descriptor >= 0 {
                     sourceReady = try watching.receive(limit: 64, timeout: .milliseconds(50),
                                                        alsoWaitingFor: descriptor, handle).otherReady
                 } else {

@@ -101,8 +101,10 @@ extension AoEFileSystem {
             let count = max(0, min(size, Int(length) - offset))
             if count == 0 { return r.buffer(nil, 0) }
             // Over the ring the engine receives the data straight into the entry's payload, from
-            // which the kernel takes the reply: no copy here.
-            let buffer = r.dataBuffer(count: count).map(IOBuffer.init(borrowing:)) ?? IOBuffer(uninitializedCount: count)
+            // which the kernel takes the reply; over /dev/fuse the reply is gathered from the
+            // frames the data came in. No copy here either way.
+            let buffer = r.dataBuffer(count: count).map(IOBuffer.init(borrowing:))
+                ?? (r.gathers ? IOBuffer(gathering: count) : IOBuffer(uninitializedCount: count))
             track(+1)
             engine.read(t, offset: base + UInt64(offset), count: count, into: buffer) { [self] result in
                 switch result {
@@ -111,11 +113,11 @@ extension AoEFileSystem {
                 // wake-up); measured, fio 1 MiB QD 4 read 1.04 × without the hand-off.
                 case .success where count >= Self.largeReply && !r.viaRing && waiting.withLock({ $0 }) > 1:
                     replies.async { [self] in
-                        r.buffer(buffer.bytes.baseAddress, count)
+                        r.read(buffer, count: count)
                         track(-1)
                     }
                     return
-                case .success: r.buffer(buffer.bytes.baseAddress, count)
+                case .success: r.read(buffer, count: count)
                 case .failure(let e): r.error(errnoValue(for: e))
                 }
                 track(-1)

@@ -237,6 +237,31 @@ final class KernelChannel: EventSource, @unchecked Sendable {
         }
     }
 
+    /// The most pieces a gathered reply's data may come in: writev takes UIO_MAXIOV (1024)
+    /// iovecs, one of them the header.
+    static let maxReplyPieces = 1023
+
+    /// Sends a READ's reply over /dev/fuse as `header` then `pieces` (the frames its data came
+    /// in), in one writev: the data is not copied before the kernel copies it to the reader.
+    /// - Precondition: at most `maxReplyPieces` pieces, and not a ring request (its data is
+    ///   received into the entry).
+    func send(_ header: [UInt8], pieces: [UnsafeRawBufferPointer], unique: UInt64) {
+        precondition(pieces.count <= Self.maxReplyPieces, "more pieces than one writev takes")
+        header.withUnsafeBytes { h in
+            withUnsafeTemporaryAllocation(of: iovec.self, capacity: pieces.count + 1) { v in
+                v[0] = iovec(iov_base: UnsafeMutableRawPointer(mutating: h.baseAddress), iov_len: h.count)
+                for (i, p) in pieces.enumerated() {
+                    v[i + 1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: p.baseAddress), iov_len: p.count)
+                }
+                state.withLock { s in
+                    if !s.waiters.isEmpty { s.waiters[unique] = nil }
+                    guard !s.closed else { return }
+                    _ = retryingNegativeEINTR { Int(writev(device, v.baseAddress, Int32(pieces.count + 1))) < 0 ? -Int(errno) : 0 }
+                }
+            }
+        }
+    }
+
     /// Writes a notification (unique 0) to /dev/fuse; dropped after teardown. Returns 0 or -errno
     /// (ENOENT: the kernel had no such entry cached).
     @discardableResult

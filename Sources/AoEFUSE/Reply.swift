@@ -38,6 +38,12 @@ final class Reply: @unchecked Sendable {
         return c.payload(slot: slot, count: count)
     }
 
+    /// Whether a READ's reply can be gathered from the frames (our core over /dev/fuse).
+    var gathers: Bool {
+        if case .kernel(_, _, let slot) = backend { return slot < 0 }
+        return false
+    }
+
     /// Whether the request came in a ring entry. Then its bytes (a WRITE's data) stay put until
     /// this reply is sent — the kernel reuses the entry only after the commit — and the reply is
     /// best committed on the receive thread (see `read`).
@@ -71,6 +77,18 @@ final class Reply: @unchecked Sendable {
             c.send(FUSEReply.data(count: count).encoded(unique: u), payload: UnsafeRawBufferPointer(start: p, count: count),
                    unique: u, slot: slot)
         case nil: return
+        }
+    }
+
+    /// A READ's `count` bytes from `buffer`: over /dev/fuse gathered from the frames the data
+    /// came in (`IOBuffer(gathering:)`), else from its bytes.
+    func read(_ buffer: IOBuffer, count: Int) {
+        guard case .kernel(let c, let u, let slot) = backend, slot < 0, buffer.gathers else {
+            return self.buffer(buffer.bytes.baseAddress, count)
+        }
+        guard take() != nil else { return }
+        buffer.withGathered(0..<count, maxPieces: KernelChannel.maxReplyPieces) { pieces in
+            c.send(FUSEReply.data(count: count).encoded(unique: u), pieces: pieces, unique: u)
         }
     }
 

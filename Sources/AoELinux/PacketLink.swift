@@ -15,7 +15,7 @@ import Glibc
 ///
 /// Sends may come from any thread; receives are meant for one I/O thread. Each direction has its
 /// own preallocated arena behind its own lock, so a sender never waits for a receiver.
-public final class PacketLink: DescriptorWaitingLink {
+public final class PacketLink: LendingLink {
     /// The interface name.
     public let name: String
     /// The interface index.
@@ -28,7 +28,7 @@ public final class PacketLink: DescriptorWaitingLink {
     private let mtuValue: Atomic<Int>
     private let slotSize: Int
     private let sendArena: Locked<Arena>
-    private let receiveArena: Locked<Arena>
+    private let receivePool: Locked<ReceivePool>
     private let truncatedCount = Atomic<UInt64>(0)
     private let sendDropCount = Atomic<UInt64>(0)
     private let closed = Atomic<Bool>(false)
@@ -43,7 +43,9 @@ public final class PacketLink: DescriptorWaitingLink {
     ///   - batch: how many frames one send or receive call moves at most.
     /// - Throws: `LinkError` naming the interface: no such interface, not permitted (not root),
     ///   interface down, not Ethernet.
-    public init(interface: String, bufferSize: Int = PacketLink.defaultBufferSize, batch: Int = 64) throws(LinkError) {
+    ///   - receiveSlots: how many frames the receive side holds, received or lent to reads.
+    public init(interface: String, bufferSize: Int = PacketLink.defaultBufferSize, batch: Int = 64,
+                receiveSlots: Int = 1024) throws(LinkError) {
         var info = aoel_ifinfo()
         var step: Int32 = 0
         let fd = aoel_open(interface, aoeEtherType, Int32(clamping: bufferSize), &info, &step)
@@ -69,7 +71,9 @@ public final class PacketLink: DescriptorWaitingLink {
         // when needed; 9216 + header covers jumbo. Longer frames are counted as truncated.
         self.slotSize = max(Int(info.mtu) + AoEHeader.ethernetSize, 9216 + 64)
         self.sendArena = Locked(Arena(slots: batch, slotSize: slotSize))
-        self.receiveArena = Locked(Arena(slots: batch, slotSize: slotSize))
+        // Room for a few MiB of reads in flight whose replies are gathered from their frames
+        // (1 MiB is 121 frames at MTU 9000), plus a batch that is always free.
+        self.receivePool = Locked(ReceivePool(slots: max(receiveSlots, 2 * batch), slotSize: slotSize, batch: batch))
     }
 
     deinit {
@@ -174,24 +178,39 @@ public final class PacketLink: DescriptorWaitingLink {
     public func receive(
         limit: Int, timeout: Duration, alsoWaitingFor descriptor: Int32, _ body: (UnsafeRawBufferPointer) -> Void
     ) throws(LinkError) -> (frames: Int, otherReady: Bool) {
+        try receive(limit: limit, timeout: timeout, alsoWaitingFor: descriptor) { bytes, _ in body(bytes) }
+    }
+
+    /// As `receive(limit:timeout:alsoWaitingFor:_:)`, offering each frame's slot as a loan.
+    public func receive(
+        limit: Int, timeout: Duration, alsoWaitingFor descriptor: Int32,
+        lending body: (UnsafeRawBufferPointer, inout FrameLoan?) -> Void
+    ) throws(LinkError) -> (frames: Int, otherReady: Bool) {
         let ms = timeout < .zero ? -1 : Int32(clamping: timeout.components.seconds * 1000
             + timeout.components.attoseconds / 1_000_000_000_000_000)
-        return try receiveArena.withLock { (arena: inout Arena) throws(LinkError) -> (frames: Int, otherReady: Bool) in
+        return try receivePool.withLock { (pool: inout ReceivePool) throws(LinkError) -> (frames: Int, otherReady: Bool) in
             var truncated: UInt64 = 0
             var ready: Int32 = 0
-            let n = aoel_receive_batch(fd, arena.base, arena.slotSize, arena.lengths, Int32(min(limit, arena.slots)),
+            let slots = pool.takeBatch(limit: limit)
+            defer { pool.endBatch(slots) }
+            let n = aoel_receive_batch(fd, pool.pointers, pool.slotSize, pool.lengths, pool.which, Int32(slots),
                                        ms, &truncated, descriptor, &ready)
             if truncated > 0 { truncatedCount.add(truncated, ordering: .relaxed) }
             if n < 0 {
                 throw LinkError(code: -n == ENETDOWN ? .interfaceDown : .receiveFailed, interface: name,
                                 errno: -n, operation: "receiving frames")
             }
-            for i in 0..<Int(n) {
-                body(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(arena.slot(i))[0..<Int(arena.lengths[i])]))
+            for k in 0..<Int(n) {
+                var (bytes, loan) = pool.frame(k)
+                body(bytes, &loan)
+                if loan?.taken == true { pool.lend(k) }
             }
             return (Int(n), ready != 0)
         }
     }
+
+    /// Receive slots now lent to reads (their replies not yet sent).
+    public var lentSlots: Int { receivePool.withLock { $0.lent } }
 
     private static func describe(step: Int32) -> String {
         switch UInt32(step) {

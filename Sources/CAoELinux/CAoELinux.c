@@ -134,8 +134,8 @@ int aoel_send_gather(int fd, const void *iovecs, int count, uint64_t *dropped) {
     return sent;
 }
 
-int aoel_receive_batch(int fd, uint8_t *base, size_t stride, uint32_t *lengths, int max, int timeout_ms,
-                       uint64_t *truncated, int also_fd, int *also_ready) {
+int aoel_receive_batch(int fd, uint8_t *const *slots, size_t size, uint32_t *lengths, int32_t *which, int max,
+                       int timeout_ms, uint64_t *truncated, int also_fd, int *also_ready) {
     *also_ready = 0;
     if (max > BATCH_MAX) max = BATCH_MAX;
     struct mmsghdr msgs[BATCH_MAX];
@@ -143,8 +143,8 @@ int aoel_receive_batch(int fd, uint8_t *base, size_t stride, uint32_t *lengths, 
     struct sockaddr_ll from[BATCH_MAX];
     memset(msgs, 0, sizeof(struct mmsghdr) * (size_t)max);
     for (int i = 0; i < max; i++) {
-        iov[i].iov_base = base + (size_t)i * stride;
-        iov[i].iov_len = stride;
+        iov[i].iov_base = slots[i];
+        iov[i].iov_len = size;
         msgs[i].msg_hdr.msg_iov = &iov[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
         msgs[i].msg_hdr.msg_name = &from[i];
@@ -172,8 +172,8 @@ int aoel_receive_batch(int fd, uint8_t *base, size_t stride, uint32_t *lengths, 
     int kept = 0;
     for (int i = 0; i < r; i++) {
         if (from[i].sll_pkttype == PACKET_OUTGOING) continue;
-        if (msgs[i].msg_len > stride || (msgs[i].msg_hdr.msg_flags & MSG_TRUNC)) { (*truncated)++; continue; }
-        if (kept != i) memmove(base + (size_t)kept * stride, base + (size_t)i * stride, msgs[i].msg_len);
+        if (msgs[i].msg_len > size || (msgs[i].msg_hdr.msg_flags & MSG_TRUNC)) { (*truncated)++; continue; }
+        which[kept] = i;
         lengths[kept++] = msgs[i].msg_len;
     }
     return kept;

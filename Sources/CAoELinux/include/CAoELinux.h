@@ -48,13 +48,15 @@ int aoel_ifinfo(int fd, const char *ifname, struct aoel_ifinfo *info);
 int aoel_send_gather(int fd, const void *iov, int count, uint64_t *dropped);
 
 /// Waits up to timeout_ms (-1: forever, 0: poll) for frames, then receives up to `max` in one
-/// recvmmsg into slots base + i * stride of `stride` bytes. Our own outgoing copies and frames
-/// longer than a slot are dropped (*truncated counts the latter). Returns the number of frames
-/// kept (0 on timeout) with their lengths in lengths[], or -errno.
+/// recvmmsg, frame i into slots[i] of `size` bytes. Our own outgoing copies and frames longer
+/// than a slot are dropped (*truncated counts the latter). Returns the number of frames kept
+/// (0 on timeout): kept frame k is in slots[which[k]], lengths[k] bytes long; or -errno.
+/// The slots need not be contiguous: a link that lends some of its slots to readers (replies
+/// gathered from the frames) receives into whichever are free.
 /// While it waits it also watches `also_fd` (unless -1): when that one is readable (or closed) it
 /// returns early and sets *also_ready, so one thread can serve frames and another descriptor.
-int aoel_receive_batch(int fd, uint8_t *base, size_t stride, uint32_t *lengths, int max, int timeout_ms,
-                       uint64_t *truncated, int also_fd, int *also_ready);
+int aoel_receive_batch(int fd, uint8_t *const *slots, size_t size, uint32_t *lengths, int32_t *which, int max,
+                       int timeout_ms, uint64_t *truncated, int also_fd, int *also_ready);
 
 /// Waits up to timeout_ms for fd to be readable (or closed): 1 if it is, 0 on timeout, or -errno.
 int aoel_wait_readable(int fd, int timeout_ms);
