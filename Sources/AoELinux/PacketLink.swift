@@ -192,7 +192,7 @@ public final class PacketLink: LendingLink {
             var truncated: UInt64 = 0
             var ready: Int32 = 0
             let slots = pool.takeBatch(limit: limit)
-            defer { pool.endBatch(slots) }
+            defer { pool.endBatch() }
             let n = aoel_receive_batch(fd, pool.pointers, pool.slotSize, pool.lengths, pool.which, Int32(slots),
                                        ms, &truncated, descriptor, &ready)
             if truncated > 0 { truncatedCount.add(truncated, ordering: .relaxed) }
