@@ -62,16 +62,14 @@ build: deps
 
 ## test: install what is missing, build, run every test (lab tests need root); then the engine,
 ## mount and partition lab suites again with aoefs's own target (`aoefs serve`) in place of
-## vblade; the mount suites again over libfuse's session loop (--fuse-core libfuse, the
-## fallback), and once more over FUSE over io_uring (enable_uring turned on for that pass and
-## restored; skipped by a kernel without it); then the Debian package's build, install, use and
+## vblade; the mount suites again over FUSE over io_uring (enable_uring turned on for that
+## pass and restored; skipped by a kernel without it); then the Debian package's build, install, use and
 ## purge (deb-test)
 test: deps
 	$(SWIFT) build --build-tests $(SWIFT_BUILD_FLAGS)
 	$(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS)
 	AOEFS_LAB_TARGET=serve $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter 'EngineLabTests|MountTests|ControlCommandTests|PartitionLabTests'
-	AOEFS_LAB_FUSE_CORE=libfuse $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter 'MountTests|ControlCommandTests|PartitionLabTests'
-	AOEFS_LAB_FUSE_CORE=own AOEFS_LAB_FUSE_TRANSPORT=io_uring Tests/with-fuse-uring.sh $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter 'MountTests|ControlCommandTests|PartitionLabTests'
+	AOEFS_LAB_FUSE_TRANSPORT=io_uring Tests/with-fuse-uring.sh $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter 'MountTests|ControlCommandTests|PartitionLabTests'
 	SWIFT=$(SWIFT) Packaging/test-deb.sh
 
 

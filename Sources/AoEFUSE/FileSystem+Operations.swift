@@ -161,16 +161,16 @@ extension AoEFileSystem {
             if case .image = n, writeTouchesTable(t, bytes, capacity: length) {
                 state.withLock { _ = $0.tableWriters.insert(fh) }
             }
-            // libfuse reuses its request buffer once this callback returns (pitfall 7). A large
-            // write takes that buffer over instead (our own loop then gives libfuse a new one),
-            // which saves copying a MiB on the receive thread; a small one is copied.
+            // The channel reads the next request into its buffer once this returns. A large write
+            // takes that buffer over instead (the channel allocates a new one), which saves
+            // copying a MiB on the receive thread; a small one is copied.
             let buffer: IOBuffer
             let block: MallocBlock?
             if r.viaRing {
                 // A ring entry's payload: the kernel reuses it only after our reply.
                 block = nil
                 buffer = IOBuffer(borrowing: UnsafeMutableRawBufferPointer(mutating: data))
-            } else if data.count >= Self.adoptedWrite, let base = serving?.adoptBuffer() ?? channel?.adoptBuffer() {
+            } else if data.count >= Self.adoptedWrite, let base = channel?.adoptBuffer() {
                 block = MallocBlock(base)
                 buffer = IOBuffer(borrowing: UnsafeMutableRawBufferPointer(mutating: data))
             } else {

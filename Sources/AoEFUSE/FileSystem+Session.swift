@@ -13,7 +13,9 @@ extension AoEFileSystem {
         let argv = ["aoefs", "-o", Array(Set(opts)).sorted().joined(separator: ",")]
         var cargs = argv.map { strdup($0) }
         defer { cargs.forEach { free($0) } }
-        var ops = makeOperations()
+        // No operations: libfuse only mounts (fusermount3, auto_unmount); our core reads the
+        // session's descriptor and speaks the protocol itself (`run`).
+        var ops = fuse_lowlevel_ops()
         let me = Unmanaged.passRetained(self)
         retained = me
         let se: OpaquePointer? = cargs.withUnsafeMutableBufferPointer { p in
@@ -37,46 +39,33 @@ extension AoEFileSystem {
     /// Serves requests until unmounted or `stop()`; blocks. Returns 0 on a clean unmount, or
     /// the error that ended serving.
     ///
-    /// Requests are served on the engine's receive thread (`Engine.attach`), between batches of
-    /// frames: the thread that sends a reply is awake to take the request the reply released,
-    /// so a small request costs no thread wake-up. By our own core (`KernelChannel`, over
-    /// /dev/fuse or a ring) unless `core` is `.libfuse`, whose session loop is then turned inside
-    /// out the same way (`SessionSource`). Only when the engine cannot (no link that can watch a
-    /// descriptor, e.g. in-memory links) does libfuse's multi-threaded loop run instead.
+    /// Our own protocol core (`KernelChannel`, over /dev/fuse or a ring) serves; libfuse only
+    /// mounted. Requests are served on the engine's receive thread (`Engine.attach`), between
+    /// batches of frames: the thread that sends a reply is awake to take the request the reply
+    /// released, so a small request costs no thread wake-up. Only when the engine cannot (no link
+    /// that can watch a descriptor, e.g. in-memory links) does the core run on this thread.
     @discardableResult
-    public func run(core: FUSECore = .own, transport: FUSETransportChoice = .auto,
-                    depth: Int = FUSETransportChoice.defaultDepth) -> Int32 {
+    public func run(transport: FUSETransportChoice = .auto, depth: Int = FUSETransportChoice.defaultDepth) -> Int32 {
         guard let se = session else { return -1 }
-        if core == .own,
-           let own = KernelChannel(session: se, fs: self, transport: resolve(transport, depth: depth),
-                                   onEnd: { [weak self] in self?.end() }) {
-            channel = own
-            if engine.attach(own) {
-                engine.note("fuse: aoefs's own protocol core serves \(mountpoint) (libfuse only mounted it)")
-                ended.wait(timeout: nil) { $0 }
-                engine.detach()
-                stop()
-                return own.error
-            }
-            channel = nil
+        guard let own = KernelChannel(session: se, fs: self, transport: resolve(transport, depth: depth),
+                                      onEnd: { [weak self] in self?.end() }) else {
+            engine.note("fuse: cannot serve \(mountpoint): /dev/fuse cannot be made non-blocking, or no memory")
+            stop()
+            return -EIO
         }
-        serving = SessionSource(session: se, onEnd: { [weak self] in self?.end() })
-        if let source = serving, engine.attach(source) {
+        channel = own
+        if engine.attach(own) {
+            engine.note("fuse: aoefs's own protocol core serves \(mountpoint) (libfuse only mounted it)")
             ended.wait(timeout: nil) { $0 }
             engine.detach()
-            stop()
-            return source.error
+        } else {
+            engine.note("fuse: aoefs's own protocol core serves \(mountpoint) on its own thread")
+            while !exitRequested {
+                if waitReadable(own.descriptor, timeout: .milliseconds(50)) && !own.service() { break }
+            }
         }
-        serving = nil
-        let cfg = fuse_loop_cfg_create()
-        defer { fuse_loop_cfg_destroy(cfg) }
-        fuse_loop_cfg_set_max_threads(cfg, 8)
-        fuse_loop_cfg_set_clone_fd(cfg, 0)
-        // `stop()` (a signal, or the caller) exits the session and detaches the mount, which
-        // ends every worker's read of /dev/fuse and so the loop.
-        let r = fuse_session_loop_mt(se, cfg)
-        end()
-        return r
+        stop()
+        return own.error
     }
 
     /// The transport our core will use: the ring when asked for (or by default) and the fuse
@@ -146,68 +135,8 @@ extension AoEFileSystem {
     }
 }
 
-/// The FUSE session as an engine event source: reads requests from /dev/fuse without blocking
-/// and dispatches them (libfuse's own single-threaded loop, one request at a time, turned inside
-/// out so the engine's receive thread can run it between frames).
-final class SessionSource: EventSource, @unchecked Sendable {
-    // @unchecked: `buffer` and `error` are touched only inside `service()`, which the engine
-    // runs on one thread at a time (under its source lock); `error` is read after `detach`.
-    let session: OpaquePointer
-    let descriptor: Int32
-    private let onEnd: @Sendable () -> Void
-    private var buffer = fuse_buf()
-    private var adopted = false
-    /// libfuse's error if reading the device failed (0 after a clean unmount).
-    private(set) var error: Int32 = 0
-
-    init?(session: OpaquePointer, onEnd: @escaping @Sendable () -> Void) {
-        self.session = session
-        self.onEnd = onEnd
-        descriptor = fuse_session_fd(session)
-        let flags = fcntl(descriptor, F_GETFL)
-        guard descriptor >= 0, flags >= 0, fcntl(descriptor, F_SETFL, flags | O_NONBLOCK) == 0 else { return nil }
-    }
-
-    deinit { free(buffer.mem) }
-
-    /// Called by a request handler during `service()`: the current request buffer becomes the
-    /// caller's (free it with `free`) and libfuse gets a new one for the next request.
-    func adoptBuffer() -> UnsafeMutableRawPointer? {
-        guard let m = buffer.mem else { return nil }
-        adopted = true
-        return m
-    }
-
-    func service() -> Bool {
-        // At most a few requests per call, so frames are not kept waiting behind a burst.
-        for _ in 0..<32 {
-            let r = retryingNegativeEINTR { fuse_session_receive_buf(session, &buffer) }
-            if r == -EAGAIN { return true }
-            if r <= 0 {
-                // 0: unmounted (libfuse has set the exit flag); < 0: the device failed.
-                if r < 0 {
-                    error = r
-                    fuse_session_exit(session)
-                }
-                onEnd()
-                return false
-            }
-            fuse_session_process_buf(session, &buffer)
-            if adopted {
-                // A write kept the buffer: libfuse allocates a fresh one on the next read.
-                buffer.mem = nil
-                adopted = false
-            }
-            if fuse_session_exited(session) != 0 {
-                onEnd()
-                return false
-            }
-        }
-        return true
-    }
-}
-
-/// A malloc'd block, freed when the last reference goes (an adopted libfuse request buffer).
+/// A malloc'd block, freed when the last reference goes (an adopted request buffer: a large
+/// WRITE's data, sent to the wire from where the kernel put it).
 final class MallocBlock: @unchecked Sendable {
     // @unchecked: immutable; the block is only freed in deinit.
     let base: UnsafeMutableRawPointer

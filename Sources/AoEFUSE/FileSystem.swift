@@ -20,17 +20,16 @@ public struct FUSEError: Error, CustomStringConvertible {
 ///
 /// Its concerns, one file each: the tree and attributes (here), the operations
 /// (`FileSystem+Operations`), `etherd/` writes (`ControlCommand`), `etherd/err` readers
-/// (`FileSystem+ErrReaders`), and the session (`FileSystem+Session`, `SessionSource`).
+/// (`FileSystem+ErrReaders`), and the session (`FileSystem+Session`, served by `KernelChannel`).
 public final class AoEFileSystem: @unchecked Sendable {
-    // @unchecked: `session` is set once in `mount` before any loop thread starts and cleared in
-    // `teardown` after they have all stopped; `serving` is set in `run` before the engine is
-    // given the source (its lock orders the two) and cleared after `detach`; everything else
-    // that changes is in `state`, `waiting` or `ended`.
+    // @unchecked: `session` is set once in `mount` before serving starts and cleared in
+    // `teardown` after it stopped; `channel` is set in `run` before the engine is given it (its
+    // lock orders the two); everything else that changes is in `state`, `waiting` or `ended`.
     public let engine: Engine
     public let mountpoint: String
     let state = Locked(State())
     /// Sends large read replies, so the engine's receive thread goes back to its frames while
-    /// the kernel copies a big reply into the reader's pages. A 1 MiB `fuse_reply_buf` is a
+    /// the kernel copies a big reply into the reader's pages. A 1 MiB READ reply is a
     /// 1 MiB copy inside `writev`; on the receive thread it stalls every other response (the
     /// window drains). Small replies stay on the receive thread, where a hop costs more than
     /// the copy (reference notes: ~40 % for 4 KiB I/O on 2 cores).
@@ -39,16 +38,14 @@ public final class AoEFileSystem: @unchecked Sendable {
     /// (a reader at queue depth 1): then no other response can be held up, and the hop would only
     /// add a wake-up to the reader's critical path.
     static let largeReply = 256 * 1024
-    /// Writes of at least this many bytes keep libfuse's request buffer instead of copying it.
+    /// Writes of at least this many bytes keep the request buffer instead of copying it.
     static let adoptedWrite = 64 * 1024
     /// Requests handed to the engine and not yet answered (teardown waits for them to drain).
     let waiting = Locked(0)
     /// Set once serving must end: unmounted, `stop()`, or a signal.
     let ended = Locked(false)
     var session: OpaquePointer?
-    /// The session's requests as the engine's event source, while `run` serves them that way.
-    var serving: SessionSource?
-    /// Our own protocol core on the session's descriptor, when `run` was asked for it.
+    /// Our own protocol core on the session's descriptor, set by `run`.
     var channel: KernelChannel?
     /// True once teardown unmounted: no notification is written after (the session is then
     /// destroyed). Held while one is written, so teardown waits for it.

@@ -4,14 +4,7 @@ import AoELinux
 import CFuse3
 import FUSEProtocol
 import Foundation
-
-/// Which code speaks the FUSE protocol: libfuse's session loop, or ours (`KernelChannel`).
-public enum FUSECore: String, Sendable, CaseIterable {
-    case libfuse
-    /// Our own: requests read from /dev/fuse and decoded with FUSEProtocol, replies encoded and
-    /// written back (a READ's payload gathered with its header, not copied). libfuse only mounts.
-    case own
-}
+import Synchronization
 
 /// What the user asked of our core's transport (`aoefs mount --fuse-transport`, `-o io_uring`).
 public enum FUSETransportChoice: String, Sendable, CaseIterable {
@@ -51,6 +44,8 @@ final class KernelChannel: EventSource, @unchecked Sendable {
     let ring: RingTransport?
     /// Requests answered through the ring (the first one is logged).
     private var ringRequests = 0
+    /// READ replies sent from the frames their data came in (the first one is logged).
+    private let gatheredReplies = Atomic<Int>(0)
     private unowned let fs: AoEFileSystem
     private let onEnd: @Sendable () -> Void
     /// One request: the largest WRITE (max_write, 1 MiB) and its headers.
@@ -247,6 +242,9 @@ final class KernelChannel: EventSource, @unchecked Sendable {
     ///   received into the entry).
     func send(_ header: [UInt8], pieces: [UnsafeRawBufferPointer], unique: UInt64) {
         precondition(pieces.count <= Self.maxReplyPieces, "more pieces than one writev takes")
+        if pieces.count > 1, gatheredReplies.add(1, ordering: .relaxed).oldValue == 0 {
+            fs.engine.note("fuse: READ replies are gathered from the frames")
+        }
         header.withUnsafeBytes { h in
             withUnsafeTemporaryAllocation(of: iovec.self, capacity: pieces.count + 1) { v in
                 v[0] = iovec(iov_base: UnsafeMutableRawPointer(mutating: h.baseAddress), iov_len: h.count)
@@ -311,10 +309,10 @@ final class KernelChannel: EventSource, @unchecked Sendable {
                                 congestionThreshold: 96, maxWrite: UInt32(RingTransport.payloadSize), maxPages: 256)
             o.minor = min(i.minor, FUSEVersion.minor)
             send(FUSEReply.initialize(o).encoded(unique: header.unique), unique: header.unique)
-            _ = r.take()
+            r.noReply()
             if let ring { startRing(ring, offered: i.flags & FUSEInitFlags.overIOURing != 0) }
         case .lookup(let name): fs.lookup(r, parent: ino, name: String(decoding: name, as: UTF8.self))
-        case .forget, .batchForget: _ = r.take()  // no reply; inode numbers are never reused
+        case .forget, .batchForget: r.noReply()  // no reply; inode numbers are never reused
         case .getattr: fs.getattr(r, ino: ino)
         case .setattr: fs.setattr(r, ino: ino)
         case .open(let flags):
@@ -330,13 +328,13 @@ final class KernelChannel: EventSource, @unchecked Sendable {
         case .fsync: fs.fsync(r, ino: ino)
         case .opendir:
             send(FUSEReply.open(fh: 0, openFlags: 0).encoded(unique: header.unique), unique: header.unique, slot: slot)
-            _ = r.take()
+            r.noReply()
         case .readdir(_, let offset, let size, let plus):
             if plus { return r.error(ENOSYS) }  // not asked for (no FUSE_DO_READDIRPLUS)
             fs.readdir(r, ino: ino, size: Int(size), offset: Int(offset))
         case .statfs: fs.statfs(r)
         case .interrupt(let unique):
-            _ = r.take()  // no reply to an INTERRUPT
+            r.noReply()  // no reply to an INTERRUPT
             if let waiter = state.withLock({ $0.waiters.removeValue(forKey: unique) }) { fs.interrupted(waiter) }
         case .destroy: r.error(0)
         case .unknown: r.error(ENOSYS)

@@ -9,19 +9,16 @@ import Foundation
 public final class MountSession: Sendable {
     public let fileSystem: AoEFileSystem
     private let options: [String]
-    private let core: FUSECore
     private let transport: FUSETransportChoice
     private let depth: Int
     private let signals = Locked<SignalWatcher?>(nil)
 
     /// - Parameters:
     ///   - options: FUSE's `-o` options (allow_other, ro, …).
-    ///   - core: who speaks the FUSE protocol: libfuse's loop, or ours (`FUSECore.own`).
     ///   - transport: how our core talks to the kernel (`FUSETransportChoice`).
-    public init(engine: Engine, mountpoint: String, options: [String] = [], core: FUSECore = .own, transport: FUSETransportChoice = .auto,
+    public init(engine: Engine, mountpoint: String, options: [String] = [], transport: FUSETransportChoice = .auto,
                 depth: Int = FUSETransportChoice.defaultDepth) {
         self.depth = depth
-        self.core = core
         self.transport = transport
         fileSystem = AoEFileSystem(engine: engine, mountpoint: mountpoint)
         self.options = options
@@ -47,9 +44,9 @@ public final class MountSession: Sendable {
     }
 
     /// Serves until unmounted, a signal, or `stop()`; blocks. Returns 0 after a clean unmount,
-    /// or libfuse's error.
+    /// or the error that ended serving.
     @discardableResult
-    public func serve() -> Int32 { fileSystem.run(core: core, transport: transport, depth: depth) }
+    public func serve() -> Int32 { fileSystem.run(transport: transport, depth: depth) }
 
     /// Ends serving, from any thread.
     public func stop() { fileSystem.stop() }

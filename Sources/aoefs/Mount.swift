@@ -42,10 +42,7 @@ struct Mount: ParsableCommand {
     @Option(help: "Seconds to wait for targets before serving (they may also appear later).")
     var wait: Double = 3
 
-    @Option(help: ArgumentHelp("Who speaks the FUSE protocol: own (the default: aoefs's own core on the engine's receive thread; libfuse only mounts) or libfuse (its session loop, the earlier default; a fallback).", valueName: "own|libfuse"))
-    var fuseCore: String = "own"
-
-    @Option(help: ArgumentHelp("How the own core talks to the kernel: auto (FUSE over io_uring when the fuse module offers it, else /dev/fuse), device (/dev/fuse) or io_uring (the same as -o io_uring).", valueName: "auto|device|io_uring"))
+    @Option(help: ArgumentHelp("How aoefs's FUSE core talks to the kernel: auto (FUSE over io_uring when the fuse module offers it, else /dev/fuse), device (/dev/fuse) or io_uring (the same as -o io_uring).", valueName: "auto|device|io_uring"))
     var fuseTransport: String = "auto"
 
     @Option(help: ArgumentHelp("Ring entries per CPU queue (FUSE over io_uring): requests one CPU's callers can have in flight.", valueName: "N"))
@@ -88,10 +85,10 @@ struct Mount: ParsableCommand {
                 guard let v = value else { throw ValidationError("-o \(item): expected config=FILE") }
                 network.config = network.config ?? v
             case "wait": wait = try number(Double.self)
-            case "fuse_threads":
-                // Gone with libfuse's worker threads (issue 15); an fstab line that has it still mounts.
-                FileHandle.standardError.write(Data("aoefs: -o \(item): ignored (FUSE is served on the engine's receive thread)\n".utf8))
-            case "fuse_core": fuseCore = value ?? ""
+            case "fuse_threads", "fuse_core":
+                // Gone with libfuse's session loop (issue 15): aoefs's own core serves, on the
+                // engine's receive thread. An fstab line that has them still mounts.
+                FileHandle.standardError.write(Data("aoefs: -o \(item): ignored (aoefs's own FUSE core serves, on the engine's receive thread)\n".utf8))
             case "fuse_transport": fuseTransport = value ?? ""
             // libfuse 3.18's spellings: the ring, which only our core speaks here.
             case "io_uring": fuseTransport = "io_uring"
@@ -103,12 +100,6 @@ struct Mount: ParsableCommand {
         }
         try network.validate()
         options = fuse
-        guard FUSECore(rawValue: fuseCore) != nil else {
-            throw ValidationError("--fuse-core \(fuseCore): expected libfuse or own")
-        }
-        if fuseCore == "libfuse" && fuseTransport == "io_uring" {
-            throw ValidationError("--fuse-transport io_uring needs --fuse-core own (libfuse 3.14 has no io_uring)")
-        }
         guard FUSETransportChoice(rawValue: fuseTransport) != nil else {
             throw ValidationError("--fuse-transport \(fuseTransport): expected auto, device or io_uring")
         }
@@ -147,9 +138,8 @@ struct Mount: ParsableCommand {
     func serve(ready: Readiness?) throws {
         Heap.keepLargeBuffers()  // no page faults per request (see Heap)
         let engine = try network.startEngine(defaultToAllEthernet: true)
-        let core = FUSECore(rawValue: fuseCore) ?? .own
-        let session = MountSession(engine: engine, mountpoint: mountpoint, options: options, core: core, transport: FUSETransportChoice(rawValue: fuseTransport) ?? .auto,
-                                   depth: ioUringDepth)
+        let session = MountSession(engine: engine, mountpoint: mountpoint, options: options,
+                                   transport: FUSETransportChoice(rawValue: fuseTransport) ?? .auto, depth: ioUringDepth)
         do {
             try session.start(settle: .milliseconds(Int64(wait * 1000)))
         } catch {

@@ -55,16 +55,12 @@ final class MountLab: @unchecked Sendable {
             let exe = productsDirectory().appendingPathComponent("aoefs").path
             let logFD = open(lab.directory.appendingPathComponent("aoefs.log").path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
             defer { close(logFD) }
-            // AOEFS_LAB_FUSE_CORE=own runs the suite over aoefs's own FUSE core, and
-            // AOEFS_LAB_FUSE_TRANSPORT=device|io_uring over one of its transports (make test does).
+            // AOEFS_LAB_FUSE_TRANSPORT=device|io_uring runs the suite over one of the FUSE core's
+            // transports (make test does). A test that names its transport keeps it.
             let env = ProcessInfo.processInfo.environment
-            // A test that names its core or transport keeps it (a ring test is not run over
-            // libfuse's loop, nor a libfuse test over the ring).
-            let own = mountArgs.contains("--fuse-core") || mountArgs.contains(where: { $0.contains("io_uring") })
-            let core = (own ? [] : env["AOEFS_LAB_FUSE_CORE"].map { ["--fuse-core", $0] } ?? [])
-                + (mountArgs.contains("--fuse-transport") || mountArgs.contains("libfuse") ? []
-                    : env["AOEFS_LAB_FUSE_TRANSPORT"].map { ["--fuse-transport", $0] } ?? [])
-            expectRing = (mountArgs + core).contains("io_uring") && !(mountArgs + core).contains("libfuse")
+            let names = mountArgs.contains("--fuse-transport") || mountArgs.contains(where: { $0.contains("io_uring") })
+            let core = names ? [] : env["AOEFS_LAB_FUSE_TRANSPORT"].map { ["--fuse-transport", $0] } ?? []
+            expectRing = (mountArgs + core).contains("io_uring")
             daemon = try ChildProcess([exe, "mount", mnt, "--iface", net.initiator, "-f", "-v"] + core + mountArgs,
                                       stdout: logFD, stderr: logFD)
             let daemon = daemon!
@@ -156,9 +152,9 @@ struct MountTests {
         #expect(try m.stat("atasnd") > 100_000 / 2)
     }
 
-    @Test("--fuse-core own (FUSEProtocol on /dev/fuse, libfuse only mounts): ls, stat, dd round trip, sys files, err interrupted")
+    @Test("--fuse-transport device (FUSEProtocol on /dev/fuse, libfuse only mounts): ls, stat, dd round trip, sys files, err interrupted")
     func ownCore() throws {
-        let m = try MountLab(size: 256 << 20, mountArgs: ["--fuse-core", "own", "--fuse-transport", "device"])
+        let m = try MountLab(size: 256 << 20, mountArgs: ["--fuse-transport", "device"])
         defer { m.tearDown() }
         try ownCoreChecks(m)
         #expect(!m.log(of: m.lab).contains("FUSE over io_uring serves"), "/dev/fuse, not the ring, served")
@@ -215,19 +211,37 @@ struct MountTests {
         Int(try must("stat -c %s \(m.mnt)/\(name)").trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
     }
 
-    @Test("--fuse-core libfuse (libfuse's session loop, the fallback): dd round trip agrees; -o fuse_threads= is ignored with a line")
-    func libfuseCore() throws {
-        let m = try MountLab(mountArgs: ["--fuse-core", "libfuse", "-o", "fuse_threads=4"])
+    @Test("four readers at once over /dev/fuse: replies gathered from the frames, every range reads back what was written")
+    func gatheredReplies() throws {
+        let m = try MountLab(size: 256 << 20, mountArgs: ["--fuse-transport", "device"])
         defer { m.tearDown() }
         let src = m.lab.directory.appendingPathComponent("src.bin").path
-        try must("head -c \(64 << 20) /dev/urandom > \(src)")
-        let want = try must("sha256sum < \(src)").prefix(64)
-        try must("dd if=\(src) of=\(m.image) bs=1M seek=3 conv=notrunc,nocreat oflag=direct status=none")
-        #expect(try must("dd if=\(m.image) bs=1M skip=3 count=64 iflag=direct status=none | sha256sum").prefix(64) == want)
-        #expect(try must("dd if=\(m.file.path) bs=1M skip=3 count=64 status=none | sha256sum").prefix(64) == want)
+        try must("head -c \(128 << 20) /dev/urandom > \(src)")
+        try must("dd if=\(src) of=\(m.image) bs=1M conv=notrunc,nocreat,fsync oflag=direct status=none")
+        // Each reader takes its own 32 MiB, 1 MiB at a time, all four at once: a read then
+        // finds others waiting, and its reply is gathered from its frames.
+        let sums = m.lab.directory.appendingPathComponent("sum").path
+        try must((0..<4).map { i in
+            "(dd if=\(m.image) bs=1M skip=\(i * 32) count=32 iflag=direct status=none | sha256sum > \(sums).\(i)) &"
+        }.joined(separator: " ") + " wait")
+        for i in 0..<4 {
+            let got = try String(contentsOfFile: "\(sums).\(i)", encoding: .utf8)
+            let want = try must("dd if=\(src) bs=1M skip=\(i * 32) count=32 status=none | sha256sum")
+            #expect(got.prefix(64) == want.prefix(64), "reader \(i)")
+        }
+        #expect(m.log(of: m.lab).contains("fuse: READ replies are gathered from the frames"), "the gathered path served")
+    }
+
+    @Test("options of the libfuse loop's days: -o fuse_threads=4,fuse_core=libfuse ignored with a line; --fuse-core refused")
+    func oldOptions() throws {
+        let m = try MountLab(size: 64 << 20, mountArgs: ["-o", "fuse_threads=4,fuse_core=libfuse"])
+        defer { m.tearDown() }
+        #expect(try must("dd if=\(m.image) bs=1M count=4 iflag=direct status=none | wc -c").trimmingCharacters(in: .whitespacesAndNewlines) == "4194304")
         let log = m.log(of: m.lab)
-        #expect(!log.contains("own protocol core serves"), "libfuse's loop served")
-        #expect(log.contains("-o fuse_threads=4: ignored"), "\(log)")
+        #expect(log.contains("-o fuse_threads=4: ignored") && log.contains("-o fuse_core=libfuse: ignored"), "\(log)")
+        let empty = m.lab.directory.appendingPathComponent("mnt2").path
+        let refused = try sh("mkdir -p \(empty) && \(productsDirectory().appendingPathComponent("aoefs").path) mount \(empty) --fuse-core libfuse 2>&1")
+        #expect(refused.status != 0 && refused.out.contains("--fuse-core"), "\(refused.out)")
     }
 
     @Test("losetup, mkfs.ext4, mount, copy files, fsck clean, remount and compare")
