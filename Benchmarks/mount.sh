@@ -3,7 +3,7 @@
 # (dd and fio, direct I/O), beside the engine alone (aoefs bench) and the backing file itself.
 # Goal (issue #4): mount ≥ 90 % of the engine for sequential I/O, ≥ 80 % for 4 KiB random reads.
 # Needs root. Medians of RUNS runs, ranges after them; the ratio is the median of paired runs.
-# MOUNT_ARGS adds flags to `aoefs mount` (e.g. MOUNT_ARGS="--fuse-core own").
+# MOUNT_ARGS adds flags to `aoefs mount` (e.g. MOUNT_ARGS="--fuse-transport device").
 source "$(dirname "$0")/lib.sh"
 RUNS=${RUNS:-5}
 SECS=${SECS:-4}

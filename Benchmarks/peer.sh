@@ -88,19 +88,18 @@ sweep() {  # name mount-args...
   for qd in 1 2 4 8 16 32; do echo "$qd $(fio_rate "$img" randread 4k "$qd" iops)"; done > "$OUT/$name.dat"
   fusermount3 -u "$mnt"
 }
-sweep libfuse --fuse-core libfuse
-sweep device --fuse-core own --fuse-transport device
-lines=("libfuse|aoefs mount: libfuse session loop" "device|aoefs mount: own core, /dev/fuse")
+sweep device --fuse-transport device
+lines=("device|aoefs mount: /dev/fuse")
 if [ "$URING" = 1 ]; then
-  sweep ring --fuse-core own --fuse-transport io_uring
-  lines+=("ring|aoefs mount: own core, FUSE over io_uring")
+  sweep ring --fuse-transport io_uring
+  lines+=("ring|aoefs mount: FUSE over io_uring")
 else
   awk '{ print $1, "-" }' "$OUT/device.dat" > "$OUT/ring.dat"
 fi
 for qd in 1 2 4 8 16 32; do echo "$qd $(fio_rate "$qimg" randread 4k "$qd" iops)"; done > "$OUT/peer.dat"
 lines+=("peer|qemu-storage-daemon FUSE export of qemu-nbd")
-paste "$OUT/engine.dat" "$OUT/libfuse.dat" "$OUT/device.dat" "$OUT/ring.dat" "$OUT/peer.dat" |
-  awk 'BEGIN { print "QD engine libfuse /dev/fuse io_uring peer" } { print $1, $2, $4, $6, $8, $10 }'
+paste "$OUT/engine.dat" "$OUT/device.dat" "$OUT/ring.dat" "$OUT/peer.dat" |
+  awk 'BEGIN { print "QD engine /dev/fuse io_uring peer" } { print $1, $2, $4, $6, $8 }'
 {
   echo 'set terminal pngcairo size 800,560 noenhanced'
   echo 'set output "Docs/qd-peer.png"'

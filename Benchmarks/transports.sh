@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench (transports): the same loads through the engine alone (aoefs bench), through the
-# mount over each FUSE transport — libfuse's session loop, our own core on /dev/fuse, our own
-# core over FUSE over io_uring (enable_uring turned on for this script and put back) — and
+# mount over each transport of aoefs's FUSE core — /dev/fuse, and FUSE over io_uring
+# (enable_uring turned on for this script and put back) — and
 # through the qemu peer (qemu-storage-daemon's FUSE export of a qemu-nbd disk, same file, same
 # veth), side by side. Every run measures all of them in turn; a ratio is the median of the
 # RUNS per-run ratios (this machine's speed drifts within a minute; pairs cancel it).
@@ -24,15 +24,14 @@ start_peer
 dd if=/dev/zero of="$FILE" bs=1M count="$SPAN" conv=notrunc status=none
 TICK=$(getconf CLK_TCK)
 
-ways=(libfuse device)
+ways=(device)
 [ "$URING" = 1 ] && ways+=(ring)
 unmount() { grep -q " $mnt fuse.aoefs " /proc/mounts && fusermount3 -u "$mnt"; DAEMON=""; }
-mount_as() {  # libfuse|device|ring
+mount_as() {  # device|ring
   unmount
   case $1 in
-    libfuse) .build/release/aoefs mount "$mnt" --iface "$IF" --fuse-core libfuse ;;
-    device) .build/release/aoefs mount "$mnt" --iface "$IF" --fuse-core own --fuse-transport device ;;
-    ring) .build/release/aoefs mount "$mnt" --iface "$IF" --fuse-core own --fuse-transport io_uring ;;
+    device) .build/release/aoefs mount "$mnt" --iface "$IF" --fuse-transport device ;;
+    ring) .build/release/aoefs mount "$mnt" --iface "$IF" --fuse-transport io_uring ;;
   esac
   DAEMON=$(pgrep -n -f "aoefs mount $mnt ")
 }
