@@ -55,7 +55,7 @@ fio_load() {  # file rw bs qd -> "value cpu-per-IO" (cpu of DAEMON when set)
         print bw*1024/1e6, iops, n*1024 }')
   [ -n "${DAEMON:-}" ] && after=$(cpu_ticks "$DAEMON")
   echo "$r" | awk -v b="$before" -v a="$after" -v k="$TICK" -v bs="$3" '{
-    n = $3 / (bs == "4k" ? 4096 : 1048576); print ($2 > 1000 ? $2 : $1), (n > 0 ? (a - b) / k / n : 0) }'
+    n = $3 / (bs == "4k" ? 4096 : 1048576); print (bs == "4k" ? $2 : $1), (n > 0 ? (a - b) / k / n : 0) }'
 }
 dd_load() {  # read|write file -> "MB/s 0"
   local args=(if="$2" of=/dev/null iflag=direct)
