@@ -108,6 +108,7 @@ row "seq read 1 MiB, QD 1 (dd)" MB/s "seqread 1M 1 MB/s" "dd_load read FILE"
 row "seq write 1 MiB, QD 1 (dd)" MB/s "seqwrite 1M 1 MB/s" "dd_load write FILE"
 row "seq read 1 MiB, QD 4 (fio)" MB/s "seqread 1M 4 MB/s" "fio_load FILE read 1M 4"
 row "seq write 1 MiB, QD 4 (fio)" MB/s "seqwrite 1M 4 MB/s" "fio_load FILE write 1M 4"
+row "4 KiB random read, QD 1" IOPS "randread 4K 1 IOPS" "fio_load FILE randread 4k 1"
 row "4 KiB random read, QD 32" IOPS "randread 4K 32 IOPS" "fio_load FILE randread 4k 32" cpu
 echo "(x / engine: median of per-run ratios (range); best / peer: the fastest transport of each run against the peer;"
 echo " CPU: the daemon's user+system time per I/O, and its ratio to the engine alone's)"

@@ -20,6 +20,7 @@ public struct ConfigFileError: Error, Hashable, CustomStringConvertible {
 /// maxdata = 8704
 /// mtu = 9000
 /// maxpaths = 8                # paths per target per interface (Linux NTARGETS)
+/// busy_poll = 50              # microseconds of polling before the receive thread sleeps
 ///
 /// [interface eth1]
 /// mtu = 9000                  # what the switches between us and the targets carry
@@ -38,6 +39,8 @@ public struct AoEConfigFile: Sendable, Hashable {
     public var maxPayload: Int?
     public var mtu: Int?
     public var maxPaths: Int?
+    /// `busy_poll`, in microseconds.
+    public var busyPoll: Int?
     public var interfaceSettings: [String: InterfaceOverrides] = [:]
     public var targetSettings: [TargetAddress: TargetOverrides] = [:]
 
@@ -107,8 +110,9 @@ public struct AoEConfigFile: Sendable, Hashable {
             case (.global, "maxdata"): maxPayload = try payload()
             case (.global, "mtu"): mtu = try number(534, 65535, mtuRange)
             case (.global, "maxpaths"): maxPaths = try number(1, 64, "a count of paths from 1 to 64")
+            case (.global, "busy_poll"): busyPoll = try number(0, 10000, "microseconds from 0 (off) to 10000")
             case (.global, _):
-                throw fail("unknown key '\(key)' (expected interfaces, deadsecs, maxout, maxdata, mtu or maxpaths)")
+                throw fail("unknown key '\(key)' (expected interfaces, deadsecs, maxout, maxdata, mtu, maxpaths or busy_poll)")
             case (.interface(let name), "mtu"): interfaceSettings[name, default: .init()].mtu = try number(534, 65535, mtuRange)
             case (.interface(let name), "maxdata"): interfaceSettings[name, default: .init()].maxPayload = try payload()
             case (.interface, _):
@@ -137,6 +141,7 @@ public struct AoEConfigFile: Sendable, Hashable {
         if let v = maxPayload { c.maxPayload = v }
         if let v = mtu { c.mtu = v }
         if let v = maxPaths { c.maxPathsPerInterface = v }
+        if let v = busyPoll { c.busyPoll = .microseconds(v) }
         c.interfaces.merge(interfaceSettings) { _, new in new }
         c.targets.merge(targetSettings) { _, new in new }
     }

@@ -24,6 +24,11 @@ public struct EngineConfiguration: Sendable, Hashable {
     public var maxPathsPerInterface: Int = 8
     /// How many IDENTIFYs a candidate path gets (each waiting twice as long) before it is dropped.
     public var verifyAttempts: Int = 4
+    /// How long a link's receive thread polls its socket (and the FUSE session) without sleeping
+    /// before it sleeps (`--busy-poll`, `busy_poll` in aoefs.conf; 0: sleep at once). A thread
+    /// that slept is woken by an interrupt from another CPU, which at QD 1 costs more than the
+    /// request itself; polling costs at most this much CPU per wait.
+    public var busyPoll: Duration = .microseconds(50)
     /// A cap on every interface's MTU (`--mtu`): for a NIC set to jumbo behind a smaller path.
     public var mtu: Int?
     /// Settings for one target (`[target e10.3]` in aoefs.conf); they win over the global ones.

@@ -70,7 +70,10 @@ public final class Engine: Sendable {
         self.clock = clock
         self.onLog = onLog
         var table: [LinkID: any Link] = [:]
-        for (i, l) in links.enumerated() { table[LinkID(i)] = l }
+        for (i, l) in links.enumerated() {
+            table[LinkID(i)] = l
+            (l as? PacketLink)?.busyPoll = configuration.busyPoll
+        }
         self.links = Locked(table)
         state = Locked(State(core: EngineCore(configuration: configuration)))
     }

@@ -32,6 +32,7 @@ public final class PacketLink: LendingLink {
     private let truncatedCount = Atomic<UInt64>(0)
     private let sendDropCount = Atomic<UInt64>(0)
     private let closed = Atomic<Bool>(false)
+    private let busyPollMicroseconds = Atomic<Int>(0)
 
     /// The default receive (and send) buffer: 256 frames of 9 KiB, a full window at jumbo size.
     public static let defaultBufferSize = 256 * 9216
@@ -89,6 +90,16 @@ public final class PacketLink: LendingLink {
 
     /// The interface MTU as last read; `refresh()` reads it again.
     public var mtu: Int { mtuValue.load(ordering: .relaxed) }
+
+    /// How long a receive polls without sleeping before it sleeps (`EngineConfiguration.busyPoll`);
+    /// zero: it sleeps at once.
+    public var busyPoll: Duration {
+        get { .microseconds(busyPollMicroseconds.load(ordering: .relaxed)) }
+        set {
+            let us = newValue.components.seconds * 1_000_000 + newValue.components.attoseconds / 1_000_000_000_000
+            busyPollMicroseconds.store(Int(max(0, min(us, 1_000_000))), ordering: .relaxed)
+        }
+    }
 
     /// Frames the kernel refused to send with ENOBUFS (treated as lost on the wire).
     public var sendDrops: UInt64 { sendDropCount.load(ordering: .relaxed) }
@@ -194,7 +205,8 @@ public final class PacketLink: LendingLink {
             let slots = pool.takeBatch(limit: limit)
             defer { pool.endBatch() }
             let n = aoel_receive_batch(fd, pool.pointers, pool.slotSize, pool.lengths, pool.which, Int32(slots),
-                                       ms, &truncated, descriptor, &ready)
+                                       ms, Int32(busyPollMicroseconds.load(ordering: .relaxed)), &truncated,
+                                       descriptor, &ready)
             if truncated > 0 { truncatedCount.add(truncated, ordering: .relaxed) }
             if n < 0 {
                 throw LinkError(code: -n == ENETDOWN ? .interfaceDown : .receiveFailed, interface: name,

@@ -24,6 +24,9 @@ struct NetworkOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Cap on every interface's MTU (when the switches carry less than the NIC).", valueName: "N"))
     var mtu: Int?
 
+    @Option(help: ArgumentHelp("Microseconds a receive thread polls without sleeping before it sleeps (default 50; 0: sleep at once). Halves 4 KiB QD 1 latency on a VM for at most that much CPU per wait.", valueName: "US"))
+    var busyPoll: Int?
+
     @Option(help: ArgumentHelp("Configuration file (default: /etc/aoefs.conf, if it exists).", valueName: "FILE"))
     var config: String?
 
@@ -35,6 +38,7 @@ struct NetworkOptions: ParsableArguments {
         if let m = maxout, m < 1 { throw ValidationError("--maxout must be at least 1") }
         if let m = maxdata, m < 512 || m % 512 != 0 { throw ValidationError("--maxdata must be a multiple of 512") }
         if let m = mtu, m < 534 || m > 65535 { throw ValidationError("--mtu must be between 534 and 65535") }
+        if let b = busyPoll, b < 0 || b > 10000 { throw ValidationError("--busy-poll must be between 0 and 10000 microseconds") }
     }
 
     /// The configuration file: `--config FILE` (which must exist), else /etc/aoefs.conf if present.
@@ -68,6 +72,7 @@ struct NetworkOptions: ParsableArguments {
             c.mtu = v
             for k in c.interfaces.keys { c.interfaces[k]?.mtu = nil }
         }
+        if let v = busyPoll { c.busyPoll = .microseconds(v) }
         return c
     }
 
@@ -82,7 +87,7 @@ struct NetworkOptions: ParsableArguments {
             if names.isEmpty { throw CLIError("no Ethernet interface is up; give one with --iface") }
         }
         let configuration = engineConfiguration(file: file)
-        Log.logger.debug("settings: interfaces \(names.joined(separator: " ")), deadsecs \(configuration.deadsecs), maxout \(configuration.maxOutstanding), maxdata \(configuration.maxPayload.map(String.init) ?? "-"), mtu cap \(configuration.mtu.map(String.init) ?? "-"), \(configuration.targets.count) target and \(configuration.interfaces.count) interface sections")
+        Log.logger.debug("settings: interfaces \(names.joined(separator: " ")), deadsecs \(configuration.deadsecs), maxout \(configuration.maxOutstanding), maxdata \(configuration.maxPayload.map(String.init) ?? "-"), mtu cap \(configuration.mtu.map(String.init) ?? "-"), busy poll \(configuration.busyPoll), \(configuration.targets.count) target and \(configuration.interfaces.count) interface sections")
         var links: [any Link] = []
         for name in names {
             do { links.append(try PacketLink(interface: name)) } catch { throw CLIError("\(error)") }

@@ -36,7 +36,7 @@ struct Mount: ParsableCommand {
     @Flag(name: .short, help: "Stay in the foreground (do not daemonise).")
     var foreground = false
 
-    @Option(name: .short, help: ArgumentHelp("Mount options, comma-separated: FUSE's (allow_other, ro, …) and aoefs's own as key=value (iface=eth1:eth3, deadsecs=, maxout=, maxdata=, mtu=, config=, wait=, fuse_core=, fuse_transport=, io_uring, io_uring_q_depth=), as in an fstab line.", valueName: "OPTIONS"))
+    @Option(name: .short, help: ArgumentHelp("Mount options, comma-separated: FUSE's (allow_other, ro, …) and aoefs's own as key=value (iface=eth1:eth3, deadsecs=, maxout=, maxdata=, mtu=, busy_poll=, config=, wait=, fuse_core=, fuse_transport=, io_uring, io_uring_q_depth=), as in an fstab line.", valueName: "OPTIONS"))
     var options: [String] = []
 
     @Option(help: "Seconds to wait for targets before serving (they may also appear later).")
@@ -81,6 +81,7 @@ struct Mount: ParsableCommand {
             case "maxout": network.maxout = try network.maxout ?? number(Int.self)
             case "maxdata": network.maxdata = try network.maxdata ?? number(Int.self)
             case "mtu": network.mtu = try network.mtu ?? number(Int.self)
+            case "busy_poll": network.busyPoll = try network.busyPoll ?? number(Int.self)
             case "config":
                 guard let v = value else { throw ValidationError("-o \(item): expected config=FILE") }
                 network.config = network.config ?? v

@@ -33,10 +33,21 @@ struct ConfigFileTests {
         #expect(c.maxOutstanding(for: e103) == 2 && c.maxOutstanding(for: TargetAddress(10, 4)) == 64)
         #expect(c.maxPayload(for: e103, interface: "eth1") == 4096 && c.maxPayload(for: TargetAddress(10, 4), interface: "eth1") == nil)
         #expect(c.mtu(for: "sim0", reported: 9000) == 1500 && c.mtu(for: "eth1", reported: 9000) == 9000)
+        #expect(c.busyPoll == .microseconds(50), "the default when the file says nothing")
+    }
+
+    @Test("busy_poll sets how long a receive thread polls before it sleeps; 0 turns it off")
+    func busyPoll() throws {
+        var c = EngineConfiguration()
+        try AoEConfigFile(parsing: "busy_poll = 0\n", path: "/etc/aoefs.conf").apply(to: &c)
+        #expect(c.busyPoll == .zero)
+        try AoEConfigFile(parsing: "busy_poll = 200\n", path: "/etc/aoefs.conf").apply(to: &c)
+        #expect(c.busyPoll == .microseconds(200))
     }
 
     @Test("mistakes name the file, the line and what was expected", arguments: [
-        ("deadsecs = 60\nmxout = 4\n", "/etc/aoefs.conf:2: unknown key 'mxout' (expected interfaces, deadsecs, maxout, maxdata, mtu or maxpaths)"),
+        ("deadsecs = 60\nmxout = 4\n", "/etc/aoefs.conf:2: unknown key 'mxout' (expected interfaces, deadsecs, maxout, maxdata, mtu, maxpaths or busy_poll)"),
+        ("busy_poll = 20000\n", "/etc/aoefs.conf:1: busy_poll: expected microseconds from 0 (off) to 10000, got '20000'"),
         ("[target e10.3]\ntimout = 4\n", "/etc/aoefs.conf:2: unknown key 'timout' in [target e10.3] (expected timeout, maxout or maxdata)"),
         ("\n\n[taget e10.3]\n", "/etc/aoefs.conf:3: unknown section [taget e10.3] (expected [interface NAME] or [target eS.L])"),
         ("[target 10]\n", "/etc/aoefs.conf:1: '10' is not a target (expected eS.L, e.g. e10.3)"),

@@ -110,6 +110,9 @@ struct CLITests {
         let r3 = try aoefs(["bench", "--iface", "lo", "--target", "banana"])
         #expect(r3.status != 0)
         #expect(r3.err.contains("--target must look like 10.3"))
+        let r4 = try aoefs(["scan", "--iface", "lo", "--busy-poll=-5"])
+        #expect(r4.status != 0)
+        #expect(r4.err.contains("--busy-poll must be between 0 and 10000 microseconds"), "\(r4.err)")
     }
 
     @Test func benchReportsAndRefusesToWriteWithoutPermission() throws {

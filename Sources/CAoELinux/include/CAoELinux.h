@@ -55,8 +55,9 @@ int aoel_send_gather(int fd, const void *iov, int count, uint64_t *dropped);
 /// gathered from the frames) receives into whichever are free.
 /// While it waits it also watches `also_fd` (unless -1): when that one is readable (or closed) it
 /// returns early and sets *also_ready, so one thread can serve frames and another descriptor.
+/// Before it sleeps it polls both without sleeping for up to busy_poll_us microseconds (0: not).
 int aoel_receive_batch(int fd, uint8_t *const *slots, size_t size, uint32_t *lengths, int32_t *which, int max,
-                       int timeout_ms, uint64_t *truncated, int also_fd, int *also_ready);
+                       int timeout_ms, int busy_poll_us, uint64_t *truncated, int also_fd, int *also_ready);
 
 /// Waits up to timeout_ms for fd to be readable (or closed): 1 if it is, 0 on timeout, or -errno.
 int aoel_wait_readable(int fd, int timeout_ms);
