@@ -101,14 +101,17 @@ extension AoEFileSystem {
             let count = max(0, min(size, Int(length) - offset))
             if count == 0 { return r.buffer(nil, 0) }
             // Over the ring the engine receives the data straight into the entry's payload, from
-            // which the kernel takes the reply. Over /dev/fuse, while other requests wait for the
-            // engine, the reply is gathered from the frames the data came in (no copy here: the
-            // receive thread is busy). A read alone is copied as its frames arrive, in time the
-            // thread would spend waiting for the next; a writev from one buffer is then cheaper
-            // than from 121 frames (perf, dd 1 MiB QD 1: writev 13 % of the daemon's time from
-            // one buffer, 19 % gathered).
+            // which the kernel takes the reply. Over /dev/fuse the data is copied into one buffer
+            // as its frames arrive, unless `gatherReads`: then, while other requests wait for the
+            // engine, the reply is gathered from the frames the data came in. Copying is the
+            // default because it measured faster here: the kernel pins and copies a reply of 121
+            // pieces at more cost than one buffer (perf, dd 1 MiB QD 1: the writev 13 % of the
+            // daemon's time from one buffer, 19 % gathered; fio 1 MiB QD 4, 5 paired runs: 0.92 ×
+            // gathered), and the user-space copy runs while the thread waits for frames anyway. A
+            // read alone is never gathered (nothing else to do while its frames come).
+            let gather = gatherReads && r.gathers && waiting.withLock({ $0 }) > 0
             let buffer = r.dataBuffer(count: count).map(IOBuffer.init(borrowing:))
-                ?? (r.gathers && waiting.withLock({ $0 }) > 0 ? IOBuffer(gathering: count) : IOBuffer(uninitializedCount: count))
+                ?? (gather ? IOBuffer(gathering: count) : IOBuffer(uninitializedCount: count))
             track(+1)
             engine.read(t, offset: base + UInt64(offset), count: count, into: buffer) { [self] result in
                 switch result {

@@ -38,6 +38,8 @@ public final class AoEFileSystem: @unchecked Sendable {
     /// (a reader at queue depth 1): then no other response can be held up, and the hop would only
     /// add a wake-up to the reader's critical path.
     static let largeReply = 256 * 1024
+    /// Whether READ replies over /dev/fuse are gathered from the frames (`--read-replies gather`).
+    let gatherReads: Bool
     /// Writes of at least this many bytes keep the request buffer instead of copying it.
     static let adoptedWrite = 64 * 1024
     /// Requests handed to the engine and not yet answered (teardown waits for them to drain).
@@ -85,9 +87,12 @@ public final class AoEFileSystem: @unchecked Sendable {
         case partition(PartitionName, Partition)
     }
 
-    public init(engine: Engine, mountpoint: String) {
+    /// - Parameter gatherReads: over /dev/fuse, a READ's reply is gathered from the frames its
+    ///   data came in (while other requests wait) instead of copied into one buffer first.
+    public init(engine: Engine, mountpoint: String, gatherReads: Bool = false) {
         self.engine = engine
         self.mountpoint = mountpoint
+        self.gatherReads = gatherReads
         watchPartitionTables()
     }
 

@@ -16,11 +16,12 @@ public final class MountSession: Sendable {
     /// - Parameters:
     ///   - options: FUSE's `-o` options (allow_other, ro, …).
     ///   - transport: how our core talks to the kernel (`FUSETransportChoice`).
+    ///   - gatherReads: over /dev/fuse, send READ replies from the frames (`--read-replies gather`).
     public init(engine: Engine, mountpoint: String, options: [String] = [], transport: FUSETransportChoice = .auto,
-                depth: Int = FUSETransportChoice.defaultDepth) {
+                depth: Int = FUSETransportChoice.defaultDepth, gatherReads: Bool = false) {
         self.depth = depth
         self.transport = transport
-        fileSystem = AoEFileSystem(engine: engine, mountpoint: mountpoint)
+        fileSystem = AoEFileSystem(engine: engine, mountpoint: mountpoint, gatherReads: gatherReads)
         self.options = options
     }
 

@@ -158,6 +158,7 @@ struct MountTests {
         defer { m.tearDown() }
         try ownCoreChecks(m)
         #expect(!m.log(of: m.lab).contains("FUSE over io_uring serves"), "/dev/fuse, not the ring, served")
+        #expect(!m.log(of: m.lab).contains("READ replies are gathered"), "the default copies")
     }
 
     @Test("-o io_uring (FUSE over io_uring, enable_uring turned on for the test and restored): the same checks, served by the ring",
@@ -211,9 +212,9 @@ struct MountTests {
         Int(try must("stat -c %s \(m.mnt)/\(name)").trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
     }
 
-    @Test("four readers at once over /dev/fuse: replies gathered from the frames, every range reads back what was written")
+    @Test("--read-replies gather, four readers at once over /dev/fuse: replies gathered from the frames, every range reads back what was written")
     func gatheredReplies() throws {
-        let m = try MountLab(size: 256 << 20, mountArgs: ["--fuse-transport", "device"])
+        let m = try MountLab(size: 256 << 20, mountArgs: ["--fuse-transport", "device", "--read-replies", "gather"])
         defer { m.tearDown() }
         let src = m.lab.directory.appendingPathComponent("src.bin").path
         try must("head -c \(128 << 20) /dev/urandom > \(src)")
@@ -242,6 +243,8 @@ struct MountTests {
         let empty = m.lab.directory.appendingPathComponent("mnt2").path
         let refused = try sh("mkdir -p \(empty) && \(productsDirectory().appendingPathComponent("aoefs").path) mount \(empty) --fuse-core libfuse 2>&1")
         #expect(refused.status != 0 && refused.out.contains("--fuse-core"), "\(refused.out)")
+        let bad = try sh("\(productsDirectory().appendingPathComponent("aoefs").path) mount \(empty) --read-replies fast 2>&1")
+        #expect(bad.status != 0 && bad.out.contains("--read-replies fast: expected copy or gather"), "\(bad.out)")
     }
 
     @Test("losetup, mkfs.ext4, mount, copy files, fsck clean, remount and compare")
