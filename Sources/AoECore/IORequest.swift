@@ -143,7 +143,12 @@ public final class IOBuffer: @unchecked Sendable {
     }
 
     deinit {
-        // Lent frames go back to their lenders, one call per lender run.
+        if gathers { giveBackLentFrames() }
+        if owned { bytes.deallocate() }
+    }
+
+    /// Lent frames go back to their lenders, one call per lender run.
+    private func giveBackLentFrames() {
         var run: [Int32] = []
         var lender: (any FrameLender)?
         for p in pieces {
@@ -156,7 +161,6 @@ public final class IOBuffer: @unchecked Sendable {
             run.append(p.slot)
         }
         if let lender, !run.isEmpty { lender.giveBack(run) }
-        if owned { bytes.deallocate() }
     }
 }
 

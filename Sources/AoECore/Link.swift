@@ -26,20 +26,13 @@ public protocol Link: AnyObject, Sendable {
 }
 
 /// A link whose wait for frames can also watch another file descriptor, so one thread serves
-/// both (see `Engine.attach`).
+/// both (see `Engine.attach`), and which can lend received frames' memory past the receive
+/// call (`FrameLoan`), so that a read's reply can be gathered from the frames its data came in.
 public protocol DescriptorWaitingLink: Link {
-    /// As `receive(limit:timeout:_:)`; the wait also ends when `descriptor` is readable or
-    /// closed, and `otherReady` says so.
-    func receive(limit: Int, timeout: Duration, alsoWaitingFor descriptor: Int32,
-                 _ body: (UnsafeRawBufferPointer) -> Void) throws -> (frames: Int, otherReady: Bool)
-}
-
-/// A link that can lend received frames' memory past the receive call (`FrameLoan`), so that
-/// a read's reply is gathered from the frames its data came in.
-public protocol LendingLink: DescriptorWaitingLink {
-    /// As `receive(limit:timeout:alsoWaitingFor:_:)` (`descriptor` -1 watches nothing else);
-    /// each frame comes with a loan of its slot when the link can spare it. A frame whose loan
-    /// `body` marks taken stays valid until its lender is given it back.
+    /// As `receive(limit:timeout:_:)`; the wait also ends when `descriptor` (unless -1) is
+    /// readable or closed, and `otherReady` says so. Each frame comes with a loan of its slot
+    /// when the link can spare it; a frame whose loan `body` marks taken stays valid until its
+    /// lender is given it back.
     func receive(limit: Int, timeout: Duration, alsoWaitingFor descriptor: Int32,
                  lending body: (UnsafeRawBufferPointer, inout FrameLoan?) -> Void) throws -> (frames: Int, otherReady: Bool)
 }

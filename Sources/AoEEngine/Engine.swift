@@ -137,7 +137,6 @@ public final class Engine: Sendable {
         defer { threadEnded() }
         var failing = false
         let watching = link as? any DescriptorWaitingLink
-        let lending = link as? any LendingLink
         var batchesSinceService = 0
         // One array for the actions of every batch, emptied and reused: a fresh one per batch
         // regrew several times as a batch's answers appended their sends and completions.
@@ -163,18 +162,14 @@ public final class Engine: Sendable {
                     }
                     if wake { self.state.broadcast() }
                 }
-                let handle = { (bytes: UnsafeRawBufferPointer) in
-                    var none: FrameLoan?
-                    handleLoan(bytes, &none)
-                }
-                if let lending {
-                    sourceReady = try lending.receive(limit: 64, timeout: .milliseconds(50), alsoWaitingFor: descriptor,
-                                                      lending: handleLoan).otherReady
-                } else if let watching, descriptor >= 0 {
-                    sourceReady = try watching.receive(limit: 64, timeout: .milliseconds(50),
-                                                       alsoWaitingFor: descriptor, handle).otherReady
+                if let watching {
+                    sourceReady = try watching.receive(limit: 64, timeout: .milliseconds(50), alsoWaitingFor: descriptor,
+                                                       lending: handleLoan).otherReady
                 } else {
-                    try link.receive(limit: 64, timeout: .milliseconds(50), handle)
+                    try link.receive(limit: 64, timeout: .milliseconds(50)) { bytes in
+                        var none: FrameLoan?
+                        handleLoan(bytes, &none)
+                    }
                 }
                 if failing {
                     failing = false

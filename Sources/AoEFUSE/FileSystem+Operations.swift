@@ -109,7 +109,7 @@ extension AoEFileSystem {
             // daemon's time from one buffer, 19 % gathered; fio 1 MiB QD 4, 5 paired runs: 0.92 ×
             // gathered), and the user-space copy runs while the thread waits for frames anyway. A
             // read alone is never gathered (nothing else to do while its frames come).
-            let gather = gatherReads && r.gathers && waiting.withLock({ $0 }) > 0
+            let gather = gatherReads && !r.viaRing && waiting.withLock({ $0 }) > 0
             let buffer = r.dataBuffer(count: count).map(IOBuffer.init(borrowing:))
                 ?? (gather ? IOBuffer(gathering: count) : IOBuffer(uninitializedCount: count))
             track(+1)

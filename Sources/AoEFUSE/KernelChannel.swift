@@ -218,17 +218,20 @@ final class KernelChannel: EventSource, @unchecked Sendable {
                        iovec(iov_base: UnsafeMutableRawPointer(mutating: payload?.baseAddress), iov_len: payload?.count ?? 0))
             let count: Int32 = iov.1.iov_len > 0 ? 2 : 1
             withUnsafePointer(to: &iov) { p in
-                p.withMemoryRebound(to: iovec.self, capacity: 2) { v in
-                    // One lock per reply: it forgets an interrupt watch on this request, and no
-                    // reply is written once teardown closed the channel (the descriptor could be
-                    // another file by then). ENOENT: the request was interrupted; nothing to do.
-                    state.withLock { s in
-                        if unique != 0, !s.waiters.isEmpty { s.waiters[unique] = nil }
-                        guard !s.closed else { return }
-                        _ = retryingNegativeEINTR { Int(writev(device, v, count)) < 0 ? -Int(errno) : 0 }
-                    }
-                }
+                p.withMemoryRebound(to: iovec.self, capacity: 2) { writeReply($0, count, unique: unique) }
             }
+        }
+    }
+
+    /// Writes one reply, `count` iovecs at `v`, to /dev/fuse. One lock per reply: it forgets an
+    /// interrupt watch on this request, and no reply is written once teardown closed the channel
+    /// (the descriptor could be another file by then). ENOENT: the request was interrupted;
+    /// nothing to do.
+    private func writeReply(_ v: UnsafePointer<iovec>, _ count: Int32, unique: UInt64) {
+        state.withLock { s in
+            if unique != 0, !s.waiters.isEmpty { s.waiters[unique] = nil }
+            guard !s.closed else { return }
+            _ = retryingNegativeEINTR { Int(writev(device, v, count)) < 0 ? -Int(errno) : 0 }
         }
     }
 
@@ -251,11 +254,7 @@ final class KernelChannel: EventSource, @unchecked Sendable {
                 for (i, p) in pieces.enumerated() {
                     v[i + 1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: p.baseAddress), iov_len: p.count)
                 }
-                state.withLock { s in
-                    if !s.waiters.isEmpty { s.waiters[unique] = nil }
-                    guard !s.closed else { return }
-                    _ = retryingNegativeEINTR { Int(writev(device, v.baseAddress, Int32(pieces.count + 1))) < 0 ? -Int(errno) : 0 }
-                }
+                writeReply(v.baseAddress!, Int32(pieces.count + 1), unique: unique)
             }
         }
     }

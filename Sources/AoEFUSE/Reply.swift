@@ -36,9 +36,6 @@ final class Reply: @unchecked Sendable {
     /// best committed on the receive thread (see `read`).
     var viaRing: Bool { slot >= 0 }
 
-    /// Whether a READ's reply can be gathered from the frames (over /dev/fuse).
-    var gathers: Bool { slot < 0 }
-
     /// True for the one caller that may send; false once the reply is sent.
     private func take() -> Bool { !sent.exchange(true, ordering: .acquiringAndReleasing) }
 

@@ -14,8 +14,9 @@ import Glibc
 /// (SO_RCVBUFFORCE). Frames are sent with `sendmmsg` and received with `recvmmsg` in batches.
 ///
 /// Sends may come from any thread; receives are meant for one I/O thread. Each direction has its
-/// own preallocated arena behind its own lock, so a sender never waits for a receiver.
-public final class PacketLink: LendingLink {
+/// own preallocated memory behind its own lock (an `Arena` of header slots for sends, a
+/// `ReceivePool` for receives), so a sender never waits for a receiver.
+public final class PacketLink: DescriptorWaitingLink {
     /// The interface name.
     public let name: String
     /// The interface index.
@@ -181,18 +182,12 @@ public final class PacketLink: LendingLink {
     public func receive(
         limit: Int, timeout: Duration, _ body: (UnsafeRawBufferPointer) -> Void
     ) throws(LinkError) -> Int {
-        try receive(limit: limit, timeout: timeout, alsoWaitingFor: -1, body).frames
+        try receive(limit: limit, timeout: timeout, alsoWaitingFor: -1) { bytes, _ in body(bytes) }.frames
     }
 
-    /// As `receive(limit:timeout:_:)`, and while waiting it also watches `descriptor`: the wait
-    /// ends early when that one becomes readable, and `otherReady` says so.
-    public func receive(
-        limit: Int, timeout: Duration, alsoWaitingFor descriptor: Int32, _ body: (UnsafeRawBufferPointer) -> Void
-    ) throws(LinkError) -> (frames: Int, otherReady: Bool) {
-        try receive(limit: limit, timeout: timeout, alsoWaitingFor: descriptor) { bytes, _ in body(bytes) }
-    }
-
-    /// As `receive(limit:timeout:alsoWaitingFor:_:)`, offering each frame's slot as a loan.
+    /// As `receive(limit:timeout:_:)`, and while waiting it also watches `descriptor` (unless
+    /// -1): the wait ends early when that one becomes readable, and `otherReady` says so. Each
+    /// frame's slot is offered as a loan while the pool can spare it.
     public func receive(
         limit: Int, timeout: Duration, alsoWaitingFor descriptor: Int32,
         lending body: (UnsafeRawBufferPointer, inout FrameLoan?) -> Void
@@ -233,10 +228,10 @@ public final class PacketLink: LendingLink {
     }
 }
 
-/// A preallocated run of frame slots plus their lengths, for one direction of a link.
+/// A preallocated run of slots for a batch of outgoing frames' headers (a frame without data is
+/// all headers, so a slot holds a whole frame), and their iovecs.
 struct Arena: ~Copyable {
     let base: UnsafeMutablePointer<UInt8>
-    let lengths: UnsafeMutablePointer<UInt32>
     /// Two per slot, for gathered sends: the slot's headers, then the frame's data in place.
     let iovecs: UnsafeMutablePointer<iovec>
     let slots: Int
@@ -246,7 +241,6 @@ struct Arena: ~Copyable {
         self.slots = slots
         self.slotSize = slotSize
         self.base = .allocate(capacity: slots * slotSize)
-        self.lengths = .allocate(capacity: slots)
         self.iovecs = .allocate(capacity: 2 * slots)
     }
 
@@ -256,7 +250,6 @@ struct Arena: ~Copyable {
 
     deinit {
         base.deallocate()
-        lengths.deallocate()
         iovecs.deallocate()
     }
 }
