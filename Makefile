@@ -4,9 +4,9 @@ SWIFT_BUILD_FLAGS ?=
 # What the tests and the lab need from Debian (issue #2): FUSE, the vblade target, nft for
 # fault injection, iproute2 for namespaces, tcpdump for the codec cross-check, fio and e2fsprogs;
 # fdisk (sfdisk) and gdisk (sgdisk) for the partition tests, python3 for the JSON check, lintian
-# and dpkg-dev for `make deb`.
+# and dpkg-dev for `make deb`, tmux for the demo run as a person would (in a terminal).
 APT_PACKAGES = libfuse3-dev fuse3 vblade nftables iproute2 tcpdump fio e2fsprogs pkg-config man-db procps \
-  fdisk gdisk python3 lintian dpkg-dev
+  fdisk gdisk python3 lintian dpkg-dev tmux
 
 .PHONY: all build test deps lab-clean format lint clean bench-tools bench bench-scale demo install uninstall deb deb-test bench-cost bench-peer
 

@@ -36,34 +36,46 @@ extension AoEFileSystem {
         session = se
     }
 
-    /// Serves requests until unmounted or `stop()`; blocks. Returns 0 on a clean unmount, or
-    /// the error that ended serving.
+    /// Starts serving the mount made by `mount`: from here on the kernel's requests are
+    /// answered, so anything in this process may touch the mountpoint. Call it right after
+    /// `mount`, before anything else: a `stat` of the mountpoint from this process before it
+    /// would wait for an INIT reply that nobody sends (the demo hang of issue 21).
     ///
     /// Our own protocol core (`KernelChannel`, over /dev/fuse or a ring) serves; libfuse only
     /// mounted. Requests are served on the engine's receive thread (`Engine.attach`), between
     /// batches of frames: the thread that sends a reply is awake to take the request the reply
     /// released, so a small request costs no thread wake-up. Only when the engine cannot (no link
-    /// that can watch a descriptor, e.g. in-memory links) does the core run on this thread.
-    @discardableResult
-    public func run(transport: FUSETransportChoice = .auto, depth: Int = FUSETransportChoice.defaultDepth) -> Int32 {
-        guard let se = session else { return -1 }
+    /// that can watch a descriptor) does the core get a thread of its own.
+    func beginServing(transport: FUSETransportChoice, depth: Int) throws(FUSEError) {
+        guard let se = session else { throw FUSEError("\(mountpoint): not mounted") }
         guard let own = KernelChannel(session: se, fs: self, transport: resolve(transport, depth: depth),
                                       onEnd: { [weak self] in self?.end() }) else {
-            engine.note("fuse: cannot serve \(mountpoint): /dev/fuse cannot be made non-blocking, or no memory")
             stop()
-            return -EIO
+            throw FUSEError("cannot serve \(mountpoint): /dev/fuse cannot be made non-blocking, or no memory")
         }
         channel = own
         if engine.attach(own) {
             engine.note("fuse: aoefs's own protocol core serves \(mountpoint) (libfuse only mounted it)")
-            ended.wait(timeout: nil) { $0 }
-            engine.detach()
         } else {
             engine.note("fuse: aoefs's own protocol core serves \(mountpoint) on its own thread")
-            while !exitRequested {
-                if waitReadable(own.descriptor, timeout: .milliseconds(50)) && !own.service() { break }
+            let t = Thread { [self] in
+                while !exitRequested {
+                    if waitReadable(own.descriptor, timeout: .milliseconds(50)) && !own.service() { break }
+                }
+                end()
             }
+            t.name = "aoefs-fuse"
+            t.start()
         }
+    }
+
+    /// Waits until serving ends (unmounted, `stop()`, a signal); returns 0 on a clean unmount,
+    /// or the error that ended serving.
+    @discardableResult
+    public func run() -> Int32 {
+        guard let own = channel else { return -EIO }
+        ended.wait(timeout: nil) { $0 }
+        engine.detach()
         stop()
         return own.error
     }
@@ -98,7 +110,11 @@ extension AoEFileSystem {
     public func stop() {
         end()
         if let se = session { fuse_session_exit(se) }
-        _ = aoefs_umount_detach(mountpoint)
+        // Under the lock: a second stop (the signal thread's and the run thread's) waits for the
+        // first's umount instead of failing beside it, and teardown sees what it did.
+        detached.withLock { done in
+            if !done { done = aoefs_umount_detach(mountpoint) == 0 }
+        }
     }
 
     /// After `run` returned: waits (up to `drain`) for image I/O still in the engine, answers
@@ -121,6 +137,9 @@ extension AoEFileSystem {
         for r in parked { r.error(EINTR) }
         channel?.close()  // no reply after this: libfuse closes the descriptor below
         if let se = session {
+            // Detached by `stop`: libfuse's unmount would umount again (and print "failed to
+            // unmount … Invalid argument") unless the kernel has ended the connection by then.
+            if detached.withLock({ $0 }) { _ = aoefs_wait_connection_ended(fuse_session_fd(se), 1000) }
             fuse_session_unmount(se)
             notificationsStopped.withLock { $0 = true }
             // A request still unanswered keeps the session: leaking it beats a late reply into

@@ -46,6 +46,8 @@ public final class AoEFileSystem: @unchecked Sendable {
     let waiting = Locked(0)
     /// Set once serving must end: unmounted, `stop()`, or a signal.
     let ended = Locked(false)
+    /// Set once `stop` has lazily unmounted the mountpoint.
+    let detached = Locked(false)
     var session: OpaquePointer?
     /// Our own protocol core on the session's descriptor, set by `run`.
     var channel: KernelChannel?

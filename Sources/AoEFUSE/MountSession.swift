@@ -28,26 +28,41 @@ public final class MountSession: Sendable {
     public var engine: Engine { fileSystem.engine }
 
     /// Waits up to `settle` for the targets to settle (identified, payload negotiated; they may
-    /// also appear later), mounts, and lets SIGINT, SIGTERM and SIGHUP end serving.
-    public func start(settle: Duration) throws(FUSEError) {
-        engine.waitUntilSettled(timeout: settle)
+    /// also appear later), mounts, and starts serving at once. SIGINT, SIGTERM and SIGHUP end it
+    /// from the first line on (unless `handleSignals` is false: the caller has its own watcher and
+    /// calls `stop()`); a signal during the wait cancels the start.
+    ///
+    /// When this returns, the mount answers requests: this process may touch it.
+    public func start(settle: Duration, handleSignals: Bool = true) throws(FUSEError) {
+        if handleSignals {
+            do {
+                let fs = fileSystem
+                let watcher = try SignalWatcher { _ in fs.stop() }
+                signals.withLock { $0 = watcher }
+            } catch {
+                throw FUSEError("\(error)")
+            }
+        }
+        // In slices, so a signal (which sets `exitRequested`) ends the wait within 100 ms.
+        let deadline = ContinuousClock.now + settle
+        while !fileSystem.exitRequested, case let left = deadline - .now, left > .zero {
+            if engine.waitUntilSettled(timeout: min(left, .milliseconds(100))) { break }
+        }
+        guard !fileSystem.exitRequested else { throw FUSEError("interrupted before the mount was made") }
         engine.addLogObserver { [weak fileSystem] _ in fileSystem?.logged() }
         try fileSystem.mount(options: options)
         do {
-            let fs = fileSystem
-            let watcher = try SignalWatcher { _ in fs.stop() }
-            signals.withLock { $0 = watcher }
+            try fileSystem.beginServing(transport: transport, depth: depth)
         } catch {
-            fileSystem.stop()
             fileSystem.teardown(drain: .zero)
-            throw FUSEError("\(error)")
+            throw error
         }
     }
 
     /// Serves until unmounted, a signal, or `stop()`; blocks. Returns 0 after a clean unmount,
     /// or the error that ended serving.
     @discardableResult
-    public func serve() -> Int32 { fileSystem.run(transport: transport, depth: depth) }
+    public func serve() -> Int32 { fileSystem.run() }
 
     /// Ends serving, from any thread.
     public func stop() { fileSystem.stop() }

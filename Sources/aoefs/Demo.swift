@@ -51,7 +51,14 @@ struct Demo: ParsableCommand {
         Log.setUp(verbosity: verbose)
         DemoSetup.sweepStale()
         let setup = try DemoSetup(size: parseSize(size)!, mountpoint: mountpoint)
-        defer { setup.tearDown() }
+        // Ctrl-C works from the first step on: it cancels the start (each step checks) or ends
+        // serving, and the teardown below removes what was made either way.
+        let signals: SignalWatcher
+        do { signals = try SignalWatcher { _ in setup.cancel() } } catch { throw CLIError("\(error)") }
+        defer {
+            setup.tearDown()
+            signals.stop()
+        }
         try setup.start()
         let status = try setup.serve(command: command)
         if status != 0 { throw ExitCode(status) }
@@ -62,8 +69,9 @@ struct Demo: ParsableCommand {
 /// one) starting `aoed`, or with what `AOEFS_DEMO_PREFIX` says (4–5 lowercase letters starting
 /// `aoe`): the test suite runs the demo with `aoetd`, inside `aoet`, its devices' prefix.
 final class DemoSetup: @unchecked Sendable {
-    // @unchecked: used from the main thread; `session` and `target` are set in `start` and
-    // read afterwards; the child waiter only calls `session.stop()`, which is thread-safe.
+    // @unchecked: used from the main thread; `target` and `engine` are set in `start` and read
+    // afterwards; the signal thread and the child waiter only touch `cancelled` and `session`
+    // (each behind its lock) and call `session.stop()`, which is thread-safe.
     let name: String
     let namespace: String
     let localLink: String
@@ -75,7 +83,9 @@ final class DemoSetup: @unchecked Sendable {
     private var createdMountpoint = false
     private var target: ChildProcess?
     private var engine: Engine?
-    private var session: MountSession?
+    private let session = Locked<MountSession?>(nil)
+    /// Set by Ctrl-C (SIGINT, SIGTERM, SIGHUP): the start stops at its next step.
+    private let cancelled = Locked(false)
 
     static let base = "/tmp"
     /// How the demo's namespace, links and directory begin.
@@ -97,9 +107,20 @@ final class DemoSetup: @unchecked Sendable {
         self.mountpoint = URL(fileURLWithPath: mountpoint).standardizedFileURL.path
     }
 
+    /// Ctrl-C: stops the start at its next step, or ends serving.
+    func cancel() {
+        cancelled.withLock { $0 = true }
+        session.withLock { $0 }?.stop()
+    }
+
+    private func checkCancelled() throws {
+        if cancelled.withLock({ $0 }) { throw ExitCode(130) }
+    }
+
     /// Network, file, engine, target, mount.
     func start() throws {
         ledger.record(.namespace(namespace))
+        try checkCancelled()
         try run(["ip", "netns", "add", namespace])
         ledger.record(.link(localLink))
         try run(["ip", "link", "add", localLink, "mtu", "9000", "type", "veth", "peer", "name", remoteLink, "mtu", "9000",
@@ -107,6 +128,7 @@ final class DemoSetup: @unchecked Sendable {
         try run(["ip", "link", "set", localLink, "up"])
         try run(["ip", "-n", namespace, "link", "set", remoteLink, "up"])
         try run(["ip", "-n", namespace, "link", "set", "lo", "up"])
+        try checkCancelled()
         guard FileManager.default.createFile(atPath: file, contents: nil), truncate(file, off_t(size)) == 0 else {
             throw CLIError("\(file): cannot create the demo disk: \(String(cString: strerror(errno)))")
         }
@@ -131,27 +153,33 @@ final class DemoSetup: @unchecked Sendable {
         output.childStarted()
         ledger.record(.process(target.pid))
         self.target = target
-        guard output.wait(for: "sectors", timeout: .seconds(5)) else {
-            throw CLIError("the demo target did not start: \(output.text)")
-        }
+        let started = output.wait(for: "sectors", timeout: .seconds(5))
+        try checkCancelled()
+        guard started else { throw CLIError("the demo target did not start: \(output.text)") }
         let session = MountSession(engine: engine, mountpoint: mountpoint)
-        do { try session.start(settle: .seconds(5)) } catch { throw CLIError("\(error)") }
-        self.session = session
+        self.session.withLock { $0 = session }
+        // A Ctrl-C from here on reaches the session through `cancel`, which stops it; its start
+        // then ends early, or its serving ends at once.
+        do { try session.start(settle: .seconds(5), handleSignals: false) } catch {
+            try checkCancelled()
+            throw CLIError("\(error)")
+        }
+        if cancelled.withLock({ $0 }) { session.stop() }
     }
 
     /// Serves until Ctrl-C, or runs `command` against the mount; returns the exit status.
     func serve(command: [String]) throws -> Int32 {
-        guard let session else { return 1 }
+        guard let session = session.withLock({ $0 }) else { return 1 }
         if command.isEmpty {
-            let rel = FileManager.default.currentDirectoryPath == URL(fileURLWithPath: mountpoint).deletingLastPathComponent().path
-                ? URL(fileURLWithPath: mountpoint).lastPathComponent : mountpoint
+            let rel = Self.relative(mountpoint)
+            let aoefs = Self.commandName()
             FileHandle.standardOutput.write(Data("""
                 aoefs demo: target e10.3 (a \(size >> 20) MiB sparse file) is served by `aoefs serve` in network
                 namespace \(namespace), reached over veth \(localLink) (MTU 9000), and mounted at \(mountpoint).
 
                 Try, in another terminal:
                   ls \(rel)
-                  aoefs stat \(mountpoint)
+                  \(aoefs) stat \(rel)
                   cat \(rel)/sys/e10.3/stats
                   dd if=/dev/zero of=\(rel)/e10.3 bs=1M count=256 oflag=direct conv=notrunc
                   losetup -fP --show \(rel)/e10.3        # then mkfs.ext4 /dev/loopN, mount it, …; losetup -d /dev/loopN
@@ -162,7 +190,7 @@ final class DemoSetup: @unchecked Sendable {
                 """.utf8))
             session.serve()
             session.finish()
-            return 0
+            return 0  // Ctrl-C is how this mode ends
         }
         setenv("AOEFS_MOUNT", mountpoint, 1)
         setenv("AOEFS_IFACE", localLink, 1)
@@ -206,6 +234,29 @@ final class DemoSetup: @unchecked Sendable {
         }
         ledger.releaseAll()
         if createdMountpoint { rmdir(mountpoint) }
+    }
+
+    /// `path` as the user would type it from the current directory: relative when it lies below
+    /// it. Pure string work: nothing here may stat the mountpoint (Foundation's URL(fileURLWithPath:)
+    /// would, to learn whether it is a directory).
+    static func relative(_ path: String) -> String {
+        let cwd = FileManager.default.currentDirectoryPath
+        let base = cwd.hasSuffix("/") ? cwd : cwd + "/"
+        return path.hasPrefix(base) && path.count > base.count ? String(path.dropFirst(base.count)) : path
+    }
+
+    /// How to run this binary from the current directory: `aoefs` when that name on PATH is this
+    /// very file, else its path (after `make demo` it is .build/release/aoefs).
+    static func commandName() -> String {
+        let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "aoefs"
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
+            let candidate = "\(dir)/aoefs"
+            if access(candidate, X_OK) == 0 {
+                let real = realpath(candidate, nil).map { p in defer { free(p) }; return String(cString: p) }
+                return real == me ? "aoefs" : relative(me)
+            }
+        }
+        return relative(me)
     }
 
     private func run(_ argv: [String]) throws {

@@ -140,22 +140,7 @@ struct CLITests {
 
 @Suite("aoefs demo and configuration", .serialized, .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
 struct DemoAndConfigTests {
-    /// What the demo may leave behind: namespaces, links, mounts, processes, files. The demo
-    /// runs with AOEFS_DEMO_PREFIX=aoetd: its names are `aoetd` + 3 letters + a role letter, 9
-    /// characters, where a lab's are longer.
-    func leftovers() throws -> [String] {
-        func demo(_ name: Substring) -> Bool { name.hasPrefix("aoetd") && name.count == 9 }
-        var found: [String] = []
-        found += try must("ip netns list").split(separator: "\n").compactMap { $0.split(separator: " ").first }
-            .filter(demo).map(String.init)
-        found += try must("ip -o link").split(separator: "\n").compactMap { $0.split(separator: ":").dropFirst().first }
-            .map { $0.trimmingCharacters(in: .whitespaces).split(separator: "@").first ?? "" }.filter(demo).map(String.init)
-        found += ((try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? "").split(separator: "\n")
-            .filter { $0.contains("aoe-demo") }.map(String.init)
-        found += try must("ps -eo args").split(separator: "\n").filter { $0.contains(" serve -v 10 3 aoetd") }.map(String.init)
-        found += ((try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []).filter { $0.hasPrefix("aoefs-demo-aoetd") }
-        return found
-    }
+    func leftovers() throws -> [String] { try demoLeftovers() }
 
     @Test("aoefs demo -- COMMAND runs it against a fresh mount, exits with its status, and leaves nothing behind")
     func demoRunsACommand() throws {

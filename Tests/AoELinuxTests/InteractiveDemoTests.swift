@@ -1,0 +1,105 @@
+import AoELinux
+import AoETestSupport
+import Foundation
+import Testing
+
+/// What a demo may leave behind: namespaces, links, mounts, processes, files. The tests run the
+/// demo with AOEFS_DEMO_PREFIX=aoetd: its names are `aoetd` + 3 letters + a role letter, 9
+/// characters, where a lab's are longer.
+func demoLeftovers() throws -> [String] {
+    func demo(_ name: Substring) -> Bool { name.hasPrefix("aoetd") && name.count == 9 }
+    var found: [String] = []
+    found += try must("ip netns list").split(separator: "\n").compactMap { $0.split(separator: " ").first }
+        .filter(demo).map(String.init)
+    found += try must("ip -o link").split(separator: "\n").compactMap { $0.split(separator: ":").dropFirst().first }
+        .map { $0.trimmingCharacters(in: .whitespaces).split(separator: "@").first ?? "" }.filter(demo).map(String.init)
+    found += ((try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? "").split(separator: "\n")
+        .filter { $0.contains("aoe-demo") }.map(String.init)
+    found += try must("ps -eo args").split(separator: "\n").filter { $0.contains(" serve -v 10 3 aoetd") }.map(String.init)
+    found += ((try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []).filter { $0.hasPrefix("aoefs-demo-aoetd") }
+    return found
+}
+
+/// `aoefs demo` as a person runs it: in a terminal, no command, Ctrl-C to end (issue 21: it used
+/// to hang for good in state D, stat-ing its own mount before serving it).
+@Suite("aoefs demo in a terminal", .serialized, .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
+struct InteractiveDemoTests {
+    /// A tmux session running `aoefs demo` in `dir`; the pane stays after the demo ends and
+    /// shows its exit status.
+    struct Terminal {
+        let name: String
+        let dir: String
+        init(dir: String, tag: String) throws {
+            name = "aoet-demo-\(getpid())-\(tag)"
+            self.dir = dir
+            let exe = productsDirectory().appendingPathComponent("aoefs").path
+            _ = try must("""
+                tmux new-session -d -s \(name) -x 200 -y 50 -c \(dir) \
+                "AOEFS_DEMO_PREFIX=aoetd \(exe) demo --size 256M; echo EXIT=\\$?; sleep 600"
+                """)
+        }
+        var screen: String { (try? sh("tmux capture-pane -p -J -t \(name)").out) ?? "" }
+        func ctrlC() throws { _ = try must("tmux send-keys -t \(name) C-c") }
+        /// The status the demo exited with, once it has.
+        func exitStatus(within timeout: Duration) -> Int? {
+            var status: Int?
+            eventually(timeout: timeout, every: .milliseconds(100)) {
+                // The line reads "^CEXIT=0" when the terminal echoed the Ctrl-C.
+                status = screen.split(separator: "\n").compactMap { line in
+                    line.range(of: "EXIT=").flatMap { Int(line[$0.upperBound...]) }
+                }.last
+                return status != nil
+            }
+            return status
+        }
+        func close() { _ = try? sh("tmux kill-session -t \(name)") }
+    }
+
+    func scratch(_ tag: String) throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("aoefs-idemo-\(getpid())-\(tag)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    @Test("with no command it prints what to try, every suggested command works as printed, and Ctrl-C ends it leaving nothing")
+    func interactive() throws {
+        let before = try demoLeftovers()
+        let dir = try scratch("a")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let term = try Terminal(dir: dir, tag: "a")
+        defer { term.close() }
+        #expect(eventually(timeout: .seconds(30), every: .milliseconds(100)) { term.screen.contains("Ctrl-C ends the demo") },
+                "no instructions: \(term.screen)")
+        let lines = term.screen.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        // The commands as printed, run from the directory the demo was started in.
+        let ls = try #require(lines.first { $0.hasPrefix("ls ") })
+        let stat = try #require(lines.first { $0.contains(" stat ") && !$0.contains("cat ") })
+        let cat = try #require(lines.first { $0.hasPrefix("cat ") && $0.hasSuffix("/stats") })
+        let listing = try sh("cd \(dir) && timeout 10 \(ls)")
+        #expect(listing.status == 0 && listing.out.split(separator: "\n") == ["e10.3", "etherd", "sys"], "\(ls): \(listing.out)")
+        let table = try sh("cd \(dir) && timeout 10 \(stat)")
+        #expect(table.status == 0 && table.out.contains("e10.3") && table.out.contains(" up"), "\(stat): \(table.out)")
+        let stats = try sh("cd \(dir) && timeout 10 \(cat)")
+        #expect(stats.status == 0 && stats.out.contains("bytes_read"), "\(cat): \(stats.out)")
+        try term.ctrlC()
+        #expect(term.exitStatus(within: .seconds(10)) == 0, "\(term.screen)")
+        #expect(!term.screen.contains("failed"), "\(term.screen)")
+        #expect(try demoLeftovers() == before)
+        #expect(!FileManager.default.fileExists(atPath: dir + "/aoe-demo"))
+    }
+
+    @Test("Ctrl-C during start-up ends it within seconds and leaves nothing", arguments: [100, 250, 500])
+    func interruptedStart(afterMilliseconds ms: Int) throws {
+        let before = try demoLeftovers()
+        let dir = try scratch("b\(ms)")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let term = try Terminal(dir: dir, tag: "b\(ms)")
+        defer { term.close() }
+        Thread.sleep(forTimeInterval: Double(ms) / 1000)  // the moment of the Ctrl-C is the test's input
+        try term.ctrlC()
+        let status = term.exitStatus(within: .seconds(10))
+        #expect(status == 0 || status == 130, "\(term.screen)")
+        #expect(try demoLeftovers() == before)
+        #expect(!FileManager.default.fileExists(atPath: dir + "/aoe-demo"))
+    }
+}
