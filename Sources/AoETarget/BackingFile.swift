@@ -23,6 +23,7 @@ public final class BackingFile: @unchecked Sendable {
     public let direct: Bool
     public let sync: Bool
     private let fd: Int32
+    private let readNowaitUnsupported = Atomic<Bool>(false)
     private let nowaitUnsupported = Atomic<Bool>(false)
 
     /// Opens `path` read-only (`-r`) or read-write, with O_DIRECT (`-d`) and O_SYNC (`-s`).
@@ -79,11 +80,19 @@ public final class BackingFile: @unchecked Sendable {
 
     /// Reads exactly `count` bytes at `at` if they are all in the page cache, without waiting for
     /// the disk. Returns nil when it would have to wait (or the file is O_DIRECT): use `read`.
+    ///
+    /// Where the filesystem cannot tell (tmpfs answers preadv2(RWF_NOWAIT) with EOPNOTSUPP on
+    /// Linux 6.x; issue 21), the read is done at once, as for writes: such a file is memory.
     public func readCached(into: UnsafeMutableRawPointer, count: Int, at: UInt64) -> Bool? {
         if direct { return nil }
+        if readNowaitUnsupported.load(ordering: .relaxed) { return read(into: into, count: count, at: at) }
         var done = 0
         while done < count {
             let n = aoel_pread_cached(fd, into + done, count - done, Int64(offset + at) + Int64(done))
+            if n == -Int(EOPNOTSUPP) || n == -Int(EINVAL) {
+                readNowaitUnsupported.store(true, ordering: .relaxed)
+                return read(into: into + done, count: count - done, at: at + UInt64(done))
+            }
             if n == -Int(EAGAIN) { return done == 0 ? nil : read(into: into + done, count: count - done, at: at + UInt64(done)) }
             if n <= 0 { return false }
             done += n

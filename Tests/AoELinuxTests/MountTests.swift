@@ -42,12 +42,27 @@ final class MountLab: @unchecked Sendable {
     /// served, so a pass over that transport cannot quietly run over /dev/fuse.
     var expectRing = false
 
+    /// Where the backing file lives when not in the lab's directory (removed by `tearDown`).
+    let outsideFile: Bool
+
+    /// - Parameter fileDirectory: where the target's backing file goes (e.g. a tmpfs); by
+    ///   default the lab's directory.
     init(mtu: Int = 9000, size: UInt64 = 1 << 30, flags: [String] = [], mountArgs: [String] = [],
-         program: Lab.TargetProgram = .fromEnvironment) throws {
-        lab = try Lab()
+         program: Lab.TargetProgram = .fromEnvironment, fileDirectory: String? = nil) throws {
+        let lab = try Lab()
+        self.lab = lab
+        outsideFile = fileDirectory != nil
+        let outside = fileDirectory.map { URL(fileURLWithPath: $0).appendingPathComponent("\(lab.directory.lastPathComponent)-e10.3.img") }
         do {
             net = try lab.direct(mtu: mtu)
-            file = try lab.sparseFile("e10.3.img", size: size)
+            if let outside {
+                guard FileManager.default.createFile(atPath: outside.path, contents: nil), truncate(outside.path, off_t(size)) == 0 else {
+                    throw LabFailure("\(outside.path): cannot create")
+                }
+                file = outside
+            } else {
+                file = try lab.sparseFile("e10.3.img", size: size)
+            }
             vblades.append(try lab.startVblade(shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace,
                                                file: file, flags: flags, program: program))
             mnt = lab.directory.appendingPathComponent("mnt").path
@@ -70,6 +85,7 @@ final class MountLab: @unchecked Sendable {
             }
         } catch {
             lab.teardown()
+            if let outside { unlink(outside.path) }
             throw error
         }
     }
@@ -115,6 +131,7 @@ final class MountLab: @unchecked Sendable {
             #expect(log.contains("FUSE over io_uring: ") && log.contains("entries registered"), "the ring was set up: \(log)")
         }
         lab.teardown()
+        if outsideFile { unlink(file.path) }
     }
 }
 

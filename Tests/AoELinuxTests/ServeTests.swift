@@ -35,6 +35,23 @@ struct ServeTests {
         #expect(r.status != 0)
     }
 
+    @Test("a backing file on tmpfs (which refuses preadv2 RWF_NOWAIT) is read and written: dd round trip, ext4 + fsck")
+    func tmpfsBackingFile() throws {
+        let fs = try must("stat -f -c %T /dev/shm").trimmingCharacters(in: .whitespacesAndNewlines)
+        try #require(fs == "tmpfs", "/dev/shm is \(fs)")
+        let m = try MountLab(size: 64 << 20, program: .aoefsServe, fileDirectory: "/dev/shm")
+        defer { m.tearDown() }
+        let data = m.lab.directory.appendingPathComponent("data").path
+        try must("head -c \(8 << 20) /dev/urandom > \(data)")
+        try must("dd if=\(data) of=\(m.image) bs=1M oflag=direct conv=notrunc,nocreat status=none")
+        // Buffered and direct reads, small and large: every read used to fail with EIO.
+        #expect(try must("head -c \(8 << 20) \(m.image) | sha256sum").prefix(64) == (try must("sha256sum < \(data)")).prefix(64))
+        #expect(try must("dd if=\(m.image) bs=4k count=2048 iflag=direct status=none | sha256sum").prefix(64)
+                == (try must("sha256sum < \(data)")).prefix(64))
+        #expect(try must("head -c \(8 << 20) \(m.file.path) | sha256sum").prefix(64) == (try must("sha256sum < \(data)")).prefix(64))
+        try m.filesystemRoundTrip(files: 10, big: false)
+    }
+
     @Test("-m: an initiator that is not listed gets no answer; a listed one does")
     func macMask() throws {
         let lab = try Lab()
