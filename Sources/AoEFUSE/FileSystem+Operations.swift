@@ -131,7 +131,7 @@ extension AoEFileSystem {
             }
         case .targetFile(let t, let f):
             let text = renderedOnce(fh: fh, offset: offset) { () -> [UInt8]? in
-                guard let s = snapshot(t) else { return nil }
+                guard let s = sysSnapshot(t) else { return nil }
                 let open = state.withLock { $0.openImages[t] ?? 0 }
                 return Array(Render.file(f, s, configuration: engine.configuration, openCount: open).utf8)
             }

@@ -103,11 +103,15 @@ public final class AoEFileSystem: @unchecked Sendable {
     func node(_ ino: fuse_ino_t) -> Node? { state.withLock { $0.inodes.node(UInt64(ino)) } }
     func inode(_ n: Node) -> fuse_ino_t { fuse_ino_t(state.withLock { $0.inodes.inode(n) }) }
 
-    /// Targets that have a `sys/` directory: identified at least once.
+    /// Targets that have an image: identified at least once.
     func imageTargets() -> [TargetSnapshot] { engine.targets().filter { $0.identity != nil } }
 
     /// One target with an image: looks up only that target.
     func snapshot(_ t: TargetAddress) -> TargetSnapshot? { engine.target(t).flatMap { $0.identity == nil ? nil : $0 } }
+
+    /// One target with a `sys/` directory: every target that answered Query Config, identified
+    /// or not (one that never answers IDENTIFY reads `identifying` there, issue 21).
+    func sysSnapshot(_ t: TargetAddress) -> TargetSnapshot? { engine.target(t) }
 
     func children(_ n: Node) -> [(String, Node)]? {
         switch n {
@@ -121,7 +125,7 @@ public final class AoEFileSystem: @unchecked Sendable {
             return out + [("etherd", .etherdDir), ("sys", .sysDir)]
         case .sysDir:
             var out: [(String, Node)] = []
-            for t in imageTargets() {
+            for t in engine.targets() {
                 out.append((t.address.description, .targetDir(t.address)))
                 if t.state != .disabled {
                     for p in partitionNames(t.address) { out.append((p.description, .partitionDir(p))) }
@@ -154,7 +158,9 @@ public final class AoEFileSystem: @unchecked Sendable {
             if name == "sys" { return .sysDir }
             if let t = target(name) { return snapshot(t)?.state == .disabled ? nil : Node.image(t) }
             return partition(name).map(Node.partition)
-        case .sysDir: return target(name).map(Node.targetDir) ?? partition(name).map(Node.partitionDir)
+        case .sysDir:
+            if let t = TargetAddress(parsing: name), t.description == name, sysSnapshot(t) != nil { return .targetDir(t) }
+            return partition(name).map(Node.partitionDir)
         case .etherdDir: return ControlFile(rawValue: name).map(Node.control)
         case .targetDir(let t): return SysFile(rawValue: name).map { Node.targetFile(t, $0) }
         case .partitionDir(let p): return PartitionFile(rawValue: name).map { Node.partitionFile(p, $0) }
@@ -172,7 +178,7 @@ public final class AoEFileSystem: @unchecked Sendable {
             guard let s = snapshot(t), s.state != .disabled else { return nil }
             image = s
         case .targetDir(let t), .targetFile(let t, _):
-            guard let s = snapshot(t) else { return nil }
+            guard let s = sysSnapshot(t) else { return nil }
             image = s
         case .partition(let p), .partitionDir(let p), .partitionFile(let p, _):
             guard let s = snapshot(p.target), s.state != .disabled, let found = partition(p) else { return nil }

@@ -81,11 +81,14 @@ struct InodeTable: Sendable {
 
 /// Renders the pseudo-files. Pure: a snapshot in, text out.
 enum Render {
-    /// "up", "down", or "down,closewait" when an image is held open while down (Linux wording).
+    /// "up", "down", or "down,closewait" when an image is held open while down (Linux wording);
+    /// "identifying" for a target that answered Query Config and was never identified (no image:
+    /// its IDENTIFY failed or went unanswered; `etherd/err` says which).
     static func state(_ t: TargetSnapshot, openCount: Int) -> String {
         switch t.state {
         case .up: "up\n"
         case .disabled: "disabled\n"
+        case .identifying where t.identity == nil: "identifying\n"
         case .down, .identifying: openCount > 0 ? "down,closewait\n" : "down\n"
         }
     }

@@ -179,15 +179,19 @@ public final class Lab: Sendable {
     }
 
     /// Drops `percent` % of AoE frames arriving on `interface` (nft netdev ingress, numgen random).
-    public func dropFrames(on interface: String, namespace: String?, percent: Int) throws -> DropRule {
+    /// - Parameter ataToSlot: only ATA commands (AoE command 0) to this slot (minor), e.g. a
+    ///   target that answers Query Config but never IDENTIFY. (Offsets from the AoE header, AoEr11
+    ///   §2: minor at byte 4, command at byte 5.)
+    public func dropFrames(on interface: String, namespace: String?, percent: Int, ataToSlot: UInt8? = nil) throws -> DropRule {
         precondition((0...100).contains(percent))
-        let table = "\(id)\(interface.suffix(4))"
+        let table = "\(id)\(interface.suffix(4))" + (ataToSlot.map { "s\($0)" } ?? "")
+        let match = "ether type 0x88a2" + (ataToSlot.map { " @nh,32,8 \($0) @nh,40,8 0" } ?? "")
         ledger.record(.nftTable(namespace: namespace, table: table))
         let script = """
             table netdev \(table) {
               chain ingress {
                 type filter hook ingress device "\(interface)" priority 0; policy accept;
-                \(percent >= 100 ? "ether type 0x88a2 counter drop" : "ether type 0x88a2 numgen random mod 100 < \(percent) counter drop")
+                \(percent >= 100 ? "\(match) counter drop" : "\(match) numgen random mod 100 < \(percent) counter drop")
               }
             }
             """

@@ -166,7 +166,13 @@ extension SectorScheduler {
             out.append(.log("\(address): retransmit \(r.kind) LBA \(r.lba)+\(r.sectors) tag \(tag) "
                             + "via \(l.name) (retry \(r.retries))"))
         }
-        if r.kind == .identify { identifyQueued = true }
+        if r.kind == .identify {
+            identifyQueued = true
+            if identity == nil && r.retries == 3 {
+                out.append(.log("\(address): answers Query Config but not IDENTIFY (3 tries); it stays `identifying`, "
+                                + "without an image, and is asked again"))
+            }
+        }
         queue.prepend(r)
         if eject { self.eject(path, &wire, now: now, &out) }
     }
