@@ -43,7 +43,7 @@ public final class Engine: Sendable {
     }
 
     let state: Locked<State>
-    private let links: Locked<[LinkID: any Link]>
+    let links: Locked<[LinkID: any Link]>
     let clock: any EngineClock
     private let onLog: (@Sendable (String) -> Void)?
     let observers = Locked<[@Sendable (String) -> Void]>([])
@@ -60,6 +60,12 @@ public final class Engine: Sendable {
     /// and sent in one batch per link afterwards: one system call, and one wake-up of the target,
     /// for all the requests one `service()` took instead of one each.
     private let deferred = Locked<(thread: pthread_t?, frames: [(LinkID, [OutgoingFrame])])>((nil, []))
+    /// Follows the interfaces (rtnetlink): up, down, deleted, re-created, MTU (`Engine+Links`).
+    let monitor = Locked<LinkMonitor?>(nil)
+    /// Links whose sends fail, each logged once until a send succeeds again; `failingCount`
+    /// keeps the check off the hot path while none fails.
+    let failingSends = Locked<Set<LinkID>>([])
+    let failingCount = Atomic<Int>(0)
 
     /// - Parameters:
     ///   - links: the interfaces to use.
@@ -106,11 +112,13 @@ public final class Engine: Sendable {
         started.append(timer)
         threadCount.store(started.count, ordering: .relaxed)
         for t in started { t.start() }
+        followInterfaces()
     }
 
     /// Stops the threads and fails every waiting request with `.shutdown`.
     public func shutdown() {
         guard !stopFlag.exchange(true, ordering: .relaxed) else { return }
+        monitor.withLock { $0 }?.stop()
         state.withLock { $0.stopping = true }
         state.broadcast()
         let n = threadCount.load(ordering: .relaxed)
@@ -173,16 +181,21 @@ public final class Engine: Sendable {
                 }
                 if failing {
                     failing = false
-                    actions += withCore { core, out in core.setLink(id, up: true, &out) }
+                    if monitor.withLock({ $0 == nil }) {
+                        actions += withCore { core, out in core.linkChanged(id, up: true, now: clock.now(), &out) }
+                    }
                 }
             } catch {
-                // The interface went away or down: its paths stop carrying frames; keep trying
-                // (and keep serving the attached source meanwhile).
+                // The interface went away or down. Whether its paths carry frames is the link
+                // monitor's word (rtnetlink), not this error's: one line, then keep trying (and
+                // keep serving the attached source meanwhile). Without a monitor, this error is
+                // all there is to go by.
                 if !failing {
                     failing = true
+                    let followed = monitor.withLock { $0 != nil }
                     actions += withCore { core, out in
                         out.append(.log("\(link.name): \(error)"))
-                        core.setLink(id, up: false, &out)
+                        if !followed { core.linkChanged(id, up: false, now: clock.now(), &out) }
                     }
                 }
                 perform(actions)
@@ -334,7 +347,13 @@ public final class Engine: Sendable {
         let table = links.withLock { $0 }
         var failures: [String] = []
         for (id, batch) in sends {
-            do { try table[id]?.send(batch) } catch { failures.append("\(table[id]?.name ?? "?"): \(error)") }
+            do {
+                try table[id]?.send(batch)
+                if failingCount.load(ordering: .relaxed) > 0 { sendsWork(on: id) }
+            } catch {
+                if sendsFail(on: id) { failures.append("\(table[id]?.name ?? "?"): \(error) (said once until sends work again)") }
+            }
+            if let p = table[id] as? PacketLink, p.takeOversized() > 0 { mtuLowered(id, p) }
         }
         return failures
     }

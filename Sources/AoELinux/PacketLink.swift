@@ -19,14 +19,20 @@ import Glibc
 public final class PacketLink: DescriptorWaitingLink {
     /// The interface name.
     public let name: String
-    /// The interface index.
-    public let interfaceIndex: Int32
-    /// The interface's MAC address.
-    public let macAddress: MACAddress
+    /// The interface index (a re-created interface has a new one: `reopen`).
+    public var interfaceIndex: Int32 { identity.withLock { $0.index } }
+    /// The interface's MAC address (a re-created interface may have a new one).
+    public var macAddress: MACAddress { identity.withLock { $0.mac } }
     /// The receive buffer the kernel granted, in bytes.
     public let receiveBufferSize: Int
-    private let fd: Int32
+    private let bufferSize: Int
+    /// The socket. Replaced by `reopen` while both the send arena's and the receive pool's locks
+    /// are held, so no send or receive uses a descriptor that is being closed.
+    private let fdValue: Atomic<Int32>
+    private var fd: Int32 { fdValue.load(ordering: .relaxed) }
+    private let identity: Locked<(index: Int32, mac: MACAddress)>
     private let mtuValue: Atomic<Int>
+    private let oversizedCount = Atomic<UInt64>(0)
     private let slotSize: Int
     private let sendArena: Locked<Arena>
     private let receivePool: Locked<ReceivePool>
@@ -48,25 +54,11 @@ public final class PacketLink: DescriptorWaitingLink {
     ///   - receiveSlots: how many frames the receive side holds, received or lent to reads.
     public init(interface: String, bufferSize: Int = PacketLink.defaultBufferSize, batch: Int = 64,
                 receiveSlots: Int = 1024) throws(LinkError) {
-        var info = aoel_ifinfo()
-        var step: Int32 = 0
-        let fd = aoel_open(interface, aoeEtherType, Int32(clamping: bufferSize), &info, &step)
-        if fd < 0 {
-            let e = -fd
-            let code: LinkError.Code
-            switch (step, e) {
-            case (_, EPERM), (_, EACCES): code = .notPermitted
-            case (Int32(AOEL_STEP_NAME.rawValue), _), (Int32(AOEL_STEP_IFINDEX.rawValue), ENODEV): code = .noSuchInterface
-            case (Int32(AOEL_STEP_DOWN.rawValue), _): code = .interfaceDown
-            case (Int32(AOEL_STEP_NOT_ETHERNET.rawValue), _): code = .notEthernet
-            default: code = .other
-            }
-            throw LinkError(code: code, interface: interface, errno: e, operation: Self.describe(step: step))
-        }
+        let (fd, info) = try Self.open(interface, bufferSize: bufferSize)
         self.name = interface
-        self.fd = fd
-        self.interfaceIndex = info.ifindex
-        self.macAddress = withUnsafeBytes(of: info.mac) { MACAddress(bytes: $0)! }
+        self.fdValue = Atomic(fd)
+        self.bufferSize = bufferSize
+        self.identity = Locked((info.ifindex, withUnsafeBytes(of: info.mac) { MACAddress(bytes: $0)! }))
         self.mtuValue = Atomic(Int(info.mtu))
         self.receiveBufferSize = Int(info.rcvbuf)
         // A slot holds the largest frame any MTU could bring (64 KiB is the veth maximum) only
@@ -80,6 +72,67 @@ public final class PacketLink: DescriptorWaitingLink {
 
     deinit {
         if !closed.load(ordering: .relaxed) { _ = aoel_close(fd) }
+    }
+
+    /// A socket bound to `interface`, and what the interface is.
+    private static func open(_ interface: String, bufferSize: Int) throws(LinkError) -> (Int32, aoel_ifinfo) {
+        var info = aoel_ifinfo()
+        var step: Int32 = 0
+        let fd = aoel_open(interface, aoeEtherType, Int32(clamping: bufferSize), &info, &step)
+        if fd < 0 {
+            let e = -fd
+            let code: LinkError.Code
+            switch (step, e) {
+            case (_, EPERM), (_, EACCES): code = .notPermitted
+            case (Int32(AOEL_STEP_NAME.rawValue), _), (Int32(AOEL_STEP_IFINDEX.rawValue), ENODEV): code = .noSuchInterface
+            case (Int32(AOEL_STEP_DOWN.rawValue), _): code = .interfaceDown
+            case (Int32(AOEL_STEP_NOT_ETHERNET.rawValue), _): code = .notEthernet
+            default: code = .other
+            }
+            throw LinkError(code: code, interface: interface, errno: e, operation: describe(step: step))
+        }
+        return (fd, info)
+    }
+
+    /// Opens a new socket on the interface of this name and puts it in place of the old one: the
+    /// interface was deleted and created again (a replugged USB NIC, a reloaded driver, a veth a
+    /// network manager made anew). A socket bound to the old interface never works again (its
+    /// sends fail with ENXIO). Frames and buffers lent to reads are kept.
+    /// - Returns: the MTU of the interface now.
+    @discardableResult
+    public func reopen() throws(LinkError) -> Int {
+        let (newFD, info) = try Self.open(name, bufferSize: bufferSize)
+        let old: Int32 = sendArena.withLock { _ in
+            receivePool.withLock { _ in fdValue.exchange(newFD, ordering: .relaxed) }
+        }
+        _ = aoel_close(old)
+        identity.withLock { $0 = (info.ifindex, withUnsafeBytes(of: info.mac) { MACAddress(bytes: $0)! }) }
+        return noteMTU(Int(info.mtu))
+    }
+
+    /// What the interface called `name` is now (read with ioctls, as an event would say it), or
+    /// nil when there is none.
+    public static func interfaceState(_ name: String) -> LinkEvent? {
+        let fd = socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        defer { _ = aoel_close(fd) }
+        var info = aoel_ifinfo()
+        guard aoel_ifinfo(fd, name, &info) == 0 else { return nil }
+        return LinkEvent(name: name, index: info.ifindex, deleted: false, up: info.up != 0, running: info.running != 0,
+                         mtu: Int(info.mtu), mac: withUnsafeBytes(of: info.mac) { MACAddress(bytes: $0) })
+    }
+
+    /// Frames refused since the last call because they were longer than the interface's MTU
+    /// (it was lowered under us): the caller re-reads the MTU (`refresh`) and resends them smaller.
+    public func takeOversized() -> UInt64 { oversizedCount.exchange(0, ordering: .relaxed) }
+
+    /// Records the interface's MTU (from a link event, or read again), within what a slot holds:
+    /// the slots were sized when the link was opened. Returns the MTU in force.
+    @discardableResult
+    public func noteMTU(_ mtu: Int) -> Int {
+        let usable = min(mtu, slotSize - AoEHeader.ethernetSize)
+        mtuValue.store(usable, ordering: .relaxed)
+        return usable
     }
 
     /// Closes the socket. A receive blocked in another thread returns within its timeout.
@@ -121,8 +174,7 @@ public final class PacketLink: DescriptorWaitingLink {
         guard info.up != 0 else {
             throw LinkError(code: .interfaceDown, interface: name, errno: nil, operation: "reading the interface state")
         }
-        mtuValue.store(Int(info.mtu), ordering: .relaxed)
-        return Int(info.mtu)
+        return noteMTU(Int(info.mtu))
     }
 
     /// Sends `frames` (whole Ethernet frames) in batches of `sendmmsg`.
@@ -151,8 +203,10 @@ public final class PacketLink: DescriptorWaitingLink {
                         iov_base: f.data.map { $0.bytes.baseAddress! + f.dataOffset }, iov_len: f.dataCount)
                 }
                 var dropped: UInt64 = 0
-                let r = aoel_send_gather(fd, arena.iovecs, Int32(n), &dropped)
+                var oversized: UInt64 = 0
+                let r = aoel_send_gather(fd, arena.iovecs, Int32(n), &dropped, &oversized)
                 if dropped > 0 { sendDropCount.add(dropped, ordering: .relaxed) }
+                if oversized > 0 { oversizedCount.add(oversized, ordering: .relaxed) }
                 return r
             }
             if result < 0 {

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The shapes of network the tests use, built from `Lab`'s parts.
 extension Lab {
     /// An initiator interface joined by one veth pair to a target namespace.
@@ -29,6 +31,9 @@ extension Lab {
         /// The bridge ports facing the initiator and the target.
         public let initiatorPort: String
         public let targetPort: String
+
+        /// The two ends, as a `Direct` network names them (the switch between is transparent).
+        public var ends: Direct { Direct(initiator: initiator, targetNamespace: targetNamespace, target: target) }
     }
 
     /// Initiator (MTU `mtu`) ↔ [port, bridge, port] ↔ target (MTU `mtu`), where the switch's
@@ -54,6 +59,18 @@ extension Lab {
                            bridge: bridge, initiatorPort: initiatorPort, targetPort: targetPort)
         try setPortMTU(net, portMTU)
         return net
+    }
+
+    /// Deletes the initiator's interface (a NIC unplugged; its switch port goes with it) and,
+    /// after `absence`, creates it again under the same name, plugged into the same port: a USB
+    /// NIC replugged, a driver reloaded, a veth a network manager made anew. `mtu` as before.
+    public func recreateInitiator(_ net: Switched, mtu: Int, after absence: Duration) throws {
+        try deleteLink(net.initiator, namespace: nil)
+        Thread.sleep(forTimeInterval: Double(absence.components.seconds) + Double(absence.components.attoseconds) / 1e18)
+        try addVethPair(local: net.initiator, remote: net.initiatorPort, remoteNamespace: net.switchNamespace, mtu: mtu)
+        try ip(net.switchNamespace, ["link", "set", net.initiatorPort, "master", net.bridge])
+        try setPortMTU(net, Int(try nft(net.switchNamespace, ["list", "table", "netdev", name("sw")])
+            .components(separatedBy: "meta length > ").dropFirst().first?.prefix { $0.isNumber } ?? "") ?? mtu)
     }
 
     /// Sets the largest frame (bytes after the Ethernet header) the switch's ports pass; larger

@@ -112,7 +112,7 @@ fail:;
     return -e;
 }
 
-int aoel_send_gather(int fd, const void *iovecs, int count, uint64_t *dropped) {
+int aoel_send_gather(int fd, const void *iovecs, int count, uint64_t *dropped, uint64_t *oversized) {
     struct mmsghdr msgs[BATCH_MAX];
     const struct iovec *iov = iovecs;
     int sent = 0;
@@ -127,6 +127,7 @@ int aoel_send_gather(int fd, const void *iovecs, int count, uint64_t *dropped) {
         AOEL_RETRY(r, sendmmsg(fd, msgs, (unsigned)n, 0));
         if (r < 0) {
             if (errno == ENOBUFS) { (*dropped)++; sent++; continue; }  // frame `sent` is lost
+            if (errno == EMSGSIZE) { (*oversized)++; sent++; continue; }  // longer than the MTU now
             return sent > 0 ? sent : -errno;
         }
         sent += r;

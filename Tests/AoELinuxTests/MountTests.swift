@@ -34,6 +34,8 @@ final class MountLab: @unchecked Sendable {
     // @unchecked: set up once in init, torn down once.
     let lab: Lab
     let net: Lab.Direct
+    /// The switched network, when the lab was made with one (`switched: true`).
+    private(set) var switchedNet: Lab.Switched?
     let file: URL
     var vblades: [Vblade] = []
     let mnt: String
@@ -48,13 +50,19 @@ final class MountLab: @unchecked Sendable {
     /// - Parameter fileDirectory: where the target's backing file goes (e.g. a tmpfs); by
     ///   default the lab's directory.
     init(mtu: Int = 9000, size: UInt64 = 1 << 30, flags: [String] = [], mountArgs: [String] = [],
-         program: Lab.TargetProgram = .fromEnvironment, fileDirectory: String? = nil) throws {
+         program: Lab.TargetProgram = .fromEnvironment, fileDirectory: String? = nil, switched: Bool = false) throws {
         let lab = try Lab()
         self.lab = lab
         outsideFile = fileDirectory != nil
         let outside = fileDirectory.map { URL(fileURLWithPath: $0).appendingPathComponent("\(lab.directory.lastPathComponent)-e10.3.img") }
         do {
-            net = try lab.direct(mtu: mtu)
+            if switched {
+                let sw = try lab.switched(mtu: mtu, portMTU: mtu)
+                switchedNet = sw
+                net = sw.ends
+            } else {
+                net = try lab.direct(mtu: mtu)
+            }
             if let outside {
                 guard FileManager.default.createFile(atPath: outside.path, contents: nil), truncate(outside.path, off_t(size)) == 0 else {
                     throw LabFailure("\(outside.path): cannot create")

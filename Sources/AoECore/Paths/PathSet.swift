@@ -179,12 +179,16 @@ struct PathSet: Sendable {
 
     /// Starts every path's payload negotiation anew (etherd/revalidate).
     mutating func renegotiate(sectorsPerCommand: Int, _ wire: Wire) {
-        for i in paths.indices {
-            let link = wire.links[paths[i].link]
-            paths[i].negotiator = MTUNegotiator(
-                mtu: link?.mtu ?? paths[i].mtu, targetSectors: sectorsPerCommand,
-                cap: wire.configuration.maxPayload(for: address, interface: link?.name))
-        }
+        for id in ids { renegotiate(id, sectorsPerCommand: sectorsPerCommand, wire) }
+    }
+
+    /// Starts one path's payload negotiation anew, within its link's MTU as it is now (the MTU
+    /// changed under it): at 1024 bytes, probing up to the new ceiling.
+    mutating func renegotiate(_ id: PathID, sectorsPerCommand: Int, _ wire: Wire) {
+        let link = wire.links[self[id].link]
+        self[id].negotiator = MTUNegotiator(
+            mtu: link?.mtu ?? self[id].mtu, targetSectors: sectorsPerCommand,
+            cap: wire.configuration.maxPayload(for: address, interface: link?.name))
     }
 
     func snapshot(_ wire: Wire) -> [PathSnapshot] {

@@ -61,14 +61,36 @@ public struct EngineCore: Sendable {
         wire.broadcastQuery(on: id, target: .broadcast, &out)
     }
 
-    /// The interface failed (deleted, down): its paths stop carrying frames until it comes back.
-    public mutating func setLink(_ id: LinkID, up: Bool, mtu: Int? = nil, _ out: inout [EngineAction]) {
+    /// One of our interfaces changed (rtnetlink, or a send that found the MTU lowered): it went
+    /// down or away (`up` false), came back, or its MTU or MAC changed. nil keeps what is known.
+    ///
+    /// Down: the frames in flight on it go back to their targets' queues, and its paths carry
+    /// nothing until it is up (deadsecs still counts). Up again: Query Config is broadcast on it
+    /// and the queued work goes. A new MTU: every path on it negotiates its payload anew, from
+    /// 1024 bytes up to the new ceiling, and frames in flight are sent again at the new size.
+    public mutating func linkChanged(_ id: LinkID, up: Bool? = nil, mtu: Int? = nil, mac: MACAddress? = nil, now: Instant,
+                                     _ out: inout [EngineAction]) {
         guard var l = wire.links[id] else { return }
-        if l.up != up { out.append(.log("\(l.name): interface \(up ? "up" : "down")")) }
-        l.up = up
+        let wasUp = l.up, oldMTU = l.mtu
+        if let up { l.up = up }
         if let mtu { l.mtu = configuration.mtu(for: l.name, reported: mtu) }
+        if let mac { l.mac = mac }
         wire.links[id] = l
+        if l.up != wasUp { out.append(.log("\(l.name): interface \(l.up ? "up" : "down")")) }
+        let mtuChanged = l.mtu != oldMTU
+        if mtuChanged { out.append(.log("\(l.name): MTU \(oldMTU) → \(l.mtu); payloads on it negotiated again")) }
+        if (wasUp && !l.up) || mtuChanged {
+            for address in targets.keys {
+                withTarget(address) { t, w in t.linkChanged(id, renegotiate: mtuChanged, &w, &out) }
+            }
+        }
+        guard l.up, !wasUp || mtuChanged else { return }
+        if !wasUp && l.allowed { wire.broadcastQuery(on: id, target: .broadcast, &out) }
+        for address in targets.keys { withTarget(address) { t, w in t.pump(&w, now: now, &out) } }
     }
+
+    /// Whether the router counts link `id` as up.
+    public func isLinkUp(_ id: LinkID) -> Bool { wire.links[id]?.up ?? false }
 
     /// Names of the links, by id.
     public var linkNames: [LinkID: String] { wire.links.mapValues(\.name) }

@@ -274,6 +274,28 @@ struct SectorScheduler: Sendable {
     /// Ejects a verified path that stays silent while another answers (Linux `ejectif`): its
     /// frames in flight are sent again on the others, and only an announcement or a discover
     /// brings it back, as a candidate.
+    /// One of our links changed under this target's paths on it: it went down (or away), or its
+    /// MTU changed. Their frames in flight will not be answered, or no longer fit: each goes back
+    /// to the queue at once, not counted as lost (no retry, no black-hole suspicion, no window
+    /// cut), to be sent again, re-split to the payload then in force, when a path can take it.
+    /// Probes in flight are dropped; with `renegotiate` the paths' payload search starts anew.
+    mutating func linkChanged(_ link: LinkID, renegotiate: Bool, _ wire: inout Wire, _ out: inout [EngineAction]) {
+        for id in paths.ids where paths[id].link == link {
+            let gone = wire.frames.removeAll(for: address, path: id)
+            for f in gone.reversed() {  // prepended one by one: the oldest ends up first
+                paths[id].outstanding -= 1
+                guard f.probe == nil else { continue }
+                if f.range.kind == .identify { identifyQueued = true }
+                queue.prepend(f.range)
+            }
+            paths[id].probeTag = nil
+            paths[id].aliveTag = nil
+            paths[id].verifyTag = nil
+            paths[id].negotiator.abandonCheck()
+            if renegotiate { paths.renegotiate(id, sectorsPerCommand: Int(config?.sectorsPerCommand ?? 2), wire) }
+        }
+    }
+
     mutating func eject(_ id: PathID, _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
         let p = paths[id]
         let quiet = now - (p.lastAnswer ?? p.since)

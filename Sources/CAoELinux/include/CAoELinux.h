@@ -43,9 +43,11 @@ int aoel_ifinfo(int fd, const char *ifname, struct aoel_ifinfo *info);
 /// struct iovec, frame i being iov[2i] (its headers) then iov[2i+1] (a write's data where the
 /// request keeps it, or empty), so the data is copied once, by the kernel. A frame the kernel
 /// refuses with ENOBUFS (a full queue, or a veth whose peer's MTU is smaller) is lost as on a
-/// wire: counted in *dropped and skipped. Returns how many frames were handled (sent or
-/// dropped), or -errno if the first frame failed otherwise.
-int aoel_send_gather(int fd, const void *iov, int count, uint64_t *dropped);
+/// wire: counted in *dropped and skipped. A frame refused with EMSGSIZE (longer than the
+/// interface's MTU, which was lowered under us) is counted in *oversized and skipped, so the
+/// frames after it, small probes among them, still go. Returns how many frames were handled
+/// (sent, dropped or oversized), or -errno if the first frame failed otherwise.
+int aoel_send_gather(int fd, const void *iov, int count, uint64_t *dropped, uint64_t *oversized);
 
 /// Waits up to timeout_ms (-1: forever, 0: poll) for frames, then receives up to `max` in one
 /// recvmmsg, frame i into slots[i] of `size` bytes. Our own outgoing copies and frames longer
@@ -59,6 +61,22 @@ int aoel_send_gather(int fd, const void *iov, int count, uint64_t *dropped);
 int aoel_receive_batch(int fd, uint8_t *const *slots, size_t size, uint32_t *lengths, int32_t *which, int max,
                        int timeout_ms, int busy_poll_us, uint64_t *truncated, int also_fd, int *also_ready);
 
+/// One interface change as rtnetlink reports it (RTM_NEWLINK, RTM_DELLINK; rtnetlink(7)).
+struct aoel_link_event {
+    int deleted;        /* RTM_DELLINK: the interface is gone */
+    int ifindex;
+    char name[16];      /* IFLA_IFNAME (IFNAMSIZ) */
+    int mtu;            /* IFLA_MTU, or 0 if absent */
+    unsigned flags;     /* ifi_flags: IFF_UP, IFF_RUNNING, ... */
+    uint8_t mac[6];     /* IFLA_ADDRESS, if has_mac */
+    int has_mac;
+};
+/// Opens a NETLINK_ROUTE socket subscribed to link changes (RTMGRP_LINK). fd or -errno.
+int aoel_link_monitor_open(void);
+/// Waits up to timeout_ms for link changes and reads one datagram of them into `events` (at most
+/// `max`). Returns how many (0 on timeout), -ENOBUFS when the kernel dropped events (the caller
+/// must re-read every interface), or another -errno.
+int aoel_link_monitor_read(int fd, struct aoel_link_event *events, int max, int timeout_ms);
 /// Waits up to timeout_ms for fd to be readable (or closed): 1 if it is, 0 on timeout, or -errno.
 int aoel_wait_readable(int fd, int timeout_ms);
 

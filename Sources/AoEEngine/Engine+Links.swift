@@ -1,0 +1,95 @@
+import AoECore
+import AoELinux
+import AoEProtocol
+import Foundation
+
+/// Following the host's interfaces, as a kernel driver follows netdevice events (issue 21): an
+/// interface deleted and created again under the same name gets a new socket; its MTU, state and
+/// MAC reach the core when they change, from rtnetlink, not from failed sends.
+extension Engine {
+    /// Starts the link monitor, if any link is a packet socket (in-memory links have no host
+    /// interface to follow). Without rtnetlink, receive errors stand for the link's state.
+    func followInterfaces() {
+        let packetLinks = links.withLock { $0.values.contains { $0 is PacketLink } }
+        guard packetLinks else { return }
+        do {
+            let m = try LinkMonitor { [weak self] event in self?.interfaceChanged(event) }
+            monitor.withLock { $0 = m }
+        } catch {
+            note("\(error); interface changes are seen only as failed sends and receives")
+        }
+    }
+
+    /// One rtnetlink event (nil: events were lost, so every link is read again).
+    func interfaceChanged(_ event: LinkEvent?) {
+        let all = links.withLock { $0 }.compactMap { id, l in (l as? PacketLink).map { (id, $0) } }
+        guard let event else {
+            for (id, link) in all { resync(id, link) }
+            return
+        }
+        for (id, link) in all where link.name == event.name { apply(event, to: id, link) }
+    }
+
+    private func apply(_ event: LinkEvent, to id: LinkID, _ link: PacketLink) {
+        let now = clock.now()
+        if event.deleted {
+            perform(withCore { core, out in core.linkChanged(id, up: false, now: now, &out) })
+            return
+        }
+        if event.index != link.interfaceIndex {
+            // The same name, a new interface: the old socket is bound to one that is gone.
+            guard event.usable else {
+                perform(withCore { core, out in core.linkChanged(id, up: false, now: now, &out) })
+                return
+            }
+            let old = link.interfaceIndex
+            do {
+                let mtu = try link.reopen()
+                let mac = link.macAddress
+                perform(withCore { core, out in
+                    out.append(.log("\(link.name): interface created again (index \(old) → \(event.index)); listening on it anew"))
+                    core.linkChanged(id, up: true, mtu: mtu, mac: mac, now: now, &out)
+                })
+            } catch {
+                perform(withCore { core, out in
+                    out.append(.log("\(link.name): created again, but cannot be opened: \(error)"))
+                    core.linkChanged(id, up: false, now: now, &out)
+                })
+            }
+            return
+        }
+        let mtu = event.mtu.map { link.noteMTU($0) }
+        perform(withCore { core, out in core.linkChanged(id, up: event.usable, mtu: mtu, mac: event.mac, now: now, &out) })
+    }
+
+    /// Reads one link's interface again, as if an event had said what it is now.
+    private func resync(_ id: LinkID, _ link: PacketLink) {
+        guard let now = PacketLink.interfaceState(link.name) else {
+            perform(withCore { core, out in core.linkChanged(id, up: false, now: clock.now(), &out) })
+            return
+        }
+        apply(now, to: id, link)
+    }
+
+    /// A send found frames longer than the interface's MTU: it was lowered, and its event may not
+    /// have come yet. The MTU is read now, and the refused frames go again at the new size.
+    func mtuLowered(_ id: LinkID, _ link: PacketLink) {
+        guard let mtu = try? link.refresh() else { return }
+        perform(withCore { core, out in
+            out.append(.log("\(link.name): frames refused as longer than the MTU (EMSGSIZE); MTU now \(mtu)"))
+            core.linkChanged(id, mtu: mtu, now: clock.now(), &out)
+        })
+    }
+
+    /// Marks sends on `id` as failing; true the first time (its one log line).
+    func sendsFail(on id: LinkID) -> Bool {
+        let first = failingSends.withLock { $0.insert(id).inserted }
+        if first { failingCount.add(1, ordering: .relaxed) }
+        return first
+    }
+
+    /// Sends on `id` work (again).
+    func sendsWork(on id: LinkID) {
+        if failingSends.withLock({ $0.remove(id) != nil }) { failingCount.subtract(1, ordering: .relaxed) }
+    }
+}
