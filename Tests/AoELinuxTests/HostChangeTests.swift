@@ -71,7 +71,7 @@ struct HostChangeTests {
             #expect(eventually(timeout: .seconds(10)) {
                 _ = try? must("dd if=\(m.image) of=/dev/null bs=64k count=1 iflag=direct status=none")
                 return (try? m.sys("payload")) == "8704\n"
-            }, "run \(run): payload \((try? m.sys("payload")) ?? "?"): \(m.log(of: m.lab).suffix(4000))")
+            }, "run \(run): payload \((try? m.sys("payload")) ?? "?"), paths \((try? m.sys("paths")) ?? "?"), probes \((try? m.stat("probes")) ?? -1): \(m.log(of: m.lab).suffix(3000))")
         }
     }
 

@@ -85,8 +85,16 @@ public struct EngineCore: Sendable {
             }
         }
         guard l.up, !wasUp || mtuChanged else { return }
-        if !wasUp && l.allowed { wire.broadcastQuery(on: id, target: .broadcast, &out) }
-        for address in targets.keys { withTarget(address) { t, w in t.pump(&w, now: now, &out) } }
+        // Query Config on it: the targets say what they take now (vblade's sectors per frame
+        // follow its own MTU, which may have changed with ours), and whether they are still there.
+        if l.allowed { wire.broadcastQuery(on: id, target: .broadcast, &out) }
+        // Probe now, not at the next timer tick (which may be far off when nothing is in flight).
+        for address in targets.keys {
+            withTarget(address) { t, w in
+                t.probeAll(&w, now: now, &out)
+                t.pump(&w, now: now, &out)
+            }
+        }
     }
 
     /// Whether the router counts link `id` as up.

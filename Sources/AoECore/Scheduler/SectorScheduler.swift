@@ -51,9 +51,19 @@ struct SectorScheduler: Sendable {
                               _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
         let maxout = wire.configuration.maxOutstanding(for: address)
         if let id = paths.find(link: link, mac: mac) {
+            let before = paths[id].config.sectorsPerCommand
             paths[id].config = config
             switch paths[id].standing {
             case .verified:
+                if config.sectorsPerCommand != before {
+                    // The target changed what one frame may carry (vblade derives it from its
+                    // MTU, changed with ours): this path's ceiling moves, down or up.
+                    out.append(.log("\(address): now takes \(config.sectorsPerCommand) sectors per frame "
+                                    + "(was \(before)); payload negotiated again"))
+                    if config.sectorsPerCommand < before { requeueInFlight(on: id, &wire) }
+                    paths.renegotiate(id, sectorsPerCommand: Int(config.sectorsPerCommand), wire)
+                    if state == .up { paths.continueProbing(id, counters: &counters, &wire, now: now, &out) }
+                }
                 lastHeard = now
                 self.config = config
                 if paths[id].window.limit != max(1, min(Int(config.bufferCount), maxout)) {
@@ -281,19 +291,24 @@ struct SectorScheduler: Sendable {
     /// Probes in flight are dropped; with `renegotiate` the paths' payload search starts anew.
     mutating func linkChanged(_ link: LinkID, renegotiate: Bool, _ wire: inout Wire, _ out: inout [EngineAction]) {
         for id in paths.ids where paths[id].link == link {
-            let gone = wire.frames.removeAll(for: address, path: id)
-            for f in gone.reversed() {  // prepended one by one: the oldest ends up first
-                paths[id].outstanding -= 1
-                guard f.probe == nil else { continue }
-                if f.range.kind == .identify { identifyQueued = true }
-                queue.prepend(f.range)
-            }
-            paths[id].probeTag = nil
-            paths[id].aliveTag = nil
+            requeueInFlight(on: id, &wire)
             paths[id].verifyTag = nil
-            paths[id].negotiator.abandonCheck()
             if renegotiate { paths.renegotiate(id, sectorsPerCommand: Int(config?.sectorsPerCommand ?? 2), wire) }
         }
+    }
+
+    /// Takes path `id`'s frames in flight back into the queue, oldest first, as not sent (no
+    /// retry counted); its probes are dropped and a black-hole check under way is abandoned.
+    mutating func requeueInFlight(on id: PathID, _ wire: inout Wire) {
+        for f in wire.frames.removeAll(for: address, path: id).reversed() {  // prepended: the oldest ends up first
+            paths[id].outstanding -= 1
+            guard f.probe == nil else { continue }
+            if f.range.kind == .identify { identifyQueued = true }
+            queue.prepend(f.range)
+        }
+        paths[id].probeTag = nil
+        paths[id].aliveTag = nil
+        paths[id].negotiator.abandonCheck()
     }
 
     mutating func eject(_ id: PathID, _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
