@@ -4,11 +4,13 @@ SWIFT_BUILD_FLAGS ?=
 # What the tests and the lab need from Debian (issue #2): FUSE, the vblade target, nft for
 # fault injection, iproute2 for namespaces, tcpdump for the codec cross-check, fio and e2fsprogs;
 # fdisk (sfdisk) and gdisk (sgdisk) for the partition tests, python3 for the JSON check, lintian
-# and dpkg-dev for `make deb`, tmux for the demo run as a person would (in a terminal).
+# and dpkg-dev for `make deb`, tmux for the demo run as a person would (in a terminal);
+# qemu-system-x86, cpio, kmod and xz-utils to boot Debian's kernel with its own aoe initiator
+# (test-linux-initiator; the kernel, busybox-static and aoetools are downloaded, not installed).
 APT_PACKAGES = libfuse3-dev fuse3 vblade nftables iproute2 tcpdump fio e2fsprogs pkg-config man-db procps \
-  fdisk gdisk python3 lintian dpkg-dev tmux
+  fdisk gdisk python3 lintian dpkg-dev tmux qemu-system-x86 cpio kmod xz-utils
 
-.PHONY: all build test deps lab-clean format lint clean bench-tools bench bench-scale demo install uninstall deb deb-test bench-cost bench-peer
+.PHONY: test-linux-initiator all build test deps lab-clean format lint clean bench-tools bench bench-scale demo install uninstall deb deb-test bench-cost bench-peer
 
 PREFIX ?= /usr/local
 
@@ -63,14 +65,24 @@ build: deps
 ## test: install what is missing, build, run every test (lab tests need root); then the engine,
 ## mount and partition lab suites again with aoefs's own target (`aoefs serve`) in place of
 ## vblade; the mount suites again over FUSE over io_uring (enable_uring turned on for that
-## pass and restored; skipped by a kernel without it); then the Debian package's build, install, use and
-## purge (deb-test)
+## pass and restored; skipped by a kernel without it); then the Linux kernel's own initiator against
+## `aoefs serve` in a qemu guest (test-linux-initiator); then the Debian package's build, install,
+## use and purge (deb-test)
 test: deps
 	$(SWIFT) build --build-tests $(SWIFT_BUILD_FLAGS)
 	$(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS)
 	AOEFS_LAB_TARGET=serve $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter 'EngineLabTests|MountTests|ControlCommandTests|PartitionLabTests'
 	AOEFS_LAB_FUSE_TRANSPORT=io_uring Tests/with-fuse-uring.sh $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter 'MountTests|ControlCommandTests|PartitionLabTests'
+	Tests/linux-initiator/run.sh .build/debug/aoefs
 	SWIFT=$(SWIFT) Packaging/test-deb.sh
+
+## test-linux-initiator: the Linux kernel's own aoe driver (Debian's kernel under qemu TCG) as a
+## client of `aoefs serve` on ext4 and on tmpfs, and of vblade: discover, aoe-stat, dd round
+## trip, mkfs.ext4 + fsck; its sysfs texts against Tests/linux-initiator/golden.txt (root; make
+## test runs it)
+test-linux-initiator: deps
+	$(SWIFT) build --product aoefs $(SWIFT_BUILD_FLAGS)
+	Tests/linux-initiator/run.sh .build/debug/aoefs
 
 
 ## bench-tools: the C yardstick initiator from ../shared/tools (or $(YARDSTICK_SRC))

@@ -51,6 +51,8 @@ enum PartitionFile: String, CaseIterable, Sendable {
 /// The files of `sys/eS.L/`, in Linux sysfs and Solaris kstat wording.
 enum SysFile: String, CaseIterable, Sendable {
     case state, mac, netif, fwver, payload, ident, config, paths, stats, conf
+    /// `fwver` under the name Linux 4.x and later give it (/sys/block/etherd!eS.L/firmware-version).
+    case firmwareVersion = "firmware-version"
 }
 
 /// The control files of `etherd/`, modelled on Linux's /dev/etherd.
@@ -101,7 +103,7 @@ enum Render {
             var seen: [String] = []
             for p in t.paths where !seen.contains(p.interface) { seen.append(p.interface) }
             return (seen.isEmpty ? "none" : seen.joined(separator: ",")) + "\n"
-        case .fwver: return "0x" + String(format04x(t.config?.firmwareVersion ?? 0)) + "\n"
+        case .fwver, .firmwareVersion: return "0x" + String(format04x(t.config?.firmwareVersion ?? 0)) + "\n"
         case .payload: return "\(t.payload)\n"
         case .ident:
             guard let id = t.identity else { return "" }
