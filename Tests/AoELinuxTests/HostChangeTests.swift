@@ -34,7 +34,8 @@ struct HostChangeTests {
         #expect(dd.wait(upTo: .seconds(60)), "run \(run): the write still waits 60 s after the change")
         dd.wait()
         let text = String(decoding: errors.readDataToEndOfFile(), as: UTF8.self)
-        #expect(dd.exitCode == 0, "run \(run): the write failed: \(text)\n\(m.log(of: m.lab).suffix(3000))")
+        let target = "the target is \(m.vblades[0].isRunning ? "running" : "gone"): \(m.vblades[0].log.suffix(500))"
+        #expect(dd.exitCode == 0, "run \(run): the write failed: \(text)\n\(m.log(of: m.lab).suffix(3000))\n\(target)")
         let written = try must("head -c \(Self.writeSize) \(m.image) | sha256sum").prefix(64)
         #expect(written == (try must("sha256sum < \(source)")).prefix(64), "run \(run): the image does not read back what was written")
     }
@@ -75,15 +76,21 @@ struct HostChangeTests {
         }
     }
 
-    @Test("the link down for 3 s mid-write (deadsecs 20): the write completes once it is back")
-    func linkDownBriefly() throws {
-        let m = try MountLab(size: 512 << 20, mountArgs: ["--deadsecs", "20"])
+    @Test("the link down for 3 s mid-write (deadsecs 20), our interface or the switch port facing us (a cable pulled): the write completes once it is back",
+          arguments: ["ours", "cable"])
+    func linkDownBriefly(end: String) throws {
+        // Switched: the target's own interface stays up (vblade exits when its interface goes
+        // down: "read network: Network is down"; that is the target's choice, not a link fault).
+        let m = try MountLab(size: 512 << 20, mountArgs: ["--deadsecs", "20"], switched: true)
         defer { m.tearDown() }
+        let sw = try #require(m.switchedNet)
+        // Ours: IFF_UP goes. The port: our interface stays up but loses its carrier (IFF_RUNNING).
+        let (interface, namespace) = end == "ours" ? (sw.initiator, nil) : (sw.initiatorPort, sw.switchNamespace)
         for run in 1...Self.runs {
             try writeThrough(m, run: run) {
-                try m.lab.setLink(m.net.initiator, namespace: nil, up: false)
+                try m.lab.setLink(interface, namespace: namespace, up: false)
                 Thread.sleep(forTimeInterval: 3)  // the outage the scenario is about
-                try m.lab.setLink(m.net.initiator, namespace: nil, up: true)
+                try m.lab.setLink(interface, namespace: namespace, up: true)
             }
             #expect(try m.sys("state") == "up\n")
         }
