@@ -117,11 +117,19 @@ extension AoEFileSystem {
         }
     }
 
+    /// A second Ctrl-C: teardown stops waiting for I/O still in the engine (a target that does
+    /// not answer), fails it (EIO) and unmounts now.
+    public func hurry() {
+        hurried.store(true, ordering: .relaxed)
+        waiting.broadcast()
+    }
+
     /// After `run` returned: waits (up to `drain`) for image I/O still in the engine, answers
     /// parked readers, unmounts and destroys the session. Never replies after this.
     public func teardown(drain: Duration = .seconds(30)) {
-        if !waiting.wait(timeout: drain, until: { $0 == 0 }) {
-            // Still waiting after the drain (a target that does not answer): end the engine now,
+        waiting.wait(timeout: drain, until: { $0 == 0 || hurried.load(ordering: .relaxed) })
+        if waiting.withLock({ $0 }) > 0 {
+            // Still waiting after the drain, or hurried (a target that does not answer): end the engine now,
             // which fails every waiting request, so each is answered (EIO) while the session is
             // alive. Replying after fuse_session_destroy would be a use-after-free (pitfall 9).
             engine.shutdown()
@@ -137,10 +145,10 @@ extension AoEFileSystem {
         for r in parked { r.error(EINTR) }
         channel?.close()  // no reply after this: libfuse closes the descriptor below
         if let se = session {
-            // Detached by `stop`: libfuse's unmount would umount again (and print "failed to
-            // unmount … Invalid argument") unless the kernel has ended the connection by then.
-            if detached.withLock({ $0 }) { _ = aoefs_wait_connection_ended(fuse_session_fd(se), 1000) }
-            fuse_session_unmount(se)
+            // Detached by `stop`: nothing left to unmount (libfuse would umount again and print
+            // "failed to unmount … Invalid argument" while a reader still holds a file open);
+            // fuse_session_destroy closes the descriptor, which ends the connection.
+            if !detached.withLock({ $0 }) { fuse_session_unmount(se) }
             notificationsStopped.withLock { $0 = true }
             // A request still unanswered keeps the session: leaking it beats a late reply into
             // freed memory; the process is about to exit anyway.

@@ -4,6 +4,7 @@ import AoELinux
 import AoEProtocol
 import CFuse3
 import Foundation
+import Synchronization
 
 /// A failure to mount, in one line.
 public struct FUSEError: Error, CustomStringConvertible {
@@ -44,6 +45,8 @@ public final class AoEFileSystem: @unchecked Sendable {
     static let adoptedWrite = 64 * 1024
     /// Requests handed to the engine and not yet answered (teardown waits for them to drain).
     let waiting = Locked(0)
+    /// Set by `hurry`: teardown stops waiting for the I/O still in the engine.
+    let hurried = Atomic<Bool>(false)
     /// Set once serving must end: unmounted, `stop()`, or a signal.
     let ended = Locked(false)
     /// Set once `stop` has lazily unmounted the mountpoint.

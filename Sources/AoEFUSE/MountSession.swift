@@ -37,7 +37,11 @@ public final class MountSession: Sendable {
         if handleSignals {
             do {
                 let fs = fileSystem
-                let watcher = try SignalWatcher { _ in fs.stop() }
+                // The first signal ends serving; a second one stops waiting for I/O a dead
+                // target will not answer (teardown's drain).
+                let watcher = try SignalWatcher { _ in
+                    if fs.exitRequested { fs.hurry() } else { fs.stop() }
+                }
                 signals.withLock { $0 = watcher }
             } catch {
                 throw FUSEError("\(error)")
@@ -66,6 +70,9 @@ public final class MountSession: Sendable {
 
     /// Ends serving, from any thread.
     public func stop() { fileSystem.stop() }
+
+    /// Stops waiting for I/O still in the engine at teardown (a second Ctrl-C), from any thread.
+    public func hurry() { fileSystem.hurry() }
 
     /// After `serve`: waits up to `drain` for the I/O still in the engine (writes in flight
     /// reach the target), unmounts, puts the signals back, and shuts the engine down.

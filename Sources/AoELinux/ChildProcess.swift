@@ -20,7 +20,10 @@ public final class ChildProcess: Sendable {
     /// Starts `argv[0]` (looked up in PATH) with `argv`.
     /// - Parameters:
     ///   - stdin, stdout, stderr: file descriptors for the child (nil: /dev/null).
-    public init(_ argv: [String], stdin: Int32? = nil, stdout: Int32? = nil, stderr: Int32? = nil) throws {
+    ///   - ownProcessGroup: the child gets a process group of its own, so a Ctrl-C in the
+    ///     terminal reaches only us, and we end it in our order (the demo's target).
+    public init(_ argv: [String], stdin: Int32? = nil, stdout: Int32? = nil, stderr: Int32? = nil,
+                ownProcessGroup: Bool = false) throws {
         self.argv = argv
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -39,7 +42,9 @@ public final class ChildProcess: Sendable {
         sigfillset(&all)
         posix_spawnattr_setsigmask(&attr, &empty)
         posix_spawnattr_setsigdefault(&attr, &all)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        if ownProcessGroup { posix_spawnattr_setpgroup(&attr, 0) }
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF
+                                              | (ownProcessGroup ? POSIX_SPAWN_SETPGROUP : 0)))
         var cargs = argv.map { strdup($0) } + [nil]
         defer { for p in cargs { free(p) } }
         var pid: pid_t = 0

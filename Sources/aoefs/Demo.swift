@@ -49,16 +49,22 @@ struct Demo: ParsableCommand {
             throw CLIError("the demo needs `\(tool)` (Debian: apt-get install \(tool == "ip" ? "iproute2" : "util-linux"))")
         }
         Log.setUp(verbosity: verbose)
+        // Ctrl-C works from here on, before anything is made: it cancels the start (each step
+        // checks) or ends serving, and the teardown below removes what was made either way.
+        let setupHolder = Locked<DemoSetup?>(nil)
+        let early = Locked(false)
+        let signals: SignalWatcher
+        do {
+            signals = try SignalWatcher { _ in
+                if let s = setupHolder.withLock({ $0 }) { s.cancel() } else { early.withLock { $0 = true } }
+            }
+        } catch { throw CLIError("\(error)") }
+        defer { signals.stop() }
         DemoSetup.sweepStale()
         let setup = try DemoSetup(size: parseSize(size)!, mountpoint: mountpoint)
-        // Ctrl-C works from the first step on: it cancels the start (each step checks) or ends
-        // serving, and the teardown below removes what was made either way.
-        let signals: SignalWatcher
-        do { signals = try SignalWatcher { _ in setup.cancel() } } catch { throw CLIError("\(error)") }
-        defer {
-            setup.tearDown()
-            signals.stop()
-        }
+        defer { setup.tearDown() }
+        setupHolder.withLock { $0 = setup }
+        if early.withLock({ $0 }) { setup.cancel() }
         try setup.start()
         let status = try setup.serve(command: command)
         if status != 0 { throw ExitCode(status) }
@@ -107,10 +113,11 @@ final class DemoSetup: @unchecked Sendable {
         self.mountpoint = URL(fileURLWithPath: mountpoint).standardizedFileURL.path
     }
 
-    /// Ctrl-C: stops the start at its next step, or ends serving.
+    /// Ctrl-C: stops the start at its next step, or ends serving; a second one stops waiting
+    /// for I/O the target does not answer.
     func cancel() {
-        cancelled.withLock { $0 = true }
-        session.withLock { $0 }?.stop()
+        let again = cancelled.withLock { c in defer { c = true }; return c }
+        if again { session.withLock { $0 }?.hurry() } else { session.withLock { $0 }?.stop() }
     }
 
     private func checkCancelled() throws {
@@ -149,7 +156,7 @@ final class DemoSetup: @unchecked Sendable {
         let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         let output = try OutputCapture(appendingTo: ledger.directory + "/target.log")
         let target = try ChildProcess(["nsenter", "--net=/run/netns/\(namespace)", exe, "serve", "-v", "10", "3", remoteLink, file],
-                                      stdout: output.writeEnd, stderr: output.writeEnd)
+                                      stdout: output.writeEnd, stderr: output.writeEnd, ownProcessGroup: true)
         output.childStarted()
         ledger.record(.process(target.pid))
         self.target = target
@@ -260,7 +267,10 @@ final class DemoSetup: @unchecked Sendable {
     }
 
     private func run(_ argv: [String]) throws {
-        do { _ = try Command.run(argv) } catch { throw CLIError("\(error)") }
+        do { _ = try Command.run(argv) } catch {
+            try checkCancelled()  // the terminal's Ctrl-C reached the command too
+            throw CLIError("\(error)")
+        }
     }
 
     /// Removes what demos killed with SIGKILL left: their target, namespace and links (the

@@ -24,8 +24,8 @@ func demoLeftovers() throws -> [String] {
 /// to hang for good in state D, stat-ing its own mount before serving it).
 @Suite("aoefs demo in a terminal", .serialized, .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
 struct InteractiveDemoTests {
-    /// A tmux session running `aoefs demo` in `dir`; the pane stays after the demo ends and
-    /// shows its exit status.
+    /// A tmux session running `aoefs demo` in `dir`, on a tmux server of its own (-L); the pane
+    /// stays after the demo ends and shows its exit status.
     struct Terminal {
         let name: String
         let dir: String
@@ -34,12 +34,12 @@ struct InteractiveDemoTests {
             self.dir = dir
             let exe = productsDirectory().appendingPathComponent("aoefs").path
             _ = try must("""
-                tmux new-session -d -s \(name) -x 200 -y 50 -c \(dir) \
+                tmux -L \(name) new-session -d -s \(name) -x 200 -y 50 -c \(dir) \
                 "AOEFS_DEMO_PREFIX=aoetd \(exe) demo --size 256M; echo EXIT=\\$?; sleep 600"
                 """)
         }
-        var screen: String { (try? sh("tmux capture-pane -p -J -t \(name)").out) ?? "" }
-        func ctrlC() throws { _ = try must("tmux send-keys -t \(name) C-c") }
+        var screen: String { (try? sh("tmux -L \(name) capture-pane -p -J -t \(name)").out) ?? "" }
+        func ctrlC() throws { _ = try must("tmux -L \(name) send-keys -t \(name) C-c") }
         /// The status the demo exited with, once it has.
         func exitStatus(within timeout: Duration) -> Int? {
             var status: Int?
@@ -52,7 +52,18 @@ struct InteractiveDemoTests {
             }
             return status
         }
-        func close() { _ = try? sh("tmux kill-session -t \(name)") }
+        func close() { _ = try? sh("tmux -L \(name) kill-server") }
+    }
+
+    /// Whether the running demo (ours: AOEFS_DEMO_PREFIX=aoetd, size 256M) catches SIGINT.
+    static func demoCatchesSIGINT() -> Bool {
+        guard let pids = try? sh("pgrep -f 'aoefs demo --size 256M'").out else { return false }
+        return pids.split(separator: "\n").contains { pid in
+            let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+            let caught = status.split(separator: "\n").first { $0.hasPrefix("SigCgt:") }
+                .flatMap { UInt64($0.split(separator: "\t").last ?? "", radix: 16) } ?? 0
+            return caught & (1 << (UInt64(SIGINT) - 1)) != 0
+        }
     }
 
     func scratch(_ tag: String) throws -> String {
@@ -88,18 +99,47 @@ struct InteractiveDemoTests {
         #expect(!FileManager.default.fileExists(atPath: dir + "/aoe-demo"))
     }
 
-    @Test("Ctrl-C during start-up ends it within seconds and leaves nothing", arguments: [100, 250, 500])
+    @Test("Ctrl-C during start-up ends it within seconds and leaves nothing", arguments: [0, 20, 100, 250, 500])
     func interruptedStart(afterMilliseconds ms: Int) throws {
         let before = try demoLeftovers()
         let dir = try scratch("b\(ms)")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let term = try Terminal(dir: dir, tag: "b\(ms)")
         defer { term.close() }
+        // From the moment the demo hears SIGINT (before that, the shell's Ctrl-C kills a process
+        // that has made nothing yet): its handler shows in /proc/PID/status's SigCgt.
+        #expect(eventually(timeout: .seconds(10), every: .milliseconds(5)) { Self.demoCatchesSIGINT() })
         Thread.sleep(forTimeInterval: Double(ms) / 1000)  // the moment of the Ctrl-C is the test's input
         try term.ctrlC()
         let status = term.exitStatus(within: .seconds(10))
         #expect(status == 0 || status == 130, "\(term.screen)")
         #expect(try demoLeftovers() == before)
         #expect(!FileManager.default.fileExists(atPath: dir + "/aoe-demo"))
+    }
+
+    @Test("with a write waiting on a target that stopped answering, a second Ctrl-C ends it within seconds, leaving nothing")
+    func secondCtrlCEndsTheDrain() throws {
+        let before = try demoLeftovers()
+        let dir = try scratch("c")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let term = try Terminal(dir: dir, tag: "c")
+        defer { term.close() }
+        #expect(eventually(timeout: .seconds(30), every: .milliseconds(100)) { term.screen.contains("Ctrl-C ends the demo") })
+        // The demo's target (its child, found by its arguments) stops answering: SIGSTOP.
+        let pid = try #require(Int32(try must("pgrep -n -f ' serve -v 10 3 aoetd'").trimmingCharacters(in: .whitespacesAndNewlines)))
+        kill(pid, SIGSTOP)
+        defer { kill(pid, SIGCONT) }
+        let dd = try ChildProcess(["dd", "if=/dev/zero", "of=\(dir)/aoe-demo/e10.3", "bs=1M", "count=4", "oflag=direct",
+                                   "conv=notrunc,nocreat", "status=none"])
+        defer { if dd.isRunning { dd.signal(SIGKILL) }; dd.wait() }
+        #expect(!eventually(timeout: .milliseconds(500)) { !dd.isRunning }, "the write waits for the stopped target")
+        try term.ctrlC()
+        // The first Ctrl-C waits for the write (up to 30 s); the second stops waiting.
+        #expect(!eventually(timeout: .seconds(1), every: .milliseconds(100)) { term.screen.contains("EXIT=") })
+        try term.ctrlC()
+        #expect(term.exitStatus(within: .seconds(10)) == 0, "\(term.screen)")
+        kill(pid, SIGCONT)
+        #expect(dd.wait(upTo: .seconds(10)))
+        #expect(eventually(timeout: .seconds(5)) { (try? demoLeftovers()) == before }, "\((try? demoLeftovers()) ?? [])")
     }
 }
