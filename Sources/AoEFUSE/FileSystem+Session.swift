@@ -7,7 +7,9 @@ import Foundation
 /// The FUSE session: mount, serve, stop, tear down. `MountSession` drives these in order.
 extension AoEFileSystem {
     /// Creates the session and mounts it. `options` are `-o` options (e.g. `allow_other`).
-    public func mount(options: [String] = []) throws(FUSEError) {
+    /// Internal: only `MountSession.start` calls it, immediately followed by `beginServing`, so
+    /// nothing can touch the mount between the two.
+    func mount(options: [String] = []) throws(FUSEError) {
         var opts = ["fsname=aoefs", "subtype=aoefs", "default_permissions"] + options
         if geteuid() == 0 || options.contains("auto_unmount") == false { opts.append("auto_unmount") }
         let argv = ["aoefs", "-o", Array(Set(opts)).sorted().joined(separator: ",")]
@@ -72,7 +74,7 @@ extension AoEFileSystem {
     /// Waits until serving ends (unmounted, `stop()`, a signal); returns 0 on a clean unmount,
     /// or the error that ended serving.
     @discardableResult
-    public func run() -> Int32 {
+    func run() -> Int32 {
         guard let own = channel else { return -EIO }
         ended.wait(timeout: nil) { $0 }
         engine.detach()
