@@ -57,7 +57,9 @@ struct InteractiveDemoTests {
 
     /// Whether the running demo (ours: AOEFS_DEMO_PREFIX=aoetd, size 256M) catches SIGINT.
     static func demoCatchesSIGINT() -> Bool {
-        guard let pids = try? sh("pgrep -f 'aoefs demo --size 256M'").out else { return false }
+        // Anchored at the binary: the shell that runs it has the same words in its command line.
+        let exe = productsDirectory().appendingPathComponent("aoefs").path
+        guard let pids = try? sh("pgrep -f '^\(exe) demo --size 256M'").out else { return false }
         return pids.split(separator: "\n").contains { pid in
             let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
             let caught = status.split(separator: "\n").first { $0.hasPrefix("SigCgt:") }
@@ -92,6 +94,9 @@ struct InteractiveDemoTests {
         #expect(table.status == 0 && table.out.contains("e10.3") && table.out.contains(" up"), "\(stat): \(table.out)")
         let stats = try sh("cd \(dir) && timeout 10 \(cat)")
         #expect(stats.status == 0 && stats.out.contains("bytes_read"), "\(cat): \(stats.out)")
+        let dd = try #require(lines.first { $0.hasPrefix("dd ") })
+        let wrote = try sh("cd \(dir) && timeout 60 \(dd)")
+        #expect(wrote.status == 0 && wrote.out.contains("268435456 bytes"), "\(dd): \(wrote.out)")
         try term.ctrlC()
         #expect(term.exitStatus(within: .seconds(10)) == 0, "\(term.screen)")
         #expect(!term.screen.contains("failed"), "\(term.screen)")
