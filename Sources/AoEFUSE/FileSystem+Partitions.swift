@@ -132,11 +132,7 @@ extension AoEFileSystem {
     private func invalidate(_ names: [String]) {
         for name in names {
             for parent: UInt64 in [1, 2] {  // the root, sys/ (InodeTable's fixed numbers)
-                if let channel {
-                    channel.notify(.invalEntry(parent: parent, name: Array(name.utf8)))
-                } else if let se = session {
-                    _ = fuse_lowlevel_notify_inval_entry(se, fuse_ino_t(parent), name, name.utf8.count)
-                }
+                channel?.notify(.invalEntry(parent: parent, name: Array(name.utf8)))
             }
         }
     }

@@ -17,22 +17,17 @@ extension AoEFileSystem {
         defer { cargs.forEach { free($0) } }
         // No operations: libfuse only mounts (fusermount3, auto_unmount); our core reads the
         // session's descriptor and speaks the protocol itself (`run`).
+        // (No operations, so no user data: libfuse never calls back.)
         var ops = fuse_lowlevel_ops()
-        let me = Unmanaged.passRetained(self)
-        retained = me
         let se: OpaquePointer? = cargs.withUnsafeMutableBufferPointer { p in
             var args = fuse_args(argc: Int32(p.count), argv: p.baseAddress, allocated: 0)
-            return fuse_session_new(&args, &ops, MemoryLayout<fuse_lowlevel_ops>.size, me.toOpaque())
+            return fuse_session_new(&args, &ops, MemoryLayout<fuse_lowlevel_ops>.size, nil)
         }
         guard let se else {
-            me.release()
-            retained = nil
             throw FUSEError("cannot create a FUSE session (is /dev/fuse there? is the fuse module loaded?)")
         }
         guard fuse_session_mount(se, mountpoint) == 0 else {
             fuse_session_destroy(se)
-            me.release()
-            retained = nil
             throw FUSEError("\(mountpoint): cannot mount (see the message above; is it an existing, empty directory?)")
         }
         session = se
@@ -55,7 +50,7 @@ extension AoEFileSystem {
             stop()
             throw FUSEError("cannot serve \(mountpoint): /dev/fuse cannot be made non-blocking, or no memory")
         }
-        channel = own
+        channelBox.withLock { $0 = own }
         if engine.attach(own) {
             engine.note("fuse: aoefs's own protocol core serves \(mountpoint) (libfuse only mounted it)")
         } else {
@@ -111,7 +106,6 @@ extension AoEFileSystem {
     /// Asks serving to end (from any thread): the session exits and the mount is detached.
     public func stop() {
         end()
-        if let se = session { fuse_session_exit(se) }
         // Under the lock: a second stop (the signal thread's and the run thread's) waits for the
         // first's umount instead of failing beside it, and teardown sees what it did.
         detached.withLock { done in
@@ -145,13 +139,15 @@ extension AoEFileSystem {
             return r
         }
         for r in parked { r.error(EINTR) }
+        // No notification after this (one being written is waited for): the table reader's
+        // thread takes this lock, then the channel's, never the other way round.
+        notificationsStopped.withLock { $0 = true }
         channel?.close()  // no reply after this: libfuse closes the descriptor below
         if let se = session {
             // Detached by `stop`: nothing left to unmount (libfuse would umount again and print
             // "failed to unmount … Invalid argument" while a reader still holds a file open);
             // fuse_session_destroy closes the descriptor, which ends the connection.
             if !detached.withLock({ $0 }) { fuse_session_unmount(se) }
-            notificationsStopped.withLock { $0 = true }
             // A request still unanswered keeps the session: leaking it beats a late reply into
             // freed memory; the process is about to exit anyway.
             if unanswered == 0 { fuse_session_destroy(se) }
@@ -159,8 +155,6 @@ extension AoEFileSystem {
         }
         replies.stop()
         tableReader.stop()
-        retained?.release()
-        retained = nil
     }
 }
 

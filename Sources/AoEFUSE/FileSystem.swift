@@ -23,9 +23,10 @@ public struct FUSEError: Error, CustomStringConvertible {
 /// (`FileSystem+Operations`), `etherd/` writes (`ControlCommand`), `etherd/err` readers
 /// (`FileSystem+ErrReaders`), and the session (`FileSystem+Session`, served by `KernelChannel`).
 public final class AoEFileSystem: @unchecked Sendable {
-    // @unchecked: `session` is set once in `mount` before serving starts and cleared in
-    // `teardown` after it stopped; `channel` is set in `run` before the engine is given it (its
-    // lock orders the two); everything else that changes is in `state`, `waiting` or `ended`.
+    // @unchecked: `session` is touched only by the thread that mounts, serves and tears down
+    // (`MountSession`), never by `stop` (the signal thread) or the table reader; `channel` is
+    // behind its lock (the table reader notifies through it while `beginServing` sets it);
+    // everything else that changes is in `state`, `waiting` or `ended`.
     public let engine: Engine
     public let mountpoint: String
     let state = Locked(State())
@@ -51,15 +52,17 @@ public final class AoEFileSystem: @unchecked Sendable {
     let ended = Locked(false)
     /// Set once `stop` has lazily unmounted the mountpoint.
     let detached = Locked(false)
+    /// libfuse's session (it only mounted): set by `mount`, used by `beginServing` and cleared
+    /// by `teardown`, all on the thread that runs the mount; no other thread touches it.
     var session: OpaquePointer?
     /// Our own protocol core on the session's descriptor, set by `run`.
-    var channel: KernelChannel?
+    let channelBox = Locked<KernelChannel?>(nil)
+    var channel: KernelChannel? { channelBox.withLock { $0 } }
     /// True once teardown unmounted: no notification is written after (the session is then
     /// destroyed). Held while one is written, so teardown waits for it.
     let notificationsStopped = Locked(false)
     let mountTime = time(nil)
     let owner = (uid: getuid(), gid: getgid())
-    var retained: Unmanaged<AoEFileSystem>?
 
     struct State {
         var inodes = InodeTable()

@@ -34,7 +34,7 @@ public enum FUSETransport: Sendable, Equatable {
 /// the reply, over /dev/fuse or a ring (`RingTransport`). It runs as the engine's event source,
 /// on the receive thread, between frames, as `SessionSource` does for libfuse.
 final class KernelChannel: EventSource, @unchecked Sendable {
-    // @unchecked: `buffer`, `adopted` and `initialized` are touched only inside `service()`, which
+    // @unchecked: `buffer` and `adopted` are touched only inside `service()`, which
     // the engine runs on one thread at a time; `state` (interrupt waiters, closed) is locked.
     /// What the engine watches: the ring's descriptor when there is one, else /dev/fuse.
     let descriptor: Int32
@@ -52,7 +52,6 @@ final class KernelChannel: EventSource, @unchecked Sendable {
     static let bufferSize = (1 << 20) + 4096
     private var buffer: UnsafeMutableRawPointer
     private var adopted = false
-    private var initialized = false
     private let state = Locked((waiters: [UInt64: UInt64](), closed: false))
     /// The error that ended serving (0 after a clean unmount).
     private(set) var error: Int32 = 0
@@ -297,7 +296,6 @@ final class KernelChannel: EventSource, @unchecked Sendable {
         let r = Reply(channel: self, unique: header.unique, slot: slot)
         switch request {
         case .initialize(let i):
-            initialized = true
             guard i.major == FUSEVersion.major else { return r.error(EPROTO) }
             // What libfuse asked for before (FileSystem's init): many direct I/O requests in
             // flight; and the ring, when we have one.
