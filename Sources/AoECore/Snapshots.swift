@@ -79,6 +79,8 @@ public struct PathSnapshot: Sendable, Hashable {
     public var payload: Int
     public var mtu: Int
     public var rtt: Duration?
+    /// The mean deviation of the round-trip time (RFC 6298's RTTVAR); zero before a sample.
+    public var rttDeviation: Duration
     public var rto: Duration
     public var outstanding: Int
     public var window: Int
@@ -87,8 +89,10 @@ public struct PathSnapshot: Sendable, Hashable {
     public var state: PathStatus
 
     public init(link: LinkID, interface: String, mac: MACAddress, payload: Int, mtu: Int, rtt: Duration?, rto: Duration,
-                outstanding: Int, window: Int, sent: UInt64, lost: UInt64, state: PathStatus) {
+                outstanding: Int, window: Int, sent: UInt64, lost: UInt64, state: PathStatus,
+                rttDeviation: Duration = .zero) {
         self.link = link
+        self.rttDeviation = rttDeviation
         self.interface = interface
         self.mac = mac
         self.payload = payload

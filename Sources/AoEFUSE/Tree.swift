@@ -121,15 +121,16 @@ enum Render {
             return lines.joined(separator: "\n") + "\n"
         case .stats:
             let k = t.counters
-            let rtts = t.paths.compactMap(\.rtt)
-            let avg = rtts.isEmpty ? 0 : rtts.map(\.microseconds).reduce(0, +) / UInt64(rtts.count)
+            let measured = t.paths.filter { $0.rtt != nil }
+            let avg = measured.isEmpty ? 0 : measured.map { $0.rtt!.microseconds }.reduce(0, +) / UInt64(measured.count)
+            let dev = measured.isEmpty ? 0 : measured.map(\.rttDeviation.microseconds).reduce(0, +) / UInt64(measured.count)
             let rows: [(String, UInt64)] = [
                 ("atarcv", k.atarcv), ("atasnd", k.atasnd), ("erraoe", k.erraoe), ("errata", k.errata),
                 ("errtimeout", k.errtimeout), ("errtrunc", k.errtrunc), ("errwmsg", k.errwmsg), ("retries", k.retries),
                 ("softerr", k.softerr), ("bytes_read", k.bytesRead), ("bytes_written", k.bytesWritten),
                 ("reads", k.reads), ("writes", k.writes), ("flushes", k.flushes), ("flushes_local", k.localFlushes),
                 ("rmw_ops", k.rmwOps),
-                ("rtt_avg_us", avg), ("rtt_dev_us", 0), ("rto_us", t.paths.first?.rto.microseconds ?? 0),
+                ("rtt_avg_us", avg), ("rtt_dev_us", dev), ("rto_us", t.paths.first?.rto.microseconds ?? 0),
                 ("window", UInt64(t.window)), ("outstanding", UInt64(t.outstanding)), ("probes", k.probes),
                 ("lost_jumbo", k.lostJumbo), ("ejected", k.ejected), ("candidates_dropped", k.candidatesDropped),
             ]

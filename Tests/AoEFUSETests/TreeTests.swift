@@ -14,7 +14,7 @@ struct TreeTests {
     func target(state: TargetState = .up, paths: [PathSnapshot]? = nil) -> TargetSnapshot {
         let p = PathSnapshot(link: LinkID(0), interface: "eth1", mac: mac, payload: 8704, mtu: 9000,
                              rtt: .microseconds(250), rto: .milliseconds(20), outstanding: 3, window: 16, sent: 100,
-                             lost: 2, state: .ok)
+                             lost: 2, state: .ok, rttDeviation: .microseconds(40))
         var counters = TargetCounters()
         counters.atarcv = 98
         counters.atasnd = 100
@@ -40,8 +40,11 @@ struct TreeTests {
         #expect(t.node(99) == nil)
     }
 
-    @Test("state: up; down; down,closewait while an image is held open (Linux wording)")
+    @Test("state: up; down; down,closewait while an image is held open (Linux wording); identifying before IDENTIFY")
     func state() {
+        var unidentified = target(state: .identifying)
+        unidentified.identity = nil
+        #expect(Render.file(.state, unidentified, configuration: EngineConfiguration(), openCount: 0) == "identifying\n")
         #expect(Render.file(.state, target(), configuration: EngineConfiguration(), openCount: 0) == "up\n")
         #expect(Render.file(.state, target(state: .down), configuration: EngineConfiguration(), openCount: 0) == "down\n")
         #expect(Render.file(.state, target(state: .down), configuration: EngineConfiguration(), openCount: 2)
@@ -86,6 +89,7 @@ struct TreeTests {
                                            "retries", "softerr"])
         #expect(rows["atarcv"] == "98" && rows["atasnd"] == "100" && rows["bytes_read"] == "1048576")
         #expect(rows["rtt_avg_us"] == "250" && rows["window"] == "16" && rows["outstanding"] == "3")
+        #expect(rows["rtt_dev_us"] == "40", "the paths' RTT deviation, no longer a constant 0")
     }
 
     @Test("conf: maxbuf is the target's buffer count; timeout and maxout follow a target's own section")

@@ -197,7 +197,8 @@ struct PathSet: Sendable {
             return PathSnapshot(
                 link: p.link, interface: link?.name ?? "?", mac: p.mac, payload: p.negotiator.payload,
                 mtu: link?.mtu ?? p.mtu, rtt: p.rtt.smoothed, rto: p.rtt.timeout, outstanding: p.outstanding,
-                window: p.window.size, sent: p.sent, lost: p.lost, state: status(p, wire))
+                window: p.window.size, sent: p.sent, lost: p.lost, state: status(p, wire),
+                rttDeviation: p.rtt.smoothed == nil ? .zero : p.rtt.deviation)
         }
     }
 }

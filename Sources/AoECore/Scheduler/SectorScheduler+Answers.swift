@@ -19,7 +19,9 @@ extension SectorScheduler {
             return
         }
         if let m, !m.status.isFailure, flight.range.kind.expectsData, m.data.count < flight.expectedDataBytes {
-            // Truncated: count it and treat it as lost now (resend) rather than trust short data.
+            // Truncated: count it and leave the frame in flight; its timeout sends it again. (Not
+            // "lost now": a short frame forged by anyone on the LAN must not cancel the real
+            // answer on its way.)
             counters.errtrunc += 1
             return
         }
