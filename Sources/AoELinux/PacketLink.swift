@@ -246,8 +246,7 @@ public final class PacketLink: DescriptorWaitingLink {
         limit: Int, timeout: Duration, alsoWaitingFor descriptor: Int32,
         lending body: (UnsafeRawBufferPointer, inout FrameLoan?) -> Void
     ) throws(LinkError) -> (frames: Int, otherReady: Bool) {
-        let ms = timeout < .zero ? -1 : Int32(clamping: timeout.components.seconds * 1000
-            + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let ms = timeout < .zero ? -1 : milliseconds(timeout)  // rounded up, as every poll(2) wait here
         return try receivePool.withLock { (pool: inout ReceivePool) throws(LinkError) -> (frames: Int, otherReady: Bool) in
             var truncated: UInt64 = 0
             var ready: Int32 = 0

@@ -217,15 +217,7 @@ extension SectorScheduler {
         revalidating = true
         nextDownQuery = now + wire.configuration.downQueryInterval
         out.append(.log("\(address): no response for \(wire.configuration.deadsecs(for: address)) s while I/O waited: target down"))
-        for f in wire.frames.removeAll(for: address) where paths.contains(f.path) { paths[f.path].outstanding -= 1 }
-        queue.removeAll()
-        identifyQueued = false
-        for id in pending.keys.sorted(by: { $0.rawValue < $1.rawValue }) {
-            out.append(.complete(id, .failure(.targetDown(address))))
-        }
-        pending.removeAll()
-        flushWaiting.removeAll()
-        workSince = nil
+        failEverything(.targetDown(address), &wire, &out)
         paths.resetWindows(bufferCount: Int(config?.bufferCount ?? 1),
                            maxOutstanding: wire.configuration.maxOutstanding(for: address))
         out.append(.targetsChanged)
@@ -233,24 +225,26 @@ extension SectorScheduler {
 
     /// The target is being forgotten (etherd/flush): its frames go and its requests fail.
     mutating func forget(_ wire: inout Wire, _ out: inout [EngineAction]) {
-        _ = wire.frames.removeAll(for: address)
-        for id in pending.keys { out.append(.complete(id, .failure(.targetDown(address)))) }
+        failEverything(.targetDown(address), &wire, &out)
+    }
+
+    /// Fails every waiting request with `error` (in the order they came) and forgets the frames
+    /// in flight and the queue: what going down, being forgotten and being disabled share.
+    private mutating func failEverything(_ error: AoEIOError, _ wire: inout Wire, _ out: inout [EngineAction]) {
+        for f in wire.frames.removeAll(for: address) where paths.contains(f.path) { paths[f.path].outstanding -= 1 }
+        queue.removeAll()
+        identifyQueued = false
+        for id in pending.keys.sorted(by: { $0.rawValue < $1.rawValue }) { out.append(.complete(id, .failure(error))) }
         pending.removeAll()
+        flushWaiting.removeAll()
+        workSince = nil
     }
 
     /// `aoefs disable`: every waiting request fails at once, nothing more is sent, and the
     /// paths' windows start afresh when it is enabled again.
     mutating func disable(_ wire: inout Wire, _ out: inout [EngineAction]) {
         guard state != .disabled else { return }
-        for f in wire.frames.removeAll(for: address) where paths.contains(f.path) { paths[f.path].outstanding -= 1 }
-        for id in pending.keys.sorted(by: { $0.rawValue < $1.rawValue }) {
-            out.append(.complete(id, .failure(.disabled(address))))
-        }
-        pending.removeAll()
-        flushWaiting.removeAll()
-        queue.removeAll()
-        identifyQueued = false
-        workSince = nil
+        failEverything(.disabled(address), &wire, &out)
         for id in paths.ids { paths[id].probeTag = nil; paths[id].aliveTag = nil; paths[id].verifyTag = nil }
         state = .disabled
         out.append(.log("\(address): disabled"))
