@@ -2,7 +2,8 @@ import AoEProtocol
 
 /// A local network interface that carries AoE frames: the engine's only view of the network.
 ///
-/// `AoELinux.PacketLink` implements it over AF_PACKET; `AoETestSupport` has an in-memory one.
+/// `AoELinux.PacketLink` implements it over AF_PACKET. (The simulation drives `EngineCore`
+/// directly, without links.)
 /// Frames are whole Ethernet frames (destination, source, ethertype 0x88a2, AoE header, argument).
 public protocol Link: AnyObject, Sendable {
     /// The interface name, e.g. `eth1`.

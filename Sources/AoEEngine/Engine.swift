@@ -247,7 +247,7 @@ public final class Engine: Sendable {
 
     /// Serves `source` on a link's receive thread: while that thread waits for frames it also
     /// watches `source.descriptor`, and after every batch of frames it calls `service()`. Returns
-    /// false (and attaches nothing) when no link can watch a descriptor, e.g. in-memory links.
+    /// false (and attaches nothing) when no link can watch a descriptor.
     ///
     /// Why: a FUSE request for 4 KiB otherwise wakes a FUSE worker thread, whose submit then
     /// contends with the receive thread for the engine lock; on two cores those wake-ups cost

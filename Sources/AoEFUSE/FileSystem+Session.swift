@@ -41,8 +41,7 @@ extension AoEFileSystem {
     /// Our own protocol core (`KernelChannel`, over /dev/fuse or a ring) serves; libfuse only
     /// mounted. Requests are served on the engine's receive thread (`Engine.attach`), between
     /// batches of frames: the thread that sends a reply is awake to take the request the reply
-    /// released, so a small request costs no thread wake-up. Only when the engine cannot (no link
-    /// that can watch a descriptor) does the core get a thread of its own.
+    /// released, so a small request costs no thread wake-up.
     func beginServing(transport: FUSETransportChoice, depth: Int) throws(FUSEError) {
         guard let se = session else { throw FUSEError("\(mountpoint): not mounted") }
         guard let own = KernelChannel(session: se, fs: self, transport: resolve(transport, depth: depth),
@@ -51,19 +50,12 @@ extension AoEFileSystem {
             throw FUSEError("cannot serve \(mountpoint): /dev/fuse cannot be made non-blocking, or no memory")
         }
         channelBox.withLock { $0 = own }
-        if engine.attach(own) {
-            engine.note("fuse: aoefs's own protocol core serves \(mountpoint) (libfuse only mounted it)")
-        } else {
-            engine.note("fuse: aoefs's own protocol core serves \(mountpoint) on its own thread")
-            let t = Thread { [self] in
-                while !exitRequested {
-                    if waitReadable(own.descriptor, timeout: .milliseconds(50)) && !own.service() { break }
-                }
-                end()
-            }
-            t.name = "aoefs-fuse"
-            t.start()
+        guard engine.attach(own) else {
+            // Every link is a packet socket, which can watch a descriptor; this cannot happen.
+            stop()
+            throw FUSEError("cannot serve \(mountpoint): no link of the engine can watch /dev/fuse")
         }
+        engine.note("fuse: aoefs's own protocol core serves \(mountpoint) (libfuse only mounted it)")
     }
 
     /// Waits until serving ends (unmounted, `stop()`, a signal); returns 0 on a clean unmount,

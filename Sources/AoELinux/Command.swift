@@ -4,8 +4,8 @@ import Foundation
 import Glibc
 #endif
 
-/// Runs system commands for the lab (ip, nft, tcpdump). Test support only: the product's own
-/// code never shells out.
+/// Runs system commands: the lab's (ip, nft, tcpdump) and `aoefs demo`'s, which makes its
+/// namespace and veth pair with `ip`. The initiator, the mount and `aoefs serve` never shell out.
 public enum Command {
     /// A command that exited non-zero.
     public struct Failure: Error, CustomStringConvertible {
