@@ -24,6 +24,10 @@ public protocol Link: AnyObject, Sendable {
     /// copying; the buffer is valid only during the call. Returns how many were handed over.
     @discardableResult
     func receive(limit: Int, timeout: Duration, _ body: (UnsafeRawBufferPointer) -> Void) throws -> Int
+    /// Frames refused since the last call because they were longer than the interface's MTU
+    /// (lowered under us); the driver then reads the MTU again. Asked after every send batch:
+    /// a protocol requirement, so the question costs no dynamic cast.
+    func takeOversized() -> UInt64
 }
 
 /// A link whose wait for frames can also watch another file descriptor, so one thread serves
@@ -49,6 +53,9 @@ public protocol EventSource: AnyObject, Sendable {
 }
 
 extension Link {
+    /// A link that cannot tell: none.
+    public func takeOversized() -> UInt64 { 0 }
+
     /// Sends whole frames given as bytes (tools and tests).
     @discardableResult
     public func send(_ frames: [[UInt8]]) throws -> Int { try send(frames.map(OutgoingFrame.init(bytes:))) }

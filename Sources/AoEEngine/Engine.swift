@@ -353,7 +353,7 @@ public final class Engine: Sendable {
             } catch {
                 if sendsFail(on: id) { failures.append("\(table[id]?.name ?? "?"): \(error) (said once until sends work again)") }
             }
-            if let p = table[id] as? PacketLink, p.takeOversized() > 0 { mtuLowered(id, p) }
+            if let l = table[id], l.takeOversized() > 0, let p = l as? PacketLink { mtuLowered(id, p) }
         }
         return failures
     }
