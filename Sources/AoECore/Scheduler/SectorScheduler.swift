@@ -281,9 +281,6 @@ struct SectorScheduler: Sendable {
         }
     }
 
-    /// Ejects a verified path that stays silent while another answers (Linux `ejectif`): its
-    /// frames in flight are sent again on the others, and only an announcement or a discover
-    /// brings it back, as a candidate.
     /// One of our links changed under this target's paths on it: it went down (or away), or its
     /// MTU changed. Their frames in flight will not be answered, or no longer fit: each goes back
     /// to the queue at once, not counted as lost (no retry, no black-hole suspicion, no window
@@ -311,6 +308,9 @@ struct SectorScheduler: Sendable {
         paths[id].negotiator.abandonCheck()
     }
 
+    /// Ejects a verified path that stays silent while another answers (Linux `ejectif`): its
+    /// frames in flight are sent again on the others, and only an announcement or a discover
+    /// brings it back, as a candidate.
     mutating func eject(_ id: PathID, _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
         let p = paths[id]
         let quiet = now - (p.lastAnswer ?? p.since)
