@@ -30,44 +30,37 @@ extension Engine {
         for (id, link) in all where link.name == event.name { apply(event, to: id, link) }
     }
 
-    private func apply(_ event: LinkEvent, to id: LinkID, _ link: PacketLink) {
+    /// Tells the core, and performs what it says: link `id` changed (`log` first, if any).
+    private func linkChanged(_ id: LinkID, log: String? = nil, up: Bool? = nil, mtu: Int? = nil,
+                             mac: MACAddress? = nil) {
         let now = clock.now()
-        if event.deleted {
-            perform(withCore { core, out in core.linkChanged(id, up: false, now: now, &out) })
-            return
-        }
+        perform(withCore { core, out in
+            if let log { out.append(.log(log)) }
+            core.linkChanged(id, up: up, mtu: mtu, mac: mac, now: now, &out)
+        })
+    }
+
+    private func apply(_ event: LinkEvent, to id: LinkID, _ link: PacketLink) {
+        if event.deleted { return linkChanged(id, up: false) }
         if event.index != link.interfaceIndex {
             // The same name, a new interface: the old socket is bound to one that is gone.
-            guard event.usable else {
-                perform(withCore { core, out in core.linkChanged(id, up: false, now: now, &out) })
-                return
-            }
+            guard event.usable else { return linkChanged(id, up: false) }
             let old = link.interfaceIndex
             do {
                 let mtu = try link.reopen()
-                let mac = link.macAddress
-                perform(withCore { core, out in
-                    out.append(.log("\(link.name): interface created again (index \(old) → \(event.index)); listening on it anew"))
-                    core.linkChanged(id, up: true, mtu: mtu, mac: mac, now: now, &out)
-                })
+                linkChanged(id, log: "\(link.name): interface created again (index \(old) → \(event.index)); listening on it anew",
+                            up: true, mtu: mtu, mac: link.macAddress)
             } catch {
-                perform(withCore { core, out in
-                    out.append(.log("\(link.name): created again, but cannot be opened: \(error)"))
-                    core.linkChanged(id, up: false, now: now, &out)
-                })
+                linkChanged(id, log: "\(link.name): created again, but cannot be opened: \(error)", up: false)
             }
             return
         }
-        let mtu = event.mtu.map { link.noteMTU($0) }
-        perform(withCore { core, out in core.linkChanged(id, up: event.usable, mtu: mtu, mac: event.mac, now: now, &out) })
+        linkChanged(id, up: event.usable, mtu: event.mtu.map { link.noteMTU($0) }, mac: event.mac)
     }
 
     /// Reads one link's interface again, as if an event had said what it is now.
     private func resync(_ id: LinkID, _ link: PacketLink) {
-        guard let now = PacketLink.interfaceState(link.name) else {
-            perform(withCore { core, out in core.linkChanged(id, up: false, now: clock.now(), &out) })
-            return
-        }
+        guard let now = PacketLink.interfaceState(link.name) else { return linkChanged(id, up: false) }
         apply(now, to: id, link)
     }
 
@@ -75,10 +68,7 @@ extension Engine {
     /// have come yet. The MTU is read now, and the refused frames go again at the new size.
     func mtuLowered(_ id: LinkID, _ link: PacketLink) {
         guard let mtu = try? link.refresh() else { return }
-        perform(withCore { core, out in
-            out.append(.log("\(link.name): frames refused as longer than the MTU (EMSGSIZE); MTU now \(mtu)"))
-            core.linkChanged(id, mtu: mtu, now: clock.now(), &out)
-        })
+        linkChanged(id, log: "\(link.name): frames refused as longer than the MTU (EMSGSIZE); MTU now \(mtu)", mtu: mtu)
     }
 
     /// Marks sends on `id` as failing; true the first time (its one log line).

@@ -68,6 +68,19 @@ struct InteractiveDemoTests {
         }
     }
 
+    /// A scratch directory and a demo running in a terminal there, its instructions on screen.
+    func runningDemo(_ tag: String) throws -> (dir: String, term: Terminal) {
+        let dir = try scratch(tag)
+        let term = try Terminal(dir: dir, tag: tag)
+        guard eventually(timeout: .seconds(30), every: .milliseconds(100), { term.screen.contains("Ctrl-C ends the demo") }) else {
+            let screen = term.screen
+            term.close()  // the demo's Ctrl-C-less end: its tmux server goes, and the demo with its terminal
+            try? FileManager.default.removeItem(atPath: dir)
+            throw LabFailure("no instructions: \(screen)")
+        }
+        return (dir, term)
+    }
+
     func scratch(_ tag: String) throws -> String {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("aoefs-idemo-\(getpid())-\(tag)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -77,12 +90,9 @@ struct InteractiveDemoTests {
     @Test("with no command it prints what to try, every suggested command works as printed, and Ctrl-C ends it leaving nothing")
     func interactive() throws {
         let before = try demoLeftovers()
-        let dir = try scratch("a")
+        let (dir, term) = try runningDemo("a")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let term = try Terminal(dir: dir, tag: "a")
         defer { term.close() }
-        #expect(eventually(timeout: .seconds(30), every: .milliseconds(100)) { term.screen.contains("Ctrl-C ends the demo") },
-                "no instructions: \(term.screen)")
         let lines = term.screen.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
         // The commands as printed, run from the directory the demo was started in.
         let ls = try #require(lines.first { $0.hasPrefix("ls ") })
@@ -125,11 +135,9 @@ struct InteractiveDemoTests {
     @Test("with a write waiting on a target that stopped answering, a second Ctrl-C ends it within seconds, leaving nothing")
     func secondCtrlCEndsTheDrain() throws {
         let before = try demoLeftovers()
-        let dir = try scratch("c")
+        let (dir, term) = try runningDemo("c")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let term = try Terminal(dir: dir, tag: "c")
         defer { term.close() }
-        #expect(eventually(timeout: .seconds(30), every: .milliseconds(100)) { term.screen.contains("Ctrl-C ends the demo") })
         // The demo's target (its child, found by its arguments) stops answering: SIGSTOP.
         let pid = try #require(Int32(try must("pgrep -n -f ' serve -v 10 3 aoetd'").trimmingCharacters(in: .whitespacesAndNewlines)))
         kill(pid, SIGSTOP)
