@@ -45,7 +45,7 @@ extension AoEFileSystem {
             return id
         }
         guard let id else { return r.error(EINTR) }
-        r.onInterrupt(id)
+        if r.onInterrupt(id) { return interrupted(id) }
         logged()  // a line may have arrived between the check and the parking
     }
 

@@ -52,7 +52,7 @@ final class KernelChannel: EventSource, @unchecked Sendable {
     static let bufferSize = (1 << 20) + 4096
     private var buffer: UnsafeMutableRawPointer
     private var adopted = false
-    private let state = Locked((waiters: [UInt64: UInt64](), closed: false))
+    private let state = Locked(InterruptTable())
     /// The error that ended serving (0 after a clean unmount).
     private(set) var error: Int32 = 0
 
@@ -201,7 +201,7 @@ final class KernelChannel: EventSource, @unchecked Sendable {
         header.withUnsafeBytes { h in
             if slot >= 0, let ring {
                 state.withLock { s in
-                    if unique != 0, !s.waiters.isEmpty { s.waiters[unique] = nil }
+                    s.answered(unique)
                     guard !s.closed else { return }
                     if !ring.commit(slot: Int(slot), unique: unique, encoded: h, data: payload) {
                         // Too large for the entry (cannot be: max_write is its size), or the ring is gone.
@@ -228,7 +228,7 @@ final class KernelChannel: EventSource, @unchecked Sendable {
     /// nothing to do.
     private func writeReply(_ v: UnsafePointer<iovec>, _ count: Int32, unique: UInt64) {
         state.withLock { s in
-            if unique != 0, !s.waiters.isEmpty { s.waiters[unique] = nil }
+            s.answered(unique)
             guard !s.closed else { return }
             _ = retryingNegativeEINTR { Int(writev(device, v, count)) < 0 ? -Int(errno) : 0 }
         }
@@ -278,8 +278,9 @@ final class KernelChannel: EventSource, @unchecked Sendable {
         return UnsafeMutableRawBufferPointer(start: ring.payload(Int(slot)), count: count)
     }
 
-    /// An INTERRUPT of `unique` is to wake err reader `waiter`.
-    func watchInterrupt(of unique: UInt64, waiter: UInt64) { state.withLock { $0.waiters[unique] = waiter } }
+    /// An INTERRUPT of `unique` is to wake err reader `waiter`. True when it came already (then
+    /// the caller answers now).
+    func watchInterrupt(of unique: UInt64, waiter: UInt64) -> Bool { state.withLock { $0.watch(unique, waiter) } }
 
     private func undecodable(_ error: FUSEDecodeError, _ bytes: UnsafeRawBufferPointer) {
         fs.engine.note("fuse: a request we cannot decode (\(error)); answered EIO")
@@ -332,7 +333,7 @@ final class KernelChannel: EventSource, @unchecked Sendable {
         case .statfs: fs.statfs(r)
         case .interrupt(let unique):
             r.noReply()  // no reply to an INTERRUPT
-            if let waiter = state.withLock({ $0.waiters.removeValue(forKey: unique) }) { fs.interrupted(waiter) }
+            if let waiter = state.withLock({ $0.interrupt(unique) }) { fs.interrupted(waiter) }
         case .destroy: r.error(0)
         case .unknown: r.error(ENOSYS)
         }
@@ -352,5 +353,45 @@ final class KernelChannel: EventSource, @unchecked Sendable {
             fs.engine.note("fuse: FUSE over io_uring: cannot register the entries (\(String(cString: strerror(-r)))); "
                            + "the kernel goes on over /dev/fuse")
         }
+    }
+}
+
+/// Which parked requests an INTERRUPT wakes, and the INTERRUPTs that came before their request
+/// was parked. Over the ring a request arrives as a ring completion and its INTERRUPT on
+/// /dev/fuse: the two are reaped in either order (the kernel posts the request's completion as
+/// task work on our thread), so an INTERRUPT may name a request we have not seen yet. It is kept
+/// until the request is parked or answered (libfuse keeps such early interrupts too, in
+/// `se->interrupts`). Without this an interrupted `cat etherd/err` could stay in D state for good.
+struct InterruptTable {
+    var waiters: [UInt64: UInt64] = [:]
+    /// INTERRUPTs of requests not (yet) parked, oldest first; a few at most (one per interrupted
+    /// caller), bounded against a kernel that interrupts requests long answered.
+    var early: [UInt64] = []
+    var closed = false
+    static let earlyLimit = 64
+
+    /// Parks `unique` for `waiter`; true when its INTERRUPT came already.
+    mutating func watch(_ unique: UInt64, _ waiter: UInt64) -> Bool {
+        if let i = early.firstIndex(of: unique) {
+            early.remove(at: i)
+            return true
+        }
+        waiters[unique] = waiter
+        return false
+    }
+
+    /// An INTERRUPT of `unique`: the waiter to wake, or nil (then it is kept as early).
+    mutating func interrupt(_ unique: UInt64) -> UInt64? {
+        if let w = waiters.removeValue(forKey: unique) { return w }
+        early.append(unique)
+        if early.count > Self.earlyLimit { early.removeFirst(early.count - Self.earlyLimit) }
+        return nil
+    }
+
+    /// `unique` was answered: nothing wakes it any more.
+    mutating func answered(_ unique: UInt64) {
+        guard unique != 0 else { return }
+        if !waiters.isEmpty { waiters[unique] = nil }
+        if !early.isEmpty, let i = early.firstIndex(of: unique) { early.remove(at: i) }
     }
 }

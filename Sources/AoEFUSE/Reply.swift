@@ -101,8 +101,8 @@ final class Reply: @unchecked Sendable {
     }
 
     /// Calls `interrupted(id)` on the file system if the kernel interrupts this request (a
-    /// blocked reader).
-    func onInterrupt(_ id: UInt64) { channel.watchInterrupt(of: unique, waiter: id) }
+    /// blocked reader). True when the kernel interrupted it already: answer now.
+    func onInterrupt(_ id: UInt64) -> Bool { channel.watchInterrupt(of: unique, waiter: id) }
 
     deinit {
         if !sent.load(ordering: .acquiring) {
