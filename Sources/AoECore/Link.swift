@@ -17,39 +17,17 @@ public protocol Link: AnyObject, Sendable {
     /// - Returns: how many frames were handed to the link.
     @discardableResult
     func send(_ frames: [OutgoingFrame]) throws -> Int
-    /// Waits up to `timeout` for frames and returns those that arrived (at most `limit`).
-    /// An empty array means the timeout passed.
-    func receive(limit: Int, timeout: Duration) throws -> [[UInt8]]
-    /// Waits up to `timeout` and hands each received frame (at most `limit`) to `body` without
-    /// copying; the buffer is valid only during the call. Returns how many were handed over.
-    @discardableResult
-    func receive(limit: Int, timeout: Duration, _ body: (UnsafeRawBufferPointer) -> Void) throws -> Int
+    /// Waits up to `timeout` (negative: no limit) for frames and hands each (at most `limit`) to
+    /// `body` without copying; the buffer is valid only during the call. While it waits it also
+    /// watches `descriptors` (at most 3; -1 entries are ignored): the wait ends when one is
+    /// readable or closed, and bit i of `ready` says descriptors[i] is. That is what lets one
+    /// thread be an event loop: frames, a FUSE session, a wake-up (`Engine`'s `EventLoop`).
+    func receive(limit: Int, timeout: Duration, alsoWatching descriptors: [Int32],
+                 _ body: (UnsafeRawBufferPointer) -> Void) throws -> (frames: Int, ready: UInt32)
     /// Frames refused since the last call because they were longer than the interface's MTU
     /// (lowered under us); the driver then reads the MTU again. Asked after every send batch:
     /// a protocol requirement, so the question costs no dynamic cast.
     func takeOversized() -> UInt64
-}
-
-/// A link whose wait for frames can also watch another file descriptor, so one thread serves
-/// both (see `Engine.attach`), and which can lend received frames' memory past the receive
-/// call (`FrameLoan`), so that a read's reply can be gathered from the frames its data came in.
-public protocol DescriptorWaitingLink: Link {
-    /// As `receive(limit:timeout:_:)`; the wait also ends when `descriptor` (unless -1) is
-    /// readable or closed, and `otherReady` says so. Each frame comes with a loan of its slot
-    /// when the link can spare it; a frame whose loan `body` marks taken stays valid until its
-    /// lender is given it back.
-    func receive(limit: Int, timeout: Duration, alsoWaitingFor descriptor: Int32,
-                 lending body: (UnsafeRawBufferPointer, inout FrameLoan?) -> Void) throws -> (frames: Int, otherReady: Bool)
-}
-
-/// Work that shares a link's receive thread with its frames: a descriptor to watch while
-/// waiting, and what to do when it is readable. aoefs's FUSE session is one.
-public protocol EventSource: AnyObject, Sendable {
-    /// The descriptor whose readability (or closing) means `service()` has work.
-    var descriptor: Int32 { get }
-    /// Handles what is ready without blocking. Returns false once the source has ended; it is
-    /// then dropped.
-    func service() -> Bool
 }
 
 extension Link {
@@ -60,12 +38,19 @@ extension Link {
     @discardableResult
     public func send(_ frames: [[UInt8]]) throws -> Int { try send(frames.map(OutgoingFrame.init(bytes:))) }
 
-    /// Copies, for links that have no zero-copy path.
+    /// Waits up to `timeout` and hands each received frame (at most `limit`) to `body` without
+    /// copying; returns how many were handed over.
     @discardableResult
     public func receive(limit: Int, timeout: Duration, _ body: (UnsafeRawBufferPointer) -> Void) throws -> Int {
-        let frames = try receive(limit: limit, timeout: timeout)
-        for f in frames { f.withUnsafeBytes(body) }
-        return frames.count
+        try receive(limit: limit, timeout: timeout, alsoWatching: [], body).frames
+    }
+
+    /// Waits up to `timeout` for frames and returns copies of those that arrived (at most
+    /// `limit`); empty when the timeout passed (tools and tests).
+    public func receive(limit: Int, timeout: Duration) throws -> [[UInt8]] {
+        var out: [[UInt8]] = []
+        try receive(limit: limit, timeout: timeout) { out.append(Array($0)) }
+        return out
     }
 }
 

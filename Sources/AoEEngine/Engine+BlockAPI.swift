@@ -8,44 +8,43 @@ import Synchronization
 extension Engine {
     // MARK: - Block API
 
-    /// Submits a sector-aligned request; `completion` runs once, on an engine thread or this one.
+    /// Submits a sector-aligned request; its frames go out when `outbox` is flushed, and
+    /// `completion` runs once, in the pass that ends it.
     public func submit(_ target: TargetAddress, _ kind: IOKind, lba: UInt64, sectors: Int, buffer: IOBuffer?,
-                       bufferOffset: Int = 0, completion: @escaping IOCompletion) {
+                       bufferOffset: Int = 0, outbox: inout Outbox, completion: @escaping IOCompletion) {
         let now = clock.now()
-        let accepted: (actions: [EngineAction], wake: Bool)? = state.withLock { s in
+        let accepted: Bool? = state.withLock { s in
             if s.stopped { return nil }
             let id = s.core.makeRequestID()
             s.callbacks[id] = completion
-            var out: [EngineAction] = []
             s.core.submit(SectorRequest(id: id, target: target, kind: kind, lba: lba, sectors: sectors, buffer: buffer,
-                                        bufferOffset: bufferOffset), now: now, &out)
-            return (out, s.noteChange())
+                                        bufferOffset: bufferOffset), now: now, &outbox.actions)
+            return s.collect(&outbox)
         }
-        guard let accepted else { return completion(.failure(.shutdown)) }
-        if accepted.wake { state.broadcast() }
-        perform(accepted.actions)
+        guard let wake = accepted else { return completion(.failure(.shutdown), &outbox) }
+        if wake { state.broadcast() }
     }
 
     /// Reads `count` bytes at byte `offset` of `target` into `buffer` at `bufferOffset`.
     /// Unaligned reads go through a bounce buffer of whole sectors.
     public func read(_ target: TargetAddress, offset: UInt64, count: Int, into buffer: IOBuffer, bufferOffset: Int = 0,
-                     completion: @escaping IOCompletion) {
+                     outbox: inout Outbox, completion: @escaping IOCompletion) {
         precondition(count >= 0 && bufferOffset >= 0 && bufferOffset + count <= buffer.count,
                      "\(count) bytes at offset \(bufferOffset) do not fit a \(buffer.count)-byte buffer")
-        if count == 0 { return completion(.success(())) }
+        if count == 0 { return completion(.success(()), &outbox) }
         if offset % 512 == 0 && count % 512 == 0 {
             return submit(target, .read, lba: offset / 512, sectors: count / 512, buffer: buffer,
-                          bufferOffset: bufferOffset, completion: completion)
+                          bufferOffset: bufferOffset, outbox: &outbox, completion: completion)
         }
         let first = offset / 512
         let last = (offset + UInt64(count) - 1) / 512
         let bounce = IOBuffer(count: Int(last - first + 1) * 512)
-        submit(target, .read, lba: first, sectors: Int(last - first + 1), buffer: bounce) { r in
+        submit(target, .read, lba: first, sectors: Int(last - first + 1), buffer: bounce, outbox: &outbox) { r, outbox in
             if case .success = r {
                 let skip = Int(offset % 512)
                 (buffer.bytes.baseAddress! + bufferOffset).copyMemory(from: bounce.bytes.baseAddress! + skip, byteCount: count)
             }
-            completion(r)
+            completion(r, &outbox)
         }
     }
 
@@ -53,29 +52,29 @@ extension Engine {
     /// The sectors written are locked for the duration; partial edge sectors are read, merged
     /// and written back (read-modify-write).
     public func write(_ target: TargetAddress, offset: UInt64, count: Int, from buffer: IOBuffer, bufferOffset: Int = 0,
-                      completion: @escaping IOCompletion) {
+                      outbox: inout Outbox, completion: @escaping IOCompletion) {
         precondition(count >= 0 && bufferOffset >= 0 && bufferOffset + count <= buffer.count,
                      "\(count) bytes at offset \(bufferOffset) do not fit a \(buffer.count)-byte buffer")
-        if count == 0 { return completion(.success(())) }
+        if count == 0 { return completion(.success(()), &outbox) }
         let first = offset / 512
         let end = (offset + UInt64(count) + 511) / 512
-        lock(target, first..<end) { [self] release in
-            let done: IOCompletion = { r in
-                release()
-                completion(r)
+        lock(target, first..<end, &outbox) { [self] release, outbox in
+            let done: IOCompletion = { r, outbox in
+                release(&outbox)
+                completion(r, &outbox)
             }
             if offset % 512 == 0 && count % 512 == 0 {
                 submit(target, .write, lba: first, sectors: count / 512, buffer: buffer, bufferOffset: bufferOffset,
-                       completion: done)
+                       outbox: &outbox, completion: done)
                 return
             }
             readModifyWrite(target, offset: offset, count: count, buffer: buffer, bufferOffset: bufferOffset,
-                            first: first, end: end, completion: done)
+                            first: first, end: end, outbox: &outbox, completion: done)
         }
     }
 
     private func readModifyWrite(_ target: TargetAddress, offset: UInt64, count: Int, buffer: IOBuffer, bufferOffset: Int,
-                                 first: UInt64, end: UInt64, completion: @escaping IOCompletion) {
+                                 first: UInt64, end: UInt64, outbox: inout Outbox, completion: @escaping IOCompletion) {
         state.withLock { $0.core.noteReadModifyWrite(target) }
         let sectors = Int(end - first)
         let bounce = IOBuffer(count: sectors * 512)
@@ -84,38 +83,67 @@ extension Engine {
         if (offset + UInt64(count)) % 512 != 0 && !edges.contains(end - 1) { edges.append(end - 1) }
         let remaining = Atomic<Int>(edges.count)
         let failure = Locked<AoEIOError?>(nil)
-        let writeMerged: @Sendable () -> Void = { [self] in
-            if let e = failure.withLock({ $0 }) { return completion(.failure(e)) }
+        let writeMerged: @Sendable (inout Outbox) -> Void = { [self] outbox in
+            if let e = failure.withLock({ $0 }) { return completion(.failure(e), &outbox) }
             let at = Int(offset - first * 512)
             (bounce.bytes.baseAddress! + at).copyMemory(from: buffer.bytes.baseAddress! + bufferOffset, byteCount: count)
-            submit(target, .write, lba: first, sectors: sectors, buffer: bounce, completion: completion)
+            submit(target, .write, lba: first, sectors: sectors, buffer: bounce, outbox: &outbox, completion: completion)
         }
         for lba in edges {
-            submit(target, .read, lba: lba, sectors: 1, buffer: bounce, bufferOffset: Int(lba - first) * 512) { r in
+            submit(target, .read, lba: lba, sectors: 1, buffer: bounce, bufferOffset: Int(lba - first) * 512,
+                   outbox: &outbox) { r, outbox in
                 if case .failure(let e) = r { failure.withLock { $0 = $0 ?? e } }
-                if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { writeMerged() }
+                if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { writeMerged(&outbox) }
             }
         }
     }
 
     /// Waits for every write submitted before it, then sends FLUSH CACHE (EXT).
-    public func flush(_ target: TargetAddress, completion: @escaping IOCompletion) {
-        submit(target, .flush, lba: 0, sectors: 0, buffer: nil, completion: completion)
+    public func flush(_ target: TargetAddress, outbox: inout Outbox, completion: @escaping IOCompletion) {
+        submit(target, .flush, lba: 0, sectors: 0, buffer: nil, outbox: &outbox, completion: completion)
     }
 
-    private func lock(_ target: TargetAddress, _ range: Range<UInt64>, _ body: @escaping @Sendable (_ release: @escaping @Sendable () -> Void) -> Void) {
-        let (id, grant): (UInt64, (@Sendable () -> Void)?) = state.withLock { s in
+    /// Runs `body` once `range` of `target` is locked for it (now, or in the pass that releases
+    /// the range before it); `body` gets the release, to call once, and the pass's outbox.
+    private func lock(_ target: TargetAddress, _ range: Range<UInt64>, _ outbox: inout Outbox,
+                      _ body: @escaping @Sendable (_ release: @escaping RangeGrant, inout Outbox) -> Void) {
+        let grant: RangeGrant? = state.withLock { s in
             let id = s.nextLock
             s.nextLock += 1
-            let release: @Sendable () -> Void = { [self] in
+            let release: RangeGrant = { [self] outbox in
                 let granted = state.withLock { s in s.locks[target]?.release(id) ?? [] }
-                for g in granted { g() }
+                for g in granted { g(&outbox) }
             }
-            let g = s.locks[target, default: RangeLocks()].acquire(id, range) { body(release) }
-            return (id, g)
+            return s.locks[target, default: RangeLocks()].acquire(id, range) { outbox in body(release, &outbox) }
         }
-        _ = id
-        grant?()
+        grant?(&outbox)
+    }
+
+    // MARK: - Outside the loops
+
+    /// `read(…outbox:completion:)` from a thread that is not in a pass: its frames go now.
+    public func read(_ target: TargetAddress, offset: UInt64, count: Int, into buffer: IOBuffer, bufferOffset: Int = 0,
+                     completion: @escaping IOCompletion) {
+        var outbox = Outbox()
+        read(target, offset: offset, count: count, into: buffer, bufferOffset: bufferOffset, outbox: &outbox,
+             completion: completion)
+        flush(&outbox)
+    }
+
+    /// `write(…outbox:completion:)` from a thread that is not in a pass: its frames go now.
+    public func write(_ target: TargetAddress, offset: UInt64, count: Int, from buffer: IOBuffer, bufferOffset: Int = 0,
+                      completion: @escaping IOCompletion) {
+        var outbox = Outbox()
+        write(target, offset: offset, count: count, from: buffer, bufferOffset: bufferOffset, outbox: &outbox,
+              completion: completion)
+        flush(&outbox)
+    }
+
+    /// `flush(…outbox:completion:)` from a thread that is not in a pass: its frame goes now.
+    public func flush(_ target: TargetAddress, completion: @escaping IOCompletion) {
+        var outbox = Outbox()
+        flush(target, outbox: &outbox, completion: completion)
+        flush(&outbox)
     }
 
     // MARK: - Async wrappers (for the CLI)
@@ -138,14 +166,14 @@ extension Engine {
     }
 
     private func wait(_ start: (@escaping IOCompletion) -> Void) async throws(AoEIOError) {
-        let r: Result<Void, AoEIOError> = await withCheckedContinuation { c in start { c.resume(returning: $0) } }
+        let r: Result<Void, AoEIOError> = await withCheckedContinuation { c in start { r, _ in c.resume(returning: r) } }
         try r.get()
     }
 
     /// Blocks the calling thread until the request completes (for threads that are not async).
     public func waitSync(_ start: (@escaping IOCompletion) -> Void) -> Result<Void, AoEIOError> {
         let box = Locked<Result<Void, AoEIOError>?>(nil)
-        start { r in
+        start { r, _ in
             box.withLock { $0 = r }
             box.broadcast()
         }

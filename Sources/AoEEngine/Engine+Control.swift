@@ -34,14 +34,13 @@ extension Engine {
     public func setAllowedInterfaces(_ names: [String]?) -> [String] {
         let now = clock.now()
         var unknown: [String] = []
-        let actions = withCore { core, out in
+        run { core, out in
             let known = core.linkNames
             unknown = (names ?? []).filter { n in !known.values.contains(n) }
             guard unknown.isEmpty else { return }
             let allowed = (names ?? []).isEmpty ? nil : Set(known.filter { names!.contains($0.value) }.map(\.key))
             core.setAllowedLinks(allowed, now: now, &out)
         }
-        perform(actions)
         return unknown
     }
 
@@ -53,13 +52,13 @@ extension Engine {
     /// Broadcasts Query Config (all targets, or one shelf.slot).
     public func discover(_ target: TargetAddress = .broadcast) {
         let now = clock.now()
-        perform(withCore { core, out in core.discover(target, now: now, &out) })
+        run { core, out in core.discover(target, now: now, &out) }
     }
 
     /// Re-queries config, re-IDENTIFYs and re-negotiates one target.
     public func revalidate(_ target: TargetAddress) {
         let now = clock.now()
-        perform(withCore { core, out in core.revalidate(target, now: now, &out) })
+        run { core, out in core.revalidate(target, now: now, &out) }
     }
 
     /// Disables the targets `pattern` matches (and those that appear later): their waiting
@@ -67,7 +66,7 @@ extension Engine {
     @discardableResult
     public func disable(_ pattern: TargetPattern) -> [TargetAddress] {
         var matched: [TargetAddress] = []
-        perform(withCore { core, out in matched = core.disable(pattern, &out) })
+        run { core, out in matched = core.disable(pattern, &out) }
         return matched
     }
 
@@ -76,13 +75,13 @@ extension Engine {
     public func enable(_ pattern: TargetPattern) -> [TargetAddress] {
         let now = clock.now()
         var matched: [TargetAddress] = []
-        perform(withCore { core, out in matched = core.enable(pattern, now: now, &out) })
+        run { core, out in matched = core.enable(pattern, now: now, &out) }
         return matched
     }
 
     /// Forgets a target; its waiting requests fail.
     public func remove(_ target: TargetAddress) {
-        perform(withCore { core, out in core.remove(target, &out) })
+        run { core, out in core.remove(target, &out) }
     }
 
     /// Calls `observer` (outside the lock) with every diagnostic line from now on.
@@ -97,7 +96,7 @@ extension Engine {
     }
 
     /// Adds a diagnostic line of the caller's (a bad control-file write) to the log.
-    public func note(_ line: String) { perform([.log(line)]) }
+    public func note(_ line: String) { run { _, out in out.append(.log(line)) } }
 
     /// Diagnostic lines with a sequence number above `after` (the `etherd/err` ring).
     public func errorLines(after: UInt64) -> [(UInt64, String)] { state.withLock { $0.errors.lines(after: after) } }

@@ -20,55 +20,61 @@ extension Engine {
         }
     }
 
-    /// One rtnetlink event (nil: events were lost, so every link is read again).
+    /// One rtnetlink event (nil: events were lost, so every link is read again), on the monitor's
+    /// thread. Each link's change is applied by its own event loop: a socket opened anew replaces
+    /// the old one between two of its passes, never under a wait on it.
     func interfaceChanged(_ event: LinkEvent?) {
-        let all = links.withLock { $0 }.compactMap { id, l in (l as? PacketLink).map { (id, $0) } }
-        guard let event else {
-            for (id, link) in all { resync(id, link) }
-            return
+        for loop in loops.withLock({ $0 }) {
+            guard let id = loop.id, let link = loop.link as? PacketLink else { continue }
+            if let event, link.name != event.name { continue }
+            loop.perform { [self] _, outbox in
+                if let event { apply(event, to: id, link, &outbox) } else { resync(id, link, &outbox) }
+            }
         }
-        for (id, link) in all where link.name == event.name { apply(event, to: id, link) }
     }
 
-    /// Tells the core, and performs what it says: link `id` changed (`log` first, if any).
+    /// Tells the core that link `id` changed (`log` first, if any).
     private func linkChanged(_ id: LinkID, log: String? = nil, up: Bool? = nil, mtu: Int? = nil,
-                             mac: MACAddress? = nil) {
+                             mac: MACAddress? = nil, _ outbox: inout Outbox) {
         let now = clock.now()
-        perform(withCore { core, out in
+        withCore(&outbox) { core, out in
             if let log { out.append(.log(log)) }
             core.linkChanged(id, up: up, mtu: mtu, mac: mac, now: now, &out)
-        })
+        }
     }
 
-    private func apply(_ event: LinkEvent, to id: LinkID, _ link: PacketLink) {
-        if event.deleted { return linkChanged(id, up: false) }
+    private func apply(_ event: LinkEvent, to id: LinkID, _ link: PacketLink, _ outbox: inout Outbox) {
+        if event.deleted { return linkChanged(id, up: false, &outbox) }
         if event.index != link.interfaceIndex {
             // The same name, a new interface: the old socket is bound to one that is gone.
-            guard event.usable else { return linkChanged(id, up: false) }
+            guard event.usable else { return linkChanged(id, up: false, &outbox) }
             let old = link.interfaceIndex
             do {
                 let mtu = try link.reopen()
                 linkChanged(id, log: "\(link.name): interface created again (index \(old) → \(event.index)); listening on it anew",
-                            up: true, mtu: mtu, mac: link.macAddress)
+                            up: true, mtu: mtu, mac: link.macAddress, &outbox)
             } catch {
-                linkChanged(id, log: "\(link.name): created again, but cannot be opened: \(error)", up: false)
+                linkChanged(id, log: "\(link.name): created again, but cannot be opened: \(error)", up: false, &outbox)
             }
             return
         }
-        linkChanged(id, up: event.usable, mtu: event.mtu.map { link.noteMTU($0) }, mac: event.mac)
+        linkChanged(id, up: event.usable, mtu: event.mtu.map { link.noteMTU($0) }, mac: event.mac, &outbox)
     }
 
     /// Reads one link's interface again, as if an event had said what it is now.
-    private func resync(_ id: LinkID, _ link: PacketLink) {
-        guard let now = PacketLink.interfaceState(link.name) else { return linkChanged(id, up: false) }
-        apply(now, to: id, link)
+    private func resync(_ id: LinkID, _ link: PacketLink, _ outbox: inout Outbox) {
+        guard let now = PacketLink.interfaceState(link.name) else { return linkChanged(id, up: false, &outbox) }
+        apply(now, to: id, link, &outbox)
     }
 
     /// A send found frames longer than the interface's MTU: it was lowered, and its event may not
     /// have come yet. The MTU is read now, and the refused frames go again at the new size.
     func mtuLowered(_ id: LinkID, _ link: PacketLink) {
         guard let mtu = try? link.refresh() else { return }
-        linkChanged(id, log: "\(link.name): frames refused as longer than the MTU (EMSGSIZE); MTU now \(mtu)", mtu: mtu)
+        var outbox = Outbox()
+        linkChanged(id, log: "\(link.name): frames refused as longer than the MTU (EMSGSIZE); MTU now \(mtu)", mtu: mtu,
+                    &outbox)
+        flush(&outbox)
     }
 
     /// Marks sends on `id` as failing; true the first time (its one log line).

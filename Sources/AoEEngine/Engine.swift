@@ -4,43 +4,54 @@ import AoEProtocol
 import Foundation
 import Synchronization
 
-/// How a block request ends.
-public typealias IOCompletion = @Sendable (Result<Void, AoEIOError>) -> Void
-
-/// The initiator: runs `EngineCore` over real links on dedicated threads (one receive thread per
-/// interface and one timer thread, not Swift's cooperative pool), and offers the block API.
+/// The initiator: runs `EngineCore` over real links, one event loop per link (a thread each,
+/// not Swift's cooperative pool; the first loop also runs the timers), and offers the block API.
 ///
-/// Every state change happens under one lock; frames are sent and completions are called after
-/// it is released, on the thread that caused them: a submitter's thread for the first frames of a
-/// request, a link's receive thread for responses and completions (no extra thread hop for the
-/// FUSE layer), the timer thread for retransmissions.
+/// Every state change happens under one lock, in a pass that collects what follows — frames,
+/// completions, log lines — in an `Outbox`; the pass flushes it after the lock is released
+/// (`flush`). A loop's pass is: frames and other descriptors ready → core → outbox → links; work
+/// started elsewhere (a CLI command, a control write) makes an outbox of its own and flushes it.
 public final class Engine: Sendable {
     struct State {
         var core: EngineCore
         var callbacks = RequestTable<IOCompletion>()
-        var locks: [TargetAddress: RangeLocks] = [:]
+        var locks: [TargetAddress: RangeLocks<RangeGrant>] = [:]
         var nextLock: UInt64 = 1
         var errors = ErrorLog()
         var running = false
         var stopped = false
-        /// Set by `shutdown`: the threads end.
-        var stopping = false
-        /// When the timer thread means to wake; an earlier frame deadline wakes it sooner.
+        /// When the timer loop means to wake; a frame deadline earlier than this wakes it sooner.
         var timerWake: Instant = .zero
         /// Threads blocked in `wait(timeout:until:)`: while there are any, every change wakes them.
         var waiters = 0
 
-        /// After a change of the core: whether a thread waiting on the state must look again
-        /// (the timer, for a frame whose deadline is earlier than its wake-up; or a `wait`er).
-        mutating func noteChange() -> Bool {
-            var wake = waiters > 0
+        /// Moves the core's actions out of `outbox.actions` into the outbox: frames per link, the
+        /// completions of finished requests (their callbacks taken out of the table, here, under
+        /// the lock), log lines (kept in the err ring here). Returns whether a thread waiting on
+        /// the state must look again.
+        mutating func collect(_ outbox: inout Outbox) -> Bool {
+            for a in outbox.actions {
+                switch a {
+                case .send(let id, let frame): outbox.append(frame, to: id)
+                case .complete(let id, let r):
+                    if let c = callbacks.removeValue(forKey: id) { outbox.completions.append((c, r)) }
+                case .log(let line):
+                    errors.append(line)
+                    outbox.logs.append(line)
+                case .targetsChanged: outbox.targetsChanged = true
+                }
+            }
+            outbox.actions.removeAll(keepingCapacity: true)
             if let d = core.takeEarliestNewDeadline(), d < timerWake {
                 timerWake = d
-                wake = true
+                if !outbox.ticksTimers { outbox.wakeTimer = true }
             }
-            return wake
+            return waiters > 0
         }
     }
+
+    /// A range lock's grant: runs the locked request with the outbox of the pass that granted it.
+    typealias RangeGrant = @Sendable (inout Outbox) -> Void
 
     let state: Locked<State>
     let links: Locked<[LinkID: any Link]>
@@ -50,16 +61,12 @@ public final class Engine: Sendable {
     /// Called (outside the lock) after a change of the target table: one appeared, went up or
     /// down, was removed, disabled or enabled.
     let targetObservers = Locked<[@Sendable () -> Void]>([])
-    private let threadCount = Atomic<Int>(0)
-    private let stopFlag = Atomic<Bool>(false)
-    /// Threads that have ended (shutdown waits for all of them).
+    /// One per link (and one without a link when there is none, for the timers); the first runs
+    /// the timers and serves an attached source.
+    let loops = Locked<[EventLoop]>([])
+    let stopFlag = Atomic<Bool>(false)
+    /// Loops whose threads have ended (shutdown waits for all of them).
     private let finished = Locked(0)
-    /// Work served by one link's receive thread besides its frames (the FUSE session), if any.
-    private let source = Locked<(link: LinkID, source: any EventSource)?>(nil)
-    /// While the receive thread runs the source, the frames its requests send are collected here
-    /// and sent in one batch per link afterwards: one system call, and one wake-up of the target,
-    /// for all the requests one `service()` took instead of one each.
-    private let deferred = Locked<(thread: pthread_t?, frames: [(LinkID, [OutgoingFrame])])>((nil, []))
     /// Follows the interfaces (rtnetlink): up, down, deleted, re-created, MTU (`Engine+Links`).
     let monitor = Locked<LinkMonitor?>(nil)
     /// Links whose sends fail, each logged once until a send succeeds again; `failingCount`
@@ -84,265 +91,154 @@ public final class Engine: Sendable {
         state = Locked(State(core: EngineCore(configuration: configuration)))
     }
 
-    /// Starts the threads and broadcasts the first Query Config on every link.
+    /// Starts the loops and broadcasts the first Query Config on every link.
     public func start() {
         let now = clock.now()
         let all = links.withLock { $0 }
-        let actions: [EngineAction] = state.withLock { s in
-            guard !s.running else { return [] }
-            s.running = true
-            var out: [EngineAction] = []
+        let first = state.withLock { s in
+            defer { s.running = true }
+            return !s.running
+        }
+        guard first else { return }
+        run { core, out in
             for id in all.keys.sorted() {
                 let l = all[id]!
-                s.core.addLink(id, name: l.name, mac: l.macAddress, mtu: l.mtu, now: now, &out)
+                core.addLink(id, name: l.name, mac: l.macAddress, mtu: l.mtu, now: now, &out)
             }
-            return out
         }
-        perform(actions)
-        var started: [Thread] = []
-        for id in all.keys.sorted() {
-            let link = all[id]!
-            let t = Thread { [self] in receiveLoop(id, link) }
-            t.name = "aoefs-rx-\(link.name)"
+        var made: [EventLoop] = []
+        do {
+            let ids = all.keys.sorted()
+            for (i, id) in ids.enumerated() {
+                made.append(try EventLoop(engine: self, id: id, link: all[id]!, ticksTimers: i == 0))
+            }
+            if ids.isEmpty { made.append(try EventLoop(engine: self, id: nil, link: nil, ticksTimers: true)) }
+        } catch {
+            // No eventfd (out of descriptors): nothing can run; say so, requests fail at once.
+            note("cannot start the engine's loops: \(error)")
+            state.withLock { $0.stopped = true }
+            return
+        }
+        loops.withLock { $0 = made }
+        for loop in made {
+            let t = Thread { [self] in
+                loop.run()
+                finished.withLock { $0 += 1 }
+                finished.broadcast()
+            }
+            t.name = loop.link.map { "aoefs-loop-\($0.name)" } ?? "aoefs-loop"
             t.stackSize = 1 << 20
-            started.append(t)
+            t.start()
         }
-        let timer = Thread { [self] in timerLoop() }
-        timer.name = "aoefs-timer"
-        started.append(timer)
-        threadCount.store(started.count, ordering: .relaxed)
-        for t in started { t.start() }
         followInterfaces()
     }
 
-    /// Stops the threads and fails every waiting request with `.shutdown`.
+    /// Stops the loops and fails every waiting request with `.shutdown`.
     public func shutdown() {
         guard !stopFlag.exchange(true, ordering: .relaxed) else { return }
         monitor.withLock { $0 }?.stop()
-        state.withLock { $0.stopping = true }
-        state.broadcast()
-        let n = threadCount.load(ordering: .relaxed)
-        // A receive thread ends within its 50 ms wait; the timer is woken above.
-        finished.wait(timeout: .seconds(5)) { $0 >= n }
-        let pending: [IOCompletion] = state.withLock { s in
+        let all = loops.withLock { $0 }
+        for l in all { l.wake.signal() }
+        finished.wait(timeout: .seconds(5)) { $0 >= all.count }
+        var outbox = Outbox()
+        state.withLock { s in
             s.stopped = true
-            let c = s.callbacks.values
+            for c in s.callbacks.values { outbox.completions.append((c, .failure(.shutdown))) }
             s.callbacks.removeAll()
-            return c
         }
-        for c in pending { c(.failure(.shutdown)) }
+        flush(&outbox)
     }
 
-    // MARK: - Threads
-
-    /// Counts a thread's end for `shutdown`.
-    private func threadEnded() {
-        finished.withLock { $0 += 1 }
-        finished.broadcast()
-    }
-
-    private func receiveLoop(_ id: LinkID, _ link: any Link) {
-        defer { threadEnded() }
-        var failing = false
-        let watching = link as? any DescriptorWaitingLink
-        var batchesSinceService = 0
-        // One array for the actions of every batch, emptied and reused: a fresh one per batch
-        // regrew several times as a batch's answers appended their sends and completions.
-        var actions: [EngineAction] = []
-        actions.reserveCapacity(256)
-        while !stopFlag.load(ordering: .relaxed) {
-            actions.removeAll(keepingCapacity: true)
-            let descriptor = watching == nil ? -1 : sourceDescriptor(for: id)
-            var sourceReady = false
-            do {
-                // Each frame is handled in place in the link's receive buffer, under the engine
-                // lock. Read data is copied once, from that buffer into the request's memory —
-                // or not at all, when the request gathers and the link lends the frame: its
-                // reply is then sent from the frames.
-                // One clock read per batch: the frames of one recvmmsg arrived together.
-                var batchTime: Instant?
-                let handleLoan = { (bytes: UnsafeRawBufferPointer, loan: inout FrameLoan?) in
-                    let now = batchTime ?? self.clock.now()
-                    batchTime = now
-                    let wake = self.state.withLock { s in
-                        s.core.receive(bytes, on: id, now: now, loan: &loan, &actions)
-                        return s.noteChange()
-                    }
-                    if wake { self.state.broadcast() }
-                }
-                if let watching {
-                    sourceReady = try watching.receive(limit: 64, timeout: .milliseconds(50), alsoWaitingFor: descriptor,
-                                                       lending: handleLoan).otherReady
-                } else {
-                    try link.receive(limit: 64, timeout: .milliseconds(50)) { bytes in
-                        var none: FrameLoan?
-                        handleLoan(bytes, &none)
-                    }
-                }
-                if failing {
-                    failing = false
-                    if monitor.withLock({ $0 == nil }) {
-                        actions += withCore { core, out in core.linkChanged(id, up: true, now: clock.now(), &out) }
-                    }
-                }
-            } catch {
-                // The interface went away or down. Whether its paths carry frames is the link
-                // monitor's word (rtnetlink), not this error's: one line, then keep trying (and
-                // keep serving the attached source meanwhile). Without a monitor, this error is
-                // all there is to go by.
-                if !failing {
-                    failing = true
-                    let followed = monitor.withLock { $0 != nil }
-                    actions += withCore { core, out in
-                        out.append(.log("\(link.name): \(error)"))
-                        if !followed { core.linkChanged(id, up: false, now: clock.now(), &out) }
-                    }
-                }
-                perform(actions)
-                // Try the link again in 100 ms; serve the source meanwhile, and end at once on
-                // shutdown.
-                for _ in 0..<10 {
-                    if state.wait(timeout: .milliseconds(10), until: { $0.stopping }) { break }
-                    if descriptor >= 0 { serviceSource(on: id) }
-                }
-                continue
-            }
-            let completed = actions.contains { if case .complete = $0 { true } else { false } }
-            perform(actions)
-            // After a completion went out, the request it released is usually already queued:
-            // take it now, on this thread, which is awake anyway. Otherwise look when the wait
-            // saw the descriptor ready, and every few batches (a busy link never waits), not
-            // after every frame: a read that finds nothing is a wasted system call.
-            batchesSinceService += 1
-            if descriptor >= 0 && (completed || sourceReady || batchesSinceService >= 8) {
-                batchesSinceService = 0
-                serviceSource(on: id)
-            }
-        }
-    }
-
-    private func sourceDescriptor(for id: LinkID) -> Int32 {
-        source.withLock { s in s.map { $0.link == id ? $0.source.descriptor : -1 } ?? -1 }
-    }
-
-    /// Lets the attached source handle what is ready; drops it when it has ended.
-    private func serviceSource(on id: LinkID) {
-        deferred.withLock { $0.thread = pthread_self() }
-        source.withLock { s in
-            guard let (link, src) = s, link == id else { return }
-            if !src.service() { s = nil }
-        }
-        let frames = deferred.withLock { d in
-            d.thread = nil
-            defer { d.frames.removeAll(keepingCapacity: true) }
-            return d.frames
-        }
-        if !frames.isEmpty {
-            let failures = send(frames)
-            if !failures.isEmpty { perform(failures.map { .log($0) }) }
-        }
-    }
+    /// The loop that runs the timers and serves an attached source.
+    var timerLoop: EventLoop? { loops.withLock { $0.first } }
 
     // MARK: - Event sources
 
-    /// Serves `source` on a link's receive thread: while that thread waits for frames it also
-    /// watches `source.descriptor`, and after every batch of frames it calls `service()`. Returns
-    /// false (and attaches nothing) when no link can watch a descriptor.
+    /// Serves `source` on the first link's event loop: its passes also watch `source.descriptor`
+    /// and call `service` when it is readable, and after a pass that completed requests (the
+    /// request a reply released is usually waiting by then). Returns false when the engine has
+    /// no loop (not started, or could not start).
     ///
     /// Why: a FUSE request for 4 KiB otherwise wakes a FUSE worker thread, whose submit then
     /// contends with the receive thread for the engine lock; on two cores those wake-ups cost
     /// more than the request itself (Docs/performance.md).
     public func attach(_ source: any EventSource) -> Bool {
-        let all = links.withLock { $0 }
-        guard let id = all.keys.sorted().first(where: { all[$0] is any DescriptorWaitingLink }) else { return false }
-        self.source.withLock { $0 = (id, source) }
+        guard let loop = timerLoop else { return false }
+        loop.perform { loop, _ in loop.source = source }
         return true
     }
 
-    /// Stops serving the attached source. When it returns, `service()` is not running and will
-    /// not be called again.
+    /// Stops serving the attached source. When it returns, `service` is not running and will not
+    /// be called again (the loop has taken the change, or has ended).
     public func detach() {
-        source.withLock { $0 = nil }
+        timerLoop?.performAndWait { loop, _ in loop.source = nil }
     }
 
-    /// Ticks the core at its next deadline. It sleeps until then, or until a frame is sent whose
-    /// deadline is earlier (`State.noteChange` wakes it), or until shutdown.
-    private func timerLoop() {
-        defer { threadEnded() }
-        while !stopFlag.load(ordering: .relaxed) {
-            let now = clock.now()
-            let (actions, next): ([EngineAction], Instant) = state.withLock { s in
-                var out: [EngineAction] = []
-                s.core.tick(now: now, &out)
-                _ = s.core.takeEarliestNewDeadline()  // frames sent by this tick are within `next`
-                let next = s.core.nextDeadline(now: now)
-                s.timerWake = next
-                return (out, next)
-            }
-            perform(actions)
-            let wait = next - clock.now()
-            if wait > .zero { state.wait(timeout: wait) { s in s.stopping || s.timerWake < next } }
-        }
-    }
+    // MARK: - Passes
 
-    // MARK: - Actions
-
-    /// Runs `body` on the core under the lock, collecting actions.
-    func withCore(_ body: (inout EngineCore, inout [EngineAction]) -> Void) -> [EngineAction] {
-        let (out, wake): ([EngineAction], Bool) = state.withLock { s in
-            var out: [EngineAction] = []
-            body(&s.core, &out)
-            return (out, s.noteChange())
+    /// Runs `body` on the core under the lock; what it says goes into `outbox`.
+    func withCore(_ outbox: inout Outbox, _ body: (inout EngineCore, inout [EngineAction]) -> Void) {
+        let wake = state.withLock { s in
+            body(&s.core, &outbox.actions)
+            return s.collect(&outbox)
         }
         if wake { state.broadcast() }
-        return out
     }
 
-    /// Performs actions outside the lock: sends in one batch per link, then completions.
-    func perform(_ actions: [EngineAction]) {
-        guard !actions.isEmpty else { return }
-        // Frames per link: an array searched linearly, not a dictionary (a hash per frame for
-        // what is one link, or a few).
-        var sends: [(LinkID, [OutgoingFrame])] = []
-        var completions: [(RequestID, Result<Void, AoEIOError>)] = []
-        var logs: [String] = []
-        var targetsChanged = false
-        for a in actions {
-            switch a {
-            case .send(let id, let bytes):
-                if let i = sends.firstIndex(where: { $0.0 == id }) { sends[i].1.append(bytes) } else { sends.append((id, [bytes])) }
-            case .complete(let id, let r): completions.append((id, r))
-            case .log(let line): logs.append(line)
-            case .targetsChanged: targetsChanged = true
-            }
-        }
-        if !sends.isEmpty {
-            let held = deferred.withLock { d in
-                guard let t = d.thread, pthread_equal(t, pthread_self()) != 0 else { return false }
-                for (id, batch) in sends {
-                    if let i = d.frames.firstIndex(where: { $0.0 == id }) { d.frames[i].1 += batch } else { d.frames.append((id, batch)) }
+    /// Runs `body` on the core under the lock, then performs what it says (a pass of its own, for
+    /// work started outside the loops: control verbs, link events).
+    func run(_ body: (inout EngineCore, inout [EngineAction]) -> Void) {
+        var outbox = Outbox()
+        withCore(&outbox, body)
+        flush(&outbox)
+    }
+
+    /// Does what `outbox` holds, outside the lock: each link's frames in one batch, log lines to
+    /// observers, then completions (each may add to the outbox: its reply, its next request's
+    /// frames — done in turn), then the channels, once. Leaves it empty for the next pass.
+    public func flush(_ outbox: inout Outbox) {
+        while !outbox.isIdle {
+            if !outbox.frames.isEmpty {
+                let sends = outbox.frames
+                outbox.frames.removeAll(keepingCapacity: true)
+                let failures = send(sends)
+                if !failures.isEmpty {
+                    state.withLock { s in for l in failures { s.errors.append(l) } }
+                    outbox.logs += failures
                 }
-                return true
             }
-            if !held { logs += send(sends) }
-        }
-        var callbacks: [(IOCompletion, Result<Void, AoEIOError>)] = []
-        if !completions.isEmpty || !logs.isEmpty {
-            let wake = state.withLock { s in
-                for (id, r) in completions { if let c = s.callbacks.removeValue(forKey: id) { callbacks.append((c, r)) } }
-                for l in logs { s.errors.append(l) }
-                return s.waiters > 0 && !logs.isEmpty
+            if !outbox.logs.isEmpty {
+                let logs = outbox.logs
+                outbox.logs.removeAll(keepingCapacity: true)
+                if let onLog { for l in logs { onLog(l) } }
+                for o in observers.withLock({ $0 }) { for l in logs { o(l) } }
+                if state.withLock({ $0.waiters > 0 }) { state.broadcast() }
             }
-            if wake { state.broadcast() }
+            if !outbox.completions.isEmpty {
+                swap(&outbox.completions, &outbox.calling)
+                outbox.completed += outbox.calling.count
+                for i in outbox.calling.indices {
+                    let (c, r) = outbox.calling[i]
+                    c(r, &outbox)
+                }
+                outbox.calling.removeAll(keepingCapacity: true)
+            }
         }
-        if let onLog { for l in logs { onLog(l) } }
-        if !logs.isEmpty { for o in observers.withLock({ $0 }) { for l in logs { o(l) } } }
-        for (c, r) in callbacks { c(r) }
-        if targetsChanged { for o in targetObservers.withLock({ $0 }) { o() } }
+        if !outbox.channels.isEmpty {
+            for c in outbox.channels { c.flushOutbox() }
+            outbox.channels.removeAll(keepingCapacity: true)
+        }
+        if outbox.targetsChanged {
+            outbox.targetsChanged = false
+            for o in targetObservers.withLock({ $0 }) { o() }
+        }
+        if outbox.wakeTimer {
+            outbox.wakeTimer = false
+            timerLoop?.wake.signal()
+        }
     }
 
     /// Sends each link's frames in one batch; returns what failed, as log lines.
-    @discardableResult
     private func send(_ sends: [(LinkID, [OutgoingFrame])]) -> [String] {
         let table = links.withLock { $0 }
         var failures: [String] = []
@@ -357,6 +253,16 @@ public final class Engine: Sendable {
         }
         return failures
     }
+}
+
+/// Work that shares an event loop with a link's frames: a descriptor to watch, and what to do
+/// when it is readable. aoefs's FUSE session is one.
+public protocol EventSource: AnyObject, Sendable {
+    /// The descriptor whose readability (or closing) means `service` has work.
+    var descriptor: Int32 { get }
+    /// Handles what is ready without blocking, putting what follows into `outbox` (the loop
+    /// flushes it). Returns false once the source has ended; it is then dropped.
+    func service(_ outbox: inout Outbox) -> Bool
 }
 
 /// The last 100 diagnostic lines, numbered (Linux's /dev/etherd/err keeps 100 messages).

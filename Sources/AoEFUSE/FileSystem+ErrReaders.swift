@@ -1,6 +1,5 @@
 import AoECore
 import AoEEngine
-import CFuse3
 import Foundation
 
 /// `etherd/err` (Linux /dev/etherd/err): one diagnostic line per read, a read with nothing to
@@ -26,17 +25,17 @@ extension AoEFileSystem {
             }
             return out
         }
-        for (r, b) in ready { r.bytes(b) }
+        for (r, b) in ready { r.now { r, outbox in r.bytes(b, &outbox) } }
     }
 
-    func readErr(_ r: Reply, fh: UInt64, size: Int) {
+    func readErr(_ r: Reply, fh: UInt64, size: Int, _ outbox: inout Outbox) {
         let line: (UInt64, String)? = state.withLock { s in
             let cursor = s.errCursor[fh] ?? 0
             guard let l = engine.errorLines(after: cursor).first else { return nil }
             s.errCursor[fh] = l.0
             return l
         }
-        if let line { return r.bytes(Array((line.1 + "\n").utf8.prefix(size))) }
+        if let line { return r.bytes(Array((line.1 + "\n").utf8.prefix(size)), &outbox) }
         let id: UInt64? = state.withLock { s in
             if s.tornDown { return nil }
             let id = s.nextWaiter
@@ -44,13 +43,13 @@ extension AoEFileSystem {
             s.errWaiters[id] = (r, fh)
             return id
         }
-        guard let id else { return r.error(EINTR) }
-        if r.onInterrupt(id) { return interrupted(id) }
+        guard let id else { return r.error(EINTR, &outbox) }
+        if r.onInterrupt(id) { return interrupted(id, &outbox) }
         logged()  // a line may have arrived between the check and the parking
     }
 
-    func interrupted(_ waiter: UInt64) {
+    func interrupted(_ waiter: UInt64, _ outbox: inout Outbox) {
         let r = state.withLock { $0.errWaiters.removeValue(forKey: waiter)?.reply }
-        r?.error(EINTR)
+        r?.error(EINTR, &outbox)
     }
 }

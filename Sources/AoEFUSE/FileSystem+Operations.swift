@@ -1,50 +1,42 @@
 import AoECore
 import AoEEngine
 import AoEProtocol
-import CFuse3
+import FUSEProtocol
 import Foundation
 
 /// The FUSE operations, called on whichever thread serves the session.
 extension AoEFileSystem {
-    func lookup(_ r: Reply, parent: fuse_ino_t, name: String) {
-        guard let p = node(parent), let child = child(of: p, named: name), let st = attributes(child)
-        else { return r.error(ENOENT) }
-        var e = fuse_entry_param()
-        e.ino = inode(child)
-        e.attr = st
-        e.attr_timeout = 1
-        e.entry_timeout = 1
-        r.entry(e)
+    func lookup(_ r: Reply, parent: UInt64, name: String, _ outbox: inout Outbox) {
+        guard let p = node(parent), let child = child(of: p, named: name), let attr = attributes(child)
+        else { return r.error(ENOENT, &outbox) }
+        r.entry(node: attr.ino, attr, timeout: 1, &outbox)
     }
 
-    func getattr(_ r: Reply, ino: fuse_ino_t) {
-        guard let n = node(ino), let st = attributes(n) else { return r.error(ENOENT) }
-        r.attributes(st, timeout: 1)
+    func getattr(_ r: Reply, ino: UInt64, _ outbox: inout Outbox) {
+        guard let n = node(ino), let attr = attributes(n) else { return r.error(ENOENT, &outbox) }
+        r.attributes(attr, timeout: 1, &outbox)
     }
 
     /// Truncation is accepted and ignored: `echo > etherd/discover` opens with O_TRUNC, and an
     /// image's size is the target's capacity.
-    func setattr(_ r: Reply, ino: fuse_ino_t) { getattr(r, ino: ino) }
+    func setattr(_ r: Reply, ino: UInt64, _ outbox: inout Outbox) { getattr(r, ino: ino, &outbox) }
 
-    func readdir(_ r: Reply, ino: fuse_ino_t, size: Int, offset: Int) {
-        guard let n = node(ino), let kids = children(n) else { return r.error(ENOTDIR) }
-        let entries = ([(".", n), ("..", Node.root)] + kids).map { ($0.0, UInt64(inode($0.1)), $0.1.isDirectory) }
-        r.directory(entries, size: size, offset: offset)
+    func readdir(_ r: Reply, ino: UInt64, size: Int, offset: Int, _ outbox: inout Outbox) {
+        guard let n = node(ino), let kids = children(n) else { return r.error(ENOTDIR, &outbox) }
+        let entries = ([(".", n), ("..", Node.root)] + kids).map { ($0.0, inode($0.1), $0.1.isDirectory) }
+        r.directory(entries, size: size, offset: offset, &outbox)
     }
 
-    func open(_ r: Reply, ino: fuse_ino_t, fi: UnsafeMutablePointer<fuse_file_info>) {
-        guard let n = node(ino), attributes(n) != nil else { return r.error(ENOENT) }
+    func open(_ r: Reply, ino: UInt64, flags: UInt32, _ outbox: inout Outbox) {
+        guard let n = node(ino), attributes(n) != nil else { return r.error(ENOENT, &outbox) }
         var opened: OpenFile?
         switch n {
         case .image(let t): opened = .image(t)
         case .partition(let p):
-            guard let found = partition(p) else { return r.error(ENOENT) }
+            guard let found = partition(p) else { return r.error(ENOENT, &outbox) }
             opened = .partition(p, found)
         default: break
         }
-        // Direct I/O everywhere: the daemon sees every image I/O (nothing cached twice under a
-        // loop device), and `cat` of a pseudo-file always sees fresh, whole contents.
-        aoefs_fi_set_direct_io(fi, 1)
         let handle: UInt64 = state.withLock { s in
             defer { s.nextHandle += 1 }
             if let opened {
@@ -54,11 +46,12 @@ extension AoEFileSystem {
             return s.nextHandle
         }
         if case .control(.err) = n { openedErr(handle) }
-        fi.pointee.fh = handle
-        r.open(fi)
+        // Direct I/O everywhere: the daemon sees every image I/O (nothing cached twice under a
+        // loop device), and `cat` of a pseudo-file always sees fresh, whole contents.
+        r.open(handle: handle, flags: FUSEOpenFlags.directIO, &outbox)
     }
 
-    func release(_ r: Reply, ino: fuse_ino_t, fh: UInt64) {
+    func release(_ r: Reply, fh: UInt64, _ outbox: inout Outbox) {
         let reread: TargetAddress? = state.withLock { s in
             s.errCursor[fh] = nil
             s.rendered[fh] = nil
@@ -74,7 +67,7 @@ extension AoEFileSystem {
         // The handle wrote the partition table (fdisk, sfdisk, sgdisk): read it again, as
         // BLKRRPART would.
         if let reread { rereadTable(reread) }
-        r.error(0)
+        r.error(0, &outbox)
     }
 
     /// Where a handle's I/O goes: the target, the byte offset of the file's start on it, and the
@@ -92,40 +85,33 @@ extension AoEFileSystem {
         }
     }
 
-    func read(_ r: Reply, ino: fuse_ino_t, size: Int, offset: Int, fh: UInt64) {
-        guard let n = node(ino) else { return r.error(ENOENT) }
+    func read(_ r: Reply, ino: UInt64, size: Int, offset: Int, fh: UInt64, _ outbox: inout Outbox) {
+        guard let n = node(ino) else { return r.error(ENOENT, &outbox) }
         switch n {
         case .image, .partition:
-            guard let (t, base, length) = extent(n, fh: fh) else { return r.error(n.isImage ? ENODEV : EIO) }
+            guard let (t, base, length) = extent(n, fh: fh) else { return r.error(n.isImage ? ENODEV : EIO, &outbox) }
             // Past the end a read gets 0 bytes, as from a block device.
             let count = max(0, min(size, Int(length) - offset))
-            if count == 0 { return r.buffer(nil, 0) }
+            if count == 0 { return r.buffer(nil, 0, &outbox) }
             // Over the ring the engine receives the data straight into the entry's payload, from
-            // which the kernel takes the reply. Over /dev/fuse the data is copied into one buffer
-            // as its frames arrive, unless `gatherReads`: then, while other requests wait for the
-            // engine, the reply is gathered from the frames the data came in. Copying is the
-            // default because it measured faster here: the kernel pins and copies a reply of 121
-            // pieces at more cost than one buffer (perf, dd 1 MiB QD 1: the writev 13 % of the
-            // daemon's time from one buffer, 19 % gathered; fio 1 MiB QD 4, 5 paired runs: 0.92 ×
-            // gathered), and the user-space copy runs while the thread waits for frames anyway. A
-            // read alone is never gathered (nothing else to do while its frames come).
-            let gather = gatherReads && !r.viaRing && waiting.withLock({ $0 }) > 0
-            let buffer = r.dataBuffer(count: count).map(IOBuffer.init(borrowing:))
-                ?? (gather ? IOBuffer(gathering: count) : IOBuffer(uninitializedCount: count))
+            // which the kernel takes the reply; over /dev/fuse into one buffer, sent with the
+            // reply's header in one writev. (Replies gathered from the frames instead measured
+            // 0.92 × of this, fio 1 MiB QD 4 read, 5 paired runs, and were removed: issue 22.)
+            let buffer = r.dataBuffer(count: count).map(IOBuffer.init(borrowing:)) ?? IOBuffer(uninitializedCount: count)
             track(+1)
-            engine.read(t, offset: base + UInt64(offset), count: count, into: buffer) { [self] result in
+            engine.read(t, offset: base + UInt64(offset), count: count, into: buffer, outbox: &outbox) { [self] result, outbox in
                 switch result {
-                // Over the ring the reply stays on this thread: the kernel would hand the entry's
+                // Over the ring the reply stays in the pass: the kernel would hand the entry's
                 // next request to the worker that committed it (task work on that thread, one more
                 // wake-up); measured, fio 1 MiB QD 4 read 1.04 × without the hand-off.
                 case .success where count >= Self.largeReply && !r.viaRing && waiting.withLock({ $0 }) > 1:
                     replies.async { [self] in
-                        r.read(buffer, count: count)
+                        r.now { r, outbox in r.buffer(buffer.bytes.baseAddress, count, &outbox) }
                         track(-1)
                     }
                     return
-                case .success: r.read(buffer, count: count)
-                case .failure(let e): r.error(errnoValue(for: e))
+                case .success: r.buffer(buffer.bytes.baseAddress, count, &outbox)
+                case .failure(let e): r.error(errnoValue(for: e), &outbox)
                 }
                 track(-1)
             }
@@ -135,45 +121,46 @@ extension AoEFileSystem {
                 let open = state.withLock { $0.openImages[t] ?? 0 }
                 return Array(Render.file(f, s, configuration: engine.configuration, openCount: open).utf8)
             }
-            guard let text else { return r.error(ENODEV) }
-            r.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size)))
+            guard let text else { return r.error(ENODEV, &outbox) }
+            r.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size)), &outbox)
         case .partitionFile(let p, let f):
             let text = renderedOnce(fh: fh, offset: offset) { partition(p).map { Array(Render.file(f, $0).utf8) } }
-            guard let text else { return r.error(ENOENT) }
-            r.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size)))
+            guard let text else { return r.error(ENOENT, &outbox) }
+            r.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size)), &outbox)
         case .control(.interfaces):
             let text = Array((engine.allowedInterfaces.joined(separator: " ") + "\n").utf8)
-            r.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size)))
+            r.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size)), &outbox)
         case .control(.err):
-            readErr(r, fh: fh, size: size)
+            readErr(r, fh: fh, size: size, &outbox)
         case .control:
-            r.bytes([])
+            r.bytes([], &outbox)
         default:
-            r.error(EISDIR)
+            r.error(EISDIR, &outbox)
         }
     }
 
-    func write(_ r: Reply, ino: fuse_ino_t, data: UnsafeRawBufferPointer, offset: Int, fh: UInt64) {
-        guard let n = node(ino) else { return r.error(ENOENT) }
+    func write(_ r: Reply, ino: UInt64, data: UnsafeRawBufferPointer, offset: Int, fh: UInt64,
+               adopt: () -> UnsafeMutableRawPointer?, _ outbox: inout Outbox) {
+        guard let n = node(ino) else { return r.error(ENOENT, &outbox) }
         switch n {
         case .image, .partition:
-            guard let (t, base, length) = extent(n, fh: fh) else { return r.error(n.isImage ? ENODEV : EIO) }
+            guard let (t, base, length) = extent(n, fh: fh) else { return r.error(n.isImage ? ENODEV : EIO, &outbox) }
             // Past the end a write gets ENOSPC, as on a block device.
-            if offset + data.count > Int(length) { return r.error(ENOSPC) }
+            if offset + data.count > Int(length) { return r.error(ENOSPC, &outbox) }
             let bytes = base + UInt64(offset)..<base + UInt64(offset + data.count)
             if case .image = n, writeTouchesTable(t, bytes, capacity: length) {
                 state.withLock { _ = $0.tableWriters.insert(fh) }
             }
             // The channel reads the next request into its buffer once this returns. A large write
-            // takes that buffer over instead (the channel allocates a new one), which saves
-            // copying a MiB on the receive thread; a small one is copied.
+            // takes that buffer over instead (`adopt`: the channel allocates a new one), which
+            // saves copying a MiB in the pass; a small one is copied.
             let buffer: IOBuffer
             let block: MallocBlock?
             if r.viaRing {
                 // A ring entry's payload: the kernel reuses it only after our reply.
                 block = nil
                 buffer = IOBuffer(borrowing: UnsafeMutableRawBufferPointer(mutating: data))
-            } else if data.count >= Self.adoptedWrite, let base = channel?.adoptBuffer() {
+            } else if data.count >= Self.adoptedWrite, let base = adopt() {
                 block = MallocBlock(base)
                 buffer = IOBuffer(borrowing: UnsafeMutableRawBufferPointer(mutating: data))
             } else {
@@ -183,11 +170,11 @@ extension AoEFileSystem {
             }
             track(+1)
             let count = data.count
-            engine.write(t, offset: bytes.lowerBound, count: count, from: buffer) { [self] result in
+            engine.write(t, offset: bytes.lowerBound, count: count, from: buffer, outbox: &outbox) { [self] result, outbox in
                 withExtendedLifetime(block) {}
                 switch result {
-                case .success: r.written(count)
-                case .failure(let e): r.error(errnoValue(for: e))
+                case .success: r.written(count, &outbox)
+                case .failure(let e): r.error(errnoValue(for: e), &outbox)
                 }
                 track(-1)
             }
@@ -195,38 +182,34 @@ extension AoEFileSystem {
             let text = String(decoding: data, as: UTF8.self)
             if let problem = perform(c, text) {
                 engine.note("etherd/\(c.rawValue): \(problem)")
-                logged()
-                return r.error(EINVAL)
+                return r.error(EINVAL, &outbox)
             }
-            r.written(data.count)
+            r.written(data.count, &outbox)
         case .targetFile(_, .config):
-            r.error(EOPNOTSUPP)
+            r.error(EOPNOTSUPP, &outbox)
         default:
-            r.error(EACCES)
+            r.error(EACCES, &outbox)
         }
     }
 
-    func fsync(_ r: Reply, ino: fuse_ino_t) {
-        guard let t = node(ino).flatMap({ $0.isImage || $0.isPartition ? $0.target : nil }) else { return r.error(0) }
+    func fsync(_ r: Reply, ino: UInt64, _ outbox: inout Outbox) {
+        guard let t = node(ino).flatMap({ $0.isImage || $0.isPartition ? $0.target : nil }) else {
+            return r.error(0, &outbox)
+        }
         track(+1)
-        engine.flush(t) { [self] result in
+        engine.flush(t, outbox: &outbox) { [self] result, outbox in
             switch result {
-            case .success: r.error(0)
-            case .failure(let e): r.error(errnoValue(for: e))
+            case .success: r.error(0, &outbox)
+            case .failure(let e): r.error(errnoValue(for: e), &outbox)
             }
             track(-1)
         }
     }
 
-    func statfs(_ r: Reply) {
-        var s = statvfs()
-        s.f_bsize = 4096
-        s.f_frsize = 4096
-        s.f_blocks = fsblkcnt_t(imageTargets().compactMap(\.identity).map(\.capacity).reduce(0, +) / 4096)
-        s.f_namemax = 255
-        r.statfs(s)
+    func statfs(_ r: Reply, _ outbox: inout Outbox) {
+        let bytes = imageTargets().compactMap(\.identity).map(\.capacity).reduce(0, +)
+        r.statfs(FUSEStatfs(blocks: bytes / 4096), &outbox)
     }
-
     /// A pseudo-file's text as one open handle sees it: rendered at the read from offset 0 and
     /// kept until the handle is released, so a reader that needs several reads (or a table that
     /// changes between them) gets one consistent snapshot, as sysfs's seq_file gives. Without it

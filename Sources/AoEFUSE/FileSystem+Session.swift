@@ -44,7 +44,7 @@ extension AoEFileSystem {
     /// released, so a small request costs no thread wake-up.
     func beginServing(transport: FUSETransportChoice, depth: Int) throws(FUSEError) {
         guard let se = session else { throw FUSEError("\(mountpoint): not mounted") }
-        guard let own = KernelChannel(session: se, fs: self, transport: resolve(transport, depth: depth),
+        guard let own = KernelChannel(device: fuse_session_fd(se), fs: self, transport: resolve(transport, depth: depth),
                                       onEnd: { [weak self] in self?.end() }) else {
             stop()
             throw FUSEError("cannot serve \(mountpoint): /dev/fuse cannot be made non-blocking, or no memory")
@@ -130,7 +130,7 @@ extension AoEFileSystem {
             s.errWaiters.removeAll()
             return r
         }
-        for r in parked { r.error(EINTR) }
+        for r in parked { r.now { r, outbox in r.error(EINTR, &outbox) } }
         // No notification after this (one being written is waited for): the table reader's
         // thread takes this lock, then the channel's, never the other way round.
         notificationsStopped.withLock { $0 = true }

@@ -2,7 +2,7 @@ import AoECore
 import AoEEngine
 import AoELinux
 import AoEProtocol
-import CFuse3
+import FUSEProtocol
 import Foundation
 import Synchronization
 
@@ -40,8 +40,6 @@ public final class AoEFileSystem: @unchecked Sendable {
     /// (a reader at queue depth 1): then no other response can be held up, and the hop would only
     /// add a wake-up to the reader's critical path.
     static let largeReply = 256 * 1024
-    /// Whether READ replies over /dev/fuse are gathered from the frames (`--read-replies gather`).
-    let gatherReads: Bool
     /// Writes of at least this many bytes keep the request buffer instead of copying it.
     static let adoptedWrite = 64 * 1024
     /// Requests handed to the engine and not yet answered (teardown waits for them to drain).
@@ -95,19 +93,16 @@ public final class AoEFileSystem: @unchecked Sendable {
         case partition(PartitionName, Partition)
     }
 
-    /// - Parameter gatherReads: over /dev/fuse, a READ's reply is gathered from the frames its
-    ///   data came in (while other requests wait) instead of copied into one buffer first.
-    public init(engine: Engine, mountpoint: String, gatherReads: Bool = false) {
+    public init(engine: Engine, mountpoint: String) {
         self.engine = engine
         self.mountpoint = mountpoint
-        self.gatherReads = gatherReads
         watchPartitionTables()
     }
 
     // MARK: - Nodes
 
-    func node(_ ino: fuse_ino_t) -> Node? { state.withLock { $0.inodes.node(UInt64(ino)) } }
-    func inode(_ n: Node) -> fuse_ino_t { fuse_ino_t(state.withLock { $0.inodes.inode(n) }) }
+    func node(_ ino: UInt64) -> Node? { state.withLock { $0.inodes.node(ino) } }
+    func inode(_ n: Node) -> UInt64 { state.withLock { $0.inodes.inode(n) } }
 
     /// Targets that have an image: identified at least once.
     func imageTargets() -> [TargetSnapshot] { engine.targets().filter { $0.identity != nil } }
@@ -175,7 +170,7 @@ public final class AoEFileSystem: @unchecked Sendable {
     }
 
     /// The node's attributes, or nil when it does not exist (its target is gone).
-    func attributes(_ n: Node) -> stat? {
+    func attributes(_ n: Node) -> FUSEAttr? {
         var image: TargetSnapshot?
         var part: Partition?
         switch n {
@@ -191,7 +186,7 @@ public final class AoEFileSystem: @unchecked Sendable {
             image = s
             part = found
         }
-        return Attributes.of(n, inode: UInt64(inode(n)), image: image, partition: part, owner: owner, time: mountTime)
+        return Attributes.of(n, inode: inode(n), image: image, partition: part, owner: owner, time: mountTime)
     }
 
     /// The names of `target`'s partition files.
@@ -200,47 +195,36 @@ public final class AoEFileSystem: @unchecked Sendable {
     }
 }
 
-/// A node's `stat`. Pure: the node, its inode and (for target nodes) the target in, `stat` out.
+/// A node's attributes (the kernel's `fuse_attr`). Pure: the node, its inode and (for target
+/// nodes) the target in, attributes out.
 enum Attributes {
     static func of(_ n: Node, inode: UInt64, image: TargetSnapshot?, partition: Partition? = nil,
-                   owner: (uid: uid_t, gid: gid_t), time: time_t) -> stat {
-        var st = stat()
-        st.st_ino = __ino_t(inode)
-        st.st_uid = owner.uid
-        st.st_gid = owner.gid
-        st.st_atim.tv_sec = time
-        st.st_mtim.tv_sec = time
-        st.st_ctim.tv_sec = time
-        st.st_blksize = 4096
+                   owner: (uid: uid_t, gid: gid_t), time: time_t) -> FUSEAttr {
+        let t = UInt64(max(time, 0))
+        var a = FUSEAttr(ino: inode, atime: t, mtime: t, ctime: t, mode: 0, uid: owner.uid, gid: owner.gid)
         switch n {
         case .root, .sysDir, .etherdDir, .targetDir, .partitionDir:
-            st.st_mode = S_IFDIR | 0o755
-            st.st_nlink = 2
+            a.mode = S_IFDIR | 0o755
+            a.nlink = 2
         case .image:
-            st.st_mode = S_IFREG | 0o660
-            st.st_nlink = 1
-            st.st_size = Int(image?.identity?.capacity ?? 0)
-            st.st_blocks = st.st_size / 512
-            st.st_blksize = max(image?.payload ?? 0, 512)
+            a.mode = S_IFREG | 0o660
+            a.size = image?.identity?.capacity ?? 0
+            a.blocks = a.size / 512
+            a.blksize = UInt32(max(image?.payload ?? 0, 512))
         case .partition:
-            st.st_mode = S_IFREG | 0o660
-            st.st_nlink = 1
-            st.st_size = Int(partition?.size ?? 0) * 512
-            st.st_blocks = st.st_size / 512
-            st.st_blksize = max(image?.payload ?? 0, 512)
+            a.mode = S_IFREG | 0o660
+            a.size = (partition?.size ?? 0) * 512
+            a.blocks = a.size / 512
+            a.blksize = UInt32(max(image?.payload ?? 0, 512))
         case .partitionFile:
-            st.st_mode = S_IFREG | 0o444
-            st.st_nlink = 1
-            st.st_size = 4096
+            a.mode = S_IFREG | 0o444
+            a.size = 4096
         case .targetFile(_, let f):
-            st.st_mode = S_IFREG | (f == .config ? 0o644 : 0o444)
-            st.st_nlink = 1
-            st.st_size = 4096  // pseudo-files are read with direct I/O; the size is a hint
+            a.mode = S_IFREG | (f == .config ? 0o644 : 0o444)
+            a.size = 4096  // pseudo-files are read with direct I/O; the size is a hint
         case .control(let c):
-            st.st_mode = S_IFREG | (c == .err ? 0o444 : c == .interfaces ? 0o644 : 0o200)
-            st.st_nlink = 1
-            st.st_size = 0
+            a.mode = S_IFREG | (c == .err ? 0o444 : c == .interfaces ? 0o644 : 0o200)
         }
-        return st
+        return a
     }
 }

@@ -1,7 +1,6 @@
 import AoECore
 import AoEEngine
 import AoELinux
-import CFuse3
 import FUSEProtocol
 import Foundation
 import Synchronization
@@ -31,11 +30,11 @@ public enum FUSETransport: Sendable, Equatable {
 
 /// Our FUSE session (issue 15): libfuse mounted the tree and gave us the /dev/fuse descriptor;
 /// this takes each request without blocking, decodes it, calls the tree's operation, and sends
-/// the reply, over /dev/fuse or a ring (`RingTransport`). It runs as the engine's event source,
-/// on the receive thread, between frames, as `SessionSource` does for libfuse.
+/// the reply, over /dev/fuse or a ring (`RingTransport`). It is the engine's event source: the
+/// first event loop serves it in its passes, beside the link's frames.
 final class KernelChannel: EventSource, @unchecked Sendable {
-    // @unchecked: `buffer` and `adopted` are touched only inside `service()`, which
-    // the engine runs on one thread at a time; `state` (interrupt waiters, closed) is locked.
+    // @unchecked: `buffer`, `adopted` and the counters are touched only inside `service`, which
+    // one event loop runs; `state` (interrupt waiters, closed) is locked.
     /// What the engine watches: the ring's descriptor when there is one, else /dev/fuse.
     let descriptor: Int32
     /// The session's /dev/fuse.
@@ -44,8 +43,6 @@ final class KernelChannel: EventSource, @unchecked Sendable {
     let ring: RingTransport?
     /// Requests answered through the ring (the first one is logged).
     private var ringRequests = 0
-    /// READ replies sent from the frames their data came in (the first one is logged).
-    private let gatheredReplies = Atomic<Int>(0)
     private unowned let fs: AoEFileSystem
     private let onEnd: @Sendable () -> Void
     /// One request: the largest WRITE (max_write, 1 MiB) and its headers.
@@ -56,9 +53,9 @@ final class KernelChannel: EventSource, @unchecked Sendable {
     /// The error that ended serving (0 after a clean unmount).
     private(set) var error: Int32 = 0
 
-    init?(session: OpaquePointer, fs: AoEFileSystem, transport: FUSETransport = .device,
-          onEnd: @escaping @Sendable () -> Void) {
-        device = fuse_session_fd(session)
+    /// - Parameter device: the mounted session's /dev/fuse descriptor.
+    init?(device: Int32, fs: AoEFileSystem, transport: FUSETransport = .device, onEnd: @escaping @Sendable () -> Void) {
+        self.device = device
         let flags = fcntl(device, F_GETFL)
         guard device >= 0, flags >= 0, fcntl(device, F_SETFL, flags | O_NONBLOCK) == 0,
               let b = malloc(Self.bufferSize) else { return nil }
@@ -86,30 +83,32 @@ final class KernelChannel: EventSource, @unchecked Sendable {
         return buffer
     }
 
-    func service() -> Bool {
-        guard let ring else { return serviceDevice(limit: 32) }
+    func service(_ outbox: inout Outbox) -> Bool {
+        guard let ring else { return serviceDevice(limit: 32, &outbox) }
         var alive = true
-        ring.serving()
         ring.ring.reap { c in
             if c.userData == RingTransport.pollTag {
                 // /dev/fuse is readable: read it dry, since the multishot poll reports only new
                 // readiness. INTERRUPTs, FORGETs, and every request until the ring is ready.
-                if alive { alive = serviceDevice(limit: .max) }
+                if alive { alive = serviceDevice(limit: .max, &outbox) }
                 if alive, c.flags & IORing.moreFlag == 0, !ring.rearmPoll() {
                     fs.engine.note("fuse: cannot re-arm the ring's poll of /dev/fuse")
                 }
             } else if c.result == 0, c.userData < UInt64(ring.entries) {
-                handleRing(slot: Int(c.userData))
+                handleRing(slot: Int(c.userData), &outbox)
             } else {
                 ringFailed(slot: Int(truncatingIfNeeded: c.userData), c.result)
             }
         }
-        ring.flush()
         return alive
     }
 
+    /// Flushes an outbox of replies made outside a pass (the engine sends its frames, the ring
+    /// its commits).
+    func flush(_ outbox: inout Outbox) { fs.engine.flush(&outbox) }
+
     /// Reads and serves up to `limit` requests from /dev/fuse; false once the session ended.
-    private func serviceDevice(limit: Int) -> Bool {
+    private func serviceDevice(limit: Int, _ outbox: inout Outbox) -> Bool {
         var served = 0
         while served < limit {
             served += 1
@@ -128,9 +127,9 @@ final class KernelChannel: EventSource, @unchecked Sendable {
             let bytes = UnsafeRawBufferPointer(start: buffer, count: n)
             do throws(FUSEDecodeError) {
                 let (header, request) = try FUSERequest.decode(bytes)
-                dispatch(header, request, data: bytes, slot: -1)
+                dispatch(header, request, data: bytes, slot: -1, &outbox)
             } catch {
-                undecodable(error, bytes)
+                undecodable(error, bytes, &outbox)
             }
             if adopted {
                 guard let b = malloc(Self.bufferSize) else {
@@ -147,7 +146,7 @@ final class KernelChannel: EventSource, @unchecked Sendable {
     }
 
     /// Serves the request the kernel put into ring entry `slot`.
-    private func handleRing(slot: Int) {
+    private func handleRing(slot: Int, _ outbox: inout Outbox) {
         guard let ring else { return }
         let area = UnsafeRawBufferPointer(start: ring.header(slot), count: FUSERingLayout.headerAreaSize)
         let payload = UnsafeRawBufferPointer(start: ring.payload(slot), count: RingTransport.payloadSize)
@@ -157,15 +156,15 @@ final class KernelChannel: EventSource, @unchecked Sendable {
             ringRequests += 1
             guard commitID == header.unique else {
                 fs.engine.note("fuse: ring entry \(slot): commit id \(commitID) is not the request's \(header.unique)")
-                return send(FUSEReply.error(EIO).encoded(unique: commitID), unique: commitID, slot: Int32(slot))
+                return send(FUSEReply.error(EIO).encoded(unique: commitID), unique: commitID, slot: Int32(slot), &outbox)
             }
-            dispatch(header, request, data: payload, slot: Int32(slot))
+            dispatch(header, request, data: payload, slot: Int32(slot), &outbox)
         } catch {
             // Without a commit the entry would be lost; answer what can be read of the request.
             var r = FUSEReader(area, offset: FUSERingLayout.commitIDOffset)
             let unique = (try? r.u64("commit_id")) ?? 0
             fs.engine.note("fuse: a ring request we cannot decode (\(error)); answered EIO")
-            send(FUSEReply.error(EIO).encoded(unique: unique), unique: unique, slot: Int32(slot))
+            send(FUSEReply.error(EIO).encoded(unique: unique), unique: unique, slot: Int32(slot), &outbox)
         }
     }
 
@@ -192,24 +191,28 @@ final class KernelChannel: EventSource, @unchecked Sendable {
     /// No reply is written after this (teardown, before libfuse closes the descriptor).
     func close() {
         state.withLock { $0.closed = true }
-        ring?.flush()  // replies queued on the receive thread before this reach the kernel
+        ring?.flushOutbox()  // commits queued before this reach the kernel
     }
 
     /// Sends one reply: `header` (the reply's header and arguments) then `payload`, in one
     /// writev on /dev/fuse, or into ring entry `slot` and committed.
-    func send(_ header: [UInt8], payload: UnsafeRawBufferPointer? = nil, unique: UInt64 = 0, slot: Int32 = -1) {
+    /// Over the ring the commit is queued, and handed to the kernel when `outbox` is flushed.
+    func send(_ header: [UInt8], payload: UnsafeRawBufferPointer? = nil, unique: UInt64 = 0, slot: Int32 = -1,
+              _ outbox: inout Outbox) {
         header.withUnsafeBytes { h in
             if slot >= 0, let ring {
-                state.withLock { s in
+                let queued = state.withLock { s in
                     s.answered(unique)
-                    guard !s.closed else { return }
+                    guard !s.closed else { return false }
                     if !ring.commit(slot: Int(slot), unique: unique, encoded: h, data: payload) {
                         // Too large for the entry (cannot be: max_write is its size), or the ring is gone.
                         FUSEReply.error(EIO).encoded(unique: unique).withUnsafeBytes { e in
                             _ = ring.commit(slot: Int(slot), unique: unique, encoded: e, data: nil)
                         }
                     }
+                    return true
                 }
+                if queued { outbox.flushLater(ring) }
                 return
             }
             // Two iovecs on the stack: the reply's header and, for a READ, its payload in place.
@@ -231,30 +234,6 @@ final class KernelChannel: EventSource, @unchecked Sendable {
             s.answered(unique)
             guard !s.closed else { return }
             _ = retryingNegativeEINTR { Int(writev(device, v, count)) < 0 ? -Int(errno) : 0 }
-        }
-    }
-
-    /// The most pieces a gathered reply's data may come in: writev takes UIO_MAXIOV (1024)
-    /// iovecs, one of them the header.
-    static let maxReplyPieces = 1023
-
-    /// Sends a READ's reply over /dev/fuse as `header` then `pieces` (the frames its data came
-    /// in), in one writev: the data is not copied before the kernel copies it to the reader.
-    /// - Precondition: at most `maxReplyPieces` pieces, and not a ring request (its data is
-    ///   received into the entry).
-    func send(_ header: [UInt8], pieces: [UnsafeRawBufferPointer], unique: UInt64) {
-        precondition(pieces.count <= Self.maxReplyPieces, "more pieces than one writev takes")
-        if pieces.count > 1, gatheredReplies.add(1, ordering: .relaxed).oldValue == 0 {
-            fs.engine.note("fuse: READ replies are gathered from the frames")
-        }
-        header.withUnsafeBytes { h in
-            withUnsafeTemporaryAllocation(of: iovec.self, capacity: pieces.count + 1) { v in
-                v[0] = iovec(iov_base: UnsafeMutableRawPointer(mutating: h.baseAddress), iov_len: h.count)
-                for (i, p) in pieces.enumerated() {
-                    v[i + 1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: p.baseAddress), iov_len: p.count)
-                }
-                writeReply(v.baseAddress!, Int32(pieces.count + 1), unique: unique)
-            }
         }
     }
 
@@ -282,60 +261,57 @@ final class KernelChannel: EventSource, @unchecked Sendable {
     /// the caller answers now).
     func watchInterrupt(of unique: UInt64, waiter: UInt64) -> Bool { state.withLock { $0.watch(unique, waiter) } }
 
-    private func undecodable(_ error: FUSEDecodeError, _ bytes: UnsafeRawBufferPointer) {
+    private func undecodable(_ error: FUSEDecodeError, _ bytes: UnsafeRawBufferPointer, _ outbox: inout Outbox) {
         fs.engine.note("fuse: a request we cannot decode (\(error)); answered EIO")
         if bytes.count >= 16 {
             var r = FUSEReader(bytes, offset: 8)
-            if let unique = try? r.u64("unique") { send(FUSEReply.error(EIO).encoded(unique: unique), unique: unique) }
+            if let unique = try? r.u64("unique") { send(FUSEReply.error(EIO).encoded(unique: unique), unique: unique, &outbox) }
         }
     }
 
     /// Calls the tree's operation for one request. `data` holds a WRITE's data at its
-    /// `dataOffset`; `slot` is the ring entry the request came in (-1: /dev/fuse).
-    private func dispatch(_ header: FUSEInHeader, _ request: FUSERequest, data: UnsafeRawBufferPointer, slot: Int32) {
-        let ino = fuse_ino_t(header.nodeID)
+    /// `dataOffset`; `slot` is the ring entry the request came in (-1: /dev/fuse). Every request
+    /// but FORGET and INTERRUPT is answered through its `Reply`, once.
+    private func dispatch(_ header: FUSEInHeader, _ request: FUSERequest, data: UnsafeRawBufferPointer, slot: Int32,
+                          _ outbox: inout Outbox) {
+        let ino = header.nodeID
         let r = Reply(channel: self, unique: header.unique, slot: slot)
         switch request {
         case .initialize(let i):
-            guard i.major == FUSEVersion.major else { return r.error(EPROTO) }
-            // What libfuse asked for before (FileSystem's init): many direct I/O requests in
-            // flight; and the ring, when we have one.
+            guard i.major == FUSEVersion.major else { return r.error(EPROTO, &outbox) }
+            // Many direct I/O requests in flight; and the ring, when we have one.
             var wanted = FUSEInitFlags.asyncRead | FUSEInitFlags.asyncDIO | FUSEInitFlags.bigWrites
                 | FUSEInitFlags.maxPages | FUSEInitFlags.initExt
             if ring != nil { wanted |= FUSEInitFlags.overIOURing }
             var o = FUSEInitOut(maxReadahead: i.maxReadahead, flags: i.flags & wanted, maxBackground: 128,
                                 congestionThreshold: 96, maxWrite: UInt32(RingTransport.payloadSize), maxPages: 256)
             o.minor = min(i.minor, FUSEVersion.minor)
-            send(FUSEReply.initialize(o).encoded(unique: header.unique), unique: header.unique)
-            r.noReply()
+            r.initialize(o, &outbox)
+            // The entries can be registered only once the kernel has the INIT reply.
+            fs.engine.flush(&outbox)
             if let ring { startRing(ring, offered: i.flags & FUSEInitFlags.overIOURing != 0) }
-        case .lookup(let name): fs.lookup(r, parent: ino, name: String(decoding: name, as: UTF8.self))
+        case .lookup(let name): fs.lookup(r, parent: ino, name: String(decoding: name, as: UTF8.self), &outbox)
         case .forget, .batchForget: r.noReply()  // no reply; inode numbers are never reused
-        case .getattr: fs.getattr(r, ino: ino)
-        case .setattr: fs.setattr(r, ino: ino)
-        case .open(let flags):
-            var fi = fuse_file_info()
-            fi.flags = Int32(bitPattern: flags)
-            fs.open(r, ino: ino, fi: &fi)
-        case .release(let fh, _, _): fs.release(r, ino: ino, fh: fh)
-        case .read(let fh, let offset, let size): fs.read(r, ino: ino, size: Int(size), offset: Int(offset), fh: fh)
+        case .getattr: fs.getattr(r, ino: ino, &outbox)
+        case .setattr: fs.setattr(r, ino: ino, &outbox)
+        case .open(let flags): fs.open(r, ino: ino, flags: flags, &outbox)
+        case .release(let fh, _, _): fs.release(r, fh: fh, &outbox)
+        case .read(let fh, let offset, let size): fs.read(r, ino: ino, size: Int(size), offset: Int(offset), fh: fh, &outbox)
         case .write(let fh, let offset, let size, _, let at):
             fs.write(r, ino: ino, data: UnsafeRawBufferPointer(rebasing: data[at..<(at + Int(size))]), offset: Int(offset),
-                     fh: fh)
-        case .flush, .releasedir: r.error(0)
-        case .fsync: fs.fsync(r, ino: ino)
-        case .opendir:
-            send(FUSEReply.open(fh: 0, openFlags: 0).encoded(unique: header.unique), unique: header.unique, slot: slot)
-            r.noReply()
+                     fh: fh, adopt: { adoptBuffer() }, &outbox)
+        case .flush, .releasedir: r.error(0, &outbox)
+        case .fsync: fs.fsync(r, ino: ino, &outbox)
+        case .opendir: r.open(handle: 0, flags: 0, &outbox)
         case .readdir(_, let offset, let size, let plus):
-            if plus { return r.error(ENOSYS) }  // not asked for (no FUSE_DO_READDIRPLUS)
-            fs.readdir(r, ino: ino, size: Int(size), offset: Int(offset))
-        case .statfs: fs.statfs(r)
+            if plus { return r.error(ENOSYS, &outbox) }  // not asked for (no FUSE_DO_READDIRPLUS)
+            fs.readdir(r, ino: ino, size: Int(size), offset: Int(offset), &outbox)
+        case .statfs: fs.statfs(r, &outbox)
         case .interrupt(let unique):
             r.noReply()  // no reply to an INTERRUPT
-            if let waiter = state.withLock({ $0.interrupt(unique) }) { fs.interrupted(waiter) }
-        case .destroy: r.error(0)
-        case .unknown: r.error(ENOSYS)
+            if let waiter = state.withLock({ $0.interrupt(unique) }) { fs.interrupted(waiter, &outbox) }
+        case .destroy: r.error(0, &outbox)
+        case .unknown: r.error(ENOSYS, &outbox)
         }
     }
 

@@ -16,12 +16,11 @@ public final class MountSession: Sendable {
     /// - Parameters:
     ///   - options: FUSE's `-o` options (allow_other, ro, …).
     ///   - transport: how our core talks to the kernel (`FUSETransportChoice`).
-    ///   - gatherReads: over /dev/fuse, send READ replies from the frames (`--read-replies gather`).
     public init(engine: Engine, mountpoint: String, options: [String] = [], transport: FUSETransportChoice = .auto,
-                depth: Int = FUSETransportChoice.defaultDepth, gatherReads: Bool = false) {
+                depth: Int = FUSETransportChoice.defaultDepth) {
         self.depth = depth
         self.transport = transport
-        fileSystem = AoEFileSystem(engine: engine, mountpoint: mountpoint, gatherReads: gatherReads)
+        fileSystem = AoEFileSystem(engine: engine, mountpoint: mountpoint)
         self.options = options
     }
 

@@ -1,7 +1,6 @@
 import AoECore
 import AoEEngine
 import AoELinux
-import CFuse3
 import FUSEProtocol
 import Synchronization
 
@@ -39,85 +38,74 @@ final class Reply: @unchecked Sendable {
     /// True for the one caller that may send; false once the reply is sent.
     private func take() -> Bool { !sent.exchange(true, ordering: .acquiringAndReleasing) }
 
-    private func send(_ reply: FUSEReply) {
+    private func send(_ reply: FUSEReply, _ outbox: inout Outbox) {
         guard take() else { return }
-        channel.send(reply.encoded(unique: unique), unique: unique, slot: slot)
+        channel.send(reply.encoded(unique: unique), unique: unique, slot: slot, &outbox)
     }
 
-    func error(_ code: Int32) { send(.error(code)) }
+    /// Answers from outside a pass (an err reader woken by a log line, teardown): sent now.
+    func now(_ body: (Reply, inout Outbox) -> Void) {
+        var outbox = Outbox()
+        body(self, &outbox)
+        channel.flush(&outbox)
+    }
+
+    func error(_ code: Int32, _ outbox: inout Outbox) { send(.error(code), &outbox) }
 
     /// The request takes no reply (FORGET, INTERRUPT) or has had one by other means.
     func noReply() { _ = take() }
 
-    func buffer(_ p: UnsafeRawPointer?, _ count: Int) {
+    /// `count` bytes at `p` as the reply's data (gathered with the header in one writev, or
+    /// committed from the ring entry's payload, where a READ's data was received).
+    func buffer(_ p: UnsafeRawPointer?, _ count: Int, _ outbox: inout Outbox) {
         guard take() else { return }
-        // Header and payload gathered in one writev: the payload is not copied into a reply.
         channel.send(FUSEReply.data(count: count).encoded(unique: unique),
-                     payload: UnsafeRawBufferPointer(start: p, count: count), unique: unique, slot: slot)
+                     payload: UnsafeRawBufferPointer(start: p, count: count), unique: unique, slot: slot, &outbox)
     }
 
-    /// A READ's `count` bytes from `buffer`: over /dev/fuse gathered from the frames the data
-    /// came in (`IOBuffer(gathering:)`), else from its bytes.
-    func read(_ buffer: IOBuffer, count: Int) {
-        guard slot < 0, buffer.gathers else { return self.buffer(buffer.bytes.baseAddress, count) }
-        guard take() else { return }
-        buffer.withGathered(0..<count, maxPieces: KernelChannel.maxReplyPieces) { pieces in
-            channel.send(FUSEReply.data(count: count).encoded(unique: unique), pieces: pieces, unique: unique)
-        }
+    func bytes(_ b: [UInt8], _ outbox: inout Outbox) { b.withUnsafeBytes { buffer($0.baseAddress, $0.count, &outbox) } }
+
+    func written(_ count: Int, _ outbox: inout Outbox) { send(.write(size: UInt32(count)), &outbox) }
+
+    func attributes(_ attr: FUSEAttr, timeout: UInt64, _ outbox: inout Outbox) {
+        send(.attr(attr, validSeconds: timeout), &outbox)
     }
 
-    func bytes(_ b: [UInt8]) { b.withUnsafeBytes { buffer($0.baseAddress, $0.count) } }
-
-    func written(_ count: Int) { send(.write(size: UInt32(count))) }
-
-    func attributes(_ st: stat, timeout: Double) { send(.attr(FUSEAttr(st), validSeconds: UInt64(timeout))) }
-
-    func entry(_ e: fuse_entry_param) {
-        send(.entry(nodeID: UInt64(e.ino), attr: FUSEAttr(e.attr), entryValidSeconds: UInt64(e.entry_timeout),
-                    attrValidSeconds: UInt64(e.attr_timeout)))
+    func entry(node: UInt64, _ attr: FUSEAttr, timeout: UInt64, _ outbox: inout Outbox) {
+        send(.entry(nodeID: node, attr: attr, entryValidSeconds: timeout, attrValidSeconds: timeout), &outbox)
     }
 
-    /// Answers an OPEN: the handle in `fi`, always direct I/O (see `open`).
-    func open(_ fi: UnsafeMutablePointer<fuse_file_info>) {
-        send(.open(fh: fi.pointee.fh, openFlags: FUSEOpenFlags.directIO))
+    /// Answers an OPEN with `handle` and the open flags (`FUSEOpenFlags`).
+    func open(handle: UInt64, flags: UInt32, _ outbox: inout Outbox) {
+        send(.open(fh: handle, openFlags: flags), &outbox)
     }
 
-    func statfs(_ s: statvfs) {
-        var out = FUSEStatfs(blocks: UInt64(s.f_blocks))
-        out.bsize = UInt32(s.f_bsize)
-        out.frsize = UInt32(s.f_frsize)
-        out.namelen = UInt32(s.f_namemax)
-        send(.statfs(out))
-    }
+    func statfs(_ s: FUSEStatfs, _ outbox: inout Outbox) { send(.statfs(s), &outbox) }
+
+    func initialize(_ o: FUSEInitOut, _ outbox: inout Outbox) { send(.initialize(o), &outbox) }
 
     /// A directory listing from `offset`: `(name, inode, is a directory)` each, as many as fit
     /// `size` bytes.
-    func directory(_ entries: [(String, UInt64, Bool)], size: Int, offset: Int) {
+    func directory(_ entries: [(String, UInt64, Bool)], size: Int, offset: Int, _ outbox: inout Outbox) {
         var w = FUSEDirectoryWriter(limit: size)
         for (i, (name, ino, isDir)) in entries.enumerated() where i >= offset {
             if !w.add(name: Array(name.utf8), ino: ino, next: UInt64(i + 1), type: isDir ? 4 : 8) { break }
         }
-        bytes(w.bytes)
+        bytes(w.bytes, &outbox)
     }
 
     /// Calls `interrupted(id)` on the file system if the kernel interrupts this request (a
     /// blocked reader). True when the kernel interrupted it already: answer now.
     func onInterrupt(_ id: UInt64) -> Bool { channel.watchInterrupt(of: unique, waiter: id) }
 
+    /// A reply nobody sent answers EIO (fuser's habit): a lost answer would leave the caller
+    /// (a `dd`) waiting for good.
     deinit {
         if !sent.load(ordering: .acquiring) {
-            channel.send(FUSEReply.error(EIO).encoded(unique: unique), unique: unique, slot: slot)
+            var outbox = Outbox()
+            channel.send(FUSEReply.error(EIO).encoded(unique: unique), unique: unique, slot: slot, &outbox)
+            channel.flush(&outbox)
         }
-    }
-}
-
-extension FUSEAttr {
-    /// A `stat` as the kernel's `fuse_attr`.
-    init(_ st: stat) {
-        self.init(ino: UInt64(st.st_ino), size: UInt64(max(st.st_size, 0)), blocks: UInt64(max(st.st_blocks, 0)),
-                  atime: UInt64(max(st.st_atim.tv_sec, 0)), mtime: UInt64(max(st.st_mtim.tv_sec, 0)),
-                  ctime: UInt64(max(st.st_ctim.tv_sec, 0)), mode: UInt32(st.st_mode), nlink: UInt32(st.st_nlink),
-                  uid: st.st_uid, gid: st.st_gid, blksize: UInt32(max(st.st_blksize, 0)))
     }
 }
 

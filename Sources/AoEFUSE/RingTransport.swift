@@ -1,6 +1,6 @@
 import AoELinux
 import FUSEProtocol
-import Synchronization
+import AoEEngine
 
 #if canImport(Glibc)
 import Glibc
@@ -11,16 +11,19 @@ import Glibc
 /// the queue of the CPU its caller runs on; every entry is served here, on the engine's receive
 /// thread, which reaps the ring (`KernelChannel.service`).
 ///
+/// Commits are queued, not submitted: the outbox of the pass that made them flushes the ring
+/// (`OutboxChannel`), so one io_uring_enter hands over every reply of a pass.
+///
 /// An entry is a header area (`FUSERingLayout`) and a payload of max_write bytes. A request
 /// arrives as a completion of the entry's REGISTER or COMMIT_AND_FETCH; its reply is written
 /// into the same two buffers and committed with COMMIT_AND_FETCH, which also asks for the next
 /// request: one system call per reply at most, none per request. A READ's data is received by
 /// the engine straight into the payload, a WRITE's data goes to the wire from it: neither is
 /// copied in user space.
-final class RingTransport: @unchecked Sendable {
+final class RingTransport: OutboxChannel, @unchecked Sendable {
     // @unchecked: the entries' memory is reached by whichever thread holds a request's Reply
     // (one at a time per entry: the kernel hands an entry out again only after its commit);
-    // `ring` locks its submission side; `servingThread` is an atomic.
+    // `ring` locks its submission side.
     let ring: IORing
     let fuseFD: Int32
     let queues: Int
@@ -36,11 +39,6 @@ final class RingTransport: @unchecked Sendable {
     private let payloads: UnsafeMutableRawPointer
     private let payloadsLength: Int
     private let iovecs: UnsafeMutablePointer<iovec>
-    /// The thread that runs `KernelChannel.service()` (the engine's receive thread; 0: none yet).
-    /// Its commits — replies made in service() and in the engine's completions, which the engine
-    /// follows with a service() call — are queued and submitted together at the end of the next
-    /// pass: one io_uring_enter for many replies. Other threads' commits are submitted at once.
-    private let servingThread = Atomic<UInt>(0)
 
     var entries: Int { queues * depth }
 
@@ -112,15 +110,13 @@ final class RingTransport: @unchecked Sendable {
         return submit ? ring.submit() : 0
     }
 
-    /// Called at the start of every service() pass, on the thread that makes it.
-    func serving() { servingThread.store(UInt(pthread_self()), ordering: .relaxed) }
-
-    /// Submits the commits queued on the serving thread (no system call when there are none).
-    func flush() { ring.submit() }
+    /// Submits the commits queued (no system call when there are none).
+    func flushOutbox() { ring.submit() }
 
     /// Writes the reply to the request in `slot` (`encoded`: the out header and the reply's
     /// arguments; `data`: bytes that follow, e.g. a READ's, which need no copy when the engine
-    /// received them into this entry's payload) and commits it. False when it does not fit.
+    /// received them into this entry's payload) and queues its commit (`flushOutbox` submits it).
+    /// False when it does not fit.
     @discardableResult
     func commit(slot: Int, unique: UInt64, encoded: UnsafeRawBufferPointer, data: UnsafeRawBufferPointer?) -> Bool {
         let h = header(slot), p = payload(slot)
@@ -136,12 +132,10 @@ final class RingTransport: @unchecked Sendable {
         h.storeBytes(of: UInt32(args + dataCount).littleEndian, toByteOffset: FUSERingLayout.payloadSizeOffset,
                      as: UInt32.self)
         let op = FUSERingCommand.commitAndFetch.rawValue, qid = UInt16(slot / depth)
-        if servingThread.load(ordering: .relaxed) == UInt(pthread_self()) {
-            if ring.queueCommand(fd: fuseFD, op: op, qid: qid, commitID: unique, iovecs: nil, userData: UInt64(slot)) {
-                return true
-            }
-            ring.submit()  // full (cannot be, with entries + 8 slots; but never drop a reply)
+        if ring.queueCommand(fd: fuseFD, op: op, qid: qid, commitID: unique, iovecs: nil, userData: UInt64(slot)) {
+            return true
         }
-        return ring.commandNow(fd: fuseFD, op: op, qid: qid, commitID: unique, userData: UInt64(slot)) == 0
+        ring.submit()  // full (cannot be, with entries + 8 slots; but never drop a reply)
+        return ring.queueCommand(fd: fuseFD, op: op, qid: qid, commitID: unique, iovecs: nil, userData: UInt64(slot))
     }
 }

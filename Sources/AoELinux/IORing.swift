@@ -58,15 +58,6 @@ public final class IORing: @unchecked Sendable {
         }
     }
 
-    /// Queues a command and submits it at once, under one lock.
-    public func commandNow(fd: Int32, op: UInt32, qid: UInt16, commitID: UInt64, userData: UInt64) -> Int32 {
-        lock.withLock { _ in
-            var r = aoel_ring_fuse_cmd(ring, fd, op, qid, commitID, nil, userData)
-            if r == 0 { r = aoel_ring_submit(ring) }
-            return r < 0 ? r : 0
-        }
-    }
-
     /// One completion.
     public struct Completion: Sendable {
         public var userData: UInt64

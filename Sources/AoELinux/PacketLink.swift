@@ -16,7 +16,7 @@ import Glibc
 /// Sends may come from any thread; receives are meant for one I/O thread. Each direction has its
 /// own preallocated memory behind its own lock (an `Arena` of header slots for sends, a
 /// `ReceivePool` for receives), so a sender never waits for a receiver.
-public final class PacketLink: DescriptorWaitingLink {
+public final class PacketLink: Link {
     /// The interface name.
     public let name: String
     /// The interface index (a re-created interface has a new one: `reopen`).
@@ -51,9 +51,7 @@ public final class PacketLink: DescriptorWaitingLink {
     ///   - batch: how many frames one send or receive call moves at most.
     /// - Throws: `LinkError` naming the interface: no such interface, not permitted (not root),
     ///   interface down, not Ethernet.
-    ///   - receiveSlots: how many frames the receive side holds, received or lent to reads.
-    public init(interface: String, bufferSize: Int = PacketLink.defaultBufferSize, batch: Int = 64,
-                receiveSlots: Int = 1024) throws(LinkError) {
+    public init(interface: String, bufferSize: Int = PacketLink.defaultBufferSize, batch: Int = 64) throws(LinkError) {
         let (fd, info) = try Self.open(interface, bufferSize: bufferSize)
         self.name = interface
         self.fdValue = Atomic(fd)
@@ -65,9 +63,7 @@ public final class PacketLink: DescriptorWaitingLink {
         // when needed; 9216 + header covers jumbo. Longer frames are counted as truncated.
         self.slotSize = max(Int(info.mtu) + AoEHeader.ethernetSize, 9216 + 64)
         self.sendArena = Locked(Arena(slots: batch, slotSize: slotSize))
-        // Room for a few MiB of reads in flight whose replies are gathered from their frames
-        // (1 MiB is 121 frames at MTU 9000), plus a batch that is always free.
-        self.receivePool = Locked(ReceivePool(slots: max(receiveSlots, 2 * batch), slotSize: slotSize, batch: batch))
+        self.receivePool = Locked(ReceivePool(slotSize: slotSize, batch: batch))
     }
 
     deinit {
@@ -97,7 +93,7 @@ public final class PacketLink: DescriptorWaitingLink {
     /// Opens a new socket on the interface of this name and puts it in place of the old one: the
     /// interface was deleted and created again (a replugged USB NIC, a reloaded driver, a veth a
     /// network manager made anew). A socket bound to the old interface never works again (its
-    /// sends fail with ENXIO). Frames and buffers lent to reads are kept.
+    /// sends fail with ENXIO).
     /// - Returns: the MTU of the interface now.
     @discardableResult
     public func reopen() throws(LinkError) -> Int {
@@ -221,56 +217,30 @@ public final class PacketLink: DescriptorWaitingLink {
         return total
     }
 
-    /// Receives up to `limit` frames, waiting at most `timeout` for the first.
-    /// - Returns: copies of the frames; empty when the timeout passed.
-    public func receive(limit: Int, timeout: Duration) throws(LinkError) -> [[UInt8]] {
-        var out: [[UInt8]] = []
-        try receive(limit: limit, timeout: timeout) { out.append(Array($0)) }
-        return out
-    }
-
-    /// Receives up to `limit` frames, waiting at most `timeout`, and hands each to `body`
-    /// without copying. The buffer is valid only during the call.
-    /// - Returns: how many frames were handed over.
-    @discardableResult
+    /// Receives up to `limit` frames, waiting at most `timeout` (negative: no limit) and
+    /// watching `descriptors` meanwhile, and hands each to `body` in place (valid only during
+    /// the call). Bit i of `ready` says descriptors[i] is readable or closed.
     public func receive(
-        limit: Int, timeout: Duration, _ body: (UnsafeRawBufferPointer) -> Void
-    ) throws(LinkError) -> Int {
-        try receive(limit: limit, timeout: timeout, alsoWaitingFor: -1) { bytes, _ in body(bytes) }.frames
-    }
-
-    /// As `receive(limit:timeout:_:)`, and while waiting it also watches `descriptor` (unless
-    /// -1): the wait ends early when that one becomes readable, and `otherReady` says so. Each
-    /// frame's slot is offered as a loan while the pool can spare it.
-    public func receive(
-        limit: Int, timeout: Duration, alsoWaitingFor descriptor: Int32,
-        lending body: (UnsafeRawBufferPointer, inout FrameLoan?) -> Void
-    ) throws(LinkError) -> (frames: Int, otherReady: Bool) {
+        limit: Int, timeout: Duration, alsoWatching descriptors: [Int32], _ body: (UnsafeRawBufferPointer) -> Void
+    ) throws(LinkError) -> (frames: Int, ready: UInt32) {
         let ms = timeout < .zero ? -1 : milliseconds(timeout)  // rounded up, as every poll(2) wait here
-        return try receivePool.withLock { (pool: inout ReceivePool) throws(LinkError) -> (frames: Int, otherReady: Bool) in
+        return try receivePool.withLock { (pool: inout ReceivePool) throws(LinkError) -> (frames: Int, ready: UInt32) in
             var truncated: UInt64 = 0
             var ready: Int32 = 0
-            let slots = pool.takeBatch(limit: limit)
-            defer { pool.endBatch() }
-            let n = aoel_receive_batch(fd, pool.pointers, pool.slotSize, pool.lengths, pool.which, Int32(slots),
-                                       ms, Int32(busyPollMicroseconds.load(ordering: .relaxed)), &truncated,
-                                       descriptor, &ready)
+            let n = descriptors.withUnsafeBufferPointer { also in
+                aoel_receive_batch(fd, pool.pointers, pool.slotSize, pool.lengths, pool.which, Int32(min(limit, pool.batch)),
+                                   ms, Int32(busyPollMicroseconds.load(ordering: .relaxed)), &truncated,
+                                   also.baseAddress, Int32(also.count), &ready)
+            }
             if truncated > 0 { truncatedCount.add(truncated, ordering: .relaxed) }
             if n < 0 {
                 throw LinkError(code: -n == ENETDOWN ? .interfaceDown : .receiveFailed, interface: name,
                                 errno: -n, operation: "receiving frames")
             }
-            for k in 0..<Int(n) {
-                var (bytes, loan) = pool.frame(k)
-                body(bytes, &loan)
-                if loan?.taken == true { pool.lend(k) }
-            }
-            return (Int(n), ready != 0)
+            for k in 0..<Int(n) { body(pool.frame(k)) }
+            return (Int(n), UInt32(bitPattern: ready))
         }
     }
-
-    /// Receive slots now lent to reads (their replies not yet sent).
-    public var lentSlots: Int { receivePool.withLock { $0.lent } }
 
     private static func describe(step: Int32) -> String {
         switch UInt32(step) {

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -145,8 +146,10 @@ static int64_t now_ns(void) {
 }
 
 int aoel_receive_batch(int fd, uint8_t *const *slots, size_t size, uint32_t *lengths, int32_t *which, int max,
-                       int timeout_ms, int busy_poll_us, uint64_t *truncated, int also_fd, int *also_ready) {
+                       int timeout_ms, int busy_poll_us, uint64_t *truncated, const int *also, int also_count,
+                       int *also_ready) {
     *also_ready = 0;
+    if (also_count > 3) also_count = 3;
     if (max > BATCH_MAX) max = BATCH_MAX;
     struct mmsghdr msgs[BATCH_MAX];
     struct iovec iov[BATCH_MAX];
@@ -168,8 +171,9 @@ int aoel_receive_batch(int fd, uint8_t *const *slots, size_t size, uint32_t *len
         if (r >= 0) break;
         if (errno != EAGAIN && errno != EWOULDBLOCK) return -errno;
         if (timeout_ms == 0 || attempt > 0) return 0;
-        struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = also_fd, .events = POLLIN}};
-        int n = also_fd >= 0 ? 2 : 1;
+        struct pollfd p[4] = {{.fd = fd, .events = POLLIN}};
+        int n = 1 + also_count;
+        for (int i = 0; i < also_count; i++) p[1 + i] = (struct pollfd){.fd = also[i], .events = POLLIN};
         int pr = 0;
         // Busy poll first (as the kernel's SO_BUSY_POLL, but over both descriptors): the next
         // frame or request usually comes within tens of microseconds of the last, and a thread
@@ -187,11 +191,10 @@ int aoel_receive_batch(int fd, uint8_t *const *slots, size_t size, uint32_t *len
         if (pr == 0) AOEL_RETRY(pr, poll(p, n, timeout_ms));
         if (pr < 0) return -errno;
         if (pr == 0) return 0;
-        // The other descriptor (a FUSE session sharing this thread) is ready, or closed.
-        if (also_fd >= 0 && p[1].revents != 0) {
-            *also_ready = 1;
-            if (p[0].revents == 0) return 0;
-        }
+        // Another descriptor (a FUSE session sharing this thread, a wake-up) is ready, or closed.
+        for (int i = 0; i < also_count; i++)
+            if (also[i] >= 0 && p[1 + i].revents != 0) *also_ready |= 1 << i;
+        if (p[0].revents == 0) return 0;
     }
     int kept = 0;
     for (int i = 0; i < r; i++) {
@@ -208,6 +211,24 @@ int aoel_wait_readable(int fd, int timeout_ms) {
     int pr;
     AOEL_RETRY(pr, poll(&p, 1, timeout_ms));
     return pr < 0 ? -errno : pr;
+}
+
+int aoel_eventfd(void) {
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+int aoel_wait_any(const int *fds, int count, int timeout_ms) {
+    if (count > 4) count = 4;
+    struct pollfd p[4];
+    for (int i = 0; i < count; i++) p[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+    int pr;
+    AOEL_RETRY(pr, poll(p, (nfds_t)count, timeout_ms));
+    if (pr <= 0) return pr < 0 ? -errno : 0;
+    int ready = 0;
+    for (int i = 0; i < count; i++)
+        if (fds[i] >= 0 && p[i].revents != 0) ready |= 1 << i;
+    return ready;
 }
 
 int aoel_close(int fd) { return close(fd) < 0 ? -errno : 0; }

@@ -171,7 +171,9 @@ final class BenchRun: Sendable {
                          depth: depth, span: span, seconds: seconds, count: count)
         let cpu0 = cpuSeconds()
         let t0 = ContinuousClock.now
-        for slot in 0..<depth { b.issue(slot) }
+        var outbox = Outbox()
+        for slot in 0..<depth { b.issue(slot, &outbox) }
+        engine.flush(&outbox)
         b.finished.wait(timeout: nil) { $0 == depth }
         let elapsed = ContinuousClock.now - t0
         let s = b.state.withLock { $0 }
@@ -180,7 +182,9 @@ final class BenchRun: Sendable {
                       blockSize: blockSize, depth: depth)
     }
 
-    func issue(_ slot: Int) {
+    /// Issues the next request of `slot` into `outbox` (the pass of the completion that freed
+    /// the slot, or the start's).
+    func issue(_ slot: Int, _ outbox: inout Outbox) {
         let offset: UInt64? = state.withLock { s in
             if s.stop || s.issued >= count || ContinuousClock.now >= deadline { s.stop = true; return nil }
             let blocks = max(span / UInt64(blockSize), 1)
@@ -194,19 +198,19 @@ final class BenchRun: Sendable {
             return
         }
         let start = ContinuousClock.now
-        let finish: IOCompletion = { [self] r in
+        let finish: IOCompletion = { [self] r, outbox in
             let micros = Double((ContinuousClock.now - start).nanoseconds) / 1000
             state.withLock { s in
                 s.completed += 1
                 s.latencies.append(micros)
                 if case .success = r { s.bytes += UInt64(blockSize) } else { s.errors += 1; s.stop = true }
             }
-            issue(slot)
+            issue(slot, &outbox)
         }
         if write {
-            engine.write(target, offset: offset, count: blockSize, from: buffers[slot], completion: finish)
+            engine.write(target, offset: offset, count: blockSize, from: buffers[slot], outbox: &outbox, completion: finish)
         } else {
-            engine.read(target, offset: offset, count: blockSize, into: buffers[slot], completion: finish)
+            engine.read(target, offset: offset, count: blockSize, into: buffers[slot], outbox: &outbox, completion: finish)
         }
     }
 }

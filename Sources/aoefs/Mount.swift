@@ -48,9 +48,6 @@ struct Mount: ParsableCommand {
     @Option(help: ArgumentHelp("Ring entries per CPU queue (FUSE over io_uring): requests one CPU's callers can have in flight.", valueName: "N"))
     var ioUringDepth: Int = FUSETransportChoice.defaultDepth
 
-    @Option(help: ArgumentHelp("Over /dev/fuse, how a READ's data reaches the reply: copy (the default: into one buffer as the frames arrive) or gather (the reply's writev takes the data from the frames it came in; no copy in aoefs, more work for the kernel per reply: 0.92 x at 1 MiB QD 4 on a 2-vCPU VM).", valueName: "copy|gather"))
-    var readReplies: String = "copy"
-
     func validate() throws {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: mountpoint, isDirectory: &isDir) else {
@@ -93,11 +90,14 @@ struct Mount: ParsableCommand {
                 // Gone with libfuse's session loop (issue 15): aoefs's own core serves, on the
                 // engine's receive thread. An fstab line that has them still mounts.
                 FileHandle.standardError.write(Data("aoefs: -o \(item): ignored (aoefs's own FUSE core serves, on the engine's receive thread)\n".utf8))
+            case "read_replies":
+                // Replies gathered from the frames measured slower than copied ones and went
+                // (issue 22); an fstab line that has the option still mounts.
+                FileHandle.standardError.write(Data("aoefs: -o \(item): ignored (READ replies are always sent from one buffer)\n".utf8))
             case "fuse_transport": fuseTransport = value ?? ""
             // libfuse 3.18's spellings: the ring, which only our core speaks here.
             case "io_uring": fuseTransport = "io_uring"
             case "io_uring_q_depth": ioUringDepth = try number(Int.self)
-            case "read_replies": readReplies = value ?? ""
             // mount(8) passes these for every filesystem; they mean nothing to FUSE here.
             case "_netdev", "nofail", "auto", "noauto", "user", "nouser", "users", "defaults": break
             default: fuse.append(item)
@@ -107,9 +107,6 @@ struct Mount: ParsableCommand {
         options = fuse
         guard FUSETransportChoice(rawValue: fuseTransport) != nil else {
             throw ValidationError("--fuse-transport \(fuseTransport): expected auto, device or io_uring")
-        }
-        guard readReplies == "copy" || readReplies == "gather" else {
-            throw ValidationError("--read-replies \(readReplies): expected copy or gather")
         }
         guard (1...256).contains(ioUringDepth) else {
             throw ValidationError("--io-uring-depth \(ioUringDepth): expected 1 to 256")
@@ -147,8 +144,7 @@ struct Mount: ParsableCommand {
         Heap.keepLargeBuffers()  // no page faults per request (see Heap)
         let engine = try network.startEngine(defaultToAllEthernet: true)
         let session = MountSession(engine: engine, mountpoint: mountpoint, options: options,
-                                   transport: FUSETransportChoice(rawValue: fuseTransport) ?? .auto, depth: ioUringDepth,
-                                   gatherReads: readReplies == "gather")
+                                   transport: FUSETransportChoice(rawValue: fuseTransport) ?? .auto, depth: ioUringDepth)
         do {
             try session.start(settle: .milliseconds(Int64(wait * 1000)))
         } catch {

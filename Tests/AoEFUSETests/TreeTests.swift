@@ -105,16 +105,16 @@ struct TreeTests {
     func attributes() {
         let owner = (uid: uid_t(0), gid: gid_t(0))
         let image = Attributes.of(.image(e103), inode: 4, image: target(), owner: owner, time: 0)
-        #expect(image.st_size == 2_097_152 * 512 && image.st_blocks == 2_097_152)
-        #expect(image.st_mode == S_IFREG | 0o660 && image.st_blksize == 8704 && image.st_ino == 4)
-        #expect(Attributes.of(.sysDir, inode: 2, image: nil, owner: owner, time: 0).st_mode == S_IFDIR | 0o755)
-        #expect(Attributes.of(.control(.err), inode: 9, image: nil, owner: owner, time: 0).st_mode == S_IFREG | 0o444)
-        #expect(Attributes.of(.control(.interfaces), inode: 9, image: nil, owner: owner, time: 0).st_mode
+        #expect(image.size == 2_097_152 * 512 && image.blocks == 2_097_152)
+        #expect(image.mode == S_IFREG | 0o660 && image.blksize == 8704 && image.ino == 4)
+        #expect(Attributes.of(.sysDir, inode: 2, image: nil, owner: owner, time: 0).mode == S_IFDIR | 0o755)
+        #expect(Attributes.of(.control(.err), inode: 9, image: nil, owner: owner, time: 0).mode == S_IFREG | 0o444)
+        #expect(Attributes.of(.control(.interfaces), inode: 9, image: nil, owner: owner, time: 0).mode
                 == S_IFREG | 0o644)
-        #expect(Attributes.of(.control(.discover), inode: 9, image: nil, owner: owner, time: 0).st_mode == S_IFREG | 0o200)
-        #expect(Attributes.of(.targetFile(e103, .config), inode: 9, image: target(), owner: owner, time: 0).st_mode
+        #expect(Attributes.of(.control(.discover), inode: 9, image: nil, owner: owner, time: 0).mode == S_IFREG | 0o200)
+        #expect(Attributes.of(.targetFile(e103, .config), inode: 9, image: target(), owner: owner, time: 0).mode
                 == S_IFREG | 0o644)
-        #expect(Attributes.of(.targetFile(e103, .stats), inode: 9, image: target(), owner: owner, time: 0).st_mode
+        #expect(Attributes.of(.targetFile(e103, .stats), inode: 9, image: target(), owner: owner, time: 0).mode
                 == S_IFREG | 0o444)
     }
 
@@ -138,10 +138,10 @@ struct TreeTests {
         let name = PartitionName(target: e103, number: 2)
         let st = Attributes.of(.partition(name), inode: 9, image: target(), partition: p, owner: (0, 0), time: 0)
         let fileMode: mode_t = S_IFREG | 0o660, dirMode: mode_t = S_IFDIR | 0o755
-        #expect(st.st_size == 204_800 * 512)
-        #expect(st.st_mode == fileMode)
+        #expect(st.size == 204_800 * 512)
+        #expect(st.mode == fileMode)
         let dir = Attributes.of(.partitionDir(name), inode: 10, image: target(), partition: p, owner: (0, 0), time: 0)
-        #expect(dir.st_mode == dirMode)
+        #expect(dir.mode == dirMode)
         #expect(Node.partitionFile(name, .start).target == e103 && !Node.partition(name).isDirectory)
     }
 

@@ -50,14 +50,14 @@ struct EngineLab {
     var link: PacketLink? = nil
 
     static func direct(mtu: Int, size: UInt64, flags: [String] = [], configuration: EngineConfiguration = .init(),
-                       batch: Int = 64, receiveSlots: Int = 1024) throws -> EngineLab {
+                       batch: Int = 64) throws -> EngineLab {
         let lab = try Lab()
         do {
             let net = try lab.direct(mtu: mtu)
             let file = try lab.sparseFile("e10.3.img", size: size)
             let v = try lab.startVblade(shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace,
                                         file: file, flags: flags)
-            let link = try PacketLink(interface: net.initiator, batch: batch, receiveSlots: receiveSlots)
+            let link = try PacketLink(interface: net.initiator, batch: batch)
             let engine = Engine(links: [link], configuration: configuration)
             engine.start()
             return EngineLab(lab: lab, file: file, vblades: [v], engine: engine, initiators: [net.initiator], net: net,
@@ -106,7 +106,7 @@ struct EngineLab {
                       progress: (@Sendable (UInt64) -> Void)? = nil) -> AoEIOError? {
         runPipelined(total: total, chunk: chunk, depth: depth) { at, n, done in
             let buf = IOBuffer(expectedBytes(seed: seed, offset: offset + at, count: n))
-            engine.write(e103, offset: offset + at, count: n, from: buf) { r in
+            engine.write(e103, offset: offset + at, count: n, from: buf) { r, _ in
                 progress?(at + UInt64(n))
                 done(r)
             }
@@ -118,7 +118,7 @@ struct EngineLab {
         let bad = Mutex<String?>(nil)
         let err = runPipelined(total: total, chunk: chunk, depth: depth) { at, n, done in
             let buf = IOBuffer(count: n)
-            engine.read(e103, offset: offset + at, count: n, into: buf) { r in
+            engine.read(e103, offset: offset + at, count: n, into: buf) { r, _ in
                 if case .success = r, buf.array() != expectedBytes(seed: seed, offset: offset + at, count: n) {
                     bad.withLock { $0 = $0 ?? "bytes read differ from bytes written in the chunk at \(offset + at)" }
                 }
@@ -351,9 +351,9 @@ struct EngineLabTests {
         let expected = (0..<32).flatMap { k in [UInt8](repeating: UInt8(k * 4 + 3 + 1), count: 700) }
         let read = l.engine.waitSync { done in
             let buf = IOBuffer(count: expected.count)
-            l.engine.read(e103, offset: base, count: expected.count, into: buf) { r in
+            l.engine.read(e103, offset: base, count: expected.count, into: buf) { r, outbox in
                 if buf.array() != expected { Issue.record("read-back is not the union of the writes") }
-                done(r)
+                done(r, &outbox)
             }
         }
         #expect(read.failure == nil)
@@ -403,7 +403,7 @@ struct EngineLabTests {
 /// A pipe as an engine event source: each byte written is one 4 KiB read it submits, as a FUSE
 /// request would be.
 final class PipeSource: EventSource, @unchecked Sendable {
-    // @unchecked: the counters are atomics; the engine calls service() on one thread at a time.
+    // @unchecked: the counters are atomics; one event loop calls service.
     let fds: [Int32]
     let engine: Engine
     let served = Atomic<Int>(0)
@@ -418,12 +418,13 @@ final class PipeSource: EventSource, @unchecked Sendable {
         self.engine = engine
     }
 
-    func service() -> Bool {
+    func service(_ outbox: inout Outbox) -> Bool {
         if end.load(ordering: .relaxed) { return false }
         var byte: UInt8 = 0
         while read(fds[0], &byte, 1) == 1 {
             served.add(1, ordering: .relaxed)
-            engine.read(e103, offset: UInt64(byte) * 4096, count: 4096, into: IOBuffer(count: 4096)) { [self] r in
+            engine.read(e103, offset: UInt64(byte) * 4096, count: 4096, into: IOBuffer(count: 4096),
+                        outbox: &outbox) { [self] r, _ in
                 if case .success = r { completed.add(1, ordering: .relaxed) }
             }
         }

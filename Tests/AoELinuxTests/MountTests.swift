@@ -237,15 +237,15 @@ struct MountTests {
         Int(try must("stat -c %s \(m.mnt)/\(name)").trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
     }
 
-    @Test("--read-replies gather, four readers at once over /dev/fuse: replies gathered from the frames, every range reads back what was written")
-    func gatheredReplies() throws {
-        let m = try MountLab(size: 256 << 20, mountArgs: ["--fuse-transport", "device", "--read-replies", "gather"])
+    @Test("four readers at once over /dev/fuse, large replies handed to the reply thread: every range reads back what was written")
+    func concurrentReaders() throws {
+        let m = try MountLab(size: 256 << 20, mountArgs: ["--fuse-transport", "device"])
         defer { m.tearDown() }
         let src = m.lab.directory.appendingPathComponent("src.bin").path
         try must("head -c \(128 << 20) /dev/urandom > \(src)")
         try must("dd if=\(src) of=\(m.image) bs=1M conv=notrunc,nocreat,fsync oflag=direct status=none")
         // Each reader takes its own 32 MiB, 1 MiB at a time, all four at once: a read then
-        // finds others waiting, and its reply is gathered from its frames.
+        // finds others waiting, and its 1 MiB reply goes out on the reply thread.
         let sums = m.lab.directory.appendingPathComponent("sum").path
         try must((0..<4).map { i in
             "(dd if=\(m.image) bs=1M skip=\(i * 32) count=32 iflag=direct status=none | sha256sum > \(sums).\(i)) &"
@@ -255,21 +255,21 @@ struct MountTests {
             let want = try must("dd if=\(src) bs=1M skip=\(i * 32) count=32 status=none | sha256sum")
             #expect(got.prefix(64) == want.prefix(64), "reader \(i)")
         }
-        #expect(m.log(of: m.lab).contains("fuse: READ replies are gathered from the frames"), "the gathered path served")
     }
 
-    @Test("options of the libfuse loop's days: -o fuse_threads=4,fuse_core=libfuse ignored with a line; --fuse-core refused")
+    @Test("options of earlier days: -o fuse_threads=4,fuse_core=libfuse,read_replies=gather ignored with a line; --fuse-core and --read-replies refused")
     func oldOptions() throws {
-        let m = try MountLab(size: 64 << 20, mountArgs: ["-o", "fuse_threads=4,fuse_core=libfuse"])
+        let m = try MountLab(size: 64 << 20, mountArgs: ["-o", "fuse_threads=4,fuse_core=libfuse,read_replies=gather"])
         defer { m.tearDown() }
         #expect(try must("dd if=\(m.image) bs=1M count=4 iflag=direct status=none | wc -c").trimmingCharacters(in: .whitespacesAndNewlines) == "4194304")
         let log = m.log(of: m.lab)
-        #expect(log.contains("-o fuse_threads=4: ignored") && log.contains("-o fuse_core=libfuse: ignored"), "\(log)")
+        #expect(log.contains("-o fuse_threads=4: ignored") && log.contains("-o fuse_core=libfuse: ignored")
+                && log.contains("-o read_replies=gather: ignored"), "\(log)")
         let empty = m.lab.directory.appendingPathComponent("mnt2").path
         let refused = try sh("mkdir -p \(empty) && \(productsDirectory().appendingPathComponent("aoefs").path) mount \(empty) --fuse-core libfuse 2>&1")
         #expect(refused.status != 0 && refused.out.contains("--fuse-core"), "\(refused.out)")
-        let bad = try sh("\(productsDirectory().appendingPathComponent("aoefs").path) mount \(empty) --read-replies fast 2>&1")
-        #expect(bad.status != 0 && bad.out.contains("--read-replies fast: expected copy or gather"), "\(bad.out)")
+        let bad = try sh("\(productsDirectory().appendingPathComponent("aoefs").path) mount \(empty) --read-replies gather 2>&1")
+        #expect(bad.status != 0 && bad.out.contains("--read-replies"), "\(bad.out)")
     }
 
     @Test("losetup, mkfs.ext4, mount, copy files, fsck clean, remount and compare")

@@ -123,14 +123,6 @@ public struct EngineCore: Sendable {
     /// Handles one received frame.
     public mutating func receive(_ bytes: UnsafeRawBufferPointer, on link: LinkID, now: Instant,
                                  _ out: inout [EngineAction]) {
-        var loan: FrameLoan?
-        receive(bytes, on: link, now: now, loan: &loan, &out)
-    }
-
-    /// Handles one received frame that its link offers to lend (`loan`): the core takes it for
-    /// the data of a gathering read, and then says so in `loan.taken`.
-    public mutating func receive(_ bytes: UnsafeRawBufferPointer, on link: LinkID, now: Instant,
-                                 loan: inout FrameLoan?, _ out: inout [EngineAction]) {
         guard wire.links[link]?.allowed ?? false else { return }  // not on the allow-list
         guard let header = try? AoEHeader(decoding: bytes), header.isResponse else {
             malformedFrames += 1
@@ -144,7 +136,7 @@ public struct EngineCore: Sendable {
                 malformedFrames += 1
                 return
             }
-            receiveATA(header, view, on: link, now: now, loan: &loan, &out)
+            receiveATA(header, view, on: link, now: now, &out)
         case .queryConfig:
             guard let frame = try? AoEFrame(decoding: bytes) else {
                 malformedFrames += 1
@@ -183,7 +175,7 @@ public struct EngineCore: Sendable {
     }
 
     mutating func receiveATA(_ header: AoEHeader, _ view: ATAView?, on link: LinkID, now: Instant,
-                             loan: inout FrameLoan?, _ out: inout [EngineAction]) {
+                             _ out: inout [EngineAction]) {
         guard let flight = wire.frames[header.tag] else {
             // Not in flight: late (its frame timed out and was resent) or a duplicate.
             guard targets.index(forKey: header.target) != nil else {
@@ -198,7 +190,7 @@ public struct EngineCore: Sendable {
             return
         }
         withTarget(flight.target) { t, wire in
-            t.answer(header, view, on: link, for: flight, loan: &loan, &wire, now: now, &out)
+            t.answer(header, view, on: link, for: flight, &wire, now: now, &out)
         }
     }
 

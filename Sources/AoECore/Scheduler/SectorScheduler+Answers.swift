@@ -5,9 +5,8 @@ extension SectorScheduler {
     // MARK: - Answers
 
     /// An ATA response whose tag is `flight`'s (the router found it in flight).
-    /// `loan`: the frame's slot when its link lends it; taken for a gathering read's data.
     mutating func answer(_ header: AoEHeader, _ m: ATAView?, on link: LinkID, for flight: FrameInFlight,
-                         loan: inout FrameLoan?, _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
+                         _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
         let path = flight.path
         // Accept only the answer the frame asked for: from the path's MAC, heard on the path's
         // link, for the right shelf.slot. Anything else is spoofed or stray: count, drop, and
@@ -116,11 +115,7 @@ extension SectorScheduler {
                 let count = range.sectors * 512
                 precondition(range.bufferOffset >= 0 && range.bufferOffset + count <= buffer.count
                              && m.data.count >= count, "read range outside its buffer or frame")
-                if buffer.gathers {
-                    buffer.gather(m.data.baseAddress!, count: count, at: range.bufferOffset, loan: &loan)
-                } else {
-                    (buffer.bytes.baseAddress! + range.bufferOffset).copyMemory(from: m.data.baseAddress!, byteCount: count)
-                }
+                (buffer.bytes.baseAddress! + range.bufferOffset).copyMemory(from: m.data.baseAddress!, byteCount: count)
             }
             finish(range, &out)
         case .write:

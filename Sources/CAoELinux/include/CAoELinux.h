@@ -53,13 +53,13 @@ int aoel_send_gather(int fd, const void *iov, int count, uint64_t *dropped, uint
 /// recvmmsg, frame i into slots[i] of `size` bytes. Our own outgoing copies and frames longer
 /// than a slot are dropped (*truncated counts the latter). Returns the number of frames kept
 /// (0 on timeout): kept frame k is in slots[which[k]], lengths[k] bytes long; or -errno.
-/// The slots need not be contiguous: a link that lends some of its slots to readers (replies
-/// gathered from the frames) receives into whichever are free.
-/// While it waits it also watches `also_fd` (unless -1): when that one is readable (or closed) it
-/// returns early and sets *also_ready, so one thread can serve frames and another descriptor.
-/// Before it sleeps it polls both without sleeping for up to busy_poll_us microseconds (0: not).
+/// While it waits (timeout_ms, -1: forever) it also watches `also` (up to 3 descriptors; -1
+/// entries are ignored): when one is readable (or closed) it returns early with bit i of
+/// *also_ready set for also[i], so one thread serves frames and other descriptors (an event loop).
+/// Before it sleeps it polls them all without sleeping for up to busy_poll_us microseconds (0: not).
 int aoel_receive_batch(int fd, uint8_t *const *slots, size_t size, uint32_t *lengths, int32_t *which, int max,
-                       int timeout_ms, int busy_poll_us, uint64_t *truncated, int also_fd, int *also_ready);
+                       int timeout_ms, int busy_poll_us, uint64_t *truncated, const int *also, int also_count,
+                       int *also_ready);
 
 /// One interface change as rtnetlink reports it (RTM_NEWLINK, RTM_DELLINK; rtnetlink(7)).
 struct aoel_link_event {
@@ -79,6 +79,11 @@ int aoel_link_monitor_open(void);
 int aoel_link_monitor_read(int fd, struct aoel_link_event *events, int max, int timeout_ms);
 /// Waits up to timeout_ms for fd to be readable (or closed): 1 if it is, 0 on timeout, or -errno.
 int aoel_wait_readable(int fd, int timeout_ms);
+/// A non-blocking, close-on-exec eventfd(2) counting from 0, or -errno.
+int aoel_eventfd(void);
+/// Waits up to timeout_ms (-1: forever) for any of `count` (at most 4) descriptors to be readable
+/// (or closed; -1 entries are ignored): bit i of the result is set for fds[i]; 0 on timeout, or -errno.
+int aoel_wait_any(const int *fds, int count, int timeout_ms);
 
 /// Waits up to timeout_ms (-1: forever) for process `pid` (a child of ours, not yet reaped) to
 /// exit, with pidfd_open(2) and poll(2): 1 if it has, 0 on timeout, or -errno.
