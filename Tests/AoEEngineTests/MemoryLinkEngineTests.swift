@@ -1,0 +1,134 @@
+import AoECore
+import AoEEngine
+import AoELinux
+import AoEProtocol
+import AoETestSupport
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The driver — event loops, outboxes, timers, event sources, shutdown — over an in-memory link
+/// (`MemoryLink`), without root or a network. The lab tests (AoELinuxTests) are the real thing.
+@Suite("engine over an in-memory link: loops, timers, sources and shutdown without root", .timeLimit(.minutes(1)))
+struct MemoryLinkEngineTests {
+    func started(_ link: MemoryLink) throws -> Engine {
+        let engine = Engine(links: [link])
+        engine.start()
+        try #require(engine.waitUntilSettled(timeout: .seconds(10)), "e10.3 came up: \(engine.targets())")
+        return engine
+    }
+
+    func target() -> MemoryTarget {
+        MemoryTarget(address: e103, mac: MACAddress(0x02, 0, 0, 0, 0, 0x10), sectors: 1 << 16)
+    }
+
+    @Test("discovered and identified; 1 MiB written unaligned and read back; fsync flushes")
+    func roundTrip() throws {
+        let link = try MemoryLink(target: target())
+        let engine = try started(link)
+        defer { engine.shutdown() }
+        let data = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+        #expect(engine.waitSync { engine.write(e103, offset: 1000, count: data.count, from: IOBuffer(data), completion: $0) }
+            .error == nil)
+        let back = IOBuffer(count: data.count)
+        #expect(engine.waitSync { engine.read(e103, offset: 1000, count: data.count, into: back, completion: $0) }.error == nil)
+        #expect(back.array() == data)
+        #expect(link.target.bytes(at: 1000, count: 4096) == Array(data.prefix(4096)), "the target holds the bytes")
+        #expect(engine.waitSync { engine.flush(e103, completion: $0) }.error == nil)
+    }
+
+    @Test("a lost frame is sent again when its timer fires: the first loop's timers run with no timer thread")
+    func retransmitOnTimer() throws {
+        let link = try MemoryLink(target: target())
+        let engine = try started(link)
+        defer { engine.shutdown() }
+        // Lose the first READ of sector 4242 once: only the retransmission timer can finish it.
+        let lost = Atomic<Int>(0)
+        link.drop { bytes in
+            guard let f = try? AoEFrame(decoding: bytes), !f.header.isResponse, case .ata(let a) = f.body,
+                  a.lba & 0xFFFF_FFFF == 4242, !a.flags.contains(.write) else { return false }
+            return lost.add(1, ordering: .relaxed).oldValue == 0
+        }
+        let start = ContinuousClock.now
+        #expect(engine.waitSync { engine.read(e103, offset: 4242 * 512, count: 512, into: IOBuffer(count: 512), completion: $0) }
+            .error == nil)
+        #expect(lost.load(ordering: .relaxed) >= 2, "sent, lost, and sent again")
+        #expect(ContinuousClock.now - start < .seconds(5))
+        #expect((engine.target(e103)?.counters.retries ?? 0) >= 1)
+    }
+
+    @Test("an attached event source is served by the loop; its requests' frames and replies share the pass's outbox")
+    func eventSource() throws {
+        let link = try MemoryLink(target: target())
+        let engine = try started(link)
+        defer { engine.shutdown() }
+        let source = try Poked(engine: engine)
+        #expect(engine.attach(source))
+        source.poke(20)
+        #expect(engine.wait(timeout: .seconds(10)) { _ in source.completed.load(ordering: .relaxed) == 20 })
+        engine.detach()
+        source.poke(5)
+        // Detached: nothing serves the pipe any more (the loop acknowledged the detach).
+        #expect(!engine.wait(timeout: .milliseconds(300)) { _ in source.served.load(ordering: .relaxed) > 20 })
+    }
+
+    @Test("shutdown fails a request the target never answers, and every loop ends")
+    func shutdownFailsWaiting() throws {
+        let link = try MemoryLink(target: target())
+        let engine = try started(link)
+        link.withTarget { $0.silent = true }
+        let result = Locked<Result<Void, AoEIOError>?>(nil)
+        engine.read(e103, offset: 0, count: 4096, into: IOBuffer(count: 4096)) { r, _ in
+            result.withLock { $0 = r }
+        }
+        engine.shutdown()
+        guard case .failure(.shutdown)? = result.withLock({ $0 }) else {
+            Issue.record("expected the request to fail with .shutdown, got \(String(describing: result.withLock { $0 }))")
+            return
+        }
+    }
+}
+
+/// A pipe as an event source: each byte is one 4 KiB read submitted into the pass's outbox.
+final class Poked: EventSource, @unchecked Sendable {
+    // @unchecked: the counters are atomics; one event loop calls service.
+    let fds: [Int32]
+    let engine: Engine
+    let served = Atomic<Int>(0)
+    let completed = Atomic<Int>(0)
+    var descriptor: Int32 { fds[0] }
+
+    init(engine: Engine) throws {
+        guard let p = closeOnExecPipe() else { throw ProcessError("pipe") }
+        fds = p
+        _ = fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK)
+        self.engine = engine
+    }
+
+    func service(_ outbox: inout Outbox) -> Bool {
+        var byte: UInt8 = 0
+        while read(fds[0], &byte, 1) == 1 {
+            served.add(1, ordering: .relaxed)
+            engine.read(e103, offset: UInt64(byte) * 4096, count: 4096, into: IOBuffer(count: 4096),
+                        outbox: &outbox) { [self] r, _ in
+                if case .success = r { completed.add(1, ordering: .relaxed) }
+            }
+        }
+        return true
+    }
+
+    func poke(_ count: Int) { for i in 0..<count { var b = UInt8(i & 0xff); _ = write(fds[1], &b, 1) } }
+
+    deinit { fds.forEach { close($0) } }
+}
+
+extension Result {
+    /// The error, or nil on success.
+    fileprivate var error: Failure? {
+        if case .failure(let e) = self { return e }
+        return nil
+    }
+}
