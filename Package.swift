@@ -5,12 +5,15 @@
 //   AoEProtocol  wire codec, no I/O
 //   FUSEProtocol the FUSE kernel protocol as a codec, no I/O (beside the chain; AoEFUSE's own core)
 //   AoECore      the initiator's pure state machines (router, sector scheduler, path set,
-//                MTU negotiator, windows, RTT), configuration, range locks, the Link protocol;
+//                MTU negotiator, windows, RTT), configuration, the Link protocol;
 //                no threads, no glibc, no syscalls
-//   AoELinux     (+CAoELinux) the one place for syscalls: AF_PACKET links, the lock, the
-//                EINTR-retrying helper, threads, child processes, syslog
-//   AoEEngine    the driver: EngineCore run on threads over real links, the block API
-//   AoEFUSE      (+CFuse3: libfuse3) the tree and the mount's lifecycle
+//   AoELinux     (+CAoELinux) the place for syscalls: AF_PACKET links, rtnetlink, io_uring, the
+//                eventfd wake-up, the lock, the EINTR-retrying helper, threads, child processes,
+//                syslog (KernelChannel's read/writev on /dev/fuse and BackingFile's
+//                preadv2/pwrite are the two others, each the one caller of its calls)
+//   AoEEngine    the driver: an event loop per link runs EngineCore, each pass's Outbox
+//                flushed once; the block API and its range locks
+//   AoEFUSE      (+CFuse3: libfuse3 mounts) our FUSE core, the tree, the mount's lifecycle
 //   aoefs        the CLI
 // Beside the chain: AoETarget (`aoefs serve`: AoEProtocol, AoECore, AoELinux) and
 // AoETestSupport (the lab: netns, veth, bridge, vblade, nft; test doubles; test-only helpers).
@@ -57,7 +60,7 @@ let package = Package(
         .target(name: "AoETarget", dependencies: ["AoEProtocol", "AoECore", "AoELinux", "CAoELinux"], swiftSettings: strict),
         .target(
             name: "AoETestSupport",
-            dependencies: ["AoEProtocol", "AoECore", "AoEEngine", "AoELinux"],
+            dependencies: ["AoEProtocol", "AoECore", "AoEEngine", "AoELinux", "FUSEProtocol"],
             swiftSettings: strict
         ),
         .executableTarget(
@@ -71,8 +74,10 @@ let package = Package(
         ),
         .executableTarget(name: "aoe-lab", dependencies: ["AoETestSupport", "AoELinux", "AoEProtocol"], swiftSettings: strict),
         .testTarget(name: "AoEProtocolTests", dependencies: ["AoEProtocol", "AoELinux", "AoETestSupport"], swiftSettings: strict),
+        // The lab: every module end to end over real things (netns, veth, vblade, FUSE mounts,
+        // the CLI), in folders named after the module each test is about. Needs root.
         .testTarget(
-            name: "AoELinuxTests",
+            name: "AoELabTests",
             dependencies: ["AoEProtocol", "AoECore", "AoEEngine", "AoELinux", "AoETestSupport", "aoe-lab"],
             swiftSettings: strict
         ),
@@ -81,7 +86,11 @@ let package = Package(
         ),
         .testTarget(name: "FUSEProtocolTests", dependencies: ["FUSEProtocol", "AoETestSupport"], swiftSettings: strict),
         .testTarget(name: "AoETargetTests", dependencies: ["AoETarget", "AoECore", "AoEProtocol"], swiftSettings: strict),
-        .testTarget(name: "AoEFUSETests", dependencies: ["AoEFUSE", "AoECore", "AoEProtocol", "aoefs"], swiftSettings: strict),
+        .testTarget(
+            name: "AoEFUSETests",
+            dependencies: ["AoEFUSE", "AoECore", "AoEEngine", "AoELinux", "AoEProtocol", "AoETestSupport", "FUSEProtocol", "aoefs"],
+            swiftSettings: strict
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

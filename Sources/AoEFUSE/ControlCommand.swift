@@ -100,15 +100,14 @@ extension AoEFileSystem {
         case .revalidate(let t):
             guard engine.target(t) != nil else { return .noTarget(trimmed, expected: "eS.L, e.g. e10.3") }
             engine.revalidate(t)
-            rereadTable(t)
+            tables.reread(t)
         case .flush(let scope):
-            let open = state.withLock { $0.openImages }
             let all = engine.targets()
             switch scope {
             case .down:
-                for t in all where t.state == .down && (open[t.address] ?? 0) == 0 { engine.remove(t.address) }
+                for t in all where t.state == .down && handles.openCount(t.address) == 0 { engine.remove(t.address) }
             case .all:
-                for t in all where (open[t.address] ?? 0) == 0 { engine.remove(t.address) }
+                for t in all where handles.openCount(t.address) == 0 { engine.remove(t.address) }
             case .target(let t):
                 guard all.contains(where: { $0.address == t }) else {
                     return .noTarget(trimmed, expected: "\"\", \"all\" or eS.L")

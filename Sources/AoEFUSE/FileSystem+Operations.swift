@@ -6,68 +6,50 @@ import Foundation
 
 /// The FUSE operations, called on whichever thread serves the session.
 extension AoEFileSystem {
-    func lookup(_ r: Reply, parent: UInt64, name: String, _ outbox: inout Outbox) {
+    func lookup(parent: UInt64, name: String) -> FUSEReply {
         guard let p = node(parent), let child = child(of: p, named: name), let attr = attributes(child)
-        else { return r.error(ENOENT, &outbox) }
-        r.entry(node: attr.ino, attr, timeout: 1, &outbox)
+        else { return .error(ENOENT) }
+        return .entry(nodeID: attr.ino, attr: attr, entryValidSeconds: 1, attrValidSeconds: 1)
     }
 
-    func getattr(_ r: Reply, ino: UInt64, _ outbox: inout Outbox) {
-        guard let n = node(ino), let attr = attributes(n) else { return r.error(ENOENT, &outbox) }
-        r.attributes(attr, timeout: 1, &outbox)
+    func getattr(ino: UInt64) -> FUSEReply {
+        guard let n = node(ino), let attr = attributes(n) else { return .error(ENOENT) }
+        return .attr(attr, validSeconds: 1)
     }
 
     /// Truncation is accepted and ignored: `echo > etherd/discover` opens with O_TRUNC, and an
     /// image's size is the target's capacity.
-    func setattr(_ r: Reply, ino: UInt64, _ outbox: inout Outbox) { getattr(r, ino: ino, &outbox) }
+    func setattr(ino: UInt64) -> FUSEReply { getattr(ino: ino) }
 
-    func readdir(_ r: Reply, ino: UInt64, size: Int, offset: Int, _ outbox: inout Outbox) {
-        guard let n = node(ino), let kids = children(n) else { return r.error(ENOTDIR, &outbox) }
+    func readdir(ino: UInt64, size: Int, offset: Int) -> FUSEReply {
+        guard let n = node(ino), let kids = children(n) else { return .error(ENOTDIR) }
         let entries = ([(".", n), ("..", Node.root)] + kids).map { ($0.0, inode($0.1), $0.1.isDirectory) }
-        r.directory(entries, size: size, offset: offset, &outbox)
+        return .directory(entries, size: size, offset: offset)
     }
 
-    func open(_ r: Reply, ino: UInt64, flags: UInt32, _ outbox: inout Outbox) {
-        guard let n = node(ino), attributes(n) != nil else { return r.error(ENOENT, &outbox) }
-        var opened: OpenFile?
+    func open(ino: UInt64, flags: UInt32) -> FUSEReply {
+        guard let n = node(ino), attributes(n) != nil else { return .error(ENOENT) }
+        var opened: Handles.OpenFile?
         switch n {
         case .image(let t): opened = .image(t)
         case .partition(let p):
-            guard let found = partition(p) else { return r.error(ENOENT, &outbox) }
+            guard let found = partition(p) else { return .error(ENOENT) }
             opened = .partition(p, found)
         default: break
         }
-        let handle: UInt64 = state.withLock { s in
-            defer { s.nextHandle += 1 }
-            if let opened {
-                s.handles[s.nextHandle] = opened
-                s.openImages[n.target!, default: 0] += 1
-            }
-            return s.nextHandle
-        }
-        if case .control(.err) = n { openedErr(handle) }
+        let handle = handles.open(opened)
+        if case .control(.err) = n { errReaders.opened(handle) }
         // Direct I/O everywhere: the daemon sees every image I/O (nothing cached twice under a
         // loop device), and `cat` of a pseudo-file always sees fresh, whole contents.
-        r.open(handle: handle, flags: FUSEOpenFlags.directIO, &outbox)
+        return .open(fh: handle, openFlags: FUSEOpenFlags.directIO)
     }
 
-    func release(_ r: Reply, fh: UInt64, _ outbox: inout Outbox) {
-        let reread: TargetAddress? = state.withLock { s in
-            s.errCursor[fh] = nil
-            s.rendered[fh] = nil
-            guard let h = s.handles.removeValue(forKey: fh) else { return nil }
-            let t: TargetAddress
-            switch h {
-            case .image(let a): t = a
-            case .partition(let p, _): t = p.target
-            }
-            s.openImages[t, default: 1] -= 1
-            return s.tableWriters.remove(fh) != nil ? t : nil
-        }
+    func release(fh: UInt64) -> FUSEReply {
+        errReaders.released(fh)
         // The handle wrote the partition table (fdisk, sfdisk, sgdisk): read it again, as
         // BLKRRPART would.
-        if let reread { rereadTable(reread) }
-        r.error(0, &outbox)
+        if let reread = handles.release(fh) { tables.reread(reread) }
+        return .error(0)
     }
 
     /// Where a handle's I/O goes: the target, the byte offset of the file's start on it, and the
@@ -77,7 +59,7 @@ extension AoEFileSystem {
         case .image(let t):
             return engine.capacity(of: t).map { (t, 0, $0) }
         case .partition(let p):
-            guard case .partition(_, let opened)? = state.withLock({ $0.handles[fh] }), partition(p) == opened,
+            guard case .partition(_, let opened)? = handles.file(fh), partition(p) == opened,
                   engine.capacity(of: p.target) != nil else { return nil }
             return (p.target, opened.start * 512, opened.size * 512)
         default:
@@ -85,14 +67,14 @@ extension AoEFileSystem {
         }
     }
 
-    func read(_ r: Reply, ino: UInt64, size: Int, offset: Int, fh: UInt64, _ outbox: inout Outbox) {
-        guard let n = node(ino) else { return r.error(ENOENT, &outbox) }
+    func read(_ r: Reply, ino: UInt64, size: Int, offset: Int, fh: UInt64, _ outbox: inout Outbox) -> Answer {
+        guard let n = node(ino) else { return .now(.error(ENOENT)) }
         switch n {
         case .image, .partition:
-            guard let (t, base, length) = extent(n, fh: fh) else { return r.error(n.isImage ? ENODEV : EIO, &outbox) }
+            guard let (t, base, length) = extent(n, fh: fh) else { return .now(.error(n.isImage ? ENODEV : EIO)) }
             // Past the end a read gets 0 bytes, as from a block device.
             let count = max(0, min(size, Int(length) - offset))
-            if count == 0 { return r.buffer(nil, 0, &outbox) }
+            if count == 0 { return .now(.bytes([])) }
             // Over the ring the engine receives the data straight into the entry's payload, from
             // which the kernel takes the reply; over /dev/fuse into one buffer, sent with the
             // reply's header in one writev. (Replies gathered from the frames instead measured
@@ -115,42 +97,41 @@ extension AoEFileSystem {
                 }
                 track(-1)
             }
+            return .later
         case .targetFile(let t, let f):
-            let text = renderedOnce(fh: fh, offset: offset) { () -> [UInt8]? in
+            let text = handles.renderedOnce(fh, offset: offset) { () -> [UInt8]? in
                 guard let s = sysSnapshot(t) else { return nil }
-                let open = state.withLock { $0.openImages[t] ?? 0 }
+                let open = handles.openCount(t)
                 return Array(Render.file(f, s, configuration: engine.configuration, openCount: open).utf8)
             }
-            guard let text else { return r.error(ENODEV, &outbox) }
-            r.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size)), &outbox)
+            guard let text else { return .now(.error(ENODEV)) }
+            return .now(.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size))))
         case .partitionFile(let p, let f):
-            let text = renderedOnce(fh: fh, offset: offset) { partition(p).map { Array(Render.file(f, $0).utf8) } }
-            guard let text else { return r.error(ENOENT, &outbox) }
-            r.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size)), &outbox)
+            let text = handles.renderedOnce(fh, offset: offset) { partition(p).map { Array(Render.file(f, $0).utf8) } }
+            guard let text else { return .now(.error(ENOENT)) }
+            return .now(.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size))))
         case .control(.interfaces):
             let text = Array((engine.allowedInterfaces.joined(separator: " ") + "\n").utf8)
-            r.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size)), &outbox)
+            return .now(.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size))))
         case .control(.err):
-            readErr(r, fh: fh, size: size, &outbox)
+            return errReaders.read(r, handle: fh, size: size, &outbox)
         case .control:
-            r.bytes([], &outbox)
+            return .now(.bytes([]))
         default:
-            r.error(EISDIR, &outbox)
+            return .now(.error(EISDIR))
         }
     }
 
     func write(_ r: Reply, ino: UInt64, data: UnsafeRawBufferPointer, offset: Int, fh: UInt64,
-               adopt: () -> UnsafeMutableRawPointer?, _ outbox: inout Outbox) {
-        guard let n = node(ino) else { return r.error(ENOENT, &outbox) }
+               adopt: () -> UnsafeMutableRawPointer?, _ outbox: inout Outbox) -> Answer {
+        guard let n = node(ino) else { return .now(.error(ENOENT)) }
         switch n {
         case .image, .partition:
-            guard let (t, base, length) = extent(n, fh: fh) else { return r.error(n.isImage ? ENODEV : EIO, &outbox) }
+            guard let (t, base, length) = extent(n, fh: fh) else { return .now(.error(n.isImage ? ENODEV : EIO)) }
             // Past the end a write gets ENOSPC, as on a block device.
-            if offset + data.count > Int(length) { return r.error(ENOSPC, &outbox) }
+            if offset + data.count > Int(length) { return .now(.error(ENOSPC)) }
             let bytes = base + UInt64(offset)..<base + UInt64(offset + data.count)
-            if case .image = n, writeTouchesTable(t, bytes, capacity: length) {
-                state.withLock { _ = $0.tableWriters.insert(fh) }
-            }
+            if case .image = n, tables.writeTouchesTable(t, bytes, capacity: length) { handles.wroteTable(fh) }
             // The channel reads the next request into its buffer once this returns. A large write
             // takes that buffer over instead (`adopt`: the channel allocates a new one), which
             // saves copying a MiB in the pass; a small one is copied.
@@ -178,23 +159,24 @@ extension AoEFileSystem {
                 }
                 track(-1)
             }
+            return .later
         case .control(let c):
             let text = String(decoding: data, as: UTF8.self)
             if let problem = perform(c, text) {
                 engine.note("etherd/\(c.rawValue): \(problem)")
-                return r.error(EINVAL, &outbox)
+                return .now(.error(EINVAL))
             }
-            r.written(data.count, &outbox)
+            return .now(.write(size: UInt32(data.count)))
         case .targetFile(_, .config):
-            r.error(EOPNOTSUPP, &outbox)
+            return .now(.error(EOPNOTSUPP))
         default:
-            r.error(EACCES, &outbox)
+            return .now(.error(EACCES))
         }
     }
 
-    func fsync(_ r: Reply, ino: UInt64, _ outbox: inout Outbox) {
+    func fsync(_ r: Reply, ino: UInt64, _ outbox: inout Outbox) -> Answer {
         guard let t = node(ino).flatMap({ $0.isImage || $0.isPartition ? $0.target : nil }) else {
-            return r.error(0, &outbox)
+            return .now(.error(0))
         }
         track(+1)
         engine.flush(t, outbox: &outbox) { [self] result, outbox in
@@ -204,23 +186,13 @@ extension AoEFileSystem {
             }
             track(-1)
         }
+        return .later
     }
 
-    func statfs(_ r: Reply, _ outbox: inout Outbox) {
+    func statfs() -> FUSEReply {
         let bytes = imageTargets().compactMap(\.identity).map(\.capacity).reduce(0, +)
-        r.statfs(FUSEStatfs(blocks: bytes / 4096), &outbox)
+        return .statfs(FUSEStatfs(blocks: bytes / 4096))
     }
-    /// A pseudo-file's text as one open handle sees it: rendered at the read from offset 0 and
-    /// kept until the handle is released, so a reader that needs several reads (or a table that
-    /// changes between them) gets one consistent snapshot, as sysfs's seq_file gives. Without it
-    /// a second read re-rendered the file and could return the tail of a newer text.
-    func renderedOnce(fh: UInt64, offset: Int, _ render: () -> [UInt8]?) -> [UInt8]? {
-        if offset > 0, let kept = state.withLock({ $0.rendered[fh] }) { return kept }
-        guard let text = render() else { return nil }
-        state.withLock { $0.rendered[fh] = text }
-        return text
-    }
-
     /// Counts requests waiting for the engine, so teardown can drain them.
     func track(_ delta: Int) {
         let drained = waiting.withLock { w in

@@ -44,16 +44,21 @@ extension AoEFileSystem {
     /// released, so a small request costs no thread wake-up.
     func beginServing(transport: FUSETransportChoice, depth: Int) throws(FUSEError) {
         guard let se = session else { throw FUSEError("\(mountpoint): not mounted") }
-        guard let own = KernelChannel(device: fuse_session_fd(se), fs: self, transport: resolve(transport, depth: depth),
+        try serve(device: fuse_session_fd(se), transport: resolve(transport, depth: depth))
+    }
+
+    /// Serves the FUSE connection on `device` (the mounted session's /dev/fuse; in tests, one
+    /// end of an in-memory wire, `FUSEWire`) on the engine's first event loop.
+    func serve(device: Int32, transport: FUSETransport) throws(FUSEError) {
+        guard let own = KernelChannel(device: device, fs: self, transport: transport,
                                       onEnd: { [weak self] in self?.end() }) else {
             stop()
             throw FUSEError("cannot serve \(mountpoint): /dev/fuse cannot be made non-blocking, or no memory")
         }
-        channelBox.withLock { $0 = own }
+        notifications.serve(own)
         guard engine.attach(own) else {
-            // Every link is a packet socket, which can watch a descriptor; this cannot happen.
             stop()
-            throw FUSEError("cannot serve \(mountpoint): no link of the engine can watch /dev/fuse")
+            throw FUSEError("cannot serve \(mountpoint): the engine has no event loop (not started?)")
         }
         engine.note("fuse: aoefs's own protocol core serves \(mountpoint) (libfuse only mounted it)")
     }
@@ -124,16 +129,9 @@ extension AoEFileSystem {
             waiting.wait(timeout: .seconds(5)) { $0 == 0 }
         }
         let unanswered = waiting.withLock { $0 }
-        let parked: [Reply] = state.withLock { s in
-            s.tornDown = true
-            let r = s.errWaiters.values.map(\.reply)
-            s.errWaiters.removeAll()
-            return r
-        }
-        for r in parked { r.now { r, outbox in r.error(EINTR, &outbox) } }
-        // No notification after this (one being written is waited for): the table reader's
-        // thread takes this lock, then the channel's, never the other way round.
-        notificationsStopped.withLock { $0 = true }
+        errReaders.close()
+        // No notification after this (one being written is waited for).
+        notifications.stop()
         channel?.close()  // no reply after this: libfuse closes the descriptor below
         if let se = session {
             // Detached by `stop`: nothing left to unmount (libfuse would umount again and print
@@ -146,7 +144,7 @@ extension AoEFileSystem {
             session = nil
         }
         replies.stop()
-        tableReader.stop()
+        tables.stop()
     }
 }
 

@@ -19,22 +19,32 @@ public struct FUSEError: Error, CustomStringConvertible {
 /// on the engine's thread. A read of `etherd/err` with nothing to say is parked and answered
 /// when a line arrives, or with EINTR when the reader is interrupted.
 ///
-/// Its concerns, one file each: the tree and attributes (here), the operations
-/// (`FileSystem+Operations`), `etherd/` writes (`ControlCommand`), `etherd/err` readers
-/// (`FileSystem+ErrReaders`), and the session (`FileSystem+Session`, served by `KernelChannel`).
+/// Its parts, each owning its state: the tree and attributes (here, with `InodeTable`), the
+/// operations (`FileSystem+Operations`), the open handles (`Handles`), `etherd/` writes
+/// (`ControlCommand`), `etherd/err` readers (`ErrReaders`), partition tables and their worker
+/// (`PartitionTables`), the channel and its notifications (`Notifications`), and the session's
+/// lifecycle (`FileSystem+Session`, served by `KernelChannel`).
 public final class AoEFileSystem: @unchecked Sendable {
     // @unchecked: `session` is touched only by the thread that mounts, serves and tears down
-    // (`MountSession`), never by `stop` (the signal thread) or the table reader; `channel` is
-    // behind its lock (the table reader notifies through it while `beginServing` sets it);
-    // everything else that changes is in `state`, `waiting` or `ended`.
+    // (`MountSession`), never by `stop` (the signal thread) or the table reader; everything else
+    // that changes is behind a lock of its owner.
     public let engine: Engine
     public let mountpoint: String
-    let state = Locked(State())
-    /// Sends large read replies, so the engine's receive thread goes back to its frames while
-    /// the kernel copies a big reply into the reader's pages. A 1 MiB READ reply is a
-    /// 1 MiB copy inside `writev`; on the receive thread it stalls every other response (the
-    /// window drains). Small replies stay on the receive thread, where a hop costs more than
-    /// the copy (reference notes: ~40 % for 4 KiB I/O on 2 cores).
+    /// Names ↔ inode numbers (the tree; its own lock).
+    let inodes = Locked(InodeTable())
+    /// The open handles.
+    let handles = Handles()
+    /// Readers of `etherd/err`.
+    let errReaders: ErrReaders
+    /// The channel, and the notifications written to it.
+    let notifications = Notifications()
+    /// Each target's partition table, read on a worker of its own.
+    let tables: PartitionTables
+    /// Sends large read replies, so the loop goes back to its frames while the kernel copies a
+    /// big reply into the reader's pages. A 1 MiB READ reply over /dev/fuse is a 1 MiB copy inside
+    /// `writev`; in the loop it stalls every other response (the window drains). Small replies
+    /// stay in the loop, where a hop costs more than the copy (reference notes: ~40 % for 4 KiB
+    /// I/O on 2 cores).
     let replies = WorkerPool(threads: 1, name: "aoefs-reply")
     /// Replies of at least this many bytes go through `replies`, unless nothing else is waiting
     /// (a reader at queue depth 1): then no other response can be held up, and the hop would only
@@ -53,56 +63,26 @@ public final class AoEFileSystem: @unchecked Sendable {
     /// libfuse's session (it only mounted): set by `mount`, used by `beginServing` and cleared
     /// by `teardown`, all on the thread that runs the mount; no other thread touches it.
     var session: OpaquePointer?
-    /// Our own protocol core on the session's descriptor, set by `run`.
-    let channelBox = Locked<KernelChannel?>(nil)
-    var channel: KernelChannel? { channelBox.withLock { $0 } }
-    /// True once teardown unmounted: no notification is written after (the session is then
-    /// destroyed). Held while one is written, so teardown waits for it.
-    let notificationsStopped = Locked(false)
+    /// Our own protocol core on the session's descriptor, set by `serve`.
+    var channel: KernelChannel? { notifications.channel }
     let mountTime = time(nil)
     let owner = (uid: getuid(), gid: getgid())
-
-    struct State {
-        var inodes = InodeTable()
-        /// Open image and partition handles per target (a target in use is not flushed away,
-        /// and reads `down,closewait` while down).
-        var openImages: [TargetAddress: Int] = [:]
-        /// What each open image or partition handle was opened on.
-        var handles: [UInt64: OpenFile] = [:]
-        /// Image handles that wrote a sector of their target's partition table.
-        var tableWriters: Set<UInt64> = []
-        var tables: [TargetAddress: TargetPartitions] = [:]
-        var tablesWanted: Set<TargetAddress> = []
-        var tablePassPosted = false
-        var errCursor: [UInt64: UInt64] = [:]
-        /// Each open pseudo-file's text, as first read (`renderedOnce`).
-        var rendered: [UInt64: [UInt8]] = [:]
-        var errWaiters: [UInt64: (reply: Reply, handle: UInt64)] = [:]
-        var nextHandle: UInt64 = 1
-        var nextWaiter: UInt64 = 1
-        var tornDown = false
-    }
-
-    /// Reads partition tables, which waits for the target: never on the thread serving FUSE.
-    let tableReader = WorkerPool(threads: 1, name: "aoefs-tables")
-
-    /// An open image or partition: I/O on a partition handle keeps to the partition it was opened
-    /// on, and fails (EIO) once the table no longer has it.
-    enum OpenFile: Sendable {
-        case image(TargetAddress)
-        case partition(PartitionName, Partition)
-    }
 
     public init(engine: Engine, mountpoint: String) {
         self.engine = engine
         self.mountpoint = mountpoint
-        watchPartitionTables()
+        errReaders = ErrReaders(engine: engine)
+        let notifications = self.notifications
+        tables = PartitionTables(engine: engine) { notifications.entriesGone($0) }
     }
+
+    /// Called with every diagnostic line the engine logs: wakes parked readers of `etherd/err`.
+    public func logged() { errReaders.logged() }
 
     // MARK: - Nodes
 
-    func node(_ ino: UInt64) -> Node? { state.withLock { $0.inodes.node(ino) } }
-    func inode(_ n: Node) -> UInt64 { state.withLock { $0.inodes.inode(n) } }
+    func node(_ ino: UInt64) -> Node? { inodes.withLock { $0.node(ino) } }
+    func inode(_ n: Node) -> UInt64 { inodes.withLock { $0.inode(n) } }
 
     /// Targets that have an image: identified at least once.
     func imageTargets() -> [TargetSnapshot] { engine.targets().filter { $0.identity != nil } }
@@ -191,8 +171,10 @@ public final class AoEFileSystem: @unchecked Sendable {
 
     /// The names of `target`'s partition files.
     func partitionNames(_ target: TargetAddress) -> [PartitionName] {
-        partitions(of: target).map { PartitionName(target: target, number: $0.number) }
+        tables.partitions(of: target).map { PartitionName(target: target, number: $0.number) }
     }
+
+    func partition(_ name: PartitionName) -> Partition? { tables.partition(name) }
 }
 
 /// A node's attributes (the kernel's `fuse_attr`). Pure: the node, its inode and (for target

@@ -113,8 +113,9 @@ final class KernelChannel: EventSource, @unchecked Sendable {
         while served < limit {
             served += 1
             let n = read(device, buffer, Self.bufferSize)
-            if n < 0 {
-                switch errno {
+            if n <= 0 {
+                // 0: the other end hung up (never from /dev/fuse; an in-memory wire in tests).
+                switch n == 0 ? ENODEV : errno {
                 case EAGAIN: return true
                 case EINTR, ENOENT: continue  // ENOENT: the request was interrupted before we read it
                 case ENODEV: break  // unmounted
@@ -243,7 +244,7 @@ final class KernelChannel: EventSource, @unchecked Sendable {
     func notify(_ n: FUSENotification) -> Int32 {
         // Not under `state`: the kernel takes the directory's lock for an inval_entry and may wait
         // for a LOOKUP in it, whose reply needs `state`. The descriptor stays open meanwhile:
-        // teardown destroys the session only after the caller's `notificationsStopped`.
+        // teardown destroys the session only after `Notifications.stop`.
         guard !state.withLock({ $0.closed }) else { return -EBADF }
         return n.encoded.withUnsafeBytes { b in
             Int32(retryingNegativeEINTR { write(device, b.baseAddress, b.count) < 0 ? -Int(errno) : 0 })
@@ -278,7 +279,7 @@ final class KernelChannel: EventSource, @unchecked Sendable {
         let r = Reply(channel: self, unique: header.unique, slot: slot)
         switch request {
         case .initialize(let i):
-            guard i.major == FUSEVersion.major else { return r.error(EPROTO, &outbox) }
+            guard i.major == FUSEVersion.major else { return r.send(.error(EPROTO), &outbox) }
             // Many direct I/O requests in flight; and the ring, when we have one.
             var wanted = FUSEInitFlags.asyncRead | FUSEInitFlags.asyncDIO | FUSEInitFlags.bigWrites
                 | FUSEInitFlags.maxPages | FUSEInitFlags.initExt
@@ -286,32 +287,34 @@ final class KernelChannel: EventSource, @unchecked Sendable {
             var o = FUSEInitOut(maxReadahead: i.maxReadahead, flags: i.flags & wanted, maxBackground: 128,
                                 congestionThreshold: 96, maxWrite: UInt32(RingTransport.payloadSize), maxPages: 256)
             o.minor = min(i.minor, FUSEVersion.minor)
-            r.initialize(o, &outbox)
+            r.send(.initialize(o), &outbox)
             // The entries can be registered only once the kernel has the INIT reply.
             fs.engine.flush(&outbox)
             if let ring { startRing(ring, offered: i.flags & FUSEInitFlags.overIOURing != 0) }
-        case .lookup(let name): fs.lookup(r, parent: ino, name: String(decoding: name, as: UTF8.self), &outbox)
+        case .lookup(let name): r.send(fs.lookup(parent: ino, name: String(decoding: name, as: UTF8.self)), &outbox)
         case .forget, .batchForget: r.noReply()  // no reply; inode numbers are never reused
-        case .getattr: fs.getattr(r, ino: ino, &outbox)
-        case .setattr: fs.setattr(r, ino: ino, &outbox)
-        case .open(let flags): fs.open(r, ino: ino, flags: flags, &outbox)
-        case .release(let fh, _, _): fs.release(r, fh: fh, &outbox)
-        case .read(let fh, let offset, let size): fs.read(r, ino: ino, size: Int(size), offset: Int(offset), fh: fh, &outbox)
+        case .getattr: r.send(fs.getattr(ino: ino), &outbox)
+        case .setattr: r.send(fs.setattr(ino: ino), &outbox)
+        case .open(let flags): r.send(fs.open(ino: ino, flags: flags), &outbox)
+        case .release(let fh, _, _): r.send(fs.release(fh: fh), &outbox)
+        case .read(let fh, let offset, let size):
+            r.send(fs.read(r, ino: ino, size: Int(size), offset: Int(offset), fh: fh, &outbox), &outbox)
         case .write(let fh, let offset, let size, _, let at):
-            fs.write(r, ino: ino, data: UnsafeRawBufferPointer(rebasing: data[at..<(at + Int(size))]), offset: Int(offset),
-                     fh: fh, adopt: { adoptBuffer() }, &outbox)
-        case .flush, .releasedir: r.error(0, &outbox)
-        case .fsync: fs.fsync(r, ino: ino, &outbox)
-        case .opendir: r.open(handle: 0, flags: 0, &outbox)
+            let data = UnsafeRawBufferPointer(rebasing: data[at..<(at + Int(size))])
+            r.send(fs.write(r, ino: ino, data: data, offset: Int(offset), fh: fh, adopt: { adoptBuffer() }, &outbox),
+                   &outbox)
+        case .flush, .releasedir: r.send(.error(0), &outbox)
+        case .fsync: r.send(fs.fsync(r, ino: ino, &outbox), &outbox)
+        case .opendir: r.send(.open(fh: 0, openFlags: 0), &outbox)
         case .readdir(_, let offset, let size, let plus):
-            if plus { return r.error(ENOSYS, &outbox) }  // not asked for (no FUSE_DO_READDIRPLUS)
-            fs.readdir(r, ino: ino, size: Int(size), offset: Int(offset), &outbox)
-        case .statfs: fs.statfs(r, &outbox)
+            // READDIRPLUS is not asked for (no FUSE_DO_READDIRPLUS).
+            r.send(plus ? .error(ENOSYS) : fs.readdir(ino: ino, size: Int(size), offset: Int(offset)), &outbox)
+        case .statfs: r.send(fs.statfs(), &outbox)
         case .interrupt(let unique):
             r.noReply()  // no reply to an INTERRUPT
-            if let waiter = state.withLock({ $0.interrupt(unique) }) { fs.interrupted(waiter, &outbox) }
-        case .destroy: r.error(0, &outbox)
-        case .unknown: r.error(ENOSYS, &outbox)
+            if let waiter = state.withLock({ $0.interrupt(unique) }) { fs.errReaders.interrupted(waiter, &outbox) }
+        case .destroy: r.send(.error(0), &outbox)
+        case .unknown: r.send(.error(ENOSYS), &outbox)
         }
     }
 

@@ -11,6 +11,13 @@ import Glibc
 /// One FUSE request's answer, sent exactly once over our channel (`KernelChannel`, issue 15),
 /// encoded with FUSEProtocol. A reply dropped unsent answers EIO rather than leave a `dd`
 /// hanging forever (fuser's habit).
+///
+/// Exactly once, how: an operation that can answer at once returns its answer (`FUSEReply`, or
+/// `Answer.now`), so the compiler sees one answer on every path; only the operations that wait
+/// (image I/O, fsync, a parked err read) hold a `Reply` past their return, and its atomic
+/// `take()` lets one send through. Why not a `~Copyable` reply with consuming methods: the
+/// engine's completions are escaping closures, and Swift 6.3 cannot consume a noncopyable value
+/// captured by one ("noncopyable 'r' cannot be consumed when captured by an escaping closure").
 final class Reply: @unchecked Sendable {
     // @unchecked: used by whichever single thread completes the request; every send path goes
     // through `take()`, whose atomic exchange lets exactly one of them through.
@@ -38,7 +45,7 @@ final class Reply: @unchecked Sendable {
     /// True for the one caller that may send; false once the reply is sent.
     private func take() -> Bool { !sent.exchange(true, ordering: .acquiringAndReleasing) }
 
-    private func send(_ reply: FUSEReply, _ outbox: inout Outbox) {
+    func send(_ reply: FUSEReply, _ outbox: inout Outbox) {
         guard take() else { return }
         channel.send(reply.encoded(unique: unique), unique: unique, slot: slot, &outbox)
     }
@@ -67,34 +74,13 @@ final class Reply: @unchecked Sendable {
 
     func written(_ count: Int, _ outbox: inout Outbox) { send(.write(size: UInt32(count)), &outbox) }
 
-    func attributes(_ attr: FUSEAttr, timeout: UInt64, _ outbox: inout Outbox) {
-        send(.attr(attr, validSeconds: timeout), &outbox)
+    /// Sends what an operation answered: `.now` at once, `.later` not (the operation handed this
+    /// reply on, to a completion or a parked reader).
+    func send(_ answer: Answer, _ outbox: inout Outbox) {
+        if case .now(let reply) = answer { send(reply, &outbox) }
     }
 
-    func entry(node: UInt64, _ attr: FUSEAttr, timeout: UInt64, _ outbox: inout Outbox) {
-        send(.entry(nodeID: node, attr: attr, entryValidSeconds: timeout, attrValidSeconds: timeout), &outbox)
-    }
-
-    /// Answers an OPEN with `handle` and the open flags (`FUSEOpenFlags`).
-    func open(handle: UInt64, flags: UInt32, _ outbox: inout Outbox) {
-        send(.open(fh: handle, openFlags: flags), &outbox)
-    }
-
-    func statfs(_ s: FUSEStatfs, _ outbox: inout Outbox) { send(.statfs(s), &outbox) }
-
-    func initialize(_ o: FUSEInitOut, _ outbox: inout Outbox) { send(.initialize(o), &outbox) }
-
-    /// A directory listing from `offset`: `(name, inode, is a directory)` each, as many as fit
-    /// `size` bytes.
-    func directory(_ entries: [(String, UInt64, Bool)], size: Int, offset: Int, _ outbox: inout Outbox) {
-        var w = FUSEDirectoryWriter(limit: size)
-        for (i, (name, ino, isDir)) in entries.enumerated() where i >= offset {
-            if !w.add(name: Array(name.utf8), ino: ino, next: UInt64(i + 1), type: isDir ? 4 : 8) { break }
-        }
-        bytes(w.bytes, &outbox)
-    }
-
-    /// Calls `interrupted(id)` on the file system if the kernel interrupts this request (a
+    /// Calls `ErrReaders.interrupted(id)` if the kernel interrupts this request (a
     /// blocked reader). True when the kernel interrupted it already: answer now.
     func onInterrupt(_ id: UInt64) -> Bool { channel.watchInterrupt(of: unique, waiter: id) }
 
@@ -115,5 +101,24 @@ func errnoValue(for error: AoEIOError) -> Int32 {
     case .beyondEnd: ENOSPC
     case .noSuchTarget: ENODEV
     case .targetDown, .disabled, .ataError, .aoeError, .shutdown: EIO
+    }
+}
+
+/// What an operation answers: its reply now, or later through the `Reply` it was given.
+enum Answer {
+    case now(FUSEReply)
+    /// The operation kept the `Reply` (a completion or a parked reader sends it, once).
+    case later
+}
+
+extension FUSEReply {
+    /// A directory listing from `offset`: `(name, inode, is a directory)` each, as many as fit
+    /// `size` bytes.
+    static func directory(_ entries: [(String, UInt64, Bool)], size: Int, offset: Int) -> FUSEReply {
+        var w = FUSEDirectoryWriter(limit: size)
+        for (i, (name, ino, isDir)) in entries.enumerated() where i >= offset {
+            if !w.add(name: Array(name.utf8), ino: ino, next: UInt64(i + 1), type: isDir ? 4 : 8) { break }
+        }
+        return .bytes(w.bytes)
     }
 }

@@ -211,16 +211,15 @@ public struct ATAView {
 
     /// Reads the argument of a whole frame (Ethernet header included); nil if it is too short.
     public init?(frame b: UnsafeRawBufferPointer) {
-        let o = AoEHeader.size
-        guard b.count >= o + ATAMessage.argumentSize else { return nil }
-        flags = ATAFlags(rawValue: b[o])
-        errorOrFeature = b[o + 1]
-        sectorCount = b[o + 2]
-        commandOrStatus = b[o + 3]
+        guard b.count >= AoEOffset.ataData else { return nil }
+        flags = ATAFlags(rawValue: b[AoEOffset.ataFlags])
+        errorOrFeature = b[AoEOffset.ataErrorOrFeature]
+        sectorCount = b[AoEOffset.ataSectorCount]
+        commandOrStatus = b[AoEOffset.ataCommandOrStatus]
         var v: UInt64 = 0
-        for i in (0..<6).reversed() { v = v << 8 | UInt64(b[o + 4 + i]) }
+        for i in (0..<6).reversed() { v = v << 8 | UInt64(b[AoEOffset.ataLBA + i]) }
         lba = v
-        data = UnsafeRawBufferPointer(rebasing: b[(o + ATAMessage.argumentSize)...])
+        data = UnsafeRawBufferPointer(rebasing: b[AoEOffset.ataData...])
     }
 
     public var status: ATAStatus { ATAStatus(rawValue: commandOrStatus) }

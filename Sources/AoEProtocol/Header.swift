@@ -66,6 +66,24 @@ public struct AoECommand: RawRepresentable, Hashable, Sendable, CustomStringConv
     }
 }
 
+/// Where each field of a frame lies, counted from the Ethernet header's first byte (AoE r11 §3.1
+/// for the common header, §3.2 for the ATA argument): the codec's one statement of the layout,
+/// for code that patches a frame in place (the target turns a request into its response).
+public enum AoEOffset {
+    public static let destination = 0, source = 6, etherType = 12
+    /// Ver (high nibble) and Flags (low nibble).
+    public static let versionFlags = 14
+    public static let error = 15
+    /// Major (shelf), two bytes big-endian; Minor (slot), one.
+    public static let shelf = 16, slot = 18
+    public static let command = 19, tag = 20
+    /// The ATA argument (AoE r11 §3.2): AFlags, Err/Feature, Sector Count, Cmd/Status, LBA0–5.
+    public static let ataFlags = 24, ataErrorOrFeature = 25, ataSectorCount = 26, ataCommandOrStatus = 27
+    public static let ataLBA = 28
+    /// The end of the ATA argument: the data starts here.
+    public static let ataData = 36
+}
+
 /// The Ethernet and AoE common header: 24 bytes on the wire.
 public struct AoEHeader: Hashable, Sendable {
     /// Bytes in the Ethernet header (6 + 6 + 2).

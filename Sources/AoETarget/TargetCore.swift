@@ -145,8 +145,8 @@ public struct TargetCore: Sendable {
     /// (vblade answers a short read or write the same way).
     public static func failure(of header: [UInt8], error: ATAErrorRegister = .aborted) -> [UInt8] {
         var h = header
-        h[Offsets.status] = ATAStatus([.ready, .error]).rawValue
-        h[Offsets.error] = error.rawValue
+        h[AoEOffset.ataCommandOrStatus] = ATAStatus([.ready, .error]).rawValue
+        h[AoEOffset.ataErrorOrFeature] = error.rawValue
         return h
     }
 
@@ -157,12 +157,6 @@ public struct TargetCore: Sendable {
 
     // MARK: - ATA
 
-    private enum Offsets {
-        static let flags = 14, aoeError = 15, shelf = 16, slot = 18
-        static let ataFlags = 24, error = 25, sectorCount = 26, status = 27, lba = 28
-        static let headerEnd = 36
-    }
-
     private mutating func handleATA(_ h: AoEHeader, _ m: ATAView, _ frame: UnsafeRawBufferPointer) -> TargetAction {
         let opcode = ATAOpcode(rawValue: m.commandOrStatus)
         // A reservation keeps everyone else out of everything but IDENTIFY (vblade `rrok`).
@@ -170,11 +164,11 @@ public struct TargetCore: Sendable {
             return .reply(errorReply(frame, .targetReserved))
         }
         var answer = responseHeader(frame)
-        answer[Offsets.error] = 0
-        answer[Offsets.status] = ATAStatus.ready.rawValue
+        answer[AoEOffset.ataErrorOrFeature] = 0
+        answer[AoEOffset.ataCommandOrStatus] = ATAStatus.ready.rawValue
         func ataError(_ e: ATAErrorRegister) -> TargetAction {
-            answer[Offsets.status] = ATAStatus([.ready, .error]).rawValue
-            answer[Offsets.error] = e.rawValue
+            answer[AoEOffset.ataCommandOrStatus] = ATAStatus([.ready, .error]).rawValue
+            answer[AoEOffset.ataErrorOrFeature] = e.rawValue
             counters.errors += 1
             return .reply(answer)
         }
@@ -182,10 +176,10 @@ public struct TargetCore: Sendable {
         switch opcode {
         case .identifyDevice:
             guard count == 1 else { return .reply(errorReply(frame, .badArgument)) }
-            answer[Offsets.sectorCount] = 0
+            answer[AoEOffset.ataSectorCount] = 0
             return .reply(answer + identity)
         case .checkPowerMode:
-            answer[Offsets.sectorCount] = 0xFF  // active or idle
+            answer[AoEOffset.ataSectorCount] = 0xFF  // active or idle
             return .reply(answer)
         case .flushCache, .flushCacheExt:
             if settings.abortsFlush { return ataError(.aborted) }
@@ -200,7 +194,7 @@ public struct TargetCore: Sendable {
                 return .reply(errorReply(frame, .badArgument))
             }
             if lba + UInt64(count) > settings.sectors { return ataError(.idNotFound) }
-            answer[Offsets.sectorCount] = 0
+            answer[AoEOffset.ataSectorCount] = 0
             if isWrite {
                 if settings.readOnly { return ataError(.aborted) }
                 counters.writes += 1
@@ -217,16 +211,16 @@ public struct TargetCore: Sendable {
     /// The request's first 36 bytes turned into a response: addresses swapped, R flag, our
     /// shelf and slot (a request may have used the broadcast address).
     private func responseHeader(_ frame: UnsafeRawBufferPointer) -> [UInt8] {
-        var r = Array(frame.prefix(Offsets.headerEnd))
-        if r.count < Offsets.headerEnd { r += [UInt8](repeating: 0, count: Offsets.headerEnd - r.count) }
-        let source = Array(r[6..<12])
-        r.replaceSubrange(0..<6, with: source)
-        r.replaceSubrange(6..<12, with: settings.mac.bytes)
-        r[Offsets.flags] = (r[Offsets.flags] & 0xF0) | AoEFlags.response.rawValue
-        r[Offsets.aoeError] = 0
-        r[Offsets.shelf] = UInt8(settings.address.shelf.rawValue >> 8)
-        r[Offsets.shelf + 1] = UInt8(truncatingIfNeeded: settings.address.shelf.rawValue)
-        r[Offsets.slot] = settings.address.slot.rawValue
+        var r = Array(frame.prefix(AoEOffset.ataData))
+        if r.count < AoEOffset.ataData { r += [UInt8](repeating: 0, count: AoEOffset.ataData - r.count) }
+        let source = Array(r[AoEOffset.source..<AoEOffset.etherType])
+        r.replaceSubrange(AoEOffset.destination..<AoEOffset.source, with: source)
+        r.replaceSubrange(AoEOffset.source..<AoEOffset.etherType, with: settings.mac.bytes)
+        r[AoEOffset.versionFlags] = (r[AoEOffset.versionFlags] & 0xF0) | AoEFlags.response.rawValue
+        r[AoEOffset.error] = 0
+        r[AoEOffset.shelf] = UInt8(settings.address.shelf.rawValue >> 8)
+        r[AoEOffset.shelf + 1] = UInt8(truncatingIfNeeded: settings.address.shelf.rawValue)
+        r[AoEOffset.slot] = settings.address.slot.rawValue
         return r
     }
 
@@ -234,8 +228,8 @@ public struct TargetCore: Sendable {
     private mutating func errorReply(_ frame: UnsafeRawBufferPointer, _ code: AoEErrorCode) -> [UInt8] {
         counters.errors += 1
         var r = responseHeader(frame)
-        r[Offsets.flags] |= AoEFlags.error.rawValue
-        r[Offsets.aoeError] = code.rawValue
+        r[AoEOffset.versionFlags] |= AoEFlags.error.rawValue
+        r[AoEOffset.error] = code.rawValue
         return Array(r.prefix(min(r.count, max(AoEHeader.size, frame.count))))
     }
 

@@ -11,7 +11,7 @@ import Glibc
 #endif
 
 /// The driver — event loops, outboxes, timers, event sources, shutdown — over an in-memory link
-/// (`MemoryLink`), without root or a network. The lab tests (AoELinuxTests) are the real thing.
+/// (`MemoryLink`), without root or a network. The lab tests (AoELabTests) are the real thing.
 @Suite("engine over an in-memory link: loops, timers, sources and shutdown without root", .timeLimit(.minutes(1)))
 struct MemoryLinkEngineTests {
     func started(_ link: MemoryLink) throws -> Engine {
@@ -65,7 +65,7 @@ struct MemoryLinkEngineTests {
         let link = try MemoryLink(target: target())
         let engine = try started(link)
         defer { engine.shutdown() }
-        let source = try Poked(engine: engine)
+        let source = try PipeSource(engine: engine, target: e103)
         #expect(engine.attach(source))
         source.poke(20)
         #expect(engine.wait(timeout: .seconds(10)) { _ in source.completed.load(ordering: .relaxed) == 20 })
@@ -90,39 +90,6 @@ struct MemoryLinkEngineTests {
             return
         }
     }
-}
-
-/// A pipe as an event source: each byte is one 4 KiB read submitted into the pass's outbox.
-final class Poked: EventSource, @unchecked Sendable {
-    // @unchecked: the counters are atomics; one event loop calls service.
-    let fds: [Int32]
-    let engine: Engine
-    let served = Atomic<Int>(0)
-    let completed = Atomic<Int>(0)
-    var descriptor: Int32 { fds[0] }
-
-    init(engine: Engine) throws {
-        guard let p = closeOnExecPipe() else { throw ProcessError("pipe") }
-        fds = p
-        _ = fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK)
-        self.engine = engine
-    }
-
-    func service(_ outbox: inout Outbox) -> Bool {
-        var byte: UInt8 = 0
-        while read(fds[0], &byte, 1) == 1 {
-            served.add(1, ordering: .relaxed)
-            engine.read(e103, offset: UInt64(byte) * 4096, count: 4096, into: IOBuffer(count: 4096),
-                        outbox: &outbox) { [self] r, _ in
-                if case .success = r { completed.add(1, ordering: .relaxed) }
-            }
-        }
-        return true
-    }
-
-    func poke(_ count: Int) { for i in 0..<count { var b = UInt8(i & 0xff); _ = write(fds[1], &b, 1) } }
-
-    deinit { fds.forEach { close($0) } }
 }
 
 extension Result {

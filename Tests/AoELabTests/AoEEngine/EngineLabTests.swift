@@ -400,49 +400,13 @@ struct EngineLabTests {
     }
 }
 
-/// A pipe as an engine event source: each byte written is one 4 KiB read it submits, as a FUSE
-/// request would be.
-final class PipeSource: EventSource, @unchecked Sendable {
-    // @unchecked: the counters are atomics; one event loop calls service.
-    let fds: [Int32]
-    let engine: Engine
-    let served = Atomic<Int>(0)
-    let completed = Atomic<Int>(0)
-    let end = Atomic<Bool>(false)
-    var descriptor: Int32 { fds[0] }
-
-    init(engine: Engine) throws {
-        guard let p = closeOnExecPipe() else { throw LabFailure("pipe") }
-        fds = p
-        _ = fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK)
-        self.engine = engine
-    }
-
-    func service(_ outbox: inout Outbox) -> Bool {
-        if end.load(ordering: .relaxed) { return false }
-        var byte: UInt8 = 0
-        while read(fds[0], &byte, 1) == 1 {
-            served.add(1, ordering: .relaxed)
-            engine.read(e103, offset: UInt64(byte) * 4096, count: 4096, into: IOBuffer(count: 4096),
-                        outbox: &outbox) { [self] r, _ in
-                if case .success = r { completed.add(1, ordering: .relaxed) }
-            }
-        }
-        return true
-    }
-
-    func poke(_ count: Int) { for i in 0..<count { var b = UInt8(i & 0xff); _ = write(fds[1], &b, 1) } }
-
-    deinit { fds.forEach { close($0) } }
-}
-
 extension EngineLabTests {
     @Test("an attached event source is served between frames; its requests complete; detach and ending stop it")
     func eventSource() throws {
         let l = try EngineLab.direct(mtu: 9000, size: 64 << 20)
         defer { l.tearDown() }
         try l.waitUp()
-        let source = try PipeSource(engine: l.engine)
+        let source = try PipeSource(engine: l.engine, target: e103)
         #expect(l.engine.attach(source))
         source.poke(100)
         #expect(eventually(timeout: .seconds(5)) { source.completed.load(ordering: .relaxed) >= 100 })
@@ -453,7 +417,7 @@ extension EngineLabTests {
         #expect(!eventually(timeout: .milliseconds(300)) { source.served.load(ordering: .relaxed) > 100 },
                 "not served after detach")
         // A source that reports its end is dropped: the bytes left stay unread.
-        let ending = try PipeSource(engine: l.engine)
+        let ending = try PipeSource(engine: l.engine, target: e103)
         ending.end.store(true, ordering: .relaxed)
         #expect(l.engine.attach(ending))
         ending.poke(3)

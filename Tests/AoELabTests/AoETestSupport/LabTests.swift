@@ -156,6 +156,15 @@ func waitForExit(_ p: ChildProcess, within limit: Duration) throws {
 }
 
 /// The directory holding the built products (aoe-lab, aoefs) next to the test bundle.
+/// The package's top folder (Docs/, Tests/linux-initiator/), from this file's place in it.
+func packageRoot(_ file: String = #filePath) -> URL {
+    var url = URL(fileURLWithPath: file).deletingLastPathComponent()
+    while url.path != "/" && !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) {
+        url = url.deletingLastPathComponent()
+    }
+    return url
+}
+
 func productsDirectory() -> URL {
     // The test bundle is an executable in the build directory (.build/debug/aoefsPackageTests.xctest).
     URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()

@@ -250,8 +250,7 @@ struct EcosystemTests {
 
     @Test("the man page renders with man -l and covers every command")
     func manPage() throws {
-        let page = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("Docs/aoefs.8").path
+        let page = packageRoot().appendingPathComponent("Docs/aoefs.8").path
         let text = try must("MANWIDTH=100 man -l \(page) 2>&1")
         for word in ["aoefs mount", "aoefs stat", "aoefs serve", "aoefs demo", "aoefs discover", "aoefs interfaces",
                      "aoefs revalidate", "aoefs flush", "aoefs scan", "aoefs bench", "/etc/aoefs.conf", "fuse.aoefs",

@@ -1,4 +1,5 @@
 import AoECore
+import AoEFUSE
 import AoETestSupport
 import Testing
 

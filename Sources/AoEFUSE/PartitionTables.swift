@@ -1,5 +1,4 @@
 import AoECore
-import CFuse3
 import AoEEngine
 import AoELinux
 import AoEProtocol
@@ -54,34 +53,57 @@ struct PartitionName: Hashable, Sendable {
 /// Partition tables: read on a worker thread (never on the thread that serves FUSE, since a read
 /// waits for the target) when a target comes up, when its capacity changes, on `revalidate`, and
 /// when a handle that wrote the table's sectors is released (what `BLKRRPART` does for fdisk).
-extension AoEFileSystem {
+/// Owns the tables and its worker; one lock. Names that go are handed to `gone` (on the worker's
+/// thread), which tells the kernel.
+final class PartitionTables: Sendable {
+    private struct State {
+        var tables: [TargetAddress: TargetPartitions] = [:]
+        var wanted: Set<TargetAddress> = []
+        var passPosted = false
+        var closed = false
+    }
+
+    private let engine: Engine
+    private let state = Locked(State())
+    /// Reads tables, which waits for the target: never on the thread serving FUSE.
+    private let reader = WorkerPool(threads: 1, name: "aoefs-tables")
+    private let gone: @Sendable ([String]) -> Void
+
     /// Starts watching the engine's targets for tables to read.
-    func watchPartitionTables() {
-        engine.addTargetObserver { [weak self] in self?.scheduleTableReads() }
-        scheduleTableReads()
+    init(engine: Engine, gone: @escaping @Sendable ([String]) -> Void) {
+        self.engine = engine
+        self.gone = gone
+        engine.addTargetObserver { [weak self] in self?.schedule() }
+        schedule()
+    }
+
+    /// No table is read after this; the worker ends.
+    func stop() {
+        state.withLock { $0.closed = true }
+        reader.stop()
     }
 
     /// Asks for `target`'s table to be read again (even if nothing about the target changed).
-    func rereadTable(_ target: TargetAddress) {
-        state.withLock { _ = $0.tablesWanted.insert(target) }
-        scheduleTableReads()
+    func reread(_ target: TargetAddress) {
+        state.withLock { _ = $0.wanted.insert(target) }
+        schedule()
     }
 
     /// Posts one table pass unless one is already waiting to run (changes coalesce).
-    func scheduleTableReads() {
+    private func schedule() {
         let post = state.withLock { s in
-            defer { s.tablePassPosted = true }
-            return !s.tablePassPosted && !s.tornDown
+            defer { s.passPosted = true }
+            return !s.passPosted && !s.closed
         }
-        if post { tableReader.async { [weak self] in self?.tablePass() } }
+        if post { reader.async { [weak self] in self?.pass() } }
     }
 
     /// One pass over the targets: reads the tables that are missing, stale or asked for, and
     /// forgets those of targets that are gone.
-    private func tablePass() {
+    private func pass() {
         let wanted = state.withLock { s in
-            s.tablePassPosted = false
-            return s.tablesWanted
+            s.passPosted = false
+            return s.wanted
         }
         let targets = engine.targets()
         let present = Set(targets.map(\.address))
@@ -93,14 +115,15 @@ extension AoEFileSystem {
             let before = known?.table
             state.withLock { s in
                 s.tables[t.address] = fresh
-                s.tablesWanted.remove(t.address)
+                s.wanted.remove(t.address)
             }
             if fresh.table != before {
                 // The kernel forgets the names that went before the log says what is there.
                 let now = Set(fresh.table.partitions.map(\.number))
-                entriesGone((before?.partitions ?? []).filter { !now.contains($0.number) }.map {
+                let went = (before?.partitions ?? []).filter { !now.contains($0.number) }.map {
                     PartitionName(target: t.address, number: $0.number).description
-                })
+                }
+                if !went.isEmpty { gone(went) }
                 report(t.address, fresh.table)
             }
         }
@@ -111,30 +134,10 @@ extension AoEFileSystem {
                 names += [t.description] + known.table.partitions.map { PartitionName(target: t, number: $0.number).description }
                 s.tables[t] = nil
             }
-            s.tablesWanted.formIntersection(present)
+            s.wanted.formIntersection(present)
             return names
         }
-        entriesGone(dropped)
-    }
-
-    /// Tells the kernel that `names` (entries of the root and of sys/) are gone, so that no
-    /// cached dentry outlives them (FUSE_NOTIFY_INVAL_ENTRY). Called on the table reader's
-    /// thread only: the kernel takes the directory's lock for it, and may wait for a request in
-    /// that directory, which the thread serving FUSE must stay free to answer.
-    func entriesGone(_ names: [String]) {
-        guard !names.isEmpty else { return }
-        notificationsStopped.withLock { stopped in
-            guard !stopped else { return }
-            invalidate(names)
-        }
-    }
-
-    private func invalidate(_ names: [String]) {
-        for name in names {
-            for parent: UInt64 in [1, 2] {  // the root, sys/ (InodeTable's fixed numbers)
-                channel?.notify(.invalEntry(parent: parent, name: Array(name.utf8)))
-            }
-        }
+        if !dropped.isEmpty { gone(dropped) }
     }
 
     /// Reads `target`'s table through the engine: sectors 0–33 in one request (the MBR and the

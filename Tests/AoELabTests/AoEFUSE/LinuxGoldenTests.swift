@@ -10,8 +10,7 @@ import Testing
 struct LinuxGoldenTests {
     /// golden.txt's lines without comments: ("AOESTAT", line) or ("SYSFS", "file value").
     static func golden() throws -> [(kind: String, text: String)] {
-        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("linux-initiator/golden.txt")
+        let url = packageRoot().appendingPathComponent("Tests/linux-initiator/golden.txt")
         return try String(contentsOf: url, encoding: .utf8).split(separator: "\n")
             .filter { !$0.hasPrefix("#") }
             .compactMap { line in line.split(separator: " ", maxSplits: 1).count == 2

@@ -1,0 +1,76 @@
+import AoECore
+import AoEProtocol
+import AoELinux
+
+/// The open handles: what each image or partition handle was opened on, how many are open per
+/// target (a target in use is not flushed away, and reads `down,closewait` while down), which
+/// wrote a sector of their target's partition table, and each pseudo-file handle's text as first
+/// read. Owns its state; one lock.
+final class Handles: Sendable {
+    /// An open image or partition: I/O on a partition handle keeps to the partition it was opened
+    /// on, and fails (EIO) once the table no longer has it.
+    enum OpenFile: Sendable, Equatable {
+        case image(TargetAddress)
+        case partition(PartitionName, Partition)
+
+        var target: TargetAddress {
+            switch self {
+            case .image(let t): t
+            case .partition(let p, _): p.target
+            }
+        }
+    }
+
+    private struct State {
+        var files: [UInt64: OpenFile] = [:]
+        var openPerTarget: [TargetAddress: Int] = [:]
+        var tableWriters: Set<UInt64> = []
+        var rendered: [UInt64: [UInt8]] = [:]
+        var next: UInt64 = 1
+    }
+
+    private let state = Locked(State())
+
+    /// A new handle, on `file` when it is an image or a partition (nil: a pseudo-file, a control).
+    func open(_ file: OpenFile?) -> UInt64 {
+        state.withLock { s in
+            defer { s.next += 1 }
+            if let file {
+                s.files[s.next] = file
+                s.openPerTarget[file.target, default: 0] += 1
+            }
+            return s.next
+        }
+    }
+
+    /// Forgets `handle`. Returns its target when it wrote the target's partition table (which is
+    /// then read again, as BLKRRPART would).
+    func release(_ handle: UInt64) -> TargetAddress? {
+        state.withLock { s in
+            s.rendered[handle] = nil
+            guard let f = s.files.removeValue(forKey: handle) else { return nil }
+            s.openPerTarget[f.target, default: 1] -= 1
+            return s.tableWriters.remove(handle) != nil ? f.target : nil
+        }
+    }
+
+    /// What `handle` was opened on.
+    func file(_ handle: UInt64) -> OpenFile? { state.withLock { $0.files[handle] } }
+
+    /// Image and partition handles open on `target`.
+    func openCount(_ target: TargetAddress) -> Int { state.withLock { $0.openPerTarget[target] ?? 0 } }
+
+    /// `handle` wrote a sector of its target's partition table.
+    func wroteTable(_ handle: UInt64) { state.withLock { _ = $0.tableWriters.insert(handle) } }
+
+    /// A pseudo-file's text as one open handle sees it: rendered at the read from offset 0 and
+    /// kept until the handle is released, so a reader that needs several reads (or a table that
+    /// changes between them) gets one consistent snapshot, as sysfs's seq_file gives. Without it
+    /// a second read re-rendered the file and could return the tail of a newer text.
+    func renderedOnce(_ handle: UInt64, offset: Int, _ render: () -> [UInt8]?) -> [UInt8]? {
+        if offset > 0, let kept = state.withLock({ $0.rendered[handle] }) { return kept }
+        guard let text = render() else { return nil }
+        state.withLock { $0.rendered[handle] = text }
+        return text
+    }
+}
