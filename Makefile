@@ -93,8 +93,9 @@ bench-tools: .build/aoe-raw-bench
 	$(CC) -O2 -o $@ $<
 
 ## bench: the engine against the C yardstick; the engine, the mount over each FUSE transport
-## (libfuse's loop, our /dev/fuse core, FUSE over io_uring) and the qemu peer side by side;
-## aoefs serve against vblade; the engine on a LAN flooded by a hostile host; aoefs against the
+## (our /dev/fuse core, FUSE over io_uring) and the qemu peer side by side; aoefs serve against
+## vblade; the engine on a LAN flooded by a hostile host; everyday tools (dd, cat, sha256sum,
+## cp, qemu-img, buffered writes, ext4 on losetup) through the page cache; aoefs against the
 ## peer on ext4 too (bench-peer without the plot); medians and ratios (root)
 bench: deps
 	Benchmarks/engine-vs-yardstick.sh
@@ -102,6 +103,7 @@ bench: deps
 	Benchmarks/transports.sh
 	Benchmarks/serve-vs-vblade.sh
 	Benchmarks/flood.sh
+	Benchmarks/everyday.sh
 	PLOT=0 Benchmarks/peer.sh
 
 ## bench-peer: aoefs against qemu-storage-daemon's FUSE export of a qemu-nbd disk over the same

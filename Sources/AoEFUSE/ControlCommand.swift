@@ -101,6 +101,7 @@ extension AoEFileSystem {
             guard engine.target(t) != nil else { return .noTarget(trimmed, expected: "eS.L, e.g. e10.3") }
             engine.revalidate(t)
             tables.reread(t)
+            dropCache(t)  // as BLKFLSBUF and a re-read: what is cached may be stale
         case .flush(let scope):
             let all = engine.targets()
             switch scope {

@@ -1,6 +1,7 @@
 import AoECore
 import AoEEngine
 import AoEProtocol
+import AoELinux
 import FUSEProtocol
 import Foundation
 
@@ -39,10 +40,29 @@ extension AoEFileSystem {
         }
         let handle = handles.open(opened)
         if case .control(.err) = n { errReaders.opened(handle) }
-        // Direct I/O everywhere: the daemon sees every image I/O (nothing cached twice under a
-        // loop device), and `cat` of a pseudo-file always sees fresh, whole contents.
-        return .open(fh: handle, openFlags: FUSEOpenFlags.directIO)
+        return .open(fh: handle, openFlags: Self.openFlags(image: opened != nil, flags: flags))
     }
+
+    /// How an open is served, as a block device's would be (issue 23). An image or partition
+    /// opened without O_DIRECT goes through the kernel's page cache: reads ahead, writes back
+    /// (FUSE_WRITEBACK_CACHE), and its cache outlives the open (FOPEN_KEEP_CACHE; it is dropped
+    /// when the target changes, `CacheCoherence`). Opened O_DIRECT it bypasses the cache, as a
+    /// cluster filesystem or a database wants, and several writers of it are not serialised by
+    /// the inode lock. Pseudo-files and control files are always direct: a read shows the state
+    /// now, a write acts at once.
+    static func openFlags(image: Bool, flags: UInt32) -> UInt32 {
+        guard image else { return FUSEOpenFlags.directIO }
+        // KEEP_CACHE on both: an open must not drop the pages other opens cached (without it
+        // the kernel invalidates the inode's cache at every open).
+        if flags & openDirectFlag != 0 {
+            return FUSEOpenFlags.directIO | FUSEOpenFlags.parallelDirectWrites | FUSEOpenFlags.keepCache
+        }
+        return FUSEOpenFlags.keepCache
+    }
+
+    /// FLUSH (each close of a file descriptor, after the kernel wrote its cached pages back):
+    /// EIO when cached writes of the handle's target were lost since it was opened.
+    func flush(fh: UInt64) -> FUSEReply { handles.lostWrites(since: fh) ? .error(EIO) : .error(0) }
 
     func release(fh: UInt64) -> FUSEReply {
         errReaders.released(fh)
@@ -122,14 +142,28 @@ extension AoEFileSystem {
         }
     }
 
-    func write(_ r: Reply, ino: UInt64, data: UnsafeRawBufferPointer, offset: Int, fh: UInt64,
+    /// `writeFlags`: FUSE_WRITE_CACHE marks a write-back of cached pages, whose writer was told
+    /// nothing yet: if it fails, `fsync` and `close` say so (`Handles.lostWrite`).
+    func write(_ r: Reply, ino: UInt64, data: UnsafeRawBufferPointer, offset: Int, fh: UInt64, writeFlags: UInt32 = 0,
                adopt: () -> UnsafeMutableRawPointer?, _ outbox: inout Outbox) -> Answer {
         guard let n = node(ino) else { return .now(.error(ENOENT)) }
         switch n {
         case .image, .partition:
             guard let (t, base, length) = extent(n, fh: fh) else { return .now(.error(n.isImage ? ENODEV : EIO)) }
-            // Past the end a write gets ENOSPC, as on a block device.
-            if offset + data.count > Int(length) { return .now(.error(ENOSPC)) }
+            let cached = writeFlags & FUSEWriteFlags.cache != 0
+            // Past the end a write gets ENOSPC, as on a block device. (A buffered write past the
+            // end is cached by the kernel first; its write-back lands here, and close and fsync
+            // then fail.)
+            if offset + data.count > Int(length) {
+                if cached {
+                    handles.lostWrite(t)
+                    // The kernel grew its idea of the file's size when it cached the write; the
+                    // name is dropped, so that once the file is closed the next lookup makes a
+                    // fresh inode with the image's real size.
+                    notifications.entriesGoneLater([n.isImage ? t.description : (n.partitionName?.description ?? t.description)])
+                }
+                return .now(.error(ENOSPC))
+            }
             let bytes = base + UInt64(offset)..<base + UInt64(offset + data.count)
             if case .image = n, tables.writeTouchesTable(t, bytes, capacity: length) { handles.wroteTable(fh) }
             // The channel reads the next request into its buffer once this returns. A large write
@@ -155,7 +189,9 @@ extension AoEFileSystem {
                 withExtendedLifetime(block) {}
                 switch result {
                 case .success: r.written(count, &outbox)
-                case .failure(let e): r.error(errnoValue(for: e), &outbox)
+                case .failure(let e):
+                    if cached { handles.lostWrite(t) }
+                    r.error(errnoValue(for: e), &outbox)
                 }
                 track(-1)
             }
@@ -174,10 +210,13 @@ extension AoEFileSystem {
         }
     }
 
-    func fsync(_ r: Reply, ino: UInt64, _ outbox: inout Outbox) -> Answer {
+    /// FSYNC (after the kernel wrote the file's cached pages back): FLUSH CACHE on the target;
+    /// EIO when cached writes of the handle's target were lost since it was opened.
+    func fsync(_ r: Reply, ino: UInt64, fh: UInt64, _ outbox: inout Outbox) -> Answer {
         guard let t = node(ino).flatMap({ $0.isImage || $0.isPartition ? $0.target : nil }) else {
             return .now(.error(0))
         }
+        if handles.lostWrites(since: fh) { return .now(.error(EIO)) }
         track(+1)
         engine.flush(t, outbox: &outbox) { [self] result, outbox in
             switch result {

@@ -130,8 +130,8 @@ extension AoEFileSystem {
         }
         let unanswered = waiting.withLock { $0 }
         errReaders.close()
-        // No notification after this (one being written is waited for).
-        notifications.stop()
+        // No notification after this (one being written is waited for, a while).
+        let quiet = notifications.stop()
         channel?.close()  // no reply after this: libfuse closes the descriptor below
         if let se = session {
             // Detached by `stop`: nothing left to unmount (libfuse would umount again and print
@@ -140,7 +140,7 @@ extension AoEFileSystem {
             if !detached.withLock({ $0 }) { fuse_session_unmount(se) }
             // A request still unanswered keeps the session: leaking it beats a late reply into
             // freed memory; the process is about to exit anyway.
-            if unanswered == 0 { fuse_session_destroy(se) }
+            if unanswered == 0 && quiet { fuse_session_destroy(se) }
             session = nil
         }
         replies.stop()

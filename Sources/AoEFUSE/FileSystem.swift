@@ -40,6 +40,8 @@ public final class AoEFileSystem: @unchecked Sendable {
     let notifications = Notifications()
     /// Each target's partition table, read on a worker of its own.
     let tables: PartitionTables
+    /// When the kernel's cache of an image must go.
+    let coherence = CacheCoherence()
     /// Sends large read replies, so the loop goes back to its frames while the kernel copies a
     /// big reply into the reader's pages. A 1 MiB READ reply over /dev/fuse is a 1 MiB copy inside
     /// `writev`; in the loop it stalls every other response (the window drains). Small replies
@@ -50,6 +52,9 @@ public final class AoEFileSystem: @unchecked Sendable {
     /// (a reader at queue depth 1): then no other response can be held up, and the hop would only
     /// add a wake-up to the reader's critical path.
     static let largeReply = 256 * 1024
+    /// Readahead of the images' buffered reads, in KiB: what the Linux aoe driver's queue gets
+    /// (2 × its io_opt of 2 MiB).
+    public static let readaheadKB = 4096
     /// Writes of at least this many bytes keep the request buffer instead of copying it.
     static let adoptedWrite = 64 * 1024
     /// Requests handed to the engine and not yet answered (teardown waits for them to drain).
@@ -72,8 +77,28 @@ public final class AoEFileSystem: @unchecked Sendable {
         self.engine = engine
         self.mountpoint = mountpoint
         errReaders = ErrReaders(engine: engine)
-        let notifications = self.notifications
-        tables = PartitionTables(engine: engine) { notifications.entriesGone($0) }
+        let notifications = self.notifications, inodes = self.inodes
+        tables = PartitionTables(engine: engine) { partitions, names in
+            // The pages first: once the name is gone, an open partition reads EIO, not its cache.
+            notifications.dropCachesNow(partitions.map { p in inodes.withLock { $0.inode(.partition(p)) } })
+            notifications.entriesGone(names)
+        }
+        _ = coherence.changed(engine.targets())
+        engine.addTargetObserver { [weak self] in self?.targetsChanged() }
+    }
+
+    /// After a change of the target table (in a loop's pass: nothing here waits).
+    private func targetsChanged() {
+        for t in coherence.changed(engine.targets()) { dropCache(t) }
+    }
+
+    /// Drops the kernel's cached pages of `target`'s image and partitions (revalidate, a changed
+    /// target, one back from down).
+    func dropCache(_ target: TargetAddress) {
+        let nodes = [Node.image(target)] + tables.partitions(of: target).map {
+            Node.partition(PartitionName(target: target, number: $0.number))
+        }
+        notifications.dropCaches(nodes.map(inode))
     }
 
     /// Called with every diagnostic line the engine logs: wakes parked readers of `etherd/err`.

@@ -280,9 +280,10 @@ final class KernelChannel: EventSource, @unchecked Sendable {
         switch request {
         case .initialize(let i):
             guard i.major == FUSEVersion.major else { return r.send(.error(EPROTO), &outbox) }
-            // Many direct I/O requests in flight; and the ring, when we have one.
+            // Many direct I/O requests in flight; the page cache with write-back for buffered
+            // opens (issue 23); and the ring, when we have one.
             var wanted = FUSEInitFlags.asyncRead | FUSEInitFlags.asyncDIO | FUSEInitFlags.bigWrites
-                | FUSEInitFlags.maxPages | FUSEInitFlags.initExt
+                | FUSEInitFlags.maxPages | FUSEInitFlags.initExt | FUSEInitFlags.writebackCache
             if ring != nil { wanted |= FUSEInitFlags.overIOURing }
             var o = FUSEInitOut(maxReadahead: i.maxReadahead, flags: i.flags & wanted, maxBackground: 128,
                                 congestionThreshold: 96, maxWrite: UInt32(RingTransport.payloadSize), maxPages: 256)
@@ -299,12 +300,13 @@ final class KernelChannel: EventSource, @unchecked Sendable {
         case .release(let fh, _, _): r.send(fs.release(fh: fh), &outbox)
         case .read(let fh, let offset, let size):
             r.send(fs.read(r, ino: ino, size: Int(size), offset: Int(offset), fh: fh, &outbox), &outbox)
-        case .write(let fh, let offset, let size, _, let at):
+        case .write(let fh, let offset, let size, let flags, let at):
             let data = UnsafeRawBufferPointer(rebasing: data[at..<(at + Int(size))])
-            r.send(fs.write(r, ino: ino, data: data, offset: Int(offset), fh: fh, adopt: { adoptBuffer() }, &outbox),
-                   &outbox)
-        case .flush, .releasedir: r.send(.error(0), &outbox)
-        case .fsync: r.send(fs.fsync(r, ino: ino, &outbox), &outbox)
+            r.send(fs.write(r, ino: ino, data: data, offset: Int(offset), fh: fh, writeFlags: flags,
+                            adopt: { adoptBuffer() }, &outbox), &outbox)
+        case .flush(let fh): r.send(fs.flush(fh: fh), &outbox)
+        case .releasedir: r.send(.error(0), &outbox)
+        case .fsync(let fh, _): r.send(fs.fsync(r, ino: ino, fh: fh, &outbox), &outbox)
         case .opendir: r.send(.open(fh: 0, openFlags: 0), &outbox)
         case .readdir(_, let offset, let size, let plus):
             // READDIRPLUS is not asked for (no FUSE_DO_READDIRPLUS).

@@ -60,6 +60,12 @@ public final class MountSession: Sendable {
             fileSystem.teardown(drain: .zero)
             throw error
         }
+        // Readahead as the kernel's aoe driver gets it (aoeblk.c: io_opt 2 MiB, so the block
+        // layer reads ahead 2 × io_opt); FUSE's default is 128 KiB. Needs root; without it the
+        // default stays, with one log line.
+        if let problem = setReadahead(of: fileSystem.mountpoint, kilobytes: AoEFileSystem.readaheadKB) {
+            engine.note("fuse: readahead stays at the kernel's default: \(problem)")
+        }
     }
 
     /// Serves until unmounted, a signal, or `stop()`; blocks. Returns 0 after a clean unmount,

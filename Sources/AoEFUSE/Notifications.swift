@@ -1,35 +1,114 @@
+import AoECore
+import AoEEngine
 import AoELinux
+import AoEProtocol
 import FUSEProtocol
 
-/// The channel the mount is served on, and the notifications written to it: names that go (a
-/// partition deleted, a target forgotten with its partitions) are invalidated with
-/// FUSE_NOTIFY_INVAL_ENTRY in the root and sys/, so no cached dentry outlives them. Written from
-/// the partition reader's thread only: the kernel takes the directory's lock for it and may wait
-/// for a request in that directory, which the loop serving FUSE must stay free to answer.
+/// The channel the mount is served on, and the notifications written to it, each from a thread
+/// of its own, never from the loop serving FUSE: the kernel takes locks for them and may wait
+/// for requests (a directory's LOOKUP, the write-back of dirty pages) that the loop must stay
+/// free to answer.
+/// - Names that go (a partition deleted, a target forgotten with its partitions) are invalidated
+///   with FUSE_NOTIFY_INVAL_ENTRY in the root and sys/, from the partition reader's thread.
+/// - A target's cached pages are dropped with FUSE_NOTIFY_INVAL_INODE (dirty ones are written
+///   back first) when the target is revalidated, changes size or identity, or comes back after
+///   being down (`CacheCoherence`), from the `aoefs-notify` thread: what a block device does on
+///   a media change.
 final class Notifications: Sendable {
     /// Set when serving begins (the loop's thread reads it; the table reader notifies through it).
     private let current = Locked<KernelChannel?>(nil)
-    /// True once teardown unmounted: no notification is written after (the session is then
-    /// destroyed). Held while one is written, so teardown waits for it.
-    private let stopped = Locked(false)
+    /// `stopped`: set by teardown, no notification is written after (the session is then
+    /// destroyed). `writing`: notifications being written now, which teardown waits for.
+    private let state = Locked((stopped: false, writing: 0))
+    private let worker = WorkerPool(threads: 1, name: "aoefs-notify")
 
     var channel: KernelChannel? { current.withLock { $0 } }
 
     func serve(_ channel: KernelChannel) { current.withLock { $0 = channel } }
 
     func entriesGone(_ names: [String]) {
-        guard !names.isEmpty else { return }
-        // Lock order: this, then the channel's; never the other way round.
-        stopped.withLock { stopped in
-            guard !stopped, let channel = current.withLock({ $0 }) else { return }
-            for name in names {
-                for parent: UInt64 in [1, 2] {  // the root, sys/ (InodeTable's fixed numbers)
-                    channel.notify(.invalEntry(parent: parent, name: Array(name.utf8)))
-                }
-            }
-        }
+        write(names.flatMap { name in
+            [1, 2].map { FUSENotification.invalEntry(parent: $0, name: Array(name.utf8)) }  // the root, sys/
+        })
     }
 
-    /// No notification after this; one being written is waited for.
-    func stop() { stopped.withLock { $0 = true } }
+    /// As `entriesGone`, on the notify thread (for callers in the loop).
+    func entriesGoneLater(_ names: [String]) {
+        guard !names.isEmpty else { return }
+        worker.async { [self] in entriesGone(names) }
+    }
+
+    /// Drops the kernel's cached pages and attributes of `inodes`, on the notify thread.
+    func dropCaches(_ inodes: [UInt64]) {
+        guard !inodes.isEmpty else { return }
+        worker.async { [self] in dropCachesNow(inodes) }
+    }
+
+    /// As `dropCaches`, on this thread (never the loop's).
+    func dropCachesNow(_ inodes: [UInt64]) { write(inodes.map { .invalInode(ino: $0, offset: 0, length: 0) }) }
+
+    private func write(_ notes: [FUSENotification]) {
+        guard !notes.isEmpty else { return }
+        let go = state.withLock { s in
+            guard !s.stopped else { return false }
+            s.writing += 1
+            return true
+        }
+        guard go, let channel = channel else {
+            if go { done() }
+            return
+        }
+        for n in notes { channel.notify(n) }  // ENOENT: the kernel had no such entry or inode cached
+        done()
+    }
+
+    private func done() {
+        state.withLock { $0.writing -= 1 }
+        state.broadcast()
+    }
+
+    /// No notification after this. Waits up to `timeout` for one being written (an inval of
+    /// dirty pages waits for their write-back); returns false if one still is, and then the
+    /// session must not be destroyed under it.
+    @discardableResult
+    func stop(timeout: Duration = .seconds(5)) -> Bool {
+        state.withLock { $0.stopped = true }
+        let idle = state.wait(timeout: timeout) { $0.writing == 0 }
+        worker.stop()
+        return idle
+    }
+}
+
+/// Keeps the kernel's page cache of the images as coherent as a block device's (issue 23): it
+/// is dropped when a target is revalidated, changes capacity or identity (serial, model), or
+/// comes back up after being down — the target may have been written by someone else meanwhile.
+/// A partition file shares its parent's rules. Between those events the cache is trusted: two
+/// initiators writing one target must open it O_DIRECT (as with the kernel's driver).
+final class CacheCoherence: Sendable {
+    private struct Seen: Equatable {
+        var up: Bool
+        var sectors: UInt64?
+        var serial: String?
+        var model: String?
+    }
+
+    private let seen = Locked<[TargetAddress: Seen]>([:])
+
+    /// The targets whose cache must go, given the table now (and remembers it).
+    func changed(_ targets: [TargetSnapshot]) -> [TargetAddress] {
+        seen.withLock { seen in
+            var out: [TargetAddress] = []
+            for t in targets {
+                let now = Seen(up: t.state == .up, sectors: t.identity?.sectors, serial: t.identity?.serial,
+                               model: t.identity?.model)
+                if let before = seen[t.address],
+                   (now.up && !before.up) || (now.sectors != nil && before.sectors != nil && now.sectors != before.sectors)
+                    || (now.serial != nil && before.serial != nil && (now.serial != before.serial || now.model != before.model)) {
+                    out.append(t.address)
+                }
+                seen[t.address] = now
+            }
+            return out
+        }
+    }
 }

@@ -53,8 +53,8 @@ struct PartitionName: Hashable, Sendable {
 /// Partition tables: read on a worker thread (never on the thread that serves FUSE, since a read
 /// waits for the target) when a target comes up, when its capacity changes, on `revalidate`, and
 /// when a handle that wrote the table's sectors is released (what `BLKRRPART` does for fdisk).
-/// Owns the tables and its worker; one lock. Names that go are handed to `gone` (on the worker's
-/// thread), which tells the kernel.
+/// Owns the tables and its worker; one lock. Partitions and names that go are handed to `gone`
+/// (on the worker's thread), which tells the kernel.
 final class PartitionTables: Sendable {
     private struct State {
         var tables: [TargetAddress: TargetPartitions] = [:]
@@ -67,10 +67,11 @@ final class PartitionTables: Sendable {
     private let state = Locked(State())
     /// Reads tables, which waits for the target: never on the thread serving FUSE.
     private let reader = WorkerPool(threads: 1, name: "aoefs-tables")
-    private let gone: @Sendable ([String]) -> Void
+    private let gone: @Sendable (_ partitions: [PartitionName], _ names: [String]) -> Void
 
-    /// Starts watching the engine's targets for tables to read.
-    init(engine: Engine, gone: @escaping @Sendable ([String]) -> Void) {
+    /// Starts watching the engine's targets for tables to read. `gone` gets the partitions that
+    /// went (their cached pages must go: an open one then reads EIO) and every name that went.
+    init(engine: Engine, gone: @escaping @Sendable (_ partitions: [PartitionName], _ names: [String]) -> Void) {
         self.engine = engine
         self.gone = gone
         engine.addTargetObserver { [weak self] in self?.schedule() }
@@ -121,23 +122,26 @@ final class PartitionTables: Sendable {
                 // The kernel forgets the names that went before the log says what is there.
                 let now = Set(fresh.table.partitions.map(\.number))
                 let went = (before?.partitions ?? []).filter { !now.contains($0.number) }.map {
-                    PartitionName(target: t.address, number: $0.number).description
+                    PartitionName(target: t.address, number: $0.number)
                 }
-                if !went.isEmpty { gone(went) }
+                if !went.isEmpty { gone(went, went.map(\.description)) }
                 report(t.address, fresh.table)
             }
         }
-        let dropped: [String] = state.withLock { s in
+        let dropped: (partitions: [PartitionName], names: [String]) = state.withLock { s in
+            var partitions: [PartitionName] = []
             var names: [String] = []
             for (t, known) in s.tables where !present.contains(t) {
                 // The target itself (flushed, or gone from the list) and its partitions.
-                names += [t.description] + known.table.partitions.map { PartitionName(target: t, number: $0.number).description }
+                let went = known.table.partitions.map { PartitionName(target: t, number: $0.number) }
+                partitions += went
+                names += [t.description] + went.map(\.description)
                 s.tables[t] = nil
             }
             s.wanted.formIntersection(present)
-            return names
+            return (partitions, names)
         }
-        if !dropped.isEmpty { gone(dropped) }
+        if !dropped.names.isEmpty { gone(dropped.partitions, dropped.names) }
     }
 
     /// Reads `target`'s table through the engine: sectors 0–33 in one request (the MBR and the

@@ -31,6 +31,7 @@ enum Node: Hashable, Sendable {
 
     var isImage: Bool { if case .image = self { true } else { false } }
     var isPartition: Bool { if case .partition = self { true } else { false } }
+    var partitionName: PartitionName? { if case .partition(let p) = self { p } else { nil } }
 
     /// The target a node belongs to, if any.
     var target: TargetAddress? {

@@ -213,6 +213,8 @@ int aoel_wait_readable(int fd, int timeout_ms) {
     return pr < 0 ? -errno : pr;
 }
 
+int aoel_o_direct(void) { return O_DIRECT; }
+
 int aoel_eventfd(void) {
     int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     return fd < 0 ? -errno : fd;
@@ -238,8 +240,6 @@ int aoel_keep_heap(size_t mmap_threshold, size_t trim_threshold) {
     int b = mallopt(M_TRIM_THRESHOLD, (int)trim_threshold);
     return (a == 1 && b == 1) ? 0 : -1;
 }
-
-int aoel_o_direct(void) { return O_DIRECT; }
 
 // openlog keeps the pointer: give it a copy that lives as long as the process.
 void aoel_openlog(const char *ident) { openlog(strdup(ident), LOG_PID | LOG_NDELAY, LOG_DAEMON); }

@@ -5,6 +5,9 @@ public enum FUSEInitFlags {
     public static let bigWrites: UInt64 = 1 << 5
     public static let doReaddirplus: UInt64 = 1 << 13
     public static let asyncDIO: UInt64 = 1 << 15
+    /// The kernel caches buffered writes and sends them later, page-aligned, as WRITEs with
+    /// `FUSE_WRITE_CACHE` (write-back), and trusts its own idea of a regular file's size.
+    public static let writebackCache: UInt64 = 1 << 16
     public static let parallelDirops: UInt64 = 1 << 18
     public static let maxPages: UInt64 = 1 << 22
     public static let initExt: UInt64 = 1 << 30
@@ -29,4 +32,15 @@ public enum FUSEVersion {
 public enum FUSEOpenFlags {
     /// Bypass the page cache for this open file.
     public static let directIO: UInt32 = 1 << 0
+    /// Keep the pages cached for the inode when this file is opened (a block device's cache
+    /// outlives its opens; it is dropped by FUSE_NOTIFY_INVAL_INODE).
+    public static let keepCache: UInt32 = 1 << 1
+    /// Direct writes to this file are not serialised by the inode lock (protocol 7.36).
+    public static let parallelDirectWrites: UInt32 = 1 << 6
+}
+
+/// `FUSE_WRITE_*` flags of a WRITE request.
+public enum FUSEWriteFlags {
+    /// A write-back of cached pages (the handle may be any writable open of the file).
+    public static let cache: UInt32 = 1 << 0
 }

@@ -152,7 +152,8 @@ public struct FUSEDirectoryWriter {
 public enum FUSENotification: Sendable, Hashable {
     /// Forget the kernel's dentry `name` under `parent` (an image or partition went away).
     case invalEntry(parent: UInt64, name: [UInt8])
-    /// Drop the cached attributes (and pages, `length` bytes from `offset`; 0, 0 = attributes only).
+    /// Drop the cached attributes, and the pages of `length` bytes from `offset` (a length of 0
+    /// or less: to the end; an offset below 0: no pages, attributes only).
     case invalInode(ino: UInt64, offset: Int64, length: Int64)
 
     public var encoded: [UInt8] {
