@@ -57,8 +57,8 @@ struct ChannelTests {
             return r.payloadU64(0)
         }
 
-        func open(_ node: UInt64) throws -> (fh: UInt64, flags: UInt32) {
-            let u = wire.send(.open(flags: UInt32(O_RDWR)), node: node)
+        func open(_ node: UInt64, flags: UInt32 = UInt32(O_RDWR)) throws -> (fh: UInt64, flags: UInt32) {
+            let u = wire.send(.open(flags: flags), node: node)
             let r = try #require(wire.reply(to: u))
             try #require(r.error == 0)
             return (r.payloadU64(0), r.payloadU32(8))
@@ -71,13 +71,17 @@ struct ChannelTests {
         }
     }
 
-    @Test("LOOKUP, OPEN (direct I/O), WRITE and READ of the image reach the target; an unknown name is ENOENT")
+    @Test("LOOKUP, OPEN, WRITE and READ of the image reach the target; an unknown name is ENOENT")
     func imageIO() throws {
         let s = try Served()
         defer { s.end() }
         let node = try s.lookup("e10.3")
-        let (fh, flags) = try s.open(node)
-        #expect(flags & FUSEOpenFlags.directIO != 0)
+        let (_, buffered) = try s.open(node)
+        #expect(buffered & FUSEOpenFlags.directIO == 0 && buffered & FUSEOpenFlags.keepCache != 0,
+                "a buffered open is cached, as a block device's")
+        let (fh, flags) = try s.open(node, flags: UInt32(O_RDWR) | openDirectFlag)
+        #expect(flags & FUSEOpenFlags.directIO != 0 && flags & FUSEOpenFlags.parallelDirectWrites != 0,
+                "an O_DIRECT open is not, and its writers run in parallel")
         let data = (0..<8192).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ 1) }
         let w = s.wire.send(.write(fh: fh, offset: 4096, size: UInt32(data.count), writeFlags: 0, dataOffset: 0), node: node,
                             writeData: data)
