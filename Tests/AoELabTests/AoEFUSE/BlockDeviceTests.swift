@@ -95,7 +95,10 @@ struct BlockDeviceTests {
         let writer = try ChildProcess(["python3", "\(dir)/writer.py", m.image, dir], stdout: outFD, stderr: outFD)
         func said() -> String { (try? String(contentsOf: out, encoding: .utf8)) ?? "" }
         try #require(eventually(timeout: .seconds(30)) { said().contains("synced") }, "\(said())")
+        // A MiB read (and cached) before the target goes down, and changed on it meanwhile.
+        try must("dd if=\(m.image) of=/dev/null bs=1M skip=16 count=1 status=none")
         m.vblades[0].kill()
+        let changed = try writeBehind(m, offset: 16 << 20, count: 1 << 20)
         try must("echo > \(dir)/go")
         #expect(writer.wait(upTo: .seconds(60)), "the writer ends once the target is declared down")
         let lines = said()
@@ -104,5 +107,9 @@ struct BlockDeviceTests {
         try m.vblades[0].restart()
         #expect(try sha("dd if=\(m.file.path) bs=1M count=4 status=none") == sha("cat \(dir)/a.bin"),
                 "what fsync acknowledged before the kill is on the target")
+        // Back up: the cache of the image was dropped (the target may have changed while down).
+        #expect(eventually(timeout: .seconds(20)) {
+            (try? sha("dd if=\(m.image) bs=1M skip=16 count=1 status=none")) == changed
+        }, "a target back from down is read anew")
     }
 }
