@@ -95,10 +95,9 @@ public final class AoEFileSystem: @unchecked Sendable {
     /// Drops the kernel's cached pages of `target`'s image and partitions (revalidate, a changed
     /// target, one back from down).
     func dropCache(_ target: TargetAddress) {
-        let nodes = [Node.image(target)] + tables.partitions(of: target).map {
-            Node.partition(PartitionName(target: target, number: $0.number))
-        }
-        notifications.dropCaches(nodes.map(inode))
+        let parts = tables.partitions(of: target).map { PartitionName(target: target, number: $0.number) }
+        let nodes = [Node.image(target)] + parts.map(Node.partition)
+        notifications.dropCaches(nodes.map(inode), names: [target.description] + parts.map(\.description))
     }
 
     /// Called with every diagnostic line the engine logs: wakes parked readers of `etherd/err`.

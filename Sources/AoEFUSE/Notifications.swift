@@ -38,10 +38,16 @@ final class Notifications: Sendable {
         worker.async { [self] in entriesGone(names) }
     }
 
-    /// Drops the kernel's cached pages and attributes of `inodes`, on the notify thread.
-    func dropCaches(_ inodes: [UInt64]) {
+    /// Drops the kernel's cached pages and attributes of `inodes`, then the names in `names`, on
+    /// the notify thread. Dropping the name too lets the kernel forget the inode once nothing
+    /// holds it open: its next lookup takes the size afresh (with write-back caching the kernel
+    /// trusts its own size of an inode it keeps).
+    func dropCaches(_ inodes: [UInt64], names: [String] = []) {
         guard !inodes.isEmpty else { return }
-        worker.async { [self] in dropCachesNow(inodes) }
+        worker.async { [self] in
+            dropCachesNow(inodes)
+            entriesGone(names)
+        }
     }
 
     /// As `dropCaches`, on this thread (never the loop's).
