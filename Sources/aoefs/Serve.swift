@@ -49,6 +49,15 @@ struct Serve: ParsableCommand {
     @Option(name: .customShort("m"), help: ArgumentHelp("Only these initiators get answers (comma-separated MACs, with or without colons).", valueName: "mac[,mac…]"))
     var macs: String?
 
+    @Option(help: ArgumentHelp("The model string IDENTIFY gives (40 characters at most): to pose as another disk, for testing initiators.", valueName: "text"))
+    var model: String?
+
+    @Option(help: ArgumentHelp("The serial number IDENTIFY gives (20 characters at most; default shelf.slot:host).", valueName: "text"))
+    var serial: String?
+
+    @Option(help: ArgumentHelp("The packet socket's receive (and send) buffer in bytes (default 2.25 MiB, a window of jumbo frames): a small one drops frames beyond what it holds, like a target that advertises more buffers than it can queue (for testing initiators).", valueName: "bytes"))
+    var rcvbuf: Int?
+
     @Option(help: "Disk threads: commands served at once.")
     var workers: Int = 4
 
@@ -65,6 +74,9 @@ struct Serve: ParsableCommand {
         if shelf == 0xFFFF { throw ValidationError("shelf 65535 is the broadcast address") }
         if slot == 0xFF { throw ValidationError("slot 255 is the broadcast address") }
         if workers < 1 { throw ValidationError("--workers must be at least 1") }
+        if let m = model, m.utf8.count > 40 { throw ValidationError("--model: at most 40 characters (IDENTIFY words 27–46)") }
+        if let s = serial, s.utf8.count > 20 { throw ValidationError("--serial: at most 20 characters (IDENTIFY words 10–19)") }
+        if let r = rcvbuf, r < 4096 { throw ValidationError("--rcvbuf: at least 4096 bytes") }
         if length == 0 { throw ValidationError("-l must be at least 1 sector") }
         _ = try allowedMACs()
     }
@@ -87,7 +99,9 @@ struct Serve: ParsableCommand {
                                       offsetSectors: offset, lengthSectors: length)
         } catch { throw CLIError("\(error)") }
         let link: PacketLink
-        do { link = try PacketLink(interface: iface) } catch { throw CLIError("\(error)") }
+        do { link = try PacketLink(interface: iface, bufferSize: rcvbuf ?? PacketLink.defaultBufferSize) } catch {
+            throw CLIError("\(error)")
+        }
         var settings = TargetSettings(address: TargetAddress(shelf: Shelf(shelf), slot: Slot(slot)),
                                       mac: link.macAddress, mtu: link.mtu, sectors: backing.size / 512)
         settings.bufferCount = UInt16(bufferCount)
@@ -95,7 +109,8 @@ struct Serve: ParsableCommand {
         settings.writeCache = !writeThrough
         settings.abortsFlush = abortFlush
         settings.allowedMACs = try allowedMACs()
-        settings.serial = "\(shelf).\(slot):\(ProcessInfo.processInfo.hostName.prefix(12))"
+        settings.serial = serial ?? "\(shelf).\(slot):\(ProcessInfo.processInfo.hostName.prefix(12))"
+        if let model { settings.model = model }
         settings.firmware = "aoefs"
         Log.setUp(verbosity: verbose)
         let server = TargetServer(settings: settings, file: backing, link: link, workers: workers) { line in

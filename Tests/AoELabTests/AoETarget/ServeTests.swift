@@ -35,6 +35,25 @@ struct ServeTests {
         #expect(r.status != 0)
     }
 
+    @Test("--model and --serial set what IDENTIFY says (to pose as another disk); --rcvbuf a small socket still serves; bad values are refused")
+    func identityAndBuffer() throws {
+        let m = try MountLab(size: 16 << 20, flags: ["--model", "SAME DISK", "--serial", "S-0001", "--rcvbuf", "65536"],
+                             program: .aoefsServe)
+        defer { m.tearDown() }
+        let ident = try m.sys("ident")
+        #expect(ident.contains("model: SAME DISK\n") && ident.contains("serial: S-0001\n"), "\(ident)")
+        try must("head -c \(4 << 20) /dev/urandom > \(m.lab.directory.path)/src")
+        try must("dd if=\(m.lab.directory.path)/src of=\(m.image) bs=1M oflag=direct conv=notrunc,nocreat status=none")
+        #expect(try must("dd if=\(m.image) bs=1M count=4 iflag=direct status=none | sha256sum").prefix(64)
+                == (try must("sha256sum < \(m.lab.directory.path)/src")).prefix(64))
+        let exe = productsDirectory().appendingPathComponent("aoefs").path
+        for bad in [["--model", String(repeating: "M", count: 41)], ["--serial", String(repeating: "S", count: 21)],
+                    ["--rcvbuf", "100"]] {
+            let r = try sh("\(exe) serve \(bad.joined(separator: " ")) 10 3 lo /dev/null 2>&1")
+            #expect(r.status != 0 && r.out.contains(bad[0]), "\(bad[0]): \(r.out)")
+        }
+    }
+
     @Test("a backing file on tmpfs (which refuses preadv2 RWF_NOWAIT) is read and written: dd round trip, ext4 + fsck")
     func tmpfsBackingFile() throws {
         let fs = try must("stat -f -c %T /dev/shm").trimmingCharacters(in: .whitespacesAndNewlines)
