@@ -12,7 +12,7 @@ public struct EngineConfiguration: Sendable, Hashable {
     public var beaconInterval: Duration = .seconds(60)
     public var initialRTO: Duration = .milliseconds(200)
     /// Below this, scheduling stalls on a busy 2-core host read as loss (see Docs/architecture.md).
-    public var minimumRTO: Duration = .milliseconds(20)
+    public var minimumRTO: Duration = .milliseconds(2)
     public var maximumRTO: Duration = .seconds(5)
     /// The least time a payload probe may take before it counts as lost (it also waits at
     /// least 8× the path's RTO).

@@ -35,6 +35,13 @@ public struct TargetCounters: Sendable, Hashable {
     public var ejected: UInt64 = 0
     /// Candidate paths dropped: they announced themselves but never answered IDENTIFY.
     public var candidatesDropped: UInt64 = 0
+    /// Timeouts proved spurious: the original frame was answered after it was resent.
+    public var spurious: UInt64 = 0
+    /// Loss events: bursts of lost frames that cut a path's window (once per event, not per frame).
+    public var lossEvents: UInt64 = 0
+    /// Paths refused as another disk answering as this target (IDENTIFY, sectors or a write
+    /// seen through the other path disagreed).
+    public var duplicates: UInt64 = 0
 
     public init() {}
 }

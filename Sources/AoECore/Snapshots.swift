@@ -67,11 +67,14 @@ public struct PathSnapshot: Sendable, Hashable {
     public var sent: UInt64
     public var lost: UInt64
     public var state: PathStatus
+    /// The smallest window that lost frames (more than the target queues), nil while none has.
+    public var ceiling: Int?
 
     public init(link: LinkID, interface: String, mac: MACAddress, payload: Int, mtu: Int, rtt: Duration?, rto: Duration,
                 outstanding: Int, window: Int, sent: UInt64, lost: UInt64, state: PathStatus,
-                rttDeviation: Duration = .zero) {
+                rttDeviation: Duration = .zero, ceiling: Int? = nil) {
         self.link = link
+        self.ceiling = ceiling
         self.rttDeviation = rttDeviation
         self.interface = interface
         self.mac = mac

@@ -134,6 +134,7 @@ enum Render {
                 ("rtt_avg_us", avg), ("rtt_dev_us", dev), ("rto_us", t.paths.first?.rto.microseconds ?? 0),
                 ("window", UInt64(t.window)), ("outstanding", UInt64(t.outstanding)), ("probes", k.probes),
                 ("lost_jumbo", k.lostJumbo), ("ejected", k.ejected), ("candidates_dropped", k.candidatesDropped),
+                ("spurious", k.spurious), ("loss_events", k.lossEvents), ("duplicates", k.duplicates),
             ]
             return rows.map { "\($0.0) \($0.1)" }.joined(separator: "\n") + "\n"
         case .conf:

@@ -81,13 +81,31 @@ struct Bench: ParsableCommand {
         span = min(span, capacity) / 4096 * 4096
         print("\(address): \(gigabytes(capacity)), payload \(info.payload), bufcnt \(info.config?.bufferCount ?? 0), "
               + "span \(span >> 20) MiB")
+        var before = info
         for t in tests {
             let random = t == "randread"
             let r = BenchRun.run(engine: engine, target: address, write: t == "seqwrite", random: random,
                                  blockSize: Int(random ? randBytes : bsBytes), depth: random ? randQD : qd,
                                  span: span, seconds: seconds, count: count)
             print(r.line(name: t))
+            let after = engine.targets().first { $0.address == address } ?? before
+            print(Self.frameLine(before: before, after: after))
+            before = after
         }
+    }
+}
+
+extension Bench {
+    /// What the frames did during one test: retransmits as a share of frames sent, the spurious
+    /// timeouts among them, loss events, and where the windows ended.
+    static func frameLine(before: TargetSnapshot, after: TargetSnapshot) -> String {
+        let a = after.counters, b = before.counters
+        let sent = a.atasnd - b.atasnd, retries = a.retries - b.retries
+        let share = sent == 0 ? 0 : Double(retries) * 100 / Double(sent)
+        let windows = after.paths.map { p in "\(p.window)" + (p.ceiling.map { "<\($0)" } ?? "") }
+        return "  frames sent=\(sent) retransmitted=\(retries) (\(String(format: "%.2f", share)) %) "
+            + "spurious=\(a.spurious - b.spurious) loss_events=\(a.lossEvents - b.lossEvents) "
+            + "window=\(windows.joined(separator: ",")) rto_us=\(after.paths.map { String($0.rto.microseconds) }.joined(separator: ","))"
     }
 }
 

@@ -51,6 +51,17 @@ struct Path: Sendable {
     var sent: UInt64 = 0
     var lost: UInt64 = 0
     var lossesSinceAnswer = 0
+    /// The latest-sent answered frame larger than 1024 bytes: proof that its size crossed the
+    /// path at that instant (a lost frame of that size sent no later was an overrun or a drop,
+    /// not a black hole).
+    var largeAnswered: (sentAt: Instant, sectors: Int) = (.zero, 0)
+    /// The loss episode under way: when its last loss was, and frames lost in it. An episode
+    /// ends after `Path.episodeQuiet` without a loss; `err` gets one line per episode.
+    var lastLossAt: Instant?
+    var episodeLost = 0
+    /// A suspicion of this episode ended as a stall and was logged.
+    var stallLogged = false
+    static let episodeQuiet: Duration = .seconds(10)
     /// Of those, the frames another verified path answered something while they were out.
     var lossesWhileOthersAnswered = 0
     /// The verification IDENTIFY in flight, and how many were sent.

@@ -73,7 +73,12 @@ extension PathSet {
                 out.append(.log("\(peer): \(before)-byte frames vanish while 1024-byte frames cross: "
                                 + "falling back to 1024-byte frames and probing"))
             case .stall:
-                out.append(.log("\(peer): \(before)-byte frames answered again (a stall, not a black hole)"))
+                // Once per loss episode: an overrun or a busy target stalls again and again.
+                if !self[id].stallLogged {
+                    self[id].stallLogged = true
+                    out.append(.log("\(peer): \(before)-byte frames answered again (a stall or an overrun, not a "
+                                    + "black hole; more such checks in this loss episode are not logged)"))
+                }
             case .silent:
                 out.append(.log("\(peer): no answer to any probe; the path or target is not answering"))
             case .pending:

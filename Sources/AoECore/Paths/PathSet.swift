@@ -107,6 +107,9 @@ struct PathSet: Sendable {
         if f.range.retries == 0 { paths[i].rtt.sample(nanoseconds: now.nanoseconds(since: f.sentAt)) }  // Karn's rule
         paths[i].window.onResponse()
         paths[i].negotiator.frameAnswered(sectors: f.range.sectors)
+        if f.range.sectors > MTUNegotiator.safeSectors, f.sentAt >= paths[i].largeAnswered.sentAt {
+            paths[i].largeAnswered = (f.sentAt, f.range.sectors)
+        }
         paths[i].lossesSinceAnswer = 0
         paths[i].lossesWhileOthersAnswered = 0
         paths[i].lastAnswer = now
@@ -115,11 +118,14 @@ struct PathSet: Sendable {
     /// A late answer to a transmission that had timed out: the frame was not lost, the path
     /// was slow. Learn the real RTT and undo the window cut, so a stall does not cost a slow
     /// start.
-    mutating func answeredLate(_ r: RetiredFrame, from mac: MACAddress, now: Instant) {
-        guard contains(r.path), self[r.path].mac == mac else { return }
-        self[r.path].rtt.sample(now - r.sentAt)
+    /// Returns whether it was proof of a spurious timeout.
+    @discardableResult
+    mutating func answeredLate(_ r: RetiredFrame, from mac: MACAddress, now: Instant) -> Bool {
+        guard contains(r.path), self[r.path].mac == mac else { return false }
+        self[r.path].rtt.spuriousTimeout(late: now - r.sentAt)
         self[r.path].window.undoLoss()
         self[r.path].lastAnswer = now
+        return true
     }
 
     /// A frame of work on `id` timed out: cut the window and check large frames for a black
@@ -128,12 +134,26 @@ struct PathSet: Sendable {
     /// nothing for four RTOs. (A stall of the target silences every path alike, so it ejects none.)
     mutating func lost(_ id: PathID, _ f: FrameInFlight, counters: inout TargetCounters, _ wire: inout Wire,
                        now: Instant, _ out: inout [EngineAction]) -> Bool {
-        self[id].window.onLoss(sentAt: f.sentAt, now: now)
+        let sizeBefore = self[id].window.size
+        let ceilingBefore = self[id].window.ceiling
+        let newEvent = self[id].window.onLoss(sentAt: f.sentAt, now: now)
+        if newEvent { counters.lossEvents += 1 }
+        logLossEpisode(id, newEvent: newEvent, sizeBefore: sizeBefore, ceilingBefore: ceilingBefore, wire, now: now, &out)
         let before = self[id].negotiator.payload
         if f.range.sectors * 512 > 1024 { counters.lostJumbo += 1 }
-        if self[id].negotiator.frameLost(sectors: f.range.sectors), let l = wire.links[self[id].link] {
-            out.append(.log("\(address): large frames lost on \(l.name) → \(self[id].mac); "
-                            + "checking \(before)-byte and 1024-byte frames"))
+        // A frame of this size sent at most a round trip before it (in the same burst) was
+        // answered: the size crosses, so this loss is an overrun or a drop, not a black hole (an
+        // MTU black hole loses every frame of that size from then on). An overrun drops the
+        // tail of a burst, and the halved window sends nothing after it for a while, so the
+        // proof is usually a frame sent just before the lost one.
+        let proof = self[id].largeAnswered
+        let margin = self[id].rtt.smoothed ?? .zero
+        let sizeCrosses = proof.sectors >= f.range.sectors && proof.sentAt + margin >= f.sentAt
+        if !sizeCrosses, self[id].negotiator.frameLost(sectors: f.range.sectors), let l = wire.links[self[id].link] {
+            if self[id].episodeLost <= 1 || !self[id].stallLogged {
+                out.append(.log("\(address): large frames lost on \(l.name) → \(self[id].mac); "
+                                + "checking \(before)-byte and 1024-byte frames"))
+            }
             sendSuspicionProbes(id, size: true, alive: true, counters: &counters, &wire, now: now, &out)
         }
         self[id].lossesSinceAnswer += 1
@@ -142,6 +162,29 @@ struct PathSet: Sendable {
         }
         let p = self[id]
         return p.lossesWhileOthersAnswered >= 3 && now - (p.lastAnswer ?? p.since) >= p.rtt.timeout * 4
+    }
+
+    /// One `err` line per loss episode (losses with less than `Path.episodeQuiet` between them),
+    /// saying what the window did; later losses of the episode are counted, not logged.
+    private mutating func logLossEpisode(_ id: PathID, newEvent: Bool, sizeBefore: Int, ceilingBefore: Int?,
+                                         _ wire: Wire, now: Instant, _ out: inout [EngineAction]) {
+        let quiet = self[id].lastLossAt.map { now - $0 >= Path.episodeQuiet } ?? true
+        self[id].lastLossAt = now
+        self[id].episodeLost = quiet ? 1 : self[id].episodeLost + 1
+        if quiet { self[id].stallLogged = false }
+        guard quiet, newEvent else { return }
+        let p = self[id]
+        let name = wire.links[p.link]?.name ?? "?"
+        let w = p.window
+        var line = "\(address): frames lost on \(name) → \(p.mac) with \(sizeBefore) in flight"
+        if let c = w.ceiling, c != ceilingBefore {
+            line += " (Buffer Count \(p.config.bufferCount)): the target queues fewer frames than it offers; "
+                + "window \(w.size), at most \(w.cap) from now on"
+        } else {
+            line += ": window \(sizeBefore) → \(w.size)"
+        }
+        out.append(.log(line + "; retransmitting (more losses within \(Path.episodeQuiet.components.seconds) s are counted "
+                        + "in stats, not logged)"))
     }
 
     /// A verified path to eject now that no frame of it is out: it lost three in a row, has
@@ -198,7 +241,7 @@ struct PathSet: Sendable {
                 link: p.link, interface: link?.name ?? "?", mac: p.mac, payload: p.negotiator.payload,
                 mtu: link?.mtu ?? p.mtu, rtt: p.rtt.smoothed, rto: p.rtt.timeout, outstanding: p.outstanding,
                 window: p.window.size, sent: p.sent, lost: p.lost, state: status(p, wire),
-                rttDeviation: p.rtt.smoothed == nil ? .zero : p.rtt.deviation)
+                rttDeviation: p.rtt.smoothed == nil ? .zero : p.rtt.deviation, ceiling: p.window.ceiling)
         }
     }
 }

@@ -185,7 +185,9 @@ public struct EngineCore: Sendable {
             let retired = wire.frames.takeRetired(header.tag)
             withTarget(header.target) { t, _ in
                 t.counters.softerr += 1
-                if let r = retired, r.target == header.target { t.paths.answeredLate(r, from: header.source, now: now) }
+                if let r = retired, r.target == header.target, t.paths.answeredLate(r, from: header.source, now: now) {
+                    t.counters.spurious += 1
+                }
             }
             return
         }

@@ -159,7 +159,8 @@ extension SectorScheduler {
         let eject = paths.lost(path, flight, counters: &counters, &wire, now: now, &out)
         var r = flight.range
         r.retries += 1
-        if let l = wire.links[paths[path].link], r.retries <= 3 || r.retries % 10 == 0 {
+        // The loss episode has its line (PathSet.lost); a frame lost again and again is news.
+        if let l = wire.links[paths[path].link], r.retries == 3 || r.retries % 10 == 0 {
             out.append(.log("\(address): retransmit \(r.kind) LBA \(r.lba)+\(r.sectors) tag \(tag) "
                             + "via \(l.name) (retry \(r.retries))"))
         }
