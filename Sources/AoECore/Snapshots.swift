@@ -42,6 +42,9 @@ public enum PathStatus: String, Sendable, Hashable {
     case probing = "probing"
     /// Announced itself (Query Config) and has not yet answered IDENTIFY as this target: no I/O.
     case candidate = "candidate"
+    /// Answered IDENTIFY as this target while another path answers: reading sample sectors and
+    /// waiting for a write to see through it, to prove it reaches the same disk. No I/O yet.
+    case proving = "proving"
     /// Answered IDENTIFY as a different disk: a second box with the same shelf.slot. Never used.
     case duplicate = "duplicate"
     /// Its interface is down or not on the allow-list.

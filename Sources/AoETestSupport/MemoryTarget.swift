@@ -37,6 +37,9 @@ public struct MemoryTarget: Sendable {
         self.sectors = sectors
     }
 
+    /// Puts `sector` (512 bytes) at `lba`, as if written before the test began.
+    public mutating func store(_ sector: [UInt8], at lba: UInt64) { storage[lba] = sector }
+
     /// The 512 bytes of sector `lba` (zeros if never written).
     public func sector(_ lba: UInt64) -> [UInt8] { storage[lba] ?? [UInt8](repeating: 0, count: 512) }
 

@@ -19,6 +19,18 @@ enum ProbeKind: Sendable, Hashable {
     case alive
     /// A candidate path: does it answer IDENTIFY as this target? (Paths are earned, not claimed.)
     case verify
+    /// A sample sector read through a candidate or a verified path, for the candidate's proof.
+    case sample(candidate: PathID)
+    /// The witness sector read through a candidate before or after a write (`IdentityProof`).
+    case witness
+
+    /// Reads whose data is kept for `IdentityProof`.
+    var isIdentityProof: Bool {
+        switch self {
+        case .sample, .witness: return true
+        default: return false
+        }
+    }
 }
 
 /// Where a path stands. Paths are earned, not claimed: a Query Config response from a new MAC
@@ -26,7 +38,11 @@ enum ProbeKind: Sendable, Hashable {
 enum PathStanding: Sendable, Hashable {
     case candidate
     case verified
-    /// Answered IDENTIFY as a different disk: a duplicate shelf.slot on the LAN.
+    /// Answered IDENTIFY as this target while a verified path answers: it must show that it
+    /// reaches the same disk (`IdentityProof`) before it carries I/O.
+    case proving
+    /// Another disk answering as this target (IDENTIFY, sample sectors or a write seen through
+    /// it disagreed): a duplicate shelf.slot on the LAN.
     case duplicate
 }
 
@@ -64,6 +80,8 @@ struct Path: Sendable {
     static let episodeQuiet: Duration = .seconds(10)
     /// Of those, the frames another verified path answered something while they were out.
     var lossesWhileOthersAnswered = 0
+    /// The proof under way while `proving`.
+    var proof: IdentityProof?
     /// The verification IDENTIFY in flight, and how many were sent.
     var verifyTag: Tag?
     var verifyAttempts = 0

@@ -126,23 +126,36 @@ extension PathSet {
         }
     }
 
-    /// A candidate answered IDENTIFY with `seen`; the target is `identity`. Returns whether it is
-    /// now verified. The same capacity, serial and model make it another path to the same disk;
-    /// anything else is a second disk answering as this shelf.slot, which never carries I/O.
+    /// What a candidate's IDENTIFY answer makes of it.
+    enum IdentifyVerdict { case verified, prove(against: PathID), duplicate }
+
+    /// A candidate answered IDENTIFY with `seen`; the target is `identity`. The same capacity,
+    /// serial and model make it another path to the same disk if no verified path answers to
+    /// compare it with (the first path, or a NIC swapped), and a path to prove
+    /// (`IdentityProof`) if one does; anything else is a second disk answering as this
+    /// shelf.slot, which never carries I/O.
     mutating func verified(_ id: PathID, answering seen: ATAIdentity, target identity: ATAIdentity,
-                           _ wire: Wire, _ out: inout [EngineAction]) -> Bool {
+                           counters: inout TargetCounters, _ wire: Wire, now: Instant,
+                           _ out: inout [EngineAction]) -> IdentifyVerdict {
         let name = wire.links[self[id].link]?.name ?? "?"
         if seen.sectors == identity.sectors && seen.serial == identity.serial && seen.model == identity.model {
+            if let v = liveVerified(except: id, wire) {
+                self[id].standing = .proving
+                let last = identity.sectors > 0 ? identity.sectors - 1 : 0
+                self[id].proof = IdentityProof(sampleLBAs: last == 0 ? [0] : [0, last], now: now)
+                return .prove(against: v)
+            }
             self[id].standing = .verified
             out.append(.log("\(address): new path \(name) → \(self[id].mac)"))
-            return true
+            return .verified
         }
         self[id].standing = .duplicate
+        counters.duplicates += 1
         out.append(.log("\(address): \(self[id].mac) on \(name) also answers as \(address) but is another disk "
                         + "(\(seen.sectors) sectors, serial \(seen.serial.isEmpty ? "-" : seen.serial); this one has "
                         + "\(identity.sectors), \(identity.serial.isEmpty ? "-" : identity.serial)): a duplicate shelf.slot, "
                         + "not used"))
-        return false
+        return .duplicate
     }
 
     /// A candidate's IDENTIFY went unanswered: ask again, or drop the candidate once it had all

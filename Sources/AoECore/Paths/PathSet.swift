@@ -67,6 +67,7 @@ struct PathSet: Sendable {
         if !wire.isUsable(p.link) { return .linkDown }
         switch p.standing {
         case .candidate: return .candidate
+        case .proving: return .proving
         case .duplicate: return .duplicate
         case .verified: return p.negotiator.isSettled ? .ok : .probing
         }
@@ -176,10 +177,10 @@ struct PathSet: Sendable {
         let p = self[id]
         let name = wire.links[p.link]?.name ?? "?"
         let w = p.window
-        var line = "\(address): frames lost on \(name) → \(p.mac) with \(sizeBefore) in flight"
+        var line = "\(address): frames unanswered on \(name) → \(p.mac) with \(sizeBefore) in flight"
         if let c = w.ceiling, c != ceilingBefore {
-            line += " (Buffer Count \(p.config.bufferCount)): the target queues fewer frames than it offers; "
-                + "window \(w.size), at most \(w.cap) from now on"
+            line += " (Buffer Count \(p.config.bufferCount)): window \(w.size), at most \(w.cap) from now on (a target "
+                + "that queues fewer frames than it offers, or a stall: `spurious` in stats counts the late answers)"
         } else {
             line += ": window \(sizeBefore) → \(w.size)"
         }

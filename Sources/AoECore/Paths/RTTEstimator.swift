@@ -8,7 +8,7 @@
 /// A spurious timeout (the original frame answered after it was resent: every transmission has
 /// its own tag, so the late answer is unambiguous) is what a loaded machine or a busy target
 /// produces; Eifel (RFC 4015 §2) answers it by taking the late round trip as the new estimate.
-/// Here it also raises a floor under the RTO to twice that round trip, which decays by a quarter
+/// Here it also raises a floor under the RTO to twice that round trip, which decays by an eighth
 /// every `floorDecaySamples` on-time answers, so a stall that repeats is waited out instead of
 /// retransmitted, and a stall that does not is forgotten within seconds.
 ///
@@ -24,7 +24,7 @@ public struct RTTEstimator: Sendable, Hashable {
     /// The floor that spurious timeouts raised (0: none), and on-time samples since it last moved.
     private var floorNanos: Int64 = 0
     private var samplesSinceFloor = 0
-    public static let floorDecaySamples = 256
+    public static let floorDecaySamples = 2048
 
     public var smoothed: Duration? { smoothedNanos.map { .nanoseconds($0) } }
     public var deviation: Duration { .nanoseconds(deviationNanos) }
@@ -58,7 +58,7 @@ public struct RTTEstimator: Sendable, Hashable {
             samplesSinceFloor += 1
             if samplesSinceFloor >= Self.floorDecaySamples {
                 samplesSinceFloor = 0
-                floorNanos = floorNanos * 3 / 4
+                floorNanos = floorNanos * 7 / 8
                 if floorNanos < minimumNanos { floorNanos = 0 }
             }
         }

@@ -33,13 +33,16 @@ extension SectorScheduler {
             paths[path].verifyTag = nil
             let seen = m.flatMap { $0.status.isFailure ? nil : try? ATAIdentity(parsing: $0.data) }
             if let seen, let mine = identity {
-                if paths.verified(path, answering: seen, target: mine, wire, &out) {
-                    pathVerified(path, &wire, now: now, &out)
-                    if state == .up { paths.continueProbing(path, counters: &counters, &wire, now: now, &out) }
-                }
+                candidateIdentified(path, answering: seen, target: mine, &wire, now: now, &out)
             } else {
                 paths.verifyTimedOut(path, counters: &counters, &wire, now: now, &out)  // not an IDENTIFY answer
             }
+            return pump(&wire, now: now, &out)
+        }
+        if flight.probe?.isIdentityProof == true {
+            let data = m.flatMap { $0.status.isFailure || $0.data.count < 512 || header.isError
+                ? nil : Array(UnsafeRawBufferPointer(rebasing: $0.data[0..<512])) }
+            proofRead(flight, data: data, &wire, now: now, &out)
             return pump(&wire, now: now, &out)
         }
         if flight.probe != nil {
@@ -119,6 +122,7 @@ extension SectorScheduler {
             }
             finish(range, &out)
         case .write:
+            witnessWritten(range, &wire, now: now, &out)
             finish(range, &out)
         case .flushExt, .flush28:
             counters.flushes += 1
@@ -149,6 +153,10 @@ extension SectorScheduler {
         counters.errtimeout += 1
         if flight.probe == .verify {
             return paths.verifyTimedOut(path, counters: &counters, &wire, now: now, &out)
+        }
+        if flight.probe?.isIdentityProof == true {
+            proofRead(flight, data: nil, &wire, now: now, &out)
+            return pump(&wire, now: now, &out)
         }
         if flight.probe != nil {
             paths.probeFinished(flight, answered: false, counters: &counters, &wire, now: now, &out)
@@ -191,6 +199,7 @@ extension SectorScheduler {
             }
         }
         if let silent = paths.silentPath(now: now) { eject(silent, &wire, now: now, &out) }
+        proofTick(&wire, now: now, &out)
         probeAll(&wire, now: now, &out)
         if pumpAnyway || !queue.isEmpty { pump(&wire, now: now, &out) }
     }

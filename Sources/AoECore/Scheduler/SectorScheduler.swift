@@ -76,7 +76,7 @@ struct SectorScheduler: Sendable {
                 }
             case .candidate:
                 if identity != nil { paths.sendVerify(id, counters: &counters, &wire, now: now, &out) }
-            case .duplicate:
+            case .proving, .duplicate:
                 break
             }
         } else if let l = wire.links[link], paths.count(on: link) < wire.configuration.maxPathsPerInterface {
@@ -204,6 +204,12 @@ struct SectorScheduler: Sendable {
                     queue.removeFirst()
                     continue
                 }
+            }
+            if r.kind == .write {
+                // A proving path watches this write (`IdentityProof`); writes wait while the
+                // witness sector is read through it.
+                witnessWrite(r, &wire, now: now, &out)
+                if paths.holdsWrites(now: now) { return }
             }
             guard let p = paths.choose(avoiding: r.lastPath, forIdentify: r.kind == .identify, wire) else { return }
             var piece = r
