@@ -73,6 +73,17 @@ extension Lab {
             .components(separatedBy: "meta length > ").dropFirst().first?.prefix { $0.isNumber } ?? "") ?? mtu)
     }
 
+    /// Joins another target to a switched network: a namespace of its own, wired to a new port
+    /// of the switch (`index` ≥ 1 names them). Its ports carry no port-MTU rule.
+    public func addTarget(to net: Switched, index: Int, mtu: Int) throws -> Direct {
+        let ns = try addNamespace("t\(index)")
+        let target = name("t\(index)")
+        let port = name("s\(index + 1)")
+        try addVethPair(local: target, localNamespace: ns, remote: port, remoteNamespace: net.switchNamespace, mtu: mtu)
+        try ip(net.switchNamespace, ["link", "set", port, "master", net.bridge])
+        return Direct(initiator: net.initiator, targetNamespace: ns, target: target)
+    }
+
     /// Sets the largest frame (bytes after the Ethernet header) the switch's ports pass; larger
     /// frames are dropped silently in both directions. Can be changed while traffic flows.
     public func setPortMTU(_ net: Switched, _ portMTU: Int) throws {
