@@ -8,7 +8,7 @@ SWIFT_BUILD_FLAGS ?=
 # qemu-system-x86, cpio, kmod and xz-utils to boot Debian's kernel with its own aoe initiator
 # (test-linux-initiator; the kernel, busybox-static and aoetools are downloaded, not installed).
 APT_PACKAGES = libfuse3-dev fuse3 vblade nftables iproute2 tcpdump fio e2fsprogs pkg-config man-db procps \
-  fdisk gdisk python3 lintian dpkg-dev tmux qemu-system-x86 cpio kmod xz-utils
+  fdisk gdisk python3 python3-prometheus-client lintian dpkg-dev tmux qemu-system-x86 cpio kmod xz-utils
 
 .PHONY: test-linux-initiator all build test deps lab-clean format lint clean bench-tools bench bench-scale demo install uninstall deb deb-test bench-cost bench-peer
 

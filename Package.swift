@@ -42,6 +42,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        // sys/metrics in the Prometheus text format (issue 25).
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .target(name: "AoEProtocol", swiftSettings: strict),
@@ -54,7 +56,9 @@ let package = Package(
         ),
         .target(name: "CAoELinux"),
         .target(name: "AoELinux", dependencies: ["AoEProtocol", "AoECore", "CAoELinux"], swiftSettings: strict),
-        .target(name: "AoEEngine", dependencies: ["AoEProtocol", "AoECore", "AoELinux"], swiftSettings: strict),
+        .target(name: "AoEEngine", dependencies: ["AoEProtocol", "AoECore", "AoELinux",
+                                                .product(name: "Prometheus", package: "swift-prometheus")],
+                swiftSettings: strict),
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .target(name: "AoEFUSE", dependencies: ["AoEProtocol", "AoECore", "AoELinux", "AoEEngine", "FUSEProtocol", "CFuse3"], swiftSettings: strict),
         .target(name: "AoETarget", dependencies: ["AoEProtocol", "AoECore", "AoELinux", "CAoELinux"], swiftSettings: strict),

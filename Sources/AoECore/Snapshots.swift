@@ -70,14 +70,17 @@ public struct PathSnapshot: Sendable, Hashable {
     public var sent: UInt64
     public var lost: UInt64
     public var state: PathStatus
-    /// The smallest window that lost frames (more than the target queues), nil while none has.
+    /// The window that lost frames (more than the target queues), nil while none did or a
+    /// later try lifted it; `lowestCeiling` keeps the lowest ever learned.
     public var ceiling: Int?
+    public var lowestCeiling: Int?
 
     public init(link: LinkID, interface: String, mac: MACAddress, payload: Int, mtu: Int, rtt: Duration?, rto: Duration,
                 outstanding: Int, window: Int, sent: UInt64, lost: UInt64, state: PathStatus,
-                rttDeviation: Duration = .zero, ceiling: Int? = nil) {
+                rttDeviation: Duration = .zero, ceiling: Int? = nil, lowestCeiling: Int? = nil) {
         self.link = link
         self.ceiling = ceiling
+        self.lowestCeiling = lowestCeiling
         self.rttDeviation = rttDeviation
         self.interface = interface
         self.mac = mac
@@ -107,11 +110,17 @@ public struct TargetSnapshot: Sendable, Hashable {
     public var window: Int
     /// How fsyncs reach this target.
     public var flushMode: FlushMode
+    /// Its block requests, as /proc/diskstats counts a disk's.
+    public var io: IOAccount
+    /// Time with at least one request in flight, up to the snapshot (iostat's %util).
+    public var busyNanoseconds: UInt64
 
     public init(address: TargetAddress, state: TargetState, config: QueryConfig?, identity: ATAIdentity?,
                 paths: [PathSnapshot], counters: TargetCounters, payload: Int, outstanding: Int, window: Int,
-                flushMode: FlushMode = .ext) {
+                flushMode: FlushMode = .ext, io: IOAccount = IOAccount(), busyNanoseconds: UInt64 = 0) {
         self.flushMode = flushMode
+        self.io = io
+        self.busyNanoseconds = busyNanoseconds
         self.address = address
         self.state = state
         self.config = config

@@ -12,6 +12,18 @@ extension Engine {
         return state.withLock { $0.core.snapshot(now: now) }
     }
 
+    /// Every target's metrics in the Prometheus text exposition format (`sys/metrics`).
+    public func metricsExposition() -> String {
+        let interfaces = links.withLock { table in
+            table.keys.sorted().compactMap { id -> EngineMetrics.InterfaceFigures? in
+                guard let l = table[id] else { return nil }
+                return EngineMetrics.InterfaceFigures(name: l.name, mtu: l.mtu,
+                                                      receiveBuffer: (l as? PacketLink)?.receiveBufferSize ?? 0)
+            }
+        }
+        return metrics.exposition(targets(), interfaces: interfaces)
+    }
+
     /// One target, without the work of snapshotting the others (an image's `getattr`).
     public func target(_ address: TargetAddress) -> TargetSnapshot? {
         let now = clock.now()

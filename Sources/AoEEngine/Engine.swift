@@ -24,6 +24,8 @@ public final class Engine: Sendable {
         var timerWake: Instant = .zero
         /// Threads blocked in `wait(timeout:until:)`: while there are any, every change wakes them.
         var waiters = 0
+        /// The request latency histograms, by target and kind (`EngineMetrics`).
+        var latency: LatencyHistograms
 
         /// Moves the core's actions out of `outbox.actions` into the outbox: frames per link, the
         /// completions of finished requests (their callbacks taken out of the table, here, under
@@ -39,6 +41,8 @@ public final class Engine: Sendable {
                     errors.append(line)
                     outbox.logs.append(line)
                 case .targetsChanged: outbox.targetsChanged = true
+                case .timing(let target, let kind, let nanoseconds, _):
+                    latency.record(target, kind, nanoseconds: nanoseconds)
                 }
             }
             outbox.actions.removeAll(keepingCapacity: true)
@@ -56,6 +60,8 @@ public final class Engine: Sendable {
     let state: Locked<State>
     let links: Locked<[LinkID: any Link]>
     let clock: any EngineClock
+    /// The Prometheus metrics (`metricsExposition()`).
+    public let metrics = EngineMetrics()
     private let onLog: (@Sendable (String) -> Void)?
     let observers = Locked<[@Sendable (String) -> Void]>([])
     /// Called (outside the lock) after a change of the target table: one appeared, went up or
@@ -88,7 +94,7 @@ public final class Engine: Sendable {
             (l as? PacketLink)?.busyPoll = configuration.busyPoll
         }
         self.links = Locked(table)
-        state = Locked(State(core: EngineCore(configuration: configuration)))
+        state = Locked(State(core: EngineCore(configuration: configuration), latency: LatencyHistograms(metrics)))
     }
 
     /// Starts the loops and broadcasts the first Query Config on every link.

@@ -130,6 +130,10 @@ extension AoEFileSystem {
             let text = handles.renderedOnce(fh, offset: offset) { partition(p).map { Array(Render.file(f, $0).utf8) } }
             guard let text else { return .now(.error(ENOENT)) }
             return .now(.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size))))
+        case .metrics:
+            let text = handles.renderedOnce(fh, offset: offset) { () -> [UInt8]? in Array(engine.metricsExposition().utf8) }
+            guard let text else { return .now(.error(EIO)) }
+            return .now(.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size))))
         case .control(.interfaces):
             let text = Array((engine.allowedInterfaces.joined(separator: " ") + "\n").utf8)
             return .now(.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size))))

@@ -136,11 +136,11 @@ public final class AoEFileSystem: @unchecked Sendable {
                     for p in partitionNames(t.address) { out.append((p.description, .partitionDir(p))) }
                 }
             }
-            return out
+            return out + [("metrics", .metrics)]
         case .etherdDir: return ControlFile.allCases.map { ($0.rawValue, Node.control($0)) }
         case .targetDir(let t): return SysFile.allCases.map { ($0.rawValue, Node.targetFile(t, $0)) }
         case .partitionDir(let p): return PartitionFile.allCases.map { ($0.rawValue, Node.partitionFile(p, $0)) }
-        case .image, .targetFile, .control, .partition, .partitionFile: return nil
+        case .image, .targetFile, .control, .partition, .partitionFile, .metrics: return nil
         }
     }
 
@@ -164,12 +164,13 @@ public final class AoEFileSystem: @unchecked Sendable {
             if let t = target(name) { return snapshot(t)?.state == .disabled ? nil : Node.image(t) }
             return partition(name).map(Node.partition)
         case .sysDir:
+            if name == "metrics" { return .metrics }
             if let t = TargetAddress(parsing: name), t.description == name, sysSnapshot(t) != nil { return .targetDir(t) }
             return partition(name).map(Node.partitionDir)
         case .etherdDir: return ControlFile(rawValue: name).map(Node.control)
         case .targetDir(let t): return SysFile(rawValue: name).map { Node.targetFile(t, $0) }
         case .partitionDir(let p): return PartitionFile(rawValue: name).map { Node.partitionFile(p, $0) }
-        case .image, .targetFile, .control, .partition, .partitionFile: return nil
+        case .image, .targetFile, .control, .partition, .partitionFile, .metrics: return nil
         }
     }
 
@@ -178,7 +179,7 @@ public final class AoEFileSystem: @unchecked Sendable {
         var image: TargetSnapshot?
         var part: Partition?
         switch n {
-        case .root, .sysDir, .etherdDir, .control: break
+        case .root, .sysDir, .etherdDir, .control, .metrics: break
         case .image(let t):
             guard let s = snapshot(t), s.state != .disabled else { return nil }
             image = s
@@ -230,6 +231,9 @@ enum Attributes {
             a.size = 4096  // pseudo-files are read with direct I/O; the size is a hint
         case .control(let c):
             a.mode = S_IFREG | (c == .err ? 0o444 : c == .interfaces ? 0o644 : 0o200)
+        case .metrics:
+            a.mode = S_IFREG | 0o444
+            a.size = 4096  // read with direct I/O, like the other pseudo-files
         }
         return a
     }

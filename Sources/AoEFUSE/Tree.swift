@@ -21,11 +21,13 @@ enum Node: Hashable, Sendable {
     case partitionDir(PartitionName)
     /// `sys/eS.LpN/<file>`.
     case partitionFile(PartitionName, PartitionFile)
+    /// `sys/metrics`: every target's figures in the Prometheus text format.
+    case metrics
 
     var isDirectory: Bool {
         switch self {
         case .root, .sysDir, .etherdDir, .targetDir, .partitionDir: true
-        case .image, .targetFile, .control, .partition, .partitionFile: false
+        case .image, .targetFile, .control, .partition, .partitionFile, .metrics: false
         }
     }
 
@@ -36,7 +38,7 @@ enum Node: Hashable, Sendable {
     /// The target a node belongs to, if any.
     var target: TargetAddress? {
         switch self {
-        case .root, .sysDir, .etherdDir, .control: nil
+        case .root, .sysDir, .etherdDir, .control, .metrics: nil
         case .image(let t), .targetDir(let t), .targetFile(let t, _): t
         case .partition(let p), .partitionDir(let p), .partitionFile(let p, _): p.target
         }
@@ -135,6 +137,12 @@ enum Render {
                 ("window", UInt64(t.window)), ("outstanding", UInt64(t.outstanding)), ("probes", k.probes),
                 ("lost_jumbo", k.lostJumbo), ("ejected", k.ejected), ("candidates_dropped", k.candidatesDropped),
                 ("spurious", k.spurious), ("loss_events", k.lossEvents), ("duplicates", k.duplicates),
+                // Requests as /proc/diskstats counts them (aoefs iostat reads these).
+                ("rd_ios", t.io.read.ios), ("rd_bytes", t.io.read.bytes), ("rd_ticks_us", t.io.read.nanos / 1000),
+                ("wr_ios", t.io.write.ios), ("wr_bytes", t.io.write.bytes), ("wr_ticks_us", t.io.write.nanos / 1000),
+                ("fl_ios", t.io.flush.ios), ("fl_ticks_us", t.io.flush.nanos / 1000),
+                ("io_errors", t.io.read.errors + t.io.write.errors + t.io.flush.errors),
+                ("in_flight", UInt64(t.io.inFlight)), ("io_ticks_us", t.busyNanoseconds / 1000),
             ]
             return rows.map { "\($0.0) \($0.1)" }.joined(separator: "\n") + "\n"
         case .conf:

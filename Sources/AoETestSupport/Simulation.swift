@@ -141,6 +141,7 @@ public struct Simulation {
                 completions[id] = result
             case .log(let line): log.append(line)
             case .targetsChanged: targetsChangedCount += 1
+            case .timing: break
             }
         }
     }

@@ -29,7 +29,8 @@ struct AoEFS: ParsableCommand {
             """,
         version: "aoefs 0.1.0 (libfuse \(FUSELibrary.version))",
         subcommands: [Demo.self, Mount.self, Stat.self, List.self, Discover.self, Interfaces.self, Revalidate.self, Flush.self,
-                      Disable.self, Enable.self, Probe.self, Scan.self, Serve.self, Bench.self]
+                      Disable.self, Enable.self, Probe.self, Scan.self, Serve.self, Bench.self, Metrics.self,
+                      IOStat.self, Doctor.self]
     )
 
     /// Also the helper mount.fuse3 runs for `mount -t fuse.aoefs SOURCE DIR -o OPTIONS` and

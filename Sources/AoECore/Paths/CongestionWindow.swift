@@ -16,8 +16,10 @@
 ///   more): a whole window of frames sent at that size answered without a loss lifts the ceiling,
 ///   a loss doubles the wait. A target that overstates its buffers so costs a loss event every
 ///   few thousand answers instead of one every few windows.
-/// - A link that drops frames at random looks the same to a window (a loss is a loss): the
-///   ceiling falls with each loss, and the periodic tries lift it again.
+/// - A link that drops frames at random is told apart by where its losses fall: an overrun
+///   loses nothing below the ceiling, random loss loses there as much as anywhere. Once loss
+///   events below the ceiling pass 1 in 256 answers there (at least 4 of them), the ceiling is
+///   dropped: a smaller window does not cure random loss, it only slows every frame.
 public struct CongestionWindow: Sendable {
     /// The ceiling: min(bufcnt, maxout), at least 1.
     public private(set) var limit: Int
@@ -25,21 +27,33 @@ public struct CongestionWindow: Sendable {
     public private(set) var threshold: Int
     /// The smallest size known to lose frames (more than the target can queue); nil while none is.
     public private(set) var ceiling: Int?
+    /// The lowest ceiling ever learned (kept when a later try lifts the ceiling): what `aoefs
+    /// doctor` reports as the target's real capacity.
+    public private(set) var lowestCeiling: Int?
     /// Answers without a loss needed before trying the ceiling again.
     public private(set) var probeInterval = CongestionWindow.baseProbeInterval
     /// Loss events so far, and those that taught a (lower) ceiling.
     public private(set) var lossEvents = 0
     public private(set) var ceilingsLearned = 0
     private var acked = 0
+    /// Answers and loss events while the window was below the ceiling (where an overrun loses
+    /// nothing), since the ceiling last changed.
+    private var belowAnswers = 0
+    private var belowEvents = 0
+    /// Ceilings dropped as random loss.
+    public private(set) var randomLossVerdicts = 0
     /// Answers since the ceiling last moved or was tried, and since the size last changed.
     private var clean = 0
     private var atSize = 0
     /// Losses of frames sent before this instant belong to a loss event already counted.
     private var recoveryStart: Instant = .zero
     /// The state before the last loss event, for undoing a spurious one.
-    private var beforeLoss: (size: Int, threshold: Int, ceiling: Int?, probeInterval: Int)?
+    private var beforeLoss: (size: Int, threshold: Int, ceiling: Int?, probeInterval: Int, lowest: Int?)?
 
     static let baseProbeInterval = 4096
+    /// No ceiling below this: below it there is no room to see where losses fall (the random-loss
+    /// test needs sizes under the ceiling), and a target that cannot queue 3 frames is rare.
+    static let lowestCeilingAllowed = 4
     static let maxProbeInterval = 1 << 16
 
     public init(bufferCount: Int, maxOutstanding: Int) {
@@ -55,6 +69,7 @@ public struct CongestionWindow: Sendable {
     public mutating func onResponse() {
         clean += 1
         atSize += 1
+        if let c = ceiling, size < c - 1 { belowAnswers += 1 }
         if let c = ceiling, size >= c {
             // A try at the ceiling that held for a whole window of frames sent at that size (the
             // first `size` answers after growing are of frames sent before): the target takes
@@ -92,14 +107,27 @@ public struct CongestionWindow: Sendable {
     @discardableResult
     public mutating func onLoss(sentAt: Instant, now: Instant) -> Bool {
         guard sentAt >= recoveryStart else { return false }
-        beforeLoss = (size, threshold, ceiling, probeInterval)
+        beforeLoss = (size, threshold, ceiling, probeInterval, lowestCeiling)
         lossEvents += 1
+        if let c = ceiling, size < c - 1 {
+            belowEvents += 1
+            if belowEvents >= 4 && belowEvents * 256 > belowAnswers {
+                // Losses where an overrun has none: random loss, which a ceiling does not cure.
+                ceiling = nil
+                randomLossVerdicts += 1
+                belowEvents = 0
+                belowAnswers = 0
+            }
+        }
         if let c = ceiling, size >= c {
             probeInterval = min(probeInterval * 2, Self.maxProbeInterval)  // the try at the ceiling failed
-        } else if size > 1 {
+        } else if size >= Self.lowestCeilingAllowed, ceiling.map({ size >= $0 - 1 }) ?? true {
             ceiling = size  // more than the target takes
+            lowestCeiling = min(lowestCeiling ?? size, size)
             ceilingsLearned += 1
             clean = 0
+            belowEvents = 0
+            belowAnswers = 0
         }
         threshold = max(1, cap)
         grow(to: max(1, size / 2))
@@ -114,6 +142,7 @@ public struct CongestionWindow: Sendable {
         size = max(size, b.size)
         threshold = max(threshold, b.threshold)
         ceiling = b.ceiling
+        lowestCeiling = b.lowest
         probeInterval = b.probeInterval
         beforeLoss = nil
     }

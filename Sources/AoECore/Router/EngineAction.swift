@@ -18,4 +18,7 @@ public enum EngineAction: Sendable {
     case log(String)
     /// The target table changed (a target appeared, came up or went down).
     case targetsChanged
+    /// A request of `target` ended after `nanoseconds` (for latency histograms; once per
+    /// request, never per frame).
+    case timing(TargetAddress, IOKind, nanoseconds: UInt64, ok: Bool)
 }

@@ -282,11 +282,11 @@ public struct EngineCore: Sendable {
 
     /// Every target, for the `sys/` files and `aoefs scan`.
     public func snapshot(now: Instant) -> [TargetSnapshot] {
-        targets.values.sorted { $0.address < $1.address }.map { $0.snapshot(wire) }
+        targets.values.sorted { $0.address < $1.address }.map { $0.snapshot(wire, now: now) }
     }
 
     /// One target, for a `sys/` file or an image's attributes: no work for the others.
     public func snapshot(of address: TargetAddress, now: Instant) -> TargetSnapshot? {
-        targets[address]?.snapshot(wire)
+        targets[address]?.snapshot(wire, now: now)
     }
 }

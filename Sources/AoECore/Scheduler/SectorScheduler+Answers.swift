@@ -60,7 +60,7 @@ extension SectorScheduler {
             if range.kind == .identify {
                 identifyQueued = false
             } else if let id = range.request {
-                fail(id, .aoeError(address, header.error), &out)
+                fail(id, .aoeError(address, header.error), now: now, &out)
             }
             return pump(&wire, now: now, &out)
         }
@@ -82,12 +82,13 @@ extension SectorScheduler {
                     flushAbortLogged = true
                 }
                 flushMode = .none
-                if let id = range.request, pending.removeValue(forKey: id) != nil {
+                if let id = range.request, let p = pending.removeValue(forKey: id) {
                     counters.localFlushes += 1
+                    ended(p, ok: true, now: now, &out)
                     out.append(.complete(id, .success(())))
                     if pending.isEmpty { workSince = nil }
                 }
-                releaseFlushes(&out)
+                releaseFlushes(now: now, &out)
             } else if range.kind == .identify {
                 out.append(.log("\(address): IDENTIFY failed: status \(m.status), error \(m.errorRegister)"))
                 identifyQueued = false
@@ -95,7 +96,7 @@ extension SectorScheduler {
                 counters.errata += 1
                 out.append(.log("\(address): ATA error on \(range.kind) at LBA \(range.lba): status \(m.status), "
                                 + "error \(m.errorRegister)"))
-                fail(id, .ataError(address, status: m.status, error: m.errorRegister, lba: range.lba), &out)
+                fail(id, .ataError(address, status: m.status, error: m.errorRegister, lba: range.lba), now: now, &out)
             }
             return pump(&wire, now: now, &out)
         }
@@ -120,13 +121,13 @@ extension SectorScheduler {
                              && m.data.count >= count, "read range outside its buffer or frame")
                 (buffer.bytes.baseAddress! + range.bufferOffset).copyMemory(from: m.data.baseAddress!, byteCount: count)
             }
-            finish(range, &out)
+            finish(range, now: now, &out)
         case .write:
             witnessWritten(range, &wire, now: now, &out)
-            finish(range, &out)
+            finish(range, now: now, &out)
         case .flushExt, .flush28:
             counters.flushes += 1
-            finish(range, &out)
+            finish(range, now: now, &out)
         }
         pump(&wire, now: now, &out)
     }
@@ -222,7 +223,7 @@ extension SectorScheduler {
         revalidating = true
         nextDownQuery = now + wire.configuration.downQueryInterval
         out.append(.log("\(address): no response for \(wire.configuration.deadsecs(for: address)) s while I/O waited: target down"))
-        failEverything(.targetDown(address), &wire, &out)
+        failEverything(.targetDown(address), now: now, &wire, &out)
         paths.resetWindows(bufferCount: Int(config?.bufferCount ?? 1),
                            maxOutstanding: wire.configuration.maxOutstanding(for: address))
         out.append(.targetsChanged)
@@ -230,16 +231,21 @@ extension SectorScheduler {
 
     /// The target is being forgotten (etherd/flush): its frames go and its requests fail.
     mutating func forget(_ wire: inout Wire, _ out: inout [EngineAction]) {
-        failEverything(.targetDown(address), &wire, &out)
+        failEverything(.targetDown(address), now: nil, &wire, &out)
     }
 
     /// Fails every waiting request with `error` (in the order they came) and forgets the frames
     /// in flight and the queue: what going down, being forgotten and being disabled share.
-    private mutating func failEverything(_ error: AoEIOError, _ wire: inout Wire, _ out: inout [EngineAction]) {
+    private mutating func failEverything(_ error: AoEIOError, now: Instant?, _ wire: inout Wire,
+                                         _ out: inout [EngineAction]) {
         for f in wire.frames.removeAll(for: address) where paths.contains(f.path) { paths[f.path].outstanding -= 1 }
         queue.removeAll()
         identifyQueued = false
-        for id in pending.keys.sorted(by: { $0.rawValue < $1.rawValue }) { out.append(.complete(id, .failure(error))) }
+        for id in pending.keys.sorted(by: { $0.rawValue < $1.rawValue }) {
+            if let now, let p = pending[id] { ended(p, ok: false, now: now, &out) }
+            out.append(.complete(id, .failure(error)))
+        }
+        if now == nil { io.abandonAll() }
         pending.removeAll()
         flushWaiting.removeAll()
         workSince = nil
@@ -249,7 +255,7 @@ extension SectorScheduler {
     /// paths' windows start afresh when it is enabled again.
     mutating func disable(_ wire: inout Wire, _ out: inout [EngineAction]) {
         guard state != .disabled else { return }
-        failEverything(.disabled(address), &wire, &out)
+        failEverything(.disabled(address), now: nil, &wire, &out)
         for id in paths.ids { paths[id].probeTag = nil; paths[id].aliveTag = nil; paths[id].verifyTag = nil }
         state = .disabled
         out.append(.log("\(address): disabled"))
@@ -275,13 +281,13 @@ extension SectorScheduler {
         paths.renegotiate(sectorsPerCommand: Int(config?.sectorsPerCommand ?? 2), wire)
     }
 
-    func snapshot(_ wire: Wire) -> TargetSnapshot {
+    func snapshot(_ wire: Wire, now: Instant) -> TargetSnapshot {
         let rows = paths.snapshot(wire)
         let usable = rows.filter { $0.state.isHealthy }
         return TargetSnapshot(
             address: address, state: state, config: config, identity: identity, paths: rows,
             counters: counters, payload: (usable.isEmpty ? rows : usable).map(\.payload).min() ?? 0,
             outstanding: rows.map(\.outstanding).reduce(0, +), window: rows.map(\.window).reduce(0, +),
-            flushMode: flushMode)
+            flushMode: flushMode, io: io, busyNanoseconds: io.busy(now: now))
     }
 }

@@ -33,6 +33,7 @@ struct SectorScheduler: Sendable {
     /// The abort of every offered flush was logged (once per target).
     var flushAbortLogged = false
     var counters = TargetCounters()
+    var io = IOAccount()
 
     init(address: TargetAddress, now: Instant) {
         self.address = address
@@ -128,7 +129,9 @@ struct SectorScheduler: Sendable {
         }
         if r.sectors == 0 && r.kind != .flush { return out.append(.complete(r.id, .success(()))) }
         sequence += 1
-        pending[r.id] = PendingRequest(request: r, remaining: r.kind == .flush ? 1 : r.sectors, sequence: sequence)
+        pending[r.id] = PendingRequest(request: r, remaining: r.kind == .flush ? 1 : r.sectors, sequence: sequence,
+                                       submitted: now)
+        io.began(now: now)
         if workSince == nil { workSince = now }
         switch r.kind {
         case .read:
@@ -137,14 +140,14 @@ struct SectorScheduler: Sendable {
             queue.append(WorkRange(request: r.id, kind: .write, lba: r.lba, sectors: r.sectors, bufferOffset: r.bufferOffset))
         case .flush:
             flushWaiting.append(r.id)
-            releaseFlushes(&out)
+            releaseFlushes(now: now, &out)
         }
         pump(&wire, now: now, &out)
     }
 
     /// Sends each waiting flush whose earlier writes have all completed, or answers it at once
     /// when the target needs none (`FlushMode.none`: its acknowledged writes are durable).
-    mutating func releaseFlushes(_ out: inout [EngineAction]) {
+    mutating func releaseFlushes(now: Instant, _ out: inout [EngineAction]) {
         guard !flushWaiting.isEmpty else { return }
         let oldestWrite = pending.values.filter { $0.request.kind == .write }.map(\.sequence).min() ?? .max
         while let id = flushWaiting.first, let p = pending[id], p.sequence < oldestWrite {
@@ -153,6 +156,7 @@ struct SectorScheduler: Sendable {
             case .none:
                 pending[id] = nil
                 counters.localFlushes += 1
+                ended(p, ok: true, now: now, &out)
                 out.append(.complete(id, .success(())))
                 if pending.isEmpty { workSince = nil }
             case .ext: queue.append(WorkRange(request: id, kind: .flushExt, lba: 0, sectors: 0, bufferOffset: 0))
@@ -162,7 +166,7 @@ struct SectorScheduler: Sendable {
     }
 
     /// `range` was answered: count it, and complete its request when nothing of it is left.
-    mutating func finish(_ range: WorkRange, _ out: inout [EngineAction]) {
+    mutating func finish(_ range: WorkRange, now: Instant, _ out: inout [EngineAction]) {
         // One hash for the whole of it (this runs for every frame answered).
         guard let id = range.request, let p = pending.modify(id, { p in
             p.remaining -= range.kind.isFlush ? 1 : range.sectors
@@ -180,17 +184,26 @@ struct SectorScheduler: Sendable {
         case .write: counters.writes += 1
         case .flush: break  // counted as the command was answered
         }
+        ended(p, ok: true, now: now, &out)
         out.append(.complete(id, .success(())))
-        if p.request.kind == .write { releaseFlushes(&out) }
+        if p.request.kind == .write { releaseFlushes(now: now, &out) }
         if pending.isEmpty { workSince = nil }
     }
 
-    mutating func fail(_ id: RequestID, _ error: AoEIOError, _ out: inout [EngineAction]) {
+    mutating func fail(_ id: RequestID, _ error: AoEIOError, now: Instant, _ out: inout [EngineAction]) {
         guard let p = pending.removeValue(forKey: id) else { return }
         flushWaiting.removeAll { $0 == id }
+        ended(p, ok: false, now: now, &out)
         out.append(.complete(id, .failure(error)))
-        if p.request.kind == .write { releaseFlushes(&out) }
+        if p.request.kind == .write { releaseFlushes(now: now, &out) }
         if pending.isEmpty { workSince = nil }
+    }
+
+    /// Accounts for a request that ends now (`IOAccount`, and the engine's latency histograms).
+    mutating func ended(_ p: PendingRequest, ok: Bool, now: Instant, _ out: inout [EngineAction]) {
+        let kind = p.request.kind
+        io.ended(kind, bytes: kind == .flush ? 0 : p.request.sectors * 512, submitted: p.submitted, ok: ok, now: now)
+        out.append(.timing(address, kind, nanoseconds: now.nanoseconds &- p.submitted.nanoseconds, ok: ok))
     }
 
     // MARK: - Sending

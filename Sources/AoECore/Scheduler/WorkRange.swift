@@ -39,6 +39,8 @@ struct PendingRequest: Sendable {
     var remaining: Int
     /// Submission order, for the flush barrier.
     var sequence: UInt64
+    /// When it was accepted (its latency, `IOAccount`).
+    var submitted: Instant = .zero
 }
 
 extension Deque {

@@ -166,4 +166,19 @@ struct aoel_completion {
 };
 /// Takes up to `max` completions into `out`. Returns how many.
 int aoel_ring_reap(struct aoel_ring *ring, struct aoel_completion *out, int max);
+
+/// An AoE speaker heard by `aoel_listen`: source MAC, the shelf.slot of its frame, and whether
+/// it was a response (a target) or a request (an initiator).
+struct aoel_heard {
+    uint8_t mac[6];
+    uint16_t shelf;
+    uint8_t slot;
+    uint8_t response;
+};
+
+/// Listens on `ifname` for `millis` ms without sending: records up to `max` distinct AoE
+/// speakers in `heard` and counts IP frames (IPv4, ARP, unicast IPv6) in `ip_frames`. Returns
+/// how many speakers, or -errno.
+int aoel_listen(const char *ifname, int millis, struct aoel_heard *heard, int max, int *ip_frames);
+
 #endif

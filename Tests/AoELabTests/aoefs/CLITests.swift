@@ -64,7 +64,7 @@ struct CLITests {
 
     @Test("every subcommand's discussion is written for 80 columns: the help never re-wraps it", arguments: [
         "mount", "stat", "discover", "interfaces", "revalidate", "flush", "scan", "serve", "demo", "bench",
-        "list", "disable", "enable", "probe",
+        "list", "disable", "enable", "probe", "metrics", "iostat", "doctor",
     ])
     func discussionFitsEightyColumns(command: String) throws {
         // Between the overview and USAGE: the same text at 80 columns as at 200 means no line
@@ -90,7 +90,7 @@ struct CLITests {
 
     @Test("every subcommand's --help teaches with an example", arguments: [
         "mount", "stat", "discover", "interfaces", "revalidate", "flush", "scan", "serve", "demo", "bench",
-        "list", "disable", "enable", "probe",
+        "list", "disable", "enable", "probe", "metrics", "iostat", "doctor",
     ])
     func helpHasExamples(command: String) throws {
         let r = try aoefs([command, "--help"])

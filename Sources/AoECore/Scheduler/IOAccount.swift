@@ -1,0 +1,62 @@
+/// What a target's block requests did, as `/proc/diskstats` counts it for a disk: requests,
+/// bytes and time per kind, requests in flight, and the time with at least one in flight
+/// (`io_ticks`, iostat's %util). `aoefs iostat` reads it from `stats`; `metrics` exports it.
+///
+/// Pure and per request (never per frame): the scheduler calls `began` when it accepts a request
+/// and `ended` when it completes or fails it.
+public struct IOAccount: Sendable, Hashable {
+    /// Per kind of request.
+    public struct Kind: Sendable, Hashable {
+        /// Requests completed (successfully or not).
+        public var ios: UInt64 = 0
+        /// Bytes of the requests completed successfully.
+        public var bytes: UInt64 = 0
+        /// Summed time from submission to completion, in nanoseconds.
+        public var nanos: UInt64 = 0
+        /// Requests that failed.
+        public var errors: UInt64 = 0
+    }
+
+    public var read = Kind()
+    public var write = Kind()
+    public var flush = Kind()
+    public private(set) var inFlight = 0
+    private var busyNanos: UInt64 = 0
+    private var busySince: Instant = .zero
+
+    public init() {}
+
+    /// Time with at least one request in flight, up to `now`.
+    public func busy(now: Instant) -> UInt64 {
+        busyNanos + (inFlight > 0 ? now.nanoseconds &- busySince.nanoseconds : 0)
+    }
+
+    mutating func began(now: Instant) {
+        if inFlight == 0 { busySince = now }
+        inFlight += 1
+    }
+
+    mutating func ended(_ kind: IOKind, bytes: Int, submitted: Instant, ok: Bool, now: Instant) {
+        let t = now.nanoseconds &- submitted.nanoseconds
+        switch kind {
+        case .read: Self.add(&read, bytes, t, ok)
+        case .write: Self.add(&write, bytes, t, ok)
+        case .flush: Self.add(&flush, bytes, t, ok)
+        }
+        guard inFlight > 0 else { return }
+        inFlight -= 1
+        if inFlight == 0 { busyNanos &+= now.nanoseconds &- busySince.nanoseconds }
+    }
+
+    private static func add(_ k: inout Kind, _ bytes: Int, _ t: UInt64, _ ok: Bool) {
+        k.ios += 1
+        k.nanos &+= t
+        if ok { k.bytes += UInt64(bytes) } else { k.errors += 1 }
+    }
+
+    /// Every request in flight failed at once, when no clock was at hand (the target forgotten
+    /// or disabled): they count as errors of no time.
+    mutating func abandonAll() {
+        inFlight = 0
+    }
+}

@@ -1,0 +1,122 @@
+import AoECore
+import AoEEngine
+import AoEProtocol
+import AoETestSupport
+import Testing
+
+@Suite("aoefs doctor: reading metrics back, and the findings, table-driven")
+struct DoctorTests {
+    @Test("the text format is read back: labels with escapes, +Inf, comments skipped, bad lines dropped")
+    func parse() {
+        let text = """
+            # HELP aoefs_x help
+            # TYPE aoefs_x gauge
+            aoefs_x{target="e10.3",model="A \\"quoted\\" \\\\ model"} 1.5
+            aoefs_y_bucket{le="+Inf"} 7
+            aoefs_z 3
+            garbage{unclosed="x
+            aoefs_w{a="b"}
+            """
+        let s = MetricsText.parse(text)
+        #expect(s.count == 3)
+        #expect(s[0] == MetricSample(name: "aoefs_x", labels: ["target": "e10.3", "model": "A \"quoted\" \\ model"], value: 1.5))
+        #expect(s[1].labels["le"] == "+Inf" && s[1].value == 7)
+        #expect(s[2].name == "aoefs_z" && s[2].labels.isEmpty)
+    }
+
+    @Test("an engine's exposition round-trips into facts: target, identity, paths")
+    func roundTrip() throws {
+        var sim = upSimulation()
+        let data = pattern(1 << 20, seed: 41)
+        #expect(sim.writeThenRead(data, at: 0) == data)
+        let t = try #require(sim.target)
+        let text = EngineMetrics().exposition([t])
+        let facts = TargetFacts.from(metrics: MetricsText.parse(text))
+        #expect(facts.count == 1)
+        let f = try #require(facts.first)
+        #expect(f.target == "e10.3" && f.state == "up" && f.model == t.identity?.model && f.bufferCount == 16)
+        #expect(f.maxPayload == 17 * 512)
+        #expect(f.paths.count == 1 && f.paths[0].payload == t.paths[0].payload && f.paths[0].state == "ok")
+        #expect(f.framesSent == Int(t.counters.atasnd))
+    }
+
+    static func healthy() -> (TargetFacts, HostFacts) {
+        var t = TargetFacts(target: "e10.3")
+        t.state = "up"
+        t.model = "M"
+        t.serial = "S"
+        t.firmware = "1"
+        t.bufferCount = 16
+        t.maxPayload = 8704
+        t.writeCache = true
+        t.flush = "ext"
+        t.paths = [PathFacts(interface: "eth1", mac: "02:00:00:00:00:01", state: "ok", payload: 8704, mtu: 9000,
+                             rttSeconds: 0.0002, window: 16, ceiling: 0, sent: 100, lost: 0)]
+        var h = HostFacts()
+        h.interfaces = [InterfaceFacts(name: "eth1", mtu: 9000, up: true, allowed: true)]
+        h.rmemMax = 16 << 20
+        h.wmemMax = 16 << 20
+        h.fuseUring = true
+        return (t, h)
+    }
+
+    @Test("a healthy SAN: nothing but information, status 0")
+    func clean() {
+        let (t, h) = Self.healthy()
+        let f = Diagnosis.run(targets: [t], host: h)
+        #expect(f.allSatisfy { $0.severity == .info }, "\(f)")
+        #expect(Diagnosis.status(f) == 0)
+    }
+
+    typealias Plant = @Sendable (inout TargetFacts, inout HostFacts) -> Void
+
+    @Test("each planted fault: its check, its severity, a fix", arguments: [
+        ("jumbo", Finding.Severity.warning, { (t: inout TargetFacts, _: inout HostFacts) in t.paths[0].payload = 1024 } as Plant),
+        ("mtu-mismatch", .warning, { t, _ in t.maxPayload = 1024; t.paths[0].payload = 1024 }),
+        ("mtu-mismatch", .warning, { t, _ in t.paths[0].mtu = 1500; t.paths[0].payload = 1024 }),
+        ("overrun", .warning, { t, _ in t.paths[0].ceiling = 9 }),
+        ("duplicate", .error, { t, _ in
+            t.duplicates = 1
+            t.paths.append(PathFacts(interface: "eth1", mac: "02:00:00:00:00:09", state: "duplicate", payload: 1024,
+                                     mtu: 9000, rttSeconds: 0, window: 8, ceiling: 0, sent: 1, lost: 0))
+        }),
+        ("identify", .warning, { t, _ in t.state = "identifying"; t.model = "" }),
+        ("candidates", .warning, { t, _ in t.candidatesDropped = 2 }),
+        ("durability", .error, { t, _ in t.flush = "none" }),
+        ("multipath", .warning, { _, h in h.interfaces.append(InterfaceFacts(name: "eth2", mtu: 9000, up: true, allowed: true)) }),
+        ("socket-buffers", .warning, { _, h in h.rmemMax = 212_992 }),
+        ("ip-on-aoe", .warning, { _, h in h.interfaces[0].ipAddresses = ["10.0.0.1/24"] }),
+        ("ip-on-aoe", .warning, { _, h in h.interfaces[0].ipFramesHeard = 12 }),
+        ("foreign-aoe", .warning, { _, h in
+            var i = InterfaceFacts(name: "eth3", mtu: 1500, up: true, allowed: false)
+            i.aoeHeard = ["target 02:00:00:00:00:07 (e7.1)"]
+            h.interfaces.append(i)
+        }),
+    ] as [(String, Finding.Severity, Plant)])
+    func planted(check: String, severity: Finding.Severity, plant: Plant) {
+        var (t, h) = Self.healthy()
+        plant(&t, &h)
+        let f = Diagnosis.run(targets: [t], host: h).filter { $0.severity != .info }
+        #expect(f.count == 1, "exactly the planted fault: \(f)")
+        #expect(f.first?.check == check && f.first?.severity == severity, "\(f)")
+        #expect(f.first?.fix?.isEmpty == false)
+        #expect(Diagnosis.status(f) == (severity == .error ? 2 : 1))
+    }
+
+    @Test("FUSE over io_uring off: a tip with its fix, not a problem")
+    func uringOff() {
+        let (t, healthy) = Self.healthy()
+        var h = healthy
+        h.fuseUring = false
+        let f = Diagnosis.run(targets: [t], host: h)
+        #expect(f.contains { $0.check == "fuse-uring" && $0.severity == .info && $0.fix?.contains("enable_uring") == true })
+        #expect(Diagnosis.status(f) == 0)
+    }
+
+    @Test("no target at all is an error")
+    func nothing() {
+        let (_, h) = Self.healthy()
+        let f = Diagnosis.run(targets: [], host: h)
+        #expect(f.contains { $0.check == "no-targets" && $0.severity == .error })
+    }
+}
