@@ -8,15 +8,16 @@ struct Doctor: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check the SAN end to end and say how to fix what is wrong.",
         discussion: """
-            With a mount (--mount, $AOEFS_MOUNT or /mnt/aoe, if mounted) it reads the
-            mount's sys/metrics and etherd/interfaces; otherwise it runs its own short
-            discovery on --iface. Then it listens for a moment on every interface (read
-            only) and checks, for each interface and target: the frame size that really
-            crosses each path against both ends' MTU, targets that lose frames below their
-            Buffer Count, socket buffers, targets missing on some interfaces, two disks with
-            one shelf.slot, announcers that never answer IDENTIFY, AoE on interfaces aoefs
-            does not use, IP on AoE interfaces, durability (write cache and FLUSH), RTT per
-            path, and FUSE over io_uring. Each finding names the command that fixes it.
+            With a mount (--mount, $AOEFS_MOUNT or /mnt/aoe, if mounted) it reads
+            the mount's sys/metrics and etherd/interfaces; otherwise it runs its own
+            short discovery on --iface. Then it listens for a moment on every
+            interface (read only) and checks, for each interface and target: the
+            frame size that really crosses each path against both ends' MTU, targets
+            that lose frames below their Buffer Count, socket buffers, targets
+            missing on some interfaces, two disks with one shelf.slot, announcers
+            that never answer IDENTIFY, AoE on interfaces aoefs does not use, IP on
+            AoE interfaces, durability (write cache and FLUSH), RTT per path, and
+            FUSE over io_uring. Each finding names the command that fixes it.
 
             Exit status: 0 nothing wrong, 1 warnings, 2 errors.
 

@@ -69,7 +69,7 @@ struct IOStatRow: Codable, Equatable {
 struct IOStat: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "iostat",
-        abstract: "Print per-target request rates, latency and utilisation, as iostat -x does.",
+        abstract: "Print per-target rates, latency and %util, as iostat -x does.",
         discussion: """
             Samples each target's counters (DIR/sys/eS.L/stats) every INTERVAL seconds and
             prints, per target, r/s w/s rMB/s wMB/s r_await w_await (ms) aqu-sz and %util,

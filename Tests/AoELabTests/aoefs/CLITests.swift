@@ -144,6 +144,8 @@ struct DemoAndConfigTests {
 
     @Test("aoefs demo -- COMMAND runs it against a fresh mount, exits with its status, and leaves nothing behind")
     func demoRunsACommand() throws {
+        demoTestSerial.lock()
+        defer { demoTestSerial.unlock() }
         let before = try leftovers()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("aoefs-dtest-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -255,7 +257,8 @@ struct EcosystemTests {
         for word in ["aoefs mount", "aoefs stat", "aoefs serve", "aoefs demo", "aoefs discover", "aoefs interfaces",
                      "aoefs revalidate", "aoefs flush", "aoefs scan", "aoefs bench", "/etc/aoefs.conf", "fuse.aoefs",
                      "etherd/err", "sys/", "SECURITY", "eS.LpN", "sys/eS.LpN/", "make deb", "--json",
-                     "aoefs list", "aoefs disable", "aoefs enable", "aoefs probe"] {
+                     "aoefs list", "aoefs disable", "aoefs enable", "aoefs probe", "aoefs doctor", "aoefs metrics",
+                     "aoefs iostat", "sys/metrics"] {
             #expect(text.contains(word), "the man page lacks \(word)")
         }
         #expect(!text.contains("warning"), "\(text)")

@@ -6,6 +6,9 @@ import Testing
 /// What a demo may leave behind: namespaces, links, mounts, processes, files. The tests run the
 /// demo with AOEFS_DEMO_PREFIX=aoetd: its names are `aoetd` + 3 letters + a role letter, 9
 /// characters, where a lab's are longer.
+/// The demo tests of two suites share the `aoetd` names they check for leftovers: one at a time.
+let demoTestSerial = NSLock()
+
 func demoLeftovers() throws -> [String] {
     func demo(_ name: Substring) -> Bool { name.hasPrefix("aoetd") && name.count == 9 }
     var found: [String] = []
@@ -89,6 +92,8 @@ struct InteractiveDemoTests {
 
     @Test("with no command it prints what to try, every suggested command works as printed, and Ctrl-C ends it leaving nothing")
     func interactive() throws {
+        demoTestSerial.lock()
+        defer { demoTestSerial.unlock() }
         let before = try demoLeftovers()
         let (dir, term) = try runningDemo("a")
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -116,6 +121,8 @@ struct InteractiveDemoTests {
 
     @Test("Ctrl-C during start-up ends it within seconds and leaves nothing", arguments: [0, 20, 100, 250, 500])
     func interruptedStart(afterMilliseconds ms: Int) throws {
+        demoTestSerial.lock()
+        defer { demoTestSerial.unlock() }
         let before = try demoLeftovers()
         let dir = try scratch("b\(ms)")
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -134,6 +141,8 @@ struct InteractiveDemoTests {
 
     @Test("with a write waiting on a target that stopped answering, a second Ctrl-C ends it within seconds, leaving nothing")
     func secondCtrlCEndsTheDrain() throws {
+        demoTestSerial.lock()
+        defer { demoTestSerial.unlock() }
         let before = try demoLeftovers()
         let (dir, term) = try runningDemo("c")
         defer { try? FileManager.default.removeItem(atPath: dir) }
