@@ -166,18 +166,23 @@ struct LatencyHistograms: Sendable {
 
     private let metrics: EngineMetrics
     private var table: [Key: DurationHistogram] = [:]
+    /// The last one used: a run of requests is usually of one target and kind (no hashing).
+    private var last: (key: Key, histogram: DurationHistogram)?
 
     init(_ metrics: EngineMetrics) { self.metrics = metrics }
 
     mutating func record(_ target: TargetAddress, _ kind: IOKind, nanoseconds: UInt64) {
         let key = Key(target: target, kind: kind)
         let h: DurationHistogram
-        if let found = table[key] {
+        if let last, last.key == key {
+            h = last.histogram
+        } else if let found = table[key] {
             h = found
         } else {
             h = metrics.histogram(target, kind)
             table[key] = h
         }
+        last = (key, h)
         h.record(.nanoseconds(Int64(clamping: nanoseconds)))
     }
 }

@@ -73,6 +73,13 @@ extension PathSet {
         paths.first { $0.id != id && $0.standing == .verified && wire.isUsable($0.link) && $0.lossesSinceAnswer < 2 }?.id
     }
 
+    /// Whether a path is proving itself: checked on every write frame, so an index loop that
+    /// copies no path.
+    var anyProving: Bool {
+        for i in paths.indices where paths[i].standing == .proving { return true }
+        return false
+    }
+
     /// The proving path waiting for a write to witness, if any may try now.
     func awaitingWitness(now: Instant) -> PathID? {
         paths.first { p in

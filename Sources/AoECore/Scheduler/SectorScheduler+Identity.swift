@@ -113,6 +113,7 @@ extension SectorScheduler {
 
     /// A write frame was answered: if it carried a witness sector, read it through the candidate.
     mutating func witnessWritten(_ range: WorkRange, _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
+        guard paths.anyProving else { return }  // every write frame passes here
         for c in paths.ids {
             guard var pr = paths[c].proof, pr.stage == .writing,
                 range.lba <= pr.lba, pr.lba < range.lba + UInt64(range.sectors)

@@ -218,7 +218,7 @@ struct SectorScheduler: Sendable {
                     continue
                 }
             }
-            if r.kind == .write {
+            if r.kind == .write && paths.anyProving {
                 // A proving path watches this write (`IdentityProof`); writes wait while the
                 // witness sector is read through it.
                 witnessWrite(r, &wire, now: now, &out)
