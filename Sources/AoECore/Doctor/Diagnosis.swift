@@ -127,13 +127,14 @@ public enum Diagnosis {
                                    + "ip link set dev IFACE mtu \(p.mtu)), then: aoefs revalidate \(t.target)"))
         }
         if offer > 0 && local > 0 && offer != local {
-            let targetMTU = offer + headerBytes
+            // The usual MTU that carries just the target's offer (1500 for 1024-byte frames).
+            let targetMTU = [1500, 9000].first { payload(fitting: $0) == offer } ?? offer + headerBytes
             if offer < local {
                 out.append(Finding(.warning, subject, "mtu-mismatch",
                                    "\(p.interface) has MTU \(p.mtu) but \(t.target) offers only \(offer)-byte frames "
-                                       + "(its MTU is about \(targetMTU)): the ends differ",
+                                       + "(its MTU is \(targetMTU) or close): the ends differ",
                                    fix: "on the target: ip link set dev IFACE mtu \(p.mtu) and restart it (vblade reads its "
-                                       + "MTU at start); or here: ip link set dev \(p.interface) mtu \(targetMTU)"))
+                                       + "MTU at start); or here, to match it: ip link set dev \(p.interface) mtu \(targetMTU)"))
             } else {
                 out.append(Finding(.warning, subject, "mtu-mismatch",
                                    "\(t.target) offers \(offer)-byte frames but \(p.interface) has MTU \(p.mtu): "
