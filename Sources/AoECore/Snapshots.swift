@@ -74,11 +74,15 @@ public struct PathSnapshot: Sendable, Hashable {
     /// later try lifted it; `lowestCeiling` keeps the lowest ever learned.
     public var ceiling: Int?
     public var lowestCeiling: Int?
+    /// The last burst on this path, if one was sent.
+    public var burst: BurstResult?
 
     public init(link: LinkID, interface: String, mac: MACAddress, payload: Int, mtu: Int, rtt: Duration?, rto: Duration,
                 outstanding: Int, window: Int, sent: UInt64, lost: UInt64, state: PathStatus,
-                rttDeviation: Duration = .zero, ceiling: Int? = nil, lowestCeiling: Int? = nil) {
+                rttDeviation: Duration = .zero, ceiling: Int? = nil, lowestCeiling: Int? = nil,
+                burst: BurstResult? = nil) {
         self.link = link
+        self.burst = burst
         self.ceiling = ceiling
         self.lowestCeiling = lowestCeiling
         self.rttDeviation = rttDeviation
@@ -94,6 +98,17 @@ public struct PathSnapshot: Sendable, Hashable {
         self.lost = lost
         self.state = state
     }
+}
+
+/// A burst of full-size frames sent at once on a path (`aoefs doctor`): a target that queues
+/// fewer frames than its Buffer Count loses some of them.
+public struct BurstResult: Sendable, Hashable {
+    public var sent: Int
+    public var answered = 0
+    public var lost = 0
+    public var isComplete: Bool { answered + lost >= sent }
+
+    public init(sent: Int) { self.sent = sent }
 }
 
 /// What the `sys/eS.L/` files show of one target.

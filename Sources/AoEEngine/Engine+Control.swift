@@ -67,6 +67,13 @@ extension Engine {
         run { core, out in core.discover(target, now: now, &out) }
     }
 
+    /// Sends a burst of full-size frames on each of `target`'s paths (`aoefs doctor`); the
+    /// results show in `targets()` (`PathSnapshot.burst`).
+    public func burst(_ target: TargetAddress) {
+        let now = clock.now()
+        run { core, out in core.burst(target, now: now, &out) }
+    }
+
     /// Re-queries config, re-IDENTIFYs and re-negotiates one target.
     public func revalidate(_ target: TargetAddress) {
         let now = clock.now()

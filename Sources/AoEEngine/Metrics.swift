@@ -139,6 +139,10 @@ public final class EngineMetrics: Sendable {
             gauge(r, "path_outstanding", "", "Frames in flight.", labels, Double(p.outstanding))
             gauge(r, "path_payload", "bytes", "Data bytes per frame negotiated.", labels, Double(p.payload))
             gauge(r, "path_mtu", "bytes", "The local interface's MTU.", labels, Double(p.mtu))
+            if let b = p.burst {
+                gauge(r, "path_burst_sent", "", "Frames of the last burst (aoefs doctor) sent at once.", labels, Double(b.sent))
+                gauge(r, "path_burst_lost", "", "Frames of the last burst that went unanswered.", labels, Double(b.lost))
+            }
             counter(r, "path_frames_sent", "Frames sent on the path.", labels, p.sent)
             counter(r, "path_frames_lost", "Frames that timed out on the path.", labels, p.lost)
         }

@@ -10,8 +10,10 @@ struct Doctor: ParsableCommand {
         discussion: """
             With a mount (--mount, $AOEFS_MOUNT or /mnt/aoe, if mounted) it reads
             the mount's sys/metrics and etherd/interfaces; otherwise it runs its own
-            short discovery on --iface. Then it listens for a moment on every
-            interface (read only) and checks, for each interface and target: the
+            short discovery on --iface and sends each path a burst of Buffer Count
+            full-size frames (padded reads: nothing is written). Then it listens for
+            a moment on every interface (read only) and checks, for each interface
+            and target: the
             frame size that really crosses each path against both ends' MTU, targets
             that lose frames below their Buffer Count, socket buffers, targets
             missing on some interfaces, two disks with one shelf.slot, announcers
@@ -74,6 +76,12 @@ struct Doctor: ParsableCommand {
             let start = ContinuousClock.now
             let limit = Duration.milliseconds(Int64(wait * 1000))
             _ = engine.wait(timeout: limit) { ts in ts.allSettled && ContinuousClock.now - start >= .milliseconds(500) }
+            // A burst of full-size frames, Buffer Count of them at once, on every path: does the
+            // target queue what it offers? (Padded READs: nothing is written.)
+            for t in engine.targets() where t.state == .up { engine.burst(t.address) }
+            _ = engine.wait(timeout: .seconds(3)) { ts in
+                ts.allSatisfy { $0.paths.allSatisfy { $0.burst?.isComplete ?? true } }
+            }
             metrics = engine.metricsExposition()
             allowList = engine.allowedInterfaces
         }

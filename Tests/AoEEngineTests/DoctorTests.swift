@@ -75,6 +75,7 @@ struct DoctorTests {
         ("mtu-mismatch", .warning, { t, _ in t.maxPayload = 1024; t.paths[0].payload = 1024 }),
         ("mtu-mismatch", .warning, { t, _ in t.paths[0].mtu = 1500; t.paths[0].payload = 1024 }),
         ("overrun", .warning, { t, _ in t.paths[0].ceiling = 9 }),
+        ("overrun", .warning, { t, _ in t.paths[0].burstSent = 16; t.paths[0].burstLost = 5 }),
         ("duplicate", .error, { t, _ in
             t.duplicates = 1
             t.paths.append(PathFacts(interface: "eth1", mac: "02:00:00:00:00:09", state: "duplicate", payload: 1024,

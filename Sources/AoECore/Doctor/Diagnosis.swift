@@ -142,11 +142,15 @@ public enum Diagnosis {
                                    fix: "ip link set dev \(p.interface) mtu \(targetMTU) (and every switch port between)"))
             }
         }
-        if p.ceiling > 0 && t.bufferCount > 0 && p.ceiling <= t.bufferCount && (p.state == "ok" || p.state == "probing") {
-            let holds = max(1, p.ceiling - 1)
+        let carries = p.state == "ok" || p.state == "probing"
+        let learned = p.ceiling > 0 && t.bufferCount > 0 && p.ceiling <= t.bufferCount
+        if carries && (learned || p.burstLost > 0) {
+            let holds = learned ? max(1, p.ceiling - 1) : max(1, p.burstSent - p.burstLost)
+            let seen = learned ? "lost frames with \(p.ceiling) in flight"
+                : "lost \(p.burstLost) of a burst of \(p.burstSent) full-size frames"
             out.append(Finding(.warning, subject, "overrun",
-                               "\(t.target) offers Buffer Count \(t.bufferCount) but lost frames with \(p.ceiling) in "
-                                   + "flight: it queues about \(holds); aoefs keeps its window below that",
+                               "\(t.target) offers Buffer Count \(t.bufferCount) but \(seen): it queues about \(holds); "
+                                   + "aoefs keeps its window below that",
                                fix: "on the target: a larger receive buffer (sysctl -w net.core.rmem_max=\(4 << 20) and "
                                    + "restart it) or an honest count (vblade -b \(holds)); here, to start there: "
                                    + "maxout = \(holds) under [target \(t.target)] in /etc/aoefs.conf"))

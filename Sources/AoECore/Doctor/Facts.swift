@@ -11,6 +11,9 @@ public struct PathFacts: Sendable, Hashable {
     public var ceiling: Int
     public var sent: Int
     public var lost: Int
+    /// The last burst (aoefs doctor's own): frames sent at once, and lost.
+    public var burstSent = 0
+    public var burstLost = 0
 
     public init(interface: String, mac: String, state: String, payload: Int, mtu: Int, rttSeconds: Double, window: Int,
                 ceiling: Int, sent: Int, lost: Int) {
@@ -125,6 +128,8 @@ extension TargetFacts {
                 case "aoefs_path_window_ceiling": p.ceiling = v
                 case "aoefs_path_frames_sent_total": p.sent = v
                 case "aoefs_path_frames_lost_total": p.lost = v
+                case "aoefs_path_burst_sent": p.burstSent = v
+                case "aoefs_path_burst_lost": p.burstLost = v
                 default: break
                 }
                 paths[t, default: [:]][key] = p

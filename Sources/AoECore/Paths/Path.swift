@@ -23,6 +23,8 @@ enum ProbeKind: Sendable, Hashable {
     case sample(candidate: PathID)
     /// The witness sector read through a candidate before or after a write (`IdentityProof`).
     case witness
+    /// One of a burst of full-size frames (`aoefs doctor`): does the target queue its Buffer Count?
+    case burst
 
     /// Reads whose data is kept for `IdentityProof`.
     var isIdentityProof: Bool {
@@ -80,6 +82,8 @@ struct Path: Sendable {
     static let episodeQuiet: Duration = .seconds(10)
     /// Of those, the frames another verified path answered something while they were out.
     var lossesWhileOthersAnswered = 0
+    /// The last burst (`aoefs doctor`): frames sent, answered and lost.
+    var burst: BurstResult?
     /// The proof under way while `proving`.
     var proof: IdentityProof?
     /// The verification IDENTIFY in flight, and how many were sent.

@@ -26,7 +26,7 @@ extension PathSet {
             target: address, path: id,
             range: WorkRange(request: nil, kind: .read, lba: 0, sectors: sectors, bufferOffset: 0),
             sentAt: now, deadline: now + max(wire.configuration.probeTimeout, p.rtt.timeout * 8), probe: kind)
-        if kind == .alive { self[id].aliveTag = header.tag } else { self[id].probeTag = header.tag }
+        if kind == .alive { self[id].aliveTag = header.tag } else if kind != .burst { self[id].probeTag = header.tag }
         self[id].outstanding += 1
         self[id].sent += 1
         counters.probes += 1
@@ -53,6 +53,9 @@ extension PathSet {
         let name = wire.links[self[id].link]?.name ?? "?"
         let peer = "\(address): \(name) → \(self[id].mac)"
         switch f.probe ?? .search {
+        case .burst:
+            if answered { self[id].burst?.answered += 1 } else { self[id].burst?.lost += 1 }
+            return
         case .verify:
             return  // `verified` and `verifyTimedOut` handle these
         case .search:
@@ -93,6 +96,17 @@ extension PathSet {
             out.append(.log("\(address): \(l.name) → \(self[id].mac): payload \(before) → \(after) bytes"
                             + (self[id].negotiator.isSettled ? "" : " (probing)")))
         }
+    }
+
+    /// Sends `count` full-size frames at once on `id` (READs of LBA 0 padded to the path's
+    /// payload, so each request is as large as a write's): the burst `aoefs doctor` uses to see
+    /// whether the target queues its Buffer Count, without writing.
+    mutating func sendBurst(_ id: PathID, count: Int, counters: inout TargetCounters, _ wire: inout Wire, now: Instant,
+                            _ out: inout [EngineAction]) {
+        guard contains(id), isUsable(id, wire), count > 0 else { return }
+        self[id].burst = BurstResult(sent: count)
+        let sectors = max(1, self[id].negotiator.payload / 512)
+        for _ in 0..<count { sendProbe(id, sectors: sectors, kind: .burst, counters: &counters, &wire, now: now, &out) }
     }
 
     // MARK: - Verification

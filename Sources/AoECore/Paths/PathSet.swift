@@ -242,7 +242,7 @@ struct PathSet: Sendable {
                 link: p.link, interface: link?.name ?? "?", mac: p.mac, payload: p.negotiator.payload,
                 mtu: link?.mtu ?? p.mtu, rtt: p.rtt.smoothed, rto: p.rtt.timeout, outstanding: p.outstanding,
                 window: p.window.size, sent: p.sent, lost: p.lost, state: status(p, wire),
-                rttDeviation: p.rtt.smoothed == nil ? .zero : p.rtt.deviation, ceiling: p.window.ceiling, lowestCeiling: p.window.lowestCeiling)
+                rttDeviation: p.rtt.smoothed == nil ? .zero : p.rtt.deviation, ceiling: p.window.ceiling, lowestCeiling: p.window.lowestCeiling, burst: p.burst)
         }
     }
 }

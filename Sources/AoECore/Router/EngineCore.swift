@@ -118,6 +118,18 @@ public struct EngineCore: Sendable {
         for id in wire.usableLinks { wire.broadcastQuery(on: id, target: target, &out) }
     }
 
+    /// Sends a burst of full-size frames, as many as the target's Buffer Count (within maxout),
+    /// on each of `target`'s paths that carry I/O (`aoefs doctor`). Results in the snapshot.
+    public mutating func burst(_ target: TargetAddress, now: Instant, _ out: inout [EngineAction]) {
+        let maxout = configuration.maxOutstanding(for: target)
+        withTarget(target) { t, wire in
+            let count = min(Int(t.config?.bufferCount ?? 0), maxout)
+            for id in t.paths.ids where t.paths.isUsable(id, wire) {
+                t.paths.sendBurst(id, count: count, counters: &t.counters, &wire, now: now, &out)
+            }
+        }
+    }
+
     // MARK: - Receiving
 
     /// Handles one received frame.

@@ -143,6 +143,26 @@ struct DoctorLabTests {
         #expect(r.problems.first?.fix.contains("maxout =") == true)
     }
 
+    @Test("without a mount, doctor's own burst (padded reads, Buffer Count at once) finds the overstated Buffer Count; an honest one passes")
+    func burstFindsOverrun() throws {
+        let limits = try SocketBufferLimits(16 << 20)
+        defer { limits.restore() }
+        let lab = try Lab()
+        defer { lab.teardown() }
+        let net = try lab.direct(mtu: 9000)
+        let f = try lab.sparseFile("e10.3.img", size: 64 << 20)
+        let srv = try lab.startVblade(shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace, file: f,
+                                      flags: ["-b", "20", "--rcvbuf", "32768"], program: .aoefsServe)
+        let r = try doctor(["--iface", net.initiator, "--listen", net.initiator])
+        #expect(r.problems.map(\.check) == ["overrun"], "\(r.out)")
+        #expect(r.out.contains("of a burst of 20 full-size frames"), "\(r.out)")
+        srv.stop()
+        _ = try lab.startVblade(shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace, file: f,
+                                flags: ["-b", "8"], program: .aoefsServe)
+        let honest = try doctor(["--iface", net.initiator, "--listen", net.initiator])
+        #expect(honest.status == 0 && honest.problems.isEmpty, "\(honest.out)")
+    }
+
     @Test("sys/metrics parses with prometheus_client; the latency histograms count the requests done")
     func metricsParse() throws {
         let m = try MountLab(size: 64 << 20)
