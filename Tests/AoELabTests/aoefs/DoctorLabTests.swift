@@ -112,6 +112,12 @@ struct DoctorLabTests {
             if !daemon.wait(upTo: .seconds(20)) { daemon.signal(SIGKILL); _ = daemon.wait() }
         }
         #expect(eventually(timeout: .seconds(15)) { FileManager.default.fileExists(atPath: mnt + "/e10.3") })
+        // Both paths to the disk (a vblade that started late missed the first Query Config: ask again).
+        #expect(eventually(timeout: .seconds(10), every: .milliseconds(500)) {
+            _ = try? must("echo > \(mnt)/etherd/discover")
+            let p = (try? String(contentsOfFile: mnt + "/sys/e10.3/paths", encoding: .utf8)) ?? ""
+            return p.contains(second.initiator)
+        })
         // Then another disk (another size) answers as e10.3 behind the switch.
         let third = try lab.addTarget(to: sw, index: 2, mtu: 9000)
         let g = try lab.sparseFile("other.img", size: 32 << 20)
