@@ -117,6 +117,7 @@ final class DemoSetup: @unchecked Sendable {
     /// for I/O the target does not answer.
     func cancel() {
         let again = cancelled.withLock { c in defer { c = true }; return c }
+        cancelled.broadcast()  // a step whose command died of the same Ctrl-C waits for this
         if again { session.withLock { $0 }?.hurry() } else { session.withLock { $0 }?.stop() }
     }
 
@@ -268,7 +269,10 @@ final class DemoSetup: @unchecked Sendable {
 
     private func run(_ argv: [String]) throws {
         do { _ = try Command.run(argv) } catch {
-            try checkCancelled()  // the terminal's Ctrl-C reached the command too
+            // The terminal's Ctrl-C reaches the command too, and it may die of it before our
+            // signal thread has marked the start cancelled: give that thread a moment to say so.
+            _ = cancelled.wait(timeout: .seconds(1)) { $0 }
+            try checkCancelled()
             throw CLIError("\(error)")
         }
     }
