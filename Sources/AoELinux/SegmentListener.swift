@@ -23,7 +23,8 @@ public enum SegmentListener {
         let ms = Int32(clamping: duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
         let n = heard.withUnsafeMutableBufferPointer { aoel_listen(interface, ms, $0.baseAddress, Int32($0.count), &ip) }
         if n < 0 {
-            let code: LinkError.Code = -n == ENODEV ? .noSuchInterface : -n == EPERM ? .notPermitted : .other
+            // As PacketLink names them: a missing interface, no permission, or something else.
+            let code: LinkError.Code = -n == ENODEV ? .noSuchInterface : (-n == EPERM || -n == EACCES) ? .notPermitted : .other
             throw LinkError(code: code, interface: interface, errno: -n, operation: "listening")
         }
         let speakers = heard.prefix(Int(n)).map { h in

@@ -151,8 +151,11 @@ public enum Diagnosis {
             out.append(Finding(.warning, subject, "overrun",
                                "\(t.target) offers Buffer Count \(t.bufferCount) but \(seen): it queues about \(holds); "
                                    + "aoefs keeps its window below that",
-                               fix: "on the target: a larger receive buffer (sysctl -w net.core.rmem_max=\(4 << 20) and "
-                                   + "restart it) or an honest count (vblade -b \(holds)); here, to start there: "
+                               // vblade asks for a 48000-byte receive buffer itself (ss -0 -m: rb48000), so
+                               // only its count helps; rmem_max caps what any target may ask for.
+                               fix: "on the target's host: an honest count (vblade -b \(holds)) or a larger receive buffer "
+                                   + "where the target takes one (aoefs serve --rcvbuf; net.core.rmem_max caps what it may "
+                                   + "ask); here, to start there: "
                                    + "maxout = \(holds) under [target \(t.target)] in /etc/aoefs.conf"))
         }
         if p.state == "ok" || p.state == "probing" {

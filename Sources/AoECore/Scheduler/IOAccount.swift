@@ -55,7 +55,8 @@ public struct IOAccount: Sendable, Hashable {
     }
 
     /// Every request in flight failed at once, when no clock was at hand (the target forgotten
-    /// or disabled): they count as errors of no time.
+    /// or disabled): nothing is in flight any more. Those requests are not counted (no op, no
+    /// error, no time) and the busy period ends where it was last accounted.
     mutating func abandonAll() {
         inFlight = 0
     }
