@@ -101,6 +101,7 @@ public struct SectorRequest: Sendable {
     ///   would otherwise become a heap overflow when the data is copied).
     public init(id: RequestID, target: TargetAddress, kind: IOKind, lba: UInt64, sectors: Int, buffer: IOBuffer?,
                 bufferOffset: Int = 0) {
+        // Never reached from input (issue 30's audit): The block API checked the range against the buffer first (Engine+BlockAPI).
         precondition(sectors >= 0, "negative sector count")
         if let buffer {
             precondition(bufferOffset >= 0 && bufferOffset + sectors * 512 <= buffer.count,

@@ -29,6 +29,7 @@ extension Engine {
     /// Unaligned reads go through a bounce buffer of whole sectors.
     public func read(_ target: TargetAddress, offset: UInt64, count: Int, into buffer: IOBuffer, bufferOffset: Int = 0,
                      outbox: inout Outbox, completion: @escaping IOCompletion) {
+        // Never reached from input (issue 30's audit): The FUSE layer sizes each buffer from the request it serves; a caller's bug, never input.
         precondition(count >= 0 && bufferOffset >= 0 && bufferOffset + count <= buffer.count,
                      "\(count) bytes at offset \(bufferOffset) do not fit a \(buffer.count)-byte buffer")
         if count == 0 { return completion(.success(()), &outbox) }
@@ -53,6 +54,7 @@ extension Engine {
     /// and written back (read-modify-write).
     public func write(_ target: TargetAddress, offset: UInt64, count: Int, from buffer: IOBuffer, bufferOffset: Int = 0,
                       outbox: inout Outbox, completion: @escaping IOCompletion) {
+        // Never reached from input (issue 30's audit): The FUSE layer sizes each buffer from the request it serves; a caller's bug, never input.
         precondition(count >= 0 && bufferOffset >= 0 && bufferOffset + count <= buffer.count,
                      "\(count) bytes at offset \(bufferOffset) do not fit a \(buffer.count)-byte buffer")
         if count == 0 { return completion(.success(()), &outbox) }

@@ -158,7 +158,8 @@ extension AoEFileSystem {
             // Past the end a write gets ENOSPC, as on a block device. (A buffered write past the
             // end is cached by the kernel first; its write-back lands here, and close and fsync
             // then fail.)
-            if offset + data.count > Int(length) {
+            // Written so that it cannot overflow: `offset` may be up to Int.max (issue 30).
+            if offset > Int(length) - data.count {
                 if cached {
                     handles.lostWrite(t)
                     // The kernel grew its idea of the file's size when it cached the write; the
@@ -233,7 +234,12 @@ extension AoEFileSystem {
     }
 
     func statfs() -> FUSEReply {
-        let bytes = imageTargets().compactMap(\.identity).map(\.capacity).reduce(0, +)
+        // Saturating: 128 targets that claim LBA48's largest capacity (2⁵⁷ bytes each; a forged
+        // IDENTIFY can) would overflow a plain sum and trap `df` (issue 30's audit).
+        let bytes = imageTargets().compactMap(\.identity).map(\.capacity).reduce(UInt64(0)) { sum, c in
+            let (s, over) = sum.addingReportingOverflow(c)
+            return over ? .max : s
+        }
         return .statfs(FUSEStatfs(blocks: bytes / 4096))
     }
     /// Counts requests waiting for the engine, so teardown can drain them.

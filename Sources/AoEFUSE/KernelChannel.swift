@@ -299,10 +299,12 @@ final class KernelChannel: EventSource, @unchecked Sendable {
         case .open(let flags): r.send(fs.open(ino: ino, flags: flags), &outbox)
         case .release(let fh, _, _): r.send(fs.release(fh: fh), &outbox)
         case .read(let fh, let offset, let size):
-            r.send(fs.read(r, ino: ino, size: Int(size), offset: Int(offset), fh: fh, &outbox), &outbox)
+            // Offsets are clamped, never trapped on: the kernel keeps them within
+            // MAX_LFS_FILESIZE (Int64.max), but this is input (issue 30's audit).
+            r.send(fs.read(r, ino: ino, size: Int(size), offset: Int(clamping: offset), fh: fh, &outbox), &outbox)
         case .write(let fh, let offset, let size, let flags, let at):
             let data = UnsafeRawBufferPointer(rebasing: data[at..<(at + Int(size))])
-            r.send(fs.write(r, ino: ino, data: data, offset: Int(offset), fh: fh, writeFlags: flags,
+            r.send(fs.write(r, ino: ino, data: data, offset: Int(clamping: offset), fh: fh, writeFlags: flags,
                             adopt: { adoptBuffer() }, &outbox), &outbox)
         case .flush(let fh): r.send(fs.flush(fh: fh), &outbox)
         case .releasedir: r.send(.error(0), &outbox)
@@ -310,7 +312,7 @@ final class KernelChannel: EventSource, @unchecked Sendable {
         case .opendir: r.send(.open(fh: 0, openFlags: 0), &outbox)
         case .readdir(_, let offset, let size, let plus):
             // READDIRPLUS is not asked for (no FUSE_DO_READDIRPLUS).
-            r.send(plus ? .error(ENOSYS) : fs.readdir(ino: ino, size: Int(size), offset: Int(offset)), &outbox)
+            r.send(plus ? .error(ENOSYS) : fs.readdir(ino: ino, size: Int(size), offset: Int(clamping: offset)), &outbox)
         case .statfs: r.send(fs.statfs(), &outbox)
         case .interrupt(let unique):
             r.noReply()  // no reply to an INTERRUPT

@@ -188,6 +188,7 @@ public final class PacketLink: Link {
                 // no copy of the data here. Frames without data have an empty second piece.
                 for i in 0..<n {
                     let f = frames[index + i]
+                    // Never reached from input (issue 30's audit): Payloads come from the MTU `noteMTU` returned, which a slot holds.
                     precondition(f.count <= arena.slotSize, "frame longer than the link's slot")
                     let slot = arena.slot(i)
                     let h = f.withHeaderBytes { h in

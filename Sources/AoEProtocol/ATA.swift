@@ -135,6 +135,7 @@ public struct ATAMessage: Hashable, Sendable {
 
     /// WRITE SECTORS (EXT) of `data` (a whole number of sectors) at `lba`.
     public static func write(lba: UInt64, data: [UInt8], lba48: Bool = true) -> ATAMessage {
+        // Never reached from input (issue 30's audit): Only tests and tools build WRITEs from arrays; the engine encodes from requests it chunked.
         precondition(data.count % 512 == 0 && data.count <= 255 * 512, "write data must be whole sectors")
         return ATAMessage(
             flags: lba48 ? [.extended, .write] : .write, sectorCount: UInt8(data.count / 512),

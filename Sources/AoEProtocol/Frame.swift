@@ -41,6 +41,7 @@ public struct AoEFrame: Hashable, Sendable {
     @discardableResult
     public func encode(into buffer: UnsafeMutableRawBufferPointer) -> Int {
         let n = encodedSize
+        // Never reached from input (issue 30's audit): Callers size the buffer with `encodedSize`.
         precondition(buffer.count >= n, "buffer too small for the frame")
         header.encode(into: buffer)
         let o = AoEHeader.size

@@ -28,8 +28,14 @@ public struct ATAIdentity: Hashable, Sendable {
     public var heads: UInt16
     public var sectorsPerTrack: UInt16
 
-    /// Capacity in bytes.
-    public var capacity: UInt64 { sectors * 512 }
+    /// The most sectors a 48-bit LBA addresses.
+    public static let maximumSectors: UInt64 = 1 << 48
+
+    /// Capacity in bytes (saturating: an identity made in code may hold any count).
+    public var capacity: UInt64 {
+        let (bytes, over) = sectors.multipliedReportingOverflow(by: 512)
+        return over ? .max : bytes
+    }
 
     public init(
         model: String, serial: String, firmware: String, supportsLBA48: Bool, sectors: UInt64,
@@ -73,7 +79,10 @@ public struct ATAIdentity: Hashable, Sendable {
         let lba48 = (word(83) | word(86)) & (1 << 10) != 0
         let sectors: UInt64
         if lba48 {
-            sectors = (0..<4).reduce(UInt64(0)) { $0 | UInt64(word(100 + $1)) << (16 * UInt64($1)) }
+            // Words 100–103 form a QWORD, but a 48-bit LBA addresses at most 2⁴⁸ sectors (ACS-3
+            // §7.12.7.54); more is a forged or broken answer, and would overflow `capacity`.
+            let words = (0..<4).reduce(UInt64(0)) { $0 | UInt64(word(100 + $1)) << (16 * UInt64($1)) }
+            sectors = min(words, Self.maximumSectors)
         } else {
             sectors = UInt64(word(60)) | UInt64(word(61)) << 16
         }

@@ -59,6 +59,7 @@ public struct MACMaskList: Hashable, Sendable {
     public var directives: [MACMaskDirective]
 
     public init(command: MaskCommand, error: MaskError = .none, directives: [MACMaskDirective] = []) {
+        // Never reached from input (issue 30's audit): Only our own code builds one; decoding reads at most 255.
         precondition(directives.count <= 255, "at most 255 directives")
         self.command = command
         self.error = error

@@ -52,6 +52,7 @@ public struct QueryConfig: Hashable, Sendable {
         bufferCount: UInt16 = 0, firmwareVersion: UInt16 = 0, sectorsPerCommand: UInt8 = 0,
         aoeVersion: UInt8 = 0, command: ConfigCommand = .read, configString: [UInt8] = []
     ) {
+        // Never reached from input (issue 30's audit): Decoding caps the length; code builds one from a string `serve` checked.
         precondition(configString.count <= Self.maxConfigStringLength, "config string over 1024 bytes")
         self.bufferCount = bufferCount
         self.firmwareVersion = firmwareVersion

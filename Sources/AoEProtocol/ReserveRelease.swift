@@ -20,6 +20,7 @@ public struct ReserveRelease: Hashable, Sendable {
     public var macs: [MACAddress]
 
     public init(command: ReserveCommand, macs: [MACAddress] = []) {
+        // Never reached from input (issue 30's audit): Only our own code builds one (the target answers a list it keeps within 255).
         precondition(macs.count <= 255, "at most 255 MAC addresses")
         self.command = command
         self.macs = macs

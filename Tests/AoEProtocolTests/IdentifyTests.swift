@@ -58,6 +58,18 @@ struct IdentifyTests {
         #expect(id.firmware == "V25")
     }
 
+    @Test("a forged IDENTIFY with all-ones words 100–103 is held to 2⁴⁸ sectors: no overflow of capacity (issue 30)")
+    func lba48CapacityBeyond48Bits() throws {
+        var bytes = vbladeLike(sectors: 1 << 20)
+        for i in 200..<208 { bytes[i] = 0xFF }
+        let id = try ATAIdentity(parsing: bytes)
+        #expect(id.sectors == 1 << 48)
+        #expect(id.capacity == 1 << 57)
+        var made = id
+        made.sectors = .max
+        #expect(made.capacity == .max)
+    }
+
     @Test func lba28CapacityFromWords60And61() throws {
         var bytes = vbladeLike(sectors: 0x0123_4567)
         bytes[2 * 83 + 1] = 0x40  // clear bit 10 in word 83 …

@@ -23,6 +23,11 @@ public struct EngineCore: Sendable {
     public private(set) var allowedLinks: Set<LinkID>?
     /// `aoefs disable`'s patterns: matching targets get no frame, and discovery leaves them alone.
     public private(set) var disabledPatterns: [TargetPattern] = []
+    /// The latest instant the core has been given. Time that enters the core never goes
+    /// backwards (issue 30): a driver reads its clock before it takes its lock, so a `now` can
+    /// arrive after a later one another thread already passed in; every entry point clamps its
+    /// `now` to this, so no state machine below ever sees time run backwards.
+    public private(set) var latestNow: Instant = .zero
 
     public init(configuration: EngineConfiguration = EngineConfiguration()) {
         wire = Wire(configuration: configuration)
@@ -30,6 +35,13 @@ public struct EngineCore: Sendable {
 
     /// The tunables in force.
     public var configuration: EngineConfiguration { wire.configuration }
+
+    /// `now`, or the latest instant seen if that is later; remembered (mutating entry points).
+    @inline(__always)
+    mutating func monotonic(_ now: Instant) -> Instant {
+        if now > latestNow { latestNow = now }
+        return latestNow
+    }
 
     /// A fresh request id.
     public mutating func makeRequestID() -> RequestID {
@@ -56,6 +68,7 @@ public struct EngineCore: Sendable {
     /// Adds an interface and broadcasts a Query Config on it.
     public mutating func addLink(_ id: LinkID, name: String, mac: MACAddress, mtu: Int, now: Instant,
                                  _ out: inout [EngineAction]) {
+        let now = monotonic(now)
         wire.links[id] = LinkInfo(name: name, mac: mac, mtu: configuration.mtu(for: name, reported: mtu))
         if nextBeacon == .zero { nextBeacon = now + configuration.beaconInterval }
         wire.broadcastQuery(on: id, target: .broadcast, &out)
@@ -70,6 +83,7 @@ public struct EngineCore: Sendable {
     /// 1024 bytes up to the new ceiling, and frames in flight are sent again at the new size.
     public mutating func linkChanged(_ id: LinkID, up: Bool? = nil, mtu: Int? = nil, mac: MACAddress? = nil, now: Instant,
                                      _ out: inout [EngineAction]) {
+        let now = monotonic(now)
         guard var l = wire.links[id] else { return }
         let wasUp = l.up, oldMTU = l.mtu
         if let up { l.up = up }
@@ -105,6 +119,7 @@ public struct EngineCore: Sendable {
 
     /// Restricts traffic to `allowed` (nil: all links) and asks the newly allowed links for targets.
     public mutating func setAllowedLinks(_ allowed: Set<LinkID>?, now: Instant, _ out: inout [EngineAction]) {
+        let now = monotonic(now)
         allowedLinks = allowed
         for id in wire.links.keys { wire.links[id]!.allowed = allowed?.contains(id) ?? true }
         discover(now: now, &out)
@@ -115,12 +130,14 @@ public struct EngineCore: Sendable {
     /// Broadcasts a Query Config on every usable link: for all targets, or only `target`
     /// (a shelf with slot 0xff asks a whole shelf).
     public mutating func discover(_ target: TargetAddress = .broadcast, now: Instant, _ out: inout [EngineAction]) {
+        _ = monotonic(now)
         for id in wire.usableLinks { wire.broadcastQuery(on: id, target: target, &out) }
     }
 
     /// Sends a burst of full-size frames, as many as the target's Buffer Count (within maxout),
     /// on each of `target`'s paths that carry I/O (`aoefs doctor`). Results in the snapshot.
     public mutating func burst(_ target: TargetAddress, now: Instant, _ out: inout [EngineAction]) {
+        let now = monotonic(now)
         let maxout = configuration.maxOutstanding(for: target)
         withTarget(target) { t, wire in
             let count = min(Int(t.config?.bufferCount ?? 0), maxout)
@@ -135,6 +152,7 @@ public struct EngineCore: Sendable {
     /// Handles one received frame.
     public mutating func receive(_ bytes: UnsafeRawBufferPointer, on link: LinkID, now: Instant,
                                  _ out: inout [EngineAction]) {
+        let now = monotonic(now)
         guard wire.links[link]?.allowed ?? false else { return }  // not on the allow-list
         guard let header = try? AoEHeader(decoding: bytes), header.isResponse else {
             malformedFrames += 1
@@ -161,6 +179,7 @@ public struct EngineCore: Sendable {
 
     /// Convenience for arrays.
     public mutating func receive(_ bytes: [UInt8], on link: LinkID, now: Instant, _ out: inout [EngineAction]) {
+        let now = monotonic(now)
         bytes.withUnsafeBytes { receive($0, on: link, now: now, &out) }
     }
 
@@ -212,6 +231,7 @@ public struct EngineCore: Sendable {
 
     /// Queues a sector request. Completion comes back as a `.complete` action.
     public mutating func submit(_ r: SectorRequest, now: Instant, _ out: inout [EngineAction]) {
+        let now = monotonic(now)
         let done: Void? = withTarget(r.target) { t, wire in t.submit(r, &wire, now: now, &out) }
         if done == nil { out.append(.complete(r.id, .failure(.noSuchTarget(r.target)))) }
     }
@@ -220,6 +240,7 @@ public struct EngineCore: Sendable {
 
     /// Expires frames, retransmits, declares targets down, re-probes, and sends the beacon.
     public mutating func tick(now: Instant, _ out: inout [EngineAction]) {
+        let now = monotonic(now)
         var touched: Set<TargetAddress> = []
         for (tag, f) in wire.frames.expire(now: now) {
             let found: Void? = withTarget(f.target) { t, wire in t.timedOut(tag, f, &wire, now: now, &out) }
@@ -236,6 +257,7 @@ public struct EngineCore: Sendable {
 
     /// When the driver must call `tick` next, at the latest.
     public func nextDeadline(now: Instant) -> Instant {
+        let now = max(now, latestNow)
         var d = wire.frames.earliestDeadline(before: nextBeacon == .zero ? now + .seconds(1) : nextBeacon)
         for t in targets.values { d = t.nextDeadline(before: d, configuration) }
         return d
@@ -257,6 +279,7 @@ public struct EngineCore: Sendable {
     /// Re-queries config, re-IDENTIFYs and re-negotiates payload (etherd/revalidate). A changed
     /// capacity or serial is accepted.
     public mutating func revalidate(_ address: TargetAddress, now: Instant, _ out: inout [EngineAction]) {
+        let now = monotonic(now)
         guard withTarget(address, { t, wire in t.revalidate(wire) }) != nil else { return }
         discover(address, now: now, &out)
     }
@@ -275,6 +298,7 @@ public struct EngineCore: Sendable {
     /// them for their config. Returns the known targets it matched.
     @discardableResult
     public mutating func enable(_ pattern: TargetPattern, now: Instant, _ out: inout [EngineAction]) -> [TargetAddress] {
+        let now = monotonic(now)
         let matched = targets.keys.filter { pattern.matches($0) }.sorted()
         disabledPatterns.removeAll { p in
             p == pattern || matched.contains { p.matches($0) } || (pattern.shelf == nil && pattern.slot == nil)
@@ -294,11 +318,13 @@ public struct EngineCore: Sendable {
 
     /// Every target, for the `sys/` files and `aoefs scan`.
     public func snapshot(now: Instant) -> [TargetSnapshot] {
-        targets.values.sorted { $0.address < $1.address }.map { $0.snapshot(wire, now: now) }
+        let now = max(now, latestNow)
+        return targets.values.sorted { $0.address < $1.address }.map { $0.snapshot(wire, now: now) }
     }
 
     /// One target, for a `sys/` file or an image's attributes: no work for the others.
     public func snapshot(of address: TargetAddress, now: Instant) -> TargetSnapshot? {
-        targets[address]?.snapshot(wire, now: now)
+        let now = max(now, latestNow)
+        return targets[address]?.snapshot(wire, now: now)
     }
 }

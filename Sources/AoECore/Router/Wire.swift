@@ -20,6 +20,7 @@ struct LinkTable: Sendable {
     subscript(id: LinkID) -> LinkInfo? {
         get { slots.indices.contains(id.rawValue) ? slots[id.rawValue] : nil }
         set {
+            // Never reached from input (issue 30's audit): Link ids are the engine's own indices of its links.
             precondition(id.rawValue >= 0 && id.rawValue < 1 << 16, "link ids are small and dense")
             if id.rawValue >= slots.count { slots += Array(repeating: nil, count: id.rawValue - slots.count + 1) }
             slots[id.rawValue] = newValue

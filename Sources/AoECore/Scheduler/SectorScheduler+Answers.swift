@@ -117,6 +117,7 @@ extension SectorScheduler {
         case .read:
             if let id = range.request, let buffer = pending[id]?.request.buffer {
                 let count = range.sectors * 512
+                // Never reached from input (issue 30's audit): A short answer was turned away above (`expectedDataBytes`); ranges are cut inside their buffers.
                 precondition(range.bufferOffset >= 0 && range.bufferOffset + count <= buffer.count
                              && m.data.count >= count, "read range outside its buffer or frame")
                 (buffer.bytes.baseAddress! + range.bufferOffset).copyMemory(from: m.data.baseAddress!, byteCount: count)

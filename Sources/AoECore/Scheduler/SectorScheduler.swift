@@ -203,7 +203,7 @@ struct SectorScheduler: Sendable {
     mutating func ended(_ p: PendingRequest, ok: Bool, now: Instant, _ out: inout [EngineAction]) {
         let kind = p.request.kind
         io.ended(kind, bytes: kind == .flush ? 0 : p.request.sectors * 512, submitted: p.submitted, ok: ok, now: now)
-        out.append(.timing(address, kind, nanoseconds: now.nanoseconds &- p.submitted.nanoseconds, ok: ok))
+        out.append(.timing(address, kind, nanoseconds: now.nanoseconds(since: p.submitted), ok: ok))
     }
 
     // MARK: - Sending
