@@ -77,9 +77,13 @@ extension AoEFileSystem {
     private func extent(_ n: Node, fh: UInt64) -> (target: TargetAddress, base: UInt64, length: UInt64)? {
         switch n {
         case .image(let t):
+            if handles.file(fh) == nil && fh < handles.firstOwn { _ = handles.adopt(fh, .image(t)) }
             return engine.capacity(of: t).map { (t, 0, $0) }
         case .partition(let p):
-            guard case .partition(_, let opened)? = handles.file(fh), partition(p) == opened,
+            // A predecessor's handle (issue 30) is taken on with the partition as it is now.
+            var file = handles.file(fh)
+            if file == nil, fh < handles.firstOwn, let now = partition(p) { file = handles.adopt(fh, .partition(p, now)) }
+            guard case .partition(_, let opened)? = file, partition(p) == opened,
                   engine.capacity(of: p.target) != nil else { return nil }
             return (p.target, opened.start * 512, opened.size * 512)
         default:

@@ -32,6 +32,8 @@ final class Handles: Sendable {
         /// Per image or partition handle: `lost` of its target when it was opened.
         var lostAtOpen: [UInt64: UInt64] = [:]
         var next: UInt64 = 1
+        /// The first handle this daemon gave out; those below are a predecessor's.
+        var first: UInt64 = 1
     }
 
     private let state = Locked(State())
@@ -63,6 +65,32 @@ final class Handles: Sendable {
 
     /// What `handle` was opened on.
     func file(_ handle: UInt64) -> OpenFile? { state.withLock { $0.files[handle] } }
+
+    /// A daemon restarted under a live mount (issue 30) numbers its handles from `first`: the
+    /// kernel still holds its predecessors' numbers, which must not be handed out again. The
+    /// supervisor's incarnation count, shifted past any count of opens one daemon reaches.
+    func numberFrom(_ first: UInt64) {
+        state.withLock { s in
+            s.next = max(s.next, first)
+            s.first = s.next
+        }
+    }
+
+    /// Handles below this number were a predecessor daemon's.
+    var firstOwn: UInt64 { state.withLock { $0.first } }
+
+    /// The handle the kernel got from a predecessor daemon, on `file`: taken on as if opened
+    /// here (at its first READ, WRITE or FSYNC), so its I/O, `close` and open count work. A
+    /// handle this daemon made is left as it is.
+    func adopt(_ handle: UInt64, _ file: OpenFile) -> OpenFile {
+        state.withLock { s in
+            if let known = s.files[handle] { return known }
+            s.files[handle] = file
+            s.openPerTarget[file.target, default: 0] += 1
+            s.lostAtOpen[handle] = s.lost[file.target] ?? 0
+            return file
+        }
+    }
 
     /// Image and partition handles open on `target`.
     func openCount(_ target: TargetAddress) -> Int { state.withLock { $0.openPerTarget[target] ?? 0 } }

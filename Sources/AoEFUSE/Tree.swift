@@ -65,23 +65,68 @@ enum ControlFile: String, CaseIterable, Sendable {
     case disable, enable, probe
 }
 
-/// Stable inode numbers: 1 root, 2 sys, 3 etherd, then one per node on first sight (never reused,
-/// so a target that comes back gets its old numbers).
+/// Inode numbers computed from the node, not handed out on first sight: the same node has the
+/// same number in every daemon, so a daemon restarted under a live mount (issue 30) understands
+/// the numbers its predecessor gave the kernel, and a target that comes back gets its old ones.
+///
+/// Layout (high to low): kind (8 bits), shelf (16), slot (8), partition number (24), file (8).
+/// 1 root, 2 sys, 3 etherd, 4 sys/metrics; 0 is never an inode.
 struct InodeTable: Sendable {
-    private var byNode: [Node: UInt64] = [.root: 1, .sysDir: 2, .etherdDir: 3]
-    private var byInode: [UInt64: Node] = [1: .root, 2: .sysDir, 3: .etherdDir]
-    private var next: UInt64 = 4
-
-    mutating func inode(_ n: Node) -> UInt64 {
-        if let i = byNode[n] { return i }
-        let i = next
-        next += 1
-        byNode[n] = i
-        byInode[i] = n
-        return i
+    private enum Kind: UInt64 {
+        case fixed = 0, control, image, targetDir, targetFile, partition, partitionDir, partitionFile
     }
 
-    func node(_ inode: UInt64) -> Node? { byInode[inode] }
+    /// Partition numbers past 24 bits get no node (a hostile table's; Linux stops far below).
+    static let maximumPartition = (1 << 24) - 1
+
+    mutating func inode(_ n: Node) -> UInt64 { Self.inode(n) }
+    func node(_ inode: UInt64) -> Node? { Self.node(inode) }
+
+    static func inode(_ n: Node) -> UInt64 {
+        func make(_ k: Kind, _ t: TargetAddress = TargetAddress(0, 0), part: Int = 0, file: Int = 0) -> UInt64 {
+            k.rawValue << 56 | UInt64(t.shelf.rawValue) << 40 | UInt64(t.slot.rawValue) << 32
+                | UInt64(min(max(part, 0), maximumPartition)) << 8 | UInt64(file & 0xFF)
+        }
+        switch n {
+        case .root: return 1
+        case .sysDir: return 2
+        case .etherdDir: return 3
+        case .metrics: return 4
+        case .control(let c): return make(.control, file: ControlFile.allCases.firstIndex(of: c) ?? 0)
+        case .image(let t): return make(.image, t)
+        case .targetDir(let t): return make(.targetDir, t)
+        case .targetFile(let t, let f): return make(.targetFile, t, file: SysFile.allCases.firstIndex(of: f) ?? 0)
+        case .partition(let p): return make(.partition, p.target, part: p.number)
+        case .partitionDir(let p): return make(.partitionDir, p.target, part: p.number)
+        case .partitionFile(let p, let f):
+            return make(.partitionFile, p.target, part: p.number, file: PartitionFile.allCases.firstIndex(of: f) ?? 0)
+        }
+    }
+
+    /// The node an inode number names; nil for a number no node has.
+    static func node(_ number: UInt64) -> Node? {
+        guard let kind = Kind(rawValue: number >> 56) else { return nil }
+        let t = TargetAddress(UInt16(truncatingIfNeeded: number >> 40), UInt8(truncatingIfNeeded: number >> 32))
+        let part = Int((number >> 8) & UInt64(maximumPartition))
+        let file = Int(number & 0xFF)
+        let n: Node?
+        switch kind {
+        case .fixed: n = [1: Node.root, 2: .sysDir, 3: .etherdDir, 4: .metrics][number]
+        case .control: n = ControlFile.allCases.indices.contains(file) ? .control(ControlFile.allCases[file]) : nil
+        case .image: n = .image(t)
+        case .targetDir: n = .targetDir(t)
+        case .targetFile: n = SysFile.allCases.indices.contains(file) ? .targetFile(t, SysFile.allCases[file]) : nil
+        case .partition: n = part > 0 ? .partition(PartitionName(target: t, number: part)) : nil
+        case .partitionDir: n = part > 0 ? .partitionDir(PartitionName(target: t, number: part)) : nil
+        case .partitionFile:
+            n = part > 0 && PartitionFile.allCases.indices.contains(file)
+                ? .partitionFile(PartitionName(target: t, number: part), PartitionFile.allCases[file]) : nil
+        }
+        // Only the canonical number of a node names it (no aliases from stray bits).
+        return n.flatMap { inode(for: $0) == number ? $0 : nil }
+    }
+
+    private static func inode(for n: Node) -> UInt64 { Self.inode(n) }
 }
 
 /// Renders the pseudo-files. Pure: a snapshot in, text out.

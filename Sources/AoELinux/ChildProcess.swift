@@ -22,8 +22,12 @@ public final class ChildProcess: Sendable {
     ///   - stdin, stdout, stderr: file descriptors for the child (nil: /dev/null).
     ///   - ownProcessGroup: the child gets a process group of its own, so a Ctrl-C in the
     ///     terminal reaches only us, and we end it in our order (the demo's target).
+    ///   - inherit: more descriptors for the child, each `source` as `target` (the supervisor's
+    ///     channel to its daemon).
+    ///   - environment: variables set for the child on top of ours (`NAME=value`).
     public init(_ argv: [String], stdin: Int32? = nil, stdout: Int32? = nil, stderr: Int32? = nil,
-                ownProcessGroup: Bool = false) throws {
+                ownProcessGroup: Bool = false, inherit: [(source: Int32, target: Int32)] = [],
+                environment: [String] = []) throws {
         self.argv = argv
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -33,6 +37,7 @@ public final class ChildProcess: Sendable {
                 posix_spawn_file_actions_addopen(&actions, target, "/dev/null", target == 0 ? O_RDONLY : O_WRONLY, 0)
             }
         }
+        for (source, target) in inherit { posix_spawn_file_actions_adddup2(&actions, source, target) }
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
@@ -48,7 +53,17 @@ public final class ChildProcess: Sendable {
         var cargs = argv.map { strdup($0) } + [nil]
         defer { for p in cargs { free(p) } }
         var pid: pid_t = 0
-        let r = posix_spawnp(&pid, argv[0], &actions, &attr, &cargs, environ)
+        let names = Set(environment.compactMap { $0.split(separator: "=", maxSplits: 1).first.map(String.init) })
+        var env: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) }
+        var p = environ
+        while let e = p.pointee {
+            let entry = String(cString: e)
+            if !names.contains(String(entry.split(separator: "=", maxSplits: 1).first ?? "")) { env.append(strdup(e)) }
+            p += 1
+        }
+        env.append(nil)
+        defer { for e in env { free(e) } }
+        let r = posix_spawnp(&pid, argv[0], &actions, &attr, &cargs, &env)
         guard r == 0 else { throw ProcessError("cannot start \(argv[0]): \(String(cString: strerror(r)))") }
         self.pid = pid
     }

@@ -105,6 +105,15 @@ int aoel_pipe_cloexec(int fds[2]);
 /// Closes fd.
 int aoel_close(int fd);
 
+/// A SOCK_SEQPACKET socketpair, both ends close-on-exec (the supervisor's channel to its daemon).
+int aoel_seqpacket_pair(int fds[2], int cloexec_first);
+/// Sends one message of `length` bytes on `sock`, with descriptor `fd` (SCM_RIGHTS) when it is
+/// not negative. Returns the bytes sent or -errno.
+long aoel_send_message(int sock, const void *bytes, size_t length, int fd);
+/// Receives one message into `bytes`; `*fd` is the descriptor it carried (close-on-exec), or -1.
+/// Returns its length (0: the other end closed) or -errno.
+long aoel_receive_message(int sock, void *bytes, size_t length, int *fd);
+
 /// Keeps allocations below `mmap_threshold` bytes in malloc's heap and never trims the heap
 /// below `trim_threshold`, so large I/O buffers are reused instead of mapped (and page-faulted)
 /// anew for every request. Returns 0, or -1 if glibc refused a setting.
