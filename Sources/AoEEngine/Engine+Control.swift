@@ -13,7 +13,7 @@ extension Engine {
     }
 
     /// Every target's metrics in the Prometheus text exposition format (`sys/metrics`).
-    public func metricsExposition() -> String {
+    public func metricsExposition(daemon: EngineMetrics.DaemonFigures? = nil) -> String {
         let interfaces = links.withLock { table in
             table.keys.sorted().compactMap { id -> EngineMetrics.InterfaceFigures? in
                 guard let l = table[id] else { return nil }
@@ -21,7 +21,7 @@ extension Engine {
                                                       receiveBuffer: (l as? PacketLink)?.receiveBufferSize ?? 0)
             }
         }
-        return metrics.exposition(targets(), interfaces: interfaces)
+        return metrics.exposition(targets(), interfaces: interfaces, daemon: daemon)
     }
 
     /// One target, without the work of snapshotting the others (an image's `getattr`).

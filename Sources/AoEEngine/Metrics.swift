@@ -52,10 +52,35 @@ public final class EngineMetrics: Sendable {
         }
     }
 
+    /// The mount's daemon under its supervisor (issue 30).
+    public struct DaemonFigures: Sendable {
+        /// Which daemon this is under the mount: 1 for the first.
+        public var incarnation: Int
+        /// Daemons that died (any signal, any trap) and were replaced under the live mount.
+        public var restarts: Int
+        /// Daemons replaced on request (`aoefs restart`, SIGHUP), not counted in `restarts`.
+        public var handovers: Int
+
+        public init(incarnation: Int, restarts: Int, handovers: Int) {
+            self.incarnation = incarnation
+            self.restarts = restarts
+            self.handovers = handovers
+        }
+    }
+
     /// The exposition of `targets` and `interfaces` (counters and gauges, read now) and the
     /// histograms.
-    public func exposition(_ targets: [TargetSnapshot], interfaces: [InterfaceFigures] = []) -> String {
+    public func exposition(_ targets: [TargetSnapshot], interfaces: [InterfaceFigures] = [],
+                           daemon: DaemonFigures? = nil) -> String {
         let r = PrometheusCollectorRegistry()
+        if let d = daemon {
+            Self.gauge(r, "daemon_incarnation", "", "Which daemon serves the mount (1: the first; more after restarts).", [],
+                       Double(d.incarnation))
+            Self.counter(r, "daemon_restarts", "Daemons that died and were replaced under the live mount.", [],
+                         UInt64(max(0, d.restarts)))
+            Self.counter(r, "daemon_handovers", "Daemons replaced on request (aoefs restart) under the live mount.", [],
+                         UInt64(max(0, d.handovers)))
+        }
         for i in interfaces {
             let l = [("interface", i.name)]
             Self.gauge(r, "interface_mtu", "bytes", "MTU of an interface aoefs uses.", l, Double(i.mtu))

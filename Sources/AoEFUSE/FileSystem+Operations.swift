@@ -135,8 +135,13 @@ extension AoEFileSystem {
             guard let text else { return .now(.error(ENOENT)) }
             return .now(.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size))))
         case .metrics:
-            let text = handles.renderedOnce(fh, offset: offset) { () -> [UInt8]? in Array(engine.metricsExposition().utf8) }
+            let text = handles.renderedOnce(fh, offset: offset) { () -> [UInt8]? in
+                Array(engine.metricsExposition(daemon: daemonInfo.withLock { $0 }.figures).utf8)
+            }
             guard let text else { return .now(.error(EIO)) }
+            return .now(.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size))))
+        case .daemon:
+            let text = handles.renderedOnce(fh, offset: offset) { Array(daemonInfo.withLock { $0 }.rendered().utf8) } ?? []
             return .now(.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size))))
         case .control(.interfaces):
             let text = Array((engine.allowedInterfaces.joined(separator: " ") + "\n").utf8)
@@ -158,6 +163,7 @@ extension AoEFileSystem {
         switch n {
         case .image, .partition:
             guard let (t, base, length) = extent(n, fh: fh) else { return .now(.error(n.isImage ? ENODEV : EIO)) }
+            if trapAfterWrites.load(ordering: .relaxed) > 0 { PlantedTrap.counted(self) }
             let cached = writeFlags & FUSEWriteFlags.cache != 0
             // Past the end a write gets ENOSPC, as on a block device. (A buffered write past the
             // end is cached by the kernel first; its write-back lands here, and close and fsync

@@ -10,9 +10,21 @@ extension AoEFileSystem {
     /// Internal: only `MountSession.start` calls it, immediately followed by `beginServing`, so
     /// nothing can touch the mount between the two.
     func mount(options: [String] = []) throws(FUSEError) {
+        session = try Self.makeSession(mountpoint: mountpoint, options: Self.fuseOptions(options))
+    }
+
+    /// The `-o` string libfuse mounts with: ours and the caller's FUSE options.
+    static func fuseOptions(_ options: [String]) -> String {
         var opts = ["fsname=aoefs", "subtype=aoefs", "default_permissions"] + options
         if geteuid() == 0 || options.contains("auto_unmount") == false { opts.append("auto_unmount") }
-        let argv = ["aoefs", "-o", Array(Set(opts)).sorted().joined(separator: ",")]
+        return Array(Set(opts)).sorted().joined(separator: ",")
+    }
+
+    /// Mounts `mountpoint` through libfuse (with auto_unmount: fusermount3 unmounts it once the
+    /// process holding the session is gone) and returns the session; its descriptor is
+    /// `fuse_session_fd`. The supervisor of a supervised mount calls this too.
+    static func makeSession(mountpoint: String, options: String) throws(FUSEError) -> OpaquePointer {
+        let argv = ["aoefs", "-o", options]
         var cargs = argv.map { strdup($0) }
         defer { cargs.forEach { free($0) } }
         // No operations: libfuse only mounts (fusermount3, auto_unmount); our core reads the
@@ -30,7 +42,32 @@ extension AoEFileSystem {
             fuse_session_destroy(se)
             throw FUSEError("\(mountpoint): cannot mount (see the message above; is it an existing, empty directory?)")
         }
-        session = se
+        return se
+    }
+
+    /// A supervised daemon's mount (issue 30): the supervisor mounts (the first daemon) or hands
+    /// over the live mount's descriptor (every later one). Returns the targets the predecessor
+    /// served, which a resumed daemon waits for before it serves.
+    func mount(options: [String], supervisor: SupervisorChannel) throws(FUSEError) -> [String] {
+        guard supervisor.send("mount\t" + Self.fuseOptions(options)), let answer = supervisor.receive() else {
+            throw FUSEError("\(mountpoint): the supervisor is gone")
+        }
+        let fields = answer.text.split(separator: "\t", omittingEmptySubsequences: false)
+        switch fields.first {
+        case "mounted"?, "resumed"?:
+            guard let fd = answer.descriptor, let (info, targets) = DaemonInfo.parse(fields) else {
+                throw FUSEError("\(mountpoint): the supervisor's answer is malformed: \(answer.text)")
+            }
+            var d = info
+            d.supervisorPID = getppid()
+            daemonInfo.withLock { $0 = d }
+            adoptedDevice = fd
+            resumed = fields.first == "resumed"
+            return targets
+        default:
+            if let fd = answer.descriptor { close(fd) }
+            throw FUSEError(fields.dropFirst().joined(separator: " "))
+        }
     }
 
     /// Starts serving the mount made by `mount`: from here on the kernel's requests are
@@ -43,8 +80,9 @@ extension AoEFileSystem {
     /// batches of frames: the thread that sends a reply is awake to take the request the reply
     /// released, so a small request costs no thread wake-up.
     func beginServing(transport: FUSETransportChoice, depth: Int) throws(FUSEError) {
-        guard let se = session else { throw FUSEError("\(mountpoint): not mounted") }
-        try serve(device: fuse_session_fd(se), transport: resolve(transport, depth: depth))
+        let device = session.map { fuse_session_fd($0) } ?? adoptedDevice
+        guard device >= 0 else { throw FUSEError("\(mountpoint): not mounted") }
+        try serve(device: device, transport: resolve(transport, depth: depth))
     }
 
     /// Serves the FUSE connection on `device` (the mounted session's /dev/fuse; in tests, one
@@ -56,6 +94,15 @@ extension AoEFileSystem {
             throw FUSEError("cannot serve \(mountpoint): /dev/fuse cannot be made non-blocking, or no memory")
         }
         notifications.serve(own)
+        if resumed {
+            // The requests the previous daemon read and never answered go back to the kernel's
+            // queue; we read them like new ones (FUSE_NOTIFY_RESEND, Linux 6.9). A WRITE, READ,
+            // FSYNC served twice does what it did once.
+            let r = own.notify(.resend)
+            engine.note(r == 0 ? "fuse: the requests the previous daemon left unanswered are sent again (FUSE_NOTIFY_RESEND)"
+                        : "fuse: FUSE_NOTIFY_RESEND failed (\(String(cString: strerror(-r))); Linux 6.9 or later has it): "
+                          + "requests the previous daemon had read wait until their callers give up")
+        }
         guard engine.attach(own) else {
             stop()
             throw FUSEError("cannot serve \(mountpoint): the engine has no event loop (not started?)")
@@ -103,11 +150,20 @@ extension AoEFileSystem {
     /// Asks serving to end (from any thread): the session exits and the mount is detached.
     public func stop() {
         end()
+        // Handing over to a successor: the mount stays (the supervisor holds it).
+        if handingOver.load(ordering: .relaxed) { return }
         // Under the lock: a second stop (the signal thread's and the run thread's) waits for the
         // first's umount instead of failing beside it, and teardown sees what it did.
         detached.withLock { done in
             if !done { done = aoefs_umount_detach(mountpoint) == 0 }
         }
+    }
+
+    /// Ends serving without unmounting (issue 30): the supervisor keeps the mount and starts a
+    /// successor, which reads the requests this one left in the kernel's queue.
+    func handOver() {
+        handingOver.store(true, ordering: .relaxed)
+        end()
     }
 
     /// A second Ctrl-C: teardown stops waiting for I/O still in the engine (a target that does
@@ -133,6 +189,11 @@ extension AoEFileSystem {
         // No notification after this (one being written is waited for, a while).
         let quiet = notifications.stop()
         channel?.close()  // no reply after this: libfuse closes the descriptor below
+        if adoptedDevice >= 0 {
+            // The supervisor's copy keeps the connection (and the mount) alive.
+            close(adoptedDevice)
+            adoptedDevice = -1
+        }
         if let se = session {
             // Detached by `stop`: nothing left to unmount (libfuse would umount again and print
             // "failed to unmount … Invalid argument" while a reader still holds a file open);

@@ -34,6 +34,9 @@ public final class AoEFileSystem: @unchecked Sendable {
     let inodes = Locked(InodeTable())
     /// The open handles.
     let handles = Handles()
+    /// The daemon serving the mount and its supervisor (`sys/daemon`); set when a supervised
+    /// daemon gets its descriptor.
+    let daemonInfo = Locked(DaemonInfo())
     /// Readers of `etherd/err`.
     let errReaders: ErrReaders
     /// The channel, and the notifications written to it.
@@ -68,6 +71,16 @@ public final class AoEFileSystem: @unchecked Sendable {
     /// libfuse's session (it only mounted): set by `mount`, used by `beginServing` and cleared
     /// by `teardown`, all on the thread that runs the mount; no other thread touches it.
     var session: OpaquePointer?
+    /// A supervised daemon's /dev/fuse, handed over by its supervisor (issue 30); -1 otherwise.
+    /// Same thread discipline as `session`.
+    var adoptedDevice: Int32 = -1
+    /// This daemon took over a live mount from one that ended: the kernel is asked to send the
+    /// requests left unanswered again.
+    var resumed = false
+    /// Set by `handOver`: serving ends without unmounting.
+    let handingOver = Atomic<Bool>(false)
+    /// Armed by `PlantedTrap` in tests: the WRITE that brings it to 0 traps.
+    let trapAfterWrites = Atomic<Int>(0)
     /// Our own protocol core on the session's descriptor, set by `serve`.
     var channel: KernelChannel? { notifications.channel }
     let mountTime = time(nil)
@@ -136,11 +149,11 @@ public final class AoEFileSystem: @unchecked Sendable {
                     for p in partitionNames(t.address) { out.append((p.description, .partitionDir(p))) }
                 }
             }
-            return out + [("metrics", .metrics)]
+            return out + [("daemon", .daemon), ("metrics", .metrics)]
         case .etherdDir: return ControlFile.allCases.map { ($0.rawValue, Node.control($0)) }
         case .targetDir(let t): return SysFile.allCases.map { ($0.rawValue, Node.targetFile(t, $0)) }
         case .partitionDir(let p): return PartitionFile.allCases.map { ($0.rawValue, Node.partitionFile(p, $0)) }
-        case .image, .targetFile, .control, .partition, .partitionFile, .metrics: return nil
+        case .image, .targetFile, .control, .partition, .partitionFile, .metrics, .daemon: return nil
         }
     }
 
@@ -165,12 +178,13 @@ public final class AoEFileSystem: @unchecked Sendable {
             return partition(name).map(Node.partition)
         case .sysDir:
             if name == "metrics" { return .metrics }
+            if name == "daemon" { return .daemon }
             if let t = TargetAddress(parsing: name), t.description == name, sysSnapshot(t) != nil { return .targetDir(t) }
             return partition(name).map(Node.partitionDir)
         case .etherdDir: return ControlFile(rawValue: name).map(Node.control)
         case .targetDir(let t): return SysFile(rawValue: name).map { Node.targetFile(t, $0) }
         case .partitionDir(let p): return PartitionFile(rawValue: name).map { Node.partitionFile(p, $0) }
-        case .image, .targetFile, .control, .partition, .partitionFile, .metrics: return nil
+        case .image, .targetFile, .control, .partition, .partitionFile, .metrics, .daemon: return nil
         }
     }
 
@@ -179,7 +193,7 @@ public final class AoEFileSystem: @unchecked Sendable {
         var image: TargetSnapshot?
         var part: Partition?
         switch n {
-        case .root, .sysDir, .etherdDir, .control, .metrics: break
+        case .root, .sysDir, .etherdDir, .control, .metrics, .daemon: break
         case .image(let t):
             guard let s = snapshot(t), s.state != .disabled else { return nil }
             image = s
@@ -231,7 +245,7 @@ enum Attributes {
             a.size = 4096  // pseudo-files are read with direct I/O; the size is a hint
         case .control(let c):
             a.mode = S_IFREG | (c == .err ? 0o444 : c == .interfaces ? 0o644 : 0o200)
-        case .metrics:
+        case .metrics, .daemon:
             a.mode = S_IFREG | 0o444
             a.size = 4096  // read with direct I/O, like the other pseudo-files
         }

@@ -84,6 +84,12 @@ final class PartitionTables: Sendable {
         reader.stop()
     }
 
+    /// Waits until the tables of `targets` have been read (or `timeout` passes); true if they
+    /// were. A resumed daemon (issue 30) serves a predecessor's partition handles only then.
+    func waitUntilRead(_ targets: [TargetAddress], timeout: Duration) -> Bool {
+        state.wait(timeout: timeout) { s in targets.allSatisfy { s.tables[$0] != nil } }
+    }
+
     /// Asks for `target`'s table to be read again (even if nothing about the target changed).
     func reread(_ target: TargetAddress) {
         state.withLock { _ = $0.wanted.insert(target) }
@@ -118,6 +124,7 @@ final class PartitionTables: Sendable {
                 s.tables[t.address] = fresh
                 s.wanted.remove(t.address)
             }
+            state.broadcast()
             if fresh.table != before {
                 // The kernel forgets the names that went before the log says what is there.
                 let now = Set(fresh.table.partitions.map(\.number))

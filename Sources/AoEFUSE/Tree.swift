@@ -23,11 +23,13 @@ enum Node: Hashable, Sendable {
     case partitionFile(PartitionName, PartitionFile)
     /// `sys/metrics`: every target's figures in the Prometheus text format.
     case metrics
+    /// `sys/daemon`: the daemon serving the mount, its supervisor, and its restarts (issue 30).
+    case daemon
 
     var isDirectory: Bool {
         switch self {
         case .root, .sysDir, .etherdDir, .targetDir, .partitionDir: true
-        case .image, .targetFile, .control, .partition, .partitionFile, .metrics: false
+        case .image, .targetFile, .control, .partition, .partitionFile, .metrics, .daemon: false
         }
     }
 
@@ -38,7 +40,7 @@ enum Node: Hashable, Sendable {
     /// The target a node belongs to, if any.
     var target: TargetAddress? {
         switch self {
-        case .root, .sysDir, .etherdDir, .control, .metrics: nil
+        case .root, .sysDir, .etherdDir, .control, .metrics, .daemon: nil
         case .image(let t), .targetDir(let t), .targetFile(let t, _): t
         case .partition(let p), .partitionDir(let p), .partitionFile(let p, _): p.target
         }
@@ -70,7 +72,7 @@ enum ControlFile: String, CaseIterable, Sendable {
 /// the numbers its predecessor gave the kernel, and a target that comes back gets its old ones.
 ///
 /// Layout (high to low): kind (8 bits), shelf (16), slot (8), partition number (24), file (8).
-/// 1 root, 2 sys, 3 etherd, 4 sys/metrics; 0 is never an inode.
+/// 1 root, 2 sys, 3 etherd, 4 sys/metrics, 5 sys/daemon; 0 is never an inode.
 struct InodeTable: Sendable {
     private enum Kind: UInt64 {
         case fixed = 0, control, image, targetDir, targetFile, partition, partitionDir, partitionFile
@@ -92,6 +94,7 @@ struct InodeTable: Sendable {
         case .sysDir: return 2
         case .etherdDir: return 3
         case .metrics: return 4
+        case .daemon: return 5
         case .control(let c): return make(.control, file: ControlFile.allCases.firstIndex(of: c) ?? 0)
         case .image(let t): return make(.image, t)
         case .targetDir(let t): return make(.targetDir, t)
@@ -111,7 +114,7 @@ struct InodeTable: Sendable {
         let file = Int(number & 0xFF)
         let n: Node?
         switch kind {
-        case .fixed: n = [1: Node.root, 2: .sysDir, 3: .etherdDir, 4: .metrics][number]
+        case .fixed: n = [1: Node.root, 2: .sysDir, 3: .etherdDir, 4: .metrics, 5: .daemon][number]
         case .control: n = ControlFile.allCases.indices.contains(file) ? .control(ControlFile.allCases[file]) : nil
         case .image: n = .image(t)
         case .targetDir: n = .targetDir(t)

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 int aoel_seqpacket_pair(int fds[2], int cloexec_first) {
@@ -56,4 +57,9 @@ long aoel_receive_message(int sock, void *bytes, size_t length, int *fd) {
         }
     }
     return n;
+}
+
+int aoel_pidfd_open(int pid) {
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    return fd < 0 ? -errno : fd;
 }

@@ -19,6 +19,9 @@ public enum FUSEInitFlags {
 /// `enum fuse_notify_code`: the `error` field of an unsolicited message (unique 0).
 public enum FUSENotifyCode: Int32, Sendable {
     case poll = 1, invalInode = 2, invalEntry = 3, store = 4, retrieve = 5, delete = 6
+    /// FUSE_NOTIFY_RESEND (protocol 7.40, Linux 6.9): every request the kernel sent and got no
+    /// reply to goes back to the pending queue, marked with `FUSEUnique.resend`, and is read again.
+    case resend = 7
 }
 
 /// The protocol version aoefs speaks: 7.38 as in Debian 12's header; a newer kernel agrees to

@@ -155,6 +155,9 @@ public enum FUSENotification: Sendable, Hashable {
     /// Drop the cached attributes, and the pages of `length` bytes from `offset` (a length of 0
     /// or less: to the end; an offset below 0: no pages, attributes only).
     case invalInode(ino: UInt64, offset: Int64, length: Int64)
+    /// Send again every request read and not answered: a daemon that took over from one that
+    /// died (issue 30). No body.
+    case resend
 
     public var encoded: [UInt8] {
         var body = FUSEWriter()
@@ -166,6 +169,8 @@ public enum FUSENotification: Sendable, Hashable {
         case .invalInode(let ino, let off, let len):
             code = .invalInode
             body.u64(ino); body.i64(off); body.i64(len)
+        case .resend:
+            code = .resend
         }
         var w = FUSEWriter()
         w.u32(UInt32(FUSEReply.headerSize + body.bytes.count)); w.i32(code.rawValue); w.u64(0)

@@ -43,6 +43,7 @@ struct AoEFS: ParsableCommand {
         {
             arguments = ["mount"] + Array(arguments.dropFirst())
         }
+        invocation.withLock { $0 = arguments }
         do {
             var command = try parseAsRoot(arguments)
             try command.run()

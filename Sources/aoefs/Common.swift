@@ -150,3 +150,7 @@ func readWholeFile(_ path: String) -> String? {
     }
     return String(decoding: bytes, as: UTF8.self)
 }
+
+/// The arguments this process was run with, after `AoEFS.main` rewrote mount.fuse3's form: what
+/// a supervisor starts its daemon with (issue 30).
+let invocation = Locked<[String]>([])

@@ -36,6 +36,9 @@ struct Mount: ParsableCommand {
     @Flag(name: .short, help: "Stay in the foreground (do not daemonise).")
     var foreground = false
 
+    @Flag(help: ArgumentHelp("No supervisor: the mount ends when its daemon does. By default a small supervisor process holds the mount and starts a new daemon under it when one dies (any signal, any trap), so writers see a pause, not an error; `aoefs restart MOUNTPOINT` replaces the daemon the same way. FUSE over io_uring (asked for by name) implies this."))
+    var noSupervise = false
+
     @Option(name: .short, help: ArgumentHelp("Mount options, comma-separated: FUSE's (allow_other, ro, …) and aoefs's own as key=value (iface=eth1:eth3, deadsecs=, maxout=, maxdata=, mtu=, busy_poll=, config=, wait=, fuse_core=, fuse_transport=, io_uring, io_uring_q_depth=, read_replies=), as in an fstab line.", valueName: "OPTIONS"))
     var options: [String] = []
 
@@ -49,6 +52,9 @@ struct Mount: ParsableCommand {
     var ioUringDepth: Int = FUSETransportChoice.defaultDepth
 
     func validate() throws {
+        // A daemon started by its supervisor: the user's command was checked, and a successor's
+        // mountpoint is mounted (the live mount it takes over).
+        if ProcessInfo.processInfo.environment[SupervisorChannel.environmentName] != nil { return }
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: mountpoint, isDirectory: &isDir) else {
             throw ValidationError("\(mountpoint): no such directory")
@@ -95,6 +101,7 @@ struct Mount: ParsableCommand {
                 // (issue 22); an fstab line that has the option still mounts.
                 FileHandle.standardError.write(Data("aoefs: -o \(item): ignored (READ replies are always sent from one buffer)\n".utf8))
             case "fuse_transport": fuseTransport = value ?? ""
+            case "no_supervise": noSupervise = true
             // libfuse 3.18's spellings: the ring, which only our core speaks here.
             case "io_uring": fuseTransport = "io_uring"
             case "io_uring_q_depth": ioUringDepth = try number(Int.self)
@@ -116,11 +123,23 @@ struct Mount: ParsableCommand {
     func run() throws {
         var me = self
         try me.absorbMountOptions()
+        // Started by a supervisor (issue 30): serve the mount it holds.
+        if let channel = SupervisorChannel.inherited() { me.serveSupervised(channel) }
         try me.start()
     }
 
+    /// A supervisor holds the mount unless asked not to, or unless FUSE over io_uring is asked
+    /// for by name: a ring's entries die with the daemon that registered them, with the requests
+    /// they held, which FUSE_NOTIFY_RESEND does not send again (it re-queues /dev/fuse's).
+    private var supervised: Bool { !noSupervise && fuseTransport != FUSETransportChoice.ioURing.rawValue }
+
     private func start() throws {
-        guard !foreground else { return try serve(ready: nil) }
+        if foreground {
+            guard supervised else { return try serve(ready: nil) }
+            let status = supervise(readiness: nil, syslog: false)
+            if status != 0 { Foundation.exit(status) }
+            return
+        }
         // Daemonise before any thread exists; the daemon reports readiness (or the reason it
         // could not mount) through a pipe, and this process exits once it has.
         let readiness: Readiness
@@ -129,6 +148,7 @@ struct Mount: ParsableCommand {
             readiness = r
         } catch { throw CLIError("\(error)") }
         Log.switchToSyslog()
+        if supervised { Foundation.exit(supervise(readiness: readiness, syslog: true)) }
         do {
             try serve(ready: readiness)
         } catch {
@@ -136,6 +156,60 @@ struct Mount: ParsableCommand {
             Foundation.exit(1)
         }
         Foundation.exit(0)
+    }
+
+    /// Runs the supervisor of the mount: it starts this binary again as the daemon (with the same
+    /// arguments), holds the mount, and restarts the daemon when it dies.
+    private func supervise(readiness: Readiness?, syslog: Bool) -> Int32 {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        // After a package upgrade /proc/self/exe names the old, deleted file: the path is the new one.
+        let path = exe.hasSuffix(" (deleted)") ? String(exe.dropLast(" (deleted)".count)) : exe
+        let settings = Supervisor.Settings(mountpoint: mountpoint, executable: path, arguments: invocation.withLock { $0 },
+                                           environment: syslog ? ["AOEFS_LOG=syslog"] : [])
+        return Supervisor(settings, readiness: readiness) { line in
+            if syslog { SystemLog.write(.notice, line) } else { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+        }.run()
+    }
+
+    /// The daemon under a supervisor: as `serve`, but the supervisor makes (or hands over) the
+    /// mount, hears "ready" and restarts this process if it dies; exits 0 when the mount ended,
+    /// `SupervisorChannel.handedOverStatus` after a hand-over, 1 if it could not serve.
+    private func serveSupervised(_ channel: SupervisorChannel) -> Never {
+        if ProcessInfo.processInfo.environment["AOEFS_LOG"] == "syslog" { Log.switchToSyslog() }
+        PlantedTrap.atStart()
+        Heap.keepLargeBuffers()
+        let engine: Engine
+        do { engine = try network.startEngine(defaultToAllEthernet: true) } catch {
+            channel.send("failed\t\(error)")
+            Foundation.exit(1)
+        }
+        // Auto means /dev/fuse here: a restart continues on it (see `supervised`).
+        let transport = FUSETransportChoice(rawValue: fuseTransport) == .auto ? .device
+            : FUSETransportChoice(rawValue: fuseTransport) ?? .device
+        let session = MountSession(engine: engine, mountpoint: mountpoint, options: options, transport: transport,
+                                   depth: ioUringDepth)
+        do {
+            try session.start(settle: .milliseconds(Int64(wait * 1000)), supervisor: channel)
+        } catch {
+            engine.shutdown()
+            channel.send("failed\t\(error)")
+            Foundation.exit(1)
+        }
+        PlantedTrap.arm(session.fileSystem)
+        channel.send("ready")
+        let listener = Thread {
+            while let m = channel.receive() {
+                if m.text == "handover" { session.handOver() }
+            }
+            // The supervisor is gone: the mount goes with it (its watchdog unmounts); drain and end.
+            session.stop()
+        }
+        listener.name = "aoefs-supervisor"
+        listener.stackSize = 1 << 18
+        listener.start()
+        session.serve()
+        session.finish()
+        Foundation.exit(session.handedOver ? SupervisorChannel.handedOverStatus : 0)
     }
 
     /// Starts the engine, mounts, reports readiness, serves until unmounted or signalled, then

@@ -1,6 +1,7 @@
 import AoECore
 import AoEEngine
 import AoELinux
+import AoEProtocol
 import Foundation
 
 /// One mount's whole life, the same for `aoefs mount` and `aoefs demo`: wait for the targets to
@@ -26,13 +27,65 @@ public final class MountSession: Sendable {
 
     public var engine: Engine { fileSystem.engine }
 
+    /// The least a resumed daemon waits for its predecessor's targets before it serves: the
+    /// requests waiting meanwhile are the callers' pause, but one for a target not yet found
+    /// again would fail.
+    public static let resumeSettle: Duration = .seconds(10)
+
+    /// A resumed daemon: the predecessor's targets found again and settled, and their partition
+    /// tables read, before any request is read (bounded by `settle`); handles numbered past any
+    /// predecessor's; one line in the err log.
+    private func resume(waitingFor wanted: [String], settle: Duration) {
+        let start = ContinuousClock.now
+        let found = engine.wait(timeout: settle) { snaps in
+            wanted.allSatisfy { name in snaps.contains { $0.address.description == name && $0.isSettled } }
+        }
+        let targets = wanted.compactMap { TargetAddress(parsing: $0) }
+        let left = max(.zero, settle - (ContinuousClock.now - start))
+        let tables = fileSystem.tables.waitUntilRead(targets, timeout: left)
+        let info = fileSystem.daemonInfo.withLock { $0 }
+        fileSystem.handles.numberFrom(UInt64(max(1, info.incarnation)) << 40)
+        let took = ContinuousClock.now - start
+        engine.note("daemon: took over the live mount (daemon \(info.incarnation); the previous one \(info.previousEnd)); "
+                    + "\(wanted.count) target(s) \(found && tables ? "found again" : "NOT all found again") in \(took.milliseconds) ms")
+    }
+
+    /// Tells the supervisor which targets have images, whenever that changes: what a successor
+    /// must find again before it serves.
+    private func reportTargets(to supervisor: SupervisorChannel) {
+        let last = Locked("")
+        let report: @Sendable () -> Void = { [weak fileSystem] in
+            guard let fs = fileSystem else { return }
+            let names = fs.imageTargets().map(\.address.description).joined(separator: " ")
+            let changed = last.withLock { l in
+                defer { l = names }
+                return l != names
+            }
+            if changed { supervisor.send("targets\t" + names) }
+        }
+        engine.addTargetObserver(report)
+        report()
+    }
+
+    /// Ends serving without unmounting: the requests already read are answered, then this
+    /// daemon exits and its supervisor starts a successor on the live mount (`aoefs restart`).
+    public func handOver() { fileSystem.handOver() }
+
+    /// True once `handOver` was asked for.
+    public var handedOver: Bool { fileSystem.handingOver.load(ordering: .relaxed) }
+
     /// Waits up to `settle` for the targets to settle (identified, payload negotiated; they may
     /// also appear later), mounts, and starts serving at once. SIGINT, SIGTERM and SIGHUP end it
     /// from the first line on (unless `handleSignals` is false: the caller has its own watcher and
     /// calls `stop()`); a signal during the wait cancels the start.
     ///
     /// When this returns, the mount answers requests: this process may touch it.
-    public func start(settle: Duration, handleSignals: Bool = true) throws(FUSEError) {
+    ///
+    /// Under a supervisor (`supervisor`, issue 30) the supervisor makes the mount, or hands over
+    /// the live one a predecessor served: then this waits (up to `settle`, at least
+    /// `resumeSettle`) for the predecessor's targets and their partition tables, and has the
+    /// kernel send again what the predecessor left unanswered.
+    public func start(settle: Duration, handleSignals: Bool = true, supervisor: SupervisorChannel? = nil) throws(FUSEError) {
         if handleSignals {
             do {
                 let fs = fileSystem
@@ -53,7 +106,13 @@ public final class MountSession: Sendable {
         }
         guard !fileSystem.exitRequested else { throw FUSEError("interrupted before the mount was made") }
         engine.addLogObserver { [weak fileSystem] _ in fileSystem?.logged() }
-        try fileSystem.mount(options: options)
+        if let supervisor {
+            let wanted = try fileSystem.mount(options: options, supervisor: supervisor)
+            if fileSystem.resumed { resume(waitingFor: wanted, settle: max(settle, Self.resumeSettle)) }
+            reportTargets(to: supervisor)
+        } else {
+            try fileSystem.mount(options: options)
+        }
         do {
             try fileSystem.beginServing(transport: transport, depth: depth)
         } catch {

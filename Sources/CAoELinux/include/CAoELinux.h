@@ -113,6 +113,8 @@ long aoel_send_message(int sock, const void *bytes, size_t length, int fd);
 /// Receives one message into `bytes`; `*fd` is the descriptor it carried (close-on-exec), or -1.
 /// Returns its length (0: the other end closed) or -errno.
 long aoel_receive_message(int sock, void *bytes, size_t length, int *fd);
+/// pidfd_open(2): a descriptor that turns readable when process `pid` exits; or -errno.
+int aoel_pidfd_open(int pid);
 
 /// Keeps allocations below `mmap_threshold` bytes in malloc's heap and never trims the heap
 /// below `trim_threshold`, so large I/O buffers are reused instead of mapped (and page-faulted)
