@@ -69,3 +69,11 @@ public final class SupervisorChannel: Sendable {
 
 /// A pidfd: readable once the process has exited.
 public func processExitDescriptor(_ pid: pid_t) -> Int32 { aoel_pidfd_open(pid) }
+
+/// A crash signal ends this process once the Swift runtime's backtracer has printed its trace,
+/// also when another process sent it (`kill -ABRT`), which the backtracer alone survives: a
+/// supervised daemon must die so that its successor takes over.
+public func dieAfterCrashHandlers() {
+    let signals: [Int32] = [SIGQUIT, SIGABRT, SIGBUS, SIGFPE, SIGILL, SIGSEGV, SIGTRAP]
+    _ = signals.withUnsafeBufferPointer { aoel_die_after_crash_handlers($0.baseAddress, Int32($0.count)) }
+}

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -62,4 +63,35 @@ long aoel_receive_message(int sock, void *bytes, size_t length, int *fd) {
 int aoel_pidfd_open(int pid) {
     int fd = (int)syscall(SYS_pidfd_open, pid, 0);
     return fd < 0 ? -errno : fd;
+}
+
+// A crash signal sent by another process (kill -ABRT) is caught by the Swift runtime's
+// backtracer, which prints the backtrace and then lets the process go on: a daemon told to abort
+// would keep serving. This wraps each handler in place: the old one runs (the backtrace), then
+// the default action ends the process, so its supervisor starts the next daemon.
+static struct sigaction crash_previous[65];
+
+static void crash_then_die(int sig, siginfo_t *info, void *context) {
+    struct sigaction *old = &crash_previous[sig];
+    if (old->sa_flags & SA_SIGINFO) {
+        if (old->sa_sigaction) old->sa_sigaction(sig, info, context);
+    } else if (old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN && old->sa_handler) {
+        old->sa_handler(sig);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+int aoel_die_after_crash_handlers(const int *signals, int count) {
+    for (int i = 0; i < count; i++) {
+        int sig = signals[i];
+        if (sig <= 0 || sig > 64) continue;
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = crash_then_die;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(sig, &sa, &crash_previous[sig]) < 0) return -errno;
+    }
+    return 0;
 }

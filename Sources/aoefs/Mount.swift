@@ -176,6 +176,7 @@ struct Mount: ParsableCommand {
     /// `SupervisorChannel.handedOverStatus` after a hand-over, 1 if it could not serve.
     private func serveSupervised(_ channel: SupervisorChannel) -> Never {
         if ProcessInfo.processInfo.environment["AOEFS_LOG"] == "syslog" { Log.switchToSyslog() }
+        dieAfterCrashHandlers()
         PlantedTrap.atStart()
         Heap.keepLargeBuffers()
         let engine: Engine

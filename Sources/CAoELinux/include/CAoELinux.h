@@ -115,6 +115,9 @@ long aoel_send_message(int sock, const void *bytes, size_t length, int fd);
 long aoel_receive_message(int sock, void *bytes, size_t length, int *fd);
 /// pidfd_open(2): a descriptor that turns readable when process `pid` exits; or -errno.
 int aoel_pidfd_open(int pid);
+/// Wraps the handlers of `signals` (the Swift backtracer's) so that the process ends with the
+/// signal's default action after they ran, also for one sent by another process.
+int aoel_die_after_crash_handlers(const int *signals, int count);
 
 /// Keeps allocations below `mmap_threshold` bytes in malloc's heap and never trims the heap
 /// below `trim_threshold`, so large I/O buffers are reused instead of mapped (and page-faulted)
