@@ -20,6 +20,7 @@ struct AoEFS: ParsableCommand {
               aoefs list | disable | enable | probe [PATTERN…]
                                                  aoectl's verbs (PATTERN: 10.3, 10, .3)
               aoefs scan --iface eth1 [--json]   list the targets that answer
+              aoefs restart /mnt/aoe             a new daemon under the live mount
               aoefs serve 10 3 eth1 disk.img     export a file as e10.3 (vblade's flags)
               aoefs bench --iface eth1 --target 10.3
                                                  measure a target (reads only)
@@ -30,7 +31,7 @@ struct AoEFS: ParsableCommand {
         version: "aoefs 0.1.0 (libfuse \(FUSELibrary.version))",
         subcommands: [Demo.self, Mount.self, Stat.self, List.self, Discover.self, Interfaces.self, Revalidate.self, Flush.self,
                       Disable.self, Enable.self, Probe.self, Scan.self, Serve.self, Bench.self, Metrics.self,
-                      IOStat.self, Doctor.self]
+                      IOStat.self, Doctor.self, Restart.self]
     )
 
     /// Also the helper mount.fuse3 runs for `mount -t fuse.aoefs SOURCE DIR -o OPTIONS` and

@@ -50,7 +50,8 @@ final class MountLab: @unchecked Sendable {
     /// - Parameter fileDirectory: where the target's backing file goes (e.g. a tmpfs); by
     ///   default the lab's directory.
     init(mtu: Int = 9000, size: UInt64 = 1 << 30, flags: [String] = [], mountArgs: [String] = [],
-         program: Lab.TargetProgram = .fromEnvironment, fileDirectory: String? = nil, switched: Bool = false) throws {
+         program: Lab.TargetProgram = .fromEnvironment, fileDirectory: String? = nil, switched: Bool = false,
+         environment: String = "") throws {
         let lab = try Lab()
         self.lab = lab
         outsideFile = fileDirectory != nil
@@ -85,7 +86,7 @@ final class MountLab: @unchecked Sendable {
             let core = names ? [] : env["AOEFS_LAB_FUSE_TRANSPORT"].map { ["--fuse-transport", $0] } ?? []
             expectRing = (mountArgs + core).contains("io_uring")
             daemon = try ChildProcess([exe, "mount", mnt, "--iface", net.initiator, "-f", "-v"] + core + mountArgs,
-                                      stdout: logFD, stderr: logFD)
+                                      stdout: logFD, stderr: logFD, environment: environment.isEmpty ? [] : [environment])
             let daemon = daemon!
             let mnt = mnt
             guard eventually(timeout: .seconds(15), { mounted(mnt) || !daemon.isRunning }), mounted(mnt) else {
