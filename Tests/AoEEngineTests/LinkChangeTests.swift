@@ -39,6 +39,35 @@ struct LinkChangeTests {
         #expect(sim.log.contains("sim0: interface down") && sim.log.contains("sim0: interface up"))
     }
 
+    /// Found by the stress mix (issue 30): writes in flight, `revalidate` sends IDENTIFY, and the
+    /// link goes down before it is answered. The frames came back to the queue oldest first, the
+    /// IDENTIFY behind writes; pump stopped at the first write (no I/O before the identity), so
+    /// the IDENTIFY never went and the target sat in `identifying` with its writes forever.
+    @Test("revalidate under writes, then the link down and up before IDENTIFY is answered: the target comes back and the writes complete")
+    func revalidateThenLinkFlap() throws {
+        var sim = upSimulation()
+        // 5 ms each way: the config answer comes 10 ms after revalidate, IDENTIFY is answered
+        // 10 ms after that; writes sent meanwhile are in flight beside it.
+        sim.latency = .milliseconds(5)
+        let data = pattern(4 << 20, seed: 9)
+        let w = sim.submit(.write, e103, lba: 128, sectors: data.count / 512, buffer: IOBuffer(data))
+        sim.advance(.milliseconds(3))  // writes in flight
+        var out: [EngineAction] = []
+        sim.core.revalidate(e103, now: sim.now, &out)
+        sim.perform(out)
+        sim.advance(.milliseconds(14))  // IDENTIFY sent at +10 ms, not yet answered
+        #expect(sim.target?.state == .identifying)
+        sim.faults[link0, default: .init()].cut = true
+        change(&sim, up: false)
+        sim.advance(.milliseconds(100))
+        sim.faults[link0] = Simulation.Faults()
+        change(&sim, up: true)
+        #expect(sim.run(for: .seconds(10)) { $0.isDone(w) }, "\(String(describing: sim.target?.state)) \(sim.log.suffix(6))")
+        #expect(sim.outcome(w) == .ok)
+        #expect(sim.target?.state == .up)
+        #expect(sim.writeThenRead(data, at: 128) == data)
+    }
+
     @Test("MTU lowered mid-write: 1024-byte frames at once, the write completes; raised: back to 8704 without a revalidate")
     func mtuDownThenUp() throws {
         var sim = upSimulation()

@@ -28,16 +28,21 @@ struct TreeTests {
             paths: paths ?? [p], counters: counters, payload: 8704, outstanding: 3, window: 16)
     }
 
-    @Test("inodes: 1, 2, 3 are the root, sys and etherd; others numbered on first sight and never reused")
+    @Test("inodes: 1–5 are the root, sys, etherd, sys/metrics and sys/daemon; every other number is computed from its node, the same in every daemon (issue 30), and names no other node")
     func inodes() {
         var t = InodeTable()
         #expect(t.inode(.root) == 1 && t.inode(.sysDir) == 2 && t.inode(.etherdDir) == 3)
+        #expect(t.inode(.metrics) == 4 && t.inode(.daemon) == 5)
         let image = t.inode(.image(e103))
-        let dir = t.inode(.targetDir(e103))
-        #expect(image == 4 && dir == 5)
-        #expect(t.inode(.image(e103)) == image, "the same node keeps its number")
-        #expect(t.node(image) == .image(e103))
-        #expect(t.node(99) == nil)
+        #expect(InodeTable().node(image) == .image(e103), "a fresh table (a restarted daemon) knows the number")
+        let p = PartitionName(target: TargetAddress(65535, 255), number: 128)
+        let nodes: [Node] = [.root, .sysDir, .etherdDir, .metrics, .daemon, .image(e103), .targetDir(e103),
+                             .targetFile(e103, .stats), .targetFile(e103, .firmwareVersion), .control(.err), .control(.probe),
+                             .partition(p), .partitionDir(p), .partitionFile(p, .name)]
+        let numbers = nodes.map { t.inode($0) }
+        #expect(Set(numbers).count == nodes.count, "no two nodes share a number")
+        for (n, i) in zip(nodes, numbers) { #expect(t.node(i) == n, "\(n)") }
+        #expect(t.node(0) == nil && t.node(99) == nil && t.node(image | 1) == nil && t.node(.max) == nil)
     }
 
     @Test("state: up; down; down,closewait while an image is held open (Linux wording); identifying before IDENTIFY")

@@ -200,6 +200,17 @@ extension SectorScheduler {
                 return
             }
         }
+        if state == .identifying, now >= nextDownQuery {
+            // Identifying is a state with a way out, always: every `downQueryInterval` without an
+            // IDENTIFY queued or in flight, the target is asked for its config, whose answer
+            // queues one (a lost answer or a lost IDENTIFY must not leave it here for good).
+            nextDownQuery = now + wire.configuration.downQueryInterval
+            let inFlight = wire.frames.all.contains { $0.1.target == address && $0.1.range.kind == .identify && $0.1.probe == nil }
+            if !inFlight && !queue.contains(where: { $0.kind == .identify }) {
+                identifyQueued = false
+                for id in wire.usableLinks { wire.broadcastQuery(on: id, target: address, &out) }
+            }
+        }
         if let silent = paths.silentPath(now: now) { eject(silent, &wire, now: now, &out) }
         proofTick(&wire, now: now, &out)
         probeAll(&wire, now: now, &out)
@@ -209,7 +220,7 @@ extension SectorScheduler {
     /// When this target's timers next need a tick, if before `bound`.
     func nextDeadline(before bound: Instant, _ configuration: EngineConfiguration) -> Instant {
         var d = bound
-        if state == .down { d = min(d, nextDownQuery) }
+        if state == .down || state == .identifying { d = min(d, nextDownQuery) }
         let dead = configuration.deadsecs(for: address)
         if let s = workSince, dead > 0 { d = min(d, max(s, lastHeard) + .seconds(dead)) }
         return paths.silenceDeadline(before: d)

@@ -210,6 +210,13 @@ struct SectorScheduler: Sendable {
 
     /// Sends queued work on paths with room in their window, round-robin.
     mutating func pump(_ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
+        // Until the target is identified only IDENTIFY goes, so it must be first: frames taken
+        // back from a link that went down come back in tag order, which is not the order they
+        // were sent, and could put it behind writes that wait for it (the stress mix of issue
+        // 30 stalled a target in `identifying` that way, for good).
+        if state != .up, queue.first?.kind != .identify, let i = queue.firstIndex(where: { $0.kind == .identify }) {
+            queue.prepend(queue.remove(at: i))
+        }
         while let r = queue.first {
             if r.kind != .identify {
                 guard state == .up else { return }
@@ -316,7 +323,8 @@ struct SectorScheduler: Sendable {
     /// Takes path `id`'s frames in flight back into the queue, oldest first, as not sent (no
     /// retry counted); its probes are dropped and a black-hole check under way is abandoned.
     mutating func requeueInFlight(on id: PathID, _ wire: inout Wire) {
-        for f in wire.frames.removeAll(for: address, path: id).reversed() {  // prepended: the oldest ends up first
+        // Prepended newest first, so the oldest ends up first (the table's order is its slots').
+        for f in wire.frames.removeAll(for: address, path: id).sorted(by: { $0.sentAt > $1.sentAt }) {
             paths[id].outstanding -= 1
             guard f.probe == nil else { continue }
             if f.range.kind == .identify { identifyQueued = true }

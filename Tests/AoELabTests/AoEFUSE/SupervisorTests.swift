@@ -14,8 +14,11 @@ import Glibc
        .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
 struct SupervisorTests {
     /// `sys/daemon` as key → value.
-    static func daemon(_ m: MountLab) -> [String: String] {
-        let text = (try? String(contentsOfFile: m.mnt + "/sys/daemon", encoding: .utf8)) ?? ""
+    static func daemon(_ m: MountLab) -> [String: String] { daemonFacts(m.mnt) }
+
+    /// `MNT/sys/daemon` as key → value.
+    static func daemonFacts(_ mnt: String) -> [String: String] {
+        let text = (try? String(contentsOfFile: mnt + "/sys/daemon", encoding: .utf8)) ?? ""
         var out: [String: String] = [:]
         for line in text.split(separator: "\n") {
             let parts = line.split(separator: " ", maxSplits: 1)

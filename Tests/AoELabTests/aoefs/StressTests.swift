@@ -1,0 +1,128 @@
+import AoELinux
+import AoETestSupport
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The long mix of issue 30, the way an admin runs a mount: two targets on two links with 1 %
+/// of frames dropped each way, fio with crc32c verify on both images, and at the same time every
+/// monitor reading (`Tests/stress/monitors.sh`: every sys/ and etherd/ file, sys/metrics,
+/// iostat, doctor --mount, stat/list --json, discover and revalidate writes, a third target
+/// disabled and enabled, an interface flapped). Passes when the daemon never died, fio saw no
+/// error and no verify failure, and no monitor got an error.
+///
+/// `make test` runs it for 90 s; `make soak` for 30 minutes (AOEFS_STRESS_SECONDS), printing the
+/// daemon's RSS and open descriptors each minute: they must plateau, not climb.
+@Suite("stress: two targets, loss, verify, monitors", .serialized,
+       .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
+struct StressTests {
+    static var seconds: Int { Int(ProcessInfo.processInfo.environment["AOEFS_STRESS_SECONDS"] ?? "") ?? 90 }
+
+    /// RSS (KiB) and open descriptors of `pid`.
+    static func footprint(_ pid: Int32) -> (rssKiB: Int, fds: Int) {
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        let rss = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }?
+            .split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? -1
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1
+        return (rss, fds)
+    }
+
+    @Test("the mix: daemon alive and never restarted, fio verify clean on both targets, no monitor error")
+    func mix() throws {
+        let seconds = Self.seconds
+        let lab = try Lab()
+        defer { lab.teardown() }
+        let a = try lab.direct(mtu: 9000, index: 0)
+        let b = try lab.direct(mtu: 9000, index: 1, targetNamespace: lab.addNamespace("u"))
+        let size: UInt64 = 512 << 20
+        let targets: [(UInt16, UInt8, Lab.Direct)] = [(10, 3, a), (11, 3, b), (12, 1, a)]
+        for (shelf, slot, net) in targets {
+            let f = try lab.sparseFile("e\(shelf).\(slot).img", size: size)
+            _ = try lab.startVblade(shelf: shelf, slot: slot, interface: net.target, namespace: net.targetNamespace, file: f)
+        }
+        for net in [a, b] {
+            _ = try lab.dropFrames(on: net.target, namespace: net.targetNamespace, percent: 1)
+            _ = try lab.dropFrames(on: net.initiator, namespace: nil, percent: 1)
+        }
+        let mnt = lab.directory.appendingPathComponent("mnt").path
+        try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
+        let exe = productsDirectory().appendingPathComponent("aoefs").path
+        let logPath = lab.directory.appendingPathComponent("aoefs.log").path
+        let logFD = open(logPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        defer { close(logFD) }
+        let supervisor = try ChildProcess([exe, "mount", mnt, "--iface", a.initiator, "--iface", b.initiator, "-f"],
+                                          stdout: logFD, stderr: logFD)
+        defer {
+            if mounted(mnt) { _ = try? sh("fusermount3 -u \(mnt) || umount -l \(mnt)") }
+            if !supervisor.wait(upTo: .seconds(30)) { supervisor.signal(SIGKILL); supervisor.wait() }
+        }
+        let log = { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+        guard eventually(timeout: .seconds(30), { ["e10.3", "e11.3", "e12.1"].allSatisfy { FileManager.default.fileExists(atPath: mnt + "/" + $0) } })
+        else { throw LabFailure("the three targets did not appear: \(log())") }
+        let daemon = SupervisorTests.daemonFacts(mnt)
+        guard let pid = Int32(daemon["daemon_pid"] ?? "") else { throw LabFailure("no sys/daemon: \(daemon)") }
+
+        // fio: random writes verified as they go (verify_backlog), for the whole run.
+        var fios: [(ChildProcess, String)] = []
+        for t in ["e10.3", "e11.3"] {
+            let out = lab.directory.appendingPathComponent("fio-\(t).out").path
+            let p = try ChildProcess(["fio", "--name=\(t)", "--filename=\(mnt)/\(t)", "--direct=1", "--rw=randwrite",
+                                      "--bs=16k", "--size=256m", "--iodepth=8", "--ioengine=libaio", "--verify=crc32c",
+                                      "--verify_backlog=512", "--verify_fatal=1", "--time_based", "--runtime=\(seconds)",
+                                      "--output=\(out)"])
+            fios.append((p, out))
+        }
+        defer { for (p, _) in fios where p.isRunning { p.signal(SIGKILL); p.wait() } }
+        let stop = lab.directory.appendingPathComponent("stop").path
+        let monitorOut = lab.directory.appendingPathComponent("monitors.out").path
+        let monitorFD = open(monitorOut, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        let script = packageRoot().appendingPathComponent("Tests/stress/monitors.sh").path
+        let monitors = try ChildProcess(["env", "MNT=\(mnt)", "AOEFS=\(exe)", "FLAP_IF=\(a.initiator)", "TOGGLE=12.1",
+                                         "STOP_FILE=\(stop)", script], stdout: monitorFD, stderr: monitorFD)
+        close(monitorFD)
+        defer { if monitors.isRunning { monitors.signal(SIGKILL); monitors.wait() } }
+
+        // Sample the daemon each minute (and at the start and end) until fio ends.
+        print("stress: \(seconds) s; minute  rss_kib  fds  incarnation")
+        var samples: [(Int, Int, Int)] = []
+        let start = ContinuousClock.now
+        var minute = 0
+        while fios.contains(where: { $0.0.isRunning }) {
+            let f = Self.footprint(pid)
+            if ContinuousClock.now - start >= .seconds(60 * minute) {
+                let inc = SupervisorTests.daemonFacts(mnt)["incarnation"] ?? "?"
+                print("stress: \(minute) \(f.rssKiB) \(f.fds) \(inc)")
+                samples.append((minute, f.rssKiB, f.fds))
+                minute += 1
+            }
+            _ = fios.first { $0.0.isRunning }?.0.wait(upTo: .seconds(5))
+        }
+        _ = FileManager.default.createFile(atPath: stop, contents: nil)
+        #expect(monitors.wait(upTo: .seconds(60)), "the monitors ended")
+        let end = Self.footprint(pid)
+        print("stress: end \(end.rssKiB) \(end.fds)")
+
+        #expect(!processIsGone(pid), "the first daemon is still alive: \(log().suffix(3000))")
+        #expect(SupervisorTests.daemonFacts(mnt)["restarts"] == "0", "\(SupervisorTests.daemonFacts(mnt))")
+        for (p, out) in fios {
+            let report = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+            #expect(p.exitCode == 0 && report.contains("err= 0"), "\(report.suffix(2000))")
+        }
+        let monitorText = (try? String(contentsOfFile: monitorOut, encoding: .utf8)) ?? ""
+        print("stress: " + (monitorText.split(separator: "\n").last.map(String.init) ?? "no monitor summary"))
+        #expect(monitorText.contains(", 0 failures"), "\(monitorText.suffix(3000))")
+        // A leak grows with time; a plateau does not. Over a soak, the last third of the samples
+        // may not sit far above the first third.
+        if samples.count >= 6 {
+            let third = samples.count / 3
+            let early = samples[1...third].map(\.1).max() ?? 0
+            let late = samples.suffix(third).map(\.1).max() ?? 0
+            #expect(late <= early + early / 4 + 8192, "RSS climbs: \(samples)")
+            let earlyFD = samples[1...third].map(\.2).max() ?? 0
+            #expect((samples.suffix(third).map(\.2).max() ?? 0) <= earlyFD + 8, "descriptors climb: \(samples)")
+        }
+    }
+}
