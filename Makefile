@@ -10,7 +10,7 @@ SWIFT_BUILD_FLAGS ?=
 APT_PACKAGES = libfuse3-dev fuse3 vblade nftables iproute2 tcpdump fio e2fsprogs pkg-config man-db procps \
   fdisk gdisk python3 python3-prometheus-client lintian dpkg-dev tmux qemu-system-x86 cpio kmod xz-utils
 
-.PHONY: test-linux-initiator all build test deps lab-clean format lint clean bench-tools bench bench-scale demo install uninstall deb deb-test bench-cost bench-peer
+.PHONY: soak test-linux-initiator all build test deps lab-clean format lint clean bench-tools bench bench-scale demo install uninstall deb deb-test bench-cost bench-peer
 
 PREFIX ?= /usr/local
 
@@ -75,6 +75,14 @@ test: deps
 	AOEFS_LAB_FUSE_TRANSPORT=io_uring Tests/with-fuse-uring.sh $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter 'MountTests|ControlCommandTests|PartitionLabTests'
 	Tests/linux-initiator/run.sh .build/debug/aoefs
 	SWIFT=$(SWIFT) Packaging/test-deb.sh
+
+## soak: the stress mix of `make test` (two targets on two links, 1 % loss each way, fio verify on
+## both, every monitor reading, a target disabled and enabled, an interface flapped) for 30
+## minutes (SOAK_SECONDS), printing the daemon's RSS and open descriptors each minute (root)
+SOAK_SECONDS ?= 1800
+soak: deps
+	$(SWIFT) build --build-tests $(SWIFT_BUILD_FLAGS)
+	AOEFS_STRESS_SECONDS=$(SOAK_SECONDS) AOEFS_REQUIRE_LAB=1 $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter StressTests
 
 ## test-linux-initiator: the Linux kernel's own aoe driver (Debian's kernel under qemu TCG) as a
 ## client of `aoefs serve` on ext4 and on tmpfs, and of vblade: discover, aoe-stat, dd round
