@@ -64,7 +64,7 @@ struct CLITests {
 
     @Test("every subcommand's discussion is written for 80 columns: the help never re-wraps it", arguments: [
         "mount", "stat", "discover", "interfaces", "revalidate", "flush", "scan", "serve", "demo", "bench",
-        "list", "disable", "enable", "probe", "metrics", "iostat", "doctor",
+        "list", "disable", "enable", "probe", "metrics", "iostat", "doctor", "restart",
     ])
     func discussionFitsEightyColumns(command: String) throws {
         // Between the overview and USAGE: the same text at 80 columns as at 200 means no line
@@ -90,7 +90,7 @@ struct CLITests {
 
     @Test("every subcommand's --help teaches with an example", arguments: [
         "mount", "stat", "discover", "interfaces", "revalidate", "flush", "scan", "serve", "demo", "bench",
-        "list", "disable", "enable", "probe", "metrics", "iostat", "doctor",
+        "list", "disable", "enable", "probe", "metrics", "iostat", "doctor", "restart",
     ])
     func helpHasExamples(command: String) throws {
         let r = try aoefs([command, "--help"])
@@ -258,7 +258,7 @@ struct EcosystemTests {
                      "aoefs revalidate", "aoefs flush", "aoefs scan", "aoefs bench", "/etc/aoefs.conf", "fuse.aoefs",
                      "etherd/err", "sys/", "SECURITY", "eS.LpN", "sys/eS.LpN/", "make deb", "--json",
                      "aoefs list", "aoefs disable", "aoefs enable", "aoefs probe", "aoefs doctor", "aoefs metrics",
-                     "aoefs iostat", "sys/metrics"] {
+                     "aoefs iostat", "sys/metrics", "aoefs restart", "sys/daemon", "--no-supervise"] {
             #expect(text.contains(word), "the man page lacks \(word)")
         }
         #expect(!text.contains("warning"), "\(text)")
