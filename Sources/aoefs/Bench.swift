@@ -52,6 +52,12 @@ struct Bench: ParsableCommand {
     @Flag(help: "Allow write tests (they destroy the target's data in the range used).")
     var write = false
 
+    func validate() throws {
+        guard seconds.isFinite, seconds > 0, seconds <= 86_400 else {
+            throw ValidationError("--seconds \(seconds): expected 0 to 86400 seconds")
+        }
+    }
+
     func run() throws {
         guard let address = TargetAddress(parsing: target) else {
             throw ValidationError("--target must look like 10.3 or e10.3")

@@ -112,7 +112,13 @@ func parseSize(_ text: String) -> UInt64? {
     let units: [Character: UInt64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
     var t = text.uppercased()
     if t.hasSuffix("IB") { t.removeLast(2) } else if t.hasSuffix("B") { t.removeLast() }
-    if let u = t.last.flatMap({ units[$0] }) { return UInt64(t.dropLast()).map { $0 * u } }
+    // nil past 2⁶⁴ − 1, never a trap (issue 30: input reaches no trap).
+    if let u = t.last.flatMap({ units[$0] }) {
+        return UInt64(t.dropLast()).flatMap { n in
+            let (v, over) = n.multipliedReportingOverflow(by: u)
+            return over ? nil : v
+        }
+    }
     return UInt64(t)
 }
 

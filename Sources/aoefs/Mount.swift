@@ -112,6 +112,10 @@ struct Mount: ParsableCommand {
         }
         try network.validate()
         options = fuse
+        // Seconds become a Duration in milliseconds: past a day is a typo, and past 2⁶³ ms a trap.
+        guard wait.isFinite, (0...86_400).contains(wait) else {
+            throw ValidationError("--wait \(wait): expected 0 to 86400 seconds")
+        }
         guard FUSETransportChoice(rawValue: fuseTransport) != nil else {
             throw ValidationError("--fuse-transport \(fuseTransport): expected auto, device or io_uring")
         }

@@ -26,7 +26,9 @@ struct Restart: ParsableCommand {
     var timeout: Double = 60
 
     func validate() throws {
-        guard timeout > 0 else { throw ValidationError("--timeout \(timeout): expected a number of seconds above 0") }
+        guard timeout.isFinite, timeout > 0, timeout <= 86_400 else {
+            throw ValidationError("--timeout \(timeout): expected 0 to 86400 seconds (more than 0)")
+        }
     }
 
     func run() throws {

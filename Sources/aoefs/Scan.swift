@@ -24,6 +24,10 @@ struct Scan: ParsableCommand {
     @Flag(help: "Print one JSON document (an array of objects, numbers as numbers) instead of the table.")
     var json = false
 
+    func validate() throws {
+        guard wait.isFinite, wait > 0, wait <= 3600 else { throw ValidationError("--wait \(wait): expected 0 to 3600 seconds") }
+    }
+
     func run() throws {
         let engine = try network.startEngine()
         defer { engine.shutdown() }
