@@ -76,6 +76,11 @@ public struct PathSnapshot: Sendable, Hashable {
     public var lowestCeiling: Int?
     /// The last burst on this path, if one was sent.
     public var burst: BurstResult?
+    /// When the path, running below its ceiling because a larger size failed, tries upward
+    /// again (issue 31); nil when there is nothing to try or the try is under way.
+    public var nextRaise: Duration?
+    /// The largest payload the path may reach (both ends' MTU, the target's offer, the cap).
+    public var ceilingPayload: Int = 0
 
     public init(link: LinkID, interface: String, mac: MACAddress, payload: Int, mtu: Int, rtt: Duration?, rto: Duration,
                 outstanding: Int, window: Int, sent: UInt64, lost: UInt64, state: PathStatus,

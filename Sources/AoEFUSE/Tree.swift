@@ -163,11 +163,14 @@ enum Render {
         case .config:
             return String(decoding: t.config?.configString ?? [], as: UTF8.self) + "\n"
         case .paths:
-            var lines = ["netif mac payload mtu rtt_us rto_us outstanding window sent lost state"]
+            // raise_in_s: seconds until a path below its ceiling tries larger frames again
+            // (issue 31), "-" when it has nothing to try.
+            var lines = ["netif mac payload mtu rtt_us rto_us outstanding window sent lost state raise_in_s"]
             for p in t.paths {
+                let raise = p.nextRaise.map { String(($0.milliseconds + 999) / 1000) } ?? "-"
                 lines.append([p.interface, p.mac.compactHex, String(p.payload), String(p.mtu),
                               String(p.rtt?.microseconds ?? 0), String(p.rto.microseconds), String(p.outstanding),
-                              String(p.window), String(p.sent), String(p.lost), p.state.rawValue].joined(separator: " "))
+                              String(p.window), String(p.sent), String(p.lost), p.state.rawValue, raise].joined(separator: " "))
             }
             return lines.joined(separator: "\n") + "\n"
         case .stats:

@@ -68,6 +68,26 @@ struct LinkChangeTests {
         #expect(sim.writeThenRead(data, at: 128) == data)
     }
 
+    /// Issue 31: the path falls back to 1024 when a switch stops passing jumbo frames; once the
+    /// switch passes them again, nothing tells us — the path must find out by itself.
+    @Test("a switch that black-holes jumbo frames, then passes them again: back to 8704 within 30 s, with no event, data intact")
+    func climbsBackWithoutEvent() throws {
+        var sim = upSimulation()
+        let data = pattern(2 << 20, seed: 11)
+        sim.faults[link0, default: .init()].mtuLimit = 1500
+        let w = sim.submit(.write, e103, lba: 0, sectors: data.count / 512, buffer: IOBuffer(data))
+        #expect(sim.run(for: .seconds(30)) { $0.isDone(w) })
+        #expect(sim.outcome(w) == .ok)
+        #expect(sim.target?.payload == 1024)
+        #expect(sim.target?.paths.first?.nextRaise != nil, "an upward try is scheduled: \(sim.log.suffix(4))")
+        sim.faults[link0] = Simulation.Faults()  // the switch passes jumbo frames again
+        let fixed = sim.now
+        #expect(sim.run(for: .seconds(60)) { ($0.target?.payload ?? 0) == 8704 }, "\(sim.log.suffix(6))")
+        #expect(sim.now - fixed <= .seconds(30), "back in \(sim.now - fixed)")
+        #expect(sim.writeThenRead(data, at: 0) == data)
+        #expect(sim.log.contains { $0.contains("trying 8704-byte frames again") })
+    }
+
     @Test("MTU lowered mid-write: 1024-byte frames at once, the write completes; raised: back to 8704 without a revalidate")
     func mtuDownThenUp() throws {
         var sim = upSimulation()

@@ -41,6 +41,68 @@ struct NegotiatorTests {
         #expect(n.isSettled)
     }
 
+    /// Issue 31: a size that failed is tried again — 5 s after the search ended, then 10, 20, …
+    /// up to 640 s — until the switch lets it through; then back to the shortest wait.
+    /// `opensAt`: the second from which the path carries the ceiling (nil: never).
+    @Test("upward tries in virtual time: when each starts, and where the path settles", arguments: [
+        // A port that never passes jumbo frames: tries at 5, 15, 35, 75, 155, 315, 635, 1275, 1915 s.
+        (nil as Int?, [5, 15, 35, 75, 155, 315, 635, 1275, 1915], 2),
+        // Fixed after 12 s: the try at 15 s finds it.
+        (12, [5, 15], 17),
+        // Fixed at once: the first try.
+        (1, [5], 17),
+    ])
+    func raiseTries(opensAt: Int?, expectedTries: [Int], settles: Int) {
+        var n = MTUNegotiator(mtu: 9000, targetSectors: 17, cap: nil)
+        var tries: [Int] = []
+        // The switch passes 2 sectors until `opensAt`, then everything. A probe resolves at once.
+        func probe(at second: Int) {
+            while let s = n.startProbe() {
+                let passes = s <= 2 || (opensAt.map { second >= $0 } ?? false)
+                if passes { n.probeSucceeded(sectors: s) } else { _ = n.probeTimedOut() }
+            }
+        }
+        probe(at: 0)
+        #expect(n.provenSectors == 2 && n.isBelowCeiling)
+        _ = n.raiseIfDue(now: .zero)
+        for second in 0...2000 {
+            let now = Instant(nanoseconds: UInt64(second) * 1_000_000_000)
+            if n.raiseIfDue(now: now) {
+                tries.append(second)
+                probe(at: second)
+                _ = n.raiseIfDue(now: now)  // the tick after the last probe schedules the next try
+            }
+        }
+        #expect(tries == expectedTries)
+        #expect(n.provenSectors == settles)
+        if settles == 17 {
+            #expect(n.raiseAt == nil && !n.isBelowCeiling && n.raiseWait == MTUNegotiator.firstRaiseWait)
+        } else {
+            #expect(n.raiseWait == MTUNegotiator.longestRaiseWait, "the wait stops doubling at about ten minutes")
+        }
+    }
+
+    @Test("evidence (a larger frame answered on the same link) tries at once and from the shortest wait")
+    func raiseSoonOnEvidence() {
+        var n = MTUNegotiator(mtu: 9000, targetSectors: 17, cap: nil)
+        while let s = n.startProbe() { if s <= 2 { n.probeSucceeded(sectors: s) } else { _ = n.probeTimedOut() } }
+        let t0 = Instant(nanoseconds: 1_000_000_000)
+        let scheduled = n.raiseIfDue(now: t0)
+        #expect(!scheduled, "the first call schedules")
+        #expect(n.raiseAt == t0 + .seconds(5))
+        n.raiseSoon(sectors: 2, now: t0)
+        #expect(n.raiseAt == t0 + .seconds(5), "no larger than what the path has: no evidence")
+        n.raiseSoon(sectors: 17, now: t0 + .seconds(1))
+        let due = n.raiseIfDue(now: t0 + .seconds(1))
+        #expect(due, "due at once")
+        let next = n.startProbe()
+        #expect(next == 17)
+        let settled = MTUNegotiator(mtu: 9000, targetSectors: 2, cap: nil)
+        var m = settled
+        m.raiseSoon(sectors: 17, now: t0)
+        #expect(m == settled, "a path at its ceiling has nothing to try")
+    }
+
     @Test("suspicion: black hole only when small frames cross and large ones do not")
     func suspicionVerdicts() {
         func suspect() -> MTUNegotiator {

@@ -72,14 +72,18 @@ struct TreeTests {
         #expect(Render.file(.mac, target(paths: []), configuration: c, openCount: 0) == "none\n")
     }
 
-    @Test("paths: a header and one row per path, eleven fields each")
+    @Test("paths: a header and one row per path, twelve fields each (the last: seconds to the next upward payload try, or -)")
     func paths() {
         let text = Render.file(.paths, target(), configuration: EngineConfiguration(), openCount: 0)
         let rows = text.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
         #expect(rows.count == 2)
         #expect(rows[0] == ["netif", "mac", "payload", "mtu", "rtt_us", "rto_us", "outstanding", "window", "sent", "lost",
-                            "state"])
-        #expect(rows[1] == ["eth1", "00163e010203", "8704", "9000", "250", "20000", "3", "16", "100", "2", "ok"])
+                            "state", "raise_in_s"])
+        #expect(rows[1] == ["eth1", "00163e010203", "8704", "9000", "250", "20000", "3", "16", "100", "2", "ok", "-"])
+        var below = target()
+        below.paths[0].nextRaise = .milliseconds(4200)
+        let raised = Render.file(.paths, below, configuration: EngineConfiguration(), openCount: 0)
+        #expect(raised.split(separator: "\n")[1].split(separator: " ").last == "5")
     }
 
     @Test("stats: the Solaris kstat names first, then ours, each with its value")

@@ -13,6 +13,13 @@
 /// path fall back to 1024 bytes and search again, without losing the I/O in flight (the
 /// scheduler re-splits it). A stall of the target or host, which delays every frame alike, is
 /// thereby not mistaken for a black hole; a dead path is left to `deadsecs`.
+///
+/// A size that failed is not failed for good (issue 31): a switch port gets jumbo frames, a
+/// target's MTU is raised after ours. Once the search has ended below the ceiling, the ceiling is
+/// tried again after `raiseWait` — 5 s after the first failure, doubling to about 10 minutes
+/// (RFC 1191 §6.3, RFC 4821 §7.7, RFC 8899 §5.1.1's PMTU_RAISE_TIMER) — one probe at a time,
+/// outside the window, so the I/O in flight is never disturbed. New evidence (`raiseSoon`: a
+/// larger frame answered on the same link) tries at once and from the shortest wait again.
 public struct MTUNegotiator: Sendable, Hashable {
     /// The most sectors any probe may try: the ceiling.
     public private(set) var ceilingSectors: Int
@@ -54,6 +61,15 @@ public struct MTUNegotiator: Sendable, Hashable {
         /// Nothing was answered: the path or target is dead; leave it to retransmits and deadsecs.
         case silent
     }
+
+    /// When the ceiling is tried again (nil: nothing to try, or not scheduled yet).
+    public private(set) var raiseAt: Instant?
+    /// The wait before the next upward try.
+    public private(set) var raiseWait: Duration = Self.firstRaiseWait
+    /// The first wait after a failure: seconds, so a port fixed at once is used at once.
+    public static let firstRaiseWait: Duration = .seconds(5)
+    /// The longest wait: 5 s doubled seven times, about ten minutes (RFC 1191 §6.3).
+    public static let longestRaiseWait: Duration = .seconds(640)
 
     public static let safeSectors = 2  // 1024 bytes
     public static let attemptsPerSize = 2
@@ -100,6 +116,37 @@ public struct MTUNegotiator: Sendable, Hashable {
         probing = nil
         provenSectors = max(provenSectors, sectors)
         lostLarge = 0
+        if provenSectors >= ceilingSectors { raiseWait = Self.firstRaiseWait }
+    }
+
+    /// The path runs below its ceiling because a larger size failed: an upward try is due some time.
+    public var isBelowCeiling: Bool { failedSectors != nil && provenSectors < ceilingSectors }
+
+    /// On every tick: schedules the upward try once the search has ended below the ceiling, and
+    /// when it is due, forgets the failed size so that `startProbe` tries the ceiling (then
+    /// bisects). Returns true when a try starts now; the wait doubles for the next one.
+    public mutating func raiseIfDue(now: Instant) -> Bool {
+        guard isBelowCeiling, probing == nil, suspicion == nil, nextCandidate() == nil else {
+            if !isBelowCeiling { raiseAt = nil }
+            return false
+        }
+        guard let at = raiseAt else {
+            raiseAt = now + raiseWait
+            return false
+        }
+        guard now >= at else { return false }
+        raiseAt = nil
+        failedSectors = nil
+        raiseWait = min(raiseWait * 2, Self.longestRaiseWait)
+        return true
+    }
+
+    /// Evidence that `sectors` per frame may cross now (a frame that large answered on the same
+    /// link): try at the next tick, and from the shortest wait again.
+    public mutating func raiseSoon(sectors: Int, now: Instant) {
+        guard isBelowCeiling, sectors > provenSectors else { return }
+        raiseWait = Self.firstRaiseWait
+        raiseAt = now
     }
 
     /// The probe timed out. Returns the sectors to retry, or nil when this size is given up.

@@ -62,6 +62,10 @@ extension PathSet {
             self[id].probeTag = nil
             if answered {
                 self[id].negotiator.probeSucceeded(sectors: f.range.sectors)
+                if f.range.sectors > MTUNegotiator.safeSectors {
+                    proven = (self[id].link, f.range.sectors)
+                    raiseSoon(on: self[id].link, sectors: f.range.sectors, now: now)
+                }
             } else if self[id].negotiator.probeTimedOut() == nil {
                 out.append(.log("\(peer): no answer to a \(f.range.sectors * 512)-byte probe; "
                                 + "that size is black-holed on this path"))

@@ -11,6 +11,9 @@ struct PathSet: Sendable {
     private(set) var paths: [Path] = []
     private var roundRobin = 0
     private var nextID = 0
+    /// Sectors per frame a payload probe just proved on a link (issue 31): evidence for the
+    /// other paths there, which `EngineCore` takes and passes on.
+    var proven: (link: LinkID, sectors: Int)?
 
     init(address: TargetAddress) { self.address = address }
 
@@ -201,6 +204,22 @@ struct PathSet: Sendable {
     }
 
     /// When `silentPath` may next find a path to eject, if before `bound`.
+    /// The next upward payload try of any verified path (issue 31), if before `bound`. Only
+    /// while the target is up: that is when `raiseIfDue` runs (a deadline that passes without
+    /// it would have the driver's timer spin).
+    /// A frame of `sectors` was answered on `link`: paths there that run below it try upward now.
+    mutating func raiseSoon(on link: LinkID, sectors: Int, now: Instant) {
+        for i in paths.indices where paths[i].link == link && paths[i].standing == .verified {
+            paths[i].negotiator.raiseSoon(sectors: sectors, now: now)
+        }
+    }
+
+    func raiseDeadline(before bound: Instant) -> Instant {
+        var d = bound
+        for p in paths where p.standing == .verified { if let r = p.negotiator.raiseAt { d = min(d, r) } }
+        return d
+    }
+
     func silenceDeadline(before bound: Instant) -> Instant {
         var d = bound
         // Only paths `silentPath` would eject once the time has come: a deadline that passes
@@ -235,14 +254,17 @@ struct PathSet: Sendable {
             cap: wire.configuration.maxPayload(for: address, interface: link?.name))
     }
 
-    func snapshot(_ wire: Wire) -> [PathSnapshot] {
+    func snapshot(_ wire: Wire, now: Instant) -> [PathSnapshot] {
         paths.map { p in
             let link = wire.links[p.link]
-            return PathSnapshot(
+            var s = PathSnapshot(
                 link: p.link, interface: link?.name ?? "?", mac: p.mac, payload: p.negotiator.payload,
                 mtu: link?.mtu ?? p.mtu, rtt: p.rtt.smoothed, rto: p.rtt.timeout, outstanding: p.outstanding,
                 window: p.window.size, sent: p.sent, lost: p.lost, state: status(p, wire),
                 rttDeviation: p.rtt.smoothed == nil ? .zero : p.rtt.deviation, ceiling: p.window.ceiling, lowestCeiling: p.window.lowestCeiling, burst: p.burst)
+            s.nextRaise = p.negotiator.raiseAt.map { $0 - now }
+            s.ceilingPayload = p.negotiator.ceilingSectors * 512
+            return s
         }
     }
 }

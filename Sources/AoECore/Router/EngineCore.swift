@@ -222,8 +222,18 @@ public struct EngineCore: Sendable {
             }
             return
         }
-        withTarget(flight.target) { t, wire in
+        let proven: (link: LinkID, sectors: Int)?? = withTarget(flight.target) { t, wire in
             t.answer(header, view, on: link, for: flight, &wire, now: now, &out)
+            guard flight.probe == .search, let p = t.paths.proven else { return nil }
+            t.paths.proven = nil
+            return p
+        }
+        // A payload probe proved a size on this link: every other target's paths there that run
+        // below it try upward now (a switch port that got jumbo frames serves them all).
+        if let p = proven ?? nil {
+            for i in targets.values.indices where targets.values[i].address != flight.target {
+                targets.values[i].paths.raiseSoon(on: p.link, sectors: p.sectors, now: now)
+            }
         }
     }
 

@@ -221,6 +221,7 @@ extension SectorScheduler {
     func nextDeadline(before bound: Instant, _ configuration: EngineConfiguration) -> Instant {
         var d = bound
         if state == .down || state == .identifying { d = min(d, nextDownQuery) }
+        if state == .up { d = paths.raiseDeadline(before: d) }
         let dead = configuration.deadsecs(for: address)
         if let s = workSince, dead > 0 { d = min(d, max(s, lastHeard) + .seconds(dead)) }
         return paths.silenceDeadline(before: d)
@@ -294,7 +295,7 @@ extension SectorScheduler {
     }
 
     func snapshot(_ wire: Wire, now: Instant) -> TargetSnapshot {
-        let rows = paths.snapshot(wire)
+        let rows = paths.snapshot(wire, now: now)
         let usable = rows.filter { $0.state.isHealthy }
         return TargetSnapshot(
             address: address, state: state, config: config, identity: identity, paths: rows,

@@ -288,7 +288,14 @@ struct SectorScheduler: Sendable {
         guard state != .disabled else { return }
         if identity != nil { paths.verifyCandidates(counters: &counters, &wire, now: now, &out) }
         guard state == .up else { return }
-        for id in paths.ids { paths.continueProbing(id, counters: &counters, &wire, now: now, &out) }
+        for id in paths.ids {
+            if paths[id].standing == .verified, paths[id].negotiator.raiseIfDue(now: now), let l = wire.links[paths[id].link] {
+                out.append(.log("\(address): \(l.name) → \(paths[id].mac): trying \(paths[id].negotiator.ceilingSectors * 512)-byte "
+                                + "frames again (payload \(paths[id].negotiator.payload); next try in "
+                                + "\(paths[id].negotiator.raiseWait.milliseconds / 1000) s if they fail)"))
+            }
+            paths.continueProbing(id, counters: &counters, &wire, now: now, &out)
+        }
     }
 
     /// A candidate is verified: it carries I/O from now on. The config it announced becomes the
