@@ -67,7 +67,7 @@ struct NegotiatorTests {
         _ = n.raiseIfDue(now: .zero)
         for second in 0...2000 {
             let now = Instant(nanoseconds: UInt64(second) * 1_000_000_000)
-            if n.raiseIfDue(now: now) {
+            if n.raiseIfDue(now: now) == .probe {
                 tries.append(second)
                 probe(at: second)
                 _ = n.raiseIfDue(now: now)  // the tick after the last probe schedules the next try
@@ -88,19 +88,35 @@ struct NegotiatorTests {
         while let s = n.startProbe() { if s <= 2 { n.probeSucceeded(sectors: s) } else { _ = n.probeTimedOut() } }
         let t0 = Instant(nanoseconds: 1_000_000_000)
         let scheduled = n.raiseIfDue(now: t0)
-        #expect(!scheduled, "the first call schedules")
+        #expect(scheduled == nil, "the first call schedules")
         #expect(n.raiseAt == t0 + .seconds(5))
         n.raiseSoon(sectors: 2, now: t0)
         #expect(n.raiseAt == t0 + .seconds(5), "no larger than what the path has: no evidence")
         n.raiseSoon(sectors: 17, now: t0 + .seconds(1))
         let due = n.raiseIfDue(now: t0 + .seconds(1))
-        #expect(due, "due at once")
+        #expect(due == .probe, "due at once")
         let next = n.startProbe()
         #expect(next == 17)
-        let settled = MTUNegotiator(mtu: 9000, targetSectors: 2, cap: nil)
+        let settled = MTUNegotiator(mtu: 1500, targetSectors: 17, cap: nil)
         var m = settled
         m.raiseSoon(sectors: 17, now: t0)
-        #expect(m == settled, "a path at its ceiling has nothing to try")
+        #expect(m == settled, "a path at our own MTU's ceiling has nothing to try")
+    }
+
+    /// Issue 31's case: our MTU raised while the target's is still low, so its config offers 2
+    /// sectors; only its config can say when it offers more, so the upward try asks for it.
+    @Test("a target that offers less than our end takes: its config is asked for again at 5, 15, 35 s …")
+    func targetLimitedAsksConfig() {
+        var n = MTUNegotiator(mtu: 9000, targetSectors: 2, cap: nil)
+        #expect(n.targetLimited && n.isSettled && n.payload == 1024)
+        var asks: [Int] = []
+        for second in 0...80 {
+            if n.raiseIfDue(now: Instant(nanoseconds: UInt64(second) * 1_000_000_000)) == .askConfig { asks.append(second) }
+        }
+        #expect(asks == [5, 15, 35, 75])
+        #expect(n.startProbe() == nil, "nothing to probe: the ceiling is the target's")
+        let capped = MTUNegotiator(mtu: 9000, targetSectors: 17, cap: 1024)
+        #expect(!capped.targetLimited && !capped.isBelowCeiling, "a cap of ours is no reason to ask")
     }
 
     @Test("suspicion: black hole only when small frames cross and large ones do not")

@@ -81,10 +81,24 @@ public struct MTUNegotiator: Sendable, Hashable {
     ///   - targetSectors: the target's advertised sectors per command (Query Config `scnt`).
     ///   - cap: the user's cap in bytes (`--maxdata`), if any.
     public init(mtu: Int, targetSectors: Int, cap: Int?) {
-        var c = min(maximumPayload(forMTU: mtu) / 512, max(targetSectors, 1), 255)
-        if let cap { c = min(c, max(cap / 512, 1)) }
-        ceilingSectors = max(c, 1)
+        var local = min(maximumPayload(forMTU: mtu) / 512, 255)
+        if let cap { local = min(local, max(cap / 512, 1)) }
+        ceilingSectors = max(min(local, max(targetSectors, 1)), 1)
+        targetLimited = targetSectors < local
         provenSectors = min(ceilingSectors, Self.safeSectors)
+    }
+
+    /// The target offers fewer sectors per frame than our MTU and cap allow (a target whose
+    /// MTU is lower than ours, for now): only its config can raise the ceiling, so the upward
+    /// try asks for it (issue 31: the host's MTU raised before the target's).
+    public private(set) var targetLimited: Bool
+
+    /// What an upward try does.
+    public enum Raise: Sendable, Hashable {
+        /// Probe the ceiling again (a size failed below it).
+        case probe
+        /// Ask the target for its config: it may offer more sectors per frame now.
+        case askConfig
     }
 
     /// Bytes per frame to use now.
@@ -119,32 +133,38 @@ public struct MTUNegotiator: Sendable, Hashable {
         if provenSectors >= ceilingSectors { raiseWait = Self.firstRaiseWait }
     }
 
-    /// The path runs below its ceiling because a larger size failed: an upward try is due some time.
-    public var isBelowCeiling: Bool { failedSectors != nil && provenSectors < ceilingSectors }
+    /// The path runs below what it could carry — a larger size failed, or the target offers less
+    /// than our end takes: an upward try is due some time.
+    public var isBelowCeiling: Bool { (failedSectors != nil && provenSectors < ceilingSectors) || targetLimited }
 
     /// On every tick: schedules the upward try once the search has ended below the ceiling, and
     /// when it is due, forgets the failed size so that `startProbe` tries the ceiling (then
     /// bisects). Returns true when a try starts now; the wait doubles for the next one.
-    public mutating func raiseIfDue(now: Instant) -> Bool {
+    public mutating func raiseIfDue(now: Instant) -> Raise? {
         guard isBelowCeiling, probing == nil, suspicion == nil, nextCandidate() == nil else {
             if !isBelowCeiling { raiseAt = nil }
-            return false
+            return nil
         }
         guard let at = raiseAt else {
             raiseAt = now + raiseWait
-            return false
+            return nil
         }
-        guard now >= at else { return false }
+        guard now >= at else { return nil }
         raiseAt = nil
-        failedSectors = nil
         raiseWait = min(raiseWait * 2, Self.longestRaiseWait)
-        return true
+        if failedSectors != nil && provenSectors < ceilingSectors {
+            failedSectors = nil
+            return .probe
+        }
+        // Nothing to wait for: an answer that offers more starts a new negotiator.
+        raiseAt = now + raiseWait
+        return .askConfig
     }
 
     /// Evidence that `sectors` per frame may cross now (a frame that large answered on the same
     /// link): try at the next tick, and from the shortest wait again.
     public mutating func raiseSoon(sectors: Int, now: Instant) {
-        guard isBelowCeiling, sectors > provenSectors else { return }
+        guard isBelowCeiling, sectors > provenSectors, raiseAt.map({ $0 > now }) ?? true else { return }
         raiseWait = Self.firstRaiseWait
         raiseAt = now
     }

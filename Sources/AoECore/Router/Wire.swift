@@ -53,9 +53,15 @@ struct Wire: Sendable {
     /// Broadcasts a Query Config on `link`: for all targets, or only `target` (a shelf with
     /// slot 0xff asks a whole shelf). AoEr11 §3.2.
     mutating func broadcastQuery(on link: LinkID, target: TargetAddress, _ out: inout [EngineAction]) {
+        queryConfig(to: .broadcast, on: link, target: target, &out)
+    }
+
+    /// A Query Config to one MAC (a path's target) or the broadcast address.
+    mutating func queryConfig(to destination: MACAddress, on link: LinkID, target: TargetAddress,
+                              _ out: inout [EngineAction]) {
         guard let l = links[link] else { return }
         let f = AoEFrame(
-            header: AoEHeader(destination: .broadcast, source: l.mac, shelf: target.shelf, slot: target.slot,
+            header: AoEHeader(destination: destination, source: l.mac, shelf: target.shelf, slot: target.slot,
                               command: .queryConfig, tag: frames.allocate()),
             body: .queryConfig(QueryConfig()))
         out.append(.send(link, OutgoingFrame(bytes: f.encoded())))

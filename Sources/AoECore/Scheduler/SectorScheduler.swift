@@ -289,10 +289,18 @@ struct SectorScheduler: Sendable {
         if identity != nil { paths.verifyCandidates(counters: &counters, &wire, now: now, &out) }
         guard state == .up else { return }
         for id in paths.ids {
-            if paths[id].standing == .verified, paths[id].negotiator.raiseIfDue(now: now), let l = wire.links[paths[id].link] {
-                out.append(.log("\(address): \(l.name) → \(paths[id].mac): trying \(paths[id].negotiator.ceilingSectors * 512)-byte "
-                                + "frames again (payload \(paths[id].negotiator.payload); next try in "
-                                + "\(paths[id].negotiator.raiseWait.milliseconds / 1000) s if they fail)"))
+            if paths[id].standing == .verified, let raise = paths[id].negotiator.raiseIfDue(now: now),
+               let l = wire.links[paths[id].link] {
+                let n = paths[id].negotiator
+                switch raise {
+                case .probe:
+                    out.append(.log("\(address): \(l.name) → \(paths[id].mac): trying \(n.ceilingSectors * 512)-byte "
+                                    + "frames again (payload \(n.payload); next try in \(n.raiseWait.milliseconds / 1000) s "
+                                    + "if they fail)"))
+                case .askConfig:
+                    // Its answer renegotiates the path if the target offers more now (`heardConfig`).
+                    wire.queryConfig(to: paths[id].mac, on: paths[id].link, target: address, &out)
+                }
             }
             paths.continueProbing(id, counters: &counters, &wire, now: now, &out)
         }

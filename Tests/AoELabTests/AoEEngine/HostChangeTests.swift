@@ -76,6 +76,40 @@ struct HostChangeTests {
         }
     }
 
+    /// Issue 31: raised host first, the target a moment later, the payload stayed at 1024 for
+    /// good (the size that failed while the target was still at 1500 was never asked again).
+    /// Now the path tries upward by itself: back to 8704 within `climbBound` of the target's
+    /// raise, with I/O going on, data intact. `gap`: seconds between the two raises.
+    static let climbBound: Duration = .seconds(30)
+
+    @Test("MTU lowered on both ends mid-write, then raised host first and the target after a gap: back to 8704 within 30 s, by itself",
+          arguments: [0, 5])
+    func raisedHostFirst(gap: Int) throws {
+        let m = try MountLab(size: 512 << 20, mountArgs: ["--deadsecs", "20"])
+        defer { m.tearDown() }
+        #expect(eventually(timeout: .seconds(10)) { (try? m.sys("payload")) == "8704\n" })
+        for run in 1...Self.runs {
+            try writeThrough(m, run: run) {
+                try m.lab.setMTU(m.net.initiator, namespace: nil, mtu: 1500)
+                try m.lab.setMTU(m.net.target, namespace: m.net.targetNamespace, mtu: 1500)
+            }
+            #expect(try m.sys("payload") == "1024\n", "run \(run)")
+            try writeThrough(m, run: run) {
+                try m.lab.setMTU(m.net.initiator, namespace: nil, mtu: 9000)
+                if gap > 0 { Thread.sleep(forTimeInterval: Double(gap)) }
+                try m.lab.setMTU(m.net.target, namespace: m.net.targetNamespace, mtu: 9000)
+            }
+            let raised = ContinuousClock.now
+            let back = eventually(timeout: Self.climbBound + .seconds(5), every: .milliseconds(100)) {
+                _ = try? must("dd if=\(m.image) of=/dev/null bs=64k count=1 iflag=direct status=none")
+                return (try? m.sys("payload")) == "8704\n"
+            }
+            let took = ContinuousClock.now - raised
+            print("raisedHostFirst gap \(gap) s run \(run): back to 8704 \(took) after the target's raise")
+            #expect(back && took <= Self.climbBound, "run \(run): \(took); paths \((try? m.sys("paths")) ?? "?"): \(m.log(of: m.lab).suffix(2000))")
+        }
+    }
+
     @Test("the link down for 3 s mid-write (deadsecs 20), our interface or the switch port facing us (a cable pulled): the write completes once it is back",
           arguments: ["ours", "cable"])
     func linkDownBriefly(end: String) throws {
