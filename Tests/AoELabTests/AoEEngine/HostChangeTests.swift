@@ -94,12 +94,13 @@ struct HostChangeTests {
                 try m.lab.setMTU(m.net.target, namespace: m.net.targetNamespace, mtu: 1500)
             }
             #expect(try m.sys("payload") == "1024\n", "run \(run)")
+            var raised = ContinuousClock.now
             try writeThrough(m, run: run) {
                 try m.lab.setMTU(m.net.initiator, namespace: nil, mtu: 9000)
                 if gap > 0 { Thread.sleep(forTimeInterval: Double(gap)) }
                 try m.lab.setMTU(m.net.target, namespace: m.net.targetNamespace, mtu: 9000)
+                raised = ContinuousClock.now
             }
-            let raised = ContinuousClock.now
             let back = eventually(timeout: Self.climbBound + .seconds(5), every: .milliseconds(100)) {
                 _ = try? must("dd if=\(m.image) of=/dev/null bs=64k count=1 iflag=direct status=none")
                 return (try? m.sys("payload")) == "8704\n"
