@@ -81,6 +81,8 @@ public struct PathSnapshot: Sendable, Hashable {
     public var nextRaise: Duration?
     /// The largest payload the path may reach (both ends' MTU, the target's offer, the cap).
     public var ceilingPayload: Int = 0
+    /// The payload search is over (also on a path still proving, whose state says `proving`).
+    public var searchSettled = true
 
     public init(link: LinkID, interface: String, mac: MACAddress, payload: Int, mtu: Int, rtt: Duration?, rto: Duration,
                 outstanding: Int, window: Int, sent: UInt64, lost: UInt64, state: PathStatus,

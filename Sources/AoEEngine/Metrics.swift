@@ -163,6 +163,8 @@ public final class EngineMetrics: Sendable {
                   Double(p.lowestCeiling ?? 0))
             gauge(r, "path_outstanding", "", "Frames in flight.", labels, Double(p.outstanding))
             gauge(r, "path_payload", "bytes", "Data bytes per frame negotiated.", labels, Double(p.payload))
+            gauge(r, "path_payload_settled", "", "1 once the path's payload search is over (also while it proves one disk).",
+                  labels, p.searchSettled ? 1 : 0)
             gauge(r, "path_mtu", "bytes", "The local interface's MTU.", labels, Double(p.mtu))
             if let b = p.burst {
                 gauge(r, "path_burst_sent", "", "Frames of the last burst (aoefs doctor) sent at once.", labels, Double(b.sent))

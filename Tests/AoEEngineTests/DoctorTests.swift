@@ -70,6 +70,39 @@ struct DoctorTests {
 
     typealias Plant = @Sendable (inout TargetFacts, inout HostFacts) -> Void
 
+    /// Issue 31: what has not settled is a warning that says what and how long doctor waited,
+    /// never silence (a path still searching its payload read as "no problems found").
+    @Test("not settled: a path still probing, two MACs not yet proven one disk, a burst still out — each a pending warning", arguments: [
+        ("probing", "the payload search is not over"), ("proving", "two MACs answer as e10.3; not yet proven one disk"),
+        ("candidate", "has not answered IDENTIFY"),
+    ])
+    func pending(state: String, says: String) throws {
+        var (t, h) = Self.healthy()
+        t.paths[0].state = state
+        t.paths[0].payload = 1024
+        h.waited = .seconds(20)
+        let f = Diagnosis.run(targets: [t], host: h)
+        let p = try #require(f.first { $0.check == "pending" }, "\(f)")
+        #expect(p.severity == .warning && p.message.contains(says) && p.message.contains("after 20.0 s"), "\(p)")
+        #expect(p.fix?.contains("--wait") == true)
+        #expect(Diagnosis.status(f) == 1)
+        h.mounted = true
+        h.waited = nil
+        let mounted = try #require(Diagnosis.run(targets: [t], host: h).first { $0.check == "pending" })
+        #expect(!mounted.message.contains("after") && mounted.fix?.contains("again in a minute") == true)
+    }
+
+    @Test("a burst still out when doctor stopped waiting is a pending warning")
+    func pendingBurst() {
+        var (t, h) = Self.healthy()
+        h.pending = [PendingFact(subject: "e10.3 eth1→02:00:00:00:00:01", what: "the Buffer Count burst (16 frames) is not back")]
+        h.waited = .milliseconds(20_500)
+        let f = Diagnosis.run(targets: [t], host: h)
+        #expect(f.contains { $0.check == "pending" && $0.message.contains("burst") && $0.message.contains("20.5 s") }, "\(f)")
+        t.paths = []
+        #expect(Diagnosis.status(Diagnosis.run(targets: [t], host: h)) >= 1)
+    }
+
     @Test("each planted fault: its check, its severity, a fix", arguments: [
         ("jumbo", Finding.Severity.warning, { (t: inout TargetFacts, _: inout HostFacts) in t.paths[0].payload = 1024 } as Plant),
         ("mtu-mismatch", .warning, { t, _ in t.maxPayload = 1024; t.paths[0].payload = 1024 }),

@@ -53,7 +53,17 @@ public enum Diagnosis {
         }
         for t in targets { out += target(t, host: host, allowed: allowed) }
         out += hostChecks(targets, host: host)
+        for p in host.pending { out.append(pending(p.subject, p.what, host: host)) }
         return out
+    }
+
+    /// Something that had not settled when the report was made (issue 31): never silence, a
+    /// warning that says what and how long doctor waited — a verdict must not depend on a race.
+    static func pending(_ subject: String, _ what: String, host: HostFacts) -> Finding {
+        let waited = host.waited.map { ", after \(format1(Double($0.nanoseconds) / 1e9)) s" } ?? ""
+        return Finding(.warning, subject, "pending", "\(what)\(waited): this report cannot say yet what it finds there",
+                       fix: host.mounted ? "run aoefs doctor again in a minute (the mount is still finding out)"
+                           : "run aoefs doctor again with a longer --wait (e.g. --wait 60)")
     }
 
     static func target(_ t: TargetFacts, host: HostFacts, allowed: [InterfaceFacts]) -> [Finding] {
@@ -109,17 +119,33 @@ public enum Diagnosis {
                                fix: missing.map { "check \($0)'s cable, VLAN and MTU to the target: aoefs scan --iface \($0)" }
                                    .joined(separator: "; ")))
         }
-        for p in t.paths where p.state != "duplicate" { out += path(p, of: t) }
+        for p in t.paths where p.state != "duplicate" { out += path(p, of: t, host: host) }
         return out
     }
 
-    static func path(_ p: PathFacts, of t: TargetFacts) -> [Finding] {
+    static func path(_ p: PathFacts, of t: TargetFacts, host: HostFacts = HostFacts()) -> [Finding] {
         var out: [Finding] = []
         let subject = "\(t.target) \(p.interface)→\(p.mac)"
+        switch PathStatus(rawValue: p.state) {
+        case .probing?:
+            out.append(pending(subject, "the payload search is not over (\(p.payload)-byte frames so far, "
+                               + "\(t.maxPayload > 0 ? "\(t.maxPayload) offered" : "more may cross"))", host: host))
+        case .proving?:
+            // Proved by a write seen through both paths (IdentityProof): doctor writes nothing.
+            out.append(pending(subject, "two MACs answer as \(t.target); not yet proven one disk (the first write "
+                               + "through the mount proves it)"
+                               + (p.searchSettled ? "" : "; the payload search on it is not over (\(p.payload)-byte frames so far)"),
+                               host: host))
+        case .candidate?:
+            out.append(pending(subject, "\(p.mac) announced \(t.target) and has not answered IDENTIFY yet", host: host))
+        default: break
+        }
         let local = payload(fitting: p.mtu)
         let offer = t.maxPayload
         let expected = min(local, offer > 0 ? offer : local)
-        if p.state == "ok" && p.payload > 0 && p.payload < expected {
+        // A path still proving one disk has searched its payload too (reads only): its result counts.
+        let searched = p.state == "ok" || (p.state == "proving" && p.searchSettled)
+        if searched && p.payload > 0 && p.payload < expected {
             out.append(Finding(.warning, subject, "jumbo",
                                "\(expected)-byte frames do not cross this path (both ends take them); it carries "
                                    + "\(p.payload): a switch port or NIC between has a smaller MTU",

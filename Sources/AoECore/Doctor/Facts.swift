@@ -13,6 +13,8 @@ public struct PathFacts: Sendable, Hashable {
     public var lost: Int
     /// The last burst (aoefs doctor's own): frames sent at once, and lost.
     public var burstSent = 0
+    /// The payload search is over (a proving path's too); true when the metric is missing.
+    public var searchSettled = true
     public var burstLost = 0
 
     public init(interface: String, mac: String, state: String, payload: Int, mtu: Int, rttSeconds: Double, window: Int,
@@ -78,6 +80,16 @@ public struct InterfaceFacts: Sendable, Hashable {
 }
 
 /// The host's side.
+/// One thing that had not settled when doctor made its report.
+public struct PendingFact: Sendable, Hashable {
+    public var subject: String
+    public var what: String
+    public init(subject: String, what: String) {
+        self.subject = subject
+        self.what = what
+    }
+}
+
 public struct HostFacts: Sendable, Hashable {
     public var interfaces: [InterfaceFacts] = []
     public var rmemMax = 0
@@ -86,6 +98,10 @@ public struct HostFacts: Sendable, Hashable {
     public var fuseUring: Bool?
     /// Whether a mount was examined (else doctor ran its own discovery).
     public var mounted = false
+    /// Without a mount: how long doctor waited for its discovery to settle (issue 31), and what
+    /// had not settled by then that the targets' states do not show (a burst still out).
+    public var waited: Duration?
+    public var pending: [PendingFact] = []
 
     public init() {}
 }
@@ -122,6 +138,7 @@ extension TargetFacts {
                 switch s.name {
                 case "aoefs_path_info": p.state = s.labels["state"] ?? p.state
                 case "aoefs_path_payload_bytes": p.payload = v
+                case "aoefs_path_payload_settled": p.searchSettled = v != 0
                 case "aoefs_path_mtu_bytes": p.mtu = v
                 case "aoefs_path_rtt_seconds": p.rttSeconds = s.value
                 case "aoefs_path_window": p.window = v

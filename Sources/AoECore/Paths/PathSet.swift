@@ -264,6 +264,7 @@ struct PathSet: Sendable {
                 rttDeviation: p.rtt.smoothed == nil ? .zero : p.rtt.deviation, ceiling: p.window.ceiling, lowestCeiling: p.window.lowestCeiling, burst: p.burst)
             s.nextRaise = p.negotiator.raiseAt.map { $0 - now }
             s.ceilingPayload = p.negotiator.ceilingSectors * 512
+            s.searchSettled = p.negotiator.isSettled
             return s
         }
     }
