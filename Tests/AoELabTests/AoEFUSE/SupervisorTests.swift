@@ -99,6 +99,13 @@ struct SupervisorTests {
         fio.wait()
         let report = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
         #expect(fio.exitCode == 0 && report.contains("err= 0"), "\(report)")
+        // The writer's longest pause is its slowest write (fio's clat max): the figure of the note.
+        print("killDuringFio: \(Self.slowest(report))")
+    }
+
+    /// fio's write completion latency line ("clat (usec): min=…, max=…"), trimmed.
+    static func slowest(_ report: String) -> String {
+        report.split(separator: "\n").first { $0.contains(" clat (") }.map { $0.trimmingCharacters(in: .whitespaces) } ?? "?"
     }
 
     @Test("kill -9 of the daemon in mkfs.ext4 on losetup of the image: mkfs rc 0, fsck -fn clean")
@@ -165,6 +172,7 @@ struct SupervisorTests {
         fio.wait()
         let report = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
         #expect(fio.exitCode == 0 && report.contains("err= 0"), "\(report)")
+        print("restartUnderLoad: \(r.out.trimmingCharacters(in: .whitespacesAndNewlines)); \(Self.slowest(report))")
         let bad = try aoefs(["restart", m.lab.directory.path])
         #expect(bad.status != 0 && bad.err.split(separator: "\n").count == 1, "\(bad.err)")
     }
