@@ -90,10 +90,7 @@ struct SupervisorTests {
     func killDuringFio() throws {
         let m = try MountLab(size: 512 << 20)
         defer { m.tearDown() }
-        let out = m.lab.directory.appendingPathComponent("fio.out").path
-        let fio = try ChildProcess(["fio", "--name=w", "--filename=\(m.image)", "--direct=1", "--rw=randwrite", "--bs=16k",
-                                    "--size=384m", "--iodepth=8", "--ioengine=libaio", "--verify=crc32c",
-                                    "--verify_fatal=1", "--do_verify=1", "--output=\(out)"])
+        let (fio, out) = try Self.fioVerify(m, rw: "randwrite", blockSize: "16k", depth: 8)
         defer { if fio.isRunning { fio.signal(SIGKILL); fio.wait() } }
         try Self.killDaemon(m, SIGKILL) { Self.bytesWritten(m) >= 64 << 20 }
         fio.wait()
@@ -101,6 +98,15 @@ struct SupervisorTests {
         #expect(fio.exitCode == 0 && report.contains("err= 0"), "\(report)")
         // The writer's longest pause is its slowest write (fio's clat max): the figure of the note.
         print("killDuringFio: \(Self.slowest(report))")
+    }
+
+    /// fio on the image: O_DIRECT, 384 MiB, crc32c verify; returns it and its report's path.
+    static func fioVerify(_ m: MountLab, rw: String, blockSize: String, depth: Int) throws -> (ChildProcess, String) {
+        let out = m.lab.directory.appendingPathComponent("fio.out").path
+        let fio = try ChildProcess(["fio", "--name=w", "--filename=\(m.image)", "--direct=1", "--rw=\(rw)", "--bs=\(blockSize)",
+                                    "--size=384m", "--iodepth=\(depth)", "--ioengine=libaio", "--verify=crc32c",
+                                    "--verify_fatal=1", "--do_verify=1", "--output=\(out)"])
+        return (fio, out)
     }
 
     /// fio's write completion latency line ("clat (usec): min=…, max=…"), trimmed.
@@ -157,10 +163,7 @@ struct SupervisorTests {
     func restartUnderLoad() throws {
         let m = try MountLab(size: 512 << 20)
         defer { m.tearDown() }
-        let out = m.lab.directory.appendingPathComponent("fio.out").path
-        let fio = try ChildProcess(["fio", "--name=w", "--filename=\(m.image)", "--direct=1", "--rw=randrw", "--bs=64k",
-                                    "--size=384m", "--iodepth=4", "--ioengine=libaio", "--verify=crc32c",
-                                    "--verify_fatal=1", "--do_verify=1", "--output=\(out)"])
+        let (fio, out) = try Self.fioVerify(m, rw: "randrw", blockSize: "64k", depth: 4)
         defer { if fio.isRunning { fio.signal(SIGKILL); fio.wait() } }
         let old = Self.daemon(m)
         #expect(eventually(timeout: .seconds(30)) { Self.bytesWritten(m) >= 32 << 20 })

@@ -92,6 +92,17 @@ struct DoctorLabTests {
         #expect(r.problems.contains { $0.check == "foreign-aoe" && $0.fix.contains(other.initiator) })
     }
 
+    /// One vblade disk on two paths: through a switch whose ports pass 1500 (jumbo frames
+    /// black-holed), and direct at 9000.
+    static func twoPaths(_ lab: Lab) throws -> (Lab.Switched, Lab.Direct) {
+        let sw = try lab.switched(mtu: 9000, portMTU: 1500)
+        let second = try lab.direct(mtu: 9000, index: 1, targetNamespace: sw.targetNamespace)
+        let f = try lab.sparseFile("e10.3.img", size: 64 << 20)
+        _ = try lab.startVblade(shelf: 10, slot: 3, interface: sw.target, namespace: sw.targetNamespace, file: f)
+        _ = try lab.startVblade(shelf: 10, slot: 3, interface: second.target, namespace: sw.targetNamespace, file: f)
+        return (sw, second)
+    }
+
     static let verdictRuns = Int(ProcessInfo.processInfo.environment["AOEFS_DOCTOR_RUNS"] ?? "") ?? 10
 
     /// Issue 31: at the default --wait doctor said "no problems found" 7 times out of 7 while a
@@ -103,11 +114,7 @@ struct DoctorLabTests {
         defer { limits.restore() }
         let lab = try Lab()
         defer { lab.teardown() }
-        let sw = try lab.switched(mtu: 9000, portMTU: 1500)
-        let second = try lab.direct(mtu: 9000, index: 1, targetNamespace: sw.targetNamespace)
-        let f = try lab.sparseFile("e10.3.img", size: 64 << 20)
-        _ = try lab.startVblade(shelf: 10, slot: 3, interface: sw.target, namespace: sw.targetNamespace, file: f)
-        _ = try lab.startVblade(shelf: 10, slot: 3, interface: second.target, namespace: sw.targetNamespace, file: f)
+        let (sw, second) = try Self.twoPaths(lab)
         var took: [Duration] = []
         for run in 1...Self.verdictRuns {
             let start = ContinuousClock.now
@@ -139,11 +146,7 @@ struct DoctorLabTests {
         defer { limits.restore() }
         let lab = try Lab()
         defer { lab.teardown() }
-        let sw = try lab.switched(mtu: 9000, portMTU: 1500)
-        let second = try lab.direct(mtu: 9000, index: 1, targetNamespace: sw.targetNamespace)
-        let f = try lab.sparseFile("e10.3.img", size: 64 << 20)
-        _ = try lab.startVblade(shelf: 10, slot: 3, interface: sw.target, namespace: sw.targetNamespace, file: f)
-        _ = try lab.startVblade(shelf: 10, slot: 3, interface: second.target, namespace: sw.targetNamespace, file: f)
+        let (sw, second) = try Self.twoPaths(lab)
         let mnt = lab.directory.appendingPathComponent("mnt").path
         try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
         let exe = productsDirectory().appendingPathComponent("aoefs").path
