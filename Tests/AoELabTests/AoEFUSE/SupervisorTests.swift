@@ -105,13 +105,15 @@ struct SupervisorTests {
         let out = m.lab.directory.appendingPathComponent("fio.out").path
         let fio = try ChildProcess(["fio", "--name=w", "--filename=\(m.image)", "--direct=1", "--rw=\(rw)", "--bs=\(blockSize)",
                                     "--size=384m", "--iodepth=\(depth)", "--ioengine=libaio", "--verify=crc32c",
-                                    "--verify_fatal=1", "--do_verify=1", "--output=\(out)"])
+                                    "--verify_fatal=1", "--verify_state_save=0", "--do_verify=1", "--output=\(out)"])
         return (fio, out)
     }
 
     /// fio's write completion latency line ("clat (usec): min=…, max=…"), trimmed.
     static func slowest(_ report: String) -> String {
-        report.split(separator: "\n").first { $0.contains(" clat (") }.map { $0.trimmingCharacters(in: .whitespaces) } ?? "?"
+        let lines = report.split(separator: "\n")
+        guard let w = lines.firstIndex(where: { $0.contains(" write: ") }) else { return "?" }
+        return lines[w...].first { $0.contains(" clat (") }.map { "write " + $0.trimmingCharacters(in: .whitespaces) } ?? "?"
     }
 
     @Test("kill -9 of the daemon in mkfs.ext4 on losetup of the image: mkfs rc 0, fsck -fn clean")

@@ -71,7 +71,7 @@ struct StressTests {
             let out = lab.directory.appendingPathComponent("fio-\(t).out").path
             let p = try ChildProcess(["fio", "--name=\(t)", "--filename=\(mnt)/\(t)", "--direct=1", "--rw=randwrite",
                                       "--bs=16k", "--size=256m", "--iodepth=8", "--ioengine=libaio", "--verify=crc32c",
-                                      "--verify_backlog=512", "--verify_fatal=1", "--time_based", "--runtime=\(seconds)",
+                                      "--verify_backlog=512", "--verify_fatal=1", "--verify_state_save=0", "--time_based", "--runtime=\(seconds)",
                                       "--output=\(out)"])
             fios.append((p, out))
         }
