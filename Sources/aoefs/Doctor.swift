@@ -85,7 +85,8 @@ struct Doctor: ParsableCommand {
             // made before that depended on a race), at least 500 ms (targets that answer late).
             // In slices: the engine wakes a waiter on its own changes, and the 500 ms pass is none.
             while case let left = limit - (ContinuousClock.now - start), left > .zero {
-                if engine.wait(timeout: min(left, .milliseconds(100)), until: Self.settled),
+                let elapsed = ContinuousClock.now - start
+                if engine.wait(timeout: min(left, .milliseconds(100)), until: { Self.settled($0, after: elapsed) }),
                    ContinuousClock.now - start >= .milliseconds(500) { break }
             }
             // A burst of full-size frames, Buffer Count of them at once, on every path: does the
@@ -134,9 +135,16 @@ struct Doctor: ParsableCommand {
     /// Every target identified and every path past its payload search and IDENTIFY. (Not the
     /// identity proof: a write proves a second path, and doctor writes nothing; a path still
     /// proving is reported as pending.)
-    static func settled(_ targets: [TargetSnapshot]) -> Bool {
-        targets.allSettled && targets.allSatisfy { $0.paths.allSatisfy { $0.state != .candidate && $0.searchSettled } }
+    /// A target that answers Query Config and not IDENTIFY stops counting after
+    /// `identifyGrace` (its three IDENTIFYs are over by then; the `identify` check reports it).
+    static func settled(_ targets: [TargetSnapshot], after elapsed: Duration) -> Bool {
+        let counted = targets.filter { $0.identity != nil || elapsed < identifyGrace }
+        return !targets.isEmpty && counted.allSatisfy { t in
+            t.isSettled && t.paths.allSatisfy { $0.state != .candidate && $0.searchSettled }
+        }
     }
+
+    static let identifyGrace: Duration = .seconds(3)
 
     /// The report for people: problems first, worst first, each with its fix.
     static func text(_ findings: [Finding], targets: [TargetFacts], host: HostFacts, all: Bool) -> String {

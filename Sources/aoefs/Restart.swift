@@ -7,12 +7,13 @@ struct Restart: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Replace the daemon serving MOUNTPOINT without unmounting it.",
         discussion: """
-            The mount's supervisor asks its daemon to hand over: it stops taking requests,
-            answers those it took, and exits; a new daemon (the binary now installed at the
-            same path, so an upgrade takes effect) finds the targets again and serves the
-            same mount. Programs using the mount see a pause, not an error. Prints the old
-            and new daemon and how long the change took; exits 1 if it did not happen within
-            --timeout. The same as `systemctl reload aoefs` (SIGHUP to the supervisor).
+            The mount's supervisor asks its daemon to hand over: the daemon stops
+            taking requests, answers those it took, and exits; a new daemon (the
+            binary now installed at the same path, so an upgrade takes effect)
+            finds the targets again and serves the same mount. Programs using the
+            mount see a pause, not an error. Prints the old and new daemon and how
+            long the change took; exits 1 if it did not happen within --timeout.
+            The same as `systemctl reload aoefs` (SIGHUP to the supervisor).
 
             Examples:
               aoefs restart /mnt/aoe

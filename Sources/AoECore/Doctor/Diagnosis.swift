@@ -136,7 +136,8 @@ public enum Diagnosis {
                                + "through the mount proves it)"
                                + (p.searchSettled ? "" : "; the payload search on it is not over (\(p.payload)-byte frames so far)"),
                                host: host))
-        case .candidate?:
+        case .candidate? where !t.model.isEmpty:
+            // (A target that never answered IDENTIFY at all has the `identify` finding instead.)
             out.append(pending(subject, "\(p.mac) announced \(t.target) and has not answered IDENTIFY yet", host: host))
         default: break
         }

@@ -315,7 +315,7 @@ struct MountTests {
         let ident = try m.sys("ident")
         for key in ["model: ", "serial: ", "firmware: ", "lba48: yes", "sectors: \(1 << 21)"] { #expect(ident.contains(key)) }
         let paths = try m.sys("paths").split(separator: "\n")
-        #expect(paths.first == "netif mac payload mtu rtt_us rto_us outstanding window sent lost state")
+        #expect(paths.first == "netif mac payload mtu rtt_us rto_us outstanding window sent lost state raise_in_s")
         #expect(paths.count == 2 && paths[1].split(separator: " ").count == 12)
         let conf = try m.sys("conf")
         #expect(conf.contains("maxbuf 12\n") && conf.contains("maxdata 8704\n") && conf.contains("deadsecs 180\n"))
