@@ -24,6 +24,11 @@ public struct EngineConfiguration: Sendable, Hashable {
     public var maxPathsPerInterface: Int = 8
     /// How many IDENTIFYs a candidate path gets (each waiting twice as long) before it is dropped.
     public var verifyAttempts: Int = 4
+    /// A path proving it reaches the same disk searches its payload once its sample reads
+    /// agree (it waits for a write it never gets): `aoefs doctor`, which writes nothing, sets
+    /// it, to see what crosses such a path (issue 31). Off for a mount: probes beside the
+    /// proof's reads had paths dropped under load.
+    public var searchWhileProving = false
     /// How long a link's receive thread polls its socket (and the FUSE session) without sleeping
     /// before it sleeps (`--busy-poll`, `busy_poll` in aoefs.conf; 0: sleep at once). A thread
     /// that slept is woken by an interrupt from another CPU, which at QD 1 costs more than the

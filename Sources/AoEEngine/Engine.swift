@@ -94,7 +94,10 @@ public final class Engine: Sendable {
             (l as? PacketLink)?.busyPoll = configuration.busyPoll
         }
         self.links = Locked(table)
-        state = Locked(State(core: EngineCore(configuration: configuration), latency: LatencyHistograms(metrics)))
+        // Tags from a random place: a daemon restarted under a live mount must not reuse its
+        // predecessor's tags, which the target may still answer (issue 30).
+        let core = EngineCore(configuration: configuration, firstTag: UInt32.random(in: 1...0x7FFF_FFFF))
+        state = Locked(State(core: core, latency: LatencyHistograms(metrics)))
     }
 
     /// Starts the loops and broadcasts the first Query Config on every link.

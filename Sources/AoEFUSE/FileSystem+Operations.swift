@@ -162,7 +162,13 @@ extension AoEFileSystem {
         guard let n = node(ino) else { return .now(.error(ENOENT)) }
         switch n {
         case .image, .partition:
-            guard let (t, base, length) = extent(n, fh: fh) else { return .now(.error(n.isImage ? ENODEV : EIO)) }
+            guard let (t, base, length) = extent(n, fh: fh) else {
+                if writeFlags & FUSEWriteFlags.cache != 0 {
+                    engine.note("\(n.target?.description ?? "?"): a cached write to a target not identified, or a "
+                                + "partition gone, failed: fsync and close of the file will say EIO")
+                }
+                return .now(.error(n.isImage ? ENODEV : EIO))
+            }
             if trapAfterWrites.load(ordering: .relaxed) > 0 { PlantedTrap.counted(self) }
             let cached = writeFlags & FUSEWriteFlags.cache != 0
             // Past the end a write gets ENOSPC, as on a block device. (A buffered write past the
@@ -205,7 +211,12 @@ extension AoEFileSystem {
                 switch result {
                 case .success: r.written(count, &outbox)
                 case .failure(let e):
-                    if cached { handles.lostWrite(t) }
+                    if cached {
+                        handles.lostWrite(t)
+                        // The writer learns it only at fsync or close: say here what was lost.
+                        engine.note("\(t): a cached write of \(count) bytes at byte \(bytes.lowerBound) failed (\(e)): "
+                                    + "fsync and close of the file will say EIO")
+                    }
                     r.error(errnoValue(for: e), &outbox)
                 }
                 track(-1)

@@ -77,7 +77,7 @@ struct NetworkOptions: ParsableArguments {
     }
 
     /// Opens the links and starts an engine on them; a one-line error on failure.
-    func startEngine(defaultToAllEthernet: Bool = false) throws -> Engine {
+    func startEngine(defaultToAllEthernet: Bool = false, searchWhileProving: Bool = false) throws -> Engine {
         Log.setUp(verbosity: verbose)
         let file = try configFile()
         var names = interfaces.isEmpty ? (file?.interfaces ?? []) : interfaces
@@ -86,7 +86,8 @@ struct NetworkOptions: ParsableArguments {
             names = allEthernetInterfaces()
             if names.isEmpty { throw CLIError("no Ethernet interface is up; give one with --iface") }
         }
-        let configuration = engineConfiguration(file: file)
+        var configuration = engineConfiguration(file: file)
+        configuration.searchWhileProving = searchWhileProving
         Log.logger.debug("settings: interfaces \(names.joined(separator: " ")), deadsecs \(configuration.deadsecs), maxout \(configuration.maxOutstanding), maxdata \(configuration.maxPayload.map(String.init) ?? "-"), mtu cap \(configuration.mtu.map(String.init) ?? "-"), busy poll \(configuration.busyPoll), \(configuration.targets.count) target and \(configuration.interfaces.count) interface sections")
         var links: [any Link] = []
         for name in names {

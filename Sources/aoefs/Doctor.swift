@@ -77,7 +77,7 @@ struct Doctor: ParsableCommand {
             metrics = text
             allowList = (readTreeFile(m + "/etherd/interfaces") ?? "").split(separator: " ").map(String.init)
         } else {
-            let engine = try network.startEngine(defaultToAllEthernet: true)
+            let engine = try network.startEngine(defaultToAllEthernet: true, searchWhileProving: true)
             defer { engine.shutdown() }
             let start = ContinuousClock.now
             let limit = Duration.milliseconds(Int64(wait * 1000))

@@ -4,13 +4,16 @@ import AoEProtocol
 /// payload that crosses a path, and the check of a path whose large frames are lost.
 extension PathSet {
     /// Starts the next payload-search probe on `id`, if its negotiator wants one and none is in
-    /// flight. The caller checks that the target is up. A path still proving it reaches the
-    /// same disk searches too: a probe is a READ of LBA 0, and what crosses the path is known
-    /// by the time it carries I/O (and `aoefs doctor`, which writes nothing, sees it: issue 31).
+    /// flight. The caller checks that the target is up. With `searchWhileProving` (`aoefs
+    /// doctor`) a path still proving it reaches the same disk searches too, once its sample
+    /// reads agree and it waits for a write (a probe is a READ of LBA 0).
     mutating func continueProbing(_ id: PathID, counters: inout TargetCounters, _ wire: inout Wire, now: Instant,
                                   _ out: inout [EngineAction]) {
         guard contains(id), self[id].probeTag == nil,
-              self[id].standing == .verified || self[id].standing == .proving, wire.isUsable(self[id].link),
+              self[id].standing == .verified
+                || (wire.configuration.searchWhileProving && self[id].standing == .proving
+                    && self[id].proof?.stage == .awaitingWrite),
+              wire.isUsable(self[id].link),
             let sectors = self[id].negotiator.startProbe()
         else { return }
         sendProbe(id, sectors: sectors, kind: .search, counters: &counters, &wire, now: now, &out)
@@ -28,7 +31,7 @@ extension PathSet {
         let flight = FrameInFlight(
             target: address, path: id,
             range: WorkRange(request: nil, kind: .read, lba: 0, sectors: sectors, bufferOffset: 0),
-            sentAt: now, deadline: now + Self.probeTimeout(p, wire.configuration), probe: kind)
+            sentAt: now, deadline: now + Self.probeTimeout(p, kind, wire.configuration), probe: kind)
         if kind == .alive { self[id].aliveTag = header.tag } else if kind != .burst { self[id].probeTag = header.tag }
         self[id].outstanding += 1
         self[id].sent += 1
@@ -36,12 +39,15 @@ extension PathSet {
         wire.transmit(OutgoingFrame(bytes: bytes), tag: header.tag, flight, on: p.link, &out)
     }
 
-    /// How long a probe waits for its answer: eight RTOs of a measured path (a large frame may
-    /// wait behind a window of them), at least `probeTimeout`. A path with no sample yet (one
-    /// still proving, which carries no I/O) waits the initial RTO: eight of them, 1.6 s per
-    /// try, made `aoefs doctor`'s payload search on such a path take 13 s (issue 31).
-    static func probeTimeout(_ p: Path, _ c: EngineConfiguration) -> Duration {
-        p.rtt.smoothed == nil ? max(c.probeTimeout, c.initialRTO) : max(c.probeTimeout, p.rtt.timeout * 8)
+    /// How long a probe waits for its answer: eight RTOs of the path (a large frame may wait
+    /// behind a window of them), at least `probeTimeout`. A payload-search probe on a path with
+    /// no sample yet (one still proving, which carries no I/O) waits two initial RTOs instead of
+    /// eight: 1.6 s per try made `aoefs doctor`'s search on such a path take 13 s (issue 31),
+    /// and a size failed by a slow answer is tried again (`raiseIfDue`). A proof's read keeps the
+    /// long wait: its timeouts drop the path.
+    static func probeTimeout(_ p: Path, _ kind: ProbeKind, _ c: EngineConfiguration) -> Duration {
+        if kind == .search && p.rtt.smoothed == nil { return max(c.probeTimeout, c.initialRTO * 2) }
+        return max(c.probeTimeout, p.rtt.timeout * 8)
     }
 
     /// Sends the probes that check a suspect path: one at the size in use, one of 1024 bytes.

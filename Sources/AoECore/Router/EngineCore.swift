@@ -29,8 +29,11 @@ public struct EngineCore: Sendable {
     /// `now` to this, so no state machine below ever sees time run backwards.
     public private(set) var latestNow: Instant = .zero
 
-    public init(configuration: EngineConfiguration = EngineConfiguration()) {
+    /// - Parameter firstTag: where the frame tags start (the driver picks one at random, so a
+    ///   restarted initiator does not reuse the tags of frames its predecessor left in flight).
+    public init(configuration: EngineConfiguration = EngineConfiguration(), firstTag: UInt32 = 1) {
         wire = Wire(configuration: configuration)
+        wire.frames = FrameTable(firstTag: firstTag)
     }
 
     /// The tunables in force.

@@ -37,6 +37,12 @@ struct FrameTable: Sendable {
     private var retiredOrder: Deque<Tag> = []
     static let retiredLimit = 8192
     private var lastTag: UInt32 = 1
+
+    /// Tags start after `firstTag`. A daemon that took over a mount (issue 30) starts far from
+    /// where its predecessor was: the target may still answer the predecessor's frames, and an
+    /// answer whose tag a new frame reuses would be taken for that frame's (Linux's aoe driver
+    /// mixes jiffies into its tags for the same reason).
+    init(firstTag: UInt32 = 1) { lastTag = firstTag & 0x7FFF_FFFF }
     /// The earliest deadline among frames recorded since `takeEarliestNewDeadline()`.
     private var earliestNew: Instant?
 

@@ -27,10 +27,10 @@ public final class MountSession: Sendable {
 
     public var engine: Engine { fileSystem.engine }
 
-    /// The least a resumed daemon waits for its predecessor's targets before it serves: the
-    /// requests waiting meanwhile are the callers' pause, but one for a target not yet found
-    /// again would fail.
-    public static let resumeSettle: Duration = .seconds(10)
+    /// How long a resumed daemon waits for its predecessor's targets before it serves when
+    /// `deadsecs` is 0 (never down): the requests waiting meanwhile are the callers' pause, but
+    /// one for a target not yet found again would fail. Otherwise it waits up to `deadsecs`.
+    public static let resumeSettle: Duration = .seconds(180)
 
     /// A resumed daemon: the predecessor's targets found again and settled, and their partition
     /// tables read, before any request is read (bounded by `settle`); handles numbered past any
@@ -108,7 +108,12 @@ public final class MountSession: Sendable {
         engine.addLogObserver { [weak fileSystem] _ in fileSystem?.logged() }
         if let supervisor {
             let wanted = try fileSystem.mount(options: options, supervisor: supervisor)
-            if fileSystem.resumed { resume(waitingFor: wanted, settle: max(settle, Self.resumeSettle)) }
+            if fileSystem.resumed {
+                // Until the targets are back, as long as a target may be silent before its I/O
+                // fails (deadsecs): a request served before would fail at once (ENODEV).
+                let dead = engine.configuration.deadsecs
+                resume(waitingFor: wanted, settle: max(settle, dead > 0 ? .seconds(dead) : Self.resumeSettle))
+            }
             reportTargets(to: supervisor)
         } else {
             try fileSystem.mount(options: options)

@@ -60,7 +60,10 @@ struct SupervisorTests {
         defer { m.tearDown() }
         let src = m.lab.directory.appendingPathComponent("src.bin").path
         try must("head -c \(256 << 20) /dev/urandom > \(src)")
-        let dd = try ChildProcess(["dd", "if=\(src)", "of=\(m.image)", "bs=1M", "conv=fsync", "status=none"])
+        let ddErr = m.lab.directory.appendingPathComponent("dd.err").path
+        let errFD = open(ddErr, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        let dd = try ChildProcess(["dd", "if=\(src)", "of=\(m.image)", "bs=1M", "conv=fsync", "status=none"], stderr: errFD)
+        close(errFD)
         defer { if dd.isRunning { dd.signal(SIGKILL); dd.wait() } }
         if signal != 0 {
             let recorded = try Self.killDaemon(m, signal) { Self.bytesWritten(m) >= 32 << 20 }
@@ -71,7 +74,8 @@ struct SupervisorTests {
             #expect(Self.daemon(m)["previous_end"]?.contains(cause) == true, "\(Self.daemon(m))")
         }
         dd.wait()
-        #expect(dd.exitCode == 0, "dd exited \(String(describing: dd.exitCode))")
+        let ddSaid = (try? String(contentsOfFile: ddErr, encoding: .utf8)) ?? ""
+        #expect(dd.exitCode == 0, "dd exited \(String(describing: dd.exitCode)): \(ddSaid) \(m.log(of: m.lab).suffix(4000))")
         #expect(try must("cmp -n \(256 << 20) \(src) \(m.file.path) && echo same").contains("same"), "the target holds what dd wrote")
         #expect(try must("cmp -n \(256 << 20) \(src) \(m.image) && echo same").contains("same"), "and the image reads it back")
         #expect(Self.daemon(m)["restarts"] == "1")
