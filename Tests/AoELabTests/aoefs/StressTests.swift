@@ -109,7 +109,9 @@ struct StressTests {
         #expect(SupervisorTests.daemonFacts(mnt)["restarts"] == "0", "\(SupervisorTests.daemonFacts(mnt))")
         for (p, out) in fios {
             let report = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
-            #expect(p.exitCode == 0 && report.contains("err= 0"), "\(report.suffix(2000))")
+            // The lines that say what went wrong first (a verify mismatch, an errno), then the tail.
+            let said = report.split(separator: "\n").filter { $0.contains("err=") || $0.contains("verify") || $0.contains("error") }
+            #expect(p.exitCode == 0 && report.contains("err= 0"), "\(said.prefix(20).joined(separator: "\n"))\n\(report.suffix(1500))")
         }
         let monitorText = (try? String(contentsOfFile: monitorOut, encoding: .utf8)) ?? ""
         print("stress: " + (monitorText.split(separator: "\n").last.map(String.init) ?? "no monitor summary"))
