@@ -10,7 +10,7 @@ SWIFT_BUILD_FLAGS ?=
 APT_PACKAGES = libfuse3-dev fuse3 vblade nftables iproute2 tcpdump fio e2fsprogs pkg-config man-db procps \
   fdisk gdisk python3 python3-prometheus-client lintian dpkg-dev tmux qemu-system-x86 cpio kmod xz-utils
 
-.PHONY: soak test-linux-initiator all build test deps lab-clean format lint clean bench-tools bench bench-scale demo install uninstall deb deb-test bench-cost bench-peer
+.PHONY: soak test-linux-initiator all build test deps lab-clean format lint clean bench-tools bench bench-scale demo install uninstall deb deb-test bench-cost bench-peer bench-guest
 
 PREFIX ?= /usr/local
 
@@ -120,6 +120,13 @@ PEER_PACKAGES = fio qemu-utils qemu-system-common gnuplot-nox e2fsprogs
 bench-peer:
 	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(PEER_PACKAGES)"
 	Benchmarks/peer.sh
+
+## bench-guest: the Linux kernel's aoe driver and aoefs taking turns in one qemu TCG guest (one
+## emulated CPU: CPU work per byte) against the same vblade; ratios aoefs / driver (root)
+GUEST_PACKAGES = qemu-system-x86 cpio fio vblade busybox-static
+bench-guest: deps
+	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(GUEST_PACKAGES)"
+	Benchmarks/guest.sh
 
 ## bench-cost: instructions per request (valgrind's callgrind), the engine against the C
 ## yardstick, per 1 MiB read and write and per 4 KiB random read (root; apt-get valgrind)

@@ -20,11 +20,8 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 0
 fi
 aoefs=$(realpath "${1:?usage: run.sh AOEFS_BINARY}")
-top=$(cd "$here/../.." && pwd)
-cache="$top/.build/linux-guest"
-mkdir -p "$cache"
 id="aoet$(printf '%04x' $((RANDOM % 65536)))q"
-ns="${id}n"; br="${id}b"; tap="${id}p"; vport="${id}v"; vtgt="${id}t"
+ns="${id}n"
 work=$(mktemp -d /tmp/aoefs-linux-guest.XXXXXX)
 shm=""
 target_pid=""
@@ -37,66 +34,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# --- The guest's parts, downloaded once into .build/linux-guest -------------------------------
-fetch() {  # fetch PACKAGE: unpacks PACKAGE's .deb into $cache/root-PACKAGE (once)
-  local pkg=$1 dir="$cache/root-$1"
-  [ -d "$dir" ] && return 0
-  (cd "$cache" && rm -f "$pkg"_*.deb && apt-get download -qq "$pkg" >/dev/null 2>&1) || {
-    apt-get update -qq && (cd "$cache" && apt-get download -qq "$pkg" >/dev/null); }
-  mkdir -p "$dir.tmp" && dpkg-deb -x "$cache/$pkg"_*.deb "$dir.tmp" && mv "$dir.tmp" "$dir"
-}
-kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-if [ -z "$kpkg" ]; then apt-get update -qq; kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'); fi
-fetch "$kpkg"; fetch busybox-static; fetch aoetools
-kroot="$cache/root-$kpkg"
-kver=$(ls "$kroot/lib/modules" | head -1)
-kernel="$kroot/boot/vmlinuz-$kver"
-
-initrd="$cache/base-$kver.cpio"
-if [ ! -s "$initrd" ]; then
-  r="$work/initrd"
-  mkdir -p "$r"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,lib/modules}
-  cp "$cache/root-busybox-static/bin/busybox" "$r/bin/busybox"
-  for a in $("$r/bin/busybox" --list); do [ -e "$r/bin/$a" ] || ln -s busybox "$r/bin/$a"; done
-  # aoetools and e2fsprogs with the libraries they link.
-  # (aoe-stat is a bash script: bash too.)
-  bins=("$cache"/root-aoetools/sbin/aoe-* /sbin/mke2fs /sbin/e2fsck /bin/bash)
-  for b in "${bins[@]}"; do
-    if [ "$(basename "$b")" = bash ]; then rm -f "$r/bin/bash"; cp "$b" "$r/bin/bash"; else cp "$b" "$r/sbin/"; fi
-    { ldd "$b" 2>/dev/null || true; } | grep -oE '/[^ ]+' | while read -r lib; do
-      mkdir -p "$r$(dirname "$lib")" && cp -L "$lib" "$r$lib"; done || true  # a script links nothing
-  done
-  ln -sf mke2fs "$r/sbin/mkfs.ext4"; ln -sf e2fsck "$r/sbin/fsck.ext4"
-  cp /etc/mke2fs.conf "$r/etc/" 2>/dev/null || true
-  # aoe and the virtio network driver, with what they depend on, in load order.
-  depmod -b "$kroot" "$kver"
-  : > "$r/modules.order"
-  for m in virtio_pci virtio_net aoe; do
-    modprobe -d "$kroot" -S "$kver" --show-depends "$m" | awk '$1 == "insmod" {print $2}' | while read -r ko; do
-      grep -qx "/lib/modules/$(basename "$ko")" "$r/modules.order" && continue
-      case "$ko" in *.xz) xz -dc "$ko" > "$r/lib/modules/$(basename "$ko" .xz)"; ko="${ko%.xz}";;
-                    *) cp "$ko" "$r/lib/modules/";; esac
-      echo "/lib/modules/$(basename "$ko")" >> "$r/modules.order"
-    done
-  done
-  cp "$here/guest-init.sh" "$r/init"
-  (cd "$r" && find . | cpio -o -H newc --quiet) > "$initrd.tmp" && mv "$initrd.tmp" "$initrd"
-fi
-# The script itself goes in a second archive (the kernel unpacks both), so editing it needs no
-# rebuild of the base.
-mkdir -p "$work/over" && cp "$here/guest-init.sh" "$work/over/init"
-(cd "$work/over" && find . | cpio -o -H newc --quiet) > "$work/over.cpio"
-cat "$initrd" "$work/over.cpio" > "$work/initrd.cpio"
+# --- The guest's parts, downloaded once into .build/linux-guest (guest-lib.sh) ---------------
+source "$here/guest-lib.sh"
+guest_kernel
+kernel="$GUEST_KERNEL"
+initrd="$GUEST_CACHE/base-$GUEST_KVER.cpio"
+# aoetools and e2fsprogs with the libraries they link (aoe-stat is a bash script: bash too).
+guest_initrd "$initrd" "virtio_pci virtio_net aoe" "$GUEST_CACHE"/root-aoetools/sbin/aoe-* /sbin/mke2fs /sbin/e2fsck /bin/bash
+guest_with_init "$initrd" "$here/guest-init.sh" "$work/initrd.cpio"
 
 # --- The network: [guest eth0] tap ─ bridge ─ veth ─ [target], all in namespace $ns ----------
-ip netns add "$ns"
-ip -n "$ns" link set lo up
-ip -n "$ns" link add "$br" mtu 9000 type bridge forward_delay 0 stp_state 0
-ip -n "$ns" tuntap add "$tap" mode tap
-ip -n "$ns" link add "$vport" mtu 9000 type veth peer name "$vtgt" mtu 9000
-for d in "$tap" "$vport"; do ip -n "$ns" link set "$d" mtu 9000 master "$br" up; done
-ip -n "$ns" link set "$vtgt" up
-ip -n "$ns" link set "$br" up
+guest_network "$id"
+ns="$GUEST_NS"; vtgt="$GUEST_TARGET_IF"
 
 # One guest run against TARGET (a command line run in the namespace); prints its findings.
 guest() {
@@ -111,11 +60,7 @@ guest() {
     sleep 0.1
   done
   local out="$work/$name.console"
-  timeout 300 ip netns exec "$ns" qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp 2 -m 1G \
-    -nographic -no-reboot -kernel "$kernel" -initrd "$work/initrd.cpio" \
-    -append "console=ttyS0 quiet panic=-1 rdinit=/init" \
-    -netdev "tap,id=n0,ifname=$tap,script=no,downscript=no" -device "virtio-net-pci,netdev=n0,host_mtu=9000" \
-    < /dev/null > "$out" 2>&1 || true
+  guest_boot "$work/initrd.cpio" "$out" 300 "" -smp 2 -m 1G
   kill "$target_pid" 2>/dev/null; wait "$target_pid" 2>/dev/null || true
   target_pid=""
   # (The first line may follow the firmware's escape sequences on the same line.)
