@@ -44,7 +44,9 @@ engine() {  # test bs qd field
     --test "$1" --bs "$2" --qd "$3" --rand-bs "$2" --rand-qd "$3" --seconds "$SECS" --size "${SPAN}M" --write)
   local v; v=$(awk -v t="$1" '$1==t' "$OUT/e.out" | field "$4")
   # The shell's cutime + cstime: the CPU of the bench it waited for.
-  echo "$v $(echo "$out" | awk -v v="$v" -v s="$SECS" -v k="$TICK" '{ print ($16 + $17) / k / (v * s) }')"
+  # Requests: IOPS × seconds, or MB/s × seconds in 1 MiB requests.
+  echo "$v $(echo "$out" | awk -v v="$v" -v s="$SECS" -v k="$TICK" -v bs="$2" '{
+    n = (bs == "1M" ? v * s * 1e6 / 1048576 : v * s); print ($16 + $17) / k / n }')"
 }
 fio_load() {  # file rw bs qd -> "value cpu-per-IO" (cpu of DAEMON when set)
   local before=0 after=0
@@ -57,11 +59,15 @@ fio_load() {  # file rw bs qd -> "value cpu-per-IO" (cpu of DAEMON when set)
   echo "$r" | awk -v b="$before" -v a="$after" -v k="$TICK" -v bs="$3" '{
     n = $3 / (bs == "4k" ? 4096 : 1048576); print (bs == "4k" ? $2 : $1), (n > 0 ? (a - b) / k / n : 0) }'
 }
-dd_load() {  # read|write file -> "MB/s 0"
+dd_load() {  # read|write file -> "MB/s cpu-per-IO" (cpu of DAEMON when set)
   local args=(if="$2" of=/dev/null iflag=direct)
   [ "$1" = write ] && args=(if=/dev/zero of="$2" oflag=direct conv=notrunc,nocreat)
-  dd "${args[@]}" bs=1M count="$SPAN" 2>&1 | awk '/copied/ { for (i=1;i<=NF;i++) if ($i ~ /^[0-9.,]+$/ && $(i+1) ~ /B\/s/) { v=$i; u=$(i+1) } }
-    END { gsub(",",".",v); print (u ~ /^G/ ? v*1000 : v), 0 }'
+  local before=0 after=0
+  [ -n "${DAEMON:-}" ] && before=$(cpu_ticks "$DAEMON")
+  local r; r=$(dd "${args[@]}" bs=1M count="$SPAN" 2>&1 | awk '/copied/ { for (i=1;i<=NF;i++) if ($i ~ /^[0-9.,]+$/ && $(i+1) ~ /B\/s/) { v=$i; u=$(i+1) } }
+    END { gsub(",",".",v); print (u ~ /^G/ ? v*1000 : v) }')
+  [ -n "${DAEMON:-}" ] && after=$(cpu_ticks "$DAEMON")
+  echo "$r $(awk -v b="$before" -v a="$after" -v k="$TICK" -v n="$SPAN" 'BEGIN { print (a - b) / k / n }')"
 }
 
 head="$(printf "%-30s %-13s" "test (MTU 9000, vblade -b 16)" "engine")"
@@ -96,20 +102,21 @@ row() {  # name unit engine-args "mount command with FILE for the image" [cpu]
   done
   line+="$(printf " %-13s %s" "$(printf "%s" "$peers" | rnd) $unit" "$(printf "%s" "$bests" | median2)")"
   echo "$line"
-  if [ -n "$cpu" ]; then
-    local c; c="$(printf "%-30s %-13s" "  CPU µs per 4 KiB read" "$(printf "%s" "$ecpu" | awk '{ print $1 * 1e6 }' | med | awk '{ printf "%.1f", $1 }')")"
-    for w in "${ways[@]}"; do
-      c+="$(printf " %-21s" "$(printf "%s" "${cpus[$w]}" | awk '{ print $1 * 1e6 }' | med | awk '{ printf "%.1f", $1 }') ($(paste <(printf "%s" "${cpus[$w]}") <(printf "%s" "$ecpu") | awk '{ print $1 / $2 }' | med | awk '{ printf "%.2f", $1 }')×)")"
-    done
-    echo "$c"
-  fi
+  # CPU: µs per 4 KiB request, or CPU-seconds per GiB for the 1 MiB rows (1024 requests).
+  local label="  CPU s per GiB" scale=1024
+  [ -n "$cpu" ] && { label="  CPU µs per 4 KiB read"; scale=1e6; }
+  local c; c="$(printf "%-30s %-13s" "$label" "$(printf "%s" "$ecpu" | awk -v s="$scale" '{ print $1 * s }' | med | awk '{ printf "%.2f", $1 }')")"
+  for w in "${ways[@]}"; do
+    c+="$(printf " %-21s" "$(printf "%s" "${cpus[$w]}" | awk -v s="$scale" '{ print $1 * s }' | med | awk '{ printf "%.2f", $1 }') ($(paste <(printf "%s" "${cpus[$w]}") <(printf "%s" "$ecpu") | awk '$2 > 0 { print $1 / $2 }' | med | awk '{ printf "%.2f", $1 }')×)")"
+  done
+  echo "$c"
 }
 row "seq read 1 MiB, QD 1 (dd)" MB/s "seqread 1M 1 MB/s" "dd_load read FILE"
 row "seq write 1 MiB, QD 1 (dd)" MB/s "seqwrite 1M 1 MB/s" "dd_load write FILE"
 row "seq read 1 MiB, QD 4 (fio)" MB/s "seqread 1M 4 MB/s" "fio_load FILE read 1M 4"
 row "seq write 1 MiB, QD 4 (fio)" MB/s "seqwrite 1M 4 MB/s" "fio_load FILE write 1M 4"
-row "4 KiB random read, QD 1" IOPS "randread 4K 1 IOPS" "fio_load FILE randread 4k 1"
+row "4 KiB random read, QD 1" IOPS "randread 4K 1 IOPS" "fio_load FILE randread 4k 1" cpu
 row "4 KiB random read, QD 32" IOPS "randread 4K 32 IOPS" "fio_load FILE randread 4k 32" cpu
 echo "(x / engine: median of per-run ratios (range); best / peer: the fastest transport of each run against the peer;"
-echo " CPU: the daemon's user+system time per I/O, and its ratio to the engine alone's)"
+echo " CPU: the daemon's user+system time per GiB (1 MiB rows) or per 4 KiB read, and its ratio to the engine alone's)"
 [ "$URING" = 1 ] || echo "(no FUSE over io_uring in this kernel: the ring column is left out)"
