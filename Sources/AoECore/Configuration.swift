@@ -4,6 +4,9 @@ import AoEProtocol
 public struct EngineConfiguration: Sendable, Hashable {
     /// Seconds without an answer while I/O waits before the target is declared down; 0 = never.
     public var deadsecs: Int = 180
+    /// Receive a READ answer's data straight into its request's buffer where the link can
+    /// (issue 32); off, every answer is received into the link's buffer and copied.
+    public var receivePlacement = true
     /// The most frames in flight per path (Linux `aoe_maxout`).
     public var maxOutstanding: Int = 128
     /// The user's cap on data bytes per frame (`--maxdata`).

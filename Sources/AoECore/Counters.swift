@@ -42,6 +42,10 @@ public struct TargetCounters: Sendable, Hashable {
     /// Paths refused as another disk answering as this target (IDENTIFY, sectors or a write
     /// seen through the other path disagreed).
     public var duplicates: UInt64 = 0
+    /// READ answers whose data the link received where it belongs (receive placement, issue
+    /// 32), and those it received into its own buffer and were copied to their place.
+    public var readsPlaced: UInt64 = 0
+    public var readsCopied: UInt64 = 0
 
     public init() {}
 }

@@ -24,13 +24,52 @@ public protocol Link: AnyObject, Sendable {
     /// thread be an event loop: frames, a FUSE session, a wake-up (`Engine`'s `EventLoop`).
     func receive(limit: Int, timeout: Duration, alsoWatching descriptors: [Int32],
                  _ body: (UnsafeRawBufferPointer) -> Void) throws -> (frames: Int, ready: UInt32)
+    /// As `receive(limit:timeout:alsoWatching:_:)`, placing READ answers' data where `placer`
+    /// predicts (issue 32): right before each receive system call the link asks `placer` for
+    /// the places of the next answers (`predict`) and scatters each message over {its slot's
+    /// headers, the place, the rest of its slot}; right after, it settles each message
+    /// (`ReceiveLayout.settle`) and tells `placer` the call is over (`release`) — before any
+    /// frame is handed to `body`. A frame whose placement hit comes as headers plus data in
+    /// place; every other frame whole, as without a placer. A link that cannot scatter ignores
+    /// `placer` (the default).
+    func receive(limit: Int, timeout: Duration, alsoWatching descriptors: [Int32], placer: (any ReceivePlacer)?,
+                 _ body: (ReceivedFrame) -> Void) throws -> (frames: Int, ready: UInt32)
     /// Frames refused since the last call because they were longer than the interface's MTU
     /// (lowered under us); the driver then reads the MTU again. Asked after every send batch:
     /// a protocol requirement, so the question costs no dynamic cast.
     func takeOversized() -> UInt64
 }
 
+/// A frame a receive call hands over: whole, or (its placement hit) its headers with its data
+/// already where it belongs.
+public struct ReceivedFrame {
+    /// The whole frame, or only its headers (`ReceiveLayout.headerBytes`) when `placedData` is set.
+    public var bytes: UnsafeRawBufferPointer
+    /// The frame's data, received in place.
+    public var placedData: UnsafeRawBufferPointer?
+
+    public init(bytes: UnsafeRawBufferPointer, placedData: UnsafeRawBufferPointer? = nil) {
+        self.bytes = bytes
+        self.placedData = placedData
+    }
+}
+
+/// What a link asks around each receive system call when it places data (`Link.receive(…placer:…)`).
+public protocol ReceivePlacer: AnyObject {
+    /// Fills `list` with the places of the next answers expected (at most `limit`, each at most
+    /// `largest` bytes), oldest first; they stay valid until `release()`.
+    func predict(into list: inout [Placement], limit: Int, largest: Int)
+    /// The receive system call is over: the places may be reused.
+    func release()
+}
+
 extension Link {
+    /// A link that cannot scatter receives as without a placer.
+    public func receive(limit: Int, timeout: Duration, alsoWatching descriptors: [Int32], placer: (any ReceivePlacer)?,
+                        _ body: (ReceivedFrame) -> Void) throws -> (frames: Int, ready: UInt32) {
+        try receive(limit: limit, timeout: timeout, alsoWatching: descriptors) { body(ReceivedFrame(bytes: $0)) }
+    }
+
     /// A link that cannot tell: none.
     public func takeOversized() -> UInt64 { 0 }
 

@@ -26,6 +26,10 @@ public final class Engine: Sendable {
         var waiters = 0
         /// The request latency histograms, by target and kind (`EngineMetrics`).
         var latency: LatencyHistograms
+        /// Completions held back while a receive call may still write into the request's
+        /// buffer (receive placement: `EngineCore.placementHolds`); the loop that releases
+        /// the placement takes them (`LoopPlacer`).
+        var heldCompletions = RequestTable<(IOCompletion, Result<Void, AoEIOError>)>()
 
         /// Moves the core's actions out of `outbox.actions` into the outbox: frames per link, the
         /// completions of finished requests (their callbacks taken out of the table, here, under
@@ -36,7 +40,8 @@ public final class Engine: Sendable {
                 switch a {
                 case .send(let id, let frame): outbox.append(frame, to: id)
                 case .complete(let id, let r):
-                    if let c = callbacks.removeValue(forKey: id) { outbox.completions.append((c, r)) }
+                    guard let c = callbacks.removeValue(forKey: id) else { break }
+                    if core.placementHolds(id) { heldCompletions[id] = (c, r) } else { outbox.completions.append((c, r)) }
                 case .log(let line):
                     errors.append(line)
                     outbox.logs.append(line)

@@ -28,6 +28,8 @@ final class EventLoop: @unchecked Sendable {
     private let ended = Locked(false)
     /// The attached source (the FUSE session), on the first loop.
     var source: (any EventSource)?
+    /// Receive placement on this loop's link (nil when turned off).
+    let placer: LoopPlacer?
 
     /// A link that fails is tried again after this; meanwhile the loop serves its other
     /// descriptors. (With rtnetlink the link's state comes from events; this only retries the
@@ -44,6 +46,8 @@ final class EventLoop: @unchecked Sendable {
         self.link = link
         self.ticksTimers = ticksTimers
         wake = try WakeUp()
+        let placing = engine.state.withLock { $0.core.configuration.receivePlacement }
+        placer = placing ? id.map { LoopPlacer(engine: engine, id: $0) } : nil
     }
 
     /// Runs `work` on the loop's thread at its next pass (with that pass's outbox), waking it.
@@ -93,11 +97,13 @@ final class EventLoop: @unchecked Sendable {
                 do {
                     // One clock read per batch: the frames of one recvmmsg arrived together.
                     var batchTime: Instant?
-                    (frames, ready) = try link.receive(limit: 64, timeout: wait, alsoWatching: watched) { bytes in
+                    (frames, ready) = try link.receive(limit: 64, timeout: wait, alsoWatching: watched,
+                                                       placer: placer) { frame in
                         let now = batchTime ?? engine.clock.now()
                         batchTime = now
-                        engine.receive(bytes, on: id, now: now, &outbox)
+                        engine.receive(frame, on: id, now: now, &outbox)
                     }
+                    if let placer, !placer.released.isEmpty { placer.takeReleased(into: &outbox) }
                     if failing {
                         failing = false
                         engine.receiveWorks(id, &outbox)
@@ -148,10 +154,49 @@ final class EventLoop: @unchecked Sendable {
     }
 }
 
+/// A loop's side of receive placement (issue 32): the predictions its link asks for before each
+/// receive system call and their release after it, under the engine's lock; the completions a
+/// release lets go (held back while the call might still write into their buffers) wait here
+/// for the loop's outbox.
+final class LoopPlacer: ReceivePlacer, @unchecked Sendable {
+    // @unchecked: used only by its loop's thread (inside that loop's receive call and pass).
+    unowned let engine: Engine
+    let id: LinkID
+    private(set) var released: [(IOCompletion, Result<Void, AoEIOError>)] = []
+
+    init(engine: Engine, id: LinkID) {
+        self.engine = engine
+        self.id = id
+    }
+
+    func predict(into list: inout [Placement], limit: Int, largest: Int) {
+        engine.state.withLock { $0.core.predictPlacements(on: id, into: &list, limit: limit, largest: largest) }
+    }
+
+    func release() {
+        engine.state.withLock { s in
+            for r in s.core.releasePlacements(on: id) {
+                if let c = s.heldCompletions.removeValue(forKey: r) { released.append(c) }
+            }
+        }
+    }
+
+    func takeReleased(into outbox: inout Outbox) {
+        outbox.completions += released
+        released.removeAll(keepingCapacity: true)
+    }
+}
+
 extension Engine {
     /// Handles one received frame, under the lock.
-    func receive(_ bytes: UnsafeRawBufferPointer, on id: LinkID, now: Instant, _ outbox: inout Outbox) {
-        withCore(&outbox) { core, out in core.receive(bytes, on: id, now: now, &out) }
+    func receive(_ frame: ReceivedFrame, on id: LinkID, now: Instant, _ outbox: inout Outbox) {
+        withCore(&outbox) { core, out in
+            if let data = frame.placedData {
+                core.receive(headers: frame.bytes, placedData: data, on: id, now: now, &out)
+            } else {
+                core.receive(frame.bytes, on: id, now: now, &out)
+            }
+        }
     }
 
     /// Ticks the core if its next deadline has come; returns how long until the next one.

@@ -117,7 +117,10 @@ extension AoEFileSystem {
                     }
                     return
                 case .success: r.buffer(buffer.bytes.baseAddress, count, &outbox)
-                case .failure(let e): r.error(errnoValue(for: e), &outbox)
+                case .failure(let e):
+                    // The reader sees only EIO: err says why.
+                    engine.note("\(t): a read of \(count) bytes at byte \(base + UInt64(offset)) failed: \(e)")
+                    r.error(errnoValue(for: e), &outbox)
                 }
                 track(-1)
             }
@@ -216,6 +219,8 @@ extension AoEFileSystem {
                         // The writer learns it only at fsync or close: say here what was lost.
                         engine.note("\(t): a cached write of \(count) bytes at byte \(bytes.lowerBound) failed (\(e)): "
                                     + "fsync and close of the file will say EIO")
+                    } else {
+                        engine.note("\(t): a write of \(count) bytes at byte \(bytes.lowerBound) failed: \(e)")
                     }
                     r.error(errnoValue(for: e), &outbox)
                 }

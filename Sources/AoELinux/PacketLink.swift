@@ -40,6 +40,7 @@ public final class PacketLink: Link {
     private let sendDropCount = Atomic<UInt64>(0)
     private let closed = Atomic<Bool>(false)
     private let busyPollMicroseconds = Atomic<Int>(0)
+    private let placedHits = Atomic<UInt64>(0)
 
     /// The default receive (and send) buffer: 256 frames of 9 KiB, a full window at jumbo size.
     public static let defaultBufferSize = 256 * 9216
@@ -154,6 +155,9 @@ public final class PacketLink: Link {
     /// Frames the kernel refused to send with ENOBUFS (treated as lost on the wire).
     public var sendDrops: UInt64 { sendDropCount.load(ordering: .relaxed) }
 
+    /// READ answers received where they belong (receive placement, issue 32).
+    public var placedFrames: UInt64 { placedHits.load(ordering: .relaxed) }
+
     /// Frames dropped because they were longer than a receive slot.
     public var truncatedFrames: UInt64 { truncatedCount.load(ordering: .relaxed) }
 
@@ -224,14 +228,30 @@ public final class PacketLink: Link {
     public func receive(
         limit: Int, timeout: Duration, alsoWatching descriptors: [Int32], _ body: (UnsafeRawBufferPointer) -> Void
     ) throws(LinkError) -> (frames: Int, ready: UInt32) {
+        try receive(limit: limit, timeout: timeout, alsoWatching: descriptors, placer: nil) { body($0.bytes) }
+    }
+
+    /// As above, placing READ answers' data where `placer` predicts (`Link`): each receive
+    /// system call is one non-blocking recvmmsg, between the placer's `predict` and `release`,
+    /// so a place is pinned only while the kernel may write to it — never across a wait.
+    public func receive(
+        limit: Int, timeout: Duration, alsoWatching descriptors: [Int32], placer: (any ReceivePlacer)?,
+        _ body: (ReceivedFrame) -> Void
+    ) throws(LinkError) -> (frames: Int, ready: UInt32) {
         let ms = timeout < .zero ? -1 : milliseconds(timeout)  // rounded up, as every poll(2) wait here
         return try receivePool.withLock { (pool: inout ReceivePool) throws(LinkError) -> (frames: Int, ready: UInt32) in
             var truncated: UInt64 = 0
             var ready: Int32 = 0
-            let n = descriptors.withUnsafeBufferPointer { also in
-                aoel_receive_batch(fd, pool.pointers, pool.slotSize, pool.lengths, pool.which, Int32(min(limit, pool.batch)),
-                                   ms, Int32(busyPollMicroseconds.load(ordering: .relaxed)), &truncated,
-                                   also.baseAddress, Int32(also.count), &ready)
+            let most = min(limit, pool.batch)
+            // Try first, wait only when nothing is queued: under load a frame is usually
+            // waiting, and this saves a poll(2) per batch.
+            var n = receiveOnce(&pool, most: most, placer: placer, truncated: &truncated)
+            if n == 0 && ms != 0 {
+                let w = descriptors.withUnsafeBufferPointer { also in
+                    aoel_wait_frames(fd, ms, Int32(busyPollMicroseconds.load(ordering: .relaxed)), also.baseAddress,
+                                     Int32(also.count), &ready)
+                }
+                n = w < 0 ? w : w > 0 ? receiveOnce(&pool, most: most, placer: placer, truncated: &truncated) : 0
             }
             if truncated > 0 { truncatedCount.add(truncated, ordering: .relaxed) }
             if n < 0 {
@@ -241,6 +261,37 @@ public final class PacketLink: Link {
             for k in 0..<Int(n) { body(pool.frame(k)) }
             return (Int(n), UInt32(bitPattern: ready))
         }
+    }
+
+    /// One recvmmsg: the placer's predictions first, then each scattered message settled (hit,
+    /// or made whole in its slot), then the predictions released. Returns frames kept or -errno.
+    private func receiveOnce(_ pool: inout ReceivePool, most: Int, placer: (any ReceivePlacer)?,
+                             truncated: inout UInt64) -> Int32 {
+        var placed = 0
+        if let placer {
+            placer.predict(into: &pool.placements, limit: most, largest: pool.slotSize - ReceiveLayout.headerBytes)
+            placed = pool.placements.count
+            for (i, p) in pool.placements.enumerated() {
+                pool.places[i] = p.destination
+                pool.counts[i] = UInt32(p.count)
+            }
+        }
+        let n = aoel_receive_placed(fd, pool.pointers, pool.slotSize, ReceiveLayout.headerBytes, pool.places, pool.counts,
+                                    Int32(placed), pool.lengths, pool.which, Int32(most), &truncated)
+        if placed > 0 {
+            var hits: UInt64 = 0
+            for k in 0..<max(0, Int(n)) {
+                let i = Int(pool.which[k])
+                pool.hits[k] = i < placed && ReceiveLayout.settle(slot: pool.pointers[i]!, slotSize: pool.slotSize,
+                                                                  length: Int(pool.lengths[k]), placement: pool.placements[i])
+                if pool.hits[k] { hits += 1 }
+            }
+            placer!.release()
+            placedHits.add(hits, ordering: .relaxed)
+        } else {
+            for k in 0..<max(0, Int(n)) { pool.hits[k] = false }
+        }
+        return n
     }
 
     private static func describe(step: Int32) -> String {

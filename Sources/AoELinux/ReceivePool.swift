@@ -1,3 +1,5 @@
+import AoECore
+
 /// The slots a `PacketLink` receives one batch of frames into, and what the kernel says of each
 /// (recvmmsg: lengths, and which slots hold frames kept). One receive call at a time (the
 /// link's receive lock); a frame is handled in its slot during the call, never kept past it.
@@ -13,6 +15,12 @@ struct ReceivePool: ~Copyable {
     let pointers: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>
     let lengths: UnsafeMutablePointer<UInt32>
     let which: UnsafeMutablePointer<Int32>
+    /// Receive placement (issue 32): the places predicted for the first messages of the next
+    /// call (addresses and sizes for the C call), and which kept frames hit theirs.
+    var placements: [Placement] = []
+    let places: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+    let counts: UnsafeMutablePointer<UInt32>
+    let hits: UnsafeMutablePointer<Bool>
 
     init(slotSize: Int, batch: Int) {
         precondition(batch > 0, "a receive pool needs a slot")
@@ -22,6 +30,10 @@ struct ReceivePool: ~Copyable {
         pointers = .allocate(capacity: batch)
         lengths = .allocate(capacity: batch)
         which = .allocate(capacity: batch)
+        places = .allocate(capacity: batch)
+        counts = .allocate(capacity: batch)
+        hits = .allocate(capacity: batch)
+        placements.reserveCapacity(batch)
         for i in 0..<batch { pointers[i] = base + i * slotSize }
     }
 
@@ -30,10 +42,16 @@ struct ReceivePool: ~Copyable {
         pointers.deallocate()
         lengths.deallocate()
         which.deallocate()
+        places.deallocate()
+        counts.deallocate()
+        hits.deallocate()
     }
 
-    /// Kept frame `k` of the last receive call.
-    func frame(_ k: Int) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(start: pointers[Int(which[k])], count: Int(lengths[k]))
+    /// Kept frame `k` of the last receive call: whole, or its headers and its data in place.
+    func frame(_ k: Int) -> ReceivedFrame {
+        let i = Int(which[k])
+        guard hits[k] else { return ReceivedFrame(bytes: UnsafeRawBufferPointer(start: pointers[i], count: Int(lengths[k]))) }
+        return ReceivedFrame(bytes: UnsafeRawBufferPointer(start: pointers[i], count: ReceiveLayout.headerBytes),
+                             placedData: UnsafeRawBufferPointer(start: places[i], count: Int(counts[i])))
     }
 }

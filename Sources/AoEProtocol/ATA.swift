@@ -223,6 +223,20 @@ public struct ATAView {
         data = UnsafeRawBufferPointer(rebasing: b[AoEOffset.ataData...])
     }
 
+    /// Reads the argument from a frame's headers (at least `AoEOffset.ataData` bytes) whose
+    /// data was received elsewhere (receive placement); nil if the headers are too short.
+    public init?(headers h: UnsafeRawBufferPointer, data: UnsafeRawBufferPointer) {
+        guard h.count >= AoEOffset.ataData else { return nil }
+        flags = ATAFlags(rawValue: h[AoEOffset.ataFlags])
+        errorOrFeature = h[AoEOffset.ataErrorOrFeature]
+        sectorCount = h[AoEOffset.ataSectorCount]
+        commandOrStatus = h[AoEOffset.ataCommandOrStatus]
+        var v: UInt64 = 0
+        for i in (0..<6).reversed() { v = v << 8 | UInt64(h[AoEOffset.ataLBA + i]) }
+        lba = v
+        self.data = data
+    }
+
     public var status: ATAStatus { ATAStatus(rawValue: commandOrStatus) }
     public var errorRegister: ATAErrorRegister { ATAErrorRegister(rawValue: errorOrFeature) }
 }

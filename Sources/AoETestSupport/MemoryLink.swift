@@ -20,6 +20,8 @@ public final class MemoryLink: Link, @unchecked Sendable {
         var target: MemoryTarget
         var queue: [[UInt8]] = []
         var drop: (@Sendable ([UInt8]) -> Bool)?
+        var shuffle: (@Sendable ([[UInt8]]) -> [[UInt8]])?
+        var placedHits = 0
         var sent = 0
         var down = false
     }
@@ -45,6 +47,13 @@ public final class MemoryLink: Link, @unchecked Sendable {
     /// Drops the frames (either way) for which `rule` is true: a lossy wire, a target that
     /// ignores one command. Nil: none.
     public func drop(_ rule: (@Sendable ([UInt8]) -> Bool)?) { wire.withLock { $0.drop = rule } }
+
+    /// Rearranges each batch of answers before a receive takes it (reordered, duplicated,
+    /// forged ones added): the misses of receive placement. Nil: as they came.
+    public func shuffle(_ rule: (@Sendable ([[UInt8]]) -> [[UInt8]])?) { wire.withLock { $0.shuffle = rule } }
+
+    /// READ answers received where they belong (receive placement).
+    public var placedHits: Int { wire.withLock { $0.placedHits } }
 
     /// Changes the target in place (make it silent, read-only, …).
     public func withTarget(_ body: (inout MemoryTarget) -> Void) { wire.withLock { body(&$0.target) } }
@@ -77,6 +86,51 @@ public final class MemoryLink: Link, @unchecked Sendable {
 
     public func receive(limit: Int, timeout: Duration, alsoWatching descriptors: [Int32],
                         _ body: (UnsafeRawBufferPointer) -> Void) throws -> (frames: Int, ready: UInt32) {
+        let (frames, ready) = try collect(limit: limit, timeout: timeout, alsoWatching: descriptors)
+        for f in frames { f.withUnsafeBytes(body) }
+        return (frames.count, ready)
+    }
+
+    /// Receives as a packet socket with scattered messages would (`ReceiveLayout.scatter`, what
+    /// the kernel does with the iovecs), settled and released by the same code as `PacketLink`.
+    public func receive(limit: Int, timeout: Duration, alsoWatching descriptors: [Int32], placer: (any ReceivePlacer)?,
+                        _ body: (ReceivedFrame) -> Void) throws -> (frames: Int, ready: UInt32) {
+        let (frames, ready) = try collect(limit: limit, timeout: timeout, alsoWatching: descriptors)
+        guard let placer, !frames.isEmpty else {
+            for f in frames { f.withUnsafeBytes { body(ReceivedFrame(bytes: $0)) } }
+            return (frames.count, ready)
+        }
+        let slotSize = mtu + AoEHeader.ethernetSize
+        var list: [Placement] = []
+        placer.predict(into: &list, limit: frames.count, largest: slotSize - ReceiveLayout.headerBytes)
+        let slots = UnsafeMutableRawPointer.allocate(byteCount: slotSize * frames.count, alignment: 16)
+        defer { slots.deallocate() }
+        var received: [ReceivedFrame] = []
+        var hits = 0
+        for (i, f) in frames.enumerated() {
+            let slot = slots + i * slotSize
+            guard i < list.count else {
+                let n = min(f.count, slotSize)
+                f.withUnsafeBytes { slot.copyMemory(from: $0.baseAddress!, byteCount: n) }
+                received.append(ReceivedFrame(bytes: UnsafeRawBufferPointer(start: slot, count: n)))
+                continue
+            }
+            let n = f.withUnsafeBytes { ReceiveLayout.scatter($0, slot: slot, slotSize: slotSize, placement: list[i]) }
+            if ReceiveLayout.settle(slot: slot, slotSize: slotSize, length: n, placement: list[i]) {
+                hits += 1
+                received.append(ReceivedFrame(bytes: UnsafeRawBufferPointer(start: slot, count: ReceiveLayout.headerBytes),
+                                              placedData: UnsafeRawBufferPointer(start: list[i].destination, count: list[i].count)))
+            } else {
+                received.append(ReceivedFrame(bytes: UnsafeRawBufferPointer(start: slot, count: n)))
+            }
+        }
+        placer.release()
+        wire.withLock { $0.placedHits += hits }
+        for r in received { body(r) }
+        return (frames.count, ready)
+    }
+
+    private func collect(limit: Int, timeout: Duration, alsoWatching descriptors: [Int32]) throws -> ([[UInt8]], UInt32) {
         var ready: UInt32 = 0
         var frames = take(limit)
         if frames.isEmpty && timeout != .zero {
@@ -90,15 +144,15 @@ public final class MemoryLink: Link, @unchecked Sendable {
         if wire.withLock({ $0.down }) {
             throw LinkError(code: .interfaceDown, interface: name, errno: 100, operation: "receiving frames")
         }
-        for f in frames { f.withUnsafeBytes(body) }
-        return (frames.count, ready)
+        return (frames, ready)
     }
 
     private func take(_ limit: Int) -> [[UInt8]] {
         wire.withLock { w in
             let n = min(limit, w.queue.count)
             defer { w.queue.removeFirst(n) }
-            return Array(w.queue.prefix(n))
+            let batch = Array(w.queue.prefix(n))
+            return w.shuffle.map { $0(batch) } ?? batch
         }
     }
 }

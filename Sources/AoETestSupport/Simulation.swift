@@ -21,6 +21,16 @@ public struct Simulation {
     public private(set) var log: [String] = []
     public private(set) var sentToTargets = 0
     public private(set) var targetsChangedCount = 0
+    /// Receive placement (issue 32): answers due at one instant on a link are received as one
+    /// scattered receive call (`ReceiveLayout`), predicted for every link first and received
+    /// last link first, so one link's pins are held while the others' answers are handled —
+    /// the worst interleaving threads could produce. Completions a pin holds wait for it, as
+    /// in the driver.
+    public var placement = false
+    /// READ answers received in place, and completions held back by a pin.
+    public private(set) var placedHits = 0
+    public private(set) var heldCompletions = 0
+    private var held: [RequestID: Result<Void, AoEIOError>] = [:]
     private var queue: [Event] = []
     private var rng: SplitMixRNG
     private var order = 0
@@ -98,9 +108,13 @@ public struct Simulation {
             }
             // Guarantee progress even if a deadline lies in the past.
             now = next > now ? next : now + .microseconds(10)
-            while let e = queue.first, e.at <= now {
-                queue.removeFirst()
-                deliver(e)
+            if placement {
+                deliverPlaced()
+            } else {
+                while let e = queue.first, e.at <= now {
+                    queue.removeFirst()
+                    deliver(e)
+                }
             }
             var out: [EngineAction] = []
             core.tick(now: now, &out)
@@ -114,6 +128,58 @@ public struct Simulation {
 
     /// Whether `id` has completed.
     public func isDone(_ id: RequestID) -> Bool { completions[id] != nil }
+
+    /// Everything due now: frames to targets as they come, answers per link in placed batches.
+    mutating func deliverPlaced() {
+        var batches: [(LinkID, [[UInt8]])] = []
+        while let e = queue.first, e.at <= now {
+            queue.removeFirst()
+            if e.toTarget != nil { deliver(e); continue }
+            if let i = batches.firstIndex(where: { $0.0 == e.link }) { batches[i].1.append(e.bytes) } else { batches.append((e.link, [e.bytes])) }
+        }
+        guard !batches.isEmpty else { return }
+        let slotSize = 9216 + 64
+        var lists: [[Placement]] = []
+        for (link, frames) in batches {
+            var list: [Placement] = []
+            core.predictPlacements(on: link, into: &list, limit: frames.count, largest: slotSize - ReceiveLayout.headerBytes)
+            lists.append(list)
+        }
+        for b in batches.indices.reversed() {
+            let (link, frames) = batches[b]
+            let list = lists[b]
+            let slots = UnsafeMutableRawPointer.allocate(byteCount: slotSize * frames.count, alignment: 16)
+            defer { slots.deallocate() }
+            var received: [(Int, Int, Placement?)] = []  // (index, length, placement if hit)
+            for (i, f) in frames.enumerated() {
+                let slot = slots + i * slotSize
+                if i < list.count {
+                    let n = f.withUnsafeBytes { ReceiveLayout.scatter($0, slot: slot, slotSize: slotSize, placement: list[i]) }
+                    let hit = ReceiveLayout.settle(slot: slot, slotSize: slotSize, length: n, placement: list[i])
+                    received.append((i, n, hit ? list[i] : nil))
+                } else {
+                    let n = min(f.count, slotSize)
+                    f.withUnsafeBytes { slot.copyMemory(from: $0.baseAddress!, byteCount: n) }
+                    received.append((i, n, nil))
+                }
+            }
+            for id in core.releasePlacements(on: link) {
+                if let r = held.removeValue(forKey: id) { perform([.complete(id, r)]) }
+            }
+            for (i, n, p) in received {
+                let slot = slots + i * slotSize
+                var out: [EngineAction] = []
+                if let p {
+                    placedHits += 1
+                    core.receive(headers: UnsafeRawBufferPointer(start: slot, count: ReceiveLayout.headerBytes),
+                                 placedData: UnsafeRawBufferPointer(start: p.destination, count: p.count), on: link, now: now, &out)
+                } else {
+                    core.receive(UnsafeRawBufferPointer(start: slot, count: n), on: link, now: now, &out)
+                }
+                perform(out)
+            }
+        }
+    }
 
     mutating func deliver(_ e: Event) {
         if let t = e.toTarget {
@@ -137,6 +203,11 @@ public struct Simulation {
                     if dst == .broadcast || dst == targets[i].mac { transmit(bytes, on: link, toTarget: i) }
                 }
             case .complete(let id, let result):
+                if core.placementHolds(id) {
+                    heldCompletions += 1
+                    held[id] = result
+                    continue
+                }
                 precondition(completions[id] == nil, "request \(id) completed twice")
                 completions[id] = result
             case .log(let line): log.append(line)

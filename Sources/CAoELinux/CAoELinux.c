@@ -145,57 +145,35 @@ static int64_t now_ns(void) {
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
-int aoel_receive_batch(int fd, uint8_t *const *slots, size_t size, uint32_t *lengths, int32_t *which, int max,
-                       int timeout_ms, int busy_poll_us, uint64_t *truncated, const int *also, int also_count,
-                       int *also_ready) {
-    *also_ready = 0;
-    if (also_count > 3) also_count = 3;
+int aoel_receive_placed(int fd, uint8_t *const *slots, size_t size, size_t header, void *const *places,
+                        const uint32_t *counts, int nplaced, uint32_t *lengths, int32_t *which, int max,
+                        uint64_t *truncated) {
     if (max > BATCH_MAX) max = BATCH_MAX;
+    if (nplaced > max) nplaced = max;
     struct mmsghdr msgs[BATCH_MAX];
-    struct iovec iov[BATCH_MAX];
+    struct iovec iov[3 * BATCH_MAX];
     struct sockaddr_ll from[BATCH_MAX];
     memset(msgs, 0, sizeof(struct mmsghdr) * (size_t)max);
     for (int i = 0; i < max; i++) {
-        iov[i].iov_base = slots[i];
-        iov[i].iov_len = size;
-        msgs[i].msg_hdr.msg_iov = &iov[i];
-        msgs[i].msg_hdr.msg_iovlen = 1;
+        struct iovec *v = &iov[3 * i];
+        if (i < nplaced && header + counts[i] <= size) {
+            // Headers into the slot, data where it belongs, anything longer after the headers:
+            // the three hold what the slot alone would (ReceiveLayout).
+            v[0] = (struct iovec){.iov_base = slots[i], .iov_len = header};
+            v[1] = (struct iovec){.iov_base = places[i], .iov_len = counts[i]};
+            v[2] = (struct iovec){.iov_base = slots[i] + header, .iov_len = size - header - counts[i]};
+            msgs[i].msg_hdr.msg_iovlen = 3;
+        } else {
+            v[0] = (struct iovec){.iov_base = slots[i], .iov_len = size};
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        msgs[i].msg_hdr.msg_iov = v;
         msgs[i].msg_hdr.msg_name = &from[i];
         msgs[i].msg_hdr.msg_namelen = sizeof from[i];
     }
-    // Try first, poll only when nothing is queued: under load a frame is usually waiting, and
-    // this saves a poll(2) per batch (one syscall instead of two on the receive path).
     int r;
-    for (int attempt = 0;; attempt++) {
-        AOEL_RETRY(r, recvmmsg(fd, msgs, (unsigned)max, MSG_DONTWAIT | MSG_TRUNC, NULL));
-        if (r >= 0) break;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) return -errno;
-        if (timeout_ms == 0 || attempt > 0) return 0;
-        struct pollfd p[4] = {{.fd = fd, .events = POLLIN}};
-        int n = 1 + also_count;
-        for (int i = 0; i < also_count; i++) p[1 + i] = (struct pollfd){.fd = also[i], .events = POLLIN};
-        int pr = 0;
-        // Busy poll first (as the kernel's SO_BUSY_POLL, but over both descriptors): the next
-        // frame or request usually comes within tens of microseconds of the last, and a thread
-        // that slept must be woken by an interrupt on the other CPU first. On this 2-vCPU VM a
-        // 4 KiB read at QD 1 went from 11 k to 22 k IOPS through the mount, 13 k to 33 k alone.
-        if (busy_poll_us > 0) {
-            int64_t end = now_ns() + (int64_t)busy_poll_us * 1000;
-            do {
-                AOEL_RETRY(pr, poll(p, n, 0));
-                // Another thread that can run on this CPU (our reply thread, the reader, the
-                // target on a small VM) goes first: the poll must not take its time.
-                if (pr == 0) sched_yield();
-            } while (pr == 0 && now_ns() < end);
-        }
-        if (pr == 0) AOEL_RETRY(pr, poll(p, n, timeout_ms));
-        if (pr < 0) return -errno;
-        if (pr == 0) return 0;
-        // Another descriptor (a FUSE session sharing this thread, a wake-up) is ready, or closed.
-        for (int i = 0; i < also_count; i++)
-            if (also[i] >= 0 && p[1 + i].revents != 0) *also_ready |= 1 << i;
-        if (p[0].revents == 0) return 0;
-    }
+    AOEL_RETRY(r, recvmmsg(fd, msgs, (unsigned)max, MSG_DONTWAIT | MSG_TRUNC, NULL));
+    if (r < 0) return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -errno;
     int kept = 0;
     for (int i = 0; i < r; i++) {
         if (from[i].sll_pkttype == PACKET_OUTGOING) continue;
@@ -204,6 +182,35 @@ int aoel_receive_batch(int fd, uint8_t *const *slots, size_t size, uint32_t *len
         lengths[kept++] = msgs[i].msg_len;
     }
     return kept;
+}
+
+int aoel_wait_frames(int fd, int timeout_ms, int busy_poll_us, const int *also, int also_count, int *also_ready) {
+    *also_ready = 0;
+    if (also_count > 3) also_count = 3;
+    struct pollfd p[4] = {{.fd = fd, .events = POLLIN}};
+    int n = 1 + also_count;
+    for (int i = 0; i < also_count; i++) p[1 + i] = (struct pollfd){.fd = also[i], .events = POLLIN};
+    int pr = 0;
+    // Busy poll first (as the kernel's SO_BUSY_POLL, but over both descriptors): the next
+    // frame or request usually comes within tens of microseconds of the last, and a thread
+    // that slept must be woken by an interrupt on the other CPU first. On this 2-vCPU VM a
+    // 4 KiB read at QD 1 went from 11 k to 22 k IOPS through the mount, 13 k to 33 k alone.
+    if (busy_poll_us > 0) {
+        int64_t end = now_ns() + (int64_t)busy_poll_us * 1000;
+        do {
+            AOEL_RETRY(pr, poll(p, n, 0));
+            // Another thread that can run on this CPU (our reply thread, the reader, the
+            // target on a small VM) goes first: the poll must not take its time.
+            if (pr == 0) sched_yield();
+        } while (pr == 0 && now_ns() < end);
+    }
+    if (pr == 0) AOEL_RETRY(pr, poll(p, n, timeout_ms));
+    if (pr < 0) return -errno;
+    if (pr == 0) return 0;
+    // Another descriptor (a FUSE session sharing this thread, a wake-up) is ready, or closed.
+    for (int i = 0; i < also_count; i++)
+        if (also[i] >= 0 && p[1 + i].revents != 0) *also_ready |= 1 << i;
+    return p[0].revents != 0 ? 1 : 0;
 }
 
 int aoel_wait_readable(int fd, int timeout_ms) {

@@ -94,7 +94,7 @@ struct MemoryLinkEngineTests {
 
 extension Result {
     /// The error, or nil on success.
-    fileprivate var error: Failure? {
+    var error: Failure? {
         if case .failure(let e) = self { return e }
         return nil
     }

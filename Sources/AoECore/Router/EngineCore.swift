@@ -180,6 +180,39 @@ public struct EngineCore: Sendable {
         }
     }
 
+    /// Handles one frame received with a placement that hit (`ReceiveLayout.settle`): its
+    /// headers in `headers`, its data already where the placement put it.
+    public mutating func receive(headers: UnsafeRawBufferPointer, placedData: UnsafeRawBufferPointer, on link: LinkID,
+                                 now: Instant, _ out: inout [EngineAction]) {
+        let now = monotonic(now)
+        guard wire.links[link]?.allowed ?? false else { return }
+        guard let header = try? AoEHeader(decoding: headers), header.isResponse, header.command == .ata else {
+            malformedFrames += 1
+            return
+        }
+        if header.isError { return receiveATA(header, nil, on: link, now: now, &out) }
+        guard let view = ATAView(headers: headers, data: placedData) else {
+            malformedFrames += 1
+            return
+        }
+        receiveATA(header, view, on: link, now: now, &out)
+    }
+
+    /// The places of the next READ answers expected on `link` (at most `limit`, each at most
+    /// `largest` bytes), oldest first, pinned until `releasePlacements(on:)`: a link that can
+    /// scatter receives their data there (issue 32).
+    public mutating func predictPlacements(on link: LinkID, into list: inout [Placement], limit: Int, largest: Int) {
+        wire.placements.predict(on: link, frames: wire.frames, into: &list, limit: limit, largest: largest)
+    }
+
+    /// `link`'s receive call is over: its placements are released. Returns the requests no
+    /// placement holds any more (`placementHolds`), whose completions the driver held back.
+    public mutating func releasePlacements(on link: LinkID) -> [RequestID] { wire.placements.release(link) }
+
+    /// Whether a receive call under way may still write into `request`'s buffer: its
+    /// completion (which hands the buffer back) must wait for `releasePlacements`.
+    public func placementHolds(_ request: RequestID) -> Bool { wire.placements.holds(request) }
+
     /// Convenience for arrays.
     public mutating func receive(_ bytes: [UInt8], on link: LinkID, now: Instant, _ out: inout [EngineAction]) {
         let now = monotonic(now)

@@ -44,6 +44,8 @@ struct Wire: Sendable {
     var configuration: EngineConfiguration
     var links = LinkTable()
     var frames = FrameTable()
+    /// READ frames in flight per link, for receive placement.
+    var placements = ReceivePlacements()
 
     func isUsable(_ link: LinkID) -> Bool { links[link]?.usable ?? false }
 

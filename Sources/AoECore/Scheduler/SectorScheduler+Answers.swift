@@ -120,7 +120,12 @@ extension SectorScheduler {
                 // Never reached from input (issue 30's audit): A short answer was turned away above (`expectedDataBytes`); ranges are cut inside their buffers.
                 precondition(range.bufferOffset >= 0 && range.bufferOffset + count <= buffer.count
                              && m.data.count >= count, "read range outside its buffer or frame")
-                (buffer.bytes.baseAddress! + range.bufferOffset).copyMemory(from: m.data.baseAddress!, byteCount: count)
+                if wire.placements.accept(m.data.baseAddress!, count: count, at: buffer.bytes.baseAddress! + range.bufferOffset,
+                                          buffer: buffer) {
+                    counters.readsPlaced += 1
+                } else {
+                    counters.readsCopied += 1
+                }
             }
             finish(range, now: now, &out)
         case .write:

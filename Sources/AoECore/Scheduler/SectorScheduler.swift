@@ -280,6 +280,11 @@ struct SectorScheduler: Sendable {
         counters.atasnd += 1
         if range.retries > 0 { counters.retries += 1 }
         wire.transmit(bytes, tag: header.tag, flight, on: p.link, &out)
+        if range.kind == .read, wire.configuration.receivePlacement, let id = range.request,
+           let buffer = pending[id]?.request.buffer {
+            wire.placements.sent(header.tag, on: p.link, request: id, buffer: buffer, offset: range.bufferOffset,
+                                 count: range.sectors * 512)
+        }
     }
 
     /// Starts payload probes on every path that wants one (only while the target is up), and

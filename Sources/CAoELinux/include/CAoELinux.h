@@ -49,17 +49,21 @@ int aoel_ifinfo(int fd, const char *ifname, struct aoel_ifinfo *info);
 /// (sent, dropped or oversized), or -errno if the first frame failed otherwise.
 int aoel_send_gather(int fd, const void *iov, int count, uint64_t *dropped, uint64_t *oversized);
 
-/// Waits up to timeout_ms (-1: forever, 0: poll) for frames, then receives up to `max` in one
-/// recvmmsg, frame i into slots[i] of `size` bytes. Our own outgoing copies and frames longer
-/// than a slot are dropped (*truncated counts the latter). Returns the number of frames kept
-/// (0 on timeout): kept frame k is in slots[which[k]], lengths[k] bytes long; or -errno.
-/// While it waits (timeout_ms, -1: forever) it also watches `also` (up to 3 descriptors; -1
-/// entries are ignored): when one is readable (or closed) it returns early with bit i of
-/// *also_ready set for also[i], so one thread serves frames and other descriptors (an event loop).
-/// Before it sleeps it polls them all without sleeping for up to busy_poll_us microseconds (0: not).
-int aoel_receive_batch(int fd, uint8_t *const *slots, size_t size, uint32_t *lengths, int32_t *which, int max,
-                       int timeout_ms, int busy_poll_us, uint64_t *truncated, const int *also, int also_count,
-                       int *also_ready);
+/// One receive system call that never waits: up to `max` frames by recvmmsg(MSG_DONTWAIT).
+/// Message i < nplaced is scattered over {slots[i] (header bytes), places[i] (counts[i] bytes),
+/// slots[i] + header (the rest of the slot)}, the others go whole into slots[i] (size bytes
+/// each); our own outgoing copies and frames longer than a slot are dropped (*truncated counts
+/// the latter). Returns the number kept (0 when none was queued): kept frame k is message
+/// which[k], lengths[k] bytes long; or -errno. Settling a scattered message (was it the frame
+/// predicted?) is the caller's (ReceiveLayout.settle).
+int aoel_receive_placed(int fd, uint8_t *const *slots, size_t size, size_t header, void *const *places,
+                        const uint32_t *counts, int nplaced, uint32_t *lengths, int32_t *which, int max,
+                        uint64_t *truncated);
+/// Waits (timeout_ms, -1: forever) until `fd` has a frame or one of `also` (up to 3
+/// descriptors; -1 entries are ignored) is readable or closed: bit i of *also_ready says
+/// also[i] is. Busy-polls them all for up to busy_poll_us microseconds first (0: not). Returns
+/// 1 when `fd` is readable, 0 when not (timeout, or only `also`), or -errno.
+int aoel_wait_frames(int fd, int timeout_ms, int busy_poll_us, const int *also, int also_count, int *also_ready);
 
 /// One interface change as rtnetlink reports it (RTM_NEWLINK, RTM_DELLINK; rtnetlink(7)).
 struct aoel_link_event {

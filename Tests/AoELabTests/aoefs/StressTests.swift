@@ -53,7 +53,7 @@ struct StressTests {
         let logPath = lab.directory.appendingPathComponent("aoefs.log").path
         let logFD = open(logPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         defer { close(logFD) }
-        let supervisor = try ChildProcess([exe, "mount", mnt, "--iface", a.initiator, "--iface", b.initiator, "-f"],
+        let supervisor = try ChildProcess([exe, "mount", mnt, "--iface", a.initiator, "--iface", b.initiator, "-f", "-v"],
                                           stdout: logFD, stderr: logFD)
         defer {
             if mounted(mnt) { _ = try? sh("fusermount3 -u \(mnt) || umount -l \(mnt)") }
@@ -111,7 +111,10 @@ struct StressTests {
             let report = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
             // The lines that say what went wrong first (a verify mismatch, an errno), then the tail.
             let said = report.split(separator: "\n").filter { $0.contains("err=") || $0.contains("verify") || $0.contains("error") }
-            #expect(p.exitCode == 0 && report.contains("err= 0"), "\(said.prefix(20).joined(separator: "\n"))\n\(report.suffix(1500))")
+            // And the daemon's word on it (-v: every failed request says why).
+            let why = log().split(separator: "\n").filter { $0.contains("failed") || $0.contains("down") || $0.contains("error") }
+            #expect(p.exitCode == 0 && report.contains("err= 0"),
+                    "\(said.prefix(20).joined(separator: "\n"))\n\(report.suffix(1500))\ndaemon:\n\(why.suffix(30).joined(separator: "\n"))")
         }
         let monitorText = (try? String(contentsOfFile: monitorOut, encoding: .utf8)) ?? ""
         print("stress: " + (monitorText.split(separator: "\n").last.map(String.init) ?? "no monitor summary"))
