@@ -3,7 +3,8 @@
 # boot, against the same target on the host, taking turns (driver, aoefs, driver, aoefs, …) so
 # that a drift of the host's speed falls on both. Each row's figure is printed on the serial
 # console as "AOEBENCH <pair> <row> <driver|aoefs> <value>", which guest.sh reads.
-# Kernel command line: pairs=N secs=S mib=M (dd's size).
+# Kernel command line: pairs=N secs=S mib=M (dd's size) copy=1 (aoefs also with receive
+# placement off, AOEFS_RECEIVE_PLACEMENT=off: its before and after in one run, "aoefs-copy").
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -13,9 +14,10 @@ mkdir -p /run /mnt/aoe && mount -t tmpfs run /run
 ln -sf /proc/mounts /etc/mtab
 say() { echo "AOEBENCH $*"; }
 fail() { say "FAIL $*"; poweroff -f; }
-pairs=3 secs=5 mib=256
+pairs=3 secs=5 mib=256 variants=aoefs
 for kv in $(cat /proc/cmdline); do
-  case "$kv" in pairs=*) pairs=${kv#pairs=};; secs=*) secs=${kv#secs=};; mib=*) mib=${kv#mib=};; esac
+  case "$kv" in pairs=*) pairs=${kv#pairs=};; secs=*) secs=${kv#secs=};; mib=*) mib=${kv#mib=};;
+    copy=1) variants="aoefs aoefs-copy";; esac
 done
 # Every module but aoe now; aoe is loaded for the driver's turns only (its receive hook would
 # otherwise see aoefs's frames too, and aoefs's socket the driver's).
@@ -35,8 +37,10 @@ driver_up() {
   dev=/dev/etherd/e10.3
 }
 driver_down() { rmmod aoe || fail "rmmod aoe"; }
-aoefs_up() {
-  aoefs mount /mnt/aoe --iface eth0 > /tmp/aoefs.out 2>&1 || fail "aoefs mount: $(cat /tmp/aoefs.out)"
+aoefs_up() {  # variant
+  placement=on; [ "$1" = aoefs-copy ] && placement=off
+  AOEFS_RECEIVE_PLACEMENT=$placement aoefs mount /mnt/aoe --iface eth0 > /tmp/aoefs.out 2>&1 ||
+    fail "aoefs mount: $(cat /tmp/aoefs.out)"
   [ -e /mnt/aoe/e10.3 ] || fail "no /mnt/aoe/e10.3: $(cat /tmp/aoefs.out)"
   dev=/mnt/aoe/e10.3
 }
@@ -71,7 +75,7 @@ rows() {  # pair stack
 p=1
 while [ $p -le "$pairs" ]; do
   driver_up; rows $p driver; driver_down
-  aoefs_up; rows $p aoefs; aoefs_down
+  for v in $variants; do aoefs_up "$v"; rows $p "$v"; aoefs_down; done
   p=$((p + 1))
 done
 say "DONE"

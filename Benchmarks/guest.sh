@@ -8,11 +8,14 @@
 # per-pair ratios (range).
 # Goals (issue 32): ≥ 0.7 on sequential reads, ≥ 0.5 on sequential writes, ≥ 1.0 on 4 KiB reads.
 # Needs root, qemu-system-x86, cpio, fio, vblade; the guest's parts are downloaded once
-# (Tests/linux-initiator/guest-lib.sh). PAIRS (3), SECS per fio row (5), MIB per dd (256).
+# (Tests/linux-initiator/guest-lib.sh). PAIRS (3), SECS per fio row (5), MIB per dd (256);
+# COPY=1 adds aoefs with receive placement off (its column: the copy it saves).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+med() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+median2() { sort -n | awk '{a[NR]=$1} END {m=a[int((NR+1)/2)]; printf "%.2f (%.2f–%.2f)", m, a[1], a[NR]}'; }
 [ "$(id -u)" = 0 ] || { echo "bench-guest: needs root (a namespace, a tap, qemu)" >&2; exit 2; }
-PAIRS=${PAIRS:-3}; SECS=${SECS:-5}; MIB=${MIB:-256}
+PAIRS=${PAIRS:-3}; SECS=${SECS:-5}; MIB=${MIB:-256}; COPY=${COPY:-0}
 for t in qemu-system-x86_64 cpio fio vblade; do
   command -v "$t" >/dev/null || { echo "bench-guest: needs $t (make bench-guest installs it)" >&2; exit 2; }
 done
@@ -45,7 +48,7 @@ dd if=/dev/zero of="$img" bs=1M count=1024 status=none
 ip netns exec "$GUEST_NS" vblade 10 3 "$GUEST_TARGET_IF" "$img" > "$work/vblade.log" 2>&1 &
 vblade_pid=$!
 console="$work/console"
-guest_boot "$work/boot.cpio" "$console" 3600 "pairs=$PAIRS secs=$SECS mib=$MIB" -smp 1 -m 2G
+guest_boot "$work/boot.cpio" "$console" 3600 "pairs=$PAIRS secs=$SECS mib=$MIB copy=$COPY" -smp 1 -m 2G
 cp "$console" /tmp/aoefs-bench-guest.console
 tr -d '\r' < "$console" | grep -o 'AOEBENCH .*' > "$work/results" || true
 if ! grep -q 'AOEBENCH DONE' "$work/results"; then
@@ -55,17 +58,20 @@ if ! grep -q 'AOEBENCH DONE' "$work/results"; then
 fi
 grep FAIL "$work/results" >&2 && exit 1
 
-printf "%-28s %-16s %-16s %s\n" "row (TCG guest, 1 CPU)" "kernel driver" "aoefs" "aoefs / driver"
+stacks=(aoefs); [ "$COPY" = 1 ] && stacks+=(aoefs-copy)
+head="$(printf "%-24s %-14s" "row (TCG guest, 1 CPU)" "kernel driver")"
+for s in "${stacks[@]}"; do head+="$(printf " %-12s %-20s" "$s" "$s / driver")"; done
+echo "$head"
 for row in dd-read dd-write fio-read-1M-qd4 fio-write-1M-qd4 fio-randread-4k-qd1 fio-randread-4k-qd32; do
   unit=MB/s; case $row in *4k*) unit=IOPS;; esac
-  awk -v row="$row" -v unit="$unit" '
-    $3 == row { v[$2 "," $4] = $5; if ($2 > n) n = $2 }
-    function med(a, k,   i, j, t) { for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-      return a[int((k + 1) / 2)] }
-    END {
-      for (p = 1; p <= n; p++) { d[p] = v[p ",driver"]; a[p] = v[p ",aoefs"]; r[p] = d[p] > 0 ? a[p] / d[p] : 0 }
-      dm = med(d, n); am = med(a, n); rm = med(r, n)
-      printf "%-28s %-16s %-16s %.2f (%.2f–%.2f)\n", row, sprintf("%.0f %s", dm, unit), sprintf("%.0f %s", am, unit), rm, r[1], r[n]
-    }' "$work/results"
+  line="$(awk -v row="$row" -v unit="$unit" '$3 == row && $4 == "driver" { print $5 }' "$work/results" | med |
+    awk -v u="$unit" '{ printf "%-24s %-14s", "'"$row"'", sprintf("%.0f %s", $1, u) }')"
+  for s in "${stacks[@]}"; do
+    v=$(awk -v row="$row" -v s="$s" '$3 == row && $4 == s { print $5 }' "$work/results" | med)
+    r=$(awk -v row="$row" -v s="$s" '$3 == row { v[$2 "," $4] = $5; if ($2 > n) n = $2 }
+      END { for (p = 1; p <= n; p++) if (v[p ",driver"] > 0) print v[p "," s] / v[p ",driver"] }' "$work/results" | median2)
+    line+="$(printf " %-12s %-20s" "$(printf "%.0f" "$v")" "$r")"
+  done
+  echo "$line"
 done
 echo "(medians of $PAIRS alternating pairs; a ratio is the median of the per-pair ratios (range))"

@@ -26,12 +26,16 @@ TICK=$(getconf CLK_TCK)
 
 ways=(device)
 [ "$URING" = 1 ] && ways+=(ring)
+# COPY=1: each transport also with receive placement off (issue 32): before and after, paired.
+if [ "${COPY:-0}" = 1 ]; then for w in "${ways[@]}"; do ways+=("$w-copy"); done; fi
 unmount() { grep -q " $mnt fuse.aoefs " /proc/mounts && fusermount3 -u "$mnt"; DAEMON=""; }
-mount_as() {  # device|ring
+mount_as() {  # device|ring[-copy]
   unmount
+  local placement=on
+  case $1 in *-copy) placement=off ;; esac
   case $1 in
-    device) .build/release/aoefs mount "$mnt" --iface "$IF" --fuse-transport device ;;
-    ring) .build/release/aoefs mount "$mnt" --iface "$IF" --fuse-transport io_uring ;;
+    device*) AOEFS_RECEIVE_PLACEMENT=$placement .build/release/aoefs mount "$mnt" --iface "$IF" --fuse-transport device ;;
+    ring*) AOEFS_RECEIVE_PLACEMENT=$placement .build/release/aoefs mount "$mnt" --iface "$IF" --fuse-transport io_uring ;;
   esac
   DAEMON=$(pgrep -n -f "aoefs mount $mnt ")
 }

@@ -138,6 +138,8 @@ public final class EngineMetrics: Sendable {
             ("duplicate_paths", "Paths refused as another disk answering as this target.", k.duplicates),
             ("flush_commands", "FLUSH CACHE commands the target answered.", k.flushes),
             ("local_flushes", "fsyncs answered without a FLUSH (a target without a write cache).", k.localFlushes),
+            ("read_answers_placed", "READ answers received where their data belongs (receive placement).", k.readsPlaced),
+            ("read_answers_copied", "READ answers received into the link's buffer and copied to their place.", k.readsCopied),
         ]
         for (name, help, v) in counters { counter(r, name, help, target, v) }
         for (op, a) in [("read", t.io.read), ("write", t.io.write), ("flush", t.io.flush)] {

@@ -188,6 +188,7 @@ enum Render {
                 ("window", UInt64(t.window)), ("outstanding", UInt64(t.outstanding)), ("probes", k.probes),
                 ("lost_jumbo", k.lostJumbo), ("ejected", k.ejected), ("candidates_dropped", k.candidatesDropped),
                 ("spurious", k.spurious), ("loss_events", k.lossEvents), ("duplicates", k.duplicates),
+                ("reads_placed", k.readsPlaced), ("reads_copied", k.readsCopied),
                 // Requests as /proc/diskstats counts them (aoefs iostat reads these).
                 ("rd_ios", t.io.read.ios), ("rd_bytes", t.io.read.bytes), ("rd_ticks_us", t.io.read.nanos / 1000),
                 ("wr_ios", t.io.write.ios), ("wr_bytes", t.io.write.bytes), ("wr_ticks_us", t.io.write.nanos / 1000),

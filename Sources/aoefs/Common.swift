@@ -73,6 +73,9 @@ struct NetworkOptions: ParsableArguments {
             for k in c.interfaces.keys { c.interfaces[k]?.mtu = nil }
         }
         if let v = busyPoll { c.busyPoll = .microseconds(v) }
+        // A switch for paired benchmarks (Benchmarks/, Docs/performance.md), not a setting:
+        // receive placement has no case where it loses.
+        if ProcessInfo.processInfo.environment["AOEFS_RECEIVE_PLACEMENT"] == "off" { c.receivePlacement = false }
         return c
     }
 
