@@ -8,6 +8,7 @@ import Glibc
 #endif
 
 /// The long mix of issue 30, the way an admin runs a mount: two targets on two links with 1 %
+/// (`aoefs serve` on the link that is flapped, vblade on the other)
 /// of frames dropped each way, fio with crc32c verify on both images, and at the same time every
 /// monitor reading (`Tests/stress/monitors.sh`: every sys/ and etherd/ file, sys/metrics,
 /// iostat, doctor --mount, stat/list --json, discover and revalidate writes, a third target
@@ -38,10 +39,17 @@ struct StressTests {
         let a = try lab.direct(mtu: 9000, index: 0)
         let b = try lab.direct(mtu: 9000, index: 1, targetNamespace: lab.addNamespace("u"))
         let size: UInt64 = 512 << 20
-        let targets: [(UInt16, UInt8, Lab.Direct)] = [(10, 3, a), (11, 3, b), (12, 1, a)]
-        for (shelf, slot, net) in targets {
+        // The flapped link's targets are `aoefs serve`: vblade exits when a send fails with
+        // ENOBUFS ("write to network: No buffer space available"), which a send during the
+        // initiator's flap does — a dead target, after which deadsecs rightly fails the I/O (two
+        // soaks ended so). vblade serves the other link, under loss and verify all the same.
+        let targets: [(UInt16, UInt8, Lab.Direct, Lab.TargetProgram)] = [(10, 3, a, .aoefsServe), (11, 3, b, .vblade),
+                                                                         (12, 1, a, .aoefsServe)]
+        var servers: [Vblade] = []
+        for (shelf, slot, net, program) in targets {
             let f = try lab.sparseFile("e\(shelf).\(slot).img", size: size)
-            _ = try lab.startVblade(shelf: shelf, slot: slot, interface: net.target, namespace: net.targetNamespace, file: f)
+            servers.append(try lab.startVblade(shelf: shelf, slot: slot, interface: net.target, namespace: net.targetNamespace, file: f,
+                                    program: program))
         }
         for net in [a, b] {
             _ = try lab.dropFrames(on: net.target, namespace: net.targetNamespace, percent: 1)
@@ -106,6 +114,8 @@ struct StressTests {
         print("stress: end \(end.rssKiB) \(end.fds)")
 
         #expect(!processIsGone(pid), "the first daemon is still alive: \(log().suffix(3000))")
+        // A target that died takes its I/O with it after deadsecs: say so, not only "EIO".
+        for s in servers { #expect(s.isRunning, "the target \(s.arguments.suffix(4).prefix(2)) is alive: \(s.log.suffix(500))") }
         #expect(SupervisorTests.daemonFacts(mnt)["restarts"] == "0", "\(SupervisorTests.daemonFacts(mnt))")
         for (p, out) in fios {
             let report = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
