@@ -163,6 +163,7 @@ final class LoopPlacer: ReceivePlacer, @unchecked Sendable {
     unowned let engine: Engine
     let id: LinkID
     private(set) var released: [(IOCompletion, Result<Void, AoEIOError>)] = []
+    private var freed: [RequestID] = []
 
     init(engine: Engine, id: LinkID) {
         self.engine = engine
@@ -175,10 +176,13 @@ final class LoopPlacer: ReceivePlacer, @unchecked Sendable {
 
     func release() {
         engine.state.withLock { s in
-            for r in s.core.releasePlacements(on: id) {
+            s.core.releasePlacements(on: id, freed: &freed)
+            guard !s.heldCompletions.isEmpty else { return }
+            for r in freed {
                 if let c = s.heldCompletions.removeValue(forKey: r) { released.append(c) }
             }
         }
+        freed.removeAll(keepingCapacity: true)
     }
 
     func takeReleased(into outbox: inout Outbox) {

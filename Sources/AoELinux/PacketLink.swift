@@ -269,6 +269,8 @@ public final class PacketLink: Link {
                              truncated: inout UInt64) -> Int32 {
         var placed = 0
         if let placer {
+            // As many as the call may bring: a message past the predictions is copied. (Twice
+            // the last call's count instead cost 11 % more instructions per MiB read, callgrind.)
             placer.predict(into: &pool.placements, limit: most, largest: pool.slotSize - ReceiveLayout.headerBytes)
             placed = pool.placements.count
             for (i, p) in pool.placements.enumerated() {

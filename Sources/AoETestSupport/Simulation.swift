@@ -163,7 +163,9 @@ public struct Simulation {
                     received.append((i, n, nil))
                 }
             }
-            for id in core.releasePlacements(on: link) {
+            var freed: [RequestID] = []
+            core.releasePlacements(on: link, freed: &freed)
+            for id in freed {
                 if let r = held.removeValue(forKey: id) { perform([.complete(id, r)]) }
             }
             for (i, n, p) in received {

@@ -66,23 +66,25 @@ struct ReceivePlacementTests {
     func pinnedPlaceRewritten() throws {
         var p = ReceivePlacements()
         var frames = FrameTable()
-        let buffer = IOBuffer(count: 4096)
+        let buffer = IOBuffer(count: 8192)
         let request = RequestID(5)
-        let range = WorkRange(request: request, kind: .read, lba: 0, sectors: 8, bufferOffset: 0)
+        let range = WorkRange(request: request, kind: .read, lba: 0, sectors: 16, bufferOffset: 0)
         let t1 = frames.allocate()
         frames.record(t1, FrameInFlight(target: TargetAddress(1, 1), path: PathID(0), range: range, sentAt: .zero,
                                         deadline: .zero))
-        p.sent(t1, on: LinkID(0), request: request, buffer: buffer, offset: 0, count: 4096)
+        p.sent(t1, on: LinkID(0), request: request, buffer: buffer, offset: 0, count: 8192)
         var list: [Placement] = []
         p.predict(on: LinkID(0), frames: frames, into: &list, limit: 8, largest: 9000)
         #expect(list.count == 1 && list[0].tag == t1.rawValue)
         #expect(p.holds(request))
         // Meanwhile: t1 timed out, went again on link 1 and was answered there.
-        let good = (0..<4096).map { UInt8(truncatingIfNeeded: $0 * 7) }
-        good.withUnsafeBytes { _ = p.accept($0.baseAddress!, count: 4096, at: buffer.bytes.baseAddress!, buffer: buffer) }
+        let good = (0..<8192).map { UInt8(truncatingIfNeeded: $0 * 7) }
+        good.withUnsafeBytes { _ = p.accept($0.baseAddress!, count: 8192, at: buffer.bytes.baseAddress!, buffer: buffer) }
         // …and link 0's receive call, still under way, wrote something else there.
-        buffer.bytes.baseAddress!.initializeMemory(as: UInt8.self, repeating: 0xAB, count: 4096)
-        #expect(p.release(LinkID(0)) == [request])
+        buffer.bytes.baseAddress!.initializeMemory(as: UInt8.self, repeating: 0xAB, count: 8192)
+        var freed: [RequestID] = []
+        p.release(LinkID(0), freed: &freed)
+        #expect(freed == [request])
         #expect(buffer.array() == good)
         #expect(!p.holds(request))
         // Answered: no longer predicted.

@@ -205,9 +205,11 @@ public struct EngineCore: Sendable {
         wire.placements.predict(on: link, frames: wire.frames, into: &list, limit: limit, largest: largest)
     }
 
-    /// `link`'s receive call is over: its placements are released. Returns the requests no
-    /// placement holds any more (`placementHolds`), whose completions the driver held back.
-    public mutating func releasePlacements(on link: LinkID) -> [RequestID] { wire.placements.release(link) }
+    /// `link`'s receive call is over: its placements are released. Adds to `freed` the requests
+    /// no placement holds any more (`placementHolds`), whose completions the driver held back.
+    public mutating func releasePlacements(on link: LinkID, freed: inout [RequestID]) {
+        wire.placements.release(link, freed: &freed)
+    }
 
     /// Whether a receive call under way may still write into `request`'s buffer: its
     /// completion (which hands the buffer back) must wait for `releasePlacements`.
