@@ -213,14 +213,7 @@ public struct ATAView {
     /// Reads the argument of a whole frame (Ethernet header included); nil if it is too short.
     public init?(frame b: UnsafeRawBufferPointer) {
         guard b.count >= AoEOffset.ataData else { return nil }
-        flags = ATAFlags(rawValue: b[AoEOffset.ataFlags])
-        errorOrFeature = b[AoEOffset.ataErrorOrFeature]
-        sectorCount = b[AoEOffset.ataSectorCount]
-        commandOrStatus = b[AoEOffset.ataCommandOrStatus]
-        var v: UInt64 = 0
-        for i in (0..<6).reversed() { v = v << 8 | UInt64(b[AoEOffset.ataLBA + i]) }
-        lba = v
-        data = UnsafeRawBufferPointer(rebasing: b[AoEOffset.ataData...])
+        self.init(headers: b, data: UnsafeRawBufferPointer(rebasing: b[AoEOffset.ataData...]))
     }
 
     /// Reads the argument from a frame's headers (at least `AoEOffset.ataData` bytes) whose
