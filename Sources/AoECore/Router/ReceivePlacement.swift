@@ -28,6 +28,12 @@ public enum ReceiveLayout {
     /// The bytes of an ATA frame before its data (AoE r11 §3.1–3.2: 14 + 10 + 12).
     public static let headerBytes = AoEOffset.ataData
 
+    /// Answers with less data are not placed: pinning and releasing a place costs more than
+    /// copying a few KiB (callgrind, `aoefs bench` 4 KiB random reads at QD 32: 17 343
+    /// instructions per request placed, 16 283 copied; 1 MiB reads: 1.14 M placed, 2.00 M copied).
+    /// So at MTU 1500 (1024-byte answers) nothing is placed.
+    public static let smallestPlaced = 8192
+
     /// Whether a placement of `count` bytes fits a slot of `slotSize`: the three pieces together
     /// hold exactly what the slot alone would.
     public static func fits(_ count: Int, slotSize: Int) -> Bool { count > 0 && headerBytes + count <= slotSize }
@@ -114,15 +120,11 @@ struct ReceivePlacements: Sendable {
     /// The most entries kept per link: a link whose receive never asks (one that cannot
     /// scatter) must not grow them without bound.
     static let limit = 4096
-    /// Answers with less data are not placed: pinning and releasing a place costs more than
-    /// copying a few KiB (callgrind, `aoefs bench` 4 KiB random reads at QD 32: 17 343
-    /// instructions per request placed, 16 283 copied; 1 MiB reads: 1.14 M placed, 2.00 M copied).
-    public static let smallest = 8192
 
     /// A READ frame of `request` went out on `link` under `tag`, for `count` bytes at `offset`
     /// of `buffer`.
     mutating func sent(_ tag: Tag, on link: LinkID, request: RequestID, buffer: IOBuffer, offset: Int, count: Int) {
-        guard count >= Self.smallest else { return }
+        guard count >= ReceiveLayout.smallestPlaced else { return }
         let i = link.rawValue
         if i >= sent.count {
             sent += Array(repeating: Deque(), count: i - sent.count + 1)

@@ -185,8 +185,13 @@ struct EngineLabTests {
         #expect(try l.verifyFile(seed: 1, offset: 4096, total: total))
         let c = try #require(l.target?.counters)
         #expect(c.bytesWritten == total && c.bytesRead == total)
-        // Receive placement (issue 32): on a quiet LAN nearly every answer lands in place.
-        #expect(c.readsPlaced > 9 * (c.readsPlaced + c.readsCopied) / 10, "placed \(c.readsPlaced), copied \(c.readsCopied)")
+        // Receive placement (issue 32): on a quiet LAN nearly every jumbo answer lands in place;
+        // small ones (MTU 1500) are copied, which costs less than placing them.
+        if payload >= ReceiveLayout.smallestPlaced {
+            #expect(c.readsPlaced > 9 * (c.readsPlaced + c.readsCopied) / 10, "placed \(c.readsPlaced), copied \(c.readsCopied)")
+        } else {
+            #expect(c.readsPlaced == 0 && c.readsCopied > 0, "placed \(c.readsPlaced), copied \(c.readsCopied)")
+        }
     }
 
     @Test("random frame drop on both ingresses: data intact, retransmits counted", arguments: [1, 10])
