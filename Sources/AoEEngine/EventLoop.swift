@@ -194,13 +194,7 @@ final class LoopPlacer: ReceivePlacer, @unchecked Sendable {
 extension Engine {
     /// Handles one received frame, under the lock.
     func receive(_ frame: ReceivedFrame, on id: LinkID, now: Instant, _ outbox: inout Outbox) {
-        withCore(&outbox) { core, out in
-            if let data = frame.placedData {
-                core.receive(headers: frame.bytes, placedData: data, on: id, now: now, &out)
-            } else {
-                core.receive(frame.bytes, on: id, now: now, &out)
-            }
-        }
+        withCore(&outbox) { core, out in core.receive(frame.bytes, placedData: frame.placedData, on: id, now: now, &out) }
     }
 
     /// Ticks the core if its next deadline has come; returns how long until the next one.

@@ -40,7 +40,6 @@ public final class PacketLink: Link {
     private let sendDropCount = Atomic<UInt64>(0)
     private let closed = Atomic<Bool>(false)
     private let busyPollMicroseconds = Atomic<Int>(0)
-    private let placedHits = Atomic<UInt64>(0)
 
     /// The default receive (and send) buffer: 256 frames of 9 KiB, a full window at jumbo size.
     public static let defaultBufferSize = 256 * 9216
@@ -154,9 +153,6 @@ public final class PacketLink: Link {
 
     /// Frames the kernel refused to send with ENOBUFS (treated as lost on the wire).
     public var sendDrops: UInt64 { sendDropCount.load(ordering: .relaxed) }
-
-    /// READ answers received where they belong (receive placement, issue 32).
-    public var placedFrames: UInt64 { placedHits.load(ordering: .relaxed) }
 
     /// Frames dropped because they were longer than a receive slot.
     public var truncatedFrames: UInt64 { truncatedCount.load(ordering: .relaxed) }
@@ -281,15 +277,13 @@ public final class PacketLink: Link {
         let n = aoel_receive_placed(fd, pool.pointers, pool.slotSize, ReceiveLayout.headerBytes, pool.places, pool.counts,
                                     Int32(placed), pool.lengths, pool.which, Int32(most), &truncated)
         if placed > 0 {
-            var hits: UInt64 = 0
+            // (Hits are counted where they are accepted: `reads_placed` in a target's stats.)
             for k in 0..<max(0, Int(n)) {
                 let i = Int(pool.which[k])
                 pool.hits[k] = i < placed && ReceiveLayout.settle(slot: pool.pointers[i]!, slotSize: pool.slotSize,
                                                                   length: Int(pool.lengths[k]), placement: pool.placements[i])
-                if pool.hits[k] { hits += 1 }
             }
             placer!.release()
-            placedHits.add(hits, ordering: .relaxed)
         } else {
             for k in 0..<max(0, Int(n)) { pool.hits[k] = false }
         }

@@ -173,7 +173,7 @@ public struct Simulation {
                 var out: [EngineAction] = []
                 if let p {
                     placedHits += 1
-                    core.receive(headers: UnsafeRawBufferPointer(start: slot, count: ReceiveLayout.headerBytes),
+                    core.receive(UnsafeRawBufferPointer(start: slot, count: ReceiveLayout.headerBytes),
                                  placedData: UnsafeRawBufferPointer(start: p.destination, count: p.count), on: link, now: now, &out)
                 } else {
                     core.receive(UnsafeRawBufferPointer(start: slot, count: n), on: link, now: now, &out)

@@ -152,9 +152,11 @@ public struct EngineCore: Sendable {
 
     // MARK: - Receiving
 
-    /// Handles one received frame.
-    public mutating func receive(_ bytes: UnsafeRawBufferPointer, on link: LinkID, now: Instant,
-                                 _ out: inout [EngineAction]) {
+    /// Handles one received frame: whole in `bytes`, or — received with a placement that hit
+    /// (`ReceiveLayout.settle`: an ATA response) — its headers in `bytes` and its data already in
+    /// place, `placedData`.
+    public mutating func receive(_ bytes: UnsafeRawBufferPointer, placedData: UnsafeRawBufferPointer? = nil,
+                                 on link: LinkID, now: Instant, _ out: inout [EngineAction]) {
         let now = monotonic(now)
         guard wire.links[link]?.allowed ?? false else { return }  // not on the allow-list
         guard let header = try? AoEHeader(decoding: bytes), header.isResponse else {
@@ -164,7 +166,8 @@ public struct EngineCore: Sendable {
         switch header.command {
         case .ata:
             // The hot path: no AoEFrame, no copies until the data lands in the request's buffer.
-            let view = header.isError ? nil : ATAView(frame: bytes)
+            let view = header.isError ? nil
+                : placedData.map { ATAView(headers: bytes, data: $0) } ?? ATAView(frame: bytes)
             if !header.isError && view == nil {
                 malformedFrames += 1
                 return
@@ -178,24 +181,6 @@ public struct EngineCore: Sendable {
             receiveConfig(frame, on: link, now: now, &out)
         default: strayFrames += 1
         }
-    }
-
-    /// Handles one frame received with a placement that hit (`ReceiveLayout.settle`): its
-    /// headers in `headers`, its data already where the placement put it.
-    public mutating func receive(headers: UnsafeRawBufferPointer, placedData: UnsafeRawBufferPointer, on link: LinkID,
-                                 now: Instant, _ out: inout [EngineAction]) {
-        let now = monotonic(now)
-        guard wire.links[link]?.allowed ?? false else { return }
-        guard let header = try? AoEHeader(decoding: headers), header.isResponse, header.command == .ata else {
-            malformedFrames += 1
-            return
-        }
-        if header.isError { return receiveATA(header, nil, on: link, now: now, &out) }
-        guard let view = ATAView(headers: headers, data: placedData) else {
-            malformedFrames += 1
-            return
-        }
-        receiveATA(header, view, on: link, now: now, &out)
     }
 
     /// The places of the next READ answers expected on `link` (at most `limit`, each at most
