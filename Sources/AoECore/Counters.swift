@@ -46,6 +46,10 @@ public struct TargetCounters: Sendable, Hashable {
     /// 32), and those it received into its own buffer and were copied to their place.
     public var readsPlaced: UInt64 = 0
     public var readsCopied: UInt64 = 0
+    /// Discard requests (FUSE fallocate punching a hole or zeroing a range) completed with TRIM,
+    /// and the sectors they trimmed (issue 33).
+    public var discards: UInt64 = 0
+    public var sectorsTrimmed: UInt64 = 0
 
     public init() {}
 }

@@ -10,6 +10,9 @@ public struct RequestID: Hashable, Sendable, CustomStringConvertible {
 /// What a block request does.
 public enum IOKind: Sendable, Hashable {
     case read, write, flush
+    /// DATA SET MANAGEMENT (TRIM) of the sectors: only to a target whose IDENTIFY offers it and
+    /// reads zeros after it (`ATAIdentity.trimsToZeros`), so that they read back as a hole.
+    case trim
 }
 
 /// Why a block request failed. The FUSE layer maps every case to EIO (one function, in AoEFUSE).
@@ -26,6 +29,8 @@ public enum AoEIOError: Error, Sendable, Hashable, CustomStringConvertible {
     case aoeError(TargetAddress, AoEErrorCode)
     /// The request lies (partly) beyond the target's capacity.
     case beyondEnd(TargetAddress, lba: UInt64, sectors: Int, capacity: UInt64)
+    /// A TRIM to a target whose IDENTIFY does not offer TRIM with zeros after it.
+    case trimNotOffered(TargetAddress)
     /// The engine is shutting down.
     case shutdown
 
@@ -37,6 +42,7 @@ public enum AoEIOError: Error, Sendable, Hashable, CustomStringConvertible {
         case .ataError(let t, let s, let e, let lba): "\(t): ATA error at LBA \(lba): status \(s), error \(e)"
         case .aoeError(let t, let c): "\(t): AoE error: \(c)"
         case .beyondEnd(let t, let lba, let n, let cap): "\(t): \(n) sectors at LBA \(lba) lie beyond the end (\(cap) sectors)"
+        case .trimNotOffered(let t): "\(t): the target does not offer TRIM (with zeros after it)"
         case .shutdown: "the engine is shutting down"
         }
     }
@@ -93,7 +99,8 @@ public struct SectorRequest: Sendable {
     public var kind: IOKind
     public var lba: UInt64
     public var sectors: Int
-    /// Read destination or write source; `sectors × 512` bytes from `bufferOffset`. Nil for flush.
+    /// Read destination or write source; `sectors × 512` bytes from `bufferOffset`. Nil for flush
+    /// and trim.
     public var buffer: IOBuffer?
     public var bufferOffset: Int
 

@@ -107,7 +107,7 @@ extension Engine {
 
     /// Runs `body` once `range` of `target` is locked for it (now, or in the pass that releases
     /// the range before it); `body` gets the release, to call once, and the pass's outbox.
-    private func lock(_ target: TargetAddress, _ range: Range<UInt64>, _ outbox: inout Outbox,
+    func lock(_ target: TargetAddress, _ range: Range<UInt64>, _ outbox: inout Outbox,
                       _ body: @escaping @Sendable (_ release: @escaping RangeGrant, inout Outbox) -> Void) {
         let grant: RangeGrant? = state.withLock { s in
             let id = s.nextLock

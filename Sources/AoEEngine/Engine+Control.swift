@@ -38,6 +38,11 @@ extension Engine {
         state.withLock { $0.core.capacity(of: target) }
     }
 
+    /// What the target's IDENTIFY said (nil until it answered one).
+    public func identity(of target: TargetAddress) -> ATAIdentity? {
+        state.withLock { $0.core.identity(of: target) }
+    }
+
     /// The tunables in force.
     public var configuration: EngineConfiguration { state.withLock { $0.core.configuration } }
 

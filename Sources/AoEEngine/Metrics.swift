@@ -140,9 +140,11 @@ public final class EngineMetrics: Sendable {
             ("local_flushes", "fsyncs answered without a FLUSH (a target without a write cache).", k.localFlushes),
             ("read_answers_placed", "READ answers received where their data belongs (receive placement).", k.readsPlaced),
             ("read_answers_copied", "READ answers received into the link's buffer and copied to their place.", k.readsCopied),
+            ("discards", "Discards (fallocate punching a hole or zeroing) completed with TRIM.", k.discards),
+            ("trimmed_sectors", "Sectors trimmed (DATA SET MANAGEMENT).", k.sectorsTrimmed),
         ]
         for (name, help, v) in counters { counter(r, name, help, target, v) }
-        for (op, a) in [("read", t.io.read), ("write", t.io.write), ("flush", t.io.flush)] {
+        for (op, a) in [("read", t.io.read), ("write", t.io.write), ("flush", t.io.flush), ("discard", t.io.discard)] {
             let labels = target + [("op", op)]
             counter(r, "requests", "Block requests completed, by op.", labels, a.ios)
             counter(r, "request_errors", "Block requests that failed, by op.", labels, a.errors)
@@ -185,6 +187,7 @@ extension IOKind {
         case .read: "read"
         case .write: "write"
         case .flush: "flush"
+        case .trim: "discard"
         }
     }
 }

@@ -74,7 +74,7 @@ extension AoEFileSystem {
 
     /// Where a handle's I/O goes: the target, the byte offset of the file's start on it, and the
     /// file's length. Nil (EIO) for a partition the table no longer has as it was opened.
-    private func extent(_ n: Node, fh: UInt64) -> (target: TargetAddress, base: UInt64, length: UInt64)? {
+    func extent(_ n: Node, fh: UInt64) -> (target: TargetAddress, base: UInt64, length: UInt64)? {
         switch n {
         case .image(let t):
             if handles.file(fh) == nil && fh < handles.firstOwn { _ = handles.adopt(fh, .image(t)) }

@@ -314,6 +314,8 @@ final class KernelChannel: EventSource, @unchecked Sendable {
             // READDIRPLUS is not asked for (no FUSE_DO_READDIRPLUS).
             r.send(plus ? .error(ENOSYS) : fs.readdir(ino: ino, size: Int(size), offset: Int(clamping: offset)), &outbox)
         case .statfs: r.send(fs.statfs(), &outbox)
+        case .fallocate(let fh, let offset, let length, let mode):
+            r.send(fs.fallocate(r, ino: ino, fh: fh, offset: offset, length: length, mode: mode, &outbox), &outbox)
         case .interrupt(let unique):
             r.noReply()  // no reply to an INTERRUPT
             if let waiter = state.withLock({ $0.interrupt(unique) }) { fs.errReaders.interrupted(waiter, &outbox) }

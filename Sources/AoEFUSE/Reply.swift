@@ -100,6 +100,7 @@ func errnoValue(for error: AoEIOError) -> Int32 {
     switch error {
     case .beyondEnd: ENOSPC
     case .noSuchTarget: ENODEV
+    case .trimNotOffered: EOPNOTSUPP
     case .targetDown, .disabled, .ataError, .aoeError, .shutdown: EIO
     }
 }

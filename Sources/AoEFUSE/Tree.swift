@@ -189,11 +189,14 @@ enum Render {
                 ("lost_jumbo", k.lostJumbo), ("ejected", k.ejected), ("candidates_dropped", k.candidatesDropped),
                 ("spurious", k.spurious), ("loss_events", k.lossEvents), ("duplicates", k.duplicates),
                 ("reads_placed", k.readsPlaced), ("reads_copied", k.readsCopied),
+                ("discards", k.discards), ("sectors_trimmed", k.sectorsTrimmed),
                 // Requests as /proc/diskstats counts them (aoefs iostat reads these).
                 ("rd_ios", t.io.read.ios), ("rd_bytes", t.io.read.bytes), ("rd_ticks_us", t.io.read.nanos / 1000),
                 ("wr_ios", t.io.write.ios), ("wr_bytes", t.io.write.bytes), ("wr_ticks_us", t.io.write.nanos / 1000),
                 ("fl_ios", t.io.flush.ios), ("fl_ticks_us", t.io.flush.nanos / 1000),
-                ("io_errors", t.io.read.errors + t.io.write.errors + t.io.flush.errors),
+                ("dc_ios", t.io.discard.ios), ("dc_sectors", t.io.discard.bytes / 512),
+                ("dc_ticks_us", t.io.discard.nanos / 1000),
+                ("io_errors", t.io.read.errors + t.io.write.errors + t.io.flush.errors + t.io.discard.errors),
                 ("in_flight", UInt64(t.io.inFlight)), ("io_ticks_us", t.busyNanoseconds / 1000),
             ]
             return rows.map { "\($0.0) \($0.1)" }.joined(separator: "\n") + "\n"

@@ -24,6 +24,8 @@ public struct ATAFlags: OptionSet, Hashable, Sendable {
 public struct ATAOpcode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     public var rawValue: UInt8
     public init(rawValue: UInt8) { self.rawValue = rawValue }
+    /// DATA SET MANAGEMENT (TRIM): `DataSetManagement`.
+    public static let dataSetManagement = ATAOpcode(rawValue: 0x06)
     public static let readSectors = ATAOpcode(rawValue: 0x20)
     public static let readSectorsExt = ATAOpcode(rawValue: 0x24)
     public static let writeSectors = ATAOpcode(rawValue: 0x30)
@@ -34,6 +36,7 @@ public struct ATAOpcode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let identifyDevice = ATAOpcode(rawValue: 0xEC)
     public var description: String {
         switch rawValue {
+        case 0x06: "DATA SET MANAGEMENT"
         case 0x20: "READ SECTORS"
         case 0x24: "READ SECTORS EXT"
         case 0x30: "WRITE SECTORS"

@@ -23,6 +23,15 @@ public struct ATAIdentity: Hashable, Sendable {
     /// and bit 15 clear, as ACS requires.
     public var flushCache: Bool
     public var flushCacheExt: Bool
+    /// DATA SET MANAGEMENT with TRIM offered: word 169 bit 0 (ACS-3 §7.12.7.79).
+    public var trim: Bool
+    /// After a TRIM, reads of the range are deterministic (word 69 bit 14) and return zeros
+    /// (word 69 bit 5, RZAT): what a hole must read as (ACS-3 §7.12.7.36).
+    public var deterministicReadAfterTrim: Bool
+    public var readsZerosAfterTrim: Bool
+    /// The most 512-byte blocks of range entries one DSM command takes: word 105 (0: not
+    /// reported, which Linux's libata reads as one).
+    public var trimBlocksPerCommand: UInt16
     /// Cylinders, heads, sectors per track (words 1, 3, 6), for tools that still ask.
     public var cylinders: UInt16
     public var heads: UInt16
@@ -30,6 +39,9 @@ public struct ATAIdentity: Hashable, Sendable {
 
     /// The most sectors a 48-bit LBA addresses.
     public static let maximumSectors: UInt64 = 1 << 48
+
+    /// TRIM may serve as a hole: offered, and the trimmed sectors read back as zeros.
+    public var trimsToZeros: Bool { trim && readsZerosAfterTrim }
 
     /// Capacity in bytes (saturating: an identity made in code may hold any count).
     public var capacity: UInt64 {
@@ -40,8 +52,14 @@ public struct ATAIdentity: Hashable, Sendable {
     public init(
         model: String, serial: String, firmware: String, supportsLBA48: Bool, sectors: UInt64,
         writeCacheSupported: Bool = false, writeCacheEnabled: Bool = false, flushCache: Bool = false,
-        flushCacheExt: Bool = false, cylinders: UInt16 = 0, heads: UInt16 = 0, sectorsPerTrack: UInt16 = 0
+        flushCacheExt: Bool = false, trim: Bool = false, deterministicReadAfterTrim: Bool = false,
+        readsZerosAfterTrim: Bool = false, trimBlocksPerCommand: UInt16 = 0,
+        cylinders: UInt16 = 0, heads: UInt16 = 0, sectorsPerTrack: UInt16 = 0
     ) {
+        self.trim = trim
+        self.deterministicReadAfterTrim = deterministicReadAfterTrim
+        self.readsZerosAfterTrim = readsZerosAfterTrim
+        self.trimBlocksPerCommand = trimBlocksPerCommand
         self.writeCacheSupported = writeCacheSupported
         self.writeCacheEnabled = writeCacheEnabled
         self.flushCache = flushCache
@@ -93,6 +111,10 @@ public struct ATAIdentity: Hashable, Sendable {
             writeCacheEnabled: first && second && word(82) & (1 << 5) != 0 && word(85) & (1 << 5) != 0,
             flushCache: offered & (1 << 12) != 0,
             flushCacheExt: offered & (1 << 13) != 0,
+            trim: word(169) & 1 != 0,
+            deterministicReadAfterTrim: word(69) & (1 << 14) != 0,
+            readsZerosAfterTrim: word(69) & (1 << 5) != 0,
+            trimBlocksPerCommand: word(105),
             cylinders: word(1), heads: word(3), sectorsPerTrack: word(6))
     }
 
@@ -125,6 +147,9 @@ public struct ATAIdentity: Hashable, Sendable {
         set(85, writeCacheEnabled ? 1 << 5 : 0)
         set(86, commands)
         set(87, 0x4000)
+        set(69, (deterministicReadAfterTrim ? 1 << 14 : 0) | (readsZerosAfterTrim ? 1 << 5 : 0))
+        set(105, trimBlocksPerCommand)
+        set(169, trim ? 1 : 0)
         if supportsLBA48 {
             for k in 0..<4 { set(100 + k, UInt16(truncatingIfNeeded: sectors >> (16 * UInt64(k)))) }
         }

@@ -1,5 +1,6 @@
 import AoELinux
 import CAoELinux
+import Foundation
 import Synchronization
 
 #if canImport(Glibc)
@@ -134,6 +135,43 @@ public final class BackingFile: @unchecked Sendable {
             }
         }
         return fullIO(count) { done in pwrite(fd, from + done, count - done, off_t(offset + at) + off_t(done)) }
+    }
+
+    /// Deallocates `count` bytes at `at` so that they read as zeros (fallocate(2) PUNCH_HOLE |
+    /// KEEP_SIZE: a regular file gives the space back to its filesystem; a block device zeroes
+    /// the range with the device's unmapping write-zeroes, never by writing zeros); false on an
+    /// error.
+    public func punch(count: UInt64, at: UInt64) -> Bool {
+        let r = aoel_punch_hole(fd, Int64(offset + at), Int64(count))
+        if r != 0 { errno = -r }
+        return r == 0
+    }
+
+    /// Whether holes can be punched here, and if not why, for the log at start (issue 33): a
+    /// regular file is asked with a punch past its end (which changes nothing where it is
+    /// supported); a block device by its queue's write-zeroes limit in sysfs (the kernel punches a
+    /// hole in one only with an unmapping write-zeroes, blkdev_fallocate).
+    public func trimSupport() -> Result<Void, BackingFileError> {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return .failure(BackingFileError(description: "fstat failed")) }
+        if st.st_mode & S_IFMT == S_IFBLK {
+            // glibc's gnu_dev_major/minor (macros, not visible to Swift).
+            let d = UInt64(st.st_rdev)
+            let major = (d >> 8) & 0xFFF | (d >> 32) & ~0xFFF, minor = d & 0xFF | (d >> 12) & ~0xFF
+            let dev = "/sys/dev/block/\(major):\(minor)"
+            let limit = ["\(dev)/queue/write_zeroes_max_bytes", "\(dev)/../queue/write_zeroes_max_bytes"]
+                .lazy.compactMap { try? String(contentsOfFile: $0, encoding: .utf8) }.first
+            guard let limit, let bytes = UInt64(limit.filter { $0.isNumber }), bytes > 0 else {
+                return .failure(BackingFileError(description: "the block device offers no write-zeroes (its queue's write_zeroes_max_bytes is 0)"))
+            }
+            return .success(())
+        }
+        let past = (UInt64(st.st_size) + 4095) / 4096 * 4096
+        let r = aoel_punch_hole(fd, Int64(past), 4096)
+        if r != 0 {
+            return .failure(BackingFileError(description: "its filesystem cannot punch holes (\(String(cString: strerror(-r))))"))
+        }
+        return .success(())
     }
 
     /// Makes every completed write durable: data and the metadata needed to read it back

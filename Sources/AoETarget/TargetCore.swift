@@ -21,6 +21,11 @@ public struct TargetSettings: Sendable, Hashable {
     /// FLUSH CACHE (EXT) is offered but aborted: a foreign target's behaviour, for testing
     /// initiators (`--abort-flush`, with O_SYNC so no data depends on it).
     public var abortsFlush = false
+    /// DATA SET MANAGEMENT (TRIM) offered in IDENTIFY, with zeros after it: the backing file
+    /// can punch holes (`BackingFile.trimSupport`), and neither `--no-trim` nor `-r` was given.
+    public var trim = false
+    /// IDENTIFY word 105: the most 512-byte blocks of range entries per DSM command.
+    public static let trimBlocksPerCommand: UInt16 = 8
     /// Only these initiators get answers (`-m`); empty = everyone. Edited by MAC Mask List.
     public var allowedMACs: [MACAddress] = []
     /// IDENTIFY DEVICE strings.
@@ -49,6 +54,9 @@ public enum DiskWork: Sendable {
     case write(header: [UInt8], offset: UInt64, data: [UInt8])
     /// Make every acknowledged write durable (fsync), then answer `header`.
     case flush(header: [UInt8])
+    /// Punch these ranges (byte offsets and counts of the export, checked to lie inside it) so
+    /// that they read as zeros and their space returns, then answer `header`.
+    case trim(header: [UInt8], ranges: [(offset: UInt64, count: UInt64)])
 }
 
 /// What to do with one received frame.
@@ -78,6 +86,9 @@ public struct TargetCore: Sendable {
         public var reads = 0
         public var writes = 0
         public var flushes = 0
+        /// DATA SET MANAGEMENT commands accepted, and the sectors they named.
+        public var trims = 0
+        public var sectorsTrimmed: UInt64 = 0
         public var configQueries = 0
         public var errors = 0
         public var dropped = 0
@@ -99,7 +110,10 @@ public struct TargetCore: Sendable {
         // words 82–87). An initiator that reads IDENTIFY therefore sends its fsyncs here.
         identity = ATAIdentity(model: settings.model, serial: settings.serial, firmware: settings.firmware,
                                supportsLBA48: true, sectors: settings.sectors, writeCacheSupported: settings.writeCache,
-                               writeCacheEnabled: settings.writeCache, flushCache: true, flushCacheExt: true).encoded()
+                               writeCacheEnabled: settings.writeCache, flushCache: true, flushCacheExt: true,
+                               trim: settings.trim, deterministicReadAfterTrim: settings.trim,
+                               readsZerosAfterTrim: settings.trim,
+                               trimBlocksPerCommand: settings.trim ? TargetSettings.trimBlocksPerCommand : 0).encoded()
     }
 
     /// The unsolicited config response a target broadcasts when it starts (vblade `aoead`): to
@@ -203,6 +217,22 @@ public struct TargetCore: Sendable {
             }
             counters.reads += 1
             return .disk(.read(header: answer, offset: lba * 512, count: count * 512))
+        case .dataSetManagement:
+            // TRIM only, as offered (ACS-3 §7.5): a count of blocks within word 105, all of them
+            // in the frame, every range inside the export. Anything else is aborted with nothing
+            // changed, checked before any range is punched.
+            guard settings.trim, !settings.readOnly, m.errorOrFeature & DataSetManagement.trimFeature != 0,
+                  count >= 1, count <= Int(TargetSettings.trimBlocksPerCommand), m.data.count >= count * 512
+            else { return ataError(.aborted) }
+            let ranges = DataSetManagement.decode(UnsafeRawBufferPointer(rebasing: m.data[0..<(count * 512)]),
+                                                  blocks: count)
+            guard ranges.allSatisfy({ $0.lba + UInt64($0.sectors) <= settings.sectors }) else {
+                return ataError(.aborted)
+            }
+            answer[AoEOffset.ataSectorCount] = 0
+            counters.trims += 1
+            counters.sectorsTrimmed += ranges.reduce(0) { $0 + UInt64($1.sectors) }
+            return .disk(.trim(header: answer, ranges: ranges.map { ($0.lba * 512, UInt64($0.sectors) * 512) }))
         default:
             return ataError(.aborted)
         }

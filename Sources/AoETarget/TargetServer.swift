@@ -102,6 +102,9 @@ public final class TargetServer: Sendable {
         case .write(let header, let offset, let data):
             let ok = data.withUnsafeBytes { file.write(from: $0.baseAddress!, count: data.count, at: offset) }
             answer = ok ? header : failed(header, "write of \(data.count) bytes at \(offset)")
+        case .trim(let header, let ranges):
+            let failedAt = ranges.first { !file.punch(count: $0.count, at: $0.offset) }
+            answer = failedAt.map { failed(header, "hole punch of \($0.count) bytes at \($0.offset)") } ?? header
         case .flush(let header):
             if file.flush() {
                 fsyncs.add(1, ordering: .relaxed)

@@ -18,6 +18,11 @@ public struct MemoryTarget: Sendable {
     public var abortsFlushExt = true
     /// Abort FLUSH CACHE too (a target that cannot flush).
     public var abortsFlush = false
+    /// TRIM offered in IDENTIFY (with zeros after it, and `trimBlocks` in word 105).
+    public var offersTrim = false
+    public var trimBlocks: UInt16 = 1
+    /// Every TRIM range received (`DataSetManagement.Range`s), in order.
+    public private(set) var trimmed: [DataSetManagement.Range] = []
     /// Answer nothing at all (a crashed target).
     public var silent = false
     /// Answer Query Config but no ATA command (a stale announcer, an impostor).
@@ -86,7 +91,26 @@ public struct MemoryTarget: Sendable {
                 r.data = ATAIdentity(model: "memory target", serial: "MEM\(address)", firmware: "1",
                                      supportsLBA48: supportsLBA48, sectors: sectors, writeCacheSupported: writeCache,
                                      writeCacheEnabled: writeCache, flushCache: offersFlush,
-                                     flushCacheExt: offersFlush && supportsLBA48).encoded()
+                                     flushCacheExt: offersFlush && supportsLBA48, trim: offersTrim,
+                                     deterministicReadAfterTrim: offersTrim, readsZerosAfterTrim: offersTrim,
+                                     trimBlocksPerCommand: offersTrim ? trimBlocks : 0).encoded()
+            case .dataSetManagement:
+                let n = Int(m.sectorCount)
+                let ranges = m.data.withUnsafeBytes { DataSetManagement.decode($0, blocks: n) }
+                if !offersTrim || readOnly || n < 1 || n > Int(trimBlocks) || m.data.count < n * 512
+                    || ranges.contains(where: { $0.lba + UInt64($0.sectors) > sectors }) {
+                    abort(.aborted)
+                } else {
+                    for t in ranges {
+                        trimmed.append(t)
+                        let span = t.lba..<t.lba + UInt64(t.sectors)
+                        if t.sectors > storage.count {
+                            storage = storage.filter { !span.contains($0.key) }
+                        } else {
+                            for lba in span { storage[lba] = nil }
+                        }
+                    }
+                }
             case .readSectors, .readSectorsExt:
                 if lba + UInt64(m.sectorCount) > sectors { abort(.idNotFound) } else {
                     r.data = (0..<UInt64(m.sectorCount)).flatMap { sector(lba + $0) }

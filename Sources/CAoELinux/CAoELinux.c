@@ -8,6 +8,7 @@
 #include <net/if_arp.h>
 #include <netpacket/packet.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <malloc.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -267,6 +268,12 @@ long aoel_pwrite_nowait(int fd, const void *buffer, size_t length, long long off
     ssize_t n;
     AOEL_RETRY(n, pwritev2(fd, &v, 1, (off_t)offset, RWF_NOWAIT));
     return n < 0 ? -errno : (long)n;
+}
+
+int aoel_punch_hole(int fd, long long offset, long long length) {
+    int r;
+    AOEL_RETRY(r, fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length));
+    return r < 0 ? -errno : 0;
 }
 
 int aoel_wait_exit(int pid, int timeout_ms) {

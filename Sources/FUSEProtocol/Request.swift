@@ -91,6 +91,8 @@ public enum FUSERequest: Sendable, Hashable {
     case readdir(fh: UInt64, offset: UInt64, size: UInt32, plus: Bool)
     case releasedir(fh: UInt64)
     case statfs
+    /// `fallocate(2)` on a file (`struct fuse_fallocate_in`); `mode` holds FALLOC_FL_* bits.
+    case fallocate(fh: UInt64, offset: UInt64, length: UInt64, mode: UInt32)
     case interrupt(unique: UInt64)
     case destroy
     /// An opcode the tree does not serve (answered ENOSYS), or one not in 7.38 at all.
@@ -207,6 +209,11 @@ extension FUSERequest {
             try r.skip(4, "fsync_in.padding")
             request = .fsync(fh: fh, flags: flags)
         case .statfs: request = .statfs
+        case .fallocate:
+            let fh = try r.u64("fallocate_in.fh"), offset = try r.u64("fallocate_in.offset")
+            let length = try r.u64("fallocate_in.length"), mode = try r.u32("fallocate_in.mode")
+            try r.skip(4, "fallocate_in.padding")
+            request = .fallocate(fh: fh, offset: offset, length: length, mode: mode)
         case .interrupt: request = try .interrupt(unique: r.u64("interrupt_in.unique"))
         case .destroy: request = .destroy
         default: request = .unknown(opcode: h.opcode)
@@ -257,6 +264,8 @@ extension FUSERequest {
         case .flush(let fh): opcode = FUSEOpcode.flush.rawValue; w.u64(fh); w.zeros(16)
         case .fsync(let fh, let flags): opcode = FUSEOpcode.fsync.rawValue; w.u64(fh); w.u32(flags); w.zeros(4)
         case .statfs: opcode = FUSEOpcode.statfs.rawValue
+        case .fallocate(let fh, let offset, let length, let mode):
+            opcode = FUSEOpcode.fallocate.rawValue; w.u64(fh); w.u64(offset); w.u64(length); w.u32(mode); w.zeros(4)
         case .interrupt(let u): opcode = FUSEOpcode.interrupt.rawValue; w.u64(u)
         case .destroy: opcode = FUSEOpcode.destroy.rawValue
         case .unknown(let op): opcode = op

@@ -12,7 +12,10 @@ struct Serve: ParsableCommand {
             announces itself when it starts, answers Query Config, IDENTIFY (LBA48),
             READ/WRITE SECTORS (EXT), MAC Mask List and Reserve/Release as vblade does, and
             keeps several disk commands in flight at once. Unlike vblade, FLUSH CACHE (EXT)
-            really reaches the disk: it runs fdatasync(2) before answering.
+            really reaches the disk: it runs fdatasync(2) before answering, and DATA SET
+            MANAGEMENT (TRIM) is offered where the file can have holes: a trimmed range is
+            punched out of the file (fallocate(2)), so its space returns to the filesystem
+            and it reads as zeros. `fstrim` on a filesystem over an aoefs image uses it.
 
             Stop it with Ctrl-C or SIGTERM; it prints what it served.
 
@@ -39,6 +42,9 @@ struct Serve: ParsableCommand {
 
     @Flag(help: "Offer FLUSH CACHE (EXT) in IDENTIFY but abort it, as some foreign targets do: for testing initiators (implies -s, so no data depends on a flush).")
     var abortFlush = false
+
+    @Flag(help: "Do not offer TRIM (DATA SET MANAGEMENT) in IDENTIFY, even where the file can have holes.")
+    var noTrim = false
 
     @Option(name: .customShort("o"), help: ArgumentHelp("Sectors at the start of the file not exported.", valueName: "offset"))
     var offset: UInt64 = 0
@@ -113,6 +119,13 @@ struct Serve: ParsableCommand {
         if let model { settings.model = model }
         settings.firmware = "aoefs"
         Log.setUp(verbosity: verbose)
+        if noTrim || readOnly {
+            Log.logger.notice("serve: TRIM not offered (\(noTrim ? "--no-trim" : "-r, read-only"))")
+        } else if case .failure(let why) = backing.trimSupport() {
+            Log.logger.notice("serve: TRIM not offered: \(file): \(why)")
+        } else {
+            settings.trim = true
+        }
         let server = TargetServer(settings: settings, file: backing, link: link, workers: workers) { line in
             if line.hasPrefix("flush:") { Log.logger.info("serve: \(line)") } else { Log.logger.error("serve: \(line)") }
         }
@@ -124,7 +137,8 @@ struct Serve: ParsableCommand {
         FileHandle.standardOutput.write(Data(first.utf8))
         do { try server.run() } catch { throw CLIError("\(error)") }
         let c = server.counters
-        let summary = "serve: e\(shelf).\(slot): \(c.reads) reads, \(c.writes) writes, \(c.flushes) flushes "
+        let summary = "serve: e\(shelf).\(slot): \(c.reads) reads, \(c.writes) writes, \(c.flushes) flushes, "
+            + "\(c.trims) trims (\(c.sectorsTrimmed) sectors) "
             + "(\(server.durableFlushes) fdatasync), \(c.configQueries) config queries, "
             + "\(c.errors + server.diskErrors) errors, \(c.dropped) dropped"
         Log.logger.notice("\(summary)")

@@ -346,6 +346,9 @@ public struct EngineCore: Sendable {
     /// A target's capacity in bytes, if identified.
     public func capacity(of address: TargetAddress) -> UInt64? { targets[address]?.identity?.capacity }
 
+    /// What the target's IDENTIFY said (nil until it answered one).
+    public func identity(of address: TargetAddress) -> ATAIdentity? { targets[address]?.identity }
+
     /// Counts a read-modify-write (for `stats rmw_ops`).
     public mutating func noteReadModifyWrite(_ address: TargetAddress) { targets[address]?.counters.rmwOps += 1 }
 

@@ -26,6 +26,8 @@ public struct IOAccount: Sendable, Hashable {
     public var read = Kind()
     public var write = Kind()
     public var flush = Kind()
+    /// TRIMs (diskstats' discard fields); bytes are those trimmed.
+    public var discard = Kind()
     public private(set) var inFlight = 0
     private var busyNanos: UInt64 = 0
     private var busySince: Instant = .zero
@@ -48,6 +50,7 @@ public struct IOAccount: Sendable, Hashable {
         case .read: Self.add(&read, bytes, t, ok)
         case .write: Self.add(&write, bytes, t, ok)
         case .flush: Self.add(&flush, bytes, t, ok)
+        case .trim: Self.add(&discard, bytes, t, ok)
         }
         guard inFlight > 0 else { return }
         inFlight -= 1

@@ -134,6 +134,8 @@ extension SectorScheduler {
         case .flushExt, .flush28:
             counters.flushes += 1
             finish(range, now: now, &out)
+        case .trim:
+            finish(range, now: now, &out)
         }
         pump(&wire, now: now, &out)
     }

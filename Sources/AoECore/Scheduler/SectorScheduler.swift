@@ -127,6 +127,10 @@ struct SectorScheduler: Sendable {
             return out.append(.complete(r.id, .failure(.beyondEnd(address, lba: r.lba, sectors: r.sectors,
                                                                    capacity: id.sectors))))
         }
+        if r.kind == .trim, identity?.trimsToZeros != true {
+            // Never a DSM frame to a target that did not offer it (or offers no zeros after it).
+            return out.append(.complete(r.id, .failure(.trimNotOffered(address))))
+        }
         if r.sectors == 0 && r.kind != .flush { return out.append(.complete(r.id, .success(()))) }
         sequence += 1
         pending[r.id] = PendingRequest(request: r, remaining: r.kind == .flush ? 1 : r.sectors, sequence: sequence,
@@ -138,6 +142,8 @@ struct SectorScheduler: Sendable {
             queue.append(WorkRange(request: r.id, kind: .read, lba: r.lba, sectors: r.sectors, bufferOffset: r.bufferOffset))
         case .write:
             queue.append(WorkRange(request: r.id, kind: .write, lba: r.lba, sectors: r.sectors, bufferOffset: r.bufferOffset))
+        case .trim:
+            queue.append(WorkRange(request: r.id, kind: .trim, lba: r.lba, sectors: r.sectors, bufferOffset: 0))
         case .flush:
             flushWaiting.append(r.id)
             releaseFlushes(now: now, &out)
@@ -149,7 +155,8 @@ struct SectorScheduler: Sendable {
     /// when the target needs none (`FlushMode.none`: its acknowledged writes are durable).
     mutating func releaseFlushes(now: Instant, _ out: inout [EngineAction]) {
         guard !flushWaiting.isEmpty else { return }
-        let oldestWrite = pending.values.filter { $0.request.kind == .write }.map(\.sequence).min() ?? .max
+        let oldestWrite = pending.values.filter { $0.request.kind == .write || $0.request.kind == .trim }
+            .map(\.sequence).min() ?? .max
         while let id = flushWaiting.first, let p = pending[id], p.sequence < oldestWrite {
             flushWaiting.removeFirst()
             switch flushMode {
@@ -175,6 +182,7 @@ struct SectorScheduler: Sendable {
         switch range.kind {
         case .read: counters.bytesRead += UInt64(range.sectors * 512)
         case .write: counters.bytesWritten += UInt64(range.sectors * 512)
+        case .trim: counters.sectorsTrimmed += UInt64(range.sectors)
         default: break
         }
         if p.remaining > 0 { return }
@@ -182,11 +190,12 @@ struct SectorScheduler: Sendable {
         switch p.request.kind {
         case .read: counters.reads += 1
         case .write: counters.writes += 1
+        case .trim: counters.discards += 1
         case .flush: break  // counted as the command was answered
         }
         ended(p, ok: true, now: now, &out)
         out.append(.complete(id, .success(())))
-        if p.request.kind == .write { releaseFlushes(now: now, &out) }
+        if p.request.kind == .write || p.request.kind == .trim { releaseFlushes(now: now, &out) }
         if pending.isEmpty { workSince = nil }
     }
 
@@ -195,7 +204,7 @@ struct SectorScheduler: Sendable {
         flushWaiting.removeAll { $0 == id }
         ended(p, ok: false, now: now, &out)
         out.append(.complete(id, .failure(error)))
-        if p.request.kind == .write { releaseFlushes(now: now, &out) }
+        if p.request.kind == .write || p.request.kind == .trim { releaseFlushes(now: now, &out) }
         if pending.isEmpty { workSince = nil }
     }
 
@@ -231,10 +240,17 @@ struct SectorScheduler: Sendable {
                 witnessWrite(r, &wire, now: now, &out)
                 if paths.holdsWrites(now: now) { return }
             }
+            // A trim is no witness (it carries no sectors to compare), but it changes them: it
+            // waits with the writes while a witness is read.
+            if r.kind == .trim && paths.anyProving && paths.holdsWrites(now: now) { return }
             guard let p = paths.choose(avoiding: r.lastPath, forIdentify: r.kind == .identify, wire) else { return }
             var piece = r
-            let most = paths[p].negotiator.payload / 512
-            if r.kind.carriesSectors && r.sectors > most {
+            let most = switch r.kind {
+            case .read, .write: paths[p].negotiator.payload / 512
+            case .trim: trimSectorsPerFrame(payload: paths[p].negotiator.payload)
+            default: Int.max
+            }
+            if r.sectors > most {
                 piece.sectors = most
                 var rest = r
                 rest.lba += UInt64(most)
@@ -248,6 +264,14 @@ struct SectorScheduler: Sendable {
         }
     }
 
+    /// The most sectors one TRIM frame names on a path with `payload` bytes of data: the blocks
+    /// of entries that fit it, no more than IDENTIFY word 105 allows per command (0, not
+    /// reported, taken as one block, as Linux's libata does), nor than the count byte holds.
+    func trimSectorsPerFrame(payload: Int) -> Int {
+        let offered = max(1, Int(identity?.trimBlocksPerCommand ?? 1))
+        return DataSetManagement.sectors(coveredBy: max(1, min(payload / 512, offered, 255)))
+    }
+
     /// Encodes `range` as one frame to `path` and puts it in flight.
     mutating func send(_ range: WorkRange, on path: PathID, _ wire: inout Wire, now: Instant,
                        _ out: inout [EngineAction]) {
@@ -258,6 +282,7 @@ struct SectorScheduler: Sendable {
         guard let header = wire.ataHeader(to: p, of: address) else { return }
         let lba48 = identity?.supportsLBA48 ?? true
         var message: ATAMessage
+        var trimEntries: IOBuffer?
         switch range.kind {
         case .read: message = .read(lba: range.lba, sectors: UInt8(range.sectors), lba48: lba48)
         case .write:
@@ -266,13 +291,26 @@ struct SectorScheduler: Sendable {
         case .flushExt: message = .flush(lba48: true)
         case .flush28: message = .flush(lba48: false)
         case .identify: message = .identify()
+        case .trim:
+            // The range entries are the frame's data: made here, at each send, so a retransmit
+            // or a re-split after a payload change names exactly the range it carries.
+            let entries = IOBuffer(uninitializedCount: DataSetManagement.blocks(for: range.sectors) * 512)
+            DataSetManagement.encode(lba: range.lba, sectors: range.sectors, into: entries.bytes)
+            trimEntries = entries
+            message = ATAMessage(flags: [.extended, .write], errorOrFeature: DataSetManagement.trimFeature,
+                                 sectorCount: UInt8(entries.count / 512),
+                                 commandOrStatus: ATAOpcode.dataSetManagement.rawValue)
         }
         // No allocation: the headers are encoded into the frame's inline storage, and a write's
         // data stays in the request's buffer until the link copies it into its send slot.
         let frame = AoEFrame(header: header, body: .ata(message))
         let source = range.kind == .write ? range.request.flatMap { pending[$0]?.request.buffer } : nil
-        let bytes = OutgoingFrame(headers: { frame.encode(into: $0) }, data: source, offset: range.bufferOffset,
-                                  count: source == nil ? 0 : range.sectors * 512)
+        let bytes = if let trimEntries {
+            OutgoingFrame(headers: { frame.encode(into: $0) }, data: trimEntries, offset: 0, count: trimEntries.count)
+        } else {
+            OutgoingFrame(headers: { frame.encode(into: $0) }, data: source, offset: range.bufferOffset,
+                          count: source == nil ? 0 : range.sectors * 512)
+        }
         let flight = FrameInFlight(target: address, path: path, range: range, sentAt: now,
                                    deadline: now.advanced(byNanoseconds: p.rtt.timeoutNanoseconds(afterRetries: range.retries)))
         paths[path].outstanding += 1

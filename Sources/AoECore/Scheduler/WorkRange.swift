@@ -4,7 +4,11 @@ import DequeModule
 /// What one frame asks of the target.
 enum FrameKind: Sendable, Hashable, CustomStringConvertible {
     case read, write, flushExt, flush28, identify
+    /// DATA SET MANAGEMENT, TRIM: its sectors are named by range entries, its data.
+    case trim
     var carriesSectors: Bool { self == .read || self == .write }
+    /// Changes what the sectors hold (writes and trims): a flush waits for these.
+    var modifies: Bool { self == .write || self == .trim }
     var expectsData: Bool { self == .read || self == .identify }
     var isFlush: Bool { self == .flushExt || self == .flush28 }
     var description: String {
@@ -14,6 +18,7 @@ enum FrameKind: Sendable, Hashable, CustomStringConvertible {
         case .flushExt: "FLUSH CACHE EXT"
         case .flush28: "FLUSH CACHE"
         case .identify: "IDENTIFY"
+        case .trim: "TRIM"
         }
     }
 }

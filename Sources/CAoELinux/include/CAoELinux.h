@@ -139,6 +139,8 @@ long aoel_pread_cached(int fd, void *buffer, size_t length, long long offset);
 /// pwrite(2) that does not wait (pwritev2 RWF_NOWAIT): returns the bytes written, -EAGAIN when it
 /// would block (or -EOPNOTSUPP where the filesystem cannot tell), or another -errno.
 long aoel_pwrite_nowait(int fd, const void *buffer, size_t length, long long offset);
+/// fallocate(PUNCH_HOLE | KEEP_SIZE) of `length` bytes at `offset`, retried on EINTR: 0 or -errno.
+int aoel_punch_hole(int fd, long long offset, long long length);
 
 /// Sends logs to syslog from now on, as `ident` with the PID, facility LOG_DAEMON.
 void aoel_openlog(const char *ident);
