@@ -21,6 +21,8 @@ public struct MemoryTarget: Sendable {
     /// TRIM offered in IDENTIFY (with zeros after it, and `trimBlocks` in word 105).
     public var offersTrim = false
     public var trimBlocks: UInt16 = 1
+    /// What word 105 says, when not `trimBlocks` (0: not reported).
+    public var reportedTrimBlocks: UInt16?
     /// Every TRIM range received (`DataSetManagement.Range`s), in order.
     public private(set) var trimmed: [DataSetManagement.Range] = []
     /// Answer nothing at all (a crashed target).
@@ -93,7 +95,7 @@ public struct MemoryTarget: Sendable {
                                      writeCacheEnabled: writeCache, flushCache: offersFlush,
                                      flushCacheExt: offersFlush && supportsLBA48, trim: offersTrim,
                                      deterministicReadAfterTrim: offersTrim, readsZerosAfterTrim: offersTrim,
-                                     trimBlocksPerCommand: offersTrim ? trimBlocks : 0).encoded()
+                                     trimBlocksPerCommand: offersTrim ? reportedTrimBlocks ?? trimBlocks : 0).encoded()
             case .dataSetManagement:
                 let n = Int(m.sectorCount)
                 let ranges = m.data.withUnsafeBytes { DataSetManagement.decode($0, blocks: n) }

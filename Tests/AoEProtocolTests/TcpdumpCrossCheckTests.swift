@@ -78,6 +78,7 @@ struct TcpdumpCrossCheckTests {
         let h = header(targetMAC, initiatorMAC, command: .ata, tag: 0x7FFF_0001)
         frames.append(AoEFrame(header: h, body: .ata(.write(lba: (1 << 47) + 5, data: [UInt8](repeating: 0xA5, count: 17 * 512)))))
         frames.append(AoEFrame(header: h, body: .ata(.read(lba: 0x0FFF_FFFF, sectors: 255, lba48: false))))
+        frames.append(AoEFrame(header: h, body: .ata(.trim(lba: 123_456, sectors: 5_000_000))))
 
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("aoefs-pcap-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

@@ -23,6 +23,7 @@ let samples: [(FUSERequest, [UInt8])] = [
     (.readdir(fh: 3, offset: 0, size: 4096, plus: true), []),
     (.releasedir(fh: 3), []),
     (.statfs, []),
+    (.fallocate(fh: 12, offset: 1 << 30, length: 512 << 20, mode: 0x03), []),
     (.interrupt(unique: 41), []),
     (.destroy, []),
     (.unknown(opcode: FUSEOpcode.mkdir.rawValue), []),
@@ -53,6 +54,7 @@ struct CodecTests {
         #expect(body(.flush(fh: 0)) == 24)
         #expect(body(.fsync(fh: 0, flags: 0)) == 16)
         #expect(body(.getattr(flags: 0, fh: 0)) == 16)
+        #expect(body(.fallocate(fh: 0, offset: 0, length: 0, mode: 0)) == 32, "fuse_fallocate_in")
     }
 
     @Test("a WRITE's data is located, not copied: dataOffset is just after write_in")
