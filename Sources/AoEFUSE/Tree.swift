@@ -208,6 +208,8 @@ enum Render {
                 ("mibsize", String(sectors / 2048)), ("timeout", String(c.deadsecs(for: t.address))),
                 ("maxout", String(c.maxOutstanding(for: t.address))), ("deadsecs", String(c.deadsecs(for: t.address))),
                 ("wcache", t.identity?.writeCacheEnabled == true ? "1" : "0"), ("flush", t.flushMode.rawValue),
+                // 1: discards (fstrim, blkdiscard) become TRIM; 0: the target offers no TRIM with zeros after it.
+                ("trim", t.identity?.trimsToZeros == true ? "1" : "0"),
             ]
             return rows.map { "\($0.0) \($0.1)" }.joined(separator: "\n") + "\n"
         }
