@@ -137,9 +137,9 @@ struct Serve: ParsableCommand {
         FileHandle.standardOutput.write(Data(first.utf8))
         do { try server.run() } catch { throw CLIError("\(error)") }
         let c = server.counters
-        let summary = "serve: e\(shelf).\(slot): \(c.reads) reads, \(c.writes) writes, \(c.flushes) flushes, "
-            + "\(c.trims) trims (\(c.sectorsTrimmed) sectors) "
-            + "(\(server.durableFlushes) fdatasync), \(c.configQueries) config queries, "
+        let summary = "serve: e\(shelf).\(slot): \(c.reads) reads, \(c.writes) writes, \(c.flushes) flushes "
+            + "(\(server.durableFlushes) fdatasync), \(c.trims) trims (\(c.sectorsTrimmed) sectors), "
+            + "\(c.configQueries) config queries, "
             + "\(c.errors + server.diskErrors) errors, \(c.dropped) dropped"
         Log.logger.notice("\(summary)")
     }

@@ -130,6 +130,18 @@ struct DiscardLabTests {
         #expect(try m.stat("discards") == 0)
     }
 
+    @Test("aoefs serve --no-trim: IDENTIFY offers no TRIM (its log says so at start), and a hole is refused with nothing sent")
+    func serveWithoutTrim() throws {
+        let m = try MountLab(size: 64 << 20, flags: ["--no-trim"], program: .aoefsServe)
+        defer { m.tearDown() }
+        #expect(try m.sys("conf").contains("trim 0\n"))
+        let target = try #require(m.vblades.first)
+        #expect(target.log.contains("TRIM not offered (--no-trim)"), "\(target.log)")
+        let punch = try sh("fallocate --punch-hole --offset 0 --length 1048576 \(m.image)")
+        #expect(punch.status != 0 && punch.out.contains("unsupported"), "\(punch.out)")
+        #expect(try m.stat("discards") == 0)
+    }
+
     @Test("partitions and ranges: blkdiscard of one partition trims only it; unaligned holes and zeroed ranges read back zeros, neighbours keep their bytes; past the end is refused")
     func partitionsAndRanges() throws {
         let m = try MountLab(size: 256 << 20, program: .aoefsServe)
