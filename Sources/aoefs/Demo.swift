@@ -182,8 +182,8 @@ final class DemoSetup: @unchecked Sendable {
             let rel = Self.relative(mountpoint)
             let aoefs = Self.commandName()
             FileHandle.standardOutput.write(Data("""
-                aoefs demo: target e10.3 (a \(size >> 20) MiB sparse file) is served by `aoefs serve` in network
-                namespace \(namespace), reached over veth \(localLink) (MTU 9000), and mounted at \(mountpoint).
+                aoefs demo: target e10.3 (a \(size >> 20) MiB sparse file, \(file)) is served by `aoefs serve` in
+                network namespace \(namespace), reached over veth \(localLink) (MTU 9000), and mounted at \(mountpoint).
 
                 Try, in another terminal:
                   ls \(rel)
@@ -191,6 +191,7 @@ final class DemoSetup: @unchecked Sendable {
                   cat \(rel)/sys/e10.3/stats
                   dd if=/dev/zero of=\(rel)/e10.3 bs=1M count=256 oflag=direct conv=notrunc
                   losetup -fP --show \(rel)/e10.3        # then mkfs.ext4 /dev/loopN, mount it, …; losetup -d /dev/loopN
+                  fstrim -v /where/you/mounted/it         # deleted files' space leaves the sparse file: du -h \(file)
                   cat \(rel)/etherd/err                  # blocks until something happens
 
                 Ctrl-C ends the demo and removes everything it made.
