@@ -6,6 +6,9 @@
 #   AOEFS     the aoefs binary
 #   FLAP_IF   an interface to take down and up again each round (the initiator's end of a link)
 #   TOGGLE    a target to disable and enable each round (e.g. 12.1)
+#   PUNCH     an image whose target offers TRIM, and PUNCH_FROM its first byte nobody else uses:
+#             each round a MiB there is written, a hole punched in it (unaligned ends), and read
+#             back: the hole must read as zeros, the bytes around it as written (issue 33)
 #   STOP_FILE ends the loop when it exists
 set -u
 rounds=0 failures=0
@@ -34,6 +37,22 @@ while [ ! -e "$STOP_FILE" ]; do
   if [ -n "${TOGGLE:-}" ]; then
     out=$("$AOEFS" disable "$TOGGLE" --mount "$MNT" 2>&1) || fail disable "$out"
     out=$("$AOEFS" enable "$TOGGLE" --mount "$MNT" 2>&1) || fail enable "$out"
+  fi
+  if [ -n "${PUNCH:-}" ]; then
+    mib=$(( PUNCH_FROM / 1048576 + rounds % 64 ))
+    tmp="$STOP_FILE.punch"
+    head -c 1048576 /dev/urandom > "$tmp"
+    if ! out=$(dd if="$tmp" of="$PUNCH" bs=1M seek="$mib" count=1 oflag=direct conv=notrunc,nocreat status=none 2>&1); then
+      fail "punch: write" "$out"
+    elif ! out=$(fallocate --punch-hole --offset $(( mib * 1048576 + 1000 )) --length $(( 1048576 - 2000 )) "$PUNCH" 2>&1); then
+      fail "punch: fallocate" "$out"
+    else
+      dd if="$PUNCH" of="$tmp.back" bs=1M skip="$mib" count=1 iflag=direct status=none
+      cmp -s -n 1000 "$tmp" "$tmp.back" || fail punch "the 1000 bytes before the hole changed"
+      [ "$(tail -c +1001 "$tmp.back" | head -c $(( 1048576 - 2000 )) | tr -d '\0' | wc -c)" = 0 ] ||
+        fail punch "the hole at MiB $mib does not read as zeros"
+      [ "$(tail -c 1000 "$tmp")" = "$(tail -c 1000 "$tmp.back")" ] || fail punch "the 1000 bytes after the hole changed"
+    fi
   fi
   if [ -n "${FLAP_IF:-}" ] && [ $((rounds % 5)) -eq 0 ]; then
     ip link set "$FLAP_IF" down && sleep 1 && ip link set "$FLAP_IF" up || fail flap "ip link"

@@ -89,6 +89,8 @@ struct StressTests {
         let monitorFD = open(monitorOut, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         let script = packageRoot().appendingPathComponent("Tests/stress/monitors.sh").path
         let monitors = try ChildProcess(["env", "MNT=\(mnt)", "AOEFS=\(exe)", "FLAP_IF=\(a.initiator)", "TOGGLE=12.1",
+                                         // e10.3 is `aoefs serve`'s (TRIM); fio uses its first 256 MiB.
+                                         "PUNCH=\(mnt)/e10.3", "PUNCH_FROM=\(256 << 20)",
                                          "STOP_FILE=\(stop)", script], stdout: monitorFD, stderr: monitorFD)
         close(monitorFD)
         defer { if monitors.isRunning { monitors.signal(SIGKILL); monitors.wait() } }
@@ -129,6 +131,10 @@ struct StressTests {
         let monitorText = (try? String(contentsOfFile: monitorOut, encoding: .utf8)) ?? ""
         print("stress: " + (monitorText.split(separator: "\n").last.map(String.init) ?? "no monitor summary"))
         #expect(monitorText.contains(", 0 failures"), "\(monitorText.suffix(3000))")
+        let stats = (try? String(contentsOfFile: mnt + "/sys/e10.3/stats", encoding: .utf8)) ?? ""
+        let discards = stats.split(separator: "\n").first { $0.hasPrefix("discards ") }.flatMap { Int($0.dropFirst(9)) } ?? 0
+        print("stress: e10.3 discards \(discards)")
+        #expect(discards > 0, "the monitors' holes went to e10.3 as TRIM: \(stats)")
         // A leak grows with time; a plateau does not. Over a soak, the last third of the samples
         // may not sit far above the first third.
         if samples.count >= 6 {
