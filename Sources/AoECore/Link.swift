@@ -38,7 +38,62 @@ public protocol Link: AnyObject, Sendable {
     /// (lowered under us); the driver then reads the MTU again. Asked after every send batch:
     /// a protocol requirement, so the question costs no dynamic cast.
     func takeOversized() -> UInt64
+
+    // What the driver needs to follow the interface (issue 21) and to report on it: all here, so
+    // no caller casts to a concrete link (issue 34).
+
+    /// The interface's index: one deleted and created again under the same name comes back with
+    /// a new one, and the link must then be opened anew (`reopen`).
+    var interfaceIndex: Int32 { get }
+    /// Bytes the link's receive buffer holds (SO_RCVBUF as granted), for metrics and the doctor.
+    var receiveBufferSize: Int { get }
+    /// How long a receive polls without sleeping before it sleeps (zero: it sleeps at once).
+    var busyPoll: Duration { get set }
+    /// Reads the interface's MTU again (after frames were refused as too long) and returns it.
+    func refreshMTU() throws -> Int
+    /// Records the MTU an interface event reported; returns the MTU in force (a link may cap it).
+    func noteMTU(_ mtu: Int) -> Int
+    /// Opens the interface of this name anew (it was deleted and created again); returns its MTU.
+    func reopen() throws -> Int
+    /// The interface as it is now, as an event would say it; nil when there is none.
+    func currentState() -> LinkEvent?
+    /// Asks the link to report its interface's changes to `handler` itself; false when it cannot,
+    /// and the driver must follow the host's interfaces (rtnetlink) for it.
+    func watchInterface(_ handler: @escaping @Sendable (LinkEvent?) -> Void) -> Bool
 }
+
+/// One change of a network interface, as rtnetlink reports it (`AoELinux.LinkMonitor`), or as a
+/// link reports its own (`Link.watchInterface`).
+public struct LinkEvent: Sendable, Hashable {
+    /// The interface name.
+    public var name: String
+    /// Its index: a deleted and re-created interface comes back with a new one.
+    public var index: Int32
+    /// Deleted (RTM_DELLINK).
+    public var deleted: Bool
+    /// Administratively up (IFF_UP).
+    public var up: Bool
+    /// Has carrier (IFF_RUNNING): frames can cross.
+    public var running: Bool
+    /// The MTU, if the event carried it.
+    public var mtu: Int?
+    /// The hardware address, if the event carried it.
+    public var mac: MACAddress?
+
+    /// Whether frames can be sent and received now.
+    public var usable: Bool { !deleted && up && running }
+
+    public init(name: String, index: Int32, deleted: Bool, up: Bool, running: Bool, mtu: Int?, mac: MACAddress?) {
+        self.name = name
+        self.index = index
+        self.deleted = deleted
+        self.up = up
+        self.running = running
+        self.mtu = mtu
+        self.mac = mac
+    }
+}
+
 
 /// A frame a receive call hands over: whole, or (its placement hit) its headers with its data
 /// already where it belongs.

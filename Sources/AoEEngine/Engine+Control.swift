@@ -18,7 +18,7 @@ extension Engine {
             table.keys.sorted().compactMap { id -> EngineMetrics.InterfaceFigures? in
                 guard let l = table[id] else { return nil }
                 return EngineMetrics.InterfaceFigures(name: l.name, mtu: l.mtu,
-                                                      receiveBuffer: (l as? PacketLink)?.receiveBufferSize ?? 0)
+                                                      receiveBuffer: l.receiveBufferSize)
             }
         }
         return metrics.exposition(targets(), interfaces: interfaces, daemon: daemon)

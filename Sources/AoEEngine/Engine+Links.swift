@@ -7,11 +7,13 @@ import Foundation
 /// interface deleted and created again under the same name gets a new socket; its MTU, state and
 /// MAC reach the core when they change, from rtnetlink, not from failed sends.
 extension Engine {
-    /// Starts the link monitor, if any link is a packet socket (in-memory links have no host
-    /// interface to follow). Without rtnetlink, receive errors stand for the link's state.
+    /// Follows every link's interface: a link that reports its own changes is asked to; for the
+    /// others (packet sockets) the host's rtnetlink is watched. Without rtnetlink, receive
+    /// errors stand for the link's state.
     func followInterfaces() {
-        let packetLinks = links.withLock { $0.values.contains { $0 is PacketLink } }
-        guard packetLinks else { return }
+        let handler: @Sendable (LinkEvent?) -> Void = { [weak self] event in self?.interfaceChanged(event) }
+        let hostLinks = links.withLock { $0.values.filter { !$0.watchInterface(handler) }.count }
+        guard hostLinks > 0 else { return }
         do {
             let m = try LinkMonitor { [weak self] event in self?.interfaceChanged(event) }
             monitor.withLock { $0 = m }
@@ -25,7 +27,7 @@ extension Engine {
     /// the old one between two of its passes, never under a wait on it.
     func interfaceChanged(_ event: LinkEvent?) {
         for loop in loops.withLock({ $0 }) {
-            guard let id = loop.id, let link = loop.link as? PacketLink else { continue }
+            guard let id = loop.id, let link = loop.link else { continue }
             if let event, link.name != event.name { continue }
             loop.perform { [self] _, outbox in
                 if let event { apply(event, to: id, link, &outbox) } else { resync(id, link, &outbox) }
@@ -43,7 +45,7 @@ extension Engine {
         }
     }
 
-    private func apply(_ event: LinkEvent, to id: LinkID, _ link: PacketLink, _ outbox: inout Outbox) {
+    private func apply(_ event: LinkEvent, to id: LinkID, _ link: any Link, _ outbox: inout Outbox) {
         if event.deleted { return linkChanged(id, up: false, &outbox) }
         if event.index != link.interfaceIndex {
             // The same name, a new interface: the old socket is bound to one that is gone.
@@ -62,15 +64,15 @@ extension Engine {
     }
 
     /// Reads one link's interface again, as if an event had said what it is now.
-    private func resync(_ id: LinkID, _ link: PacketLink, _ outbox: inout Outbox) {
-        guard let now = PacketLink.interfaceState(link.name) else { return linkChanged(id, up: false, &outbox) }
+    private func resync(_ id: LinkID, _ link: any Link, _ outbox: inout Outbox) {
+        guard let now = link.currentState() else { return linkChanged(id, up: false, &outbox) }
         apply(now, to: id, link, &outbox)
     }
 
     /// A send found frames longer than the interface's MTU: it was lowered, and its event may not
     /// have come yet. The MTU is read now, and the refused frames go again at the new size.
-    func mtuLowered(_ id: LinkID, _ link: PacketLink) {
-        guard let mtu = try? link.refresh() else { return }
+    func mtuLowered(_ id: LinkID, _ link: any Link) {
+        guard let mtu = try? link.refreshMTU() else { return }
         var outbox = Outbox()
         linkChanged(id, log: "\(link.name): frames refused as longer than the MTU (EMSGSIZE); MTU now \(mtu)", mtu: mtu,
                     &outbox)

@@ -96,7 +96,7 @@ public final class Engine: Sendable {
         var table: [LinkID: any Link] = [:]
         for (i, l) in links.enumerated() {
             table[LinkID(i)] = l
-            (l as? PacketLink)?.busyPoll = configuration.busyPoll
+            l.busyPoll = configuration.busyPoll
         }
         self.links = Locked(table)
         // Tags from a random place: a daemon restarted under a live mount must not reuse its
@@ -263,7 +263,7 @@ public final class Engine: Sendable {
             } catch {
                 if sendsFail(on: id) { failures.append("\(table[id]?.name ?? "?"): \(error) (said once until sends work again)") }
             }
-            if let l = table[id], l.takeOversized() > 0, let p = l as? PacketLink { mtuLowered(id, p) }
+            if let l = table[id], l.takeOversized() > 0 { mtuLowered(id, l) }
         }
         return failures
     }

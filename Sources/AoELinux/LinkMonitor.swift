@@ -1,38 +1,8 @@
+import AoECore
 import AoEProtocol
 import CAoELinux
 import Foundation
 import Synchronization
-
-/// One change of a network interface, as rtnetlink reports it.
-public struct LinkEvent: Sendable, Hashable {
-    /// The interface name.
-    public var name: String
-    /// Its index: a deleted and re-created interface comes back with a new one.
-    public var index: Int32
-    /// Deleted (RTM_DELLINK).
-    public var deleted: Bool
-    /// Administratively up (IFF_UP).
-    public var up: Bool
-    /// Has carrier (IFF_RUNNING): frames can cross.
-    public var running: Bool
-    /// The MTU, if the event carried it.
-    public var mtu: Int?
-    /// The hardware address, if the event carried it.
-    public var mac: MACAddress?
-
-    /// Whether frames can be sent and received now.
-    public var usable: Bool { !deleted && up && running }
-
-    public init(name: String, index: Int32, deleted: Bool, up: Bool, running: Bool, mtu: Int?, mac: MACAddress?) {
-        self.name = name
-        self.index = index
-        self.deleted = deleted
-        self.up = up
-        self.running = running
-        self.mtu = mtu
-        self.mac = mac
-    }
-}
 
 /// Follows the host's interfaces as a kernel driver follows netdevice notifications: a thread
 /// reads rtnetlink's link messages (RTM_NEWLINK, RTM_DELLINK; rtnetlink(7)) and hands each to

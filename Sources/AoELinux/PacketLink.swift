@@ -118,6 +118,12 @@ public final class PacketLink: Link {
                          mtu: Int(info.mtu), mac: withUnsafeBytes(of: info.mac) { MACAddress(bytes: $0) })
     }
 
+    /// What the interface is now (`interfaceState(_:)` of this link's name).
+    public func currentState() -> LinkEvent? { Self.interfaceState(name) }
+
+    /// A packet socket cannot tell: the driver follows rtnetlink (`LinkMonitor`) for it.
+    public func watchInterface(_ handler: @escaping @Sendable (LinkEvent?) -> Void) -> Bool { false }
+
     /// Frames refused since the last call because they were longer than the interface's MTU
     /// (it was lowered under us): the caller re-reads the MTU (`refresh`) and resends them smaller.
     public func takeOversized() -> UInt64 { oversizedCount.exchange(0, ordering: .relaxed) }
@@ -138,7 +144,7 @@ public final class PacketLink: Link {
         }
     }
 
-    /// The interface MTU as last read; `refresh()` reads it again.
+    /// The interface MTU as last read; `refreshMTU()` reads it again.
     public var mtu: Int { mtuValue.load(ordering: .relaxed) }
 
     /// How long a receive polls without sleeping before it sleeps (`EngineConfiguration.busyPoll`);
@@ -160,7 +166,7 @@ public final class PacketLink: Link {
     /// Re-reads the interface's MTU and state (an administrator may change the MTU under us).
     /// - Returns: the current MTU.
     @discardableResult
-    public func refresh() throws(LinkError) -> Int {
+    public func refreshMTU() throws(LinkError) -> Int {
         var info = aoel_ifinfo()
         let r = aoel_ifinfo(fd, name, &info)
         guard r == 0 else {

@@ -12,7 +12,8 @@ public final class MemoryLink: Link, @unchecked Sendable {
     // @unchecked: everything that changes is in `wire`, behind its lock.
     public let name: String
     public let macAddress: MACAddress
-    public let mtu: Int
+    /// What a packet socket would be granted (PacketLink's default), for metrics.
+    public let receiveBufferSize = 256 * 9216
     private let ready: WakeUp
     private let wire: Locked<Wire>
 
@@ -24,6 +25,17 @@ public final class MemoryLink: Link, @unchecked Sendable {
         var placedHits = 0
         var sent = 0
         var down = false
+        /// The interface's MTU on the "host", and the one the link last read or was told.
+        var hostMTU: Int
+        var mtu: Int
+        /// The interface's index on the "host", and the one the link is bound to (until `reopen`).
+        var hostIndex: Int32 = 1
+        var index: Int32 = 1
+        var oversized: UInt64 = 0
+        var busyPoll: Duration = .zero
+        var busyPolls = 0
+        var reopens = 0
+        var watcher: (@Sendable (LinkEvent?) -> Void)?
     }
 
     /// - Parameters:
@@ -33,10 +45,79 @@ public final class MemoryLink: Link, @unchecked Sendable {
                 target: MemoryTarget) throws(ProcessError) {
         self.name = name
         self.macAddress = mac
-        self.mtu = mtu
         ready = try WakeUp()
-        wire = Locked(Wire(target: target))
+        wire = Locked(Wire(target: target, hostMTU: mtu, mtu: mtu))
     }
+
+    // MARK: - The interface, as a host would change it
+
+    /// The MTU the link uses (last read, or told by an event).
+    public var mtu: Int { wire.withLock { $0.mtu } }
+
+    /// Changes the interface's MTU, as `ip link set mtu` would; with `announce` an event says so
+    /// (rtnetlink's RTM_NEWLINK), without it the link finds out when a send is refused as too long.
+    public func setMTU(_ mtu: Int, announce: Bool = true) {
+        let watcher = wire.withLock { w in
+            w.hostMTU = mtu
+            return w.watcher
+        }
+        if announce { watcher?(currentState()) }
+    }
+
+    /// The interface deleted and created again under the same name (a new index): the driver
+    /// must open it anew (`reopen`).
+    public func recreate() {
+        let watcher = wire.withLock { w in
+            w.hostIndex += 1
+            return w.watcher
+        }
+        watcher?(currentState())
+    }
+
+    /// Receive calls that polled (busy polling) before they slept, and links opened anew.
+    public var busyPolls: Int { wire.withLock { $0.busyPolls } }
+    public var reopens: Int { wire.withLock { $0.reopens } }
+
+    public var interfaceIndex: Int32 { wire.withLock { $0.index } }
+
+    public var busyPoll: Duration {
+        get { wire.withLock { $0.busyPoll } }
+        set { wire.withLock { $0.busyPoll = newValue } }
+    }
+
+    public func refreshMTU() throws -> Int {
+        try wire.withLock { w in
+            if w.down { throw LinkError(code: .interfaceDown, interface: name, errno: nil, operation: "reading the interface state") }
+            w.mtu = w.hostMTU
+            return w.mtu
+        }
+    }
+
+    public func noteMTU(_ mtu: Int) -> Int { wire.withLock { $0.mtu = mtu; return mtu } }
+
+    public func reopen() throws -> Int {
+        wire.withLock { w in
+            w.reopens += 1
+            w.index = w.hostIndex
+            w.mtu = w.hostMTU
+            return w.mtu
+        }
+    }
+
+    public func currentState() -> LinkEvent? {
+        wire.withLock { w in
+            LinkEvent(name: name, index: w.hostIndex, deleted: false, up: !w.down, running: !w.down, mtu: w.hostMTU,
+                      mac: macAddress)
+        }
+    }
+
+    /// The link reports its own changes (`setMTU`, `setDown`, `recreate`) to the driver.
+    public func watchInterface(_ handler: @escaping @Sendable (LinkEvent?) -> Void) -> Bool {
+        wire.withLock { $0.watcher = handler }
+        return true
+    }
+
+    public func takeOversized() -> UInt64 { wire.withLock { w in defer { w.oversized = 0 }; return w.oversized } }
 
     /// Frames the engine sent (every one, dropped or not).
     public var sentFrames: Int { wire.withLock { $0.sent } }
@@ -58,10 +139,15 @@ public final class MemoryLink: Link, @unchecked Sendable {
     /// Changes the target in place (make it silent, read-only, …).
     public func withTarget(_ body: (inout MemoryTarget) -> Void) { wire.withLock { body(&$0.target) } }
 
-    /// A link that is down: sends and receives fail, as ENETDOWN would.
-    public func setDown(_ down: Bool) {
-        wire.withLock { $0.down = down }
+    /// A link that is down: sends and receives fail, as ENETDOWN would. With `announce` an event
+    /// says so, as rtnetlink does for `ip link set down`.
+    public func setDown(_ down: Bool, announce: Bool = false) {
+        let watcher = wire.withLock { w in
+            w.down = down
+            return w.watcher
+        }
         ready.signal()
+        if announce { watcher?(currentState()) }
     }
 
     @discardableResult
@@ -71,6 +157,11 @@ public final class MemoryLink: Link, @unchecked Sendable {
             var any = false
             for f in frames {
                 let bytes = f.bytes
+                // Longer than the interface takes: refused, as the kernel does with EMSGSIZE.
+                if bytes.count > w.hostMTU + AoEHeader.ethernetSize {
+                    w.oversized += 1
+                    continue
+                }
                 w.sent += 1
                 if w.drop?(bytes) == true { continue }
                 for answer in w.target.handle(bytes) where w.drop?(answer) != true {
@@ -133,6 +224,13 @@ public final class MemoryLink: Link, @unchecked Sendable {
     private func collect(limit: Int, timeout: Duration, alsoWatching descriptors: [Int32]) throws -> ([[UInt8]], UInt32) {
         var ready: UInt32 = 0
         var frames = take(limit)
+        let spin = wire.withLock { $0.busyPoll }
+        if frames.isEmpty && timeout != .zero && spin > .zero {
+            // Busy polling, as PacketLink does before it sleeps: look again until `spin` is over.
+            wire.withLock { $0.busyPolls += 1 }
+            let end = ContinuousClock.now + spin
+            while frames.isEmpty && ContinuousClock.now < end { frames = take(limit) }
+        }
         if frames.isEmpty && timeout != .zero {
             let bits = waitReadable(any: [self.ready.descriptor] + descriptors, timeout: timeout)
             ready = bits >> 1

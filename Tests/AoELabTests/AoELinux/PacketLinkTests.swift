@@ -46,7 +46,7 @@ struct PacketLinkTests {
         #expect(link.receiveBufferSize >= PacketLink.defaultBufferSize)
         // An MTU change under an open link is seen on refresh.
         try lab.setMTU(a, namespace: nil, mtu: 1500)
-        #expect(try link.refresh() == 1500)
+        #expect(try link.refreshMTU() == 1500)
         #expect(link.mtu == 1500)
     }
 
