@@ -83,20 +83,16 @@ extension Engine {
         var edges: [UInt64] = []
         if offset % 512 != 0 { edges.append(first) }
         if (offset + UInt64(count)) % 512 != 0 && !edges.contains(end - 1) { edges.append(end - 1) }
-        let remaining = Atomic<Int>(edges.count)
-        let failure = Locked<AoEIOError?>(nil)
-        let writeMerged: @Sendable (inout Outbox) -> Void = { [self] outbox in
-            if let e = failure.withLock({ $0 }) { return completion(.failure(e), &outbox) }
+        // Once both edges are read: merge and write back.
+        let edgesRead = Self.joined(edges.count) { [self] r, outbox in
+            if case .failure(let e) = r { return completion(.failure(e), &outbox) }
             let at = Int(offset - first * 512)
             (bounce.bytes.baseAddress! + at).copyMemory(from: buffer.bytes.baseAddress! + bufferOffset, byteCount: count)
             submit(target, .write, lba: first, sectors: sectors, buffer: bounce, outbox: &outbox, completion: completion)
         }
         for lba in edges {
             submit(target, .read, lba: lba, sectors: 1, buffer: bounce, bufferOffset: Int(lba - first) * 512,
-                   outbox: &outbox) { r, outbox in
-                if case .failure(let e) = r { failure.withLock { $0 = $0 ?? e } }
-                if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { writeMerged(&outbox) }
-            }
+                   outbox: &outbox, completion: edgesRead)
         }
     }
 

@@ -40,14 +40,7 @@ extension Engine {
         } else {
             parts.append((offset, count, false))  // inside one or two sectors
         }
-        let remaining = Atomic<Int>(parts.count)
-        let failure = Locked<AoEIOError?>(nil)
-        let partDone: IOCompletion = { r, outbox in
-            if case .failure(let e) = r { failure.withLock { $0 = $0 ?? e } }
-            guard remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 else { return }
-            if let e = failure.withLock({ $0 }) { return completion(.failure(e), &outbox) }
-            completion(.success(()), &outbox)
-        }
+        let partDone = Self.joined(parts.count, completion)
         for (at, n, trim) in parts {
             if trim {
                 let sectors = at / 512..<(at + n) / 512
@@ -68,17 +61,24 @@ extension Engine {
     private func writeZeros(_ target: TargetAddress, offset: UInt64, count: UInt64, outbox: inout Outbox,
                             completion: @escaping IOCompletion) {
         let chunks = Int((count + UInt64(Self.zeroChunk) - 1) / UInt64(Self.zeroChunk))
-        let remaining = Atomic<Int>(chunks)
-        let failure = Locked<AoEIOError?>(nil)
+        let chunkDone = Self.joined(chunks, completion)
         for k in 0..<chunks {
             let at = offset + UInt64(k * Self.zeroChunk)
             let n = Int(min(UInt64(Self.zeroChunk), offset + count - at))
-            write(target, offset: at, count: n, from: Self.zeros, outbox: &outbox) { r, outbox in
-                if case .failure(let e) = r { failure.withLock { $0 = $0 ?? e } }
-                guard remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 else { return }
-                if let e = failure.withLock({ $0 }) { return completion(.failure(e), &outbox) }
-                completion(.success(()), &outbox)
-            }
+            write(target, offset: at, count: n, from: Self.zeros, outbox: &outbox, completion: chunkDone)
+        }
+    }
+
+    /// A completion to give each of `parts` requests: `completion` runs once, when the last of
+    /// them completes, with the first failure among them or success.
+    static func joined(_ parts: Int, _ completion: @escaping IOCompletion) -> IOCompletion {
+        let remaining = Atomic<Int>(parts)
+        let failure = Locked<AoEIOError?>(nil)
+        return { r, outbox in
+            if case .failure(let e) = r { failure.withLock { $0 = $0 ?? e } }
+            guard remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 else { return }
+            if let e = failure.withLock({ $0 }) { return completion(.failure(e), &outbox) }
+            completion(.success(()), &outbox)
         }
     }
 
