@@ -25,6 +25,15 @@ public struct MemoryTarget: Sendable {
     public var reportedTrimBlocks: UInt16?
     /// Every TRIM range received (`DataSetManagement.Range`s), in order.
     public private(set) var trimmed: [DataSetManagement.Range] = []
+    /// How long answers to commands that wait on the medium (FLUSH CACHE, TRIM) take beyond the
+    /// wire's latency: an fdatasync, a hole punched after dirty pages were written back.
+    public var mediumDelay: Duration = .zero
+    /// `mediumDelay` for a FLUSH or TRIM request, zero for anything else (`Simulation`).
+    public func answerDelay(for request: [UInt8]) -> Duration {
+        guard mediumDelay > .zero, request.count > 27, request[19] == AoECommand.ata.rawValue else { return .zero }
+        let command = ATAOpcode(rawValue: request[27])
+        return [.flushCache, .flushCacheExt, .dataSetManagement].contains(command) ? mediumDelay : .zero
+    }
     /// Answer nothing at all (a crashed target).
     public var silent = false
     /// Answer Query Config but no ATA command (a stale announcer, an impostor).

@@ -186,7 +186,8 @@ public struct Simulation {
     mutating func deliver(_ e: Event) {
         if let t = e.toTarget {
             sentToTargets += 1
-            for r in targets[t].handle(e.bytes) { transmit(r, on: e.link, toTarget: nil) }
+            let delay = targets[t].answerDelay(for: e.bytes)
+            for r in targets[t].handle(e.bytes) { transmit(r, on: e.link, toTarget: nil, after: delay) }
         } else {
             var out: [EngineAction] = []
             core.receive(e.bytes, on: e.link, now: now, &out)
@@ -219,14 +220,14 @@ public struct Simulation {
         }
     }
 
-    mutating func transmit(_ bytes: [UInt8], on link: LinkID, toTarget: Int?) {
+    mutating func transmit(_ bytes: [UInt8], on link: LinkID, toTarget: Int?, after delay: Duration = .zero) {
         let f = faults[link] ?? Faults()
         if f.cut { return }
         if let limit = f.mtuLimit, bytes.count - 14 > limit { return }
         if chance(f.drop) { return }
         var b = bytes
         if chance(f.truncate) && b.count > 40 { b = Array(b.prefix(Int(rng.next() % UInt64(b.count - 24)) + 24)) }
-        var at = now + latency
+        var at = now + latency + delay
         if toTarget == nil && chance(f.spoof) {
             var forged = b
             forged[11] ^= 0x55  // another source MAC

@@ -126,3 +126,39 @@ struct EngineDiscardTests {
         #expect(link.target.trimmed.isEmpty)
     }
 }
+
+@Suite("Frames that wait on the medium (FLUSH, TRIM): their time is the disk's, not the path's")
+struct MediumFrameTests {
+    @Test("a target that takes 300 ms to punch holes or flush: no RTT sample, no window cut, no raised RTO floor; I/O after it unhurt",
+          arguments: [IOKind.trim, .flush])
+    func slowMedium(kind: IOKind) throws {
+        var t = MemoryTarget(address: e103, mac: targetMAC)
+        t.offersTrim = true
+        t.abortsFlushExt = false
+        t.mediumDelay = .milliseconds(300)
+        var sim = upSimulation(target: t)
+        let before = try #require(sim.target?.paths.first)
+        let ids = (0..<4).map { sim.submit(kind, e103, lba: UInt64($0) * 1000, sectors: kind == .trim ? 100 : 0) }
+        #expect(sim.run(for: .seconds(10)) { s in ids.allSatisfy { s.isDone($0) } })
+        #expect(ids.allSatisfy { sim.outcome($0) == .ok })
+        let after = try #require(sim.target?.paths.first)
+        #expect(after.rto <= before.rto * 2, "RTO \(before.rto) → \(after.rto)")
+        #expect(after.window >= before.window, "window \(before.window) → \(after.window)")
+        #expect(sim.target?.counters.spurious == 0 && sim.target?.counters.lossEvents == 0)
+        #expect(sim.target?.counters.retries == 0, "not resent: 300 ms is under the medium's timeout")
+    }
+
+    @Test("a lost TRIM is still resent, after the medium's timeout, and completes")
+    func lostTrimResent() throws {
+        var t = MemoryTarget(address: e103, mac: targetMAC)
+        t.offersTrim = true
+        var sim = upSimulation(target: t)
+        sim.faults[link0] = { var f = Simulation.Faults(); f.cut = true; return f }()
+        let id = sim.submit(.trim, e103, lba: 0, sectors: 8)
+        sim.run(for: .milliseconds(100)) { _ in false }
+        sim.faults[link0] = Simulation.Faults()
+        #expect(sim.run(for: .seconds(5)) { $0.isDone(id) })
+        #expect(sim.outcome(id) == .ok && sim.targets[0].trimmed.count == 1)
+        #expect((sim.target?.counters.retries ?? 0) >= 1)
+    }
+}

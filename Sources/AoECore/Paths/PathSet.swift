@@ -108,7 +108,10 @@ struct PathSet: Sendable {
     /// A frame of work on `id` was answered.
     mutating func answered(_ id: PathID, _ f: FrameInFlight, now: Instant) {
         guard let i = index(id) else { return }
-        if f.range.retries == 0 { paths[i].rtt.sample(nanoseconds: now.nanoseconds(since: f.sentAt)) }  // Karn's rule
+        // Karn's rule; and the medium's time is not the path's (`FrameKind.waitsOnMedium`).
+        if f.range.retries == 0 && !f.range.kind.waitsOnMedium {
+            paths[i].rtt.sample(nanoseconds: now.nanoseconds(since: f.sentAt))
+        }
         paths[i].window.onResponse()
         paths[i].negotiator.frameAnswered(sectors: f.range.sectors)
         if f.range.sectors > MTUNegotiator.safeSectors, f.sentAt >= paths[i].largeAnswered.sentAt {

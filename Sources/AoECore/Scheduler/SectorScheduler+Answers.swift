@@ -172,8 +172,11 @@ extension SectorScheduler {
             if state == .up { paths.continueProbing(path, counters: &counters, &wire, now: now, &out) }
             return
         }
-        wire.frames.retire(tag, flight)
-        let eject = paths.lost(path, flight, counters: &counters, &wire, now: now, &out)
+        // A frame that waits on the medium says nothing about the path (`waitsOnMedium`): it is
+        // sent again, but its timeout cuts no window, and its late answer proves no spurious timeout.
+        let medium = flight.range.kind.waitsOnMedium
+        if !medium { wire.frames.retire(tag, flight) }
+        let eject = medium ? false : paths.lost(path, flight, counters: &counters, &wire, now: now, &out)
         var r = flight.range
         r.retries += 1
         // The loss episode has its line (PathSet.lost); a frame lost again and again is news.

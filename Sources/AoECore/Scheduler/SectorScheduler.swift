@@ -264,6 +264,10 @@ struct SectorScheduler: Sendable {
         }
     }
 
+    /// The soonest a FLUSH or TRIM frame is resent (doubling with each retry, up to 16 ×):
+    /// `FrameKind.waitsOnMedium`.
+    static let mediumTimeout: Duration = .milliseconds(500)
+
     /// The most sectors one TRIM frame names on a path with `payload` bytes of data: the blocks
     /// of entries that fit it, no more than IDENTIFY word 105 allows per command (0, not
     /// reported, taken as one block, as Linux's libata does), nor than the count byte holds.
@@ -311,8 +315,12 @@ struct SectorScheduler: Sendable {
             OutgoingFrame(headers: { frame.encode(into: $0) }, data: source, offset: range.bufferOffset,
                           count: source == nil ? 0 : range.sectors * 512)
         }
+        var timeout = p.rtt.timeoutNanoseconds(afterRetries: range.retries)
+        if range.kind.waitsOnMedium {
+            timeout = max(timeout, Int64(Self.mediumTimeout.nanoseconds) << Int64(min(range.retries, 4)))
+        }
         let flight = FrameInFlight(target: address, path: path, range: range, sentAt: now,
-                                   deadline: now.advanced(byNanoseconds: p.rtt.timeoutNanoseconds(afterRetries: range.retries)))
+                                   deadline: now.advanced(byNanoseconds: timeout))
         paths[path].outstanding += 1
         paths[path].sent += 1
         counters.atasnd += 1

@@ -7,8 +7,13 @@ enum FrameKind: Sendable, Hashable, CustomStringConvertible {
     /// DATA SET MANAGEMENT, TRIM: its sectors are named by range entries, its data.
     case trim
     var carriesSectors: Bool { self == .read || self == .write }
-    /// Changes what the sectors hold (writes and trims): a flush waits for these.
-    var modifies: Bool { self == .write || self == .trim }
+    /// Answered once the target's medium has done it (FLUSH: an fdatasync; TRIM: holes punched,
+    /// maybe after dirty pages are written back): its time is the disk's, not the path's. Such a
+    /// frame gives no RTT sample, is resent after `SectorScheduler.mediumTimeout` at the
+    /// soonest, and its timeout is no evidence of loss (no window cut, no spurious-timeout
+    /// floor from its late answer) — a slow punch once raised a path's RTO from 2 to 259 ms, and
+    /// under 1 % loss every lost frame then cost that much (issue 33's soak).
+    var waitsOnMedium: Bool { isFlush || self == .trim }
     var expectsData: Bool { self == .read || self == .identify }
     var isFlush: Bool { self == .flushExt || self == .flush28 }
     var description: String {
