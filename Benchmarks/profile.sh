@@ -19,12 +19,12 @@ fio --name=p --filename="$mnt/e10.3" --ioengine=libaio --direct=1 --size=1024M -
   $ARGS --output-format=terse --terse-version=3 > "$OUT/fio.out" 2>&1 &
 fiopid=$!
 sleep 1
-perf record -q -e cpu-clock -F 999 -g -p "$pid" -o "$OUT/perf.data" -- sleep "$SECS" 2>/dev/null
+perf record -q -e cpu-clock -F 999 -g -p "$pid" -o "$OUT/perf.data" -- sleep "$SECS" 2>"$OUT/perf.err" || cat "$OUT/perf.err" >&2
 wait $fiopid
 echo "== $ARGS: $(awk -F';' '{ printf "%.0f MB/s", ($7 + $48) * 1024 / 1e6 }' "$OUT/fio.out") through the mount"
-echo "== samples by thread (the daemon's threads; % of all its samples)"
-perf report -i "$OUT/perf.data" --no-children --sort tid --stdio 2>/dev/null | grep -E '^ +[0-9.]+%' | head -8
+echo "== samples by thread (tid:name; % of all the daemon's samples)"
+perf report -i "$OUT/perf.data" --no-children --sort pid --stdio -g none 2>&1 | grep "%" | grep -v "^#" | head -8 || true
 echo "== kernel vs user space"
-perf report -i "$OUT/perf.data" --no-children --sort dso --stdio 2>/dev/null | grep -E '^ +[0-9.]+%' | head -6
+perf report -i "$OUT/perf.data" --no-children --sort dso --stdio -g none 2>&1 | grep -E "^ +[0-9.]+%" | head -6 || true
 echo "== hottest symbols"
-perf report -i "$OUT/perf.data" --no-children --sort sym --stdio 2>/dev/null | grep -E '^ +[0-9.]+%' | head -15
+perf report -i "$OUT/perf.data" --no-children --sort sym --stdio -g none 2>&1 | grep -E "^ +[0-9.]+%" | head -15 || true
