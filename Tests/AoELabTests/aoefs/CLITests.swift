@@ -243,6 +243,8 @@ struct EcosystemTests {
         _ = try lab.startVblade(shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace, file: file)
         let mnt = lab.directory.appendingPathComponent("mnt").path
         try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
+        // A failure between mount and umount must not leave the mount (and its daemon) behind.
+        defer { if mounted(mnt) { _ = try? sh("umount -l \(mnt)") } }
         try withHelperInPath {
             let fstab = lab.directory.appendingPathComponent("fstab").path
             try "aoefs \(mnt) fuse.aoefs iface=\(net.initiator),deadsecs=30,_netdev 0 0\n"
