@@ -13,6 +13,9 @@ public enum IOKind: Sendable, Hashable {
     /// DATA SET MANAGEMENT (TRIM) of the sectors: only to a target whose IDENTIFY offers it and
     /// reads zeros after it (`ATAIdentity.trimsToZeros`), so that they read back as a hole.
     case trim
+
+    /// Changes what the sectors hold: a flush waits for every such request submitted before it.
+    public var changesSectors: Bool { self == .write || self == .trim }
 }
 
 /// Why a block request failed. The FUSE layer maps every case to EIO (one function, in AoEFUSE).

@@ -155,8 +155,7 @@ struct SectorScheduler: Sendable {
     /// when the target needs none (`FlushMode.none`: its acknowledged writes are durable).
     mutating func releaseFlushes(now: Instant, _ out: inout [EngineAction]) {
         guard !flushWaiting.isEmpty else { return }
-        let oldestWrite = pending.values.filter { $0.request.kind == .write || $0.request.kind == .trim }
-            .map(\.sequence).min() ?? .max
+        let oldestWrite = pending.values.filter { $0.request.kind.changesSectors }.map(\.sequence).min() ?? .max
         while let id = flushWaiting.first, let p = pending[id], p.sequence < oldestWrite {
             flushWaiting.removeFirst()
             switch flushMode {
@@ -195,7 +194,7 @@ struct SectorScheduler: Sendable {
         }
         ended(p, ok: true, now: now, &out)
         out.append(.complete(id, .success(())))
-        if p.request.kind == .write || p.request.kind == .trim { releaseFlushes(now: now, &out) }
+        if p.request.kind.changesSectors { releaseFlushes(now: now, &out) }
         if pending.isEmpty { workSince = nil }
     }
 
@@ -204,7 +203,7 @@ struct SectorScheduler: Sendable {
         flushWaiting.removeAll { $0 == id }
         ended(p, ok: false, now: now, &out)
         out.append(.complete(id, .failure(error)))
-        if p.request.kind == .write || p.request.kind == .trim { releaseFlushes(now: now, &out) }
+        if p.request.kind.changesSectors { releaseFlushes(now: now, &out) }
         if pending.isEmpty { workSince = nil }
     }
 
