@@ -72,7 +72,7 @@ test: deps
 	$(SWIFT) build --build-tests $(SWIFT_BUILD_FLAGS)
 	$(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS)
 	AOEFS_LAB_TARGET=serve $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter 'EngineLabTests|MountTests|ControlCommandTests|PartitionLabTests'
-	AOEFS_LAB_FUSE_TRANSPORT=io_uring Tests/with-fuse-uring.sh $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter 'MountTests|ControlCommandTests|PartitionLabTests|DiscardLabTests'
+	AOEFS_LAB_FUSE_TRANSPORT=io_uring Tests/with-fuse-uring.sh $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter 'MountTests|ControlCommandTests|PartitionLabTests|DiscardLabTests|ServingThreadsLabTests'
 	Tests/linux-initiator/run.sh .build/debug/aoefs
 	SWIFT=$(SWIFT) Packaging/test-deb.sh
 

@@ -57,7 +57,7 @@ public struct Outbox {
     var isIdle: Bool { frames.isEmpty && completions.isEmpty && logs.isEmpty }
 
     /// Ready for the next pass (keeping the arrays' capacity).
-    mutating func reset() {
+    public mutating func reset() {
         completed = 0
         wakeTimer = false
         targetsChanged = false

@@ -76,19 +76,22 @@ extension AoEFileSystem {
     /// would wait for an INIT reply that nobody sends (the demo hang of issue 21).
     ///
     /// Our own protocol core (`KernelChannel`, over /dev/fuse or a ring) serves; libfuse only
-    /// mounted. Requests are served on the engine's receive thread (`Engine.attach`), between
-    /// batches of frames: the thread that sends a reply is awake to take the request the reply
-    /// released, so a small request costs no thread wake-up.
-    func beginServing(transport: FUSETransportChoice, depth: Int) throws(FUSEError) {
+    /// mounted. With one thread, requests are served on the engine's receive thread
+    /// (`Engine.attach`), between batches of frames: the thread that sends a reply is awake to
+    /// take the request the reply released, so a small request costs no thread wake-up. With
+    /// more, by `threads` serving threads (`ServingThreads`), so that no one thread bounds the
+    /// mount.
+    func beginServing(transport: FUSETransportChoice, depth: Int, threads: Int = 1) throws(FUSEError) {
         let device = session.map { fuse_session_fd($0) } ?? adoptedDevice
         guard device >= 0 else { throw FUSEError("\(mountpoint): not mounted") }
-        try serve(device: device, transport: resolve(transport, depth: depth))
+        try serve(device: device, transport: resolve(transport, depth: depth), threads: threads)
     }
 
     /// Serves the FUSE connection on `device` (the mounted session's /dev/fuse; in tests, one
-    /// end of an in-memory wire, `FUSEWire`) on the engine's first event loop.
-    func serve(device: Int32, transport: FUSETransport) throws(FUSEError) {
-        guard let own = KernelChannel(device: device, fs: self, transport: transport,
+    /// end of an in-memory wire, `FUSEWire`) on the engine's first event loop (`threads` 1) or
+    /// on serving threads of its own.
+    func serve(device: Int32, transport: FUSETransport, threads: Int = 1) throws(FUSEError) {
+        guard let own = KernelChannel(device: device, fs: self, transport: transport, threads: threads,
                                       onEnd: { [weak self] in self?.end() }) else {
             stop()
             throw FUSEError("cannot serve \(mountpoint): /dev/fuse cannot be made non-blocking, or no memory")
@@ -103,11 +106,12 @@ extension AoEFileSystem {
                         : "fuse: FUSE_NOTIFY_RESEND failed (\(String(cString: strerror(-r))); Linux 6.9 or later has it): "
                           + "requests the previous daemon had read wait until their callers give up")
         }
-        guard engine.attach(own) else {
+        guard own.startServing() else {
             stop()
             throw FUSEError("cannot serve \(mountpoint): the engine has no event loop (not started?)")
         }
-        engine.note("fuse: aoefs's own protocol core serves \(mountpoint) (libfuse only mounted it)")
+        let on = own.threads.isEmpty ? "on the link's event loop" : "on \(own.threads.count) threads"
+        engine.note("fuse: aoefs's own protocol core serves \(mountpoint) \(on) (libfuse only mounted it)")
     }
 
     /// Waits until serving ends (unmounted, `stop()`, a signal); returns 0 on a clean unmount,
@@ -116,7 +120,7 @@ extension AoEFileSystem {
     func run() -> Int32 {
         guard let own = channel else { return -EIO }
         ended.wait(timeout: nil) { $0 }
-        engine.detach()
+        own.stopServing()
         stop()
         return own.error
     }

@@ -17,6 +17,13 @@ public enum FUSETransportChoice: String, Sendable, CaseIterable {
     /// Entries per queue: a queue serves the requests of one CPU's callers, so this many can
     /// be in flight from one CPU (fio at QD 32 on one CPU wants 32).
     public static let defaultDepth = 32
+
+    /// Threads that serve the kernel's requests by default: one, the link's event loop. More
+    /// (`--threads`) measured slower on a 2-CPU machine whose target shares the CPUs (issue 32,
+    /// Docs/performance.md: 4 KiB reads at QD 1 0.57 × over io_uring, 0.88 × over /dev/fuse;
+    /// 1 MiB reads 0.80–0.97 ×; 1 MiB writes 0.94–1.14 ×): each hand-over costs a wake-up, and
+    /// one serving thread left only 7–17 % of the machine idle for others to use.
+    public static let defaultThreads = 1
 }
 
 /// How our core takes requests from the kernel and answers them.
@@ -30,11 +37,17 @@ public enum FUSETransport: Sendable, Equatable {
 
 /// Our FUSE session (issue 15): libfuse mounted the tree and gave us the /dev/fuse descriptor;
 /// this takes each request without blocking, decodes it, calls the tree's operation, and sends
-/// the reply, over /dev/fuse or a ring (`RingTransport`). It is the engine's event source: the
-/// first event loop serves it in its passes, beside the link's frames.
+/// the reply, over /dev/fuse or a ring (`RingTransport`).
+///
+/// Who serves it (issue 32): with one thread, the engine's first event loop, in its passes beside
+/// the link's frames (it is that loop's event source); with more, `ServingThreads` (one ring
+/// each, or readers of /dev/fuse), so that the kernel's copies of requests and replies — which
+/// run in the context of the thread that reads or commits — are spread over the CPUs instead of
+/// all landing on the receive thread.
 final class KernelChannel: EventSource, @unchecked Sendable {
-    // @unchecked: `buffer`, `adopted` and the counters are touched only inside `service`, which
-    // one event loop runs; `state` (interrupt waiters, closed) is locked.
+    // @unchecked: `mainBuffer` is touched only inside `service`, which one event loop runs, and
+    // each serving thread's buffer only by it; `state` (interrupt waiters, closed) is locked;
+    // the counters are atomic.
     /// What the engine watches: the ring's descriptor when there is one, else /dev/fuse.
     let descriptor: Int32
     /// The session's /dev/fuse.
@@ -42,124 +55,148 @@ final class KernelChannel: EventSource, @unchecked Sendable {
     /// The ring, when FUSE over io_uring was asked for and could be set up.
     let ring: RingTransport?
     /// Requests answered through the ring (the first one is logged).
-    private var ringRequests = 0
-    private unowned let fs: AoEFileSystem
+    private let ringRequests = Atomic<Int>(0)
+    unowned let fs: AoEFileSystem
     private let onEnd: @Sendable () -> Void
-    /// One request: the largest WRITE (max_write, 1 MiB) and its headers.
-    static let bufferSize = (1 << 20) + 4096
-    private var buffer: UnsafeMutableRawPointer
-    private var adopted = false
+    /// The buffer /dev/fuse is read into when the event loop serves.
+    private let mainBuffer: RequestBuffer
     private let state = Locked(InterruptTable())
+    /// The threads that serve, when more than one does (empty: the engine's first event loop).
+    let threads: [ServingThread]
+    /// Serving threads that have ended (`stopServing` waits for all of them).
+    let threadsEnded = Locked(0)
+    /// Serving threads whose ring entries are registered (the last one says so in the log).
+    let threadsRegistered = Atomic<Int>(0)
+    /// /dev/fuse said the session ended (its poll is not re-armed after that).
+    let deviceEnded = Atomic<Bool>(false)
+    private let endError = Atomic<Int32>(0)
     /// The error that ended serving (0 after a clean unmount).
-    private(set) var error: Int32 = 0
+    var error: Int32 { endError.load(ordering: .relaxed) }
 
-    /// - Parameter device: the mounted session's /dev/fuse descriptor.
-    init?(device: Int32, fs: AoEFileSystem, transport: FUSETransport = .device, onEnd: @escaping @Sendable () -> Void) {
+    /// - Parameters:
+    ///   - device: the mounted session's /dev/fuse descriptor.
+    ///   - threads: how many threads serve (1: the engine's first event loop; see the type).
+    init?(device: Int32, fs: AoEFileSystem, transport: FUSETransport = .device, threads: Int = 1,
+          onEnd: @escaping @Sendable () -> Void) {
         self.device = device
         let flags = fcntl(device, F_GETFL)
         guard device >= 0, flags >= 0, fcntl(device, F_SETFL, flags | O_NONBLOCK) == 0,
-              let b = malloc(Self.bufferSize) else { return nil }
-        buffer = b
+              let b = RequestBuffer() else { return nil }
+        mainBuffer = b
         self.fs = fs
         self.onEnd = onEnd
         var ring: RingTransport?
         if case .ring(let depth) = transport {
             do throws(ProcessError) {
-                ring = try RingTransport(fuseFD: device, queues: possibleCPUCount(), depth: depth)
+                ring = try RingTransport(fuseFD: device, queues: possibleCPUCount(), depth: depth, threads: threads)
             } catch {
                 fs.engine.note("fuse: FUSE over io_uring: \(error); serving over /dev/fuse")
             }
         }
         self.ring = ring
-        descriptor = ring?.ring.descriptor ?? device
-    }
-
-    deinit { if !adopted { free(buffer) } }
-
-    /// The current request's buffer becomes the caller's (freed with `free`, by `MallocBlock`);
-    /// the next request is read into a new one. For large writes, whose data then need no copy.
-    func adoptBuffer() -> UnsafeMutableRawPointer? {
-        adopted = true
-        return buffer
+        descriptor = ring?.rings[0].ring.descriptor ?? device
+        // Over the ring, one thread per ring; over /dev/fuse, as many readers as asked for.
+        let count = ring?.rings.count ?? max(1, threads)
+        var made: [ServingThread] = []
+        if count > 1 {
+            for i in 0..<count {
+                guard let t = try? ServingThread(index: i) else { return nil }
+                made.append(t)
+            }
+        }
+        self.threads = made
     }
 
     func service(_ outbox: inout Outbox) -> Bool {
-        guard let ring else { return serviceDevice(limit: 32, &outbox) }
-        var alive = true
-        ring.ring.reap { c in
-            if c.userData == RingTransport.pollTag {
-                // /dev/fuse is readable: read it dry, since the multishot poll reports only new
-                // readiness. INTERRUPTs, FORGETs, and every request until the ring is ready.
-                if alive { alive = serviceDevice(limit: .max, &outbox) }
-                if alive, c.flags & IORing.moreFlag == 0, !ring.rearmPoll() {
-                    fs.engine.note("fuse: cannot re-arm the ring's poll of /dev/fuse")
-                }
-            } else if c.result == 0, c.userData < UInt64(ring.entries) {
-                handleRing(slot: Int(c.userData), &outbox)
-            } else {
-                ringFailed(slot: Int(truncatingIfNeeded: c.userData), c.result)
+        guard let ring else { return serviceDevice(limit: 32, buffer: mainBuffer, &outbox).alive }
+        ring.rings[0].ring.reap { c in handle(c, ring: ring, buffer: mainBuffer, &outbox) }
+        return !deviceEnded.load(ordering: .relaxed)
+    }
+
+    /// One completion of a ring: /dev/fuse readable (ring 0's poll), a serving thread's wake-up,
+    /// a request in an entry, or an entry's command that failed.
+    func handle(_ c: IORing.Completion, ring: RingTransport, buffer: RequestBuffer, thread: ServingThread? = nil,
+                _ outbox: inout Outbox) {
+        if c.userData == RingTransport.pollTag {
+            // /dev/fuse is readable: read it dry, since the multishot poll reports only new
+            // readiness. INTERRUPTs, FORGETs, and every request until the ring is ready.
+            guard !deviceEnded.load(ordering: .relaxed) else { return }
+            if !serviceDevice(limit: .max, buffer: buffer, &outbox).alive { return }
+            if c.flags & IORing.moreFlag == 0, !ring.rearmPoll() {
+                fs.engine.note("fuse: cannot re-arm the ring's poll of /dev/fuse")
             }
+        } else if c.userData == RingTransport.wakeTag, let thread {
+            thread.wake.drain()
+            if c.flags & IORing.moreFlag == 0, !thread.armWake(on: ring.rings[thread.index].ring) {
+                fs.engine.note("fuse: cannot re-arm serving thread \(thread.index)'s wake-up")
+            }
+        } else if c.result == 0, c.userData < UInt64(ring.entries) {
+            handleRing(slot: Int(c.userData), &outbox)
+        } else {
+            ringFailed(slot: Int(truncatingIfNeeded: c.userData), c.result)
         }
-        return alive
     }
 
     /// Flushes an outbox of replies made outside a pass (the engine sends its frames, the ring
     /// its commits).
     func flush(_ outbox: inout Outbox) { fs.engine.flush(&outbox) }
 
-    /// Reads and serves up to `limit` requests from /dev/fuse; false once the session ended.
-    private func serviceDevice(limit: Int, _ outbox: inout Outbox) -> Bool {
+    /// Reads and serves up to `limit` requests from /dev/fuse into `buffer`: how many it read,
+    /// and whether the session goes on (false once it ended).
+    func serviceDevice(limit: Int, buffer: RequestBuffer, _ outbox: inout Outbox) -> (alive: Bool, served: Int) {
         var served = 0
         while served < limit {
-            served += 1
-            let n = read(device, buffer, Self.bufferSize)
+            let n = read(device, buffer.base, RequestBuffer.size)
             if n <= 0 {
                 // 0: the other end hung up (never from /dev/fuse; an in-memory wire in tests).
                 switch n == 0 ? ENODEV : errno {
-                case EAGAIN: return true
+                case EAGAIN: return (true, served)
                 case EINTR, ENOENT: continue  // ENOENT: the request was interrupted before we read it
                 case ENODEV: break  // unmounted
-                default: error = -errno
+                case let e: endError.store(-e, ordering: .relaxed)
                 }
-                close()
-                onEnd()
-                return false
+                ended()
+                return (false, served)
             }
-            let bytes = UnsafeRawBufferPointer(start: buffer, count: n)
+            served += 1
+            let bytes = UnsafeRawBufferPointer(start: buffer.base, count: n)
             do throws(FUSEDecodeError) {
                 let (header, request) = try FUSERequest.decode(bytes)
-                dispatch(header, request, data: bytes, slot: -1, &outbox)
+                dispatch(header, request, data: bytes, slot: -1, buffer: buffer, &outbox)
             } catch {
                 undecodable(error, bytes, &outbox)
             }
-            if adopted {
-                guard let b = malloc(Self.bufferSize) else {
-                    error = -ENOMEM
-                    close()
-                    onEnd()
-                    return false
-                }
-                buffer = b
-                adopted = false
+            if !buffer.renew() {
+                endError.store(-ENOMEM, ordering: .relaxed)
+                ended()
+                return (false, served)
             }
         }
-        return true
+        return (true, served)
+    }
+
+    /// The session ended (unmounted, or /dev/fuse failed): no reply after this; serving ends.
+    private func ended() {
+        deviceEnded.store(true, ordering: .relaxed)
+        close()
+        onEnd()
     }
 
     /// Serves the request the kernel put into ring entry `slot`.
-    private func handleRing(slot: Int, _ outbox: inout Outbox) {
+    func handleRing(slot: Int, _ outbox: inout Outbox) {
         guard let ring else { return }
         let area = UnsafeRawBufferPointer(start: ring.header(slot), count: FUSERingLayout.headerAreaSize)
         let payload = UnsafeRawBufferPointer(start: ring.payload(slot), count: RingTransport.payloadSize)
         do throws(FUSEDecodeError) {
             let (header, request, commitID) = try FUSERequest.decode(ringHeader: area, payload: payload)
-            if ringRequests == 0 { fs.engine.note("fuse: FUSE over io_uring serves requests") }
-            ringRequests += 1
+            if ringRequests.add(1, ordering: .relaxed).oldValue == 0 {
+                fs.engine.note("fuse: FUSE over io_uring serves requests")
+            }
             guard commitID == header.unique else {
                 fs.engine.note("fuse: ring entry \(slot): commit id \(commitID) is not the request's \(header.unique)")
                 return send(FUSEReply.error(EIO).encoded(unique: commitID), unique: commitID, slot: Int32(slot), &outbox)
             }
-            dispatch(header, request, data: payload, slot: Int32(slot), &outbox)
+            dispatch(header, request, data: payload, slot: Int32(slot), buffer: nil, &outbox)
         } catch {
             // Without a commit the entry would be lost; answer what can be read of the request.
             var r = FUSEReader(area, offset: FUSERingLayout.commitIDOffset)
@@ -171,7 +208,7 @@ final class KernelChannel: EventSource, @unchecked Sendable {
 
     /// A ring entry's command failed. At unmount every entry ends with ENOTCONN (or is
     /// cancelled): nothing to do. EAGAIN: registered before the kernel took the INIT reply; again.
-    private func ringFailed(slot: Int, _ result: Int32) {
+    func ringFailed(slot: Int, _ result: Int32) {
         guard let ring, slot >= 0, slot < ring.entries else { return }
         switch -result {
         case ENOTCONN, ECANCELED, ECONNABORTED: return
@@ -180,19 +217,18 @@ final class KernelChannel: EventSource, @unchecked Sendable {
         default:
             // A refused REGISTER turns the ring off for the connection (dev_uring.c): the kernel
             // goes on over /dev/fuse.
-            if ringErrors == 0 {
+            if ringErrors.add(1, ordering: .relaxed).oldValue == 0 {
                 fs.engine.note("fuse: FUSE over io_uring: entry \(slot) failed: \(String(cString: strerror(-result))); "
                                + "requests go over /dev/fuse")
             }
-            ringErrors += 1
         }
     }
-    private var ringErrors = 0
+    private let ringErrors = Atomic<Int>(0)
 
     /// No reply is written after this (teardown, before libfuse closes the descriptor).
     func close() {
         state.withLock { $0.closed = true }
-        ring?.flushOutbox()  // commits queued before this reach the kernel
+        ring?.flushAll()  // commits queued before this reach the kernel
     }
 
     /// Sends one reply: `header` (the reply's header and arguments) then `payload`, in one
@@ -202,18 +238,16 @@ final class KernelChannel: EventSource, @unchecked Sendable {
               _ outbox: inout Outbox) {
         header.withUnsafeBytes { h in
             if slot >= 0, let ring {
-                let queued = state.withLock { s in
+                let queued: RingQueue? = state.withLock { s in
                     s.answered(unique)
-                    guard !s.closed else { return false }
-                    if !ring.commit(slot: Int(slot), unique: unique, encoded: h, data: payload) {
-                        // Too large for the entry (cannot be: max_write is its size), or the ring is gone.
-                        FUSEReply.error(EIO).encoded(unique: unique).withUnsafeBytes { e in
-                            _ = ring.commit(slot: Int(slot), unique: unique, encoded: e, data: nil)
-                        }
+                    guard !s.closed else { return nil }
+                    if let q = ring.commit(slot: Int(slot), unique: unique, encoded: h, data: payload) { return q }
+                    // Too large for the entry (cannot be: max_write is its size), or the ring is gone.
+                    return FUSEReply.error(EIO).encoded(unique: unique).withUnsafeBytes { e in
+                        ring.commit(slot: Int(slot), unique: unique, encoded: e, data: nil)
                     }
-                    return true
                 }
-                if queued { outbox.flushLater(ring) }
+                if let queued { outbox.flushLater(queued) }
                 return
             }
             // Two iovecs on the stack: the reply's header and, for a READ, its payload in place.
@@ -274,7 +308,7 @@ final class KernelChannel: EventSource, @unchecked Sendable {
     /// `dataOffset`; `slot` is the ring entry the request came in (-1: /dev/fuse). Every request
     /// but FORGET and INTERRUPT is answered through its `Reply`, once.
     private func dispatch(_ header: FUSEInHeader, _ request: FUSERequest, data: UnsafeRawBufferPointer, slot: Int32,
-                          _ outbox: inout Outbox) {
+                          buffer: RequestBuffer?, _ outbox: inout Outbox) {
         let ino = header.nodeID
         let r = Reply(channel: self, unique: header.unique, slot: slot)
         switch request {
@@ -305,7 +339,7 @@ final class KernelChannel: EventSource, @unchecked Sendable {
         case .write(let fh, let offset, let size, let flags, let at):
             let data = UnsafeRawBufferPointer(rebasing: data[at..<(at + Int(size))])
             r.send(fs.write(r, ino: ino, data: data, offset: Int(clamping: offset), fh: fh, writeFlags: flags,
-                            adopt: { adoptBuffer() }, &outbox), &outbox)
+                            adopt: { buffer?.adopt() }, &outbox), &outbox)
         case .flush(let fh): r.send(fs.flush(fh: fh), &outbox)
         case .releasedir: r.send(.error(0), &outbox)
         case .fsync(let fh, _): r.send(fs.fsync(r, ino: ino, fh: fh, &outbox), &outbox)
@@ -331,13 +365,23 @@ final class KernelChannel: EventSource, @unchecked Sendable {
             return fs.engine.note("fuse: the kernel did not offer FUSE over io_uring "
                                   + "(/sys/module/fuse/parameters/enable_uring is N?); serving over /dev/fuse")
         }
-        let r = ring.registerAll()
-        if r == 0 {
-            fs.engine.note("fuse: FUSE over io_uring: \(ring.queues) queues × \(ring.depth) entries registered")
-        } else {
-            fs.engine.note("fuse: FUSE over io_uring: cannot register the entries (\(String(cString: strerror(-r)))); "
-                           + "the kernel goes on over /dev/fuse")
+        guard !threads.isEmpty else { return registered(ring, ring: 0, result: ring.registerAll(ring: 0)) }
+        // Each ring's thread registers its own entries: the kernel hands an entry's requests to
+        // the thread that submitted its command.
+        for t in threads {
+            t.post { [self] _ in registered(ring, ring: t.index, result: ring.registerAll(ring: t.index)) }
         }
+    }
+
+    /// Ring `index`'s entries were registered (`result` 0) or not; the last ring says so in the log.
+    private func registered(_ ring: RingTransport, ring index: Int, result: Int32) {
+        guard result == 0 else {
+            return fs.engine.note("fuse: FUSE over io_uring: cannot register the entries of ring \(index) "
+                                  + "(\(String(cString: strerror(-result)))); the kernel goes on over /dev/fuse")
+        }
+        guard threadsRegistered.add(1, ordering: .relaxed).newValue >= ring.rings.count else { return }
+        fs.engine.note("fuse: FUSE over io_uring: \(ring.queues) queues × \(ring.depth) entries registered"
+                       + (ring.rings.count > 1 ? ", served by \(ring.rings.count) threads" : ""))
     }
 }
 

@@ -8,7 +8,8 @@ import Glibc
 /// FUSE-over-io_uring needs, and no more — URING_CMD on a descriptor and a multishot poll.
 ///
 /// Queueing and submitting may happen on any thread (one lock); reaping belongs to one thread,
-/// the one that watches `descriptor` (readable while completions wait).
+/// the one that watches `descriptor` (readable while completions wait) or waits in
+/// `submitAndWait`.
 public final class IORing: @unchecked Sendable {
     // @unchecked: the SQ side of `ring` is reached only under `lock`; the CQ side only from the
     // single reaping thread (`reap`), which the ring's head/tail barriers order against the kernel.
@@ -56,6 +57,17 @@ public final class IORing: @unchecked Sendable {
             let r = aoel_ring_submit(ring)
             return r < 0 ? r : 0
         }
+    }
+
+    /// Hands every queued entry to the kernel and waits until a completion is there, holding no
+    /// lock while it waits: other threads may queue meanwhile (and must wake this one by a
+    /// completion, e.g. a polled eventfd, if it is to see their entries). The thread that waits
+    /// is the one whose context runs the kernel's work for what it submitted (FUSE's copies).
+    /// Returns 0 (also when a signal interrupted the wait) or -errno.
+    @discardableResult
+    public func submitAndWait() -> Int32 {
+        let tail = lock.withLock { _ in aoel_ring_tail(ring) }
+        return aoel_ring_submit_and_wait(ring, tail)
     }
 
     /// One completion.

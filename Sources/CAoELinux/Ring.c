@@ -138,7 +138,9 @@ int aoel_ring_poll(struct aoel_ring *ring, int fd, uint64_t user_data) {
 }
 
 int aoel_ring_submit(struct aoel_ring *ring) {
-    unsigned n = ring->tail - ring->submitted;
+    // What the kernel has not consumed yet (its SQ head): another thread's enter may have
+    // submitted some of ours (`aoel_ring_submit_and_wait`).
+    unsigned n = ring->tail - __atomic_load_n(ring->sq_head, __ATOMIC_ACQUIRE);
     if (n == 0) return 0;
     long r;
     do {
@@ -147,6 +149,18 @@ int aoel_ring_submit(struct aoel_ring *ring) {
     if (r < 0) return -errno;
     ring->submitted += (unsigned)r;
     return (int)r;
+}
+
+unsigned aoel_ring_tail(const struct aoel_ring *ring) { return ring->tail; }
+
+int aoel_ring_submit_and_wait(struct aoel_ring *ring, unsigned tail) {
+    // The kernel submits at most what lies between its SQ head and the published tail, so a
+    // count that includes SQEs another thread submitted meanwhile is harmless.
+    unsigned head = __atomic_load_n(ring->sq_head, __ATOMIC_ACQUIRE);
+    unsigned n = tail - head;
+    long r = syscall(__NR_io_uring_enter, ring->fd, n, 1, IORING_ENTER_GETEVENTS, NULL, 0);
+    if (r < 0 && errno != EINTR && errno != EAGAIN && errno != EBUSY) return -errno;
+    return 0;
 }
 
 int aoel_ring_reap(struct aoel_ring *ring, struct aoel_completion *out, int max) {

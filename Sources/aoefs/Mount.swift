@@ -39,7 +39,7 @@ struct Mount: ParsableCommand {
     @Flag(help: ArgumentHelp("No supervisor: the mount ends when its daemon does. By default a small supervisor process holds the mount and starts a new daemon under it when one dies (any signal, any trap), so writers see a pause, not an error; `aoefs restart MOUNTPOINT` replaces the daemon the same way. FUSE over io_uring (asked for by name) implies this."))
     var noSupervise = false
 
-    @Option(name: .short, help: ArgumentHelp("Mount options, comma-separated: FUSE's (allow_other, ro, …) and aoefs's own as key=value (iface=eth1:eth3, deadsecs=, maxout=, maxdata=, mtu=, busy_poll=, config=, wait=, fuse_core=, fuse_transport=, io_uring, io_uring_q_depth=, read_replies=), as in an fstab line.", valueName: "OPTIONS"))
+    @Option(name: .short, help: ArgumentHelp("Mount options, comma-separated: FUSE's (allow_other, ro, …) and aoefs's own as key=value (iface=eth1:eth3, deadsecs=, maxout=, maxdata=, mtu=, busy_poll=, config=, wait=, threads=, fuse_transport=, io_uring, io_uring_q_depth=), as in an fstab line.", valueName: "OPTIONS"))
     var options: [String] = []
 
     @Option(help: "Seconds to wait for targets before serving (they may also appear later).")
@@ -50,6 +50,9 @@ struct Mount: ParsableCommand {
 
     @Option(help: ArgumentHelp("Ring entries per CPU queue (FUSE over io_uring): requests one CPU's callers can have in flight.", valueName: "N"))
     var ioUringDepth: Int = FUSETransportChoice.defaultDepth
+
+    @Option(help: ArgumentHelp("Threads that serve the kernel's requests. 1 (the default): the link's receive thread serves them between frames, which costs no wake-up per request. More: over io_uring each thread has a ring of its own, and the kernel's copies of that ring's requests and replies run on it; over /dev/fuse they read requests in parallel. More threads pay a wake-up per hand-over: worth it only with spare CPUs (measured slower on 2 CPUs shared with the target).", valueName: "N"))
+    var threads: Int = FUSETransportChoice.defaultThreads
 
     func validate() throws {
         // A daemon started by its supervisor: the user's command was checked, and a successor's
@@ -92,10 +95,11 @@ struct Mount: ParsableCommand {
                 guard let v = value else { throw ValidationError("-o \(item): expected config=FILE") }
                 network.config = network.config ?? v
             case "wait": wait = try number(Double.self)
+            case "threads": threads = try number(Int.self)
             case "fuse_threads", "fuse_core":
-                // Gone with libfuse's session loop (issue 15): aoefs's own core serves, on the
-                // engine's receive thread. An fstab line that has them still mounts.
-                FileHandle.standardError.write(Data("aoefs: -o \(item): ignored (aoefs's own FUSE core serves, on the engine's receive thread)\n".utf8))
+                // Gone with libfuse's session loop (issue 15): aoefs's own core serves. An fstab
+                // line that has them still mounts.
+                FileHandle.standardError.write(Data("aoefs: -o \(item): ignored (aoefs's own FUSE core serves; -o threads=N sets its threads)\n".utf8))
             case "read_replies":
                 // Replies gathered from the frames measured slower than copied ones and went
                 // (issue 22); an fstab line that has the option still mounts.
@@ -121,6 +125,9 @@ struct Mount: ParsableCommand {
         }
         guard (1...256).contains(ioUringDepth) else {
             throw ValidationError("--io-uring-depth \(ioUringDepth): expected 1 to 256")
+        }
+        guard (1...256).contains(threads) else {
+            throw ValidationError("--threads \(threads): expected 1 to 256")
         }
     }
 
@@ -192,7 +199,7 @@ struct Mount: ParsableCommand {
         let transport = FUSETransportChoice(rawValue: fuseTransport) == .auto ? .device
             : FUSETransportChoice(rawValue: fuseTransport) ?? .device
         let session = MountSession(engine: engine, mountpoint: mountpoint, options: options, transport: transport,
-                                   depth: ioUringDepth)
+                                   depth: ioUringDepth, threads: threads)
         do {
             try session.start(settle: .milliseconds(Int64(wait * 1000)), supervisor: channel)
         } catch {
@@ -223,7 +230,8 @@ struct Mount: ParsableCommand {
         Heap.keepLargeBuffers()  // no page faults per request (see Heap)
         let engine = try network.startEngine(defaultToAllEthernet: true)
         let session = MountSession(engine: engine, mountpoint: mountpoint, options: options,
-                                   transport: FUSETransportChoice(rawValue: fuseTransport) ?? .auto, depth: ioUringDepth)
+                                   transport: FUSETransportChoice(rawValue: fuseTransport) ?? .auto, depth: ioUringDepth,
+                                   threads: threads)
         do {
             try session.start(settle: .milliseconds(Int64(wait * 1000)))
         } catch {

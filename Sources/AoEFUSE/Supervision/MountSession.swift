@@ -12,14 +12,17 @@ public final class MountSession: Sendable {
     private let options: [String]
     private let transport: FUSETransportChoice
     private let depth: Int
+    private let threads: Int
     private let signals = Locked<SignalWatcher?>(nil)
 
     /// - Parameters:
     ///   - options: FUSE's `-o` options (allow_other, ro, …).
     ///   - transport: how our core talks to the kernel (`FUSETransportChoice`).
+    ///   - threads: how many threads serve the kernel's requests (1: the link's event loop).
     public init(engine: Engine, mountpoint: String, options: [String] = [], transport: FUSETransportChoice = .auto,
-                depth: Int = FUSETransportChoice.defaultDepth) {
+                depth: Int = FUSETransportChoice.defaultDepth, threads: Int = 1) {
         self.depth = depth
+        self.threads = threads
         self.transport = transport
         fileSystem = AoEFileSystem(engine: engine, mountpoint: mountpoint)
         self.options = options
@@ -119,7 +122,7 @@ public final class MountSession: Sendable {
             try fileSystem.mount(options: options)
         }
         do {
-            try fileSystem.beginServing(transport: transport, depth: depth)
+            try fileSystem.beginServing(transport: transport, depth: depth, threads: threads)
         } catch {
             fileSystem.teardown(drain: .zero)
             throw error

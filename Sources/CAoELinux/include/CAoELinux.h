@@ -178,6 +178,13 @@ int aoel_ring_poll(struct aoel_ring *ring, int fd, uint64_t user_data);
 /// Tells the kernel about every queued SQE (io_uring_enter), retrying EINTR. Returns how many
 /// it took, or -errno.
 int aoel_ring_submit(struct aoel_ring *ring);
+/// Submits the SQEs the kernel has not consumed (`tail`: the SQ tail read under the Swift side's
+/// lock) and waits until at least one completion is there (io_uring_enter with GETEVENTS). The
+/// wait holds no lock: other threads queue meanwhile and wake the waiter by other means (a
+/// polled eventfd). 0 after a wake (EINTR included), or -errno.
+int aoel_ring_submit_and_wait(struct aoel_ring *ring, unsigned tail);
+/// The SQ tail queued so far (under the Swift side's lock).
+unsigned aoel_ring_tail(const struct aoel_ring *ring);
 /// One completion, as the CQE has it.
 struct aoel_completion {
     uint64_t user_data;
