@@ -12,11 +12,11 @@ public struct FUSEError: Error, CustomStringConvertible {
     public init(_ d: String) { description = d }
 }
 
-/// The aoefs tree served over libfuse3's low-level API (DESIGN §2, §5): `eS.L` images,
-/// `sys/eS.L/` attributes and `etherd/` controls.
+/// The aoefs tree (DESIGN §2, §5): `eS.L` images, `sys/eS.L/` attributes and `etherd/`
+/// controls, served by our own FUSE protocol core (`KernelChannel`; libfuse3 only mounts).
 ///
-/// Callbacks never block: image I/O is handed to the engine and answered from its completion,
-/// on the engine's thread. A read of `etherd/err` with nothing to say is parked and answered
+/// Operations never block: image I/O is handed to the engine and answered from its completion,
+/// on the thread that completes it (the link's event loop). A read of `etherd/err` with nothing to say is parked and answered
 /// when a line arrives, or with EINTR when the reader is interrupted.
 ///
 /// Its parts, each owning its state: the tree and attributes (here, with `InodeTable`), the

@@ -75,7 +75,8 @@ public struct FUSEInitOut: Sendable, Hashable {
 }
 
 /// One reply. `encoded(unique:)` gives its bytes; `.data` is the header of a reply whose
-/// payload is sent from elsewhere (a gathered `writev` of the frames' buffers).
+/// payload is sent from elsewhere (the request's buffer, as the second iovec of one `writev`, or
+/// a ring entry's payload, where the engine received a READ's data).
 public enum FUSEReply: Sendable, Hashable {
     /// An error (a positive errno), or 0 for "done, nothing to say" (RELEASE, FLUSH, FSYNC).
     case error(Int32)

@@ -32,16 +32,13 @@ public struct CongestionWindow: Sendable {
     public private(set) var lowestCeiling: Int?
     /// Answers without a loss needed before trying the ceiling again.
     public private(set) var probeInterval = CongestionWindow.baseProbeInterval
-    /// Loss events so far, and those that taught a (lower) ceiling.
+    /// Loss events so far.
     public private(set) var lossEvents = 0
-    public private(set) var ceilingsLearned = 0
     private var acked = 0
     /// Answers and loss events while the window was below the ceiling (where an overrun loses
     /// nothing), since the ceiling last changed.
     private var belowAnswers = 0
     private var belowEvents = 0
-    /// Ceilings dropped as random loss.
-    public private(set) var randomLossVerdicts = 0
     /// Answers since the ceiling last moved or was tried, and since the size last changed.
     private var clean = 0
     private var atSize = 0
@@ -114,7 +111,6 @@ public struct CongestionWindow: Sendable {
             if belowEvents >= 4 && belowEvents * 256 > belowAnswers {
                 // Losses where an overrun has none: random loss, which a ceiling does not cure.
                 ceiling = nil
-                randomLossVerdicts += 1
                 belowEvents = 0
                 belowAnswers = 0
             }
@@ -124,7 +120,6 @@ public struct CongestionWindow: Sendable {
         } else if size >= Self.lowestCeilingAllowed, ceiling.map({ size >= $0 - 1 }) ?? true {
             ceiling = size  // more than the target takes
             lowestCeiling = min(lowestCeiling ?? size, size)
-            ceilingsLearned += 1
             clean = 0
             belowEvents = 0
             belowAnswers = 0

@@ -30,11 +30,9 @@ public struct RTTEstimator: Sendable, Hashable {
     public var deviation: Duration { .nanoseconds(deviationNanos) }
     public var minimum: Duration { .nanoseconds(minimumNanos) }
     public var maximum: Duration { .nanoseconds(maximumNanos) }
-    /// The floor spurious timeouts raised, zero when none.
-    public var spuriousFloor: Duration { .nanoseconds(floorNanos) }
-
-    public init(initial: Duration = .milliseconds(200), minimum: Duration = .milliseconds(5),
-                maximum: Duration = .seconds(5)) {
+    /// No defaults: the path's come from `EngineConfiguration` (initialRTO, minimumRTO,
+    /// maximumRTO), the one place they are set.
+    public init(initial: Duration, minimum: Duration, maximum: Duration) {
         initialNanos = Int64(clamping: initial.nanoseconds)
         minimumNanos = Int64(clamping: minimum.nanoseconds)
         maximumNanos = Int64(clamping: maximum.nanoseconds)
