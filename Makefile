@@ -62,13 +62,14 @@ deb-test: deps
 build: deps
 	$(SWIFT) build $(SWIFT_BUILD_FLAGS)
 
-## test: install what is missing, build, run every test (lab tests need root); then the engine,
+## test: install what is missing, `make lint` (swift-format, the checked-in .swift-format, --strict),
+## build, run every test (lab tests need root); then the engine,
 ## mount and partition lab suites again with aoefs's own target (`aoefs serve`) in place of
 ## vblade; the mount suites again over FUSE over io_uring (enable_uring turned on for that
 ## pass and restored; skipped by a kernel without it); then the Linux kernel's own initiator against
 ## `aoefs serve` in a qemu guest (test-linux-initiator); then the Debian package's build, install,
 ## use and purge (deb-test)
-test: deps
+test: deps lint
 	$(SWIFT) build --build-tests $(SWIFT_BUILD_FLAGS)
 	$(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS)
 	AOEFS_LAB_TARGET=serve $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter 'EngineLabTests|MountTests|ControlCommandTests|PartitionLabTests'
@@ -148,7 +149,7 @@ format:
 	$(SWIFT) format --in-place --recursive Package.swift Sources Tests
 
 lint:
-	$(SWIFT) format lint --recursive Package.swift Sources Tests
+	$(SWIFT) format lint --strict --recursive Package.swift Sources Tests
 
 clean:
 	rm -rf .build

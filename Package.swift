@@ -56,12 +56,20 @@ let package = Package(
         ),
         .target(name: "CAoELinux"),
         .target(name: "AoELinux", dependencies: ["AoEProtocol", "AoECore", "CAoELinux"], swiftSettings: strict),
-        .target(name: "AoEEngine", dependencies: ["AoEProtocol", "AoECore", "AoELinux",
-                                                .product(name: "Prometheus", package: "swift-prometheus")],
-                swiftSettings: strict),
+        .target(
+            name: "AoEEngine",
+            dependencies: [
+                "AoEProtocol", "AoECore", "AoELinux",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: strict),
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
-        .target(name: "AoEFUSE", dependencies: ["AoEProtocol", "AoECore", "AoELinux", "AoEEngine", "FUSEProtocol", "CFuse3"], swiftSettings: strict),
-        .target(name: "AoETarget", dependencies: ["AoEProtocol", "AoECore", "AoELinux", "CAoELinux"], swiftSettings: strict),
+        .target(
+            name: "AoEFUSE",
+            dependencies: ["AoEProtocol", "AoECore", "AoELinux", "AoEEngine", "FUSEProtocol", "CFuse3"],
+            swiftSettings: strict),
+        .target(
+            name: "AoETarget", dependencies: ["AoEProtocol", "AoECore", "AoELinux", "CAoELinux"], swiftSettings: strict),
         .target(
             name: "AoETestSupport",
             dependencies: ["AoEProtocol", "AoECore", "AoEEngine", "AoELinux", "FUSEProtocol"],
@@ -76,8 +84,11 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .executableTarget(name: "aoe-lab", dependencies: ["AoETestSupport", "AoELinux", "AoEProtocol"], swiftSettings: strict),
-        .testTarget(name: "AoEProtocolTests", dependencies: ["AoEProtocol", "AoELinux", "AoETestSupport"], swiftSettings: strict),
+        .executableTarget(
+            name: "aoe-lab", dependencies: ["AoETestSupport", "AoELinux", "AoEProtocol"], swiftSettings: strict),
+        .testTarget(
+            name: "AoEProtocolTests", dependencies: ["AoEProtocol", "AoELinux", "AoETestSupport"], swiftSettings: strict
+        ),
         // The lab: every module end to end over real things (netns, veth, vblade, FUSE mounts,
         // the CLI), in folders named after the module each test is about. Needs root.
         .testTarget(
@@ -86,13 +97,18 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
-            name: "AoEEngineTests", dependencies: ["AoECore", "AoEEngine", "AoEProtocol", "AoETestSupport"], swiftSettings: strict
+            name: "AoEEngineTests", dependencies: ["AoECore", "AoEEngine", "AoEProtocol", "AoETestSupport"],
+            swiftSettings: strict
         ),
-        .testTarget(name: "FUSEProtocolTests", dependencies: ["FUSEProtocol", "AoETestSupport"], swiftSettings: strict),
-        .testTarget(name: "AoETargetTests", dependencies: ["AoETarget", "AoECore", "AoEProtocol"], swiftSettings: strict),
+        .testTarget(
+            name: "FUSEProtocolTests", dependencies: ["FUSEProtocol", "AoETestSupport"], swiftSettings: strict),
+        .testTarget(
+            name: "AoETargetTests", dependencies: ["AoETarget", "AoECore", "AoEProtocol"], swiftSettings: strict),
         .testTarget(
             name: "AoEFUSETests",
-            dependencies: ["AoEFUSE", "AoECore", "AoEEngine", "AoELinux", "AoEProtocol", "AoETestSupport", "FUSEProtocol", "aoefs"],
+            dependencies: [
+                "AoEFUSE", "AoECore", "AoEEngine", "AoELinux", "AoEProtocol", "AoETestSupport", "FUSEProtocol", "aoefs",
+            ],
             swiftSettings: strict
         ),
     ],

@@ -112,8 +112,10 @@ public struct AoEConfigFile: Sendable, Hashable {
             case (.global, "maxpaths"): maxPaths = try number(1, 64, "a count of paths from 1 to 64")
             case (.global, "busy_poll"): busyPoll = try number(0, 10000, "microseconds from 0 (off) to 10000")
             case (.global, _):
-                throw fail("unknown key '\(key)' (expected interfaces, deadsecs, maxout, maxdata, mtu, maxpaths or busy_poll)")
-            case (.interface(let name), "mtu"): interfaceSettings[name, default: .init()].mtu = try number(534, 65535, mtuRange)
+                throw fail(
+                    "unknown key '\(key)' (expected interfaces, deadsecs, maxout, maxdata, mtu, maxpaths or busy_poll)")
+            case (.interface(let name), "mtu"):
+                interfaceSettings[name, default: .init()].mtu = try number(534, 65535, mtuRange)
             case (.interface(let name), "maxdata"): interfaceSettings[name, default: .init()].maxPayload = try payload()
             case (.interface, _):
                 throw fail("unknown key '\(key)' in [\(scope)] (expected mtu or maxdata)")

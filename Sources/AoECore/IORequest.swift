@@ -44,7 +44,8 @@ public enum AoEIOError: Error, Sendable, Hashable, CustomStringConvertible {
         case .noSuchTarget(let t): "\(t): no such target"
         case .ataError(let t, let s, let e, let lba): "\(t): ATA error at LBA \(lba): status \(s), error \(e)"
         case .aoeError(let t, let c): "\(t): AoE error: \(c)"
-        case .beyondEnd(let t, let lba, let n, let cap): "\(t): \(n) sectors at LBA \(lba) lie beyond the end (\(cap) sectors)"
+        case .beyondEnd(let t, let lba, let n, let cap):
+            "\(t): \(n) sectors at LBA \(lba) lie beyond the end (\(cap) sectors)"
         case .trimNotOffered(let t): "\(t): the target does not offer TRIM (with zeros after it)"
         case .shutdown: "the engine is shutting down"
         }
@@ -109,13 +110,16 @@ public struct SectorRequest: Sendable {
 
     /// - Precondition: the sectors fit the buffer from `bufferOffset` (a caller's mistake here
     ///   would otherwise become a heap overflow when the data is copied).
-    public init(id: RequestID, target: TargetAddress, kind: IOKind, lba: UInt64, sectors: Int, buffer: IOBuffer?,
-                bufferOffset: Int = 0) {
+    public init(
+        id: RequestID, target: TargetAddress, kind: IOKind, lba: UInt64, sectors: Int, buffer: IOBuffer?,
+        bufferOffset: Int = 0
+    ) {
         // Never reached from input (issue 30's audit): The block API checked the range against the buffer first (Engine+BlockAPI).
         precondition(sectors >= 0, "negative sector count")
         if let buffer {
-            precondition(bufferOffset >= 0 && bufferOffset + sectors * 512 <= buffer.count,
-                         "\(sectors) sectors at offset \(bufferOffset) do not fit a \(buffer.count)-byte buffer")
+            precondition(
+                bufferOffset >= 0 && bufferOffset + sectors * 512 <= buffer.count,
+                "\(sectors) sectors at offset \(bufferOffset) do not fit a \(buffer.count)-byte buffer")
         }
         self.id = id
         self.target = target

@@ -22,8 +22,10 @@ public protocol Link: AnyObject, Sendable {
     /// watches `descriptors` (at most 3; -1 entries are ignored): the wait ends when one is
     /// readable or closed, and bit i of `ready` says descriptors[i] is. That is what lets one
     /// thread be an event loop: frames, a FUSE session, a wake-up (`Engine`'s `EventLoop`).
-    func receive(limit: Int, timeout: Duration, alsoWatching descriptors: [Int32],
-                 _ body: (UnsafeRawBufferPointer) -> Void) throws -> (frames: Int, ready: UInt32)
+    func receive(
+        limit: Int, timeout: Duration, alsoWatching descriptors: [Int32],
+        _ body: (UnsafeRawBufferPointer) -> Void
+    ) throws -> (frames: Int, ready: UInt32)
     /// As `receive(limit:timeout:alsoWatching:_:)`, placing READ answers' data where `placer`
     /// predicts (issue 32): right before each receive system call the link asks `placer` for
     /// the places of the next answers (`predict`) and scatters each message over {its slot's
@@ -32,8 +34,10 @@ public protocol Link: AnyObject, Sendable {
     /// frame is handed to `body`. A frame whose placement hit comes as headers plus data in
     /// place; every other frame whole, as without a placer. A link that cannot scatter ignores
     /// `placer` (the default).
-    func receive(limit: Int, timeout: Duration, alsoWatching descriptors: [Int32], placer: (any ReceivePlacer)?,
-                 _ body: (ReceivedFrame) -> Void) throws -> (frames: Int, ready: UInt32)
+    func receive(
+        limit: Int, timeout: Duration, alsoWatching descriptors: [Int32], placer: (any ReceivePlacer)?,
+        _ body: (ReceivedFrame) -> Void
+    ) throws -> (frames: Int, ready: UInt32)
     /// Frames refused since the last call because they were longer than the interface's MTU
     /// (lowered under us); the driver then reads the MTU again. Asked after every send batch:
     /// a protocol requirement, so the question costs no dynamic cast.
@@ -94,7 +98,6 @@ public struct LinkEvent: Sendable, Hashable {
     }
 }
 
-
 /// A frame a receive call hands over: whole, or (its placement hit) its headers with its data
 /// already where it belongs.
 public struct ReceivedFrame {
@@ -120,8 +123,10 @@ public protocol ReceivePlacer: AnyObject {
 
 extension Link {
     /// A link that cannot scatter receives as without a placer.
-    public func receive(limit: Int, timeout: Duration, alsoWatching descriptors: [Int32], placer: (any ReceivePlacer)?,
-                        _ body: (ReceivedFrame) -> Void) throws -> (frames: Int, ready: UInt32) {
+    public func receive(
+        limit: Int, timeout: Duration, alsoWatching descriptors: [Int32], placer: (any ReceivePlacer)?,
+        _ body: (ReceivedFrame) -> Void
+    ) throws -> (frames: Int, ready: UInt32) {
         try receive(limit: limit, timeout: timeout, alsoWatching: descriptors) { body(ReceivedFrame(bytes: $0)) }
     }
 

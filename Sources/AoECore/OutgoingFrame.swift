@@ -25,11 +25,14 @@ public struct OutgoingFrame: Sendable {
     /// A frame whose headers `encode` writes (it returns how many bytes, at most
     /// `inlineCapacity`), followed by `count` bytes at `offset` of `data`.
     /// - Precondition: the data range lies inside `data`.
-    public init(headers encode: (UnsafeMutableRawBufferPointer) -> Int, data: IOBuffer? = nil, offset: Int = 0,
-                count: Int = 0) {
+    public init(
+        headers encode: (UnsafeMutableRawBufferPointer) -> Int, data: IOBuffer? = nil, offset: Int = 0,
+        count: Int = 0
+    ) {
         // Never reached from input (issue 30's audit): The scheduler cuts frames from its own requests' ranges, which lie inside their buffers.
-        precondition(count == 0 || (data != nil && offset >= 0 && offset + count <= data!.count),
-                     "frame data outside its buffer")
+        precondition(
+            count == 0 || (data != nil && offset >= 0 && offset + count <= data!.count),
+            "frame data outside its buffer")
         headCount = withUnsafeMutableBytes(of: &head) { encode($0) }
         precondition(headCount <= Self.inlineCapacity)
         self.data = count > 0 ? data : nil

@@ -84,10 +84,12 @@ public struct PathSnapshot: Sendable, Hashable {
     /// The payload search is over (also on a path still proving, whose state says `proving`).
     public var searchSettled = true
 
-    public init(link: LinkID, interface: String, mac: MACAddress, payload: Int, mtu: Int, rtt: Duration?, rto: Duration,
-                outstanding: Int, window: Int, sent: UInt64, lost: UInt64, state: PathStatus,
-                rttDeviation: Duration = .zero, ceiling: Int? = nil, lowestCeiling: Int? = nil,
-                burst: BurstResult? = nil) {
+    public init(
+        link: LinkID, interface: String, mac: MACAddress, payload: Int, mtu: Int, rtt: Duration?, rto: Duration,
+        outstanding: Int, window: Int, sent: UInt64, lost: UInt64, state: PathStatus,
+        rttDeviation: Duration = .zero, ceiling: Int? = nil, lowestCeiling: Int? = nil,
+        burst: BurstResult? = nil
+    ) {
         self.link = link
         self.burst = burst
         self.ceiling = ceiling
@@ -137,9 +139,11 @@ public struct TargetSnapshot: Sendable, Hashable {
     /// Time with at least one request in flight, up to the snapshot (iostat's %util).
     public var busyNanoseconds: UInt64
 
-    public init(address: TargetAddress, state: TargetState, config: QueryConfig?, identity: ATAIdentity?,
-                paths: [PathSnapshot], counters: TargetCounters, payload: Int, outstanding: Int, window: Int,
-                flushMode: FlushMode = .ext, io: IOAccount = IOAccount(), busyNanoseconds: UInt64 = 0) {
+    public init(
+        address: TargetAddress, state: TargetState, config: QueryConfig?, identity: ATAIdentity?,
+        paths: [PathSnapshot], counters: TargetCounters, payload: Int, outstanding: Int, window: Int,
+        flushMode: FlushMode = .ext, io: IOAccount = IOAccount(), busyNanoseconds: UInt64 = 0
+    ) {
         self.flushMode = flushMode
         self.io = io
         self.busyNanoseconds = busyNanoseconds

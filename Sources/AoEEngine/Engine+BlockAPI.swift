@@ -10,15 +10,19 @@ extension Engine {
 
     /// Submits a sector-aligned request; its frames go out when `outbox` is flushed, and
     /// `completion` runs once, in the pass that ends it.
-    public func submit(_ target: TargetAddress, _ kind: IOKind, lba: UInt64, sectors: Int, buffer: IOBuffer?,
-                       bufferOffset: Int = 0, outbox: inout Outbox, completion: @escaping IOCompletion) {
+    public func submit(
+        _ target: TargetAddress, _ kind: IOKind, lba: UInt64, sectors: Int, buffer: IOBuffer?,
+        bufferOffset: Int = 0, outbox: inout Outbox, completion: @escaping IOCompletion
+    ) {
         let now = clock.now()
         let accepted: Bool? = state.withLock { s in
             if s.stopped { return nil }
             let id = s.core.makeRequestID()
             s.callbacks[id] = completion
-            s.core.submit(SectorRequest(id: id, target: target, kind: kind, lba: lba, sectors: sectors, buffer: buffer,
-                                        bufferOffset: bufferOffset), now: now, &outbox.actions)
+            s.core.submit(
+                SectorRequest(
+                    id: id, target: target, kind: kind, lba: lba, sectors: sectors, buffer: buffer,
+                    bufferOffset: bufferOffset), now: now, &outbox.actions)
             return s.collect(&outbox)
         }
         guard let wake = accepted else { return completion(.failure(.shutdown), &outbox) }
@@ -27,23 +31,29 @@ extension Engine {
 
     /// Reads `count` bytes at byte `offset` of `target` into `buffer` at `bufferOffset`.
     /// Unaligned reads go through a bounce buffer of whole sectors.
-    public func read(_ target: TargetAddress, offset: UInt64, count: Int, into buffer: IOBuffer, bufferOffset: Int = 0,
-                     outbox: inout Outbox, completion: @escaping IOCompletion) {
+    public func read(
+        _ target: TargetAddress, offset: UInt64, count: Int, into buffer: IOBuffer, bufferOffset: Int = 0,
+        outbox: inout Outbox, completion: @escaping IOCompletion
+    ) {
         // Never reached from input (issue 30's audit): The FUSE layer sizes each buffer from the request it serves; a caller's bug, never input.
-        precondition(count >= 0 && bufferOffset >= 0 && bufferOffset + count <= buffer.count,
-                     "\(count) bytes at offset \(bufferOffset) do not fit a \(buffer.count)-byte buffer")
+        precondition(
+            count >= 0 && bufferOffset >= 0 && bufferOffset + count <= buffer.count,
+            "\(count) bytes at offset \(bufferOffset) do not fit a \(buffer.count)-byte buffer")
         if count == 0 { return completion(.success(()), &outbox) }
         if offset % 512 == 0 && count % 512 == 0 {
-            return submit(target, .read, lba: offset / 512, sectors: count / 512, buffer: buffer,
-                          bufferOffset: bufferOffset, outbox: &outbox, completion: completion)
+            return submit(
+                target, .read, lba: offset / 512, sectors: count / 512, buffer: buffer,
+                bufferOffset: bufferOffset, outbox: &outbox, completion: completion)
         }
         let first = offset / 512
         let last = (offset + UInt64(count) - 1) / 512
         let bounce = IOBuffer(count: Int(last - first + 1) * 512)
-        submit(target, .read, lba: first, sectors: Int(last - first + 1), buffer: bounce, outbox: &outbox) { r, outbox in
+        submit(target, .read, lba: first, sectors: Int(last - first + 1), buffer: bounce, outbox: &outbox) {
+            r, outbox in
             if case .success = r {
                 let skip = Int(offset % 512)
-                (buffer.bytes.baseAddress! + bufferOffset).copyMemory(from: bounce.bytes.baseAddress! + skip, byteCount: count)
+                (buffer.bytes.baseAddress! + bufferOffset).copyMemory(
+                    from: bounce.bytes.baseAddress! + skip, byteCount: count)
             }
             completion(r, &outbox)
         }
@@ -52,11 +62,14 @@ extension Engine {
     /// Writes `count` bytes from `buffer` at `bufferOffset` to byte `offset` of `target`.
     /// The sectors written are locked for the duration; partial edge sectors are read, merged
     /// and written back (read-modify-write).
-    public func write(_ target: TargetAddress, offset: UInt64, count: Int, from buffer: IOBuffer, bufferOffset: Int = 0,
-                      outbox: inout Outbox, completion: @escaping IOCompletion) {
+    public func write(
+        _ target: TargetAddress, offset: UInt64, count: Int, from buffer: IOBuffer, bufferOffset: Int = 0,
+        outbox: inout Outbox, completion: @escaping IOCompletion
+    ) {
         // Never reached from input (issue 30's audit): The FUSE layer sizes each buffer from the request it serves; a caller's bug, never input.
-        precondition(count >= 0 && bufferOffset >= 0 && bufferOffset + count <= buffer.count,
-                     "\(count) bytes at offset \(bufferOffset) do not fit a \(buffer.count)-byte buffer")
+        precondition(
+            count >= 0 && bufferOffset >= 0 && bufferOffset + count <= buffer.count,
+            "\(count) bytes at offset \(bufferOffset) do not fit a \(buffer.count)-byte buffer")
         if count == 0 { return completion(.success(()), &outbox) }
         let first = offset / 512
         let end = (offset + UInt64(count) + 511) / 512
@@ -66,17 +79,21 @@ extension Engine {
                 completion(r, &outbox)
             }
             if offset % 512 == 0 && count % 512 == 0 {
-                submit(target, .write, lba: first, sectors: count / 512, buffer: buffer, bufferOffset: bufferOffset,
-                       outbox: &outbox, completion: done)
+                submit(
+                    target, .write, lba: first, sectors: count / 512, buffer: buffer, bufferOffset: bufferOffset,
+                    outbox: &outbox, completion: done)
                 return
             }
-            readModifyWrite(target, offset: offset, count: count, buffer: buffer, bufferOffset: bufferOffset,
-                            first: first, end: end, outbox: &outbox, completion: done)
+            readModifyWrite(
+                target, offset: offset, count: count, buffer: buffer, bufferOffset: bufferOffset,
+                first: first, end: end, outbox: &outbox, completion: done)
         }
     }
 
-    private func readModifyWrite(_ target: TargetAddress, offset: UInt64, count: Int, buffer: IOBuffer, bufferOffset: Int,
-                                 first: UInt64, end: UInt64, outbox: inout Outbox, completion: @escaping IOCompletion) {
+    private func readModifyWrite(
+        _ target: TargetAddress, offset: UInt64, count: Int, buffer: IOBuffer, bufferOffset: Int,
+        first: UInt64, end: UInt64, outbox: inout Outbox, completion: @escaping IOCompletion
+    ) {
         state.withLock { $0.core.noteReadModifyWrite(target) }
         let sectors = Int(end - first)
         let bounce = IOBuffer(count: sectors * 512)
@@ -87,12 +104,15 @@ extension Engine {
         let edgesRead = Self.joined(edges.count) { [self] r, outbox in
             if case .failure(let e) = r { return completion(.failure(e), &outbox) }
             let at = Int(offset - first * 512)
-            (bounce.bytes.baseAddress! + at).copyMemory(from: buffer.bytes.baseAddress! + bufferOffset, byteCount: count)
-            submit(target, .write, lba: first, sectors: sectors, buffer: bounce, outbox: &outbox, completion: completion)
+            (bounce.bytes.baseAddress! + at).copyMemory(
+                from: buffer.bytes.baseAddress! + bufferOffset, byteCount: count)
+            submit(
+                target, .write, lba: first, sectors: sectors, buffer: bounce, outbox: &outbox, completion: completion)
         }
         for lba in edges {
-            submit(target, .read, lba: lba, sectors: 1, buffer: bounce, bufferOffset: Int(lba - first) * 512,
-                   outbox: &outbox, completion: edgesRead)
+            submit(
+                target, .read, lba: lba, sectors: 1, buffer: bounce, bufferOffset: Int(lba - first) * 512,
+                outbox: &outbox, completion: edgesRead)
         }
     }
 
@@ -103,8 +123,10 @@ extension Engine {
 
     /// Runs `body` once `range` of `target` is locked for it (now, or in the pass that releases
     /// the range before it); `body` gets the release, to call once, and the pass's outbox.
-    func lock(_ target: TargetAddress, _ range: Range<UInt64>, _ outbox: inout Outbox,
-                      _ body: @escaping @Sendable (_ release: @escaping RangeGrant, inout Outbox) -> Void) {
+    func lock(
+        _ target: TargetAddress, _ range: Range<UInt64>, _ outbox: inout Outbox,
+        _ body: @escaping @Sendable (_ release: @escaping RangeGrant, inout Outbox) -> Void
+    ) {
         let grant: RangeGrant? = state.withLock { s in
             let id = s.nextLock
             s.nextLock += 1
@@ -120,20 +142,26 @@ extension Engine {
     // MARK: - Outside the loops
 
     /// `read(…outbox:completion:)` from a thread that is not in a pass: its frames go now.
-    public func read(_ target: TargetAddress, offset: UInt64, count: Int, into buffer: IOBuffer, bufferOffset: Int = 0,
-                     completion: @escaping IOCompletion) {
+    public func read(
+        _ target: TargetAddress, offset: UInt64, count: Int, into buffer: IOBuffer, bufferOffset: Int = 0,
+        completion: @escaping IOCompletion
+    ) {
         var outbox = Outbox()
-        read(target, offset: offset, count: count, into: buffer, bufferOffset: bufferOffset, outbox: &outbox,
-             completion: completion)
+        read(
+            target, offset: offset, count: count, into: buffer, bufferOffset: bufferOffset, outbox: &outbox,
+            completion: completion)
         flush(&outbox)
     }
 
     /// `write(…outbox:completion:)` from a thread that is not in a pass: its frames go now.
-    public func write(_ target: TargetAddress, offset: UInt64, count: Int, from buffer: IOBuffer, bufferOffset: Int = 0,
-                      completion: @escaping IOCompletion) {
+    public func write(
+        _ target: TargetAddress, offset: UInt64, count: Int, from buffer: IOBuffer, bufferOffset: Int = 0,
+        completion: @escaping IOCompletion
+    ) {
         var outbox = Outbox()
-        write(target, offset: offset, count: count, from: buffer, bufferOffset: bufferOffset, outbox: &outbox,
-              completion: completion)
+        write(
+            target, offset: offset, count: count, from: buffer, bufferOffset: bufferOffset, outbox: &outbox,
+            completion: completion)
         flush(&outbox)
     }
 
@@ -164,7 +192,8 @@ extension Engine {
     }
 
     private func wait(_ start: (@escaping IOCompletion) -> Void) async throws(AoEIOError) {
-        let r: Result<Void, AoEIOError> = await withCheckedContinuation { c in start { r, _ in c.resume(returning: r) } }
+        let r: Result<Void, AoEIOError> = await withCheckedContinuation { c in start { r, _ in c.resume(returning: r) }
+        }
         try r.get()
     }
 

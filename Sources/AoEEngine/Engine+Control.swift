@@ -17,8 +17,9 @@ extension Engine {
         let interfaces = links.withLock { table in
             table.keys.sorted().compactMap { id -> EngineMetrics.InterfaceFigures? in
                 guard let l = table[id] else { return nil }
-                return EngineMetrics.InterfaceFigures(name: l.name, mtu: l.mtu,
-                                                      receiveBuffer: l.receiveBufferSize)
+                return EngineMetrics.InterfaceFigures(
+                    name: l.name, mtu: l.mtu,
+                    receiveBuffer: l.receiveBufferSize)
             }
         }
         return metrics.exposition(targets(), interfaces: interfaces, daemon: daemon)
@@ -63,7 +64,8 @@ extension Engine {
 
     /// The allow-list in force (empty: all links).
     public var allowedInterfaces: [String] {
-        state.withLock { s in s.core.allowedLinks.map { ids in ids.compactMap { s.core.linkNames[$0] }.sorted() } ?? [] }
+        state.withLock { s in s.core.allowedLinks.map { ids in ids.compactMap { s.core.linkNames[$0] }.sorted() } ?? []
+        }
     }
 
     /// Broadcasts Query Config (all targets, or one shelf.slot).

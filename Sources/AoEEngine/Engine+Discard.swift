@@ -24,8 +24,10 @@ extension Engine {
     /// written with zeros (read-modify-write); on any other target, with `writeZerosOtherwise`
     /// the range is written with zeros, and without it the request fails with `trimNotOffered`
     /// before anything is sent. Each part holds its sectors' range lock, as a write does.
-    public func discard(_ target: TargetAddress, offset: UInt64, count: UInt64, writeZerosOtherwise: Bool,
-                        outbox: inout Outbox, completion: @escaping IOCompletion) {
+    public func discard(
+        _ target: TargetAddress, offset: UInt64, count: UInt64, writeZerosOtherwise: Bool,
+        outbox: inout Outbox, completion: @escaping IOCompletion
+    ) {
         if count == 0 { return completion(.success(()), &outbox) }
         let trims = trimsToZeros(target) ?? false
         if !trims && !writeZerosOtherwise { return completion(.failure(.trimNotOffered(target)), &outbox) }
@@ -45,8 +47,10 @@ extension Engine {
             if trim {
                 let sectors = at / 512..<(at + n) / 512
                 lock(target, sectors, &outbox) { [self] release, outbox in
-                    submit(target, .trim, lba: sectors.lowerBound, sectors: Int(sectors.count), buffer: nil,
-                           outbox: &outbox) { r, outbox in
+                    submit(
+                        target, .trim, lba: sectors.lowerBound, sectors: Int(sectors.count), buffer: nil,
+                        outbox: &outbox
+                    ) { r, outbox in
                         release(&outbox)
                         partDone(r, &outbox)
                     }
@@ -58,8 +62,10 @@ extension Engine {
     }
 
     /// Writes zeros over `count` bytes at `offset`, a MiB per write, all submitted at once.
-    private func writeZeros(_ target: TargetAddress, offset: UInt64, count: UInt64, outbox: inout Outbox,
-                            completion: @escaping IOCompletion) {
+    private func writeZeros(
+        _ target: TargetAddress, offset: UInt64, count: UInt64, outbox: inout Outbox,
+        completion: @escaping IOCompletion
+    ) {
         let chunks = Int((count + UInt64(Self.zeroChunk) - 1) / UInt64(Self.zeroChunk))
         let chunkDone = Self.joined(chunks, completion)
         for k in 0..<chunks {
@@ -83,11 +89,14 @@ extension Engine {
     }
 
     /// `discard(…outbox:completion:)` from a thread that is not in a pass.
-    public func discard(_ target: TargetAddress, offset: UInt64, count: UInt64, writeZerosOtherwise: Bool,
-                        completion: @escaping IOCompletion) {
+    public func discard(
+        _ target: TargetAddress, offset: UInt64, count: UInt64, writeZerosOtherwise: Bool,
+        completion: @escaping IOCompletion
+    ) {
         var outbox = Outbox()
-        discard(target, offset: offset, count: count, writeZerosOtherwise: writeZerosOtherwise, outbox: &outbox,
-                completion: completion)
+        discard(
+            target, offset: offset, count: count, writeZerosOtherwise: writeZerosOtherwise, outbox: &outbox,
+            completion: completion)
         flush(&outbox)
     }
 }

@@ -36,8 +36,10 @@ extension Engine {
     }
 
     /// Tells the core that link `id` changed (`log` first, if any).
-    private func linkChanged(_ id: LinkID, log: String? = nil, up: Bool? = nil, mtu: Int? = nil,
-                             mac: MACAddress? = nil, _ outbox: inout Outbox) {
+    private func linkChanged(
+        _ id: LinkID, log: String? = nil, up: Bool? = nil, mtu: Int? = nil,
+        mac: MACAddress? = nil, _ outbox: inout Outbox
+    ) {
         let now = clock.now()
         withCore(&outbox) { core, out in
             if let log { out.append(.log(log)) }
@@ -53,8 +55,10 @@ extension Engine {
             let old = link.interfaceIndex
             do {
                 let mtu = try link.reopen()
-                linkChanged(id, log: "\(link.name): interface created again (index \(old) → \(event.index)); listening on it anew",
-                            up: true, mtu: mtu, mac: link.macAddress, &outbox)
+                linkChanged(
+                    id,
+                    log: "\(link.name): interface created again (index \(old) → \(event.index)); listening on it anew",
+                    up: true, mtu: mtu, mac: link.macAddress, &outbox)
             } catch {
                 linkChanged(id, log: "\(link.name): created again, but cannot be opened: \(error)", up: false, &outbox)
             }
@@ -74,8 +78,9 @@ extension Engine {
     func mtuLowered(_ id: LinkID, _ link: any Link) {
         guard let mtu = try? link.refreshMTU() else { return }
         var outbox = Outbox()
-        linkChanged(id, log: "\(link.name): frames refused as longer than the MTU (EMSGSIZE); MTU now \(mtu)", mtu: mtu,
-                    &outbox)
+        linkChanged(
+            id, log: "\(link.name): frames refused as longer than the MTU (EMSGSIZE); MTU now \(mtu)", mtu: mtu,
+            &outbox)
         flush(&outbox)
     }
 

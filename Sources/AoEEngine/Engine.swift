@@ -41,7 +41,11 @@ public final class Engine: Sendable {
                 case .send(let id, let frame): outbox.append(frame, to: id)
                 case .complete(let id, let r):
                     guard let c = callbacks.removeValue(forKey: id) else { break }
-                    if core.placementHolds(id) { heldCompletions[id] = (c, r) } else { outbox.completions.append((c, r)) }
+                    if core.placementHolds(id) {
+                        heldCompletions[id] = (c, r)
+                    } else {
+                        outbox.completions.append((c, r))
+                    }
                 case .log(let line):
                     errors.append(line)
                     outbox.logs.append(line)
@@ -89,8 +93,10 @@ public final class Engine: Sendable {
     ///   - links: the interfaces to use.
     ///   - configuration: deadsecs, maxout, maxdata and timers.
     ///   - onLog: called (outside the lock) with every diagnostic line, e.g. to print with `-v`.
-    public init(links: [any Link], configuration: EngineConfiguration = EngineConfiguration(),
-                clock: any EngineClock = SystemClock(), onLog: (@Sendable (String) -> Void)? = nil) {
+    public init(
+        links: [any Link], configuration: EngineConfiguration = EngineConfiguration(),
+        clock: any EngineClock = SystemClock(), onLog: (@Sendable (String) -> Void)? = nil
+    ) {
         self.clock = clock
         self.onLog = onLog
         var table: [LinkID: any Link] = [:]
@@ -261,7 +267,9 @@ public final class Engine: Sendable {
                 try table[id]?.send(batch)
                 if failingCount.load(ordering: .relaxed) > 0 { sendsWork(on: id) }
             } catch {
-                if sendsFail(on: id) { failures.append("\(table[id]?.name ?? "?"): \(error) (said once until sends work again)") }
+                if sendsFail(on: id) {
+                    failures.append("\(table[id]?.name ?? "?"): \(error) (said once until sends work again)")
+                }
             }
             if let l = table[id], l.takeOversized() > 0 { mtuLowered(id, l) }
         }

@@ -97,8 +97,10 @@ final class EventLoop: @unchecked Sendable {
                 do {
                     // One clock read per batch: the frames of one recvmmsg arrived together.
                     var batchTime: Instant?
-                    (frames, ready) = try link.receive(limit: 64, timeout: wait, alsoWatching: watched,
-                                                       placer: placer) { frame in
+                    (frames, ready) = try link.receive(
+                        limit: 64, timeout: wait, alsoWatching: watched,
+                        placer: placer
+                    ) { frame in
                         let now = batchTime ?? engine.clock.now()
                         batchTime = now
                         engine.receive(frame, on: id, now: now, &outbox)
@@ -194,7 +196,8 @@ final class LoopPlacer: ReceivePlacer, @unchecked Sendable {
 extension Engine {
     /// Handles one received frame, under the lock.
     func receive(_ frame: ReceivedFrame, on id: LinkID, now: Instant, _ outbox: inout Outbox) {
-        withCore(&outbox) { core, out in core.receive(frame.bytes, placedData: frame.placedData, on: id, now: now, &out) }
+        withCore(&outbox) { core, out in core.receive(frame.bytes, placedData: frame.placedData, on: id, now: now, &out)
+        }
     }
 
     /// Ticks the core if its next deadline has come; returns how long until the next one.

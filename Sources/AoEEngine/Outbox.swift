@@ -50,7 +50,11 @@ public struct Outbox {
     }
 
     mutating func append(_ frame: OutgoingFrame, to link: LinkID) {
-        if let i = frames.firstIndex(where: { $0.0 == link }) { frames[i].1.append(frame) } else { frames.append((link, [frame])) }
+        if let i = frames.firstIndex(where: { $0.0 == link }) {
+            frames[i].1.append(frame)
+        } else {
+            frames.append((link, [frame]))
+        }
     }
 
     /// Nothing to send, call or log.

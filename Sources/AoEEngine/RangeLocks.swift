@@ -15,7 +15,8 @@ struct RangeLocks<Grant: Sendable>: Sendable {
     /// Asks for `range`. Returns the grant to run now, or nil if it must wait.
     mutating func acquire(_ id: UInt64, _ range: Range<UInt64>, grant: Grant) -> Grant? {
         // Also wait behind earlier waiters that overlap, or a stream of small writes could starve a large one.
-        if held.values.contains(where: { $0.overlaps(range) }) || waiting.contains(where: { $0.range.overlaps(range) }) {
+        if held.values.contains(where: { $0.overlaps(range) }) || waiting.contains(where: { $0.range.overlaps(range) })
+        {
             waiting.append(Waiter(id: id, range: range, grant: grant))
             return nil
         }
@@ -30,7 +31,9 @@ struct RangeLocks<Grant: Sendable>: Sendable {
         var blocked: [Range<UInt64>] = []
         var still: [Waiter] = []
         for w in waiting {
-            if held.values.contains(where: { $0.overlaps(w.range) }) || blocked.contains(where: { $0.overlaps(w.range) }) {
+            if held.values.contains(where: { $0.overlaps(w.range) })
+                || blocked.contains(where: { $0.overlaps(w.range) })
+            {
                 blocked.append(w.range)
                 still.append(w)
             } else {

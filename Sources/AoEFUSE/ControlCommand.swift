@@ -32,12 +32,16 @@ enum ControlCommand: Equatable, Sendable {
         case .discover:
             if text.isEmpty { return .success(.discover(.broadcast)) }
             if let t = TargetAddress(parsing: text) { return .success(.discover(t)) }
-            if let shelf = UInt16(text) { return .success(.discover(TargetAddress(shelf: Shelf(shelf), slot: .broadcast))) }
+            if let shelf = UInt16(text) {
+                return .success(.discover(TargetAddress(shelf: Shelf(shelf), slot: .broadcast)))
+            }
             return .failure(ControlError("«\(text)» is not a shelf (10) or shelf.slot (10.3)"))
         case .interfaces:
             return .success(.interfaces(text.split(whereSeparator: { " \t\n,".contains($0) }).map(String.init)))
         case .revalidate:
-            guard let t = TargetAddress(parsing: text) else { return .failure(.noTarget(text, expected: "eS.L, e.g. e10.3")) }
+            guard let t = TargetAddress(parsing: text) else {
+                return .failure(.noTarget(text, expected: "eS.L, e.g. e10.3"))
+            }
             return .success(.revalidate(t))
         case .flush:
             switch text {
@@ -59,7 +63,8 @@ enum ControlCommand: Equatable, Sendable {
             var patterns: [TargetPattern] = []
             for w in words {
                 guard let p = TargetPattern(parsing: w) else {
-                    return .failure(ControlError("«\(w)» is not a target pattern (SHELF.SLOT, eSHELF.SLOT, SHELF or .SLOT)"))
+                    return .failure(
+                        ControlError("«\(w)» is not a target pattern (SHELF.SLOT, eSHELF.SLOT, SHELF or .SLOT)"))
                 }
                 patterns.append(p)
             }

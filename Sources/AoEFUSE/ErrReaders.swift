@@ -4,7 +4,7 @@ import AoELinux
 import FUSEProtocol
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `etherd/err` (Linux /dev/etherd/err): one diagnostic line per read, a read with nothing to

@@ -4,7 +4,7 @@ import AoELinux
 import FUSEProtocol
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// FALLOCATE on images and partitions (issue 33): what a block device does with `fallocate(2)`,
@@ -20,15 +20,18 @@ extension AoEFileSystem {
         static let zeroRange: UInt32 = 0x10
     }
 
-    func fallocate(_ r: Reply, ino: UInt64, fh: UInt64, offset: UInt64, length: UInt64, mode: UInt32,
-                   _ outbox: inout Outbox) -> Answer {
+    func fallocate(
+        _ r: Reply, ino: UInt64, fh: UInt64, offset: UInt64, length: UInt64, mode: UInt32,
+        _ outbox: inout Outbox
+    ) -> Answer {
         guard let n = node(ino) else { return .now(.error(ENOENT)) }
         guard n.isImage || n.isPartition else { return .now(.error(EOPNOTSUPP)) }
         guard let (t, base, size) = extent(n, fh: fh) else { return .now(.error(n.isImage ? ENODEV : EIO)) }
         let keepSize = mode & FallocateMode.keepSize != 0
         let punch = mode & FallocateMode.punchHole != 0, zero = mode & FallocateMode.zeroRange != 0
         // Collapse, insert, unshare, …: a disk has no such thing.
-        if mode & ~(FallocateMode.keepSize | FallocateMode.punchHole | FallocateMode.zeroRange) != 0 || (punch && zero) {
+        if mode & ~(FallocateMode.keepSize | FallocateMode.punchHole | FallocateMode.zeroRange) != 0 || (punch && zero)
+        {
             return .now(.error(EOPNOTSUPP))
         }
         let (end, over) = offset.addingReportingOverflow(length)
@@ -54,8 +57,9 @@ extension AoEFileSystem {
             switch result {
             case .success: r.error(0, &outbox)
             case .failure(let e):
-                engine.note("\(t): \(punch ? "a discard" : "zeroing") of \(count) bytes at byte \(bytes.lowerBound) "
-                            + "failed: \(e)")
+                engine.note(
+                    "\(t): \(punch ? "a discard" : "zeroing") of \(count) bytes at byte \(bytes.lowerBound) "
+                        + "failed: \(e)")
                 r.error(errnoValue(for: e), &outbox)
             }
             track(-1)

@@ -1,7 +1,7 @@
 import AoECore
 import AoEEngine
-import AoEProtocol
 import AoELinux
+import AoEProtocol
 import FUSEProtocol
 import Foundation
 
@@ -82,9 +82,12 @@ extension AoEFileSystem {
         case .partition(let p):
             // A predecessor's handle (issue 30) is taken on with the partition as it is now.
             var file = handles.file(fh)
-            if file == nil, fh < handles.firstOwn, let now = partition(p) { file = handles.adopt(fh, .partition(p, now)) }
+            if file == nil, fh < handles.firstOwn, let now = partition(p) {
+                file = handles.adopt(fh, .partition(p, now))
+            }
             guard case .partition(_, let opened)? = file, partition(p) == opened,
-                  engine.capacity(of: p.target) != nil else { return nil }
+                engine.capacity(of: p.target) != nil
+            else { return nil }
             return (p.target, opened.start * 512, opened.size * 512)
         default:
             return nil
@@ -103,9 +106,11 @@ extension AoEFileSystem {
             // which the kernel takes the reply; over /dev/fuse into one buffer, sent with the
             // reply's header in one writev. (Replies gathered from the frames instead measured
             // 0.92 × of this, fio 1 MiB QD 4 read, 5 paired runs, and were removed: issue 22.)
-            let buffer = r.dataBuffer(count: count).map(IOBuffer.init(borrowing:)) ?? IOBuffer(uninitializedCount: count)
+            let buffer =
+                r.dataBuffer(count: count).map(IOBuffer.init(borrowing:)) ?? IOBuffer(uninitializedCount: count)
             track(+1)
-            engine.read(t, offset: base + UInt64(offset), count: count, into: buffer, outbox: &outbox) { [self] result, outbox in
+            engine.read(t, offset: base + UInt64(offset), count: count, into: buffer, outbox: &outbox) {
+                [self] result, outbox in
                 switch result {
                 // Over the ring the reply stays in the pass: the kernel would hand the entry's
                 // next request to the worker that committed it (task work on that thread, one more
@@ -144,7 +149,8 @@ extension AoEFileSystem {
             guard let text else { return .now(.error(EIO)) }
             return .now(.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size))))
         case .daemon:
-            let text = handles.renderedOnce(fh, offset: offset) { Array(daemonInfo.withLock { $0 }.rendered().utf8) } ?? []
+            let text =
+                handles.renderedOnce(fh, offset: offset) { Array(daemonInfo.withLock { $0 }.rendered().utf8) } ?? []
             return .now(.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size))))
         case .control(.interfaces):
             let text = Array((engine.allowedInterfaces.joined(separator: " ") + "\n").utf8)
@@ -160,15 +166,18 @@ extension AoEFileSystem {
 
     /// `writeFlags`: FUSE_WRITE_CACHE marks a write-back of cached pages, whose writer was told
     /// nothing yet: if it fails, `fsync` and `close` say so (`Handles.lostWrite`).
-    func write(_ r: Reply, ino: UInt64, data: UnsafeRawBufferPointer, offset: Int, fh: UInt64, writeFlags: UInt32 = 0,
-               adopt: () -> UnsafeMutableRawPointer?, _ outbox: inout Outbox) -> Answer {
+    func write(
+        _ r: Reply, ino: UInt64, data: UnsafeRawBufferPointer, offset: Int, fh: UInt64, writeFlags: UInt32 = 0,
+        adopt: () -> UnsafeMutableRawPointer?, _ outbox: inout Outbox
+    ) -> Answer {
         guard let n = node(ino) else { return .now(.error(ENOENT)) }
         switch n {
         case .image, .partition:
             guard let (t, base, length) = extent(n, fh: fh) else {
                 if writeFlags & FUSEWriteFlags.cache != 0 {
-                    engine.note("\(n.target?.description ?? "?"): a cached write to a target not identified, or a "
-                                + "partition gone, failed: fsync and close of the file will say EIO")
+                    engine.note(
+                        "\(n.target?.description ?? "?"): a cached write to a target not identified, or a "
+                            + "partition gone, failed: fsync and close of the file will say EIO")
                 }
                 return .now(.error(n.isImage ? ENODEV : EIO))
             }
@@ -184,7 +193,9 @@ extension AoEFileSystem {
                     // The kernel grew its idea of the file's size when it cached the write; the
                     // name is dropped, so that once the file is closed the next lookup makes a
                     // fresh inode with the image's real size.
-                    notifications.entriesGoneLater([n.isImage ? t.description : (n.partitionName?.description ?? t.description)])
+                    notifications.entriesGoneLater([
+                        n.isImage ? t.description : (n.partitionName?.description ?? t.description)
+                    ])
                 }
                 return .now(.error(ENOSPC))
             }
@@ -209,7 +220,8 @@ extension AoEFileSystem {
             }
             track(+1)
             let count = data.count
-            engine.write(t, offset: bytes.lowerBound, count: count, from: buffer, outbox: &outbox) { [self] result, outbox in
+            engine.write(t, offset: bytes.lowerBound, count: count, from: buffer, outbox: &outbox) {
+                [self] result, outbox in
                 withExtendedLifetime(block) {}
                 switch result {
                 case .success: r.written(count, &outbox)
@@ -217,8 +229,9 @@ extension AoEFileSystem {
                     if cached {
                         handles.lostWrite(t)
                         // The writer learns it only at fsync or close: say here what was lost.
-                        engine.note("\(t): a cached write of \(count) bytes at byte \(bytes.lowerBound) failed (\(e)): "
-                                    + "fsync and close of the file will say EIO")
+                        engine.note(
+                            "\(t): a cached write of \(count) bytes at byte \(bytes.lowerBound) failed (\(e)): "
+                                + "fsync and close of the file will say EIO")
                     } else {
                         engine.note("\(t): a write of \(count) bytes at byte \(bytes.lowerBound) failed: \(e)")
                     }

@@ -91,8 +91,11 @@ extension AoEFileSystem {
     /// end of an in-memory wire, `FUSEWire`) on the engine's first event loop (`threads` 1) or
     /// on serving threads of its own.
     func serve(device: Int32, transport: FUSETransport, threads: Int = 1) throws(FUSEError) {
-        guard let own = KernelChannel(device: device, fs: self, transport: transport, threads: threads,
-                                      onEnd: { [weak self] in self?.end() }) else {
+        guard
+            let own = KernelChannel(
+                device: device, fs: self, transport: transport, threads: threads,
+                onEnd: { [weak self] in self?.end() })
+        else {
             stop()
             throw FUSEError("cannot serve \(mountpoint): /dev/fuse cannot be made non-blocking, or no memory")
         }
@@ -102,9 +105,11 @@ extension AoEFileSystem {
             // queue; we read them like new ones (FUSE_NOTIFY_RESEND, Linux 6.9). A WRITE, READ,
             // FSYNC served twice does what it did once.
             let r = own.notify(.resend)
-            engine.note(r == 0 ? "fuse: the requests the previous daemon left unanswered are sent again (FUSE_NOTIFY_RESEND)"
-                        : "fuse: FUSE_NOTIFY_RESEND failed (\(String(cString: strerror(-r))); Linux 6.9 or later has it): "
-                          + "requests the previous daemon had read wait until their callers give up")
+            engine.note(
+                r == 0
+                    ? "fuse: the requests the previous daemon left unanswered are sent again (FUSE_NOTIFY_RESEND)"
+                    : "fuse: FUSE_NOTIFY_RESEND failed (\(String(cString: strerror(-r))); Linux 6.9 or later has it): "
+                        + "requests the previous daemon had read wait until their callers give up")
         }
         guard own.startServing() else {
             stop()
@@ -132,12 +137,14 @@ extension AoEFileSystem {
         case (.device, _), (.auto, false?), (.auto, nil): return .device
         case (.auto, true?), (.ioURing, true?): return .ring(depth: depth)
         case (.ioURing, false?):
-            engine.note("fuse: FUSE over io_uring asked for, but /sys/module/fuse/parameters/enable_uring is N "
-                        + "(root can: echo Y > it); serving over /dev/fuse")
+            engine.note(
+                "fuse: FUSE over io_uring asked for, but /sys/module/fuse/parameters/enable_uring is N "
+                    + "(root can: echo Y > it); serving over /dev/fuse")
             return .device
         case (.ioURing, nil):
-            engine.note("fuse: FUSE over io_uring asked for, but this kernel has none (Linux 6.14+ with "
-                        + "CONFIG_FUSE_IO_URING); serving over /dev/fuse")
+            engine.note(
+                "fuse: FUSE over io_uring asked for, but this kernel has none (Linux 6.14+ with "
+                    + "CONFIG_FUSE_IO_URING); serving over /dev/fuse")
             return .device
         }
     }

@@ -167,7 +167,8 @@ public final class AoEFileSystem: @unchecked Sendable {
         }
         func partition(_ name: String) -> PartitionName? {
             guard let p = PartitionName(parsing: name), p.description == name, self.partition(p) != nil,
-                  let s = snapshot(p.target), s.state != .disabled else { return nil }
+                let s = snapshot(p.target), s.state != .disabled
+            else { return nil }
             return p
         }
         switch parent {
@@ -179,7 +180,9 @@ public final class AoEFileSystem: @unchecked Sendable {
         case .sysDir:
             if name == "metrics" { return .metrics }
             if name == "daemon" { return .daemon }
-            if let t = TargetAddress(parsing: name), t.description == name, sysSnapshot(t) != nil { return .targetDir(t) }
+            if let t = TargetAddress(parsing: name), t.description == name, sysSnapshot(t) != nil {
+                return .targetDir(t)
+            }
             return partition(name).map(Node.partitionDir)
         case .etherdDir: return ControlFile(rawValue: name).map(Node.control)
         case .targetDir(let t): return SysFile(rawValue: name).map { Node.targetFile(t, $0) }
@@ -219,8 +222,10 @@ public final class AoEFileSystem: @unchecked Sendable {
 /// A node's attributes (the kernel's `fuse_attr`). Pure: the node, its inode and (for target
 /// nodes) the target in, attributes out.
 enum Attributes {
-    static func of(_ n: Node, inode: UInt64, image: TargetSnapshot?, partition: Partition? = nil,
-                   owner: (uid: uid_t, gid: gid_t), time: time_t) -> FUSEAttr {
+    static func of(
+        _ n: Node, inode: UInt64, image: TargetSnapshot?, partition: Partition? = nil,
+        owner: (uid: uid_t, gid: gid_t), time: time_t
+    ) -> FUSEAttr {
         let t = UInt64(max(time, 0))
         var a = FUSEAttr(ino: inode, atime: t, mtime: t, ctime: t, mode: 0, uid: owner.uid, gid: owner.gid)
         switch n {

@@ -1,6 +1,6 @@
 import AoECore
-import AoEProtocol
 import AoELinux
+import AoEProtocol
 
 /// The open handles: what each image or partition handle was opened on, how many are open per
 /// target (a target in use is not flushed away, and reads `down,closewait` while down), which

@@ -76,12 +76,15 @@ final class KernelChannel: EventSource, @unchecked Sendable {
     /// - Parameters:
     ///   - device: the mounted session's /dev/fuse descriptor.
     ///   - threads: how many threads serve (1: the engine's first event loop; see the type).
-    init?(device: Int32, fs: AoEFileSystem, transport: FUSETransport = .device, threads: Int = 1,
-          onEnd: @escaping @Sendable () -> Void) {
+    init?(
+        device: Int32, fs: AoEFileSystem, transport: FUSETransport = .device, threads: Int = 1,
+        onEnd: @escaping @Sendable () -> Void
+    ) {
         self.device = device
         let flags = fcntl(device, F_GETFL)
         guard device >= 0, flags >= 0, fcntl(device, F_SETFL, flags | O_NONBLOCK) == 0,
-              let b = RequestBuffer() else { return nil }
+            let b = RequestBuffer()
+        else { return nil }
         mainBuffer = b
         self.fs = fs
         self.onEnd = onEnd
@@ -115,8 +118,10 @@ final class KernelChannel: EventSource, @unchecked Sendable {
 
     /// One completion of a ring: /dev/fuse readable (ring 0's poll), a serving thread's wake-up,
     /// a request in an entry, or an entry's command that failed.
-    func handle(_ c: IORing.Completion, ring: RingTransport, buffer: RequestBuffer, thread: ServingThread? = nil,
-                _ outbox: inout Outbox) {
+    func handle(
+        _ c: IORing.Completion, ring: RingTransport, buffer: RequestBuffer, thread: ServingThread? = nil,
+        _ outbox: inout Outbox
+    ) {
         if c.userData == RingTransport.pollTag {
             // /dev/fuse is readable: read it dry, since the multishot poll reports only new
             // readiness. INTERRUPTs, FORGETs, and every request until the ring is ready.
@@ -194,7 +199,8 @@ final class KernelChannel: EventSource, @unchecked Sendable {
             }
             guard commitID == header.unique else {
                 fs.engine.note("fuse: ring entry \(slot): commit id \(commitID) is not the request's \(header.unique)")
-                return send(FUSEReply.error(EIO).encoded(unique: commitID), unique: commitID, slot: Int32(slot), &outbox)
+                return send(
+                    FUSEReply.error(EIO).encoded(unique: commitID), unique: commitID, slot: Int32(slot), &outbox)
             }
             dispatch(header, request, data: payload, slot: Int32(slot), buffer: nil, &outbox)
         } catch {
@@ -218,8 +224,9 @@ final class KernelChannel: EventSource, @unchecked Sendable {
             // A refused REGISTER turns the ring off for the connection (dev_uring.c): the kernel
             // goes on over /dev/fuse.
             if ringErrors.add(1, ordering: .relaxed).oldValue == 0 {
-                fs.engine.note("fuse: FUSE over io_uring: entry \(slot) failed: \(String(cString: strerror(-result))); "
-                               + "requests go over /dev/fuse")
+                fs.engine.note(
+                    "fuse: FUSE over io_uring: entry \(slot) failed: \(String(cString: strerror(-result))); "
+                        + "requests go over /dev/fuse")
             }
         }
     }
@@ -234,8 +241,10 @@ final class KernelChannel: EventSource, @unchecked Sendable {
     /// Sends one reply: `header` (the reply's header and arguments) then `payload`, in one
     /// writev on /dev/fuse, or into ring entry `slot` and committed.
     /// Over the ring the commit is queued, and handed to the kernel when `outbox` is flushed.
-    func send(_ header: [UInt8], payload: UnsafeRawBufferPointer? = nil, unique: UInt64 = 0, slot: Int32 = -1,
-              _ outbox: inout Outbox) {
+    func send(
+        _ header: [UInt8], payload: UnsafeRawBufferPointer? = nil, unique: UInt64 = 0, slot: Int32 = -1,
+        _ outbox: inout Outbox
+    ) {
         header.withUnsafeBytes { h in
             if slot >= 0, let ring {
                 let queued: RingQueue? = state.withLock { s in
@@ -251,8 +260,10 @@ final class KernelChannel: EventSource, @unchecked Sendable {
                 return
             }
             // Two iovecs on the stack: the reply's header and, for a READ, its payload in place.
-            var iov = (iovec(iov_base: UnsafeMutableRawPointer(mutating: h.baseAddress), iov_len: h.count),
-                       iovec(iov_base: UnsafeMutableRawPointer(mutating: payload?.baseAddress), iov_len: payload?.count ?? 0))
+            var iov = (
+                iovec(iov_base: UnsafeMutableRawPointer(mutating: h.baseAddress), iov_len: h.count),
+                iovec(iov_base: UnsafeMutableRawPointer(mutating: payload?.baseAddress), iov_len: payload?.count ?? 0)
+            )
             let count: Int32 = iov.1.iov_len > 0 ? 2 : 1
             withUnsafePointer(to: &iov) { p in
                 p.withMemoryRebound(to: iovec.self, capacity: 2) { writeReply($0, count, unique: unique) }
@@ -300,15 +311,19 @@ final class KernelChannel: EventSource, @unchecked Sendable {
         fs.engine.note("fuse: a request we cannot decode (\(error)); answered EIO")
         if bytes.count >= 16 {
             var r = FUSEReader(bytes, offset: 8)
-            if let unique = try? r.u64("unique") { send(FUSEReply.error(EIO).encoded(unique: unique), unique: unique, &outbox) }
+            if let unique = try? r.u64("unique") {
+                send(FUSEReply.error(EIO).encoded(unique: unique), unique: unique, &outbox)
+            }
         }
     }
 
     /// Calls the tree's operation for one request. `data` holds a WRITE's data at its
     /// `dataOffset`; `slot` is the ring entry the request came in (-1: /dev/fuse). Every request
     /// but FORGET and INTERRUPT is answered through its `Reply`, once.
-    private func dispatch(_ header: FUSEInHeader, _ request: FUSERequest, data: UnsafeRawBufferPointer, slot: Int32,
-                          buffer: RequestBuffer?, _ outbox: inout Outbox) {
+    private func dispatch(
+        _ header: FUSEInHeader, _ request: FUSERequest, data: UnsafeRawBufferPointer, slot: Int32,
+        buffer: RequestBuffer?, _ outbox: inout Outbox
+    ) {
         let ino = header.nodeID
         let r = Reply(channel: self, unique: header.unique, slot: slot)
         switch request {
@@ -316,11 +331,13 @@ final class KernelChannel: EventSource, @unchecked Sendable {
             guard i.major == FUSEVersion.major else { return r.send(.error(EPROTO), &outbox) }
             // Many direct I/O requests in flight; the page cache with write-back for buffered
             // opens (issue 23); and the ring, when we have one.
-            var wanted = FUSEInitFlags.asyncRead | FUSEInitFlags.asyncDIO | FUSEInitFlags.bigWrites
+            var wanted =
+                FUSEInitFlags.asyncRead | FUSEInitFlags.asyncDIO | FUSEInitFlags.bigWrites
                 | FUSEInitFlags.maxPages | FUSEInitFlags.initExt | FUSEInitFlags.writebackCache
             if ring != nil { wanted |= FUSEInitFlags.overIOURing }
-            var o = FUSEInitOut(maxReadahead: i.maxReadahead, flags: i.flags & wanted, maxBackground: 128,
-                                congestionThreshold: 96, maxWrite: UInt32(RingTransport.payloadSize), maxPages: 256)
+            var o = FUSEInitOut(
+                maxReadahead: i.maxReadahead, flags: i.flags & wanted, maxBackground: 128,
+                congestionThreshold: 96, maxWrite: UInt32(RingTransport.payloadSize), maxPages: 256)
             o.minor = min(i.minor, FUSEVersion.minor)
             r.send(.initialize(o), &outbox)
             // The entries can be registered only once the kernel has the INIT reply.
@@ -338,15 +355,18 @@ final class KernelChannel: EventSource, @unchecked Sendable {
             r.send(fs.read(r, ino: ino, size: Int(size), offset: Int(clamping: offset), fh: fh, &outbox), &outbox)
         case .write(let fh, let offset, let size, let flags, let at):
             let data = UnsafeRawBufferPointer(rebasing: data[at..<(at + Int(size))])
-            r.send(fs.write(r, ino: ino, data: data, offset: Int(clamping: offset), fh: fh, writeFlags: flags,
-                            adopt: { buffer?.adopt() }, &outbox), &outbox)
+            r.send(
+                fs.write(
+                    r, ino: ino, data: data, offset: Int(clamping: offset), fh: fh, writeFlags: flags,
+                    adopt: { buffer?.adopt() }, &outbox), &outbox)
         case .flush(let fh): r.send(fs.flush(fh: fh), &outbox)
         case .releasedir: r.send(.error(0), &outbox)
         case .fsync(let fh, _): r.send(fs.fsync(r, ino: ino, fh: fh, &outbox), &outbox)
         case .opendir: r.send(.open(fh: 0, openFlags: 0), &outbox)
         case .readdir(_, let offset, let size, let plus):
             // READDIRPLUS is not asked for (no FUSE_DO_READDIRPLUS).
-            r.send(plus ? .error(ENOSYS) : fs.readdir(ino: ino, size: Int(size), offset: Int(clamping: offset)), &outbox)
+            r.send(
+                plus ? .error(ENOSYS) : fs.readdir(ino: ino, size: Int(size), offset: Int(clamping: offset)), &outbox)
         case .statfs: r.send(fs.statfs(), &outbox)
         case .fallocate(let fh, let offset, let length, let mode):
             r.send(fs.fallocate(r, ino: ino, fh: fh, offset: offset, length: length, mode: mode, &outbox), &outbox)
@@ -362,8 +382,9 @@ final class KernelChannel: EventSource, @unchecked Sendable {
     /// says in one log line which transport serves.
     private func startRing(_ ring: RingTransport, offered: Bool) {
         guard offered else {
-            return fs.engine.note("fuse: the kernel did not offer FUSE over io_uring "
-                                  + "(/sys/module/fuse/parameters/enable_uring is N?); serving over /dev/fuse")
+            return fs.engine.note(
+                "fuse: the kernel did not offer FUSE over io_uring "
+                    + "(/sys/module/fuse/parameters/enable_uring is N?); serving over /dev/fuse")
         }
         guard !threads.isEmpty else { return registered(ring, ring: 0, result: ring.registerAll(ring: 0)) }
         // Each ring's thread registers its own entries: the kernel hands an entry's requests to
@@ -376,12 +397,14 @@ final class KernelChannel: EventSource, @unchecked Sendable {
     /// Ring `index`'s entries were registered (`result` 0) or not; the last ring says so in the log.
     private func registered(_ ring: RingTransport, ring index: Int, result: Int32) {
         guard result == 0 else {
-            return fs.engine.note("fuse: FUSE over io_uring: cannot register the entries of ring \(index) "
-                                  + "(\(String(cString: strerror(-result)))); the kernel goes on over /dev/fuse")
+            return fs.engine.note(
+                "fuse: FUSE over io_uring: cannot register the entries of ring \(index) "
+                    + "(\(String(cString: strerror(-result)))); the kernel goes on over /dev/fuse")
         }
         guard threadsRegistered.add(1, ordering: .relaxed).newValue >= ring.rings.count else { return }
-        fs.engine.note("fuse: FUSE over io_uring: \(ring.queues) queues × \(ring.depth) entries registered"
-                       + (ring.rings.count > 1 ? ", served by \(ring.rings.count) threads" : ""))
+        fs.engine.note(
+            "fuse: FUSE over io_uring: \(ring.queues) queues × \(ring.depth) entries registered"
+                + (ring.rings.count > 1 ? ", served by \(ring.rings.count) threads" : ""))
     }
 }
 

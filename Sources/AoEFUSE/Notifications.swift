@@ -27,9 +27,10 @@ final class Notifications: Sendable {
     func serve(_ channel: KernelChannel) { current.withLock { $0 = channel } }
 
     func entriesGone(_ names: [String]) {
-        write(names.flatMap { name in
-            [1, 2].map { FUSENotification.invalEntry(parent: $0, name: Array(name.utf8)) }  // the root, sys/
-        })
+        write(
+            names.flatMap { name in
+                [1, 2].map { FUSENotification.invalEntry(parent: $0, name: Array(name.utf8)) }  // the root, sys/
+            })
     }
 
     /// As `entriesGone`, on the notify thread (for callers in the loop).
@@ -105,11 +106,15 @@ final class CacheCoherence: Sendable {
         seen.withLock { seen in
             var out: [TargetAddress] = []
             for t in targets {
-                let now = Seen(up: t.state == .up, sectors: t.identity?.sectors, serial: t.identity?.serial,
-                               model: t.identity?.model)
+                let now = Seen(
+                    up: t.state == .up, sectors: t.identity?.sectors, serial: t.identity?.serial,
+                    model: t.identity?.model)
                 if let before = seen[t.address],
-                   (now.up && !before.up) || (now.sectors != nil && before.sectors != nil && now.sectors != before.sectors)
-                    || (now.serial != nil && before.serial != nil && (now.serial != before.serial || now.model != before.model)) {
+                    (now.up && !before.up)
+                        || (now.sectors != nil && before.sectors != nil && now.sectors != before.sectors)
+                        || (now.serial != nil && before.serial != nil
+                            && (now.serial != before.serial || now.model != before.model))
+                {
                     out.append(t.address)
                 }
                 seen[t.address] = now

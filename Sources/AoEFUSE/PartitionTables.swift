@@ -41,8 +41,9 @@ struct PartitionName: Hashable, Sendable {
 
     init?(parsing name: String) {
         guard let p = name.lastIndex(of: "p"), let t = TargetAddress(parsing: String(name[..<p])),
-              t.description == name[..<p], let n = Int(name[name.index(after: p)...]), n > 0,
-              String(n) == name[name.index(after: p)...] else { return nil }
+            t.description == name[..<p], let n = Int(name[name.index(after: p)...]), n > 0,
+            String(n) == name[name.index(after: p)...]
+        else { return nil }
         target = t
         number = n
     }
@@ -159,7 +160,9 @@ final class PartitionTables: Sendable {
         var consulted: [UInt64] = []
         func read(_ lba: UInt64, _ count: Int) -> [UInt8]? {
             let buffer = IOBuffer(count: count * 512)
-            let r = engine.waitSync { engine.read(target, offset: lba * 512, count: count * 512, into: buffer, completion: $0) }
+            let r = engine.waitSync {
+                engine.read(target, offset: lba * 512, count: count * 512, into: buffer, completion: $0)
+            }
             guard case .success = r else { return nil }
             return Array(buffer.bytes)
         }
@@ -181,15 +184,17 @@ final class PartitionTables: Sendable {
         }
         if failed { return nil }  // the target went away mid-read; try again when it is back
         let extra = consulted.filter { $0 >= 34 }.map { $0..<($0 + 1) }
-        return TargetPartitions(table: table, capacity: capacity,
-                                sectors: TargetPartitions.usualSectors(capacity: capacity) + extra)
+        return TargetPartitions(
+            table: table, capacity: capacity,
+            sectors: TargetPartitions.usualSectors(capacity: capacity) + extra)
     }
 
     /// One line in `etherd/err` for what was found, and one per problem.
     private func report(_ target: TargetAddress, _ table: PartitionTable) {
         let names = table.partitions.map { PartitionName(target: target, number: $0.number).description }
-        engine.note("\(target): partition table \(table.kind.rawValue)"
-                    + (names.isEmpty ? ", no partitions" : ": " + names.joined(separator: " ")))
+        engine.note(
+            "\(target): partition table \(table.kind.rawValue)"
+                + (names.isEmpty ? ", no partitions" : ": " + names.joined(separator: " ")))
         for p in table.problems { engine.note("\(target): partition table: \(p)") }
     }
 
@@ -206,8 +211,10 @@ final class PartitionTables: Sendable {
     func writeTouchesTable(_ target: TargetAddress, _ bytes: Range<UInt64>, capacity: UInt64) -> Bool {
         state.withLock { s in
             s.tables[target]?.touches(bytes)
-                ?? TargetPartitions(table: PartitionTable(), capacity: capacity,
-                                    sectors: TargetPartitions.usualSectors(capacity: capacity)).touches(bytes)
+                ?? TargetPartitions(
+                    table: PartitionTable(), capacity: capacity,
+                    sectors: TargetPartitions.usualSectors(capacity: capacity)
+                ).touches(bytes)
         }
     }
 }

@@ -5,7 +5,7 @@ import FUSEProtocol
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One FUSE request's answer, sent exactly once over our channel (`KernelChannel`, issue 15),
@@ -66,8 +66,9 @@ final class Reply: @unchecked Sendable {
     /// committed from the ring entry's payload, where a READ's data was received).
     func buffer(_ p: UnsafeRawPointer?, _ count: Int, _ outbox: inout Outbox) {
         guard take() else { return }
-        channel.send(FUSEReply.data(count: count).encoded(unique: unique),
-                     payload: UnsafeRawBufferPointer(start: p, count: count), unique: unique, slot: slot, &outbox)
+        channel.send(
+            FUSEReply.data(count: count).encoded(unique: unique),
+            payload: UnsafeRawBufferPointer(start: p, count: count), unique: unique, slot: slot, &outbox)
     }
 
     func bytes(_ b: [UInt8], _ outbox: inout Outbox) { b.withUnsafeBytes { buffer($0.baseAddress, $0.count, &outbox) } }

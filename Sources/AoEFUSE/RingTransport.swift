@@ -1,9 +1,9 @@
+import AoEEngine
 import AoELinux
 import FUSEProtocol
-import AoEEngine
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// FUSE over io_uring (issue 15, transport 2; Linux ≥ 6.14, `enable_uring` on): the rings and
@@ -104,7 +104,9 @@ final class RingTransport: @unchecked Sendable {
 
     /// (Re-)arms the /dev/fuse poll on the first ring (after a completion without
     /// IORING_CQE_F_MORE), from the thread that serves it.
-    func rearmPoll() -> Bool { rings[0].ring.queuePoll(fd: fuseFD, userData: Self.pollTag) && rings[0].ring.submit() == 0 }
+    func rearmPoll() -> Bool {
+        rings[0].ring.queuePoll(fd: fuseFD, userData: Self.pollTag) && rings[0].ring.submit() == 0
+    }
 
     /// Registers every entry of ring `index` (after the INIT reply: before it the kernel answers
     /// EAGAIN), from the thread that serves it. Returns 0 or -errno.
@@ -138,7 +140,8 @@ final class RingTransport: @unchecked Sendable {
     /// arguments; `data`: bytes that follow, e.g. a READ's, which need no copy when the engine
     /// received them into this entry's payload) and queues its commit on the entry's ring, which
     /// it returns (the caller's outbox flushes it). Nil when it does not fit.
-    func commit(slot: Int, unique: UInt64, encoded: UnsafeRawBufferPointer, data: UnsafeRawBufferPointer?) -> RingQueue? {
+    func commit(slot: Int, unique: UInt64, encoded: UnsafeRawBufferPointer, data: UnsafeRawBufferPointer?) -> RingQueue?
+    {
         let h = header(slot), p = payload(slot)
         let args = encoded.count - FUSEReply.headerSize
         let dataCount = data?.count ?? 0
@@ -149,8 +152,9 @@ final class RingTransport: @unchecked Sendable {
         if let data, dataCount > 0, data.baseAddress! != UnsafeRawPointer(p + args) {
             (p + args).copyMemory(from: data.baseAddress!, byteCount: dataCount)
         }
-        h.storeBytes(of: UInt32(args + dataCount).littleEndian, toByteOffset: FUSERingLayout.payloadSizeOffset,
-                     as: UInt32.self)
+        h.storeBytes(
+            of: UInt32(args + dataCount).littleEndian, toByteOffset: FUSERingLayout.payloadSizeOffset,
+            as: UInt32.self)
         let op = FUSERingCommand.commitAndFetch.rawValue, qid = UInt16(slot / depth)
         let q = queue(ofSlot: slot)
         if q.ring.queueCommand(fd: fuseFD, op: op, qid: qid, commitID: unique, iovecs: nil, userData: UInt64(slot)) {

@@ -160,7 +160,11 @@ extension KernelChannel {
             t.sleep { q.ring.submitAndWait() }
             outbox.reset()
             t.runPosted(&outbox)
-            while q.ring.reap({ c in handle(c, ring: ring, buffer: t.buffer, thread: t, &outbox) }) == IORing.reapLimit {}
+            // A full batch may leave more behind: reap until one comes short.
+            var reaped = IORing.reapLimit
+            while reaped == IORing.reapLimit {
+                reaped = q.ring.reap { c in handle(c, ring: ring, buffer: t.buffer, thread: t, &outbox) }
+            }
             fs.engine.flush(&outbox)
         }
     }

@@ -122,7 +122,8 @@ struct InodeTable: Sendable {
         case .partition: n = part > 0 ? .partition(PartitionName(target: t, number: part)) : nil
         case .partitionDir: n = part > 0 ? .partitionDir(PartitionName(target: t, number: part)) : nil
         case .partitionFile:
-            n = part > 0 && PartitionFile.allCases.indices.contains(file)
+            n =
+                part > 0 && PartitionFile.allCases.indices.contains(file)
                 ? .partitionFile(PartitionName(target: t, number: part), PartitionFile.allCases[file]) : nil
         }
         // Only the canonical number of a node names it (no aliases from stray bits).
@@ -146,7 +147,8 @@ enum Render {
         }
     }
 
-    static func file(_ f: SysFile, _ t: TargetSnapshot, configuration c: EngineConfiguration, openCount: Int) -> String {
+    static func file(_ f: SysFile, _ t: TargetSnapshot, configuration c: EngineConfiguration, openCount: Int) -> String
+    {
         switch f {
         case .state: return state(t, openCount: openCount)
         case .mac: return ((t.paths.first { $0.state.isHealthy } ?? t.paths.first)?.mac.compactHex ?? "none") + "\n"
@@ -168,16 +170,20 @@ enum Render {
             var lines = ["netif mac payload mtu rtt_us rto_us outstanding window sent lost state raise_in_s"]
             for p in t.paths {
                 let raise = p.nextRaise.map { String(($0.milliseconds + 999) / 1000) } ?? "-"
-                lines.append([p.interface, p.mac.compactHex, String(p.payload), String(p.mtu),
-                              String(p.rtt?.microseconds ?? 0), String(p.rto.microseconds), String(p.outstanding),
-                              String(p.window), String(p.sent), String(p.lost), p.state.rawValue, raise].joined(separator: " "))
+                lines.append(
+                    [
+                        p.interface, p.mac.compactHex, String(p.payload), String(p.mtu),
+                        String(p.rtt?.microseconds ?? 0), String(p.rto.microseconds), String(p.outstanding),
+                        String(p.window), String(p.sent), String(p.lost), p.state.rawValue, raise,
+                    ].joined(separator: " "))
             }
             return lines.joined(separator: "\n") + "\n"
         case .stats:
             let k = t.counters
             let measured = t.paths.filter { $0.rtt != nil }
             let avg = measured.isEmpty ? 0 : measured.map { $0.rtt!.microseconds }.reduce(0, +) / UInt64(measured.count)
-            let dev = measured.isEmpty ? 0 : measured.map(\.rttDeviation.microseconds).reduce(0, +) / UInt64(measured.count)
+            let dev =
+                measured.isEmpty ? 0 : measured.map(\.rttDeviation.microseconds).reduce(0, +) / UInt64(measured.count)
             let rows: [(String, UInt64)] = [
                 ("atarcv", k.atarcv), ("atasnd", k.atasnd), ("erraoe", k.erraoe), ("errata", k.errata),
                 ("errtimeout", k.errtimeout), ("errtrunc", k.errtrunc), ("errwmsg", k.errwmsg), ("retries", k.retries),

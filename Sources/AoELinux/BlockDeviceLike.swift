@@ -2,7 +2,7 @@ import CAoELinux
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `O_DIRECT` as this architecture spells it (glibc hides it without _GNU_SOURCE).

@@ -2,7 +2,7 @@ import CAoELinux
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A child process started with `posix_spawnp`, with an empty signal mask and every signal at
@@ -25,15 +25,19 @@ public final class ChildProcess: Sendable {
     ///   - inherit: more descriptors for the child, each `source` as `target` (the supervisor's
     ///     channel to its daemon).
     ///   - environment: variables set for the child on top of ours (`NAME=value`).
-    public init(_ argv: [String], stdin: Int32? = nil, stdout: Int32? = nil, stderr: Int32? = nil,
-                ownProcessGroup: Bool = false, inherit: [(source: Int32, target: Int32)] = [],
-                environment: [String] = []) throws {
+    public init(
+        _ argv: [String], stdin: Int32? = nil, stdout: Int32? = nil, stderr: Int32? = nil,
+        ownProcessGroup: Bool = false, inherit: [(source: Int32, target: Int32)] = [],
+        environment: [String] = []
+    ) throws {
         self.argv = argv
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         for (fd, target) in [(stdin, Int32(0)), (stdout, 1), (stderr, 2)] {
-            if let fd { posix_spawn_file_actions_adddup2(&actions, fd, target) } else {
+            if let fd {
+                posix_spawn_file_actions_adddup2(&actions, fd, target)
+            } else {
                 posix_spawn_file_actions_addopen(&actions, target, "/dev/null", target == 0 ? O_RDONLY : O_WRONLY, 0)
             }
         }
@@ -48,8 +52,11 @@ public final class ChildProcess: Sendable {
         posix_spawnattr_setsigmask(&attr, &empty)
         posix_spawnattr_setsigdefault(&attr, &all)
         if ownProcessGroup { posix_spawnattr_setpgroup(&attr, 0) }
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF
-                                              | (ownProcessGroup ? POSIX_SPAWN_SETPGROUP : 0)))
+        posix_spawnattr_setflags(
+            &attr,
+            Int16(
+                POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF
+                    | (ownProcessGroup ? POSIX_SPAWN_SETPGROUP : 0)))
         var cargs = argv.map { strdup($0) } + [nil]
         defer { for p in cargs { free(p) } }
         var pid: pid_t = 0

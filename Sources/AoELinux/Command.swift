@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Runs system commands: the lab's (ip, nft, tcpdump) and `aoefs demo`'s, which makes its
@@ -51,9 +51,12 @@ public enum Command {
         guard child.exitCode == 0 else {
             lseek(errFD, 0, SEEK_SET)
             var errBytes: [UInt8] = []
-            while case let n = retryingEINTR({ read(errFD, &buffer, buffer.count) }), n > 0 { errBytes += buffer[0..<n] }
-            throw Failure(argv: argv, status: child.exitCode ?? -1,
-                          output: stdoutText + String(decoding: errBytes, as: UTF8.self))
+            while case let n = retryingEINTR({ read(errFD, &buffer, buffer.count) }), n > 0 {
+                errBytes += buffer[0..<n]
+            }
+            throw Failure(
+                argv: argv, status: child.exitCode ?? -1,
+                output: stdoutText + String(decoding: errBytes, as: UTF8.self))
         }
         return stdoutText
     }

@@ -1,7 +1,7 @@
 import CAoELinux
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// An io_uring with 128-byte SQEs (io_uring_setup(2), the C shim's `aoel_ring`): what
@@ -40,8 +40,10 @@ public final class IORing: @unchecked Sendable {
 
     /// Queues a FUSE ring command (`cmd_op`) on `fd` for queue `qid`; `iovecs` (REGISTER only)
     /// points at two iovecs that stay valid. Returns false when the SQ is full.
-    public func queueCommand(fd: Int32, op: UInt32, qid: UInt16, commitID: UInt64, iovecs: UnsafeRawPointer?,
-                             userData: UInt64) -> Bool {
+    public func queueCommand(
+        fd: Int32, op: UInt32, qid: UInt16, commitID: UInt64, iovecs: UnsafeRawPointer?,
+        userData: UInt64
+    ) -> Bool {
         lock.withLock { _ in aoel_ring_fuse_cmd(ring, fd, op, qid, commitID, iovecs, userData) == 0 }
     }
 

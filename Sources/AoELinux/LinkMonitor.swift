@@ -28,7 +28,9 @@ public final class LinkMonitor: Sendable {
             var events = [aoel_link_event](repeating: aoel_link_event(), count: 64)
             while !stopping.load(ordering: .relaxed) {
                 // A bounded wait: `stop` is seen within 100 ms.
-                let n = events.withUnsafeMutableBufferPointer { aoel_link_monitor_read(fd, $0.baseAddress, Int32($0.count), 100) }
+                let n = events.withUnsafeMutableBufferPointer {
+                    aoel_link_monitor_read(fd, $0.baseAddress, Int32($0.count), 100)
+                }
                 if n == -ENOBUFS { handler(nil); continue }
                 guard n > 0 else { continue }
                 for e in events.prefix(Int(n)) { handler(Self.event(e)) }
@@ -44,8 +46,9 @@ public final class LinkMonitor: Sendable {
             String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
         }
         let mac = e.has_mac != 0 ? withUnsafeBytes(of: e.mac) { MACAddress(bytes: $0) } : nil
-        return LinkEvent(name: name, index: e.ifindex, deleted: e.deleted != 0, up: e.flags & UInt32(IFF_UP) != 0,
-                         running: e.flags & UInt32(IFF_RUNNING) != 0, mtu: e.mtu > 0 ? Int(e.mtu) : nil, mac: mac)
+        return LinkEvent(
+            name: name, index: e.ifindex, deleted: e.deleted != 0, up: e.flags & UInt32(IFF_UP) != 0,
+            running: e.flags & UInt32(IFF_RUNNING) != 0, mtu: e.mtu > 0 ? Int(e.mtu) : nil, mac: mac)
     }
 
     /// Ends the thread (within 100 ms) and closes the socket.

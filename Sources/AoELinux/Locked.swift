@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A value guarded by a mutex, with a condition variable for waiting on it: aoefs's one lock type.

@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A child's stdout and stderr through a pipe: a thread blocked in read(2) appends what comes to

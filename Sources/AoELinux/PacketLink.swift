@@ -4,7 +4,7 @@ import CAoELinux
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// An AF_PACKET link on one Ethernet interface, bound to ethertype 0x88a2 (packet(7)).
@@ -80,7 +80,8 @@ public final class PacketLink: Link {
             let code: LinkError.Code
             switch (step, e) {
             case (_, EPERM), (_, EACCES): code = .notPermitted
-            case (Int32(AOEL_STEP_NAME.rawValue), _), (Int32(AOEL_STEP_IFINDEX.rawValue), ENODEV): code = .noSuchInterface
+            case (Int32(AOEL_STEP_NAME.rawValue), _), (Int32(AOEL_STEP_IFINDEX.rawValue), ENODEV):
+                code = .noSuchInterface
             case (Int32(AOEL_STEP_DOWN.rawValue), _): code = .interfaceDown
             case (Int32(AOEL_STEP_NOT_ETHERNET.rawValue), _): code = .notEthernet
             default: code = .other
@@ -114,8 +115,9 @@ public final class PacketLink: Link {
         defer { _ = aoel_close(fd) }
         var info = aoel_ifinfo()
         guard aoel_ifinfo(fd, name, &info) == 0 else { return nil }
-        return LinkEvent(name: name, index: info.ifindex, deleted: false, up: info.up != 0, running: info.running != 0,
-                         mtu: Int(info.mtu), mac: withUnsafeBytes(of: info.mac) { MACAddress(bytes: $0) })
+        return LinkEvent(
+            name: name, index: info.ifindex, deleted: false, up: info.up != 0, running: info.running != 0,
+            mtu: Int(info.mtu), mac: withUnsafeBytes(of: info.mac) { MACAddress(bytes: $0) })
     }
 
     /// What the interface is now (`interfaceState(_:)` of this link's name).
@@ -170,8 +172,9 @@ public final class PacketLink: Link {
         var info = aoel_ifinfo()
         let r = aoel_ifinfo(fd, name, &info)
         guard r == 0 else {
-            throw LinkError(code: -r == ENODEV ? .noSuchInterface : .other, interface: name, errno: -r,
-                            operation: "reading the interface state")
+            throw LinkError(
+                code: -r == ENODEV ? .noSuchInterface : .other, interface: name, errno: -r,
+                operation: "reading the interface state")
         }
         guard info.up != 0 else {
             throw LinkError(code: .interfaceDown, interface: name, errno: nil, operation: "reading the interface state")
@@ -214,8 +217,9 @@ public final class PacketLink: Link {
             }
             if result < 0 {
                 if total > 0 { return total }
-                throw LinkError(code: -result == ENETDOWN ? .interfaceDown : .sendFailed, interface: name,
-                                errno: -result, operation: "sending frames")
+                throw LinkError(
+                    code: -result == ENETDOWN ? .interfaceDown : .sendFailed, interface: name,
+                    errno: -result, operation: "sending frames")
             }
             total += Int(result)
             index += Int(result)
@@ -250,15 +254,17 @@ public final class PacketLink: Link {
             var n = receiveOnce(&pool, most: most, placer: placer, truncated: &truncated)
             if n == 0 && ms != 0 {
                 let w = descriptors.withUnsafeBufferPointer { also in
-                    aoel_wait_frames(fd, ms, Int32(busyPollMicroseconds.load(ordering: .relaxed)), also.baseAddress,
-                                     Int32(also.count), &ready)
+                    aoel_wait_frames(
+                        fd, ms, Int32(busyPollMicroseconds.load(ordering: .relaxed)), also.baseAddress,
+                        Int32(also.count), &ready)
                 }
                 n = w < 0 ? w : w > 0 ? receiveOnce(&pool, most: most, placer: placer, truncated: &truncated) : 0
             }
             if truncated > 0 { truncatedCount.add(truncated, ordering: .relaxed) }
             if n < 0 {
-                throw LinkError(code: -n == ENETDOWN ? .interfaceDown : .receiveFailed, interface: name,
-                                errno: -n, operation: "receiving frames")
+                throw LinkError(
+                    code: -n == ENETDOWN ? .interfaceDown : .receiveFailed, interface: name,
+                    errno: -n, operation: "receiving frames")
             }
             for k in 0..<Int(n) { body(pool.frame(k)) }
             return (Int(n), UInt32(bitPattern: ready))
@@ -267,8 +273,10 @@ public final class PacketLink: Link {
 
     /// One recvmmsg: the placer's predictions first, then each scattered message settled (hit,
     /// or made whole in its slot), then the predictions released. Returns frames kept or -errno.
-    private func receiveOnce(_ pool: inout ReceivePool, most: Int, placer: (any ReceivePlacer)?,
-                             truncated: inout UInt64) -> Int32 {
+    private func receiveOnce(
+        _ pool: inout ReceivePool, most: Int, placer: (any ReceivePlacer)?,
+        truncated: inout UInt64
+    ) -> Int32 {
         var placed = 0
         if let placer {
             // As many as the call may bring: a message past the predictions is copied. (Twice
@@ -280,14 +288,18 @@ public final class PacketLink: Link {
                 pool.counts[i] = UInt32(p.count)
             }
         }
-        let n = aoel_receive_placed(fd, pool.pointers, pool.slotSize, ReceiveLayout.headerBytes, pool.places, pool.counts,
-                                    Int32(placed), pool.lengths, pool.which, Int32(most), &truncated)
+        let n = aoel_receive_placed(
+            fd, pool.pointers, pool.slotSize, ReceiveLayout.headerBytes, pool.places, pool.counts,
+            Int32(placed), pool.lengths, pool.which, Int32(most), &truncated)
         if placed > 0 {
             // (Hits are counted where they are accepted: `reads_placed` in a target's stats.)
             for k in 0..<max(0, Int(n)) {
                 let i = Int(pool.which[k])
-                pool.hits[k] = i < placed && ReceiveLayout.settle(slot: pool.pointers[i]!, slotSize: pool.slotSize,
-                                                                  length: Int(pool.lengths[k]), placement: pool.placements[i])
+                pool.hits[k] =
+                    i < placed
+                    && ReceiveLayout.settle(
+                        slot: pool.pointers[i]!, slotSize: pool.slotSize,
+                        length: Int(pool.lengths[k]), placement: pool.placements[i])
             }
             placer!.release()
         } else {

@@ -50,8 +50,11 @@ struct ReceivePool: ~Copyable {
     /// Kept frame `k` of the last receive call: whole, or its headers and its data in place.
     func frame(_ k: Int) -> ReceivedFrame {
         let i = Int(which[k])
-        guard hits[k] else { return ReceivedFrame(bytes: UnsafeRawBufferPointer(start: pointers[i], count: Int(lengths[k]))) }
-        return ReceivedFrame(bytes: UnsafeRawBufferPointer(start: pointers[i], count: ReceiveLayout.headerBytes),
-                             placedData: UnsafeRawBufferPointer(start: places[i], count: Int(counts[i])))
+        guard hits[k] else {
+            return ReceivedFrame(bytes: UnsafeRawBufferPointer(start: pointers[i], count: Int(lengths[k])))
+        }
+        return ReceivedFrame(
+            bytes: UnsafeRawBufferPointer(start: pointers[i], count: ReceiveLayout.headerBytes),
+            placedData: UnsafeRawBufferPointer(start: places[i], count: Int(counts[i])))
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Something made for a while that must be removed afterwards.
@@ -108,7 +108,8 @@ public final class ResourceLedger: Sendable {
             }
         }
         for case .nftTable(let ns, let table) in resources {
-            _ = try? Command.run((ns.map { ["ip", "netns", "exec", $0] } ?? []) + ["nft", "delete", "table", "netdev", table])
+            _ = try? Command.run(
+                (ns.map { ["ip", "netns", "exec", $0] } ?? []) + ["nft", "delete", "table", "netdev", table])
         }
         for case .link(let l) in resources { _ = try? Command.run(["ip", "link", "del", l]) }
         for case .namespace(let n) in resources.reversed() { _ = try? Command.run(["ip", "netns", "del", n]) }

@@ -2,7 +2,7 @@ import CAoELinux
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Runs a handler on a thread of its own when one of the given signals arrives: the signal's
@@ -14,7 +14,9 @@ public final class SignalWatcher: Sendable {
     private let signals: [Int32]
 
     /// Installs the handlers and starts the thread; `handler` gets each signal's number.
-    public init(signals: [Int32] = [SIGINT, SIGTERM, SIGHUP], handler: @escaping @Sendable (Int32) -> Void) throws(ProcessError) {
+    public init(signals: [Int32] = [SIGINT, SIGTERM, SIGHUP], handler: @escaping @Sendable (Int32) -> Void)
+        throws(ProcessError)
+    {
         self.signals = signals
         let fd = signals.withUnsafeBufferPointer { aoel_signal_pipe_open($0.baseAddress, Int32($0.count)) }
         guard fd >= 0 else { throw ProcessError("cannot install signal handlers: \(String(cString: strerror(-fd)))") }

@@ -2,7 +2,7 @@ import CAoELinux
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One end of the channel between a mount's supervisor and its daemon (issue 30): a
@@ -37,7 +37,8 @@ public final class SupervisorChannel: Sendable {
     /// The channel this process was started with, if a supervisor started it.
     public static func inherited() -> SupervisorChannel? {
         guard let v = ProcessInfo.processInfo.environment[environmentName], let fd = Int32(v), fd >= 0,
-              fcntl(fd, F_GETFD) >= 0 else { return nil }
+            fcntl(fd, F_GETFD) >= 0
+        else { return nil }
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)  // not to the daemon's own children (fusermount3, …)
         unsetenv(environmentName)
         return SupervisorChannel(descriptor: fd)

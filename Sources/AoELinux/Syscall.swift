@@ -1,7 +1,7 @@
 import CAoELinux
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Calls `body`, a system call that fails with -1 and errno, again while it fails with EINTR

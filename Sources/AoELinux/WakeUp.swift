@@ -1,7 +1,7 @@
 import CAoELinux
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// An eventfd(2) one thread waits on beside its other descriptors and any thread signals: how an

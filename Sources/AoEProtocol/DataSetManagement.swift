@@ -82,8 +82,9 @@ extension ATAMessage {
     /// DATA SET MANAGEMENT, TRIM of `sectors` sectors from `lba` (its entries as the data).
     public static func trim(lba: UInt64, sectors: Int) -> ATAMessage {
         let data = DataSetManagement.encoded(lba: lba, sectors: sectors)
-        return ATAMessage(flags: [.extended, .write], errorOrFeature: DataSetManagement.trimFeature,
-                          sectorCount: UInt8(truncatingIfNeeded: data.count / 512),
-                          commandOrStatus: ATAOpcode.dataSetManagement.rawValue, data: data)
+        return ATAMessage(
+            flags: [.extended, .write], errorOrFeature: DataSetManagement.trimFeature,
+            sectorCount: UInt8(truncatingIfNeeded: data.count / 512),
+            commandOrStatus: ATAOpcode.dataSetManagement.rawValue, data: data)
     }
 }

@@ -140,7 +140,8 @@ public struct ATAIdentity: Hashable, Sendable {
         let lba28 = min(sectors, 0x0FFF_FFFF)  // words 60–61 are capped for LBA48 disks
         set(60, UInt16(truncatingIfNeeded: lba28))
         set(61, UInt16(truncatingIfNeeded: lba28 >> 16))
-        let commands: UInt16 = (supportsLBA48 ? 1 << 10 : 0) | (flushCache ? 1 << 12 : 0) | (flushCacheExt ? 1 << 13 : 0)
+        let commands: UInt16 =
+            (supportsLBA48 ? 1 << 10 : 0) | (flushCache ? 1 << 12 : 0) | (flushCacheExt ? 1 << 13 : 0)
         set(82, writeCacheSupported ? 1 << 5 : 0)
         set(83, 0x4000 | commands)
         set(84, 0x4000)

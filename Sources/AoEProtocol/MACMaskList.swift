@@ -98,7 +98,8 @@ public struct MACMaskList: Hashable, Sendable {
             let p = o + Self.argumentSize + i * Self.directiveSize
             directives.append(MACMaskDirective(command: DirectiveCommand(rawValue: b.u8(p + 1)), mac: b.mac(p + 2)))
         }
-        self.init(command: MaskCommand(rawValue: b.u8(o + 1)), error: MaskError(rawValue: b.u8(o + 2)),
-                  directives: directives)
+        self.init(
+            command: MaskCommand(rawValue: b.u8(o + 1)), error: MaskError(rawValue: b.u8(o + 2)),
+            directives: directives)
     }
 }

@@ -4,7 +4,7 @@ import Foundation
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Why a backing file could not be used, in one line.
@@ -28,8 +28,10 @@ public final class BackingFile: @unchecked Sendable {
     private let nowaitUnsupported = Atomic<Bool>(false)
 
     /// Opens `path` read-only (`-r`) or read-write, with O_DIRECT (`-d`) and O_SYNC (`-s`).
-    public init(path: String, readOnly: Bool, direct: Bool, sync: Bool, offsetSectors: UInt64 = 0,
-                lengthSectors: UInt64? = nil) throws(BackingFileError) {
+    public init(
+        path: String, readOnly: Bool, direct: Bool, sync: Bool, offsetSectors: UInt64 = 0,
+        lengthSectors: UInt64? = nil
+    ) throws(BackingFileError) {
         var flags = readOnly ? O_RDONLY : O_RDWR
         if direct { flags |= aoel_o_direct() }
         if sync { flags |= O_SYNC }
@@ -46,13 +48,15 @@ public final class BackingFile: @unchecked Sendable {
         let total = UInt64(end) / 512
         guard offsetSectors < total else {
             close(fd)
-            throw BackingFileError(description: "\(path): offset \(offsetSectors) sectors is not inside the file (\(total) sectors)")
+            throw BackingFileError(
+                description: "\(path): offset \(offsetSectors) sectors is not inside the file (\(total) sectors)")
         }
         var sectors = total - offsetSectors
         if let l = lengthSectors {
             guard l >= 1, l <= sectors else {
                 close(fd)
-                throw BackingFileError(description: "\(path): length \(l) sectors exceeds the \(sectors) sectors after the offset")
+                throw BackingFileError(
+                    description: "\(path): length \(l) sectors exceeds the \(sectors) sectors after the offset")
             }
             sectors = l
         }
@@ -94,7 +98,9 @@ public final class BackingFile: @unchecked Sendable {
                 readNowaitUnsupported.store(true, ordering: .relaxed)
                 return read(into: into + done, count: count - done, at: at + UInt64(done))
             }
-            if n == -Int(EAGAIN) { return done == 0 ? nil : read(into: into + done, count: count - done, at: at + UInt64(done)) }
+            if n == -Int(EAGAIN) {
+                return done == 0 ? nil : read(into: into + done, count: count - done, at: at + UInt64(done))
+            }
             if n <= 0 { return false }
             done += n
         }
@@ -162,14 +168,18 @@ public final class BackingFile: @unchecked Sendable {
             let limit = ["\(dev)/queue/write_zeroes_max_bytes", "\(dev)/../queue/write_zeroes_max_bytes"]
                 .lazy.compactMap { try? String(contentsOfFile: $0, encoding: .utf8) }.first
             guard let limit, let bytes = UInt64(limit.filter { $0.isNumber }), bytes > 0 else {
-                return .failure(BackingFileError(description: "the block device offers no write-zeroes (its queue's write_zeroes_max_bytes is 0)"))
+                return .failure(
+                    BackingFileError(
+                        description: "the block device offers no write-zeroes (its queue's write_zeroes_max_bytes is 0)"
+                    ))
             }
             return .success(())
         }
         let past = (UInt64(st.st_size) + 4095) / 4096 * 4096
         let r = aoel_punch_hole(fd, Int64(past), 4096)
         if r != 0 {
-            return .failure(BackingFileError(description: "its filesystem cannot punch holes (\(String(cString: strerror(-r))))"))
+            return .failure(
+                BackingFileError(description: "its filesystem cannot punch holes (\(String(cString: strerror(-r))))"))
         }
         return .success(())
     }

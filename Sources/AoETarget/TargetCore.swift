@@ -108,12 +108,14 @@ public struct TargetCore: Sendable {
         // A write cache (the page cache) and both flush commands, honestly: an acknowledged write
         // may still be only in memory, and FLUSH CACHE (EXT) runs fdatasync (ACS-3 §7.12.7,
         // words 82–87). An initiator that reads IDENTIFY therefore sends its fsyncs here.
-        identity = ATAIdentity(model: settings.model, serial: settings.serial, firmware: settings.firmware,
-                               supportsLBA48: true, sectors: settings.sectors, writeCacheSupported: settings.writeCache,
-                               writeCacheEnabled: settings.writeCache, flushCache: true, flushCacheExt: true,
-                               trim: settings.trim, deterministicReadAfterTrim: settings.trim,
-                               readsZerosAfterTrim: settings.trim,
-                               trimBlocksPerCommand: settings.trim ? TargetSettings.trimBlocksPerCommand : 0).encoded()
+        identity = ATAIdentity(
+            model: settings.model, serial: settings.serial, firmware: settings.firmware,
+            supportsLBA48: true, sectors: settings.sectors, writeCacheSupported: settings.writeCache,
+            writeCacheEnabled: settings.writeCache, flushCache: true, flushCacheExt: true,
+            trim: settings.trim, deterministicReadAfterTrim: settings.trim,
+            readsZerosAfterTrim: settings.trim,
+            trimBlocksPerCommand: settings.trim ? TargetSettings.trimBlocksPerCommand : 0
+        ).encoded()
     }
 
     /// The unsolicited config response a target broadcasts when it starts (vblade `aoead`): to
@@ -121,8 +123,10 @@ public struct TargetCore: Sendable {
     public func announcements() -> [[UInt8]] {
         let destinations = settings.allowedMACs.isEmpty ? [MACAddress.broadcast] : settings.allowedMACs
         return destinations.map { d in
-            AoEFrame(header: header(to: d, command: .queryConfig, tag: Tag(0)),
-                     body: .queryConfig(config(command: .read))).encoded()
+            AoEFrame(
+                header: header(to: d, command: .queryConfig, tag: Tag(0)),
+                body: .queryConfig(config(command: .read))
+            ).encoded()
         }
     }
 
@@ -130,7 +134,7 @@ public struct TargetCore: Sendable {
     public mutating func handle(_ frame: UnsafeRawBufferPointer) -> TargetAction {
         guard let h = try? AoEHeader(decoding: frame), !h.isResponse else { return .ignore }
         guard h.shelf == settings.address.shelf || h.shelf == .broadcast,
-              h.slot == settings.address.slot || h.slot == .broadcast
+            h.slot == settings.address.slot || h.slot == .broadcast
         else { return .ignore }
         // vblade: with a mask list, frames from other initiators get no answer at all.
         if !settings.allowedMACs.isEmpty && !settings.allowedMACs.contains(h.source) {
@@ -212,8 +216,10 @@ public struct TargetCore: Sendable {
             if isWrite {
                 if settings.readOnly { return ataError(.aborted) }
                 counters.writes += 1
-                return .disk(.write(header: answer, offset: lba * 512,
-                                    data: Array(UnsafeRawBufferPointer(rebasing: m.data[0..<(count * 512)]))))
+                return .disk(
+                    .write(
+                        header: answer, offset: lba * 512,
+                        data: Array(UnsafeRawBufferPointer(rebasing: m.data[0..<(count * 512)]))))
             }
             counters.reads += 1
             return .disk(.read(header: answer, offset: lba * 512, count: count * 512))
@@ -222,10 +228,11 @@ public struct TargetCore: Sendable {
             // in the frame, every range inside the export. Anything else is aborted with nothing
             // changed, checked before any range is punched.
             guard settings.trim, !settings.readOnly, m.errorOrFeature & DataSetManagement.trimFeature != 0,
-                  count >= 1, count <= Int(TargetSettings.trimBlocksPerCommand), m.data.count >= count * 512
+                count >= 1, count <= Int(TargetSettings.trimBlocksPerCommand), m.data.count >= count * 512
             else { return ataError(.aborted) }
-            let ranges = DataSetManagement.decode(UnsafeRawBufferPointer(rebasing: m.data[0..<(count * 512)]),
-                                                  blocks: count)
+            let ranges = DataSetManagement.decode(
+                UnsafeRawBufferPointer(rebasing: m.data[0..<(count * 512)]),
+                blocks: count)
             guard ranges.allSatisfy({ $0.lba + UInt64($0.sectors) <= settings.sectors }) else {
                 return ataError(.aborted)
             }
@@ -271,14 +278,16 @@ public struct TargetCore: Sendable {
     // MARK: - Query Config, MAC Mask List, Reserve/Release
 
     private func header(to destination: MACAddress, command: AoECommand, tag: Tag) -> AoEHeader {
-        AoEHeader(destination: destination, source: settings.mac, flags: .response, shelf: settings.address.shelf,
-                  slot: settings.address.slot, command: command, tag: tag)
+        AoEHeader(
+            destination: destination, source: settings.mac, flags: .response, shelf: settings.address.shelf,
+            slot: settings.address.slot, command: command, tag: tag)
     }
 
     private func config(command: ConfigCommand) -> QueryConfig {
-        QueryConfig(bufferCount: settings.bufferCount, firmwareVersion: Self.firmwareVersion,
-                    sectorsPerCommand: UInt8(settings.sectorsPerCommand), aoeVersion: 1, command: command,
-                    configString: configString)
+        QueryConfig(
+            bufferCount: settings.bufferCount, firmwareVersion: Self.firmwareVersion,
+            sectorsPerCommand: UInt8(settings.sectorsPerCommand), aoeVersion: 1, command: command,
+            configString: configString)
     }
 
     /// AoE r11 §3.2 as vblade `confcmd` does it: read always answers; test and prefix answer

@@ -25,8 +25,10 @@ public final class TargetServer: Sendable {
     /// - Parameters:
     ///   - workers: disk threads (commands in flight at once against the file).
     ///   - log: called with notable events (flushes, I/O errors), for `-v`.
-    public init(settings: TargetSettings, file: BackingFile, link: any Link, workers: Int = 4,
-                log: @escaping @Sendable (String) -> Void = { _ in }) {
+    public init(
+        settings: TargetSettings, file: BackingFile, link: any Link, workers: Int = 4,
+        log: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
         core = Locked(TargetCore(settings: settings))
         self.file = file
         self.link = link
@@ -52,11 +54,15 @@ public final class TargetServer: Sendable {
                 case .ignore: break
                 case .reply(let r): replies.append(r)
                 case .disk(.read(let header, let offset, let count)):
-                    if let frame = readNow(header, offset, count) { replies.append(frame) } else {
+                    if let frame = readNow(header, offset, count) {
+                        replies.append(frame)
+                    } else {
                         pool.async { [self] in perform(.read(header: header, offset: offset, count: count)) }
                     }
                 case .disk(.write(let header, let offset, let data)):
-                    switch data.withUnsafeBytes({ file.writeWithoutWaiting(from: $0.baseAddress!, count: data.count, at: offset) }) {
+                    switch data.withUnsafeBytes({
+                        file.writeWithoutWaiting(from: $0.baseAddress!, count: data.count, at: offset)
+                    }) {
                     case true?: replies.append(header)
                     case false?: replies.append(failed(header, "write of \(data.count) bytes at \(offset)"))
                     case nil: pool.async { [self] in perform(.write(header: header, offset: offset, data: data)) }

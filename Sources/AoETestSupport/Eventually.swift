@@ -8,15 +8,18 @@ import Foundation
 ///
 /// A negative check (something must *not* happen within a time) is `!eventually(…)`.
 @discardableResult
-public func eventually(timeout: Duration, every interval: Duration = .milliseconds(20),
-                       _ condition: () throws -> Bool) rethrows -> Bool {
+public func eventually(
+    timeout: Duration, every interval: Duration = .milliseconds(20),
+    _ condition: () throws -> Bool
+) rethrows -> Bool {
     let end = ContinuousClock.now + timeout
     while ContinuousClock.now < end {
         if try condition() { return true }
         if interval > .zero {
             let left = end - ContinuousClock.now
             let pause = min(interval, max(left, .zero))
-            Thread.sleep(forTimeInterval: Double(pause.components.seconds) + Double(pause.components.attoseconds) / 1e18)
+            Thread.sleep(
+                forTimeInterval: Double(pause.components.seconds) + Double(pause.components.attoseconds) / 1e18)
         }
     }
     return try condition()

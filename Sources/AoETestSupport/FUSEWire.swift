@@ -2,7 +2,7 @@ import AoELinux
 import FUSEProtocol
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The kernel's side of a FUSE connection, in memory: a SOCK_SEQPACKET socketpair, whose
@@ -66,7 +66,9 @@ public final class FUSEWire: @unchecked Sendable {
     }
 
     /// Whether a reply to `unique` comes within `timeout`.
-    public func answers(_ unique: UInt64, within timeout: Duration) -> Bool { reply(to: unique, timeout: timeout) != nil }
+    public func answers(_ unique: UInt64, within timeout: Duration) -> Bool {
+        reply(to: unique, timeout: timeout) != nil
+    }
 
     /// The next message from the daemon (a reply, or a notification with unique 0).
     public func next(timeout: Duration) -> FUSEWireReply? {
@@ -96,6 +98,7 @@ public struct FUSEWireReply: Sendable {
 
     private func u32(_ at: Int) -> UInt32 {
         guard at + 4 <= bytes.count else { return 0 }
-        return UInt32(bytes[at]) | UInt32(bytes[at + 1]) << 8 | UInt32(bytes[at + 2]) << 16 | UInt32(bytes[at + 3]) << 24
+        return UInt32(bytes[at]) | UInt32(bytes[at + 1]) << 8 | UInt32(bytes[at + 2]) << 16 | UInt32(bytes[at + 3])
+            << 24
     }
 }

@@ -3,7 +3,7 @@ import Foundation
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A private network for one test: Linux network namespaces, veth pairs, bridges, vblade
@@ -75,8 +75,10 @@ public final class Lab: Sendable {
 
     /// Creates a veth pair `local`–`remote`, moves each end into its namespace (nil: this
     /// process's namespace), sets both MTUs and brings both up.
-    public func addVethPair(local: String, localNamespace: String? = nil, remote: String, remoteNamespace: String?,
-                            mtu: Int) throws {
+    public func addVethPair(
+        local: String, localNamespace: String? = nil, remote: String, remoteNamespace: String?,
+        mtu: Int
+    ) throws {
         ledger.record(.link(local))
         try Command.run(["ip", "link", "add", local, "type", "veth", "peer", "name", remote])
         if let ns = remoteNamespace { try Command.run(["ip", "link", "set", remote, "netns", ns]) }
@@ -138,10 +140,13 @@ public final class Lab: Sendable {
     }
 
     /// Starts `vblade [flags] shelf slot interface file` in `namespace` and waits until it serves.
-    public func startVblade(shelf: UInt16, slot: UInt8, interface: String, namespace: String?, file: URL,
-                            flags: [String] = [], program: TargetProgram = .fromEnvironment) throws -> Vblade {
-        let v = Vblade(lab: self, namespace: namespace, program: program.command,
-                       arguments: flags + [String(shelf), String(slot), interface, file.path])
+    public func startVblade(
+        shelf: UInt16, slot: UInt8, interface: String, namespace: String?, file: URL,
+        flags: [String] = [], program: TargetProgram = .fromEnvironment
+    ) throws -> Vblade {
+        let v = Vblade(
+            lab: self, namespace: namespace, program: program.command,
+            arguments: flags + [String(shelf), String(slot), interface, file.path])
         state.withLock { $0.vblades.append(v) }
         try v.start()
         return v
@@ -182,7 +187,9 @@ public final class Lab: Sendable {
     /// - Parameter ataToSlot: only ATA commands (AoE command 0) to this slot (minor), e.g. a
     ///   target that answers Query Config but never IDENTIFY. (Offsets from the AoE header, AoEr11
     ///   §2: minor at byte 4, command at byte 5.)
-    public func dropFrames(on interface: String, namespace: String?, percent: Int, ataToSlot: UInt8? = nil) throws -> DropRule {
+    public func dropFrames(on interface: String, namespace: String?, percent: Int, ataToSlot: UInt8? = nil) throws
+        -> DropRule
+    {
         precondition((0...100).contains(percent))
         let table = "\(id)\(interface.suffix(4))" + (ataToSlot.map { "s\($0)" } ?? "")
         let match = "ether type 0x88a2" + (ataToSlot.map { " @nh,32,8 \($0) @nh,40,8 0" } ?? "")

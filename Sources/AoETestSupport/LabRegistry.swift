@@ -4,7 +4,7 @@ import Foundation
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Every live lab of this process, so that Ctrl-C (SIGINT), SIGTERM and SIGHUP tear them all

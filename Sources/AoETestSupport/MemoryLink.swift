@@ -41,8 +41,10 @@ public final class MemoryLink: Link, @unchecked Sendable {
     /// - Parameters:
     ///   - target: the target on the other end.
     ///   - mtu: the link's MTU (the target's sectors per command is set to what fits).
-    public init(name: String = "mem0", mac: MACAddress = MACAddress(0x02, 0, 0, 0, 0, 1), mtu: Int = 9000,
-                target: MemoryTarget) throws(ProcessError) {
+    public init(
+        name: String = "mem0", mac: MACAddress = MACAddress(0x02, 0, 0, 0, 0, 1), mtu: Int = 9000,
+        target: MemoryTarget
+    ) throws(ProcessError) {
         self.name = name
         self.macAddress = mac
         ready = try WakeUp()
@@ -87,13 +89,20 @@ public final class MemoryLink: Link, @unchecked Sendable {
 
     public func refreshMTU() throws -> Int {
         try wire.withLock { w in
-            if w.down { throw LinkError(code: .interfaceDown, interface: name, errno: nil, operation: "reading the interface state") }
+            if w.down {
+                throw LinkError(
+                    code: .interfaceDown, interface: name, errno: nil, operation: "reading the interface state")
+            }
             w.mtu = w.hostMTU
             return w.mtu
         }
     }
 
-    public func noteMTU(_ mtu: Int) -> Int { wire.withLock { $0.mtu = mtu; return mtu } }
+    public func noteMTU(_ mtu: Int) -> Int {
+        wire.withLock {
+            $0.mtu = mtu; return mtu
+        }
+    }
 
     public func reopen() throws -> Int {
         wire.withLock { w in
@@ -106,8 +115,9 @@ public final class MemoryLink: Link, @unchecked Sendable {
 
     public func currentState() -> LinkEvent? {
         wire.withLock { w in
-            LinkEvent(name: name, index: w.hostIndex, deleted: false, up: !w.down, running: !w.down, mtu: w.hostMTU,
-                      mac: macAddress)
+            LinkEvent(
+                name: name, index: w.hostIndex, deleted: false, up: !w.down, running: !w.down, mtu: w.hostMTU,
+                mac: macAddress)
         }
     }
 
@@ -117,7 +127,11 @@ public final class MemoryLink: Link, @unchecked Sendable {
         return true
     }
 
-    public func takeOversized() -> UInt64 { wire.withLock { w in defer { w.oversized = 0 }; return w.oversized } }
+    public func takeOversized() -> UInt64 {
+        wire.withLock { w in
+            defer { w.oversized = 0 }; return w.oversized
+        }
+    }
 
     /// Frames the engine sent (every one, dropped or not).
     public var sentFrames: Int { wire.withLock { $0.sent } }
@@ -153,7 +167,9 @@ public final class MemoryLink: Link, @unchecked Sendable {
     @discardableResult
     public func send(_ frames: [OutgoingFrame]) throws -> Int {
         let answered: Bool = try wire.withLock { w in
-            if w.down { throw LinkError(code: .interfaceDown, interface: name, errno: 100, operation: "sending frames") }
+            if w.down {
+                throw LinkError(code: .interfaceDown, interface: name, errno: 100, operation: "sending frames")
+            }
             var any = false
             for f in frames {
                 let bytes = f.bytes
@@ -175,8 +191,10 @@ public final class MemoryLink: Link, @unchecked Sendable {
         return frames.count
     }
 
-    public func receive(limit: Int, timeout: Duration, alsoWatching descriptors: [Int32],
-                        _ body: (UnsafeRawBufferPointer) -> Void) throws -> (frames: Int, ready: UInt32) {
+    public func receive(
+        limit: Int, timeout: Duration, alsoWatching descriptors: [Int32],
+        _ body: (UnsafeRawBufferPointer) -> Void
+    ) throws -> (frames: Int, ready: UInt32) {
         let (frames, ready) = try collect(limit: limit, timeout: timeout, alsoWatching: descriptors)
         for f in frames { f.withUnsafeBytes(body) }
         return (frames.count, ready)
@@ -184,8 +202,10 @@ public final class MemoryLink: Link, @unchecked Sendable {
 
     /// Receives as a packet socket with scattered messages would (`ReceiveLayout.scatter`, what
     /// the kernel does with the iovecs), settled and released by the same code as `PacketLink`.
-    public func receive(limit: Int, timeout: Duration, alsoWatching descriptors: [Int32], placer: (any ReceivePlacer)?,
-                        _ body: (ReceivedFrame) -> Void) throws -> (frames: Int, ready: UInt32) {
+    public func receive(
+        limit: Int, timeout: Duration, alsoWatching descriptors: [Int32], placer: (any ReceivePlacer)?,
+        _ body: (ReceivedFrame) -> Void
+    ) throws -> (frames: Int, ready: UInt32) {
         let (frames, ready) = try collect(limit: limit, timeout: timeout, alsoWatching: descriptors)
         guard let placer, !frames.isEmpty else {
             for f in frames { f.withUnsafeBytes { body(ReceivedFrame(bytes: $0)) } }
@@ -209,8 +229,10 @@ public final class MemoryLink: Link, @unchecked Sendable {
             let n = f.withUnsafeBytes { ReceiveLayout.scatter($0, slot: slot, slotSize: slotSize, placement: list[i]) }
             if ReceiveLayout.settle(slot: slot, slotSize: slotSize, length: n, placement: list[i]) {
                 hits += 1
-                received.append(ReceivedFrame(bytes: UnsafeRawBufferPointer(start: slot, count: ReceiveLayout.headerBytes),
-                                              placedData: UnsafeRawBufferPointer(start: list[i].destination, count: list[i].count)))
+                received.append(
+                    ReceivedFrame(
+                        bytes: UnsafeRawBufferPointer(start: slot, count: ReceiveLayout.headerBytes),
+                        placedData: UnsafeRawBufferPointer(start: list[i].destination, count: list[i].count)))
             } else {
                 received.append(ReceivedFrame(bytes: UnsafeRawBufferPointer(start: slot, count: n)))
             }
@@ -221,7 +243,8 @@ public final class MemoryLink: Link, @unchecked Sendable {
         return (frames.count, ready)
     }
 
-    private func collect(limit: Int, timeout: Duration, alsoWatching descriptors: [Int32]) throws -> ([[UInt8]], UInt32) {
+    private func collect(limit: Int, timeout: Duration, alsoWatching descriptors: [Int32]) throws -> ([[UInt8]], UInt32)
+    {
         var ready: UInt32 = 0
         var frames = take(limit)
         let spin = wire.withLock { $0.busyPoll }

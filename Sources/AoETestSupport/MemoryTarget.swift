@@ -44,8 +44,10 @@ public struct MemoryTarget: Sendable {
     public private(set) var flushes = 0
     public private(set) var commands = 0
 
-    public init(address: TargetAddress, mac: MACAddress, bufferCount: UInt16 = 16, sectorsPerCommand: UInt8 = 17,
-                sectors: UInt64 = 1 << 21) {
+    public init(
+        address: TargetAddress, mac: MACAddress, bufferCount: UInt16 = 16, sectorsPerCommand: UInt8 = 17,
+        sectors: UInt64 = 1 << 21
+    ) {
         self.address = address
         self.mac = mac
         self.bufferCount = bufferCount
@@ -74,15 +76,23 @@ public struct MemoryTarget: Sendable {
     public mutating func handle(_ bytes: [UInt8]) -> [[UInt8]] {
         guard !silent, let f = try? AoEFrame(decoding: bytes), !f.header.isResponse else { return [] }
         let h = f.header
-        let matches = (h.shelf == address.shelf || h.shelf == .broadcast) && (h.slot == address.slot || h.slot == .broadcast)
+        let matches =
+            (h.shelf == address.shelf || h.shelf == .broadcast) && (h.slot == address.slot || h.slot == .broadcast)
         guard matches else { return [] }
-        var rh = AoEHeader(destination: h.source, source: mac, flags: .response, shelf: address.shelf, slot: address.slot,
-                           command: h.command, tag: h.tag)
+        var rh = AoEHeader(
+            destination: h.source, source: mac, flags: .response, shelf: address.shelf, slot: address.slot,
+            command: h.command, tag: h.tag)
         switch f.body {
         case .queryConfig:
-            return [AoEFrame(header: rh, body: .queryConfig(QueryConfig(
-                bufferCount: bufferCount, firmwareVersion: 0x4019, sectorsPerCommand: sectorsPerCommand,
-                aoeVersion: 1))).encoded()]
+            return [
+                AoEFrame(
+                    header: rh,
+                    body: .queryConfig(
+                        QueryConfig(
+                            bufferCount: bufferCount, firmwareVersion: 0x4019, sectorsPerCommand: sectorsPerCommand,
+                            aoeVersion: 1))
+                ).encoded()
+            ]
         case .ata(let m):
             if ignoresATA { return [] }
             commands += 1
@@ -91,7 +101,8 @@ public struct MemoryTarget: Sendable {
                 rh.error = e
                 return [AoEFrame(header: rh, body: .opaque([])).encoded()]
             }
-            var r = ATAMessage(flags: m.flags, sectorCount: m.sectorCount, commandOrStatus: ATAStatus.ready.rawValue, lba: m.lba)
+            var r = ATAMessage(
+                flags: m.flags, sectorCount: m.sectorCount, commandOrStatus: ATAStatus.ready.rawValue, lba: m.lba)
             let lba = m.flags.contains(.extended) ? m.lba : m.lba & 0x0FFF_FFFF
             func abort(_ error: ATAErrorRegister) {
                 r.commandOrStatus = ATAStatus([.ready, .error]).rawValue
@@ -99,17 +110,20 @@ public struct MemoryTarget: Sendable {
             }
             switch m.opcode {
             case .identifyDevice:
-                r.data = ATAIdentity(model: "memory target", serial: "MEM\(address)", firmware: "1",
-                                     supportsLBA48: supportsLBA48, sectors: sectors, writeCacheSupported: writeCache,
-                                     writeCacheEnabled: writeCache, flushCache: offersFlush,
-                                     flushCacheExt: offersFlush && supportsLBA48, trim: offersTrim,
-                                     deterministicReadAfterTrim: offersTrim, readsZerosAfterTrim: offersTrim,
-                                     trimBlocksPerCommand: offersTrim ? reportedTrimBlocks ?? trimBlocks : 0).encoded()
+                r.data = ATAIdentity(
+                    model: "memory target", serial: "MEM\(address)", firmware: "1",
+                    supportsLBA48: supportsLBA48, sectors: sectors, writeCacheSupported: writeCache,
+                    writeCacheEnabled: writeCache, flushCache: offersFlush,
+                    flushCacheExt: offersFlush && supportsLBA48, trim: offersTrim,
+                    deterministicReadAfterTrim: offersTrim, readsZerosAfterTrim: offersTrim,
+                    trimBlocksPerCommand: offersTrim ? reportedTrimBlocks ?? trimBlocks : 0
+                ).encoded()
             case .dataSetManagement:
                 let n = Int(m.sectorCount)
                 let ranges = m.data.withUnsafeBytes { DataSetManagement.decode($0, blocks: n) }
                 if !offersTrim || readOnly || n < 1 || n > Int(trimBlocks) || m.data.count < n * 512
-                    || ranges.contains(where: { $0.lba + UInt64($0.sectors) > sectors }) {
+                    || ranges.contains(where: { $0.lba + UInt64($0.sectors) > sectors })
+                {
                     abort(.aborted)
                 } else {
                     for t in ranges {
@@ -123,12 +137,20 @@ public struct MemoryTarget: Sendable {
                     }
                 }
             case .readSectors, .readSectorsExt:
-                if lba + UInt64(m.sectorCount) > sectors { abort(.idNotFound) } else {
+                if lba + UInt64(m.sectorCount) > sectors {
+                    abort(.idNotFound)
+                } else {
                     r.data = (0..<UInt64(m.sectorCount)).flatMap { sector(lba + $0) }
                 }
             case .writeSectors, .writeSectorsExt:
-                if readOnly { abort(.aborted) } else if lba + UInt64(m.sectorCount) > sectors { abort(.idNotFound) } else {
-                    for i in 0..<Int(m.sectorCount) { storage[lba + UInt64(i)] = Array(m.data[(i * 512)..<((i + 1) * 512)]) }
+                if readOnly {
+                    abort(.aborted)
+                } else if lba + UInt64(m.sectorCount) > sectors {
+                    abort(.idNotFound)
+                } else {
+                    for i in 0..<Int(m.sectorCount) {
+                        storage[lba + UInt64(i)] = Array(m.data[(i * 512)..<((i + 1) * 512)])
+                    }
                 }
             case .flushCacheExt:
                 if abortsFlushExt { abort(.aborted) } else { flushes += 1 }
@@ -145,9 +167,14 @@ public struct MemoryTarget: Sendable {
 
     /// An unsolicited config response (a target announcing itself on power-up).
     public func announcement() -> [UInt8] {
-        AoEFrame(header: AoEHeader(destination: .broadcast, source: mac, flags: .response, shelf: address.shelf,
-                                   slot: address.slot, command: .queryConfig, tag: Tag(0)),
-                 body: .queryConfig(QueryConfig(bufferCount: bufferCount, firmwareVersion: 0x4019,
-                                                sectorsPerCommand: sectorsPerCommand, aoeVersion: 1))).encoded()
+        AoEFrame(
+            header: AoEHeader(
+                destination: .broadcast, source: mac, flags: .response, shelf: address.shelf,
+                slot: address.slot, command: .queryConfig, tag: Tag(0)),
+            body: .queryConfig(
+                QueryConfig(
+                    bufferCount: bufferCount, firmwareVersion: 0x4019,
+                    sectorsPerCommand: sectorsPerCommand, aoeVersion: 1))
+        ).encoded()
     }
 }

@@ -5,7 +5,7 @@ import AoEProtocol
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A pipe as an engine event source, standing in for a FUSE session: each byte written to it
@@ -37,8 +37,10 @@ public final class PipeSource: EventSource, @unchecked Sendable {
         var byte: UInt8 = 0
         while read(fds[0], &byte, 1) == 1 {
             served.add(1, ordering: .relaxed)
-            engine.read(target, offset: UInt64(byte) * 4096, count: 4096, into: IOBuffer(count: 4096),
-                        outbox: &outbox) { [self] r, _ in
+            engine.read(
+                target, offset: UInt64(byte) * 4096, count: 4096, into: IOBuffer(count: 4096),
+                outbox: &outbox
+            ) { [self] r, _ in
                 if case .success = r { completed.add(1, ordering: .relaxed) }
             }
         }

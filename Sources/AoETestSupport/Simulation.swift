@@ -64,8 +64,10 @@ public struct Simulation {
     /// - Parameters:
     ///   - links: (id, MTU) of the initiator's links; their MACs are 02:00:00:00:00:id.
     ///   - targets: the targets and the links they are on.
-    public init(configuration: EngineConfiguration = EngineConfiguration(), links: [(LinkID, Int)],
-                targets: [(MemoryTarget, [LinkID])], seed: UInt64 = 1) {
+    public init(
+        configuration: EngineConfiguration = EngineConfiguration(), links: [(LinkID, Int)],
+        targets: [(MemoryTarget, [LinkID])], seed: UInt64 = 1
+    ) {
         core = EngineCore(configuration: configuration)
         self.targets = targets.map(\.0)
         attachments = targets.map(\.1)
@@ -81,12 +83,15 @@ public struct Simulation {
     public static func mac(_ id: LinkID) -> MACAddress { MACAddress(rawValue: 0x0200_0000_0000 | UInt64(id.rawValue)) }
 
     /// Submits a request now.
-    public mutating func submit(_ kind: IOKind, _ target: TargetAddress, lba: UInt64, sectors: Int,
-                                buffer: IOBuffer? = nil) -> RequestID {
+    public mutating func submit(
+        _ kind: IOKind, _ target: TargetAddress, lba: UInt64, sectors: Int,
+        buffer: IOBuffer? = nil
+    ) -> RequestID {
         let id = core.makeRequestID()
         var out: [EngineAction] = []
-        core.submit(SectorRequest(id: id, target: target, kind: kind, lba: lba, sectors: sectors, buffer: buffer),
-                    now: now, &out)
+        core.submit(
+            SectorRequest(id: id, target: target, kind: kind, lba: lba, sectors: sectors, buffer: buffer),
+            now: now, &out)
         perform(out)
         return id
     }
@@ -135,14 +140,19 @@ public struct Simulation {
         while let e = queue.first, e.at <= now {
             queue.removeFirst()
             if e.toTarget != nil { deliver(e); continue }
-            if let i = batches.firstIndex(where: { $0.0 == e.link }) { batches[i].1.append(e.bytes) } else { batches.append((e.link, [e.bytes])) }
+            if let i = batches.firstIndex(where: { $0.0 == e.link }) {
+                batches[i].1.append(e.bytes)
+            } else {
+                batches.append((e.link, [e.bytes]))
+            }
         }
         guard !batches.isEmpty else { return }
         let slotSize = 9216 + 64
         var lists: [[Placement]] = []
         for (link, frames) in batches {
             var list: [Placement] = []
-            core.predictPlacements(on: link, into: &list, limit: frames.count, largest: slotSize - ReceiveLayout.headerBytes)
+            core.predictPlacements(
+                on: link, into: &list, limit: frames.count, largest: slotSize - ReceiveLayout.headerBytes)
             lists.append(list)
         }
         for b in batches.indices.reversed() {
@@ -154,7 +164,9 @@ public struct Simulation {
             for (i, f) in frames.enumerated() {
                 let slot = slots + i * slotSize
                 if i < list.count {
-                    let n = f.withUnsafeBytes { ReceiveLayout.scatter($0, slot: slot, slotSize: slotSize, placement: list[i]) }
+                    let n = f.withUnsafeBytes {
+                        ReceiveLayout.scatter($0, slot: slot, slotSize: slotSize, placement: list[i])
+                    }
                     let hit = ReceiveLayout.settle(slot: slot, slotSize: slotSize, length: n, placement: list[i])
                     received.append((i, n, hit ? list[i] : nil))
                 } else {
@@ -173,8 +185,10 @@ public struct Simulation {
                 var out: [EngineAction] = []
                 if let p {
                     placedHits += 1
-                    core.receive(UnsafeRawBufferPointer(start: slot, count: ReceiveLayout.headerBytes),
-                                 placedData: UnsafeRawBufferPointer(start: p.destination, count: p.count), on: link, now: now, &out)
+                    core.receive(
+                        UnsafeRawBufferPointer(start: slot, count: ReceiveLayout.headerBytes),
+                        placedData: UnsafeRawBufferPointer(start: p.destination, count: p.count), on: link, now: now,
+                        &out)
                 } else {
                     core.receive(UnsafeRawBufferPointer(start: slot, count: n), on: link, now: now, &out)
                 }
@@ -237,7 +251,10 @@ public struct Simulation {
         if chance(f.reorder) { at = at + .nanoseconds(Int64(rng.next() % max(f.reorderDelay.nanoseconds, 1))) }
         schedule(Event(at: at, order: 0, link: link, toTarget: toTarget, bytes: b))
         if chance(f.duplicate) {
-            schedule(Event(at: at + .microseconds(Int64(rng.next() % 3000)), order: 0, link: link, toTarget: toTarget, bytes: b))
+            schedule(
+                Event(
+                    at: at + .microseconds(Int64(rng.next() % 3000)), order: 0, link: link, toTarget: toTarget, bytes: b
+                ))
         }
     }
 

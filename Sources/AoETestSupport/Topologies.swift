@@ -55,8 +55,9 @@ extension Lab {
         try addVethPair(local: target, localNamespace: tns, remote: targetPort, remoteNamespace: sns, mtu: mtu)
         let bridge = name("br")
         try addBridge(bridge, namespace: sns, ports: [initiatorPort, targetPort])
-        let net = Switched(initiator: initiator, targetNamespace: tns, target: target, switchNamespace: sns,
-                           bridge: bridge, initiatorPort: initiatorPort, targetPort: targetPort)
+        let net = Switched(
+            initiator: initiator, targetNamespace: tns, target: target, switchNamespace: sns,
+            bridge: bridge, initiatorPort: initiatorPort, targetPort: targetPort)
         try setPortMTU(net, portMTU)
         return net
     }
@@ -66,11 +67,15 @@ extension Lab {
     /// NIC replugged, a driver reloaded, a veth a network manager made anew. `mtu` as before.
     public func recreateInitiator(_ net: Switched, mtu: Int, after absence: Duration) throws {
         try deleteLink(net.initiator, namespace: nil)
-        Thread.sleep(forTimeInterval: Double(absence.components.seconds) + Double(absence.components.attoseconds) / 1e18)
+        Thread.sleep(
+            forTimeInterval: Double(absence.components.seconds) + Double(absence.components.attoseconds) / 1e18)
         try addVethPair(local: net.initiator, remote: net.initiatorPort, remoteNamespace: net.switchNamespace, mtu: mtu)
         try ip(net.switchNamespace, ["link", "set", net.initiatorPort, "master", net.bridge])
-        try setPortMTU(net, Int(try nft(net.switchNamespace, ["list", "table", "netdev", name("sw")])
-            .components(separatedBy: "meta length > ").dropFirst().first?.prefix { $0.isNumber } ?? "") ?? mtu)
+        try setPortMTU(
+            net,
+            Int(
+                try nft(net.switchNamespace, ["list", "table", "netdev", name("sw")])
+                    .components(separatedBy: "meta length > ").dropFirst().first?.prefix { $0.isNumber } ?? "") ?? mtu)
     }
 
     /// Joins another target to a switched network: a namespace of its own, wired to a new port

@@ -19,7 +19,9 @@ public struct FUSEReader {
     }
 
     /// A little-endian integer of `T`'s width.
-    mutating func integer<T: FixedWidthInteger & UnsignedInteger>(_: T.Type, _ what: StaticString) throws(FUSEDecodeError) -> T {
+    mutating func integer<T: FixedWidthInteger & UnsignedInteger>(_: T.Type, _ what: StaticString)
+        throws(FUSEDecodeError) -> T
+    {
         let n = T.bitWidth / 8
         try need(n, what)
         var v: T = 0
@@ -52,9 +54,13 @@ public struct FUSEWriter {
     public init(capacity: Int = 64) { bytes.reserveCapacity(capacity) }
 
     public mutating func u16(_ v: UInt16) { bytes += [UInt8(v & 0xFF), UInt8(v >> 8)] }
-    public mutating func u32(_ v: UInt32) { for i in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * UInt32(i)))) } }
+    public mutating func u32(_ v: UInt32) {
+        for i in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * UInt32(i)))) }
+    }
     public mutating func i32(_ v: Int32) { u32(UInt32(bitPattern: v)) }
-    public mutating func u64(_ v: UInt64) { for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) } }
+    public mutating func u64(_ v: UInt64) {
+        for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) }
+    }
     public mutating func i64(_ v: Int64) { u64(UInt64(bitPattern: v)) }
     /// Overwrites 8 bytes at `offset` (already written) with `v`, little-endian.
     public mutating func put(_ v: UInt64, at offset: Int) {

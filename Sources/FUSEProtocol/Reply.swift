@@ -15,9 +15,11 @@ public struct FUSEAttr: Sendable, Hashable {
     public var gid: UInt32
     public var blksize: UInt32
 
-    public init(ino: UInt64, size: UInt64 = 0, blocks: UInt64 = 0, atime: UInt64 = 0, mtime: UInt64 = 0,
-                ctime: UInt64 = 0, mode: UInt32, nlink: UInt32 = 1, uid: UInt32 = 0, gid: UInt32 = 0,
-                blksize: UInt32 = 4096) {
+    public init(
+        ino: UInt64, size: UInt64 = 0, blocks: UInt64 = 0, atime: UInt64 = 0, mtime: UInt64 = 0,
+        ctime: UInt64 = 0, mode: UInt32, nlink: UInt32 = 1, uid: UInt32 = 0, gid: UInt32 = 0,
+        blksize: UInt32 = 4096
+    ) {
         self.ino = ino
         self.size = size
         self.blocks = blocks
@@ -63,8 +65,10 @@ public struct FUSEInitOut: Sendable, Hashable {
     public var congestionThreshold: UInt16
     public var maxWrite: UInt32
     public var maxPages: UInt16
-    public init(maxReadahead: UInt32, flags: UInt64, maxBackground: UInt16, congestionThreshold: UInt16,
-                maxWrite: UInt32, maxPages: UInt16) {
+    public init(
+        maxReadahead: UInt32, flags: UInt64, maxBackground: UInt16, congestionThreshold: UInt16,
+        maxWrite: UInt32, maxPages: UInt16
+    ) {
         self.maxReadahead = maxReadahead
         self.flags = flags
         self.maxBackground = maxBackground
@@ -135,8 +139,10 @@ public struct FUSEDirectoryWriter {
 
     /// Adds an entry; false (and nothing added) when it does not fit. `next` is the offset the
     /// kernel passes back to continue after this entry; `type` is the file type (mode >> 12).
-    public mutating func add(name: [UInt8], ino: UInt64, next: UInt64, type: UInt32,
-                             plus: (nodeID: UInt64, attr: FUSEAttr, validSeconds: UInt64)? = nil) -> Bool {
+    public mutating func add(
+        name: [UInt8], ino: UInt64, next: UInt64, type: UInt32,
+        plus: (nodeID: UInt64, attr: FUSEAttr, validSeconds: UInt64)? = nil
+    ) -> Bool {
         var w = FUSEWriter()
         if let plus {
             w.u64(plus.nodeID); w.u64(0); w.u64(plus.validSeconds); w.u64(plus.validSeconds); w.zeros(8)

@@ -26,8 +26,10 @@ public struct FUSEInHeader: Sendable, Hashable {
     /// Length of extensions in 8-byte units (7.37+); aoefs asks for none.
     public var totalExtensionLength: UInt16
 
-    public init(length: UInt32, opcode: UInt32, unique: UInt64, nodeID: UInt64, uid: UInt32 = 0, gid: UInt32 = 0,
-                pid: UInt32 = 0, totalExtensionLength: UInt16 = 0) {
+    public init(
+        length: UInt32, opcode: UInt32, unique: UInt64, nodeID: UInt64, uid: UInt32 = 0, gid: UInt32 = 0,
+        pid: UInt32 = 0, totalExtensionLength: UInt16 = 0
+    ) {
         self.length = length
         self.opcode = opcode
         self.unique = unique
@@ -121,10 +123,11 @@ extension FUSERequest {
 
     /// `struct fuse_in_header`, read from the start of `r`.
     static func header(_ r: inout FUSEReader) throws(FUSEDecodeError) -> FUSEInHeader {
-        let h = try FUSEInHeader(length: r.u32("in_header.len"), opcode: r.u32("in_header.opcode"),
-                                 unique: r.u64("in_header.unique"), nodeID: r.u64("in_header.nodeid"),
-                                 uid: r.u32("in_header.uid"), gid: r.u32("in_header.gid"),
-                                 pid: r.u32("in_header.pid"), totalExtensionLength: r.u16("in_header.total_extlen"))
+        let h = try FUSEInHeader(
+            length: r.u32("in_header.len"), opcode: r.u32("in_header.opcode"),
+            unique: r.u64("in_header.unique"), nodeID: r.u64("in_header.nodeid"),
+            uid: r.u32("in_header.uid"), gid: r.u32("in_header.gid"),
+            pid: r.u32("in_header.pid"), totalExtensionLength: r.u16("in_header.total_extlen"))
         try r.skip(2, "in_header.padding")
         return h
     }
@@ -132,8 +135,10 @@ extension FUSERequest {
     /// The request after its header: the per-opcode structure from `r`, and its variable part
     /// (a LOOKUP's name, a WRITE's data) from `r` too, or from `payload` when the request came
     /// through a ring, which keeps the two apart (then a WRITE's `dataOffset` is into `payload`).
-    static func body(_ h: FUSEInHeader, _ r: inout FUSEReader,
-                     payload: UnsafeRawBufferPointer?) throws(FUSEDecodeError) -> FUSERequest {
+    static func body(
+        _ h: FUSEInHeader, _ r: inout FUSEReader,
+        payload: UnsafeRawBufferPointer?
+    ) throws(FUSEDecodeError) -> FUSERequest {
         guard let op = FUSEOpcode(rawValue: h.opcode) else { return .unknown(opcode: h.opcode) }
         let request: FUSERequest
         switch op {
@@ -190,7 +195,9 @@ extension FUSERequest {
         case .read, .readdir, .readdirplus:
             let fh = try r.u64("read_in.fh"), offset = try r.u64("read_in.offset"), size = try r.u32("read_in.size")
             try r.skip(4 + 8 + 4 + 4, "read_in.read_flags, lock_owner, flags, padding")
-            request = op == .read ? .read(fh: fh, offset: offset, size: size)
+            request =
+                op == .read
+                ? .read(fh: fh, offset: offset, size: size)
                 : .readdir(fh: fh, offset: offset, size: size, plus: op == .readdirplus)
         case .write:
             let fh = try r.u64("write_in.fh"), offset = try r.u64("write_in.offset"), size = try r.u32("write_in.size")
@@ -198,8 +205,9 @@ extension FUSERequest {
             try r.skip(8 + 4 + 4, "write_in.lock_owner, flags, padding")
             let room = payload?.count ?? r.remaining
             guard Int(size) <= room else { throw .truncated("write data", need: Int(size), have: room) }
-            request = .write(fh: fh, offset: offset, size: size, writeFlags: writeFlags,
-                             dataOffset: payload == nil ? r.offset : 0)
+            request = .write(
+                fh: fh, offset: offset, size: size, writeFlags: writeFlags,
+                dataOffset: payload == nil ? r.offset : 0)
         case .flush:
             let fh = try r.u64("flush_in.fh")
             try r.skip(4 + 4 + 8, "flush_in.unused, padding, lock_owner")
@@ -257,7 +265,8 @@ extension FUSERequest {
         case .read(let fh, let offset, let size):
             opcode = FUSEOpcode.read.rawValue; w.u64(fh); w.u64(offset); w.u32(size); w.zeros(20)
         case .readdir(let fh, let offset, let size, let plus):
-            opcode = (plus ? FUSEOpcode.readdirplus : .readdir).rawValue; w.u64(fh); w.u64(offset); w.u32(size); w.zeros(20)
+            opcode = (plus ? FUSEOpcode.readdirplus : .readdir).rawValue; w.u64(fh); w.u64(offset); w.u32(size);
+            w.zeros(20)
         case .write(let fh, let offset, _, let wf, _):
             opcode = FUSEOpcode.write.rawValue
             w.u64(fh); w.u64(offset); w.u32(UInt32(writeData.count)); w.u32(wf); w.zeros(16); w.append(writeData)

@@ -60,7 +60,9 @@ extension FUSERequest {
     }
 
     /// The request as the kernel puts it into a ring entry (tests): the header area and the payload.
-    public func ringEncoded(unique: UInt64, nodeID: UInt64, writeData: [UInt8] = []) -> (header: [UInt8], payload: [UInt8]) {
+    public func ringEncoded(unique: UInt64, nodeID: UInt64, writeData: [UInt8] = []) -> (
+        header: [UInt8], payload: [UInt8]
+    ) {
         let flat = encoded(unique: unique, nodeID: nodeID, writeData: writeData)
         var area = [UInt8](repeating: 0, count: FUSERingLayout.headerAreaSize)
         area.replaceSubrange(0..<FUSEInHeader.size, with: flat[0..<FUSEInHeader.size])
@@ -75,8 +77,12 @@ extension FUSERequest {
         }
         area.replaceSubrange(FUSERingLayout.opInOffset..<FUSERingLayout.opInOffset + opSize, with: rest[0..<opSize])
         let payload = Array(rest[opSize...])
-        for i in 0..<8 { area[FUSERingLayout.commitIDOffset + i] = UInt8(truncatingIfNeeded: unique >> (8 * UInt64(i))) }
-        for i in 0..<4 { area[FUSERingLayout.payloadSizeOffset + i] = UInt8(truncatingIfNeeded: payload.count >> (8 * i)) }
+        for i in 0..<8 {
+            area[FUSERingLayout.commitIDOffset + i] = UInt8(truncatingIfNeeded: unique >> (8 * UInt64(i)))
+        }
+        for i in 0..<4 {
+            area[FUSERingLayout.payloadSizeOffset + i] = UInt8(truncatingIfNeeded: payload.count >> (8 * i))
+        }
         return (area, payload)
     }
 }

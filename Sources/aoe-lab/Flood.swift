@@ -35,7 +35,8 @@ func flood(_ arguments: [String]) -> Never {
     // Locally administered unicast MACs (02:…), never a real NIC's.
     let macs = (0..<macCount).map { _ in MACAddress(rawValue: 0x0200_0000_0000 | (rng.next() & 0x00FF_FFFF_FFFF)) }
     let end = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
-    FileHandle.standardOutput.write(Data("flooding \(iface) as \(target) from \(macCount) MACs for \(seconds) s\n".utf8))
+    FileHandle.standardOutput.write(
+        Data("flooding \(iface) as \(target) from \(macCount) MACs for \(seconds) s\n".utf8))
     var sent = 0
     while ContinuousClock.now < end {
         var batch: [[UInt8]] = []
@@ -43,11 +44,16 @@ func flood(_ arguments: [String]) -> Never {
             let mac = macs[Int(rng.next() % UInt64(macs.count))]
             switch forgeATA ? rng.next() % 4 : 0 {
             case 0:
-                batch.append(AoEFrame(
-                    header: AoEHeader(destination: destination, source: mac, flags: .response, shelf: target.shelf,
-                                      slot: target.slot, command: .queryConfig, tag: Tag(UInt32(truncatingIfNeeded: rng.next()))),
-                    body: .queryConfig(QueryConfig(bufferCount: 16, firmwareVersion: 0x4019, sectorsPerCommand: 17,
-                                                   aoeVersion: 1))).encoded())
+                batch.append(
+                    AoEFrame(
+                        header: AoEHeader(
+                            destination: destination, source: mac, flags: .response, shelf: target.shelf,
+                            slot: target.slot, command: .queryConfig, tag: Tag(UInt32(truncatingIfNeeded: rng.next()))),
+                        body: .queryConfig(
+                            QueryConfig(
+                                bufferCount: 16, firmwareVersion: 0x4019, sectorsPerCommand: 17,
+                                aoeVersion: 1))
+                    ).encoded())
             case 1, 2:
                 // A read answer with a random tag (bit 31 clear, as ours are), for this target or another shelf.
                 let shelf = rng.next() % 2 == 0 ? target.shelf : Shelf(UInt16(truncatingIfNeeded: rng.next() % 4000))
@@ -55,14 +61,17 @@ func flood(_ arguments: [String]) -> Never {
                 m.commandOrStatus = ATAStatus.ready.rawValue
                 m.data = [UInt8](repeating: 0xEE, count: 1024)
                 var bytes = AoEFrame(
-                    header: AoEHeader(destination: destination, source: mac, flags: .response, shelf: shelf, slot: target.slot,
-                                      command: .ata, tag: Tag(UInt32(truncatingIfNeeded: rng.next()) & 0x7FFF_FFFF)),
-                    body: .ata(m)).encoded()
+                    header: AoEHeader(
+                        destination: destination, source: mac, flags: .response, shelf: shelf, slot: target.slot,
+                        command: .ata, tag: Tag(UInt32(truncatingIfNeeded: rng.next()) & 0x7FFF_FFFF)),
+                    body: .ata(m)
+                ).encoded()
                 if rng.next() % 2 == 0 { bytes = Array(bytes.prefix(24 + Int(rng.next() % 200))) }  // truncated
                 batch.append(bytes)
             default:
-                batch.append((0..<Int(14 + rng.next() % 60)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }.enumerated()
-                    .map { i, b in i == 12 ? 0x88 : i == 13 ? 0xA2 : b })  // garbage with the AoE ethertype
+                batch.append(
+                    (0..<Int(14 + rng.next() % 60)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }.enumerated()
+                        .map { i, b in i == 12 ? 0x88 : i == 13 ? 0xA2 : b })  // garbage with the AoE ethertype
             }
         }
         sent += (try? link.send(batch)) ?? 0

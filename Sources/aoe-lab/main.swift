@@ -21,10 +21,12 @@ while let a = args.popFirst() {
     switch a {
     case "--mtu": guard let v = args.popFirst().flatMap({ Int($0) }) else { fail("--mtu needs a number") }; mtu = v
     case "--size": guard let v = args.popFirst().flatMap({ UInt64($0) }) else { fail("--size needs bytes") }; size = v
-    case "--switch": guard let v = args.popFirst().flatMap({ Int($0) }) else { fail("--switch needs an MTU") }; portMTU = v
+    case "--switch":
+        guard let v = args.popFirst().flatMap({ Int($0) }) else { fail("--switch needs an MTU") }; portMTU = v
     case "-h", "--help":
-        print("usage: aoe-lab [--mtu N] [--size BYTES] [--switch PORT_MTU]\n"
-              + "Builds a lab with vblade serving e10.3 and keeps it until Ctrl-C.")
+        print(
+            "usage: aoe-lab [--mtu N] [--size BYTES] [--switch PORT_MTU]\n"
+                + "Builds a lab with vblade serving e10.3 and keeps it until Ctrl-C.")
         exit(0)
     default: fail("unknown argument \(a) (see --help)")
     }
@@ -44,7 +46,8 @@ do {
     }
     let file = try lab.sparseFile("e10.3.img", size: size)
     let vblade = try lab.startVblade(shelf: 10, slot: 3, interface: target, namespace: targetNamespace, file: file)
-    let line = "initiator=\(initiator) namespace=\(targetNamespace) target=\(target) file=\(file.path) vblade=\(vblade.pid ?? 0)\n"
+    let line =
+        "initiator=\(initiator) namespace=\(targetNamespace) target=\(target) file=\(file.path) vblade=\(vblade.pid ?? 0)\n"
     FileHandle.standardOutput.write(Data(line.utf8))
     while true { sleep(3600) }
 } catch {

@@ -29,9 +29,11 @@ struct AoEFS: ParsableCommand {
             deb` in the source tree builds a Debian package.
             """,
         version: "aoefs 0.1.0 (libfuse \(FUSELibrary.version))",
-        subcommands: [Demo.self, Mount.self, Stat.self, List.self, Discover.self, Interfaces.self, Revalidate.self, Flush.self,
-                      Disable.self, Enable.self, Probe.self, Scan.self, Serve.self, Bench.self, Metrics.self,
-                      IOStat.self, Doctor.self, Restart.self]
+        subcommands: [
+            Demo.self, Mount.self, Stat.self, List.self, Discover.self, Interfaces.self, Revalidate.self, Flush.self,
+            Disable.self, Enable.self, Probe.self, Scan.self, Serve.self, Bench.self, Metrics.self,
+            IOStat.self, Doctor.self, Restart.self,
+        ]
     )
 
     /// Also the helper mount.fuse3 runs for `mount -t fuse.aoefs SOURCE DIR -o OPTIONS` and
@@ -40,7 +42,7 @@ struct AoEFS: ParsableCommand {
         var arguments = Array(CommandLine.arguments.dropFirst())
         let names = Set(configuration.subcommands.map { $0._commandName } + ["help"])
         if arguments.count >= 2, let first = arguments.first, !first.hasPrefix("-"), !names.contains(first),
-           !arguments[1].hasPrefix("-")
+            !arguments[1].hasPrefix("-")
         {
             arguments = ["mount"] + Array(arguments.dropFirst())
         }

@@ -63,13 +63,20 @@ struct List: ParsableCommand {
         }
         let rows = addresses.filter { a in wanted.isEmpty || wanted.contains { $0.matches(a.1) } }.map { name, _ in
             let sys = dir + "/sys/" + name + "/"
-            return Row(target: name, state: readTreeFile(sys + "state"), mac: readTreeFile(sys + "mac"),
-                       netif: readTreeFile(sys + "netif"), payload: readTreeFile(sys + "payload").flatMap { Int($0) })
+            return Row(
+                target: name, state: readTreeFile(sys + "state"), mac: readTreeFile(sys + "mac"),
+                netif: readTreeFile(sys + "netif"), payload: readTreeFile(sys + "payload").flatMap { Int($0) })
         }
         if json { return print(jsonDocument(rows)) }
         let header = ["TARGET", "STATE", "MAC", "INTERFACE", "PAYLOAD"]
-        let cells = [header] + rows.map { [$0.target, $0.state ?? "(NA)", $0.mac ?? "(NA)", $0.netif ?? "(NA)",
-                                          $0.payload.map(String.init) ?? "(NA)"] }
+        let cells =
+            [header]
+            + rows.map {
+                [
+                    $0.target, $0.state ?? "(NA)", $0.mac ?? "(NA)", $0.netif ?? "(NA)",
+                    $0.payload.map(String.init) ?? "(NA)",
+                ]
+            }
         let widths = header.indices.map { i in cells.map { $0[i].count }.max()! }
         for row in cells {
             print(row.enumerated().map { i, c in i == row.count - 1 ? c : pad(c, widths[i] + 2) }.joined())

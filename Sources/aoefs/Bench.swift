@@ -46,7 +46,10 @@ struct Bench: ParsableCommand {
     @Option(help: "Seconds per test.")
     var seconds: Double = 5
 
-    @Option(help: ArgumentHelp("Stop each test after N requests (a fixed amount of work, for instruction counts: Benchmarks/cost.sh).", valueName: "N"))
+    @Option(
+        help: ArgumentHelp(
+            "Stop each test after N requests (a fixed amount of work, for instruction counts: Benchmarks/cost.sh).",
+            valueName: "N"))
     var count: Int?
 
     @Flag(help: "Allow write tests (they destroy the target's data in the range used).")
@@ -85,14 +88,16 @@ struct Bench: ParsableCommand {
         let capacity = info.identity!.capacity
         var span = size.flatMap(parseSize) ?? min(capacity, 1 << 30)
         span = min(span, capacity) / 4096 * 4096
-        print("\(address): \(gigabytes(capacity)), payload \(info.payload), bufcnt \(info.config?.bufferCount ?? 0), "
-              + "span \(span >> 20) MiB")
+        print(
+            "\(address): \(gigabytes(capacity)), payload \(info.payload), bufcnt \(info.config?.bufferCount ?? 0), "
+                + "span \(span >> 20) MiB")
         var before = info
         for t in tests {
             let random = t == "randread"
-            let r = BenchRun.run(engine: engine, target: address, write: t == "seqwrite", random: random,
-                                 blockSize: Int(random ? randBytes : bsBytes), depth: random ? randQD : qd,
-                                 span: span, seconds: seconds, count: count)
+            let r = BenchRun.run(
+                engine: engine, target: address, write: t == "seqwrite", random: random,
+                blockSize: Int(random ? randBytes : bsBytes), depth: random ? randQD : qd,
+                span: span, seconds: seconds, count: count)
             print(r.line(name: t))
             let after = engine.targets().first { $0.address == address } ?? before
             print(Self.frameLine(before: before, after: after))
@@ -130,11 +135,14 @@ final class BenchRun: Sendable {
         func line(name: String) -> String {
             let mbps = Double(bytes) / elapsed / 1e6
             let sorted = latenciesMicros.sorted()
-            func pct(_ p: Double) -> Int { sorted.isEmpty ? 0 : Int(sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]) }
+            func pct(_ p: Double) -> Int {
+                sorted.isEmpty ? 0 : Int(sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))])
+            }
             let cpuPerGB = bytes > 0 ? cpuSeconds / (Double(bytes) / 1e9) : 0
-            return String(format: "%-9@ bs=%d qd=%d MB/s=%.1f IOPS=%.0f lat_us p50=%d p99=%d max=%d cpu_s/GB=%.2f errors=%d",
-                          name as NSString, blockSize, depth, mbps, Double(ops) / elapsed, pct(0.5), pct(0.99),
-                          Int(sorted.last ?? 0), cpuPerGB, errors)
+            return String(
+                format: "%-9@ bs=%d qd=%d MB/s=%.1f IOPS=%.0f lat_us p50=%d p99=%d max=%d cpu_s/GB=%.2f errors=%d",
+                name as NSString, blockSize, depth, mbps, Double(ops) / elapsed, pct(0.5), pct(0.99),
+                Int(sorted.last ?? 0), cpuPerGB, errors)
         }
     }
 
@@ -176,8 +184,10 @@ final class BenchRun: Sendable {
     let count: Int
     let buffers: [IOBuffer]
 
-    init(engine: Engine, target: TargetAddress, write: Bool, random: Bool, blockSize: Int, depth: Int, span: UInt64,
-         seconds: Double, count: Int?) {
+    init(
+        engine: Engine, target: TargetAddress, write: Bool, random: Bool, blockSize: Int, depth: Int, span: UInt64,
+        seconds: Double, count: Int?
+    ) {
         self.count = count ?? .max
         self.engine = engine
         self.target = target
@@ -189,10 +199,13 @@ final class BenchRun: Sendable {
         buffers = (0..<depth).map { _ in IOBuffer(count: blockSize) }
     }
 
-    static func run(engine: Engine, target: TargetAddress, write: Bool, random: Bool, blockSize: Int, depth: Int,
-                    span: UInt64, seconds: Double, count: Int? = nil) -> Result {
-        let b = BenchRun(engine: engine, target: target, write: write, random: random, blockSize: blockSize,
-                         depth: depth, span: span, seconds: seconds, count: count)
+    static func run(
+        engine: Engine, target: TargetAddress, write: Bool, random: Bool, blockSize: Int, depth: Int,
+        span: UInt64, seconds: Double, count: Int? = nil
+    ) -> Result {
+        let b = BenchRun(
+            engine: engine, target: target, write: write, random: random, blockSize: blockSize,
+            depth: depth, span: span, seconds: seconds, count: count)
         let cpu0 = cpuSeconds()
         let t0 = ContinuousClock.now
         var outbox = Outbox()
@@ -201,9 +214,10 @@ final class BenchRun: Sendable {
         b.finished.wait(timeout: nil) { $0 == depth }
         let elapsed = ContinuousClock.now - t0
         let s = b.state.withLock { $0 }
-        return Result(bytes: s.bytes, ops: s.completed, elapsed: Double(elapsed.nanoseconds) / 1e9,
-                      latenciesMicros: s.latencies, cpuSeconds: cpuSeconds() - cpu0, errors: s.errors,
-                      blockSize: blockSize, depth: depth)
+        return Result(
+            bytes: s.bytes, ops: s.completed, elapsed: Double(elapsed.nanoseconds) / 1e9,
+            latenciesMicros: s.latencies, cpuSeconds: cpuSeconds() - cpu0, errors: s.errors,
+            blockSize: blockSize, depth: depth)
     }
 
     /// Issues the next request of `slot` into `outbox` (the pass of the completion that freed
@@ -232,9 +246,11 @@ final class BenchRun: Sendable {
             issue(slot, &outbox)
         }
         if write {
-            engine.write(target, offset: offset, count: blockSize, from: buffers[slot], outbox: &outbox, completion: finish)
+            engine.write(
+                target, offset: offset, count: blockSize, from: buffers[slot], outbox: &outbox, completion: finish)
         } else {
-            engine.read(target, offset: offset, count: blockSize, into: buffers[slot], outbox: &outbox, completion: finish)
+            engine.read(
+                target, offset: offset, count: blockSize, into: buffers[slot], outbox: &outbox, completion: finish)
         }
     }
 }

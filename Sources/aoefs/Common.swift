@@ -8,11 +8,15 @@ import Foundation
 /// Options every command that talks to the network shares. Each may also come from the
 /// configuration file (`--config`, default /etc/aoefs.conf); a flag given here wins.
 struct NetworkOptions: ParsableArguments {
-    @Option(name: .customLong("iface"), help: ArgumentHelp("An Ethernet interface to use (repeat for several).",
-                                                           valueName: "IF"))
+    @Option(
+        name: .customLong("iface"),
+        help: ArgumentHelp(
+            "An Ethernet interface to use (repeat for several).",
+            valueName: "IF"))
     var interfaces: [String] = []
 
-    @Option(help: "Seconds without an answer, while I/O waits, before a target is declared down (0: never; default 180).")
+    @Option(
+        help: "Seconds without an answer, while I/O waits, before a target is declared down (0: never; default 180).")
     var deadsecs: Int?
 
     @Option(help: "The most frames in flight per path (default 128; a target's buffer count also limits it).")
@@ -21,16 +25,24 @@ struct NetworkOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Cap on data bytes per frame (a multiple of 512).", valueName: "BYTES"))
     var maxdata: Int?
 
-    @Option(help: ArgumentHelp("Cap on every interface's MTU (when the switches carry less than the NIC).", valueName: "N"))
+    @Option(
+        help: ArgumentHelp("Cap on every interface's MTU (when the switches carry less than the NIC).", valueName: "N"))
     var mtu: Int?
 
-    @Option(help: ArgumentHelp("Microseconds a receive thread polls without sleeping before it sleeps (default 50; 0: sleep at once). Halves 4 KiB QD 1 latency on a VM for at most that much CPU per wait.", valueName: "US"))
+    @Option(
+        help: ArgumentHelp(
+            "Microseconds a receive thread polls without sleeping before it sleeps (default 50; 0: sleep at once). Halves 4 KiB QD 1 latency on a VM for at most that much CPU per wait.",
+            valueName: "US"))
     var busyPoll: Int?
 
     @Option(help: ArgumentHelp("Configuration file (default: /etc/aoefs.conf, if it exists).", valueName: "FILE"))
     var config: String?
 
-    @Flag(name: .shortAndLong, help: "More on stderr: -v the engine's diagnostics (retransmits, payload changes, targets up/down), -vv also settings.")
+    @Flag(
+        name: .shortAndLong,
+        help:
+            "More on stderr: -v the engine's diagnostics (retransmits, payload changes, targets up/down), -vv also settings."
+    )
     var verbose: Int
 
     func validate() throws {
@@ -38,7 +50,9 @@ struct NetworkOptions: ParsableArguments {
         if let m = maxout, m < 1 { throw ValidationError("--maxout must be at least 1") }
         if let m = maxdata, m < 512 || m % 512 != 0 { throw ValidationError("--maxdata must be a multiple of 512") }
         if let m = mtu, m < 534 || m > 65535 { throw ValidationError("--mtu must be between 534 and 65535") }
-        if let b = busyPoll, b < 0 || b > 10000 { throw ValidationError("--busy-poll must be between 0 and 10000 microseconds") }
+        if let b = busyPoll, b < 0 || b > 10000 {
+            throw ValidationError("--busy-poll must be between 0 and 10000 microseconds")
+        }
     }
 
     /// The configuration file: `--config FILE` (which must exist), else /etc/aoefs.conf if present.
@@ -91,7 +105,9 @@ struct NetworkOptions: ParsableArguments {
         }
         var configuration = engineConfiguration(file: file)
         configuration.searchWhileProving = searchWhileProving
-        Log.logger.debug("settings: interfaces \(names.joined(separator: " ")), deadsecs \(configuration.deadsecs), maxout \(configuration.maxOutstanding), maxdata \(configuration.maxPayload.map(String.init) ?? "-"), mtu cap \(configuration.mtu.map(String.init) ?? "-"), busy poll \(configuration.busyPoll), \(configuration.targets.count) target and \(configuration.interfaces.count) interface sections")
+        Log.logger.debug(
+            "settings: interfaces \(names.joined(separator: " ")), deadsecs \(configuration.deadsecs), maxout \(configuration.maxOutstanding), maxdata \(configuration.maxPayload.map(String.init) ?? "-"), mtu cap \(configuration.mtu.map(String.init) ?? "-"), busy poll \(configuration.busyPoll), \(configuration.targets.count) target and \(configuration.interfaces.count) interface sections"
+        )
         var links: [any Link] = []
         for name in names {
             do { links.append(try PacketLink(interface: name)) } catch { throw CLIError("\(error)") }
@@ -132,14 +148,18 @@ func gigabytes(_ bytes: UInt64) -> String {
     return "\(mb / 1000).\(String(format: "%03d", Int(mb % 1000)))GB"
 }
 
-func pad(_ s: String, _ width: Int) -> String { s.count >= width ? s : s + String(repeating: " ", count: width - s.count) }
+func pad(_ s: String, _ width: Int) -> String {
+    s.count >= width ? s : s + String(repeating: " ", count: width - s.count)
+}
 
 /// Every Ethernet interface that is up (what Linux's aoe uses when aoe_iflist is empty).
 func allEthernetInterfaces() -> [String] {
     let names = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/class/net")) ?? []
     return names.sorted().filter { n in
-        let type = (try? String(contentsOfFile: "/sys/class/net/\(n)/type", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
-        let flags = (try? String(contentsOfFile: "/sys/class/net/\(n)/flags", encoding: .utf8))
+        let type = (try? String(contentsOfFile: "/sys/class/net/\(n)/type", encoding: .utf8))?.trimmingCharacters(
+            in: .whitespacesAndNewlines)
+        let flags =
+            (try? String(contentsOfFile: "/sys/class/net/\(n)/flags", encoding: .utf8))
             .flatMap { UInt32($0.trimmingCharacters(in: .whitespacesAndNewlines).dropFirst(2), radix: 16) } ?? 0
         return type == "1" && flags & 1 != 0 && n != "lo"
     }

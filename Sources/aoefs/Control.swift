@@ -4,7 +4,9 @@ import Foundation
 
 /// Where the aoetools-style commands find the tree: `--mount`, else $AOEFS_MOUNT, else /mnt/aoe.
 struct MountOption: ParsableArguments {
-    @Option(name: .customLong("mount"), help: ArgumentHelp("The aoefs mountpoint (default: $AOEFS_MOUNT or /mnt/aoe).", valueName: "DIR"))
+    @Option(
+        name: .customLong("mount"),
+        help: ArgumentHelp("The aoefs mountpoint (default: $AOEFS_MOUNT or /mnt/aoe).", valueName: "DIR"))
     var path: String?
 
     var mountpoint: String { path ?? ProcessInfo.processInfo.environment["AOEFS_MOUNT"] ?? "/mnt/aoe" }
@@ -74,7 +76,10 @@ struct Stat: ParsableCommand {
     @Argument(help: "Show only devices whose name matches this regular expression.")
     var regex: String?
 
-    @Flag(help: "Print one JSON document (an array of objects, numbers as numbers, null for what is not known) instead of the table, like lsblk -J.")
+    @Flag(
+        help:
+            "Print one JSON document (an array of objects, numbers as numbers, null for what is not known) instead of the table, like lsblk -J."
+    )
     var json = false
 
     func run() throws {
@@ -147,11 +152,13 @@ struct Stat: ParsableCommand {
         let sys = dir + "/sys/" + name + "/"
         var size: UInt64?
         if let a = try? FileManager.default.attributesOfItem(atPath: dir + "/" + name),
-           let bytes = (a[.size] as? NSNumber)?.uint64Value, bytes > 0 {
+            let bytes = (a[.size] as? NSNumber)?.uint64Value, bytes > 0
+        {
             size = bytes
         }
-        return Row(device: name, size: size, netif: readTreeFile(sys + "netif"),
-                   payload: readTreeFile(sys + "payload").flatMap { Int($0) }, state: readTreeFile(sys + "state"))
+        return Row(
+            device: name, size: size, netif: readTreeFile(sys + "netif"),
+            payload: readTreeFile(sys + "payload").flatMap { Int($0) }, state: readTreeFile(sys + "state"))
     }
 }
 

@@ -38,7 +38,9 @@ struct Demo: ParsableCommand {
     var command: [String] = []
 
     func validate() throws {
-        guard let s = parseSize(size), s >= 1 << 20 else { throw ValidationError("--size: give at least 1M (e.g. 64M, 1G)") }
+        guard let s = parseSize(size), s >= 1 << 20 else {
+            throw ValidationError("--size: give at least 1M (e.g. 64M, 1G)")
+        }
     }
 
     func run() throws {
@@ -46,7 +48,8 @@ struct Demo: ParsableCommand {
             throw CLIError("the demo needs root (network namespaces, raw Ethernet, FUSE): sudo aoefs demo")
         }
         for tool in ["ip", "nsenter"] where !Command.exists(tool) {
-            throw CLIError("the demo needs `\(tool)` (Debian: apt-get install \(tool == "ip" ? "iproute2" : "util-linux"))")
+            throw CLIError(
+                "the demo needs `\(tool)` (Debian: apt-get install \(tool == "ip" ? "iproute2" : "util-linux"))")
         }
         Log.setUp(verbosity: verbose)
         // Ctrl-C works from here on, before anything is made: it cancels the start (each step
@@ -97,7 +100,8 @@ final class DemoSetup: @unchecked Sendable {
     /// How the demo's namespace, links and directory begin.
     static let namePrefix: String = {
         let p = ProcessInfo.processInfo.environment["AOEFS_DEMO_PREFIX"] ?? ""
-        return (4...5).contains(p.count) && p.hasPrefix("aoe") && p.allSatisfy({ ("a"..."z").contains($0) }) ? p : "aoed"
+        return (4...5).contains(p.count) && p.hasPrefix("aoe") && p.allSatisfy({ ("a"..."z").contains($0) })
+            ? p : "aoed"
     }()
     static var prefix: String { "aoefs-demo-" + namePrefix }
 
@@ -116,7 +120,9 @@ final class DemoSetup: @unchecked Sendable {
     /// Ctrl-C: stops the start at its next step, or ends serving; a second one stops waiting
     /// for I/O the target does not answer.
     func cancel() {
-        let again = cancelled.withLock { c in defer { c = true }; return c }
+        let again = cancelled.withLock { c in
+            defer { c = true }; return c
+        }
         cancelled.broadcast()  // a step whose command died of the same Ctrl-C waits for this
         if again { session.withLock { $0 }?.hurry() } else { session.withLock { $0 }?.stop() }
     }
@@ -131,8 +137,10 @@ final class DemoSetup: @unchecked Sendable {
         try checkCancelled()
         try run(["ip", "netns", "add", namespace])
         ledger.record(.link(localLink))
-        try run(["ip", "link", "add", localLink, "mtu", "9000", "type", "veth", "peer", "name", remoteLink, "mtu", "9000",
-                 "netns", namespace])
+        try run([
+            "ip", "link", "add", localLink, "mtu", "9000", "type", "veth", "peer", "name", remoteLink, "mtu", "9000",
+            "netns", namespace,
+        ])
         try run(["ip", "link", "set", localLink, "up"])
         try run(["ip", "-n", namespace, "link", "set", remoteLink, "up"])
         try run(["ip", "-n", namespace, "link", "set", "lo", "up"])
@@ -156,8 +164,9 @@ final class DemoSetup: @unchecked Sendable {
         // "… sectors …" once it serves.
         let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         let output = try OutputCapture(appendingTo: ledger.directory + "/target.log")
-        let target = try ChildProcess(["nsenter", "--net=/run/netns/\(namespace)", exe, "serve", "-v", "10", "3", remoteLink, file],
-                                      stdout: output.writeEnd, stderr: output.writeEnd, ownProcessGroup: true)
+        let target = try ChildProcess(
+            ["nsenter", "--net=/run/netns/\(namespace)", exe, "serve", "-v", "10", "3", remoteLink, file],
+            stdout: output.writeEnd, stderr: output.writeEnd, ownProcessGroup: true)
         output.childStarted()
         ledger.record(.process(target.pid))
         self.target = target
@@ -181,22 +190,24 @@ final class DemoSetup: @unchecked Sendable {
         if command.isEmpty {
             let rel = Self.relative(mountpoint)
             let aoefs = Self.commandName()
-            FileHandle.standardOutput.write(Data("""
-                aoefs demo: target e10.3 (a \(size >> 20) MiB sparse file, \(file)) is served by `aoefs serve` in
-                network namespace \(namespace), reached over veth \(localLink) (MTU 9000), and mounted at \(mountpoint).
+            FileHandle.standardOutput.write(
+                Data(
+                    """
+                    aoefs demo: target e10.3 (a \(size >> 20) MiB sparse file, \(file)) is served by `aoefs serve` in
+                    network namespace \(namespace), reached over veth \(localLink) (MTU 9000), and mounted at \(mountpoint).
 
-                Try, in another terminal:
-                  ls \(rel)
-                  \(aoefs) stat \(rel)
-                  cat \(rel)/sys/e10.3/stats
-                  dd if=/dev/zero of=\(rel)/e10.3 bs=1M count=256 oflag=direct conv=notrunc
-                  losetup -fP --show \(rel)/e10.3        # then mkfs.ext4 /dev/loopN, mount it, …; losetup -d /dev/loopN
-                  fstrim -v /where/you/mounted/it         # deleted files' space leaves the sparse file: du -h \(file)
-                  cat \(rel)/etherd/err                  # blocks until something happens
+                    Try, in another terminal:
+                      ls \(rel)
+                      \(aoefs) stat \(rel)
+                      cat \(rel)/sys/e10.3/stats
+                      dd if=/dev/zero of=\(rel)/e10.3 bs=1M count=256 oflag=direct conv=notrunc
+                      losetup -fP --show \(rel)/e10.3        # then mkfs.ext4 /dev/loopN, mount it, …; losetup -d /dev/loopN
+                      fstrim -v /where/you/mounted/it         # deleted files' space leaves the sparse file: du -h \(file)
+                      cat \(rel)/etherd/err                  # blocks until something happens
 
-                Ctrl-C ends the demo and removes everything it made.
+                    Ctrl-C ends the demo and removes everything it made.
 
-                """.utf8))
+                    """.utf8))
             session.serve()
             session.finish()
             return 0  // Ctrl-C is how this mode ends
@@ -261,7 +272,9 @@ final class DemoSetup: @unchecked Sendable {
         for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
             let candidate = "\(dir)/aoefs"
             if access(candidate, X_OK) == 0 {
-                let real = realpath(candidate, nil).map { p in defer { free(p) }; return String(cString: p) }
+                let real = realpath(candidate, nil).map { p in
+                    defer { free(p) }; return String(cString: p)
+                }
                 return real == me ? "aoefs" : relative(me)
             }
         }

@@ -31,10 +31,17 @@ struct Doctor: ParsableCommand {
 
     @OptionGroup var network: NetworkOptions
 
-    @Option(name: .customLong("mount"), help: ArgumentHelp("Examine this aoefs mount (default: $AOEFS_MOUNT or /mnt/aoe, when mounted; else run a discovery on --iface).", valueName: "DIR"))
+    @Option(
+        name: .customLong("mount"),
+        help: ArgumentHelp(
+            "Examine this aoefs mount (default: $AOEFS_MOUNT or /mnt/aoe, when mounted; else run a discovery on --iface).",
+            valueName: "DIR"))
     var mountpoint: String?
 
-    @Option(help: "Without a mount: the most seconds to wait for every path's payload search, Buffer Count burst and identity proof to settle (doctor goes on as soon as all have); what has not settled by then is reported as pending.")
+    @Option(
+        help:
+            "Without a mount: the most seconds to wait for every path's payload search, Buffer Count burst and identity proof to settle (doctor goes on as soon as all have); what has not settled by then is reported as pending."
+    )
     var wait: Double = Self.defaultWait
 
     /// Long enough for a path that black-holes jumbo frames to be found (its search tries each
@@ -43,7 +50,11 @@ struct Doctor: ParsableCommand {
     /// How long each interface is listened on for foreign AoE and IP.
     static let listenTime: Duration = .seconds(2)
 
-    @Option(name: .customLong("listen"), help: ArgumentHelp("Listen on this interface for foreign AoE and IP (repeat; default: every Ethernet interface that is up).", valueName: "IF"))
+    @Option(
+        name: .customLong("listen"),
+        help: ArgumentHelp(
+            "Listen on this interface for foreign AoE and IP (repeat; default: every Ethernet interface that is up).",
+            valueName: "IF"))
     var listenOn: [String] = []
 
     @Flag(help: "Also print what is fine (RTT, durability, identity).")
@@ -53,7 +64,9 @@ struct Doctor: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard wait.isFinite, wait > 0 && wait <= 300 else { throw ValidationError("--wait must be between 0 and 300 seconds") }
+        guard wait.isFinite, wait > 0 && wait <= 300 else {
+            throw ValidationError("--wait must be between 0 and 300 seconds")
+        }
     }
 
     /// The mount to examine, if any.
@@ -73,7 +86,9 @@ struct Doctor: ParsableCommand {
         let allowList: [String]
         if let m = try mount() {
             host.mounted = true
-            guard let text = readWholeFile(m + "/sys/metrics") else { throw CLIError("\(m)/sys/metrics: cannot be read") }
+            guard let text = readWholeFile(m + "/sys/metrics") else {
+                throw CLIError("\(m)/sys/metrics: cannot be read")
+            }
             metrics = text
             allowList = (readTreeFile(m + "/etherd/interfaces") ?? "").split(separator: " ").map(String.init)
         } else {
@@ -87,7 +102,10 @@ struct Doctor: ParsableCommand {
             while case let left = limit - (ContinuousClock.now - start), left > .zero {
                 let elapsed = ContinuousClock.now - start
                 if engine.wait(timeout: min(left, .milliseconds(100)), until: { Self.settled($0, after: elapsed) }),
-                   ContinuousClock.now - start >= .milliseconds(500) { break }
+                    ContinuousClock.now - start >= .milliseconds(500)
+                {
+                    break
+                }
             }
             // A burst of full-size frames, Buffer Count of them at once, on every path: does the
             // target queue what it offers? (Padded READs: nothing is written.)
@@ -99,8 +117,10 @@ struct Doctor: ParsableCommand {
             host.waited = ContinuousClock.now - start
             for t in engine.targets() {
                 for p in t.paths where !(p.burst?.isComplete ?? true) {
-                    host.pending.append(PendingFact(subject: "\(t.address) \(p.interface)→\(p.mac)",
-                                                    what: "the Buffer Count burst (\(p.burst?.sent ?? 0) frames) is not back"))
+                    host.pending.append(
+                        PendingFact(
+                            subject: "\(t.address) \(p.interface)→\(p.mac)",
+                            what: "the Buffer Count burst (\(p.burst?.sent ?? 0) frames) is not back"))
                 }
             }
             metrics = engine.metricsExposition()
@@ -111,8 +131,9 @@ struct Doctor: ParsableCommand {
         // The interfaces aoefs uses: its links (in the metrics), within the allow-list if one is set.
         let links = samples.filter { $0.name == "aoefs_interface_mtu_bytes" }.compactMap { $0.labels["interface"] }
         let allowed = allowList.isEmpty ? links : links.filter(allowList.contains)
-        host.interfaces = Self.interfaces(listenOn.isEmpty ? allEthernetInterfaces() : listenOn, allowed: Set(allowed),
-                                          samples: samples, listen: Self.listenTime)
+        host.interfaces = Self.interfaces(
+            listenOn.isEmpty ? allEthernetInterfaces() : listenOn, allowed: Set(allowed),
+            samples: samples, listen: Self.listenTime)
         host.rmemMax = Int(readTreeFile("/proc/sys/net/core/rmem_max") ?? "") ?? 0
         host.wmemMax = Int(readTreeFile("/proc/sys/net/core/wmem_max") ?? "") ?? 0
         host.fuseUring = readTreeFile("/sys/module/fuse/parameters/enable_uring").map { $0 == "Y" || $0 == "1" }
@@ -139,9 +160,10 @@ struct Doctor: ParsableCommand {
     /// `identifyGrace` (its three IDENTIFYs are over by then; the `identify` check reports it).
     static func settled(_ targets: [TargetSnapshot], after elapsed: Duration) -> Bool {
         let counted = targets.filter { $0.identity != nil || elapsed < identifyGrace }
-        return !targets.isEmpty && counted.allSatisfy { t in
-            t.isSettled && t.paths.allSatisfy { $0.state != .candidate && $0.searchSettled }
-        }
+        return !targets.isEmpty
+            && counted.allSatisfy { t in
+                t.isSettled && t.paths.allSatisfy { $0.state != .candidate && $0.searchSettled }
+            }
     }
 
     static let identifyGrace: Duration = .seconds(3)
@@ -149,17 +171,21 @@ struct Doctor: ParsableCommand {
     /// The report for people: problems first, worst first, each with its fix.
     static func text(_ findings: [Finding], targets: [TargetFacts], host: HostFacts, all: Bool) -> String {
         // Information is shown with --all, or when it comes with a fix (a tip).
-        let shown = findings.filter { all || $0.severity != .info || $0.fix != nil }.sorted { $0.severity > $1.severity }
+        let shown = findings.filter { all || $0.severity != .info || $0.fix != nil }.sorted {
+            $0.severity > $1.severity
+        }
         var out = ""
         for f in shown {
             let label = f.severity == .info ? (f.fix == nil ? "ok" : "tip") : f.severity.rawValue
-            out += "\(label.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0))"
+            out +=
+                "\(label.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0))"
                 + "\(f.subject): \(f.message)\n"
             if let fix = f.fix { out += "        fix: \(fix)\n" }
         }
         let paths = targets.map(\.paths.count).reduce(0, +)
         let problems = findings.filter { $0.severity != .info }.count
-        out += problems == 0
+        out +=
+            problems == 0
             ? "no problems found: \(targets.count) target(s), \(paths) path(s), \(host.interfaces.filter(\.allowed).count) interface(s)\n"
             : "\(problems) problem(s) in \(targets.count) target(s), \(paths) path(s)\n"
         return out
@@ -177,22 +203,28 @@ struct Doctor: ParsableCommand {
         let group = DispatchGroup()
         for n in names where listening.contains(n) || allowed.contains(n) {
             DispatchQueue.global().async(group: group) {
-                if let r = try? SegmentListener.listen(on: n, for: listen) { heard.withLock { $0[n] = (r.speakers, r.ipFrames) } }
+                if let r = try? SegmentListener.listen(on: n, for: listen) {
+                    heard.withLock { $0[n] = (r.speakers, r.ipFrames) }
+                }
             }
         }
         group.wait()
         let got = heard.withLock { $0 }
         for n in names {
             let mtu = Int(readTreeFile("/sys/class/net/\(n)/mtu") ?? "") ?? 0
-            var i = InterfaceFacts(name: n, mtu: mtu, up: readTreeFile("/sys/class/net/\(n)/operstate") != "down",
-                                   allowed: allowed.contains(n))
+            var i = InterfaceFacts(
+                name: n, mtu: mtu, up: readTreeFile("/sys/class/net/\(n)/operstate") != "down",
+                allowed: allowed.contains(n))
             i.ipAddresses = addresses[n] ?? []
             if let (speakers, ip) = got[n] {
                 i.ipFramesHeard = ip
                 i.aoeHeard = speakers.map { "\($0.isTarget ? "target" : "initiator") \($0.mac) (\($0.target))" }
             }
-            i.receiveBuffer = Int(samples.first { $0.name == "aoefs_interface_receive_buffer_bytes"
-                && $0.labels["interface"] == n }?.value ?? 0)
+            i.receiveBuffer = Int(
+                samples.first {
+                    $0.name == "aoefs_interface_receive_buffer_bytes"
+                        && $0.labels["interface"] == n
+                }?.value ?? 0)
             out.append(i)
         }
         return out

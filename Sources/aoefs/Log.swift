@@ -31,7 +31,9 @@ enum Log {
     static func switchToSyslog() {
         SystemLog.open(ident: "aoefs")
         toSyslog.store(true, ordering: .relaxed)
-        if level.load(ordering: .relaxed) > Logger.Level.info.rank { level.store(Logger.Level.info.rank, ordering: .relaxed) }
+        if level.load(ordering: .relaxed) > Logger.Level.info.rank {
+            level.store(Logger.Level.info.rank, ordering: .relaxed)
+        }
     }
 
     struct Handler: LogHandler {
@@ -53,13 +55,14 @@ enum Log {
         func log(event: LogEvent) {
             let text = "\(event.message)"
             if Log.toSyslog.load(ordering: .relaxed) {
-                let p: SystemLog.Priority = switch event.level {
-                case .trace, .debug: .debug
-                case .info: .info
-                case .notice: .notice
-                case .warning: .warning
-                case .error, .critical: .error
-                }
+                let p: SystemLog.Priority =
+                    switch event.level {
+                    case .trace, .debug: .debug
+                    case .info: .info
+                    case .notice: .notice
+                    case .warning: .warning
+                    case .error, .critical: .error
+                    }
                 SystemLog.write(p, text)
             } else {
                 FileHandle.standardError.write(Data(("aoefs: " + text + "\n").utf8))

@@ -101,7 +101,9 @@ struct IOStat: ParsableCommand {
         let now = Date().timeIntervalSince1970
         var out: [String: IOSample] = [:]
         for name in imageNames(in: mount.mountpoint) + disabledNames() {
-            if let s = readWholeFile(mount.mountpoint + "/sys/\(name)/stats") { out[name] = IOSample(stats: s, at: now) }
+            if let s = readWholeFile(mount.mountpoint + "/sys/\(name)/stats") {
+                out[name] = IOSample(stats: s, at: now)
+            }
         }
         return out
     }
@@ -125,9 +127,11 @@ struct IOStat: ParsableCommand {
         }
         print("Device            r/s     w/s     rMB/s     wMB/s   r_await w_await  aqu-sz  %util")
         for r in rows {
-            print(r.device.padding(toLength: 12, withPad: " ", startingAt: 0)
-                  + String(format: " %8.2f %7.2f %9.2f %9.2f %9.2f %7.2f %7.2f %6.2f",
-                           r.r_s, r.w_s, r.rMB_s, r.wMB_s, r.r_await, r.w_await, r.aqu_sz, r.util))
+            print(
+                r.device.padding(toLength: 12, withPad: " ", startingAt: 0)
+                    + String(
+                        format: " %8.2f %7.2f %9.2f %9.2f %9.2f %7.2f %7.2f %6.2f",
+                        r.r_s, r.w_s, r.rMB_s, r.wMB_s, r.r_await, r.w_await, r.aqu_sz, r.util))
         }
         print("")
     }
@@ -137,7 +141,8 @@ struct IOStat: ParsableCommand {
         var last = sample()
         guard let interval else {
             // Since the mount started: from zero counters over the mount's lifetime.
-            let start = (try? FileManager.default.attributesOfItem(atPath: mount.mountpoint)[.modificationDate] as? Date)?
+            let start =
+                (try? FileManager.default.attributesOfItem(atPath: mount.mountpoint)[.modificationDate] as? Date)?
                 .timeIntervalSince1970 ?? (last.values.first?.at ?? 0) - 1
             report(last.mapValues { _ in IOSample(stats: "", at: start) }, last)
             return

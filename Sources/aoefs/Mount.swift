@@ -36,22 +36,38 @@ struct Mount: ParsableCommand {
     @Flag(name: .short, help: "Stay in the foreground (do not daemonise).")
     var foreground = false
 
-    @Flag(help: ArgumentHelp("No supervisor: the mount ends when its daemon does. By default a small supervisor process holds the mount and starts a new daemon under it when one dies (any signal, any trap), so writers see a pause, not an error; `aoefs restart MOUNTPOINT` replaces the daemon the same way. FUSE over io_uring (asked for by name) implies this."))
+    @Flag(
+        help: ArgumentHelp(
+            "No supervisor: the mount ends when its daemon does. By default a small supervisor process holds the mount and starts a new daemon under it when one dies (any signal, any trap), so writers see a pause, not an error; `aoefs restart MOUNTPOINT` replaces the daemon the same way. FUSE over io_uring (asked for by name) implies this."
+        ))
     var noSupervise = false
 
-    @Option(name: .short, help: ArgumentHelp("Mount options, comma-separated: FUSE's (allow_other, ro, …) and aoefs's own as key=value (iface=eth1:eth3, deadsecs=, maxout=, maxdata=, mtu=, busy_poll=, config=, wait=, threads=, fuse_transport=, io_uring, io_uring_q_depth=), as in an fstab line.", valueName: "OPTIONS"))
+    @Option(
+        name: .short,
+        help: ArgumentHelp(
+            "Mount options, comma-separated: FUSE's (allow_other, ro, …) and aoefs's own as key=value (iface=eth1:eth3, deadsecs=, maxout=, maxdata=, mtu=, busy_poll=, config=, wait=, threads=, fuse_transport=, io_uring, io_uring_q_depth=), as in an fstab line.",
+            valueName: "OPTIONS"))
     var options: [String] = []
 
     @Option(help: "Seconds to wait for targets before serving (they may also appear later).")
     var wait: Double = 3
 
-    @Option(help: ArgumentHelp("How aoefs's FUSE core talks to the kernel: auto (FUSE over io_uring when the fuse module offers it, else /dev/fuse), device (/dev/fuse) or io_uring (the same as -o io_uring).", valueName: "auto|device|io_uring"))
+    @Option(
+        help: ArgumentHelp(
+            "How aoefs's FUSE core talks to the kernel: auto (FUSE over io_uring when the fuse module offers it, else /dev/fuse), device (/dev/fuse) or io_uring (the same as -o io_uring).",
+            valueName: "auto|device|io_uring"))
     var fuseTransport: String = "auto"
 
-    @Option(help: ArgumentHelp("Ring entries per CPU queue (FUSE over io_uring): requests one CPU's callers can have in flight.", valueName: "N"))
+    @Option(
+        help: ArgumentHelp(
+            "Ring entries per CPU queue (FUSE over io_uring): requests one CPU's callers can have in flight.",
+            valueName: "N"))
     var ioUringDepth: Int = FUSETransportChoice.defaultDepth
 
-    @Option(help: ArgumentHelp("Threads that serve the kernel's requests. 1 (the default): the link's receive thread serves them between frames, which costs no wake-up per request. More: over io_uring each thread has a ring of its own, and the kernel's copies of that ring's requests and replies run on it; over /dev/fuse they read requests in parallel. More threads pay a wake-up per hand-over: worth it only with spare CPUs (measured slower on 2 CPUs shared with the target).", valueName: "N"))
+    @Option(
+        help: ArgumentHelp(
+            "Threads that serve the kernel's requests. 1 (the default): the link's receive thread serves them between frames, which costs no wake-up per request. More: over io_uring each thread has a ring of its own, and the kernel's copies of that ring's requests and replies run on it; over /dev/fuse they read requests in parallel. More threads pay a wake-up per hand-over: worth it only with spare CPUs (measured slower on 2 CPUs shared with the target).",
+            valueName: "N"))
     var threads: Int = FUSETransportChoice.defaultThreads
 
     func validate() throws {
@@ -65,7 +81,9 @@ struct Mount: ParsableCommand {
         guard isDir.boolValue else { throw ValidationError("\(mountpoint): not a directory") }
         if let mounts = try? String(contentsOfFile: "/proc/mounts", encoding: .utf8),
             let real = URL(fileURLWithPath: mountpoint).resolvingSymlinksInPath().path as String?,
-            mounts.split(separator: "\n").contains(where: { $0.split(separator: " ").dropFirst().first.map(String.init) == real })
+            mounts.split(separator: "\n").contains(where: {
+                $0.split(separator: " ").dropFirst().first.map(String.init) == real
+            })
         {
             throw ValidationError("\(mountpoint): something is already mounted there")
         }
@@ -99,11 +117,15 @@ struct Mount: ParsableCommand {
             case "fuse_threads", "fuse_core":
                 // Gone with libfuse's session loop (issue 15): aoefs's own core serves. An fstab
                 // line that has them still mounts.
-                FileHandle.standardError.write(Data("aoefs: -o \(item): ignored (aoefs's own FUSE core serves; -o threads=N sets its threads)\n".utf8))
+                FileHandle.standardError.write(
+                    Data(
+                        "aoefs: -o \(item): ignored (aoefs's own FUSE core serves; -o threads=N sets its threads)\n"
+                            .utf8))
             case "read_replies":
                 // Replies gathered from the frames measured slower than copied ones and went
                 // (issue 22); an fstab line that has the option still mounts.
-                FileHandle.standardError.write(Data("aoefs: -o \(item): ignored (READ replies are always sent from one buffer)\n".utf8))
+                FileHandle.standardError.write(
+                    Data("aoefs: -o \(item): ignored (READ replies are always sent from one buffer)\n".utf8))
             case "fuse_transport": fuseTransport = value ?? ""
             case "no_supervise": noSupervise = true
             // libfuse 3.18's spellings: the ring, which only our core speaks here.
@@ -172,13 +194,19 @@ struct Mount: ParsableCommand {
     /// Runs the supervisor of the mount: it starts this binary again as the daemon (with the same
     /// arguments), holds the mount, and restarts the daemon when it dies.
     private func supervise(readiness: Readiness?, syslog: Bool) -> Int32 {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let exe =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         // After a package upgrade /proc/self/exe names the old, deleted file: the path is the new one.
         let path = exe.hasSuffix(" (deleted)") ? String(exe.dropLast(" (deleted)".count)) : exe
-        let settings = Supervisor.Settings(mountpoint: mountpoint, executable: path, arguments: invocation.withLock { $0 },
-                                           environment: syslog ? ["AOEFS_LOG=syslog"] : [])
+        let settings = Supervisor.Settings(
+            mountpoint: mountpoint, executable: path, arguments: invocation.withLock { $0 },
+            environment: syslog ? ["AOEFS_LOG=syslog"] : [])
         return Supervisor(settings, readiness: readiness) { line in
-            if syslog { SystemLog.write(.notice, line) } else { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+            if syslog {
+                SystemLog.write(.notice, line)
+            } else {
+                FileHandle.standardError.write(Data((line + "\n").utf8))
+            }
         }.run()
     }
 
@@ -196,10 +224,13 @@ struct Mount: ParsableCommand {
             Foundation.exit(1)
         }
         // Auto means /dev/fuse here: a restart continues on it (see `supervised`).
-        let transport = FUSETransportChoice(rawValue: fuseTransport) == .auto ? .device
+        let transport =
+            FUSETransportChoice(rawValue: fuseTransport) == .auto
+            ? .device
             : FUSETransportChoice(rawValue: fuseTransport) ?? .device
-        let session = MountSession(engine: engine, mountpoint: mountpoint, options: options, transport: transport,
-                                   depth: ioUringDepth, threads: threads)
+        let session = MountSession(
+            engine: engine, mountpoint: mountpoint, options: options, transport: transport,
+            depth: ioUringDepth, threads: threads)
         do {
             try session.start(settle: .milliseconds(Int64(wait * 1000)), supervisor: channel)
         } catch {
@@ -229,9 +260,10 @@ struct Mount: ParsableCommand {
     func serve(ready: Readiness?) throws {
         Heap.keepLargeBuffers()  // no page faults per request (see Heap)
         let engine = try network.startEngine(defaultToAllEthernet: true)
-        let session = MountSession(engine: engine, mountpoint: mountpoint, options: options,
-                                   transport: FUSETransportChoice(rawValue: fuseTransport) ?? .auto, depth: ioUringDepth,
-                                   threads: threads)
+        let session = MountSession(
+            engine: engine, mountpoint: mountpoint, options: options,
+            transport: FUSETransportChoice(rawValue: fuseTransport) ?? .auto, depth: ioUringDepth,
+            threads: threads)
         do {
             try session.start(settle: .milliseconds(Int64(wait * 1000)))
         } catch {

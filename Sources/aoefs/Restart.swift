@@ -37,11 +37,15 @@ struct Restart: ParsableCommand {
         let path = mountpoint + "/sys/daemon"
         guard let before = Self.facts(path) else { throw CLIError("\(path): cannot be read (is the mount served?)") }
         guard let supervisor = Int32(before["supervisor_pid"] ?? ""), supervisor > 0 else {
-            throw CLIError("\(mountpoint): no supervisor (mounted with --no-supervise or by an older aoefs): unmount and mount again")
+            throw CLIError(
+                "\(mountpoint): no supervisor (mounted with --no-supervise or by an older aoefs): unmount and mount again"
+            )
         }
         // Only an aoefs process gets the signal: the pid is read from a file of the mount.
         let cmdline = (try? String(contentsOfFile: "/proc/\(supervisor)/cmdline", encoding: .utf8)) ?? ""
-        guard cmdline.contains("aoefs") else { throw CLIError("\(mountpoint): supervisor \(supervisor) is not running") }
+        guard cmdline.contains("aoefs") else {
+            throw CLIError("\(mountpoint): supervisor \(supervisor) is not running")
+        }
         let start = ContinuousClock.now
         guard kill(supervisor, SIGHUP) == 0 else {
             throw CLIError("kill -HUP \(supervisor): \(String(cString: strerror(errno)))")
@@ -51,8 +55,9 @@ struct Restart: ParsableCommand {
             if let now = Self.facts(path), now["incarnation"] != before["incarnation"], now["daemon_pid"] != nil {
                 let ms = (ContinuousClock.now - start).components
                 let took = Int(ms.seconds) * 1000 + Int(ms.attoseconds / 1_000_000_000_000_000)
-                print("\(mountpoint): restarted: daemon \(before["daemon_pid"] ?? "?") → \(now["daemon_pid"] ?? "?") "
-                      + "(incarnation \(now["incarnation"] ?? "?")), serving again after \(took) ms")
+                print(
+                    "\(mountpoint): restarted: daemon \(before["daemon_pid"] ?? "?") → \(now["daemon_pid"] ?? "?") "
+                        + "(incarnation \(now["incarnation"] ?? "?")), serving again after \(took) ms")
                 return
             }
             Thread.sleep(forTimeInterval: 0.05)

@@ -25,7 +25,9 @@ struct Scan: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard wait.isFinite, wait > 0, wait <= 3600 else { throw ValidationError("--wait \(wait): expected 0 to 3600 seconds") }
+        guard wait.isFinite, wait > 0, wait <= 3600 else {
+            throw ValidationError("--wait \(wait): expected 0 to 3600 seconds")
+        }
     }
 
     func run() throws {
@@ -43,9 +45,10 @@ struct Scan: ParsableCommand {
                 reported.insert(t.address)
                 let elapsed = ContinuousClock.now - start
                 let ms = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
-                printErr("aoefs: \(t.address) answered on \(Set(t.paths.map(\.interface)).sorted().joined(separator: ",")) "
-                         + "from \(t.paths.first?.mac.description ?? "?") after \(ms) ms: "
-                         + "\(t.identity.map { gigabytes($0.capacity) } ?? "?"), \(t.identity?.model ?? "?")")
+                printErr(
+                    "aoefs: \(t.address) answered on \(Set(t.paths.map(\.interface)).sorted().joined(separator: ",")) "
+                        + "from \(t.paths.first?.mac.description ?? "?") after \(ms) ms: "
+                        + "\(t.identity.map { gigabytes($0.capacity) } ?? "?"), \(t.identity?.model ?? "?")")
             }
             if ts.count != lastCount { lastCount = ts.count; stableSince = .now }
             let settled = ts.allSettled
@@ -92,7 +95,9 @@ struct Scan: ParsableCommand {
             model = t.identity?.model
         }
 
-        enum CodingKeys: String, CodingKey { case target, mac, interfaces, bufcnt, payload, firmware, size, state, model }
+        enum CodingKeys: String, CodingKey {
+            case target, mac, interfaces, bufcnt, payload, firmware, size, state, model
+        }
 
         func encode(to encoder: any Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
@@ -111,11 +116,13 @@ struct Scan: ParsableCommand {
     static func table(_ targets: [TargetSnapshot]) -> String {
         let header = ["TARGET", "MAC", "INTERFACE", "BUFCNT", "PAYLOAD", "FIRMWARE", "SIZE", "STATE", "MODEL"]
         let rows = targets.map { t in
-            [t.address.description, t.paths.first?.mac.description ?? "-",
-             Array(Set(t.paths.map(\.interface))).sorted().joined(separator: ","),
-             t.config.map { String($0.bufferCount) } ?? "-", String(t.payload),
-             t.config.map { "0x" + String($0.firmwareVersion, radix: 16) } ?? "-",
-             t.identity.map { gigabytes($0.capacity) } ?? "(NA)", t.state.rawValue, t.identity?.model ?? "-"]
+            [
+                t.address.description, t.paths.first?.mac.description ?? "-",
+                Array(Set(t.paths.map(\.interface))).sorted().joined(separator: ","),
+                t.config.map { String($0.bufferCount) } ?? "-", String(t.payload),
+                t.config.map { "0x" + String($0.firmwareVersion, radix: 16) } ?? "-",
+                t.identity.map { gigabytes($0.capacity) } ?? "(NA)", t.state.rawValue, t.identity?.model ?? "-",
+            ]
         }
         let widths = header.indices.map { i in ([header] + rows).map { $0[i].count }.max()! }
         return ([header] + rows).map { row in

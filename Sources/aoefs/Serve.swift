@@ -25,7 +25,9 @@ struct Serve: ParsableCommand {
               aoefs serve -o 2048 -l 409600 10 5 eth1 /srv/big.img  # 200 MiB of it
             """)
 
-    @Option(name: .customShort("b"), help: ArgumentHelp("Advertised buffer count: commands an initiator may have in flight.", valueName: "bufcnt"))
+    @Option(
+        name: .customShort("b"),
+        help: ArgumentHelp("Advertised buffer count: commands an initiator may have in flight.", valueName: "bufcnt"))
     var bufferCount: Int = 16
 
     @Flag(name: .customShort("r"), help: "Read-only: writes fail with an ATA error (ABRT).")
@@ -37,31 +39,53 @@ struct Serve: ParsableCommand {
     @Flag(name: .customShort("d"), help: "Open the file O_DIRECT (bypass the page cache).")
     var direct = false
 
-    @Flag(help: "Advertise no write cache in IDENTIFY, as a write-through disk does (implies -s, so it is true). Initiators that read IDENTIFY then send no FLUSH.")
+    @Flag(
+        help:
+            "Advertise no write cache in IDENTIFY, as a write-through disk does (implies -s, so it is true). Initiators that read IDENTIFY then send no FLUSH."
+    )
     var writeThrough = false
 
-    @Flag(help: "Offer FLUSH CACHE (EXT) in IDENTIFY but abort it, as some foreign targets do: for testing initiators (implies -s, so no data depends on a flush).")
+    @Flag(
+        help:
+            "Offer FLUSH CACHE (EXT) in IDENTIFY but abort it, as some foreign targets do: for testing initiators (implies -s, so no data depends on a flush)."
+    )
     var abortFlush = false
 
     @Flag(help: "Do not offer TRIM (DATA SET MANAGEMENT) in IDENTIFY, even where the file can have holes.")
     var noTrim = false
 
-    @Option(name: .customShort("o"), help: ArgumentHelp("Sectors at the start of the file not exported.", valueName: "offset"))
+    @Option(
+        name: .customShort("o"),
+        help: ArgumentHelp("Sectors at the start of the file not exported.", valueName: "offset"))
     var offset: UInt64 = 0
 
-    @Option(name: .customShort("l"), help: ArgumentHelp("Sectors to export (default: the rest of the file).", valueName: "length"))
+    @Option(
+        name: .customShort("l"),
+        help: ArgumentHelp("Sectors to export (default: the rest of the file).", valueName: "length"))
     var length: UInt64?
 
-    @Option(name: .customShort("m"), help: ArgumentHelp("Only these initiators get answers (comma-separated MACs, with or without colons).", valueName: "mac[,mac…]"))
+    @Option(
+        name: .customShort("m"),
+        help: ArgumentHelp(
+            "Only these initiators get answers (comma-separated MACs, with or without colons).", valueName: "mac[,mac…]"
+        ))
     var macs: String?
 
-    @Option(help: ArgumentHelp("The model string IDENTIFY gives (40 characters at most): to pose as another disk, for testing initiators.", valueName: "text"))
+    @Option(
+        help: ArgumentHelp(
+            "The model string IDENTIFY gives (40 characters at most): to pose as another disk, for testing initiators.",
+            valueName: "text"))
     var model: String?
 
-    @Option(help: ArgumentHelp("The serial number IDENTIFY gives (20 characters at most; default shelf.slot:host).", valueName: "text"))
+    @Option(
+        help: ArgumentHelp(
+            "The serial number IDENTIFY gives (20 characters at most; default shelf.slot:host).", valueName: "text"))
     var serial: String?
 
-    @Option(help: ArgumentHelp("The packet socket's receive (and send) buffer in bytes (default 2.25 MiB, a window of jumbo frames): a small one drops frames beyond what it holds, like a target that advertises more buffers than it can queue (for testing initiators).", valueName: "bytes"))
+    @Option(
+        help: ArgumentHelp(
+            "The packet socket's receive (and send) buffer in bytes (default 2.25 MiB, a window of jumbo frames): a small one drops frames beyond what it holds, like a target that advertises more buffers than it can queue (for testing initiators).",
+            valueName: "bytes"))
     var rcvbuf: Int?
 
     @Option(help: "Disk threads: commands served at once.")
@@ -80,8 +104,12 @@ struct Serve: ParsableCommand {
         if shelf == 0xFFFF { throw ValidationError("shelf 65535 is the broadcast address") }
         if slot == 0xFF { throw ValidationError("slot 255 is the broadcast address") }
         if workers < 1 { throw ValidationError("--workers must be at least 1") }
-        if let m = model, m.utf8.count > 40 { throw ValidationError("--model: at most 40 characters (IDENTIFY words 27–46)") }
-        if let s = serial, s.utf8.count > 20 { throw ValidationError("--serial: at most 20 characters (IDENTIFY words 10–19)") }
+        if let m = model, m.utf8.count > 40 {
+            throw ValidationError("--model: at most 40 characters (IDENTIFY words 27–46)")
+        }
+        if let s = serial, s.utf8.count > 20 {
+            throw ValidationError("--serial: at most 20 characters (IDENTIFY words 10–19)")
+        }
         if let r = rcvbuf, r < 4096 { throw ValidationError("--rcvbuf: at least 4096 bytes") }
         if length == 0 { throw ValidationError("-l must be at least 1 sector") }
         _ = try allowedMACs()
@@ -101,15 +129,17 @@ struct Serve: ParsableCommand {
     func run() throws {
         let backing: BackingFile
         do {
-            backing = try BackingFile(path: file, readOnly: readOnly, direct: direct, sync: sync || writeThrough || abortFlush,
-                                      offsetSectors: offset, lengthSectors: length)
+            backing = try BackingFile(
+                path: file, readOnly: readOnly, direct: direct, sync: sync || writeThrough || abortFlush,
+                offsetSectors: offset, lengthSectors: length)
         } catch { throw CLIError("\(error)") }
         let link: PacketLink
         do { link = try PacketLink(interface: iface, bufferSize: rcvbuf ?? PacketLink.defaultBufferSize) } catch {
             throw CLIError("\(error)")
         }
-        var settings = TargetSettings(address: TargetAddress(shelf: Shelf(shelf), slot: Slot(slot)),
-                                      mac: link.macAddress, mtu: link.mtu, sectors: backing.size / 512)
+        var settings = TargetSettings(
+            address: TargetAddress(shelf: Shelf(shelf), slot: Slot(slot)),
+            mac: link.macAddress, mtu: link.mtu, sectors: backing.size / 512)
         settings.bufferCount = UInt16(bufferCount)
         settings.readOnly = readOnly
         settings.writeCache = !writeThrough
@@ -127,17 +157,23 @@ struct Serve: ParsableCommand {
             settings.trim = true
         }
         let server = TargetServer(settings: settings, file: backing, link: link, workers: workers) { line in
-            if line.hasPrefix("flush:") { Log.logger.info("serve: \(line)") } else { Log.logger.error("serve: \(line)") }
+            if line.hasPrefix("flush:") {
+                Log.logger.info("serve: \(line)")
+            } else {
+                Log.logger.error("serve: \(line)")
+            }
         }
         let signals: SignalWatcher
         do { signals = try SignalWatcher { _ in server.stop() } } catch { throw CLIError("\(error)") }
         defer { signals.stop() }
         // The same first line as vblade, which scripts (and our lab) wait for.
-        let first = "pid \(getpid()): e\(shelf).\(slot), \(backing.size / 512) sectors \(readOnly ? "O_RDONLY" : "O_RDWR")\n"
+        let first =
+            "pid \(getpid()): e\(shelf).\(slot), \(backing.size / 512) sectors \(readOnly ? "O_RDONLY" : "O_RDWR")\n"
         FileHandle.standardOutput.write(Data(first.utf8))
         do { try server.run() } catch { throw CLIError("\(error)") }
         let c = server.counters
-        let summary = "serve: e\(shelf).\(slot): \(c.reads) reads, \(c.writes) writes, \(c.flushes) flushes "
+        let summary =
+            "serve: e\(shelf).\(slot): \(c.reads) reads, \(c.writes) writes, \(c.flushes) flushes "
             + "(\(server.durableFlushes) fdatasync), \(c.trims) trims (\(c.sectorsTrimmed) sectors), "
             + "\(c.configQueries) config queries, "
             + "\(c.errors + server.diskErrors) errors, \(c.dropped) dropped"

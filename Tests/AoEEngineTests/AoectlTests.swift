@@ -5,11 +5,13 @@ import Testing
 
 @Suite("aoectl: target patterns, disable and enable")
 struct AoectlTests {
-    @Test("patterns as Solaris aoectl writes them", arguments: [
-        ("10.3", TargetPattern(shelf: 10, slot: 3)), ("e10.3", TargetPattern(shelf: 10, slot: 3)),
-        ("10", TargetPattern(shelf: 10, slot: nil)), ("10.", TargetPattern(shelf: 10, slot: nil)),
-        (".3", TargetPattern(shelf: nil, slot: 3)), (".", TargetPattern(shelf: nil, slot: nil)),
-    ])
+    @Test(
+        "patterns as Solaris aoectl writes them",
+        arguments: [
+            ("10.3", TargetPattern(shelf: 10, slot: 3)), ("e10.3", TargetPattern(shelf: 10, slot: 3)),
+            ("10", TargetPattern(shelf: 10, slot: nil)), ("10.", TargetPattern(shelf: 10, slot: nil)),
+            (".3", TargetPattern(shelf: nil, slot: 3)), (".", TargetPattern(shelf: nil, slot: nil)),
+        ])
     func parses(_ text: String, _ want: TargetPattern) {
         #expect(TargetPattern(parsing: text) == want)
     }

@@ -1,7 +1,8 @@
-@testable import AoECore
 import AoEProtocol
 import AoETestSupport
 import Testing
+
+@testable import AoECore
 
 /// Issue 30: instants read on two threads reach the core out of order (each thread reads the
 /// clock, then takes the lock). The daemon trapped in `IOAccount.busy` when a `stats` reader's

@@ -31,7 +31,9 @@ struct ConfigFileTests {
         f.apply(to: &c)
         #expect(c.deadsecs(for: e103) == 5 && c.deadsecs(for: TargetAddress(10, 4)) == 60)
         #expect(c.maxOutstanding(for: e103) == 2 && c.maxOutstanding(for: TargetAddress(10, 4)) == 64)
-        #expect(c.maxPayload(for: e103, interface: "eth1") == 4096 && c.maxPayload(for: TargetAddress(10, 4), interface: "eth1") == nil)
+        #expect(
+            c.maxPayload(for: e103, interface: "eth1") == 4096
+                && c.maxPayload(for: TargetAddress(10, 4), interface: "eth1") == nil)
         #expect(c.mtu(for: "sim0", reported: 9000) == 1500 && c.mtu(for: "eth1", reported: 9000) == 9000)
         #expect(c.busyPoll == .microseconds(50), "the default when the file says nothing")
     }
@@ -45,18 +47,38 @@ struct ConfigFileTests {
         #expect(c.busyPoll == .microseconds(200))
     }
 
-    @Test("mistakes name the file, the line and what was expected", arguments: [
-        ("deadsecs = 60\nmxout = 4\n", "/etc/aoefs.conf:2: unknown key 'mxout' (expected interfaces, deadsecs, maxout, maxdata, mtu, maxpaths or busy_poll)"),
-        ("busy_poll = 20000\n", "/etc/aoefs.conf:1: busy_poll: expected microseconds from 0 (off) to 10000, got '20000'"),
-        ("[target e10.3]\ntimout = 4\n", "/etc/aoefs.conf:2: unknown key 'timout' in [target e10.3] (expected timeout, maxout or maxdata)"),
-        ("\n\n[taget e10.3]\n", "/etc/aoefs.conf:3: unknown section [taget e10.3] (expected [interface NAME] or [target eS.L])"),
-        ("[target 10]\n", "/etc/aoefs.conf:1: '10' is not a target (expected eS.L, e.g. e10.3)"),
-        ("maxdata = 1000\n", "/etc/aoefs.conf:1: maxdata: expected a multiple of 512 bytes, got '1000'"),
-        ("maxout = lots\n", "/etc/aoefs.conf:1: maxout: expected a count of frames ≥ 1, got 'lots'"),
-        ("deadsecs 60\n", "/etc/aoefs.conf:1: expected 'key = value', '[interface NAME]' or '[target eS.L]', got 'deadsecs 60'"),
-        ("maxout = 4\nmaxout = 5\n", "/etc/aoefs.conf:2: 'maxout' is set twice (first on line 1)"),
-        ("[interface eth1]\nmtu = 100\n", "/etc/aoefs.conf:2: mtu: expected an MTU from 534 to 65535 (one sector plus the 22 header bytes, at least), got '100'"),
-    ])
+    @Test(
+        "mistakes name the file, the line and what was expected",
+        arguments: [
+            (
+                "deadsecs = 60\nmxout = 4\n",
+                "/etc/aoefs.conf:2: unknown key 'mxout' (expected interfaces, deadsecs, maxout, maxdata, mtu, maxpaths or busy_poll)"
+            ),
+            (
+                "busy_poll = 20000\n",
+                "/etc/aoefs.conf:1: busy_poll: expected microseconds from 0 (off) to 10000, got '20000'"
+            ),
+            (
+                "[target e10.3]\ntimout = 4\n",
+                "/etc/aoefs.conf:2: unknown key 'timout' in [target e10.3] (expected timeout, maxout or maxdata)"
+            ),
+            (
+                "\n\n[taget e10.3]\n",
+                "/etc/aoefs.conf:3: unknown section [taget e10.3] (expected [interface NAME] or [target eS.L])"
+            ),
+            ("[target 10]\n", "/etc/aoefs.conf:1: '10' is not a target (expected eS.L, e.g. e10.3)"),
+            ("maxdata = 1000\n", "/etc/aoefs.conf:1: maxdata: expected a multiple of 512 bytes, got '1000'"),
+            ("maxout = lots\n", "/etc/aoefs.conf:1: maxout: expected a count of frames ≥ 1, got 'lots'"),
+            (
+                "deadsecs 60\n",
+                "/etc/aoefs.conf:1: expected 'key = value', '[interface NAME]' or '[target eS.L]', got 'deadsecs 60'"
+            ),
+            ("maxout = 4\nmaxout = 5\n", "/etc/aoefs.conf:2: 'maxout' is set twice (first on line 1)"),
+            (
+                "[interface eth1]\nmtu = 100\n",
+                "/etc/aoefs.conf:2: mtu: expected an MTU from 534 to 65535 (one sector plus the 22 header bytes, at least), got '100'"
+            ),
+        ])
     func errors(text: String, message: String) {
         #expect(throws: ConfigFileError.self) { try AoEConfigFile(parsing: text, path: "/etc/aoefs.conf") }
         do {
@@ -73,7 +95,9 @@ struct ConfigFileTests {
         var sim = upSimulation(mtu: 9000, configuration: c)
         #expect(sim.target?.payload == 2048)
         var ids: [RequestID] = []
-        for i in 0..<8 { ids.append(sim.submit(.read, e103, lba: UInt64(i * 64), sectors: 64, buffer: IOBuffer(count: 64 * 512))) }
+        for i in 0..<8 {
+            ids.append(sim.submit(.read, e103, lba: UInt64(i * 64), sectors: 64, buffer: IOBuffer(count: 64 * 512)))
+        }
         sim.advance(.microseconds(1))
         #expect((sim.target?.paths.first?.outstanding ?? 99) <= 2)
         #expect(sim.run(for: .seconds(10)) { s in ids.allSatisfy { s.isDone($0) } })

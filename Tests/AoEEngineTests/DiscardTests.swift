@@ -14,8 +14,9 @@ struct DiscardTests {
         return t
     }
 
-    @Test("a trim names exactly its sectors, in frames of as many entries as the payload and word 105 allow",
-          arguments: [(9000, UInt16(1), 1), (9000, 8, 8), (1500, 8, 2), (9000, 0, 1)])
+    @Test(
+        "a trim names exactly its sectors, in frames of as many entries as the payload and word 105 allow",
+        arguments: [(9000, UInt16(1), 1), (9000, 8, 8), (1500, 8, 2), (9000, 0, 1)])
     func trimFrames(mtu: Int, word105: UInt16, blocksPerFrame: Int) throws {
         var t = trimmingTarget(blocks: max(word105, 1), sectors: 1 << 28)
         t.reportedTrimBlocks = word105  // 0: IDENTIFY says nothing, and the target takes one block
@@ -29,7 +30,8 @@ struct DiscardTests {
         #expect(ranges.reduce(0) { $0 + $1.sectors } == sectors && ranges.first?.lba == lba)
         #expect(zip(ranges, ranges.dropFirst()).allSatisfy { $0.lba + UInt64($0.sectors) == $1.lba }, "contiguous")
         let perFrame = DataSetManagement.sectors(coveredBy: blocksPerFrame)
-        #expect(sim.targets[0].commands - before == (sectors + perFrame - 1) / perFrame, "one DSM per \(perFrame) sectors")
+        #expect(
+            sim.targets[0].commands - before == (sectors + perFrame - 1) / perFrame, "one DSM per \(perFrame) sectors")
         #expect(sim.target?.counters.discards == 1 && sim.target?.counters.sectorsTrimmed == UInt64(sectors))
         #expect(sim.target?.io.discard.ios == 1)
     }
@@ -57,10 +59,14 @@ struct DiscardTests {
         #expect(sim.run(for: .seconds(60)) { s in ids.allSatisfy { s.isDone($0) } })
         #expect(ids.allSatisfy { sim.outcome($0) == .ok })
         var covered = Set<UInt64>()
-        for r in sim.targets[0].trimmed { for s in 0..<UInt64(r.sectors) where s % 1000 == 0 || s == UInt64(r.sectors) - 1 {
-            covered.insert(r.lba + s)
-        } }
-        for i in 0..<20 { #expect(covered.contains(UInt64(i) * 100_000) && covered.contains(UInt64(i) * 100_000 + 69_999)) }
+        for r in sim.targets[0].trimmed {
+            for s in 0..<UInt64(r.sectors) where s % 1000 == 0 || s == UInt64(r.sectors) - 1 {
+                covered.insert(r.lba + s)
+            }
+        }
+        for i in 0..<20 {
+            #expect(covered.contains(UInt64(i) * 100_000) && covered.contains(UInt64(i) * 100_000 + 69_999))
+        }
     }
 
     @Test("a flush waits for the trims submitted before it")
@@ -95,11 +101,16 @@ struct EngineDiscardTests {
         let (link, engine) = try started(target(trim: true))
         defer { engine.shutdown() }
         let data = pattern(64 << 10, seed: 33)
-        #expect(engine.waitSync { engine.write(e103, offset: 0, count: data.count, from: IOBuffer(data), completion: $0) }
-            .error == nil)
+        #expect(
+            engine.waitSync { engine.write(e103, offset: 0, count: data.count, from: IOBuffer(data), completion: $0) }
+                .error == nil)
         #expect(engine.trimsToZeros(e103) == true)
-        #expect(engine.waitSync { engine.discard(e103, offset: 1000, count: 40_000, writeZerosOtherwise: false,
-                                                 completion: $0) }.error == nil)
+        #expect(
+            engine.waitSync {
+                engine.discard(
+                    e103, offset: 1000, count: 40_000, writeZerosOtherwise: false,
+                    completion: $0)
+            }.error == nil)
         var want = data
         want.replaceSubrange(1000..<41_000, with: [UInt8](repeating: 0, count: 40_000))
         #expect(link.target.bytes(at: 0, count: data.count) == want)
@@ -112,14 +123,23 @@ struct EngineDiscardTests {
         let (link, engine) = try started(target(trim: false))
         defer { engine.shutdown() }
         let data = pattern(8192, seed: 34)
-        #expect(engine.waitSync { engine.write(e103, offset: 0, count: data.count, from: IOBuffer(data), completion: $0) }
-            .error == nil)
+        #expect(
+            engine.waitSync { engine.write(e103, offset: 0, count: data.count, from: IOBuffer(data), completion: $0) }
+                .error == nil)
         let before = link.target.commands
-        #expect(engine.waitSync { engine.discard(e103, offset: 0, count: 4096, writeZerosOtherwise: false,
-                                                 completion: $0) }.error == .trimNotOffered(e103))
+        #expect(
+            engine.waitSync {
+                engine.discard(
+                    e103, offset: 0, count: 4096, writeZerosOtherwise: false,
+                    completion: $0)
+            }.error == .trimNotOffered(e103))
         #expect(link.target.commands == before, "nothing was sent")
-        #expect(engine.waitSync { engine.discard(e103, offset: 100, count: 5000, writeZerosOtherwise: true,
-                                                 completion: $0) }.error == nil)
+        #expect(
+            engine.waitSync {
+                engine.discard(
+                    e103, offset: 100, count: 5000, writeZerosOtherwise: true,
+                    completion: $0)
+            }.error == nil)
         var want = data
         want.replaceSubrange(100..<5100, with: [UInt8](repeating: 0, count: 5000))
         #expect(link.target.bytes(at: 0, count: data.count) == want)
@@ -129,8 +149,9 @@ struct EngineDiscardTests {
 
 @Suite("Frames that wait on the medium (FLUSH, TRIM): their time is the disk's, not the path's")
 struct MediumFrameTests {
-    @Test("a target that takes 300 ms to punch holes or flush: no RTT sample, no window cut, no raised RTO floor; I/O after it unhurt",
-          arguments: [IOKind.trim, .flush])
+    @Test(
+        "a target that takes 300 ms to punch holes or flush: no RTT sample, no window cut, no raised RTO floor; I/O after it unhurt",
+        arguments: [IOKind.trim, .flush])
     func slowMedium(kind: IOKind) throws {
         var t = MemoryTarget(address: e103, mac: targetMAC)
         t.offersTrim = true
@@ -153,7 +174,9 @@ struct MediumFrameTests {
         var t = MemoryTarget(address: e103, mac: targetMAC)
         t.offersTrim = true
         var sim = upSimulation(target: t)
-        sim.faults[link0] = { var f = Simulation.Faults(); f.cut = true; return f }()
+        sim.faults[link0] = {
+            var f = Simulation.Faults(); f.cut = true; return f
+        }()
         let id = sim.submit(.trim, e103, lba: 0, sectors: 8)
         sim.run(for: .milliseconds(100)) { _ in false }
         sim.faults[link0] = Simulation.Faults()

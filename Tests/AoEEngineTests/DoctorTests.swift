@@ -19,7 +19,10 @@ struct DoctorTests {
             """
         let s = MetricsText.parse(text)
         #expect(s.count == 3)
-        #expect(s[0] == MetricSample(name: "aoefs_x", labels: ["target": "e10.3", "model": "A \"quoted\" \\ model"], value: 1.5))
+        #expect(
+            s[0]
+                == MetricSample(
+                    name: "aoefs_x", labels: ["target": "e10.3", "model": "A \"quoted\" \\ model"], value: 1.5))
         #expect(s[1].labels["le"] == "+Inf" && s[1].value == 7)
         #expect(s[2].name == "aoefs_z" && s[2].labels.isEmpty)
     }
@@ -50,8 +53,11 @@ struct DoctorTests {
         t.maxPayload = 8704
         t.writeCache = true
         t.flush = "ext"
-        t.paths = [PathFacts(interface: "eth1", mac: "02:00:00:00:00:01", state: "ok", payload: 8704, mtu: 9000,
-                             rttSeconds: 0.0002, window: 16, ceiling: 0, sent: 100, lost: 0)]
+        t.paths = [
+            PathFacts(
+                interface: "eth1", mac: "02:00:00:00:00:01", state: "ok", payload: 8704, mtu: 9000,
+                rttSeconds: 0.0002, window: 16, ceiling: 0, sent: 100, lost: 0)
+        ]
         var h = HostFacts()
         h.interfaces = [InterfaceFacts(name: "eth1", mtu: 9000, up: true, allowed: true)]
         h.rmemMax = 16 << 20
@@ -72,10 +78,13 @@ struct DoctorTests {
 
     /// Issue 31: what has not settled is a warning that says what and how long doctor waited,
     /// never silence (a path still searching its payload read as "no problems found").
-    @Test("not settled: a path still probing, two MACs not yet proven one disk, a burst still out — each a pending warning", arguments: [
-        ("probing", "the payload search is not over"), ("proving", "two MACs answer as e10.3; not yet proven one disk"),
-        ("candidate", "has not answered IDENTIFY"),
-    ])
+    @Test(
+        "not settled: a path still probing, two MACs not yet proven one disk, a burst still out — each a pending warning",
+        arguments: [
+            ("probing", "the payload search is not over"),
+            ("proving", "two MACs answer as e10.3; not yet proven one disk"),
+            ("candidate", "has not answered IDENTIFY"),
+        ])
     func pending(state: String, says: String) throws {
         var (t, h) = Self.healthy()
         t.paths[0].state = state
@@ -95,38 +104,78 @@ struct DoctorTests {
     @Test("a burst still out when doctor stopped waiting is a pending warning")
     func pendingBurst() {
         var (t, h) = Self.healthy()
-        h.pending = [PendingFact(subject: "e10.3 eth1→02:00:00:00:00:01", what: "the Buffer Count burst (16 frames) is not back")]
+        h.pending = [
+            PendingFact(subject: "e10.3 eth1→02:00:00:00:00:01", what: "the Buffer Count burst (16 frames) is not back")
+        ]
         h.waited = .milliseconds(20_500)
         let f = Diagnosis.run(targets: [t], host: h)
-        #expect(f.contains { $0.check == "pending" && $0.message.contains("burst") && $0.message.contains("20.5 s") }, "\(f)")
+        #expect(
+            f.contains { $0.check == "pending" && $0.message.contains("burst") && $0.message.contains("20.5 s") },
+            "\(f)")
         t.paths = []
         #expect(Diagnosis.status(Diagnosis.run(targets: [t], host: h)) >= 1)
     }
 
-    @Test("each planted fault: its check, its severity, a fix", arguments: [
-        ("jumbo", Finding.Severity.warning, { (t: inout TargetFacts, _: inout HostFacts) in t.paths[0].payload = 1024 } as Plant),
-        ("mtu-mismatch", .warning, { t, _ in t.maxPayload = 1024; t.paths[0].payload = 1024 }),
-        ("mtu-mismatch", .warning, { t, _ in t.paths[0].mtu = 1500; t.paths[0].payload = 1024 }),
-        ("overrun", .warning, { t, _ in t.paths[0].ceiling = 9 }),
-        ("overrun", .warning, { t, _ in t.paths[0].burstSent = 16; t.paths[0].burstLost = 5 }),
-        ("duplicate", .error, { t, _ in
-            t.duplicates = 1
-            t.paths.append(PathFacts(interface: "eth1", mac: "02:00:00:00:00:09", state: "duplicate", payload: 1024,
-                                     mtu: 9000, rttSeconds: 0, window: 8, ceiling: 0, sent: 1, lost: 0))
-        }),
-        ("identify", .warning, { t, _ in t.state = "identifying"; t.model = "" }),
-        ("candidates", .warning, { t, _ in t.candidatesDropped = 2 }),
-        ("durability", .error, { t, _ in t.flush = "none" }),
-        ("multipath", .warning, { _, h in h.interfaces.append(InterfaceFacts(name: "eth2", mtu: 9000, up: true, allowed: true)) }),
-        ("socket-buffers", .warning, { _, h in h.rmemMax = 212_992 }),
-        ("ip-on-aoe", .warning, { _, h in h.interfaces[0].ipAddresses = ["10.0.0.1/24"] }),
-        ("ip-on-aoe", .warning, { _, h in h.interfaces[0].ipFramesHeard = 12 }),
-        ("foreign-aoe", .warning, { _, h in
-            var i = InterfaceFacts(name: "eth3", mtu: 1500, up: true, allowed: false)
-            i.aoeHeard = ["target 02:00:00:00:00:07 (e7.1)"]
-            h.interfaces.append(i)
-        }),
-    ] as [(String, Finding.Severity, Plant)])
+    @Test(
+        "each planted fault: its check, its severity, a fix",
+        arguments: [
+            (
+                "jumbo", Finding.Severity.warning,
+                { (t: inout TargetFacts, _: inout HostFacts) in t.paths[0].payload = 1024 } as Plant
+            ),
+            (
+                "mtu-mismatch", .warning,
+                { t, _ in
+                    t.maxPayload = 1024; t.paths[0].payload = 1024
+                }
+            ),
+            (
+                "mtu-mismatch", .warning,
+                { t, _ in
+                    t.paths[0].mtu = 1500; t.paths[0].payload = 1024
+                }
+            ),
+            ("overrun", .warning, { t, _ in t.paths[0].ceiling = 9 }),
+            (
+                "overrun", .warning,
+                { t, _ in
+                    t.paths[0].burstSent = 16; t.paths[0].burstLost = 5
+                }
+            ),
+            (
+                "duplicate", .error,
+                { t, _ in
+                    t.duplicates = 1
+                    t.paths.append(
+                        PathFacts(
+                            interface: "eth1", mac: "02:00:00:00:00:09", state: "duplicate", payload: 1024,
+                            mtu: 9000, rttSeconds: 0, window: 8, ceiling: 0, sent: 1, lost: 0))
+                }
+            ),
+            (
+                "identify", .warning,
+                { t, _ in
+                    t.state = "identifying"; t.model = ""
+                }
+            ),
+            ("candidates", .warning, { t, _ in t.candidatesDropped = 2 }),
+            ("durability", .error, { t, _ in t.flush = "none" }),
+            (
+                "multipath", .warning,
+                { _, h in h.interfaces.append(InterfaceFacts(name: "eth2", mtu: 9000, up: true, allowed: true)) }
+            ),
+            ("socket-buffers", .warning, { _, h in h.rmemMax = 212_992 }),
+            ("ip-on-aoe", .warning, { _, h in h.interfaces[0].ipAddresses = ["10.0.0.1/24"] }),
+            ("ip-on-aoe", .warning, { _, h in h.interfaces[0].ipFramesHeard = 12 }),
+            (
+                "foreign-aoe", .warning,
+                { _, h in
+                    var i = InterfaceFacts(name: "eth3", mtu: 1500, up: true, allowed: false)
+                    i.aoeHeard = ["target 02:00:00:00:00:07 (e7.1)"]
+                    h.interfaces.append(i)
+                }
+            ),
+        ] as [(String, Finding.Severity, Plant)])
     func planted(check: String, severity: Finding.Severity, plant: Plant) {
         var (t, h) = Self.healthy()
         plant(&t, &h)
@@ -143,7 +192,8 @@ struct DoctorTests {
         var h = healthy
         h.fuseUring = false
         let f = Diagnosis.run(targets: [t], host: h)
-        #expect(f.contains { $0.check == "fuse-uring" && $0.severity == .info && $0.fix?.contains("enable_uring") == true })
+        #expect(
+            f.contains { $0.check == "fuse-uring" && $0.severity == .info && $0.fix?.contains("enable_uring") == true })
         #expect(Diagnosis.status(f) == 0)
     }
 

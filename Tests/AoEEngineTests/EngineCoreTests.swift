@@ -15,10 +15,13 @@ func pattern(_ count: Int, seed: UInt64) -> [UInt8] {
 }
 
 /// A simulation with one target on link 0 (MTU `mtu`), run until the target is up.
-func upSimulation(mtu: Int = 9000, target: MemoryTarget? = nil, configuration: EngineConfiguration = .init(),
-                  faults: Simulation.Faults = .init(), seed: UInt64 = 1) -> Simulation {
-    var sim = Simulation(configuration: configuration, links: [(link0, mtu)],
-                         targets: [(target ?? MemoryTarget(address: e103, mac: targetMAC), [link0])], seed: seed)
+func upSimulation(
+    mtu: Int = 9000, target: MemoryTarget? = nil, configuration: EngineConfiguration = .init(),
+    faults: Simulation.Faults = .init(), seed: UInt64 = 1
+) -> Simulation {
+    var sim = Simulation(
+        configuration: configuration, links: [(link0, mtu)],
+        targets: [(target ?? MemoryTarget(address: e103, mac: targetMAC), [link0])], seed: seed)
     sim.faults[link0] = faults
     sim.run(for: .seconds(30)) { s in
         guard let t = s.core.snapshot(now: s.now).first else { return false }
@@ -121,7 +124,9 @@ struct DiscoveryTests {
         let data = pattern(8 << 20, seed: 11)
         let w = sim.submit(.write, e103, lba: 0, sectors: data.count / 512, buffer: IOBuffer(data))
         sim.advance(.milliseconds(3))
-        sim.faults[link0] = { var f = Simulation.Faults(); f.mtuLimit = 1500; return f }()
+        sim.faults[link0] = {
+            var f = Simulation.Faults(); f.mtuLimit = 1500; return f
+        }()
         #expect(sim.run(for: .seconds(30)) { $0.isDone(w) })
         #expect(sim.outcome(w) == .ok)
         #expect(sim.targets[0].bytes(at: 0, count: data.count) == data)
@@ -204,7 +209,9 @@ struct SchedulerFaultTests {
         let data = pattern(2 << 20, seed: 2)
         _ = sim.writeThenRead(data, at: 0)
         #expect(sim.target?.paths.first?.window == 16, "grows to bufcnt")
-        sim.faults[link0] = { var f = Simulation.Faults(); f.drop = 1; return f }()
+        sim.faults[link0] = {
+            var f = Simulation.Faults(); f.drop = 1; return f
+        }()
         let r = sim.submit(.read, e103, lba: 0, sectors: 512, buffer: IOBuffer(count: 512 * 512))
         sim.advance(.milliseconds(300))
         let shrunk = try #require(sim.target?.paths.first?.window)
@@ -351,8 +358,9 @@ struct FailureTests {
 @Suite("Engine core: multipath")
 struct MultipathTests {
     @Test func bothPathsCarryFramesAndACutLinkIsSurvived() throws {
-        var sim = Simulation(links: [(link0, 9000), (link1, 9000)],
-                             targets: [(MemoryTarget(address: e103, mac: targetMAC), [link0, link1])])
+        var sim = Simulation(
+            links: [(link0, 9000), (link1, 9000)],
+            targets: [(MemoryTarget(address: e103, mac: targetMAC), [link0, link1])])
         #expect(sim.run(for: .seconds(5)) { $0.target?.state == .up && $0.target?.paths.count == 2 })
         let data = pattern(2 << 20, seed: 8)
         #expect(sim.writeThenRead(data, at: 0) == data)
@@ -362,7 +370,9 @@ struct MultipathTests {
         let big = pattern(4 << 20, seed: 10)
         let w = sim.submit(.write, e103, lba: 10_000, sectors: big.count / 512, buffer: IOBuffer(big))
         sim.advance(.milliseconds(2))
-        sim.faults[link1] = { var f = Simulation.Faults(); f.cut = true; return f }()
+        sim.faults[link1] = {
+            var f = Simulation.Faults(); f.cut = true; return f
+        }()
         #expect(sim.run(for: .seconds(30)) { $0.isDone(w) })
         #expect(sim.outcome(w) == .ok)
         #expect(sim.targets[0].bytes(at: 10_000 * 512, count: big.count) == big)

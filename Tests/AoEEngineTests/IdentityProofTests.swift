@@ -13,8 +13,9 @@ struct IdentityProofTests {
     static func twins(otherLBA0: [UInt8]? = nil) -> Simulation {
         var other = MemoryTarget(address: e103, mac: otherMAC)
         if let s = otherLBA0 { other.store(s, at: 0) }
-        var sim = Simulation(links: [(link0, 9000)],
-                             targets: [(MemoryTarget(address: e103, mac: targetMAC), [link0]), (other, [link0])])
+        var sim = Simulation(
+            links: [(link0, 9000)],
+            targets: [(MemoryTarget(address: e103, mac: targetMAC), [link0]), (other, [link0])])
         _ = sim.run(for: .seconds(10)) { $0.target?.state == .up && $0.target?.paths.count == 2 }
         return sim
     }
@@ -48,8 +49,9 @@ struct IdentityProofTests {
 
     @Test("one disk on two links: the second path is proved by the first write and then carries I/O")
     func realSecondPathProved() throws {
-        var sim = Simulation(links: [(link0, 9000), (link1, 9000)],
-                             targets: [(MemoryTarget(address: e103, mac: targetMAC), [link0, link1])])
+        var sim = Simulation(
+            links: [(link0, 9000), (link1, 9000)],
+            targets: [(MemoryTarget(address: e103, mac: targetMAC), [link0, link1])])
         #expect(sim.run(for: .seconds(5)) { $0.target?.paths.contains { $0.state == .proving } == true })
         let data = pattern(2 << 20, seed: 33)
         #expect(sim.writeThenRead(data, at: 0) == data)
@@ -63,8 +65,9 @@ struct IdentityProofTests {
 
     @Test("a write whose data is already on the disk proves nothing; a later one does")
     func writeOfSameDataProvesNothing() {
-        var sim = Simulation(links: [(link0, 9000), (link1, 9000)],
-                             targets: [(MemoryTarget(address: e103, mac: targetMAC), [link0, link1])])
+        var sim = Simulation(
+            links: [(link0, 9000), (link1, 9000)],
+            targets: [(MemoryTarget(address: e103, mac: targetMAC), [link0, link1])])
         #expect(sim.run(for: .seconds(5)) { $0.target?.paths.contains { $0.state == .proving } == true })
         let zeros = [UInt8](repeating: 0, count: 64 << 10)
         #expect(sim.writeThenRead(zeros, at: 0) == zeros)

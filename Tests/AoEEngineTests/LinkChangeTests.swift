@@ -15,7 +15,9 @@ struct LinkChangeTests {
         sim.perform(out)
     }
 
-    @Test("down mid-write: the frames in flight wait in the queue, not counted as lost; up: they go and the write completes")
+    @Test(
+        "down mid-write: the frames in flight wait in the queue, not counted as lost; up: they go and the write completes"
+    )
     func downThenUp() throws {
         var sim = upSimulation()
         let data = pattern(1 << 20, seed: 7)
@@ -28,8 +30,9 @@ struct LinkChangeTests {
         sim.advance(.seconds(3))
         let during = try #require(sim.target)
         #expect(sim.outcome(w) == .pending)
-        #expect(during.counters.errtimeout == 0 && during.counters.retries == 0 && during.counters.lostJumbo == 0,
-                "a link that is down loses nothing: \(during.counters)")
+        #expect(
+            during.counters.errtimeout == 0 && during.counters.retries == 0 && during.counters.lostJumbo == 0,
+            "a link that is down loses nothing: \(during.counters)")
         #expect(during.payload == 8704, "no black-hole suspicion")
         sim.faults[link0] = Simulation.Faults()
         change(&sim, up: true)
@@ -43,7 +46,9 @@ struct LinkChangeTests {
     /// link goes down before it is answered. The frames came back to the queue oldest first, the
     /// IDENTIFY behind writes; pump stopped at the first write (no I/O before the identity), so
     /// the IDENTIFY never went and the target sat in `identifying` with its writes forever.
-    @Test("revalidate under writes, then the link down and up before IDENTIFY is answered: the target comes back and the writes complete")
+    @Test(
+        "revalidate under writes, then the link down and up before IDENTIFY is answered: the target comes back and the writes complete"
+    )
     func revalidateThenLinkFlap() throws {
         var sim = upSimulation()
         // 5 ms each way: the config answer comes 10 ms after revalidate, IDENTIFY is answered
@@ -62,7 +67,9 @@ struct LinkChangeTests {
         sim.advance(.milliseconds(100))
         sim.faults[link0] = Simulation.Faults()
         change(&sim, up: true)
-        #expect(sim.run(for: .seconds(10)) { $0.isDone(w) }, "\(String(describing: sim.target?.state)) \(sim.log.suffix(6))")
+        #expect(
+            sim.run(for: .seconds(10)) { $0.isDone(w) }, "\(String(describing: sim.target?.state)) \(sim.log.suffix(6))"
+        )
         #expect(sim.outcome(w) == .ok)
         #expect(sim.target?.state == .up)
         #expect(sim.writeThenRead(data, at: 128) == data)
@@ -70,7 +77,9 @@ struct LinkChangeTests {
 
     /// Issue 31: the path falls back to 1024 when a switch stops passing jumbo frames; once the
     /// switch passes them again, nothing tells us — the path must find out by itself.
-    @Test("a switch that black-holes jumbo frames, then passes them again: back to 8704 within 30 s, with no event, data intact")
+    @Test(
+        "a switch that black-holes jumbo frames, then passes them again: back to 8704 within 30 s, with no event, data intact"
+    )
     func climbsBackWithoutEvent() throws {
         var sim = upSimulation()
         let data = pattern(2 << 20, seed: 11)
@@ -88,7 +97,9 @@ struct LinkChangeTests {
         #expect(sim.log.contains { $0.contains("trying 8704-byte frames again") })
     }
 
-    @Test("MTU lowered mid-write: 1024-byte frames at once, the write completes; raised: back to 8704 without a revalidate")
+    @Test(
+        "MTU lowered mid-write: 1024-byte frames at once, the write completes; raised: back to 8704 without a revalidate"
+    )
     func mtuDownThenUp() throws {
         var sim = upSimulation()
         let data = pattern(1 << 20, seed: 8)

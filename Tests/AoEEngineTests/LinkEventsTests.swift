@@ -18,8 +18,11 @@ struct LinkEventsTests {
     }
 
     func started(mtu: Int = 9000, busyPoll: Duration = .zero) throws -> (MemoryLink, Engine, Lines) {
-        let link = try MemoryLink(mtu: mtu, target: MemoryTarget(address: e103, mac: MACAddress(0x02, 0, 0, 0, 0, 0x10),
-                                                                  sectors: 1 << 16))
+        let link = try MemoryLink(
+            mtu: mtu,
+            target: MemoryTarget(
+                address: e103, mac: MACAddress(0x02, 0, 0, 0, 0, 0x10),
+                sectors: 1 << 16))
         var c = EngineConfiguration()
         c.busyPoll = busyPoll
         let lines = Lines()
@@ -35,10 +38,16 @@ struct LinkEventsTests {
 
     func roundTrip(_ engine: Engine, seed: UInt64) -> Bool {
         let data = pattern(1 << 20, seed: seed)
-        guard engine.waitSync({ engine.write(e103, offset: 4096, count: data.count, from: IOBuffer(data), completion: $0) })
-            .error == nil else { return false }
+        guard
+            engine.waitSync({
+                engine.write(e103, offset: 4096, count: data.count, from: IOBuffer(data), completion: $0)
+            })
+            .error == nil
+        else { return false }
         let back = IOBuffer(count: data.count)
-        guard engine.waitSync({ engine.read(e103, offset: 4096, count: data.count, into: back, completion: $0) }).error == nil
+        guard
+            engine.waitSync({ engine.read(e103, offset: 4096, count: data.count, into: back, completion: $0) }).error
+                == nil
         else { return false }
         return back.array() == data
     }
@@ -97,7 +106,9 @@ struct LinkEventsTests {
         #expect(roundTrip(engine, seed: 4))
     }
 
-    @Test("busy polling: receives poll before they sleep when it is on, never when it is off; the buffer figure reaches metrics")
+    @Test(
+        "busy polling: receives poll before they sleep when it is on, never when it is off; the buffer figure reaches metrics"
+    )
     func busyPollAndBuffer() throws {
         let (link, engine, _) = try started(busyPoll: .microseconds(50))
         #expect(roundTrip(engine, seed: 5))

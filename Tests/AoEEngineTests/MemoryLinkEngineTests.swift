@@ -7,7 +7,7 @@ import Synchronization
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The driver — event loops, outboxes, timers, event sources, shutdown — over an in-memory link
@@ -31,10 +31,15 @@ struct MemoryLinkEngineTests {
         let engine = try started(link)
         defer { engine.shutdown() }
         let data = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
-        #expect(engine.waitSync { engine.write(e103, offset: 1000, count: data.count, from: IOBuffer(data), completion: $0) }
+        #expect(
+            engine.waitSync {
+                engine.write(e103, offset: 1000, count: data.count, from: IOBuffer(data), completion: $0)
+            }
             .error == nil)
         let back = IOBuffer(count: data.count)
-        #expect(engine.waitSync { engine.read(e103, offset: 1000, count: data.count, into: back, completion: $0) }.error == nil)
+        #expect(
+            engine.waitSync { engine.read(e103, offset: 1000, count: data.count, into: back, completion: $0) }.error
+                == nil)
         #expect(back.array() == data)
         #expect(link.target.bytes(at: 1000, count: 4096) == Array(data.prefix(4096)), "the target holds the bytes")
         #expect(engine.waitSync { engine.flush(e103, completion: $0) }.error == nil)
@@ -49,11 +54,15 @@ struct MemoryLinkEngineTests {
         let lost = Atomic<Int>(0)
         link.drop { bytes in
             guard let f = try? AoEFrame(decoding: bytes), !f.header.isResponse, case .ata(let a) = f.body,
-                  a.lba & 0xFFFF_FFFF == 4242, !a.flags.contains(.write) else { return false }
+                a.lba & 0xFFFF_FFFF == 4242, !a.flags.contains(.write)
+            else { return false }
             return lost.add(1, ordering: .relaxed).oldValue == 0
         }
         let start = ContinuousClock.now
-        #expect(engine.waitSync { engine.read(e103, offset: 4242 * 512, count: 512, into: IOBuffer(count: 512), completion: $0) }
+        #expect(
+            engine.waitSync {
+                engine.read(e103, offset: 4242 * 512, count: 512, into: IOBuffer(count: 512), completion: $0)
+            }
             .error == nil)
         #expect(lost.load(ordering: .relaxed) >= 2, "sent, lost, and sent again")
         #expect(ContinuousClock.now - start < .seconds(5))
@@ -86,7 +95,8 @@ struct MemoryLinkEngineTests {
         }
         engine.shutdown()
         guard case .failure(.shutdown)? = result.withLock({ $0 }) else {
-            Issue.record("expected the request to fail with .shutdown, got \(String(describing: result.withLock { $0 }))")
+            Issue.record(
+                "expected the request to fail with .shutdown, got \(String(describing: result.withLock { $0 }))")
             return
         }
     }

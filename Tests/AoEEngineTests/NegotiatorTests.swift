@@ -4,17 +4,18 @@ import Testing
 
 @Suite("MTU negotiator, table-driven")
 struct NegotiatorTests {
-    @Test("the ceiling is the smallest of MTU − 22, the target's sectors and the cap, in whole sectors",
-          arguments: [
-              (9000, 17, nil as Int?, 17),  // 8978 → 8704 bytes
-              (1500, 2, nil, 2),  // 1478 → 1024
-              (1500, 17, nil, 2),
-              (4200, 17, nil, 8),  // 4178 → 4096 (Linux's example)
-              (9000, 8, nil, 8),  // the target allows less
-              (9000, 17, 4096, 8),  // the user's cap
-              (9000, 17, 1000, 1),  // caps round down, never below one sector
-              (576, 17, nil, 1),
-          ])
+    @Test(
+        "the ceiling is the smallest of MTU − 22, the target's sectors and the cap, in whole sectors",
+        arguments: [
+            (9000, 17, nil as Int?, 17),  // 8978 → 8704 bytes
+            (1500, 2, nil, 2),  // 1478 → 1024
+            (1500, 17, nil, 2),
+            (4200, 17, nil, 8),  // 4178 → 4096 (Linux's example)
+            (9000, 8, nil, 8),  // the target allows less
+            (9000, 17, 4096, 8),  // the user's cap
+            (9000, 17, 1000, 1),  // caps round down, never below one sector
+            (576, 17, nil, 1),
+        ])
     func ceiling(mtu: Int, targetSectors: Int, cap: Int?, expected: Int) {
         let n = MTUNegotiator(mtu: mtu, targetSectors: targetSectors, cap: cap)
         #expect(n.ceilingSectors == expected)
@@ -23,12 +24,14 @@ struct NegotiatorTests {
 
     /// Probe outcomes as a path of MTU 9000 would see them through a switch passing at most
     /// `limit` sectors: the sequence of sizes probed, and where it settles.
-    @Test("binary search over sector counts", arguments: [
-        (17, [17], 17),
-        (2, [17, 17, 9, 9, 5, 5, 3, 3], 2),
-        (8, [17, 17, 9, 9, 5, 7, 8], 8),
-        (12, [17, 17, 9, 13, 13, 11, 12], 12),
-    ])
+    @Test(
+        "binary search over sector counts",
+        arguments: [
+            (17, [17], 17),
+            (2, [17, 17, 9, 9, 5, 5, 3, 3], 2),
+            (8, [17, 17, 9, 9, 5, 7, 8], 8),
+            (12, [17, 17, 9, 13, 13, 11, 12], 12),
+        ])
     func search(limit: Int, probes: [Int], settles: Int) {
         var n = MTUNegotiator(mtu: 9000, targetSectors: 17, cap: nil)
         var seen: [Int] = []
@@ -44,14 +47,16 @@ struct NegotiatorTests {
     /// Issue 31: a size that failed is tried again — 5 s after the search ended, then 10, 20, …
     /// up to 640 s — until the switch lets it through; then back to the shortest wait.
     /// `opensAt`: the second from which the path carries the ceiling (nil: never).
-    @Test("upward tries in virtual time: when each starts, and where the path settles", arguments: [
-        // A port that never passes jumbo frames: tries at 5, 15, 35, 75, 155, 315, 635, 1275, 1915 s.
-        (nil as Int?, [5, 15, 35, 75, 155, 315, 635, 1275, 1915], 2),
-        // Fixed after 12 s: the try at 15 s finds it.
-        (12, [5, 15], 17),
-        // Fixed at once: the first try.
-        (1, [5], 17),
-    ])
+    @Test(
+        "upward tries in virtual time: when each starts, and where the path settles",
+        arguments: [
+            // A port that never passes jumbo frames: tries at 5, 15, 35, 75, 155, 315, 635, 1275, 1915 s.
+            (nil as Int?, [5, 15, 35, 75, 155, 315, 635, 1275, 1915], 2),
+            // Fixed after 12 s: the try at 15 s finds it.
+            (12, [5, 15], 17),
+            // Fixed at once: the first try.
+            (1, [5], 17),
+        ])
     func raiseTries(opensAt: Int?, expectedTries: [Int], settles: Int) {
         var n = MTUNegotiator(mtu: 9000, targetSectors: 17, cap: nil)
         var tries: [Int] = []
@@ -111,7 +116,9 @@ struct NegotiatorTests {
         #expect(n.targetLimited && n.isSettled && n.payload == 1024)
         var asks: [Int] = []
         for second in 0...80 {
-            if n.raiseIfDue(now: Instant(nanoseconds: UInt64(second) * 1_000_000_000)) == .askConfig { asks.append(second) }
+            if n.raiseIfDue(now: Instant(nanoseconds: UInt64(second) * 1_000_000_000)) == .askConfig {
+                asks.append(second)
+            }
         }
         #expect(asks == [5, 15, 35, 75])
         #expect(n.startProbe() == nil, "nothing to probe: the ceiling is the target's")
@@ -167,8 +174,9 @@ struct NegotiatorTests {
         n.abandonCheck()
         #expect(n.suspicion == nil && n.isSettled, "nothing left to learn at 17 sectors")
         #expect(n.payload == 17 * 512, "the proven payload stays")
-        #expect(!n.frameLost(sectors: 17) && !n.frameLost(sectors: 17) && n.frameLost(sectors: 17),
-                "three new losses make it suspect again")
+        #expect(
+            !n.frameLost(sectors: 17) && !n.frameLost(sectors: 17) && n.frameLost(sectors: 17),
+            "three new losses make it suspect again")
     }
 
     @Test("small-frame losses never make a path suspect")
@@ -186,12 +194,14 @@ struct NegotiatorTests {
 
 @Suite("Congestion window, table-driven")
 struct WindowTests {
-    @Test("start, slow start, congestion avoidance", arguments: [
-        (16, 128, 8, 16),
-        (1, 128, 1, 1),
-        (200, 128, 64, 128),
-        (16, 4, 2, 4),
-    ])
+    @Test(
+        "start, slow start, congestion avoidance",
+        arguments: [
+            (16, 128, 8, 16),
+            (1, 128, 1, 1),
+            (200, 128, 64, 128),
+            (16, 4, 2, 4),
+        ])
     func growth(bufcnt: Int, maxout: Int, start: Int, limit: Int) {
         var w = CongestionWindow(bufferCount: bufcnt, maxOutstanding: maxout)
         #expect(w.size == start)
@@ -210,7 +220,9 @@ struct WindowTests {
         w.onLoss(sentAt: t1, now: t2)  // another frame of the same flight: same event
         #expect(w.size == 8)
         // Each further loss is of a frame sent after the previous cut: a new event each time.
-        func event(_ i: UInt64) { w.onLoss(sentAt: Instant(nanoseconds: 10_000_000 * i), now: Instant(nanoseconds: 10_000_000 * i + 1)) }
+        func event(_ i: UInt64) {
+            w.onLoss(sentAt: Instant(nanoseconds: 10_000_000 * i), now: Instant(nanoseconds: 10_000_000 * i + 1))
+        }
         event(1)
         event(2)
         event(3)
@@ -255,8 +267,9 @@ private struct OverrunModel {
 
 @Suite("Congestion window: a target that overstates its Buffer Count")
 struct OverstatedBufferTests {
-    @Test("learns the ceiling; losses well under 1 % of frames; never above Buffer Count",
-          arguments: [(20, 13), (20, 8), (20, 3), (64, 40), (8, 7)])
+    @Test(
+        "learns the ceiling; losses well under 1 % of frames; never above Buffer Count",
+        arguments: [(20, 13), (20, 8), (20, 3), (64, 40), (8, 7)])
     func learnsCeiling(bufcnt: Int, capacity: Int) {
         var w = CongestionWindow(bufferCount: bufcnt, maxOutstanding: 128)
         #expect(w.size < bufcnt || bufcnt == 1, "starts below Buffer Count")
@@ -267,8 +280,9 @@ struct OverstatedBufferTests {
             top = max(top, w.size)
         }
         #expect(top <= bufcnt)
-        #expect(w.ceiling == capacity + 1 || w.ceiling == nil && capacity >= bufcnt,
-                "ceiling \(String(describing: w.ceiling))")
+        #expect(
+            w.ceiling == capacity + 1 || w.ceiling == nil && capacity >= bufcnt,
+            "ceiling \(String(describing: w.ceiling))")
         let share = Double(m.lost) / Double(m.answers + m.lost)
         #expect(share < 0.01, "lost \(m.lost) of \(m.answers + m.lost)")
         // The window works near the capacity, not at half of it.

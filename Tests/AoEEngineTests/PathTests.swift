@@ -15,14 +15,16 @@ struct PathTests {
         let data = pattern(8 << 20, seed: 21)
         let w = sim.submit(.write, e103, lba: 0, sectors: data.count / 512, buffer: IOBuffer(data))
         for i in 0..<200 {
-            sim.inject(MemoryTarget(address: e103, mac: Self.impostor(i)).announcement(), on: link0,
-                       after: .microseconds(Int64(20 * i)))
+            sim.inject(
+                MemoryTarget(address: e103, mac: Self.impostor(i)).announcement(), on: link0,
+                after: .microseconds(Int64(20 * i)))
         }
         var most = 0
-        #expect(sim.run(for: .seconds(60)) { s in
-            most = max(most, s.target?.paths.count ?? 0)
-            return s.isDone(w)
-        })
+        #expect(
+            sim.run(for: .seconds(60)) { s in
+                most = max(most, s.target?.paths.count ?? 0)
+                return s.isDone(w)
+            })
         #expect(sim.outcome(w) == .ok)
         #expect(sim.targets[0].bytes(at: 0, count: data.count) == data)
         #expect(most <= 8, "at most maxpaths paths per interface: saw \(most)")
@@ -38,11 +40,13 @@ struct PathTests {
     func duplicateShelfSlot() throws {
         var other = MemoryTarget(address: e103, mac: MACAddress(0x02, 0x11, 0x22, 0x33, 0x44, 0x55), sectors: 1 << 20)
         other.writeCache = false
-        var sim = Simulation(links: [(link0, 9000)],
-                             targets: [(MemoryTarget(address: e103, mac: targetMAC), [link0]), (other, [link0])])
-        #expect(sim.run(for: .seconds(10)) { s in
-            s.target?.state == .up && s.target?.paths.contains { $0.state == .duplicate } == true
-        })
+        var sim = Simulation(
+            links: [(link0, 9000)],
+            targets: [(MemoryTarget(address: e103, mac: targetMAC), [link0]), (other, [link0])])
+        #expect(
+            sim.run(for: .seconds(10)) { s in
+                s.target?.state == .up && s.target?.paths.contains { $0.state == .duplicate } == true
+            })
         #expect(sim.log.contains { $0.contains("a duplicate shelf.slot") })
         let data = pattern(2 << 20, seed: 22)
         #expect(sim.writeThenRead(data, at: 100) == data)
@@ -56,8 +60,9 @@ struct PathTests {
     func silentAnnouncer() throws {
         var silent = MemoryTarget(address: e103, mac: MACAddress(0x02, 0x11, 0x22, 0x33, 0x44, 0x66))
         silent.ignoresATA = true
-        var sim = Simulation(links: [(link0, 9000)],
-                             targets: [(MemoryTarget(address: e103, mac: targetMAC), [link0]), (silent, [link0])])
+        var sim = Simulation(
+            links: [(link0, 9000)],
+            targets: [(MemoryTarget(address: e103, mac: targetMAC), [link0]), (silent, [link0])])
         #expect(sim.run(for: .seconds(10)) { $0.target?.state == .up })
         let data = pattern(4 << 20, seed: 23)
         #expect(sim.writeThenRead(data, at: 0, limit: .seconds(10)) == data)

@@ -1,10 +1,11 @@
-@testable import AoECore
 import AoEEngine
 import AoEProtocol
 import AoETestSupport
 import Foundation
 import Synchronization
 import Testing
+
+@testable import AoECore
 
 /// Receive placement (issue 32): a READ answer's data received where it belongs, and every way
 /// the prediction can miss without one byte of any request going wrong.
@@ -23,7 +24,8 @@ struct ReceivePlacementTests {
     /// Scatters `frame` as the kernel would and settles it; returns (hit, the slot's bytes as
     /// handed on, what the place holds).
     static func receive(_ frame: [UInt8], placeCount: Int, tag: UInt32, slotSize: Int = 200)
-        -> (hit: Bool, frame: [UInt8], place: [UInt8]) {
+        -> (hit: Bool, frame: [UInt8], place: [UInt8])
+    {
         let slot = UnsafeMutableRawPointer.allocate(byteCount: slotSize, alignment: 16)
         let place = UnsafeMutableRawPointer.allocate(byteCount: placeCount, alignment: 16)
         defer { slot.deallocate(); place.deallocate() }
@@ -31,7 +33,9 @@ struct ReceivePlacementTests {
         let p = Placement(tag: tag, destination: place, count: placeCount)
         let n = frame.withUnsafeBytes { ReceiveLayout.scatter($0, slot: slot, slotSize: slotSize, placement: p) }
         let hit = ReceiveLayout.settle(slot: slot, slotSize: slotSize, length: n, placement: p)
-        let handed = hit ? Array(UnsafeRawBufferPointer(start: slot, count: ReceiveLayout.headerBytes))
+        let handed =
+            hit
+            ? Array(UnsafeRawBufferPointer(start: slot, count: ReceiveLayout.headerBytes))
             : Array(UnsafeRawBufferPointer(start: slot, count: n))
         return (hit, handed, Array(UnsafeRawBufferPointer(start: place, count: placeCount)))
     }
@@ -49,7 +53,10 @@ struct ReceivePlacementTests {
             ("the right tag, a Query Config", Self.answer(tag: 7, data: data, command: 1), false),
             ("the right tag, a request not a response", Self.answer(tag: 7, data: data, flags: 0x10), false),
             ("a runt shorter than the headers", Array(answer.prefix(20)), false),
-            ("a longer frame than the place (its rest after the headers)", Self.answer(tag: 9, data: data + data), false),
+            (
+                "a longer frame than the place (its rest after the headers)", Self.answer(tag: 9, data: data + data),
+                false
+            ),
         ]
         for (name, frame, hit) in cases {
             let r = Self.receive(frame, placeCount: data.count, tag: 7)
@@ -62,7 +69,9 @@ struct ReceivePlacementTests {
         }
     }
 
-    @Test("an answer accepted through another link while a place is pinned is written again when the pin goes; its completion waits")
+    @Test(
+        "an answer accepted through another link while a place is pinned is written again when the pin goes; its completion waits"
+    )
     func pinnedPlaceRewritten() throws {
         var p = ReceivePlacements()
         var frames = FrameTable()
@@ -70,8 +79,11 @@ struct ReceivePlacementTests {
         let request = RequestID(5)
         let range = WorkRange(request: request, kind: .read, lba: 0, sectors: 16, bufferOffset: 0)
         let t1 = frames.allocate()
-        frames.record(t1, FrameInFlight(target: TargetAddress(1, 1), path: PathID(0), range: range, sentAt: .zero,
-                                        deadline: .zero))
+        frames.record(
+            t1,
+            FrameInFlight(
+                target: TargetAddress(1, 1), path: PathID(0), range: range, sentAt: .zero,
+                deadline: .zero))
         p.sent(t1, on: LinkID(0), request: request, buffer: buffer, offset: 0, count: 8192)
         var list: [Placement] = []
         p.predict(on: LinkID(0), frames: frames, into: &list, limit: 8, largest: 9000)
@@ -79,7 +91,9 @@ struct ReceivePlacementTests {
         #expect(p.holds(request))
         // Meanwhile: t1 timed out, went again on link 1 and was answered there.
         let good = (0..<8192).map { UInt8(truncatingIfNeeded: $0 * 7) }
-        good.withUnsafeBytes { _ = p.accept($0.baseAddress!, count: 8192, at: buffer.bytes.baseAddress!, buffer: buffer) }
+        good.withUnsafeBytes {
+            _ = p.accept($0.baseAddress!, count: 8192, at: buffer.bytes.baseAddress!, buffer: buffer)
+        }
         // …and link 0's receive call, still under way, wrote something else there.
         buffer.bytes.baseAddress!.initializeMemory(as: UInt8.self, repeating: 0xAB, count: 8192)
         var freed: [RequestID] = []
@@ -93,10 +107,13 @@ struct ReceivePlacementTests {
         #expect(list.isEmpty)
     }
 
-    @Test("reads under every kind of miss — two paths, loss and retransmits, reordering, duplicates, forged and cut answers — return every byte", arguments: 1...4)
+    @Test(
+        "reads under every kind of miss — two paths, loss and retransmits, reordering, duplicates, forged and cut answers — return every byte",
+        arguments: 1...4)
     func everyByteUnderMisses(seed: UInt64) throws {
-        var sim = Simulation(links: [(link0, 9000), (link1, 9000)],
-                             targets: [(MemoryTarget(address: e103, mac: targetMAC), [link0, link1])], seed: seed)
+        var sim = Simulation(
+            links: [(link0, 9000), (link1, 9000)],
+            targets: [(MemoryTarget(address: e103, mac: targetMAC), [link0, link1])], seed: seed)
         sim.placement = true
         #expect(sim.run(for: .seconds(5)) { $0.target?.state == .up && $0.target?.paths.count == 2 })
         let data = pattern(8 << 20, seed: seed)
@@ -130,7 +147,9 @@ struct ReceivePlacementTests {
         #expect(k.errwmsg > 0, "forged answers were turned away")
     }
 
-    @Test("over an in-memory link: answers reversed, duplicated and forged in each batch; every byte right, most in place when in order")
+    @Test(
+        "over an in-memory link: answers reversed, duplicated and forged in each batch; every byte right, most in place when in order"
+    )
     func engineOverMemoryLink() throws {
         var target = MemoryTarget(address: e103, mac: MACAddress(0x02, 0, 0, 0, 0, 0x10), sectors: 1 << 16)
         let data = pattern(4 << 20, seed: 3)
@@ -142,7 +161,9 @@ struct ReceivePlacementTests {
         try #require(engine.waitUntilSettled(timeout: .seconds(10)), "e10.3 came up: \(engine.targets())")
         func readAll() -> [UInt8] {
             let back = IOBuffer(count: data.count)
-            #expect(engine.waitSync { engine.read(e103, offset: 0, count: data.count, into: back, completion: $0) }.error == nil)
+            #expect(
+                engine.waitSync { engine.read(e103, offset: 0, count: data.count, into: back, completion: $0) }.error
+                    == nil)
             return back.array()
         }
         #expect(readAll() == data)

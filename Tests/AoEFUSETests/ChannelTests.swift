@@ -1,6 +1,5 @@
 import AoECore
 import AoEEngine
-@testable import AoEFUSE
 import AoELinux
 import AoEProtocol
 import AoETestSupport
@@ -8,11 +7,14 @@ import FUSEProtocol
 import Foundation
 import Testing
 
+@testable import AoEFUSE
+
 /// Our FUSE core — `KernelChannel`, `Reply`, the operations, interrupts and teardown — served by
 /// the engine's event loop over in-memory doubles: a `FUSEWire` in place of /dev/fuse and a
 /// `MemoryLink` in place of the network. No root, no mount (MountTests are the real thing).
-@Suite("FUSE channel over an in-memory wire: requests, replies, interrupts, teardown without root",
-       .timeLimit(.minutes(1)))
+@Suite(
+    "FUSE channel over an in-memory wire: requests, replies, interrupts, teardown without root",
+    .timeLimit(.minutes(1)))
 struct ChannelTests {
     let e103 = TargetAddress(shelf: Shelf(10), slot: Slot(3))
 
@@ -26,8 +28,10 @@ struct ChannelTests {
 
         init() throws {
             let e103 = TargetAddress(shelf: Shelf(10), slot: Slot(3))
-            link = try MemoryLink(target: MemoryTarget(address: e103, mac: MACAddress(0x02, 0, 0, 0, 0, 0x10),
-                                                       sectors: 1 << 16))
+            link = try MemoryLink(
+                target: MemoryTarget(
+                    address: e103, mac: MACAddress(0x02, 0, 0, 0, 0, 0x10),
+                    sectors: 1 << 16))
             engine = Engine(links: [link])
             engine.start()
             try #require(engine.waitUntilSettled(timeout: .seconds(10)))
@@ -77,14 +81,17 @@ struct ChannelTests {
         defer { s.end() }
         let node = try s.lookup("e10.3")
         let (_, buffered) = try s.open(node)
-        #expect(buffered & FUSEOpenFlags.directIO == 0 && buffered & FUSEOpenFlags.keepCache != 0,
-                "a buffered open is cached, as a block device's")
+        #expect(
+            buffered & FUSEOpenFlags.directIO == 0 && buffered & FUSEOpenFlags.keepCache != 0,
+            "a buffered open is cached, as a block device's")
         let (fh, flags) = try s.open(node, flags: UInt32(O_RDWR) | openDirectFlag)
-        #expect(flags & FUSEOpenFlags.directIO != 0 && flags & FUSEOpenFlags.parallelDirectWrites != 0,
-                "an O_DIRECT open is not, and its writers run in parallel")
+        #expect(
+            flags & FUSEOpenFlags.directIO != 0 && flags & FUSEOpenFlags.parallelDirectWrites != 0,
+            "an O_DIRECT open is not, and its writers run in parallel")
         let data = (0..<8192).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ 1) }
-        let w = s.wire.send(.write(fh: fh, offset: 4096, size: UInt32(data.count), writeFlags: 0, dataOffset: 0), node: node,
-                            writeData: data)
+        let w = s.wire.send(
+            .write(fh: fh, offset: 4096, size: UInt32(data.count), writeFlags: 0, dataOffset: 0), node: node,
+            writeData: data)
         let wr = try #require(s.wire.reply(to: w))
         #expect(wr.error == 0 && wr.payloadU32(0) == UInt32(data.count))
         #expect(s.link.target.bytes(at: 4096, count: data.count) == data, "the target holds the bytes")

@@ -1,5 +1,6 @@
-@testable import AoEFUSE
 import Testing
+
+@testable import AoEFUSE
 
 /// INTERRUPTs and the requests they name, in either order (over the ring a request and its
 /// INTERRUPT come by two ways and are reaped in either order).

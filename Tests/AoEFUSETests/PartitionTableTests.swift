@@ -33,10 +33,14 @@ func bootRecord(_ entries: [(UInt8, UInt32, UInt32)]) -> [UInt8] {
 }
 
 /// A GPT disk: protective MBR, primary header at 1 with entries at 2, backup at the end.
-func gptDisk(capacity: UInt64, parts: [(first: UInt64, last: UInt64, name: String)], entryCount: Int = 128) -> SectorDisk {
+func gptDisk(capacity: UInt64, parts: [(first: UInt64, last: UInt64, name: String)], entryCount: Int = 128)
+    -> SectorDisk
+{
     var d = SectorDisk(capacity: capacity)
     d.put(0, bootRecord([(0xEE, 1, UInt32(min(capacity - 1, 0xFFFF_FFFF)))]))
-    let linux: [UInt8] = [0xAF, 0x3D, 0xC6, 0x0F, 0x83, 0x84, 0x72, 0x47, 0x8E, 0x79, 0x3D, 0x69, 0xD8, 0x47, 0x7D, 0xE4]
+    let linux: [UInt8] = [
+        0xAF, 0x3D, 0xC6, 0x0F, 0x83, 0x84, 0x72, 0x47, 0x8E, 0x79, 0x3D, 0x69, 0xD8, 0x47, 0x7D, 0xE4,
+    ]
     var entries = [UInt8](repeating: 0, count: entryCount * 128)
     let entrySectors = (entries.count + 511) / 512
     for (i, p) in parts.enumerated() {
@@ -85,9 +89,12 @@ struct PartitionTableTests {
         d.put(0, bootRecord([(0x83, 2048, 100_000), (0x83, 102_048, 200_000), (0x82, 302_048, 50_000)]))
         let t = d.table()
         #expect(t.kind == .mbr && t.problems.isEmpty)
-        #expect(t.partitions == [Partition(number: 1, start: 2048, size: 100_000, type: "0x83"),
-                                 Partition(number: 2, start: 102_048, size: 200_000, type: "0x83"),
-                                 Partition(number: 3, start: 302_048, size: 50_000, type: "0x82")])
+        #expect(
+            t.partitions == [
+                Partition(number: 1, start: 2048, size: 100_000, type: "0x83"),
+                Partition(number: 2, start: 102_048, size: 200_000, type: "0x83"),
+                Partition(number: 3, start: 302_048, size: 50_000, type: "0x82"),
+            ])
     }
 
     @Test("MBR: logicals in an extended partition are p5, p6; a loop in the chain stops it")
@@ -98,9 +105,12 @@ struct PartitionTableTests {
         d.put(50_000, bootRecord([(0x83, 2048, 5_000)]))
         let t = d.table()
         #expect(t.problems.isEmpty, "\(t.problems)")
-        #expect(t.partitions == [Partition(number: 1, start: 2048, size: 10_000, type: "0x83"),
-                                 Partition(number: 5, start: 22_048, size: 10_000, type: "0x83"),
-                                 Partition(number: 6, start: 52_048, size: 5_000, type: "0x83")])
+        #expect(
+            t.partitions == [
+                Partition(number: 1, start: 2048, size: 10_000, type: "0x83"),
+                Partition(number: 5, start: 22_048, size: 10_000, type: "0x83"),
+                Partition(number: 6, start: 52_048, size: 5_000, type: "0x83"),
+            ])
         var loop = d
         loop.put(50_000, bootRecord([(0x83, 2048, 5_000), (0x05, 30_000, 20_000)]))  // points back at itself
         let l = loop.table()
@@ -120,8 +130,12 @@ struct PartitionTableTests {
 
     @Test("GPT: three entries with names; the primary header corrupted, the backup is read")
     func gpt() {
-        var d = gptDisk(capacity: 1 << 21, parts: [(2048, 104_447, "boot"), (104_448, 1_000_000, "root"),
-                                                   (1_000_001, 1_200_000, "")])
+        var d = gptDisk(
+            capacity: 1 << 21,
+            parts: [
+                (2048, 104_447, "boot"), (104_448, 1_000_000, "root"),
+                (1_000_001, 1_200_000, ""),
+            ])
         let t = d.table()
         #expect(t.kind == .gpt && t.problems.isEmpty, "\(t.problems)")
         #expect(t.partitions.map(\.start) == [2048, 104_448, 1_000_001])
@@ -131,7 +145,8 @@ struct PartitionTableTests {
         d.put(1, [0xFF], at: 30)  // the primary header's CRC no longer holds
         let b = d.table()
         #expect(b.partitions == t.partitions)
-        #expect(b.problems.count == 1 && b.problems[0].contains("primary GPT header: bad header CRC32"), "\(b.problems)")
+        #expect(
+            b.problems.count == 1 && b.problems[0].contains("primary GPT header: bad header CRC32"), "\(b.problems)")
     }
 
     @Test("every truncation of a sector and 100,000 seeded mutations: never a trap, never more than the table holds")

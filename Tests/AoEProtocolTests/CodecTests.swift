@@ -63,7 +63,9 @@ struct GoldenFrameTests {
 @Suite("AoE codec: malformed input")
 struct MalformedTests {
     @Test func runtNamesItsLength() {
-        #expect(throws: AoEDecodeError.runt(length: 10, minimum: 24)) { try AoEFrame(decoding: [UInt8](repeating: 0, count: 10)) }
+        #expect(throws: AoEDecodeError.runt(length: 10, minimum: 24)) {
+            try AoEFrame(decoding: [UInt8](repeating: 0, count: 10))
+        }
         #expect(AoEDecodeError.runt(length: 10, minimum: 24).description.contains("runt"))
     }
 
@@ -108,7 +110,8 @@ struct MalformedTests {
 
     @Test func configStringOf1024Bytes() throws {
         let config = QueryConfig(command: .forceSet, configString: [UInt8](repeating: 0x41, count: 1024))
-        let f = AoEFrame(header: header(targetMAC, initiatorMAC, command: .queryConfig, tag: 1), body: .queryConfig(config))
+        let f = AoEFrame(
+            header: header(targetMAC, initiatorMAC, command: .queryConfig, tag: 1), body: .queryConfig(config))
         #expect(try AoEFrame(decoding: f.encoded()) == f)
     }
 

@@ -4,9 +4,12 @@ import Testing
 
 @Suite("DATA SET MANAGEMENT (TRIM) entries and IDENTIFY's TRIM words")
 struct DataSetManagementTests {
-    @Test("a range becomes entries of at most 65535 sectors, in order, in whole blocks; unused entries are zero",
-          arguments: [(UInt64(0), 1, 1), (5, 65_535, 1), (5, 65_536, 1), (1 << 40, 64 * 65_535, 1),
-                      (7, 64 * 65_535 + 1, 2), (3, 1_048_576, 1)])
+    @Test(
+        "a range becomes entries of at most 65535 sectors, in order, in whole blocks; unused entries are zero",
+        arguments: [
+            (UInt64(0), 1, 1), (5, 65_535, 1), (5, 65_536, 1), (1 << 40, 64 * 65_535, 1),
+            (7, 64 * 65_535 + 1, 2), (3, 1_048_576, 1),
+        ])
     func encodesEntries(lba: UInt64, sectors: Int, blocks: Int) {
         let bytes = DataSetManagement.encoded(lba: lba, sectors: sectors)
         #expect(bytes.count == blocks * 512)
@@ -49,9 +52,10 @@ struct DataSetManagementTests {
 
     @Test("IDENTIFY words 69, 105 and 169 round-trip; TRIM serves as a hole only with zeros after it")
     func identifyWords() throws {
-        let offered = ATAIdentity(model: "m", serial: "s", firmware: "f", supportsLBA48: true, sectors: 1 << 21,
-                                  trim: true, deterministicReadAfterTrim: true, readsZerosAfterTrim: true,
-                                  trimBlocksPerCommand: 8)
+        let offered = ATAIdentity(
+            model: "m", serial: "s", firmware: "f", supportsLBA48: true, sectors: 1 << 21,
+            trim: true, deterministicReadAfterTrim: true, readsZerosAfterTrim: true,
+            trimBlocksPerCommand: 8)
         let bytes = offered.encoded()
         #expect(bytes[2 * 169] & 1 == 1)
         #expect(UInt16(bytes[2 * 69]) | UInt16(bytes[2 * 69 + 1]) << 8 == 0x4020)

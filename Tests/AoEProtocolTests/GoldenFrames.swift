@@ -24,8 +24,9 @@ func header(
     _ dst: MACAddress, _ src: MACAddress, flags: AoEFlags = [], error: AoEErrorCode = .none,
     shelf: UInt16 = 10, slot: UInt8 = 3, command: AoECommand, tag: UInt32
 ) -> AoEHeader {
-    AoEHeader(destination: dst, source: src, flags: flags, error: error, shelf: Shelf(shelf), slot: Slot(slot),
-              command: command, tag: Tag(tag))
+    AoEHeader(
+        destination: dst, source: src, flags: flags, error: error, shelf: Shelf(shelf), slot: Slot(slot),
+        command: command, tag: Tag(tag))
 }
 
 let goldenFrames: [Golden] = [
@@ -65,11 +66,14 @@ let goldenFrames: [Golden] = [
         ],
         frame: AoEFrame(
             header: header(initiatorMAC, targetMAC, flags: .response, command: .queryConfig, tag: 0x1234),
-            body: .queryConfig(QueryConfig(bufferCount: 16, firmwareVersion: 0x4019, sectorsPerCommand: 17,
-                                           aoeVersion: 1, command: .read, configString: Array("hello".utf8))))),
+            body: .queryConfig(
+                QueryConfig(
+                    bufferCount: 16, firmwareVersion: 0x4019, sectorsPerCommand: 17,
+                    aoeVersion: 1, command: .read, configString: Array("hello".utf8))))),
     Golden(
         name: "Query Config test request",
-        bytes: toTarget + [0x10, 0x00, 0x00, 0x0A, 0x03, 0x01, 0x00, 0x00, 0x00, 0x02,
+        bytes: toTarget + [
+            0x10, 0x00, 0x00, 0x0A, 0x03, 0x01, 0x00, 0x00, 0x00, 0x02,
             0x00, 0x00, 0x00, 0x00, 0x00,
             0x01,  // ccmd 1: test
             0x00, 0x02, 0x61, 0x62,  // "ab"
@@ -79,7 +83,8 @@ let goldenFrames: [Golden] = [
             body: .queryConfig(QueryConfig(command: .test, configString: Array("ab".utf8))))),
     Golden(
         name: "Query Config test-prefix request",
-        bytes: toTarget + [0x10, 0x00, 0x00, 0x0A, 0x03, 0x01, 0x00, 0x00, 0x00, 0x03,
+        bytes: toTarget + [
+            0x10, 0x00, 0x00, 0x0A, 0x03, 0x01, 0x00, 0x00, 0x00, 0x03,
             0x00, 0x00, 0x00, 0x00, 0x00,
             0x02,  // ccmd 2: test prefix
             0x00, 0x01, 0x61,  // "a"
@@ -89,7 +94,8 @@ let goldenFrames: [Golden] = [
             body: .queryConfig(QueryConfig(command: .testPrefix, configString: Array("a".utf8))))),
     Golden(
         name: "Query Config set request",
-        bytes: toTarget + [0x10, 0x00, 0x00, 0x0A, 0x03, 0x01, 0x00, 0x00, 0x00, 0x04,
+        bytes: toTarget + [
+            0x10, 0x00, 0x00, 0x0A, 0x03, 0x01, 0x00, 0x00, 0x00, 0x04,
             0x00, 0x00, 0x00, 0x00, 0x00,
             0x03,  // ccmd 3: set
             0x00, 0x03, 0x61, 0x6F, 0x65,  // "aoe"
@@ -99,7 +105,8 @@ let goldenFrames: [Golden] = [
             body: .queryConfig(QueryConfig(command: .set, configString: Array("aoe".utf8))))),
     Golden(
         name: "Query Config force-set request",
-        bytes: toTarget + [0x10, 0x00, 0x00, 0x0A, 0x03, 0x01, 0x00, 0x00, 0x00, 0x05,
+        bytes: toTarget + [
+            0x10, 0x00, 0x00, 0x0A, 0x03, 0x01, 0x00, 0x00, 0x00, 0x05,
             0x00, 0x00, 0x00, 0x00, 0x00,
             0x04,  // ccmd 4: force set
             0x00, 0x01, 0x7A,  // "z"
@@ -125,7 +132,8 @@ let goldenFrames: [Golden] = [
             body: .ata(.read(lba: 1 << 28, sectors: 2)))),
     Golden(
         name: "READ SECTORS (LBA28) request",
-        bytes: toTarget + [0x10, 0x00, 0x00, 0x0A, 0x03, 0x00, 0x00, 0x00, 0x00, 0x08,
+        bytes: toTarget + [
+            0x10, 0x00, 0x00, 0x0A, 0x03, 0x00, 0x00, 0x00, 0x00, 0x08,
             0x00,  // aflags none (LBA28)
             0x00, 0x01,  // 1 sector
             0x20,  // READ SECTORS
@@ -138,7 +146,8 @@ let goldenFrames: [Golden] = [
             body: .ata(.read(lba: 0x112_3456, sectors: 1, lba48: false)))),
     Golden(
         name: "WRITE SECTORS EXT request, one sector",
-        bytes: toTarget + [0x10, 0x00, 0x00, 0x0A, 0x03, 0x00, 0x00, 0x00, 0x00, 0x09,
+        bytes: toTarget + [
+            0x10, 0x00, 0x00, 0x0A, 0x03, 0x00, 0x00, 0x00, 0x00, 0x09,
             0x41,  // aflags E|W
             0x00, 0x01,  // 1 sector
             0x34,  // WRITE SECTORS EXT
@@ -150,18 +159,22 @@ let goldenFrames: [Golden] = [
             body: .ata(.write(lba: 0xBB_CCDD_EEFF, data: sectorPattern)))),
     Golden(
         name: "READ response with data",
-        bytes: toInitiator + [0x18, 0x00, 0x00, 0x0A, 0x03, 0x00, 0x00, 0x01, 0x00, 0x07,
+        bytes: toInitiator + [
+            0x18, 0x00, 0x00, 0x0A, 0x03, 0x00, 0x00, 0x01, 0x00, 0x07,
             0x40, 0x00, 0x01,
             0x40,  // status DRDY
             0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x00,
         ] + sectorPattern,
         frame: AoEFrame(
             header: header(initiatorMAC, targetMAC, flags: .response, command: .ata, tag: 0x0001_0007),
-            body: .ata(ATAMessage(flags: .extended, sectorCount: 1, commandOrStatus: 0x40, lba: 1 << 28,
-                                  data: sectorPattern)))),
+            body: .ata(
+                ATAMessage(
+                    flags: .extended, sectorCount: 1, commandOrStatus: 0x40, lba: 1 << 28,
+                    data: sectorPattern)))),
     Golden(
         name: "ATA error response (IDNF: past the end)",
-        bytes: toInitiator + [0x18, 0x00, 0x00, 0x0A, 0x03, 0x00, 0x00, 0x00, 0x00, 0x0A,
+        bytes: toInitiator + [
+            0x18, 0x00, 0x00, 0x0A, 0x03, 0x00, 0x00, 0x00, 0x00, 0x0A,
             0x40,
             0x10,  // error register: IDNF
             0x01,
@@ -170,11 +183,14 @@ let goldenFrames: [Golden] = [
         ],
         frame: AoEFrame(
             header: header(initiatorMAC, targetMAC, flags: .response, command: .ata, tag: 10),
-            body: .ata(ATAMessage(flags: .extended, errorOrFeature: 0x10, sectorCount: 1, commandOrStatus: 0x41,
-                                  lba: 1 << 32)))),
+            body: .ata(
+                ATAMessage(
+                    flags: .extended, errorOrFeature: 0x10, sectorCount: 1, commandOrStatus: 0x41,
+                    lba: 1 << 32)))),
     Golden(
         name: "IDENTIFY DEVICE request",
-        bytes: toTarget + [0x10, 0x00, 0x00, 0x0A, 0x03, 0x00, 0x00, 0x00, 0x00, 0x0B,
+        bytes: toTarget + [
+            0x10, 0x00, 0x00, 0x0A, 0x03, 0x00, 0x00, 0x00, 0x00, 0x0B,
             0x00, 0x00, 0x01,  // aflags none, feature 0, 1 sector
             0xEC,  // IDENTIFY DEVICE
             0x00, 0x00, 0x00, 0xA0, 0x00, 0x00,  // lba3 = 0xa0 (obsolete bits, Linux aoecmd_ata_id)
@@ -183,7 +199,8 @@ let goldenFrames: [Golden] = [
         frame: AoEFrame(header: header(targetMAC, initiatorMAC, command: .ata, tag: 11), body: .ata(.identify()))),
     Golden(
         name: "FLUSH CACHE EXT request",
-        bytes: toTarget + [0x10, 0x00, 0x00, 0x0A, 0x03, 0x00, 0x00, 0x00, 0x00, 0x0C,
+        bytes: toTarget + [
+            0x10, 0x00, 0x00, 0x0A, 0x03, 0x00, 0x00, 0x00, 0x00, 0x0C,
             0x40, 0x00, 0x00,  // aflags E, no sectors
             0xEA,  // FLUSH CACHE EXT
             0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
@@ -191,15 +208,18 @@ let goldenFrames: [Golden] = [
         frame: AoEFrame(header: header(targetMAC, initiatorMAC, command: .ata, tag: 12), body: .ata(.flush()))),
     Golden(
         name: "FLUSH CACHE (LBA28) request",
-        bytes: toTarget + [0x10, 0x00, 0x00, 0x0A, 0x03, 0x00, 0x00, 0x00, 0x00, 0x0D,
+        bytes: toTarget + [
+            0x10, 0x00, 0x00, 0x0A, 0x03, 0x00, 0x00, 0x00, 0x00, 0x0D,
             0x00, 0x00, 0x00,
             0xE7,  // FLUSH CACHE
             0x00, 0x00, 0x00, 0xE0, 0x00, 0x00, 0x00, 0x00,  // lba3 0xe0: LBA mode
         ],
-        frame: AoEFrame(header: header(targetMAC, initiatorMAC, command: .ata, tag: 13), body: .ata(.flush(lba48: false)))),
+        frame: AoEFrame(
+            header: header(targetMAC, initiatorMAC, command: .ata, tag: 13), body: .ata(.flush(lba48: false)))),
     Golden(
         name: "MAC Mask List read request",
-        bytes: toTarget + [0x10, 0x00, 0x00, 0x0A, 0x03,
+        bytes: toTarget + [
+            0x10, 0x00, 0x00, 0x0A, 0x03,
             0x02,  // command 2: MAC mask list
             0x00, 0x00, 0x00, 0x0E,
             0x00,  // reserved
@@ -207,11 +227,13 @@ let goldenFrames: [Golden] = [
             0x00,  // merror
             0x00,  // dir count 0
         ],
-        frame: AoEFrame(header: header(targetMAC, initiatorMAC, command: .macMaskList, tag: 14),
-                        body: .macMaskList(MACMaskList(command: .read)))),
+        frame: AoEFrame(
+            header: header(targetMAC, initiatorMAC, command: .macMaskList, tag: 14),
+            body: .macMaskList(MACMaskList(command: .read)))),
     Golden(
         name: "MAC Mask List edit request, add and delete",
-        bytes: toTarget + [0x10, 0x00, 0x00, 0x0A, 0x03, 0x02, 0x00, 0x00, 0x00, 0x0F,
+        bytes: toTarget + [
+            0x10, 0x00, 0x00, 0x0A, 0x03, 0x02, 0x00, 0x00, 0x00, 0x0F,
             0x00,
             0x01,  // mcmd 1: edit
             0x00,
@@ -221,12 +243,17 @@ let goldenFrames: [Golden] = [
         ],
         frame: AoEFrame(
             header: header(targetMAC, initiatorMAC, command: .macMaskList, tag: 15),
-            body: .macMaskList(MACMaskList(command: .edit, directives: [
-                MACMaskDirective(command: .add, mac: initiatorMAC), MACMaskDirective(command: .delete, mac: targetMAC),
-            ])))),
+            body: .macMaskList(
+                MACMaskList(
+                    command: .edit,
+                    directives: [
+                        MACMaskDirective(command: .add, mac: initiatorMAC),
+                        MACMaskDirective(command: .delete, mac: targetMAC),
+                    ])))),
     Golden(
         name: "MAC Mask List response: list full",
-        bytes: toInitiator + [0x18, 0x00, 0x00, 0x0A, 0x03, 0x02, 0x00, 0x00, 0x00, 0x0F,
+        bytes: toInitiator + [
+            0x18, 0x00, 0x00, 0x0A, 0x03, 0x02, 0x00, 0x00, 0x00, 0x0F,
             0x00, 0x01,
             0x03,  // merror 3: list full
             0x01,  // 1 directive
@@ -234,37 +261,45 @@ let goldenFrames: [Golden] = [
         ],
         frame: AoEFrame(
             header: header(initiatorMAC, targetMAC, flags: .response, command: .macMaskList, tag: 15),
-            body: .macMaskList(MACMaskList(command: .edit, error: .listFull,
-                                           directives: [MACMaskDirective(command: .add, mac: initiatorMAC)])))),
+            body: .macMaskList(
+                MACMaskList(
+                    command: .edit, error: .listFull,
+                    directives: [MACMaskDirective(command: .add, mac: initiatorMAC)])))),
     Golden(
         name: "Reserve/Release read request",
-        bytes: toTarget + [0x10, 0x00, 0x00, 0x0A, 0x03,
+        bytes: toTarget + [
+            0x10, 0x00, 0x00, 0x0A, 0x03,
             0x03,  // command 3: reserve/release
             0x00, 0x00, 0x00, 0x10,
             0x00,  // rcmd 0: read
             0x00,  // nmacs 0
         ],
-        frame: AoEFrame(header: header(targetMAC, initiatorMAC, command: .reserveRelease, tag: 16),
-                        body: .reserveRelease(ReserveRelease(command: .read)))),
+        frame: AoEFrame(
+            header: header(targetMAC, initiatorMAC, command: .reserveRelease, tag: 16),
+            body: .reserveRelease(ReserveRelease(command: .read)))),
     Golden(
         name: "Reserve/Release set request, two MACs",
-        bytes: toTarget + [0x10, 0x00, 0x00, 0x0A, 0x03, 0x03, 0x00, 0x00, 0x00, 0x11,
+        bytes: toTarget + [
+            0x10, 0x00, 0x00, 0x0A, 0x03, 0x03, 0x00, 0x00, 0x00, 0x11,
             0x01,  // rcmd 1: set
             0x02,  // nmacs 2
             0x02, 0x00, 0x00, 0x00, 0x00, 0x01,
             0xCA, 0x55, 0x0A, 0x0A, 0xBD, 0xFF,
         ],
-        frame: AoEFrame(header: header(targetMAC, initiatorMAC, command: .reserveRelease, tag: 17),
-                        body: .reserveRelease(ReserveRelease(command: .set, macs: [initiatorMAC, targetMAC])))),
+        frame: AoEFrame(
+            header: header(targetMAC, initiatorMAC, command: .reserveRelease, tag: 17),
+            body: .reserveRelease(ReserveRelease(command: .set, macs: [initiatorMAC, targetMAC])))),
     Golden(
         name: "Reserve/Release force-set response",
-        bytes: toInitiator + [0x18, 0x00, 0x00, 0x0A, 0x03, 0x03, 0x00, 0x00, 0x00, 0x12,
+        bytes: toInitiator + [
+            0x18, 0x00, 0x00, 0x0A, 0x03, 0x03, 0x00, 0x00, 0x00, 0x12,
             0x02,  // rcmd 2: force set
             0x01,  // nmacs 1
             0x02, 0x00, 0x00, 0x00, 0x00, 0x01,
         ],
-        frame: AoEFrame(header: header(initiatorMAC, targetMAC, flags: .response, command: .reserveRelease, tag: 18),
-                        body: .reserveRelease(ReserveRelease(command: .forceSet, macs: [initiatorMAC])))),
+        frame: AoEFrame(
+            header: header(initiatorMAC, targetMAC, flags: .response, command: .reserveRelease, tag: 18),
+            body: .reserveRelease(ReserveRelease(command: .forceSet, macs: [initiatorMAC])))),
     Golden(
         name: "AoE error response: target is reserved",
         bytes: toInitiator + [
@@ -274,16 +309,19 @@ let goldenFrames: [Golden] = [
             0x41, 0x00, 0x01, 0x34, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // the request's argument, echoed
         ],
         frame: AoEFrame(
-            header: header(initiatorMAC, targetMAC, flags: [.response, .error], error: .targetReserved, command: .ata,
-                           tag: 19),
+            header: header(
+                initiatorMAC, targetMAC, flags: [.response, .error], error: .targetReserved, command: .ata,
+                tag: 19),
             body: .opaque([0x41, 0x00, 0x01, 0x34, 0, 0, 0, 0, 0, 0, 0, 0]))),
     Golden(
         name: "vendor-specific command",
-        bytes: toTarget + [0x10, 0x00, 0x00, 0x0A, 0x03,
+        bytes: toTarget + [
+            0x10, 0x00, 0x00, 0x0A, 0x03,
             0xF0,  // command 0xf0: vendor
             0x00, 0x00, 0x00, 0x14,
             0xDE, 0xAD, 0xBE, 0xEF,
         ],
-        frame: AoEFrame(header: header(targetMAC, initiatorMAC, command: AoECommand(rawValue: 0xF0), tag: 20),
-                        body: .opaque([0xDE, 0xAD, 0xBE, 0xEF]))),
+        frame: AoEFrame(
+            header: header(targetMAC, initiatorMAC, command: AoECommand(rawValue: 0xF0), tag: 20),
+            body: .opaque([0xDE, 0xAD, 0xBE, 0xEF]))),
 ]

@@ -2,7 +2,7 @@ import AoEProtocol
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 func getenvString(_ name: String) -> String? { getenv(name).map { String(cString: $0) } }
@@ -34,9 +34,11 @@ struct IdentifyTests {
         let v = try ATAIdentity(parsing: vbladeLike(sectors: 1 << 21))
         #expect(!v.writeCacheSupported && !v.writeCacheEnabled)
         #expect(v.flushCache && !v.flushCacheExt)
-        for (wc, flush, ext) in [(true, true, true), (true, false, false), (false, true, false), (false, false, false)] {
-            let id = ATAIdentity(model: "m", serial: "s", firmware: "f", supportsLBA48: true, sectors: 1 << 21,
-                                 writeCacheSupported: wc, writeCacheEnabled: wc, flushCache: flush, flushCacheExt: ext)
+        for (wc, flush, ext) in [(true, true, true), (true, false, false), (false, true, false), (false, false, false)]
+        {
+            let id = ATAIdentity(
+                model: "m", serial: "s", firmware: "f", supportsLBA48: true, sectors: 1 << 21,
+                writeCacheSupported: wc, writeCacheEnabled: wc, flushCache: flush, flushCacheExt: ext)
             #expect(try ATAIdentity(parsing: id.encoded()) == id)
         }
         // Words 82–84 count only with word 83's bit 14 set and bit 15 clear (ACS-3 §7.12.7).
@@ -83,13 +85,16 @@ struct IdentifyTests {
     }
 
     @Test func encodedIdentityRoundTrips() throws {
-        let id = ATAIdentity(model: "aoefs target", serial: "S1", firmware: "0.1", supportsLBA48: true,
-                             sectors: 1 << 40, cylinders: 16383, heads: 16, sectorsPerTrack: 63)
+        let id = ATAIdentity(
+            model: "aoefs target", serial: "S1", firmware: "0.1", supportsLBA48: true,
+            sectors: 1 << 40, cylinders: 16383, heads: 16, sectorsPerTrack: 63)
         #expect(try ATAIdentity(parsing: id.encoded()) == id)
     }
 
     @Test func shortDataIsRejected() {
-        #expect(throws: AoEDecodeError.identifyTooShort(100)) { try ATAIdentity(parsing: [UInt8](repeating: 0, count: 100)) }
+        #expect(throws: AoEDecodeError.identifyTooShort(100)) {
+            try ATAIdentity(parsing: [UInt8](repeating: 0, count: 100))
+        }
     }
 
     @Test func statusAndErrorDecoding() {

@@ -13,17 +13,23 @@ func core(sectors: UInt64 = 2048, mtu: Int = 9000, configure: (inout TargetSetti
     return TargetCore(settings: s)
 }
 
-func frame(from source: MACAddress = alice, to address: TargetAddress = e103, _ body: AoEBody, tag: UInt32 = 7) -> [UInt8] {
-    let command: AoECommand = switch body {
-    case .ata: .ata
-    case .queryConfig: .queryConfig
-    case .macMaskList: .macMaskList
-    case .reserveRelease: .reserveRelease
-    case .opaque: AoECommand(rawValue: 0xF1)
-    }
-    return AoEFrame(header: AoEHeader(destination: .broadcast, source: source, shelf: address.shelf, slot: address.slot,
-                                      command: command, tag: Tag(tag)),
-                    body: body).encoded()
+func frame(from source: MACAddress = alice, to address: TargetAddress = e103, _ body: AoEBody, tag: UInt32 = 7)
+    -> [UInt8]
+{
+    let command: AoECommand =
+        switch body {
+        case .ata: .ata
+        case .queryConfig: .queryConfig
+        case .macMaskList: .macMaskList
+        case .reserveRelease: .reserveRelease
+        case .opaque: AoECommand(rawValue: 0xF1)
+        }
+    return AoEFrame(
+        header: AoEHeader(
+            destination: .broadcast, source: source, shelf: address.shelf, slot: address.slot,
+            command: command, tag: Tag(tag)),
+        body: body
+    ).encoded()
 }
 
 extension TargetCore {
@@ -58,11 +64,14 @@ struct TargetCoreTests {
         #expect(q2.sectorsPerCommand == 2)
     }
 
-    @Test("config string: set once, a different set is error 4, force set replaces, test and prefix answer only on a match")
+    @Test(
+        "config string: set once, a different set is error 4, force set replaces, test and prefix answer only on a match"
+    )
     func configString() throws {
         var c = core()
         let s1 = Array("host=a".utf8), s2 = Array("host=b".utf8)
-        #expect(reply(c.answer(frame(.queryConfig(QueryConfig(command: .set, configString: s1)))))?.header.isError == false)
+        #expect(
+            reply(c.answer(frame(.queryConfig(QueryConfig(command: .set, configString: s1)))))?.header.isError == false)
         #expect(c.configString == s1)
         let refused = try #require(reply(c.answer(frame(.queryConfig(QueryConfig(command: .set, configString: s2))))))
         #expect(refused.header.isError && refused.header.error == .configStringPresent)
@@ -73,8 +82,13 @@ struct TargetCoreTests {
             Issue.record("a test that does not match must get no answer"); return
         }
         #expect(reply(c.answer(frame(.queryConfig(QueryConfig(command: .test, configString: s2))))) != nil)
-        #expect(reply(c.answer(frame(.queryConfig(QueryConfig(command: .testPrefix, configString: Array("host=".utf8)))))) != nil)
-        guard case .ignore = c.answer(frame(.queryConfig(QueryConfig(command: .testPrefix, configString: Array("x".utf8))))) else {
+        #expect(
+            reply(c.answer(frame(.queryConfig(QueryConfig(command: .testPrefix, configString: Array("host=".utf8))))))
+                != nil)
+        guard
+            case .ignore = c.answer(
+                frame(.queryConfig(QueryConfig(command: .testPrefix, configString: Array("x".utf8)))))
+        else {
             Issue.record("a prefix that does not match must get no answer"); return
         }
     }
@@ -137,7 +151,9 @@ struct TargetCoreTests {
     @Test("addresses: our shelf.slot and broadcasts answer, others and responses are ignored")
     func addressing() {
         var c = core()
-        #expect(reply(c.answer(frame(to: TargetAddress(shelf: .broadcast, slot: .broadcast), .queryConfig(QueryConfig())))) != nil)
+        #expect(
+            reply(c.answer(frame(to: TargetAddress(shelf: .broadcast, slot: .broadcast), .queryConfig(QueryConfig()))))
+                != nil)
         guard case .ignore = c.answer(frame(to: TargetAddress(10, 4), .queryConfig(QueryConfig()))) else {
             Issue.record("e10.4's query answered by e10.3"); return
         }
@@ -154,8 +170,12 @@ struct TargetCoreTests {
         let announce = c.announcements()
         #expect(announce.count == 1)
         #expect(try AoEFrame(decoding: announce[0]).header.destination == alice)
-        let edit = MACMaskList(command: .edit, directives: [MACMaskDirective(command: .add, mac: bob),
-                                                             MACMaskDirective(command: DirectiveCommand(rawValue: 9), mac: me)])
+        let edit = MACMaskList(
+            command: .edit,
+            directives: [
+                MACMaskDirective(command: .add, mac: bob),
+                MACMaskDirective(command: DirectiveCommand(rawValue: 9), mac: me),
+            ])
         guard case .macMaskList(let m)? = reply(c.answer(frame(.macMaskList(edit))))?.body else {
             Issue.record("no mask answer"); return
         }
@@ -168,7 +188,10 @@ struct TargetCoreTests {
         #expect(open.announcements().count == 1)
         #expect(try AoEFrame(decoding: open.announcements()[0]).header.destination == .broadcast)
         let many = (1...33).map { MACMaskDirective(command: .add, mac: MACAddress(rawValue: UInt64($0))) }
-        guard case .macMaskList(let full)? = reply(open.answer(frame(.macMaskList(MACMaskList(command: .edit, directives: many)))))?.body else {
+        guard
+            case .macMaskList(let full)? = reply(
+                open.answer(frame(.macMaskList(MACMaskList(command: .edit, directives: many)))))?.body
+        else {
             Issue.record("no mask answer"); return
         }
         #expect(full.error == .listFull && full.directives.count == 32)
@@ -185,7 +208,8 @@ struct TargetCoreTests {
         guard case .disk = c.answer(frame(from: alice, .ata(.read(lba: 0, sectors: 1)))) else {
             Issue.record("the holder was refused"); return
         }
-        let steal = try #require(reply(c.answer(frame(from: bob, .reserveRelease(ReserveRelease(command: .set, macs: [bob]))))))
+        let steal = try #require(
+            reply(c.answer(frame(from: bob, .reserveRelease(ReserveRelease(command: .set, macs: [bob]))))))
         #expect(steal.header.error == .targetReserved && c.reserved == [alice])
         _ = c.answer(frame(from: bob, .reserveRelease(ReserveRelease(command: .forceSet, macs: [bob]))))
         #expect(c.reserved == [bob])

@@ -16,7 +16,9 @@ struct TargetTrimTests {
         return m.status.contains(.error) && m.errorRegister == .aborted
     }
 
-    @Test("IDENTIFY offers TRIM with deterministic zeros after it (words 169, 69) and 8 blocks per command (105) only when on")
+    @Test(
+        "IDENTIFY offers TRIM with deterministic zeros after it (words 169, 69) and 8 blocks per command (105) only when on"
+    )
     func identify() throws {
         var on = trimming()
         let id = try ATAIdentity(parsing: try #require(ata(on.answer(frame(.ata(.identify()))))).data)
@@ -40,13 +42,16 @@ struct TargetTrimTests {
         #expect(c.counters.trims == 1 && c.counters.sectorsTrimmed == 70_000)
     }
 
-    @Test("aborted with nothing to do: a range past the end, not offered (--no-trim), -r, no TRIM bit, too many blocks, data missing")
+    @Test(
+        "aborted with nothing to do: a range past the end, not offered (--no-trim), -r, no TRIM bit, too many blocks, data missing"
+    )
     func aborts() throws {
         var c = trimming()
         #expect(isAbort(c.answer(frame(.ata(.trim(lba: (1 << 20) - 10, sectors: 11))))), "one sector past the end")
         // A second, valid range beside a bad one: the whole command is refused.
         var two = ATAMessage.trim(lba: 0, sectors: 8)
-        two.data.replaceSubrange(8..<16, with: withUnsafeBytes(of: (UInt64(1 << 20) | 1 << 48).littleEndian, Array.init))
+        two.data.replaceSubrange(
+            8..<16, with: withUnsafeBytes(of: (UInt64(1 << 20) | 1 << 48).littleEndian, Array.init))
         #expect(isAbort(c.answer(frame(.ata(two)))))
         var notOffered = core(sectors: 1 << 20)
         #expect(isAbort(notOffered.answer(frame(.ata(.trim(lba: 0, sectors: 8))))))

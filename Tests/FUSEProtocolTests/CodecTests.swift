@@ -4,9 +4,13 @@ import Testing
 
 /// Every request the tree serves, as the kernel would send it.
 let samples: [(FUSERequest, [UInt8])] = [
-    (.initialize(FUSEInitIn(major: 7, minor: 38, maxReadahead: 131_072,
-                        flags: FUSEInitFlags.asyncRead | FUSEInitFlags.asyncDIO | FUSEInitFlags.initExt
-                            | FUSEInitFlags.overIOURing)), []),
+    (
+        .initialize(
+            FUSEInitIn(
+                major: 7, minor: 38, maxReadahead: 131_072,
+                flags: FUSEInitFlags.asyncRead | FUSEInitFlags.asyncDIO | FUSEInitFlags.initExt
+                    | FUSEInitFlags.overIOURing)), []
+    ),
     (.lookup(name: Array("e10.3p1".utf8)), []),
     (.forget(nlookup: 3), []),
     (.batchForget([FUSEForget(nodeID: 5, nlookup: 1), FUSEForget(nodeID: 9, nlookup: 2)]), []),
@@ -42,7 +46,9 @@ struct CodecTests {
         }
     }
 
-    @Test("sizes match linux/fuse.h 7.38 (sizeof, checked with gcc): in_header 40, init_in 64, read_in 40, write_in 40, setattr_in 88, release_in 24")
+    @Test(
+        "sizes match linux/fuse.h 7.38 (sizeof, checked with gcc): in_header 40, init_in 64, read_in 40, write_in 40, setattr_in 88, release_in 24"
+    )
     func requestSizes() {
         func body(_ r: FUSERequest) -> Int { r.encoded(unique: 1, nodeID: 1).count - FUSEInHeader.size }
         #expect(body(samples[0].0) == 64)
@@ -132,15 +138,21 @@ struct CodecTests {
         #expect(err.count == 16 && le32(err, 0) == 16 && Int32(bitPattern: le32(err, 4)) == -2 && err[8] == 9)
         #expect(FUSEReply.error(0).encoded(unique: 1).count == 16)
         let attr = FUSEAttr(ino: 5, size: 1 << 30, mode: 0o100660)
-        #expect(FUSEReply.entry(nodeID: 5, attr: attr, entryValidSeconds: 1, attrValidSeconds: 1).encoded(unique: 1).count
+        #expect(
+            FUSEReply.entry(nodeID: 5, attr: attr, entryValidSeconds: 1, attrValidSeconds: 1).encoded(unique: 1).count
                 == 16 + 128)
         #expect(FUSEReply.attr(attr, validSeconds: 1).encoded(unique: 1).count == 16 + 104)
         #expect(FUSEReply.open(fh: 3, openFlags: 1).encoded(unique: 1).count == 16 + 16)
         #expect(FUSEReply.write(size: 4096).encoded(unique: 1).count == 16 + 8)
         #expect(FUSEReply.statfs(FUSEStatfs(blocks: 10)).encoded(unique: 1).count == 16 + 80)
-        let initOut = FUSEReply.initialize(FUSEInitOut(maxReadahead: 1 << 17, flags: FUSEInitFlags.asyncDIO | FUSEInitFlags.initExt
-            | FUSEInitFlags.overIOURing, maxBackground: 128, congestionThreshold: 96, maxWrite: 1 << 20, maxPages: 256))
-            .encoded(unique: 1)
+        let initOut = FUSEReply.initialize(
+            FUSEInitOut(
+                maxReadahead: 1 << 17,
+                flags: FUSEInitFlags.asyncDIO | FUSEInitFlags.initExt
+                    | FUSEInitFlags.overIOURing, maxBackground: 128, congestionThreshold: 96, maxWrite: 1 << 20,
+                maxPages: 256)
+        )
+        .encoded(unique: 1)
         #expect(initOut.count == 16 + 64)
         #expect(le32(initOut, 16 + 32) == 1 << 9, "flags2 (offset 32 of init_out) carries FUSE_OVER_IO_URING as bit 9")
         let data = FUSEReply.data(count: 1 << 20).encoded(unique: 3)
@@ -159,8 +171,9 @@ struct CodecTests {
         #expect(!third, "no room: left for the next call")
         #expect(d.bytes.count == 64)
         var p = FUSEDirectoryWriter(limit: 4096)
-        let plus = p.add(name: Array("x".utf8), ino: 4, next: 1, type: 8,
-                         plus: (nodeID: 4, attr: FUSEAttr(ino: 4, mode: 0o100660), validSeconds: 1))
+        let plus = p.add(
+            name: Array("x".utf8), ino: 4, next: 1, type: 8,
+            plus: (nodeID: 4, attr: FUSEAttr(ino: 4, mode: 0o100660), validSeconds: 1))
         #expect(plus)
         #expect(p.bytes.count == 152 + 8)
     }

@@ -6,7 +6,9 @@ import Testing
 struct GoldenTests {
     func decode(_ b: [UInt8]) throws -> (FUSEInHeader, FUSERequest) { try FUSERequest.decode(b) }
 
-    @Test("INIT: protocol 7.45 offered, flags and flags2 joined (INIT_EXT), async DIO offered, io_uring not (enable_uring off)")
+    @Test(
+        "INIT: protocol 7.45 offered, flags and flags2 joined (INIT_EXT), async DIO offered, io_uring not (enable_uring off)"
+    )
     func initialize() throws {
         let (h, r) = try decode(Golden.initialize)
         #expect(h.opcode == 26 && h.unique == 2 && h.nodeID == 0)
@@ -46,9 +48,11 @@ struct GoldenTests {
 
     @Test("every truncation of every golden request throws or decodes; none traps")
     func truncations() {
-        for g in [Golden.initialize, Golden.getattr, Golden.opendir, Golden.readdir, Golden.releasedir, Golden.statfs,
-                  Golden.lookup, Golden.open, Golden.read, Golden.flush, Golden.release, Golden.write, Golden.fsync,
-                  Golden.getxattr, Golden.interrupt] {
+        for g in [
+            Golden.initialize, Golden.getattr, Golden.opendir, Golden.readdir, Golden.releasedir, Golden.statfs,
+            Golden.lookup, Golden.open, Golden.read, Golden.flush, Golden.release, Golden.write, Golden.fsync,
+            Golden.getxattr, Golden.interrupt,
+        ] {
             for n in 0..<g.count {
                 var cut = Array(g[0..<n])
                 if n >= 4 { cut[0] = UInt8(n) }

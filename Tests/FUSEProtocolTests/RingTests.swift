@@ -17,7 +17,9 @@ func decodeRing(_ area: [UInt8], _ payload: [UInt8]) throws(FUSEDecodeError) -> 
 
 @Suite("FUSE protocol: FUSE over io_uring entries")
 struct RingTests {
-    @Test("the entry layout is fuse_uring_req_header's: in_out 128, op_in 128, ent_in_out 32 (commit_id at 264, payload_sz at 272)")
+    @Test(
+        "the entry layout is fuse_uring_req_header's: in_out 128, op_in 128, ent_in_out 32 (commit_id at 264, payload_sz at 272)"
+    )
     func layout() {
         #expect(FUSERingLayout.opInOffset == 128 && FUSERingLayout.opInSize == 128)
         #expect(FUSERingLayout.entryOffset == 256 && FUSERingLayout.headerAreaSize == 288)
@@ -25,7 +27,9 @@ struct RingTests {
         #expect(FUSERingCommand.register.rawValue == 1 && FUSERingCommand.commitAndFetch.rawValue == 2)
     }
 
-    @Test("every request round-trips through a ring entry: header in in_out, its structure in op_in, the rest in the payload")
+    @Test(
+        "every request round-trips through a ring entry: header in in_out, its structure in op_in, the rest in the payload"
+    )
     func roundTrips() throws {
         for (i, (request, data)) in samples.enumerated() {
             let (area, payload) = request.ringEncoded(unique: UInt64(500 + i), nodeID: 7, writeData: data)
@@ -53,7 +57,8 @@ struct RingTests {
         #expect(throws: FUSEDecodeError.self) { try decodeRing(short, payload) }
     }
 
-    @Test("a short header area, a payload_sz beyond the payload, a WRITE larger than its payload: refused, never trusted")
+    @Test(
+        "a short header area, a payload_sz beyond the payload, a WRITE larger than its payload: refused, never trusted")
     func refusals() {
         let (area, payload) = FUSERequest.write(fh: 1, offset: 0, size: 5, writeFlags: 0, dataOffset: 0)
             .ringEncoded(unique: 3, nodeID: 2, writeData: Array("hello".utf8))
@@ -78,10 +83,14 @@ struct RingTests {
                 case 1: area[128 + Int.random(in: 0..<48, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
                 case 2: area[256 + Int.random(in: 0..<32, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
                 default:
-                    if !payload.isEmpty { payload[Int.random(in: 0..<payload.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng) }
+                    if !payload.isEmpty {
+                        payload[Int.random(in: 0..<payload.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+                    }
                 }
             }
-            if Bool.random(using: &rng) { payload = Array(payload.prefix(Int.random(in: 0...payload.count, using: &rng))) }
+            if Bool.random(using: &rng) {
+                payload = Array(payload.prefix(Int.random(in: 0...payload.count, using: &rng)))
+            }
             if (try? decodeRing(area, payload)) != nil { decoded += 1 }
         }
         #expect(decoded > 1000, "some mutations still decode (\(decoded))")

@@ -17,8 +17,10 @@ public struct PathFacts: Sendable, Hashable {
     public var searchSettled = true
     public var burstLost = 0
 
-    public init(interface: String, mac: String, state: String, payload: Int, mtu: Int, rttSeconds: Double, window: Int,
-                ceiling: Int, sent: Int, lost: Int) {
+    public init(
+        interface: String, mac: String, state: String, payload: Int, mtu: Int, rttSeconds: Double, window: Int,
+        ceiling: Int, sent: Int, lost: Int
+    ) {
         self.interface = interface
         self.mac = mac
         self.state = state
@@ -131,10 +133,14 @@ extension TargetFacts {
             case "aoefs_retransmits_total": f.retransmits = v
             case "aoefs_frames_sent_total": f.framesSent = v
             default:
-                guard s.name.hasPrefix("aoefs_path_"), let iface = s.labels["interface"], let mac = s.labels["mac"] else { break }
+                guard s.name.hasPrefix("aoefs_path_"), let iface = s.labels["interface"], let mac = s.labels["mac"]
+                else { break }
                 let key = iface + " " + mac
-                var p = paths[t]?[key] ?? PathFacts(interface: iface, mac: mac, state: "?", payload: 0, mtu: 0, rttSeconds: 0,
-                                                    window: 0, ceiling: 0, sent: 0, lost: 0)
+                var p =
+                    paths[t]?[key]
+                    ?? PathFacts(
+                        interface: iface, mac: mac, state: "?", payload: 0, mtu: 0, rttSeconds: 0,
+                        window: 0, ceiling: 0, sent: 0, lost: 0)
                 switch s.name {
                 case "aoefs_path_info": p.state = s.labels["state"] ?? p.state
                 case "aoefs_path_payload_bytes": p.payload = v

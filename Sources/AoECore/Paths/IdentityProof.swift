@@ -70,7 +70,8 @@ extension PathSet {
     /// A verified path other than `id` that is answering, if any: a candidate must prove itself
     /// against it.
     func liveVerified(except id: PathID, _ wire: Wire) -> PathID? {
-        paths.first { $0.id != id && $0.standing == .verified && wire.isUsable($0.link) && $0.lossesSinceAnswer < 2 }?.id
+        paths.first { $0.id != id && $0.standing == .verified && wire.isUsable($0.link) && $0.lossesSinceAnswer < 2 }?
+            .id
     }
 
     /// Whether a path is proving itself: checked on every write frame, so an index loop that
@@ -98,8 +99,10 @@ extension PathSet {
 
     /// Sends a one-sector READ of `lba` on `id` as a probe (outside the window) that brings its
     /// data back for the proof of `candidate`.
-    mutating func sendProofRead(_ id: PathID, lba: UInt64, kind: ProbeKind, lba48: Bool, counters: inout TargetCounters,
-                                _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
+    mutating func sendProofRead(
+        _ id: PathID, lba: UInt64, kind: ProbeKind, lba48: Bool, counters: inout TargetCounters,
+        _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]
+    ) {
         let p = self[id]
         guard let header = wire.ataHeader(to: p, of: address) else { return }
         let bytes = AoEFrame(header: header, body: .ata(.read(lba: lba, sectors: 1, lba48: lba48))).encoded()
@@ -114,8 +117,10 @@ extension PathSet {
     }
 
     /// Reads the sample sectors through candidate `id` and verified path `v`.
-    mutating func sendSamples(_ id: PathID, against v: PathID, lba48: Bool, counters: inout TargetCounters,
-                              _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
+    mutating func sendSamples(
+        _ id: PathID, against v: PathID, lba48: Bool, counters: inout TargetCounters,
+        _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]
+    ) {
         guard var pr = self[id].proof else { return }
         pr.viaCandidate = [:]
         pr.viaVerified = [:]
@@ -123,23 +128,29 @@ extension PathSet {
         pr.enter(.sampling, now: now)
         self[id].proof = pr
         for lba in pr.sampleLBAs {
-            sendProofRead(id, lba: lba, kind: .sample(candidate: id), lba48: lba48, counters: &counters, &wire, now: now, &out)
-            sendProofRead(v, lba: lba, kind: .sample(candidate: id), lba48: lba48, counters: &counters, &wire, now: now, &out)
+            sendProofRead(
+                id, lba: lba, kind: .sample(candidate: id), lba48: lba48, counters: &counters, &wire, now: now, &out)
+            sendProofRead(
+                v, lba: lba, kind: .sample(candidate: id), lba48: lba48, counters: &counters, &wire, now: now, &out)
         }
     }
 
     /// Candidate `id` is another disk: it never carries I/O, and `err` says why, with both MACs.
-    mutating func refuseDuplicate(_ id: PathID, because why: String, counters: inout TargetCounters, _ wire: Wire,
-                                  _ out: inout [EngineAction]) {
+    mutating func refuseDuplicate(
+        _ id: PathID, because why: String, counters: inout TargetCounters, _ wire: Wire,
+        _ out: inout [EngineAction]
+    ) {
         self[id].standing = .duplicate
         self[id].proof = nil
         counters.duplicates += 1
         let name = wire.links[self[id].link]?.name ?? "?"
         let other = paths.first { $0.standing == .verified }
         let otherName = other.map { "\(wire.links[$0.link]?.name ?? "?") → \($0.mac)" } ?? "the verified path"
-        out.append(.log("\(address): \(self[id].mac) on \(name) answers IDENTIFY as \(address) (same model, serial and "
-                        + "size) but is another disk: \(why) than through \(otherName); not used. Two disks share "
-                        + "shelf.slot \(address): give one of them another address"))
+        out.append(
+            .log(
+                "\(address): \(self[id].mac) on \(name) answers IDENTIFY as \(address) (same model, serial and "
+                    + "size) but is another disk: \(why) than through \(otherName); not used. Two disks share "
+                    + "shelf.slot \(address): give one of them another address"))
     }
 
     /// Candidate `id` proved to reach the target's disk: it carries I/O from now on.

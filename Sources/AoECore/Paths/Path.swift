@@ -94,8 +94,10 @@ struct Path: Sendable {
     /// The small liveness probe in flight while the path is suspect.
     var aliveTag: Tag?
 
-    init(id: PathID, link: LinkID, mac: MACAddress, mtu: Int, config: QueryConfig, configuration: EngineConfiguration,
-         maxOutstanding: Int, maxPayload: Int?, now: Instant) {
+    init(
+        id: PathID, link: LinkID, mac: MACAddress, mtu: Int, config: QueryConfig, configuration: EngineConfiguration,
+        maxOutstanding: Int, maxPayload: Int?, now: Instant
+    ) {
         self.id = id
         self.config = config
         since = now
@@ -103,8 +105,9 @@ struct Path: Sendable {
         self.mac = mac
         self.mtu = mtu
         negotiator = MTUNegotiator(mtu: mtu, targetSectors: Int(config.sectorsPerCommand), cap: maxPayload)
-        rtt = RTTEstimator(initial: configuration.initialRTO, minimum: configuration.minimumRTO,
-                           maximum: configuration.maximumRTO)
+        rtt = RTTEstimator(
+            initial: configuration.initialRTO, minimum: configuration.minimumRTO,
+            maximum: configuration.maximumRTO)
         window = CongestionWindow(bufferCount: Int(config.bufferCount), maxOutstanding: maxOutstanding)
     }
 

@@ -89,8 +89,10 @@ struct PathSet: Sendable {
         var fallback: Int?
         for k in 0..<n {
             let i = (roundRobin + k) % n
-            guard paths[i].hasRoom, paths[i].standing == .verified || (candidatesToo && paths[i].standing == .candidate),
-                  wire.isUsable(paths[i].link) else { continue }
+            guard paths[i].hasRoom,
+                paths[i].standing == .verified || (candidatesToo && paths[i].standing == .candidate),
+                wire.isUsable(paths[i].link)
+            else { continue }
             if paths[i].id == avoiding {
                 fallback = fallback ?? i
                 continue
@@ -139,13 +141,16 @@ struct PathSet: Sendable {
     /// hole. Returns true when the path should be ejected: three frames in a row were lost on it
     /// while another verified path answered something during their flight, and it has answered
     /// nothing for four RTOs. (A stall of the target silences every path alike, so it ejects none.)
-    mutating func lost(_ id: PathID, _ f: FrameInFlight, counters: inout TargetCounters, _ wire: inout Wire,
-                       now: Instant, _ out: inout [EngineAction]) -> Bool {
+    mutating func lost(
+        _ id: PathID, _ f: FrameInFlight, counters: inout TargetCounters, _ wire: inout Wire,
+        now: Instant, _ out: inout [EngineAction]
+    ) -> Bool {
         let sizeBefore = self[id].window.size
         let ceilingBefore = self[id].window.ceiling
         let newEvent = self[id].window.onLoss(sentAt: f.sentAt, now: now)
         if newEvent { counters.lossEvents += 1 }
-        logLossEpisode(id, newEvent: newEvent, sizeBefore: sizeBefore, ceilingBefore: ceilingBefore, wire, now: now, &out)
+        logLossEpisode(
+            id, newEvent: newEvent, sizeBefore: sizeBefore, ceilingBefore: ceilingBefore, wire, now: now, &out)
         let before = self[id].negotiator.payload
         if f.range.sectors * 512 > 1024 { counters.lostJumbo += 1 }
         // A frame of this size sent at most a round trip before it (in the same burst) was
@@ -158,8 +163,10 @@ struct PathSet: Sendable {
         let sizeCrosses = proof.sectors >= f.range.sectors && proof.sentAt + margin >= f.sentAt
         if !sizeCrosses, self[id].negotiator.frameLost(sectors: f.range.sectors), let l = wire.links[self[id].link] {
             if self[id].episodeLost <= 1 || !self[id].stallLogged {
-                out.append(.log("\(address): large frames lost on \(l.name) → \(self[id].mac); "
-                                + "checking \(before)-byte and 1024-byte frames"))
+                out.append(
+                    .log(
+                        "\(address): large frames lost on \(l.name) → \(self[id].mac); "
+                            + "checking \(before)-byte and 1024-byte frames"))
             }
             sendSuspicionProbes(id, size: true, alive: true, counters: &counters, &wire, now: now, &out)
         }
@@ -173,8 +180,10 @@ struct PathSet: Sendable {
 
     /// One `err` line per loss episode (losses with less than `Path.episodeQuiet` between them),
     /// saying what the window did; later losses of the episode are counted, not logged.
-    private mutating func logLossEpisode(_ id: PathID, newEvent: Bool, sizeBefore: Int, ceilingBefore: Int?,
-                                         _ wire: Wire, now: Instant, _ out: inout [EngineAction]) {
+    private mutating func logLossEpisode(
+        _ id: PathID, newEvent: Bool, sizeBefore: Int, ceilingBefore: Int?,
+        _ wire: Wire, now: Instant, _ out: inout [EngineAction]
+    ) {
         let quiet = self[id].lastLossAt.map { now - $0 >= Path.episodeQuiet } ?? true
         self[id].lastLossAt = now
         self[id].episodeLost = quiet ? 1 : self[id].episodeLost + 1
@@ -185,13 +194,16 @@ struct PathSet: Sendable {
         let w = p.window
         var line = "\(address): frames unanswered on \(name) → \(p.mac) with \(sizeBefore) in flight"
         if let c = w.ceiling, c != ceilingBefore {
-            line += " (Buffer Count \(p.config.bufferCount)): window \(w.size), at most \(w.cap) from now on (a target "
+            line +=
+                " (Buffer Count \(p.config.bufferCount)): window \(w.size), at most \(w.cap) from now on (a target "
                 + "that queues fewer frames than it offers, or a stall: `spurious` in stats counts the late answers)"
         } else {
             line += ": window \(sizeBefore) → \(w.size)"
         }
-        out.append(.log(line + "; retransmitting (more losses within \(Path.episodeQuiet.components.seconds) s are counted "
-                        + "in stats, not logged)"))
+        out.append(
+            .log(
+                line + "; retransmitting (more losses within \(Path.episodeQuiet.components.seconds) s are counted "
+                    + "in stats, not logged)"))
     }
 
     /// A verified path to eject now that no frame of it is out: it lost three in a row, has
@@ -229,7 +241,8 @@ struct PathSet: Sendable {
         // without an ejection would have the driver's timer spin.
         for p in paths where p.standing == .verified && p.outstanding == 0 && p.lossesSinceAnswer >= 3 {
             let heard = p.lastAnswer ?? p.since
-            guard paths.contains(where: { $0.id != p.id && $0.standing == .verified && ($0.lastAnswer ?? .zero) > heard })
+            guard
+                paths.contains(where: { $0.id != p.id && $0.standing == .verified && ($0.lastAnswer ?? .zero) > heard })
             else { continue }
             d = min(d, heard + max(.seconds(1), p.rtt.timeout * 4))
         }
@@ -264,7 +277,8 @@ struct PathSet: Sendable {
                 link: p.link, interface: link?.name ?? "?", mac: p.mac, payload: p.negotiator.payload,
                 mtu: link?.mtu ?? p.mtu, rtt: p.rtt.smoothed, rto: p.rtt.timeout, outstanding: p.outstanding,
                 window: p.window.size, sent: p.sent, lost: p.lost, state: status(p, wire),
-                rttDeviation: p.rtt.smoothed == nil ? .zero : p.rtt.deviation, ceiling: p.window.ceiling, lowestCeiling: p.window.lowestCeiling, burst: p.burst)
+                rttDeviation: p.rtt.smoothed == nil ? .zero : p.rtt.deviation, ceiling: p.window.ceiling,
+                lowestCeiling: p.window.lowestCeiling, burst: p.burst)
             s.nextRaise = p.negotiator.raiseAt.map { $0 - now }
             s.ceilingPayload = p.negotiator.ceilingSectors * 512
             s.searchSettled = p.negotiator.isSettled

@@ -82,7 +82,9 @@ public struct RTTEstimator: Sendable, Hashable {
     }
 
     /// The RTO for a frame already retransmitted `retries` times: doubled each time, capped.
-    public func timeout(afterRetries retries: Int) -> Duration { .nanoseconds(timeoutNanoseconds(afterRetries: retries)) }
+    public func timeout(afterRetries retries: Int) -> Duration {
+        .nanoseconds(timeoutNanoseconds(afterRetries: retries))
+    }
 
     /// `timeout(afterRetries:)` in nanoseconds, for the per-frame path.
     public func timeoutNanoseconds(afterRetries retries: Int) -> Int64 {

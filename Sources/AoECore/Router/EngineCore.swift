@@ -69,8 +69,10 @@ public struct EngineCore: Sendable {
     // MARK: - Links and discovery
 
     /// Adds an interface and broadcasts a Query Config on it.
-    public mutating func addLink(_ id: LinkID, name: String, mac: MACAddress, mtu: Int, now: Instant,
-                                 _ out: inout [EngineAction]) {
+    public mutating func addLink(
+        _ id: LinkID, name: String, mac: MACAddress, mtu: Int, now: Instant,
+        _ out: inout [EngineAction]
+    ) {
         let now = monotonic(now)
         wire.links[id] = LinkInfo(name: name, mac: mac, mtu: configuration.mtu(for: name, reported: mtu))
         if nextBeacon == .zero { nextBeacon = now + configuration.beaconInterval }
@@ -84,8 +86,10 @@ public struct EngineCore: Sendable {
     /// nothing until it is up (deadsecs still counts). Up again: Query Config is broadcast on it
     /// and the queued work goes. A new MTU: every path on it negotiates its payload anew, from
     /// 1024 bytes up to the new ceiling, and frames in flight are sent again at the new size.
-    public mutating func linkChanged(_ id: LinkID, up: Bool? = nil, mtu: Int? = nil, mac: MACAddress? = nil, now: Instant,
-                                     _ out: inout [EngineAction]) {
+    public mutating func linkChanged(
+        _ id: LinkID, up: Bool? = nil, mtu: Int? = nil, mac: MACAddress? = nil, now: Instant,
+        _ out: inout [EngineAction]
+    ) {
         let now = monotonic(now)
         guard var l = wire.links[id] else { return }
         let wasUp = l.up, oldMTU = l.mtu
@@ -155,8 +159,10 @@ public struct EngineCore: Sendable {
     /// Handles one received frame: whole in `bytes`, or — received with a placement that hit
     /// (`ReceiveLayout.settle`: an ATA response) — its headers in `bytes` and its data already in
     /// place, `placedData`.
-    public mutating func receive(_ bytes: UnsafeRawBufferPointer, placedData: UnsafeRawBufferPointer? = nil,
-                                 on link: LinkID, now: Instant, _ out: inout [EngineAction]) {
+    public mutating func receive(
+        _ bytes: UnsafeRawBufferPointer, placedData: UnsafeRawBufferPointer? = nil,
+        on link: LinkID, now: Instant, _ out: inout [EngineAction]
+    ) {
         let now = monotonic(now)
         guard wire.links[link]?.allowed ?? false else { return }  // not on the allow-list
         guard let header = try? AoEHeader(decoding: bytes), header.isResponse else {
@@ -166,7 +172,9 @@ public struct EngineCore: Sendable {
         switch header.command {
         case .ata:
             // The hot path: no AoEFrame, no copies until the data lands in the request's buffer.
-            let view = header.isError ? nil
+            let view =
+                header.isError
+                ? nil
                 : placedData.map { ATAView(headers: bytes, data: $0) } ?? ATAView(frame: bytes)
             if !header.isError && view == nil {
                 malformedFrames += 1
@@ -219,8 +227,10 @@ public struct EngineCore: Sendable {
         let isNew = targets.index(forKey: address) == nil
         if isNew {
             targets[address] = SectorScheduler(address: address, now: now)
-            out.append(.log("\(address): discovered at \(f.header.source) on \(l.name), "
-                            + "bufcnt \(config.bufferCount), \(config.sectorsPerCommand) sectors per frame"))
+            out.append(
+                .log(
+                    "\(address): discovered at \(f.header.source) on \(l.name), "
+                        + "bufcnt \(config.bufferCount), \(config.sectorsPerCommand) sectors per frame"))
             out.append(.targetsChanged)
         }
         withTarget(address) { t, wire in
@@ -228,8 +238,10 @@ public struct EngineCore: Sendable {
         }
     }
 
-    mutating func receiveATA(_ header: AoEHeader, _ view: ATAView?, on link: LinkID, now: Instant,
-                             _ out: inout [EngineAction]) {
+    mutating func receiveATA(
+        _ header: AoEHeader, _ view: ATAView?, on link: LinkID, now: Instant,
+        _ out: inout [EngineAction]
+    ) {
         guard let flight = wire.frames[header.tag] else {
             // Not in flight: late (its frame timed out and was resent) or a duplicate.
             guard targets.index(forKey: header.target) != nil else {
@@ -330,7 +342,8 @@ public struct EngineCore: Sendable {
     /// Lifts the disabling of the targets `pattern` matches (and the patterns it covers) and asks
     /// them for their config. Returns the known targets it matched.
     @discardableResult
-    public mutating func enable(_ pattern: TargetPattern, now: Instant, _ out: inout [EngineAction]) -> [TargetAddress] {
+    public mutating func enable(_ pattern: TargetPattern, now: Instant, _ out: inout [EngineAction]) -> [TargetAddress]
+    {
         let now = monotonic(now)
         let matched = targets.keys.filter { pattern.matches($0) }.sorted()
         disabledPatterns.removeAll { p in

@@ -48,8 +48,9 @@ public enum ReceiveLayout {
     public static func settle(slot: UnsafeMutableRawPointer, slotSize: Int, length: Int, placement: Placement) -> Bool {
         let h = headerBytes
         if length >= h + placement.count, loadTag(slot) == placement.tag,
-           slot.load(fromByteOffset: AoEOffset.command, as: UInt8.self) == AoECommand.ata.rawValue,
-           slot.load(fromByteOffset: AoEOffset.versionFlags, as: UInt8.self) & AoEFlags.response.rawValue != 0 {
+            slot.load(fromByteOffset: AoEOffset.command, as: UInt8.self) == AoECommand.ata.rawValue,
+            slot.load(fromByteOffset: AoEOffset.versionFlags, as: UInt8.self) & AoEFlags.response.rawValue != 0
+        {
             return true
         }
         let data = max(0, length - h)
@@ -63,8 +64,10 @@ public enum ReceiveLayout {
     /// What the kernel does with a scattered receive: `frame`'s first bytes into the slot, then
     /// the placement, then the slot after the headers, each up to its size. Returns the bytes
     /// written (a longer frame is cut, as MSG_TRUNC would). For in-memory links and tests.
-    public static func scatter(_ frame: UnsafeRawBufferPointer, slot: UnsafeMutableRawPointer, slotSize: Int,
-                               placement: Placement) -> Int {
+    public static func scatter(
+        _ frame: UnsafeRawBufferPointer, slot: UnsafeMutableRawPointer, slotSize: Int,
+        placement: Placement
+    ) -> Int {
         let h = min(headerBytes, frame.count)
         if h > 0 { slot.copyMemory(from: frame.baseAddress!, byteCount: h) }
         let placed = min(frame.count - h, placement.count)
@@ -182,7 +185,9 @@ struct ReceivePlacements: Sendable {
 
     private func rewriteSaved(pinnedBy i: Int) {
         for s in saved where pinned[i].contains(where: { $0.address == s.place }) {
-            s.bytes.withUnsafeBytes { UnsafeMutableRawPointer(bitPattern: s.place)!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            s.bytes.withUnsafeBytes {
+                UnsafeMutableRawPointer(bitPattern: s.place)!.copyMemory(from: $0.baseAddress!, byteCount: $0.count)
+            }
         }
     }
 
@@ -198,7 +203,9 @@ struct ReceivePlacements: Sendable {
     /// unless it was received in place, and saves it if a receive call elsewhere may write
     /// there meanwhile. Returns whether it was in place.
     @discardableResult
-    mutating func accept(_ data: UnsafeRawPointer, count: Int, at place: UnsafeMutableRawPointer, buffer: IOBuffer) -> Bool {
+    mutating func accept(_ data: UnsafeRawPointer, count: Int, at place: UnsafeMutableRawPointer, buffer: IOBuffer)
+        -> Bool
+    {
         let inPlace = UnsafeRawPointer(place) == data
         if !inPlace { place.copyMemory(from: data, byteCount: count) }
         if linksPinned > 0, isPinned(UInt(bitPattern: place)) {

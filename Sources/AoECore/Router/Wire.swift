@@ -59,12 +59,15 @@ struct Wire: Sendable {
     }
 
     /// A Query Config to one MAC (a path's target) or the broadcast address.
-    mutating func queryConfig(to destination: MACAddress, on link: LinkID, target: TargetAddress,
-                              _ out: inout [EngineAction]) {
+    mutating func queryConfig(
+        to destination: MACAddress, on link: LinkID, target: TargetAddress,
+        _ out: inout [EngineAction]
+    ) {
         guard let l = links[link] else { return }
         let f = AoEFrame(
-            header: AoEHeader(destination: destination, source: l.mac, shelf: target.shelf, slot: target.slot,
-                              command: .queryConfig, tag: frames.allocate()),
+            header: AoEHeader(
+                destination: destination, source: l.mac, shelf: target.shelf, slot: target.slot,
+                command: .queryConfig, tag: frames.allocate()),
             body: .queryConfig(QueryConfig()))
         out.append(.send(link, OutgoingFrame(bytes: f.encoded())))
     }
@@ -72,13 +75,16 @@ struct Wire: Sendable {
     /// An ATA header to `path` of `target` with a fresh tag; nil if the path's link is gone.
     mutating func ataHeader(to path: Path, of target: TargetAddress) -> AoEHeader? {
         guard let l = links[path.link] else { return nil }
-        return AoEHeader(destination: path.mac, source: l.mac, shelf: target.shelf, slot: target.slot,
-                         command: .ata, tag: frames.allocate())
+        return AoEHeader(
+            destination: path.mac, source: l.mac, shelf: target.shelf, slot: target.slot,
+            command: .ata, tag: frames.allocate())
     }
 
     /// Records `frame` as in flight under `tag` and queues `bytes` on `link`.
-    mutating func transmit(_ bytes: OutgoingFrame, tag: Tag, _ frame: FrameInFlight, on link: LinkID,
-                           _ out: inout [EngineAction]) {
+    mutating func transmit(
+        _ bytes: OutgoingFrame, tag: Tag, _ frame: FrameInFlight, on link: LinkID,
+        _ out: inout [EngineAction]
+    ) {
         frames.record(tag, frame)
         out.append(.send(link, bytes))
     }

@@ -5,8 +5,10 @@ extension SectorScheduler {
     // MARK: - Answers
 
     /// An ATA response whose tag is `flight`'s (the router found it in flight).
-    mutating func answer(_ header: AoEHeader, _ m: ATAView?, on link: LinkID, for flight: FrameInFlight,
-                         _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
+    mutating func answer(
+        _ header: AoEHeader, _ m: ATAView?, on link: LinkID, for flight: FrameInFlight,
+        _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]
+    ) {
         let path = flight.path
         // Accept only the answer the frame asked for: from the path's MAC, heard on the path's
         // link, for the right shelf.slot. Anything else is spoofed or stray: count, drop, and
@@ -40,8 +42,10 @@ extension SectorScheduler {
             return pump(&wire, now: now, &out)
         }
         if flight.probe?.isIdentityProof == true {
-            let data = m.flatMap { $0.status.isFailure || $0.data.count < 512 || header.isError
-                ? nil : Array(UnsafeRawBufferPointer(rebasing: $0.data[0..<512])) }
+            let data = m.flatMap {
+                $0.status.isFailure || $0.data.count < 512 || header.isError
+                    ? nil : Array(UnsafeRawBufferPointer(rebasing: $0.data[0..<512]))
+            }
             proofRead(flight, data: data, &wire, now: now, &out)
             return pump(&wire, now: now, &out)
         }
@@ -77,8 +81,10 @@ extension SectorScheduler {
                 // Every flush it offers aborted: it cannot flush, so asking again would only fail
                 // every fsync (mkfs.ext4 dies of that). Answer this one and all later ones at once.
                 if !flushAbortLogged {
-                    out.append(.log("\(address): aborts \(range.kind) although IDENTIFY offers it; "
-                                    + "fsync is answered without a flush from now on"))
+                    out.append(
+                        .log(
+                            "\(address): aborts \(range.kind) although IDENTIFY offers it; "
+                                + "fsync is answered without a flush from now on"))
                     flushAbortLogged = true
                 }
                 flushMode = .none
@@ -94,8 +100,10 @@ extension SectorScheduler {
                 identifyQueued = false
             } else if let id = range.request {
                 counters.errata += 1
-                out.append(.log("\(address): ATA error on \(range.kind) at LBA \(range.lba): status \(m.status), "
-                                + "error \(m.errorRegister)"))
+                out.append(
+                    .log(
+                        "\(address): ATA error on \(range.kind) at LBA \(range.lba): status \(m.status), "
+                            + "error \(m.errorRegister)"))
                 fail(id, .ataError(address, status: m.status, error: m.errorRegister, lba: range.lba), now: now, &out)
             }
             return pump(&wire, now: now, &out)
@@ -118,10 +126,13 @@ extension SectorScheduler {
             if let id = range.request, let buffer = pending[id]?.request.buffer {
                 let count = range.sectors * 512
                 // Never reached from input (issue 30's audit): A short answer was turned away above (`expectedDataBytes`); ranges are cut inside their buffers.
-                precondition(range.bufferOffset >= 0 && range.bufferOffset + count <= buffer.count
-                             && m.data.count >= count, "read range outside its buffer or frame")
-                if wire.placements.accept(m.data.baseAddress!, count: count, at: buffer.bytes.baseAddress! + range.bufferOffset,
-                                          buffer: buffer) {
+                precondition(
+                    range.bufferOffset >= 0 && range.bufferOffset + count <= buffer.count
+                        && m.data.count >= count, "read range outside its buffer or frame")
+                if wire.placements.accept(
+                    m.data.baseAddress!, count: count, at: buffer.bytes.baseAddress! + range.bufferOffset,
+                    buffer: buffer)
+                {
                     counters.readsPlaced += 1
                 } else {
                     counters.readsCopied += 1
@@ -144,8 +155,10 @@ extension SectorScheduler {
 
     /// `flight` (tag `tag`) timed out: feed the path's negotiator or window, and queue the
     /// work again at the front (probes are not resent, their negotiator decides).
-    mutating func timedOut(_ tag: Tag, _ flight: FrameInFlight, _ wire: inout Wire, now: Instant,
-                           _ out: inout [EngineAction]) {
+    mutating func timedOut(
+        _ tag: Tag, _ flight: FrameInFlight, _ wire: inout Wire, now: Instant,
+        _ out: inout [EngineAction]
+    ) {
         let path = flight.path
         guard paths.contains(path) else {
             // Its path is gone: the work goes out again on another.
@@ -181,14 +194,18 @@ extension SectorScheduler {
         r.retries += 1
         // The loss episode has its line (PathSet.lost); a frame lost again and again is news.
         if let l = wire.links[paths[path].link], r.retries == 3 || r.retries % 10 == 0 {
-            out.append(.log("\(address): retransmit \(r.kind) LBA \(r.lba)+\(r.sectors) tag \(tag) "
-                            + "via \(l.name) (retry \(r.retries))"))
+            out.append(
+                .log(
+                    "\(address): retransmit \(r.kind) LBA \(r.lba)+\(r.sectors) tag \(tag) "
+                        + "via \(l.name) (retry \(r.retries))"))
         }
         if r.kind == .identify {
             identifyQueued = true
             if identity == nil && r.retries == 3 {
-                out.append(.log("\(address): answers Query Config but not IDENTIFY (3 tries); it stays `identifying`, "
-                                + "without an image, and is asked again"))
+                out.append(
+                    .log(
+                        "\(address): answers Query Config but not IDENTIFY (3 tries); it stays `identifying`, "
+                            + "without an image, and is asked again"))
             }
         }
         queue.prepend(r)
@@ -215,7 +232,9 @@ extension SectorScheduler {
             // IDENTIFY queued or in flight, the target is asked for its config, whose answer
             // queues one (a lost answer or a lost IDENTIFY must not leave it here for good).
             nextDownQuery = now + wire.configuration.downQueryInterval
-            let inFlight = wire.frames.all.contains { $0.1.target == address && $0.1.range.kind == .identify && $0.1.probe == nil }
+            let inFlight = wire.frames.all.contains {
+                $0.1.target == address && $0.1.range.kind == .identify && $0.1.probe == nil
+            }
             if !inFlight && !queue.contains(where: { $0.kind == .identify }) {
                 identifyQueued = false
                 for id in wire.usableLinks { wire.broadcastQuery(on: id, target: address, &out) }
@@ -245,10 +264,14 @@ extension SectorScheduler {
         state = .down
         revalidating = true
         nextDownQuery = now + wire.configuration.downQueryInterval
-        out.append(.log("\(address): no response for \(wire.configuration.deadsecs(for: address)) s while I/O waited: target down"))
+        out.append(
+            .log(
+                "\(address): no response for \(wire.configuration.deadsecs(for: address)) s while I/O waited: target down"
+            ))
         failEverything(.targetDown(address), now: now, &wire, &out)
-        paths.resetWindows(bufferCount: Int(config?.bufferCount ?? 1),
-                           maxOutstanding: wire.configuration.maxOutstanding(for: address))
+        paths.resetWindows(
+            bufferCount: Int(config?.bufferCount ?? 1),
+            maxOutstanding: wire.configuration.maxOutstanding(for: address))
         out.append(.targetsChanged)
     }
 
@@ -259,8 +282,10 @@ extension SectorScheduler {
 
     /// Fails every waiting request with `error` (in the order they came) and forgets the frames
     /// in flight and the queue: what going down, being forgotten and being disabled share.
-    private mutating func failEverything(_ error: AoEIOError, now: Instant?, _ wire: inout Wire,
-                                         _ out: inout [EngineAction]) {
+    private mutating func failEverything(
+        _ error: AoEIOError, now: Instant?, _ wire: inout Wire,
+        _ out: inout [EngineAction]
+    ) {
         for f in wire.frames.removeAll(for: address) where paths.contains(f.path) { paths[f.path].outstanding -= 1 }
         queue.removeAll()
         identifyQueued = false
@@ -290,7 +315,8 @@ extension SectorScheduler {
         guard state == .disabled else { return }
         state = .identifying
         revalidating = true
-        paths.resetWindows(bufferCount: Int(config?.bufferCount ?? 1), maxOutstanding: wire.configuration.maxOutstanding(for: address))
+        paths.resetWindows(
+            bufferCount: Int(config?.bufferCount ?? 1), maxOutstanding: wire.configuration.maxOutstanding(for: address))
         out.append(.log("\(address): enabled"))
     }
 

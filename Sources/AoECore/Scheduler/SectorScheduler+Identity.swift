@@ -6,8 +6,10 @@ extension SectorScheduler {
     private var lba48: Bool { identity?.supportsLBA48 ?? true }
 
     /// A candidate answered IDENTIFY: verify it, start its proof, or refuse it.
-    mutating func candidateIdentified(_ id: PathID, answering seen: ATAIdentity, target mine: ATAIdentity,
-                                      _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
+    mutating func candidateIdentified(
+        _ id: PathID, answering seen: ATAIdentity, target mine: ATAIdentity,
+        _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]
+    ) {
         switch paths.verified(id, answering: seen, target: mine, counters: &counters, wire, now: now, &out) {
         case .verified:
             pathVerified(id, &wire, now: now, &out)
@@ -20,26 +22,35 @@ extension SectorScheduler {
     }
 
     /// A proof read was answered with `data` (its first sector), or timed out (nil).
-    mutating func proofRead(_ flight: FrameInFlight, data: [UInt8]?, _ wire: inout Wire, now: Instant,
-                            _ out: inout [EngineAction]) {
+    mutating func proofRead(
+        _ flight: FrameInFlight, data: [UInt8]?, _ wire: inout Wire, now: Instant,
+        _ out: inout [EngineAction]
+    ) {
         switch flight.probe {
         case .sample(let c)?:
             guard paths.contains(c), var pr = paths[c].proof, pr.stage == .sampling else { return }
             guard let data else { return samplesFailed(c, &wire, now: now, &out) }
-            if flight.path == c { pr.viaCandidate[flight.range.lba] = data } else { pr.viaVerified[flight.range.lba] = data }
+            if flight.path == c {
+                pr.viaCandidate[flight.range.lba] = data
+            } else {
+                pr.viaVerified[flight.range.lba] = data
+            }
             paths[c].proof = pr
             guard pr.samplesComplete else { return }
             if let lba = pr.disagreement {
-                return paths.refuseDuplicate(c, because: "LBA \(lba) reads differently through it", counters: &counters,
-                                             wire, &out)
+                return paths.refuseDuplicate(
+                    c, because: "LBA \(lba) reads differently through it", counters: &counters,
+                    wire, &out)
             }
             pr.enter(.awaitingWrite, now: now)
             if !pr.waitLogged {
                 pr.waitLogged = true
                 let name = wire.links[paths[c].link]?.name ?? "?"
-                out.append(.log("\(address): \(paths[c].mac) on \(name) answers IDENTIFY and reads as \(address); it "
-                                + "carries I/O once a write through a verified path is seen through it (two disks may "
-                                + "share IDENTIFY strings and blank sectors)"))
+                out.append(
+                    .log(
+                        "\(address): \(paths[c].mac) on \(name) answers IDENTIFY and reads as \(address); it "
+                            + "carries I/O once a write through a verified path is seen through it (two disks may "
+                            + "share IDENTIFY strings and blank sectors)"))
             }
             paths[c].proof = pr
         case .witness?:
@@ -64,8 +75,10 @@ extension SectorScheduler {
                     pathVerified(c, &wire, now: now, &out)
                     if state == .up { paths.continueProbing(c, counters: &counters, &wire, now: now, &out) }
                 } else if data != nil && data == pr.before {
-                    paths.refuseDuplicate(c, because: "a write to LBA \(pr.lba) did not reach it: the sector reads as "
-                                          + "before the write through it, and as written", counters: &counters, wire, &out)
+                    paths.refuseDuplicate(
+                        c,
+                        because: "a write to LBA \(pr.lba) did not reach it: the sector reads as "
+                            + "before the write through it, and as written", counters: &counters, wire, &out)
                 } else {
                     // Unanswered, or a later write changed the sector meanwhile: try another write.
                     pr.nextTry = now + (data == nil ? .seconds(1) : IdentityProof.retryAfter)
@@ -91,8 +104,10 @@ extension SectorScheduler {
             paths.sendSamples(c, against: v, lba48: lba48, counters: &counters, &wire, now: now, &out)
         } else {
             counters.candidatesDropped += 1
-            out.append(.log("\(address): \(paths[c].mac) answered IDENTIFY but not the reads that would prove it the "
-                            + "same disk; dropped"))
+            out.append(
+                .log(
+                    "\(address): \(paths[c].mac) answered IDENTIFY but not the reads that would prove it the "
+                        + "same disk; dropped"))
             paths.remove(c)
         }
     }
@@ -120,7 +135,8 @@ extension SectorScheduler {
             else { continue }
             pr.enter(.readingAfter, now: now)
             paths[c].proof = pr
-            paths.sendProofRead(c, lba: pr.lba, kind: .witness, lba48: lba48, counters: &counters, &wire, now: now, &out)
+            paths.sendProofRead(
+                c, lba: pr.lba, kind: .witness, lba48: lba48, counters: &counters, &wire, now: now, &out)
         }
     }
 

@@ -48,8 +48,10 @@ struct SectorScheduler: Sendable {
     /// path, which carries no I/O until it answers IDENTIFY as this target. Only a verified path
     /// counts as hearing from the target: a LAN that repeats announcements cannot keep a dead
     /// target from going down.
-    mutating func heardConfig(_ config: QueryConfig, from mac: MACAddress, on link: LinkID, isNew: Bool,
-                              _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
+    mutating func heardConfig(
+        _ config: QueryConfig, from mac: MACAddress, on link: LinkID, isNew: Bool,
+        _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]
+    ) {
         let maxout = wire.configuration.maxOutstanding(for: address)
         if let id = paths.find(link: link, mac: mac) {
             let before = paths[id].config.sectorsPerCommand
@@ -59,8 +61,10 @@ struct SectorScheduler: Sendable {
                 if config.sectorsPerCommand != before {
                     // The target changed what one frame may carry (vblade derives it from its
                     // MTU, changed with ours): this path's ceiling moves, down or up.
-                    out.append(.log("\(address): now takes \(config.sectorsPerCommand) sectors per frame "
-                                    + "(was \(before)); payload negotiated again"))
+                    out.append(
+                        .log(
+                            "\(address): now takes \(config.sectorsPerCommand) sectors per frame "
+                                + "(was \(before)); payload negotiated again"))
                     if config.sectorsPerCommand < before { requeueInFlight(on: id, &wire) }
                     paths.renegotiate(id, sectorsPerCommand: Int(config.sectorsPerCommand), wire)
                     if state == .up { paths.continueProbing(id, counters: &counters, &wire, now: now, &out) }
@@ -83,9 +87,10 @@ struct SectorScheduler: Sendable {
         } else if let l = wire.links[link], paths.count(on: link) < wire.configuration.maxPathsPerInterface {
             if self.config == nil { self.config = config }
             let id = paths.add { id in
-                Path(id: id, link: link, mac: mac, mtu: l.mtu, config: config, configuration: wire.configuration,
-                     maxOutstanding: maxout, maxPayload: wire.configuration.maxPayload(for: address, interface: l.name),
-                     now: now)
+                Path(
+                    id: id, link: link, mac: mac, mtu: l.mtu, config: config, configuration: wire.configuration,
+                    maxOutstanding: maxout, maxPayload: wire.configuration.maxPayload(for: address, interface: l.name),
+                    now: now)
             }
             // Known identity: check the candidate's at once. Unknown: the queued IDENTIFY checks it.
             if identity != nil { paths.sendVerify(id, counters: &counters, &wire, now: now, &out) }
@@ -101,8 +106,10 @@ struct SectorScheduler: Sendable {
         if let old = identity, revalidating, old.sectors != id.sectors || old.serial != id.serial, !acceptNewIdentity {
             // Linux: "don't change users' perspective". The image stays down until flushed.
             state = .down
-            out.append(.log("\(address): came back with \(id.sectors) sectors, serial \(id.serial) "
-                            + "(was \(old.sectors), \(old.serial)); stays down until flushed"))
+            out.append(
+                .log(
+                    "\(address): came back with \(id.sectors) sectors, serial \(id.serial) "
+                        + "(was \(old.sectors), \(old.serial)); stays down until flushed"))
             out.append(.targetsChanged)
             return
         }
@@ -112,8 +119,10 @@ struct SectorScheduler: Sendable {
         acceptNewIdentity = false
         state = .up
         workSince = nil
-        out.append(.log("\(address): up, \(id.sectors) sectors (\(id.supportsLBA48 ? "LBA48" : "LBA28")), "
-                        + "model \(id.model.isEmpty ? "-" : id.model)"))
+        out.append(
+            .log(
+                "\(address): up, \(id.sectors) sectors (\(id.supportsLBA48 ? "LBA48" : "LBA28")), "
+                    + "model \(id.model.isEmpty ? "-" : id.model)"))
         out.append(.targetsChanged)
     }
 
@@ -124,8 +133,13 @@ struct SectorScheduler: Sendable {
         if state == .down { return out.append(.complete(r.id, .failure(.targetDown(address)))) }
         if state == .disabled { return out.append(.complete(r.id, .failure(.disabled(address)))) }
         if let id = identity, r.kind != .flush, r.lba + UInt64(r.sectors) > id.sectors {
-            return out.append(.complete(r.id, .failure(.beyondEnd(address, lba: r.lba, sectors: r.sectors,
-                                                                   capacity: id.sectors))))
+            return out.append(
+                .complete(
+                    r.id,
+                    .failure(
+                        .beyondEnd(
+                            address, lba: r.lba, sectors: r.sectors,
+                            capacity: id.sectors))))
         }
         if r.kind == .trim, identity?.trimsToZeros != true {
             // Never a DSM frame to a target that did not offer it (or offers no zeros after it).
@@ -133,15 +147,18 @@ struct SectorScheduler: Sendable {
         }
         if r.sectors == 0 && r.kind != .flush { return out.append(.complete(r.id, .success(()))) }
         sequence += 1
-        pending[r.id] = PendingRequest(request: r, remaining: r.kind == .flush ? 1 : r.sectors, sequence: sequence,
-                                       submitted: now)
+        pending[r.id] = PendingRequest(
+            request: r, remaining: r.kind == .flush ? 1 : r.sectors, sequence: sequence,
+            submitted: now)
         io.began(now: now)
         if workSince == nil { workSince = now }
         switch r.kind {
         case .read:
-            queue.append(WorkRange(request: r.id, kind: .read, lba: r.lba, sectors: r.sectors, bufferOffset: r.bufferOffset))
+            queue.append(
+                WorkRange(request: r.id, kind: .read, lba: r.lba, sectors: r.sectors, bufferOffset: r.bufferOffset))
         case .write:
-            queue.append(WorkRange(request: r.id, kind: .write, lba: r.lba, sectors: r.sectors, bufferOffset: r.bufferOffset))
+            queue.append(
+                WorkRange(request: r.id, kind: .write, lba: r.lba, sectors: r.sectors, bufferOffset: r.bufferOffset))
         case .trim:
             queue.append(WorkRange(request: r.id, kind: .trim, lba: r.lba, sectors: r.sectors, bufferOffset: 0))
         case .flush:
@@ -174,10 +191,14 @@ struct SectorScheduler: Sendable {
     /// `range` was answered: count it, and complete its request when nothing of it is left.
     mutating func finish(_ range: WorkRange, now: Instant, _ out: inout [EngineAction]) {
         // One hash for the whole of it (this runs for every frame answered).
-        guard let id = range.request, let p = pending.modify(id, { p in
-            p.remaining -= range.kind.isFlush ? 1 : range.sectors
-            return p
-        }) else { return }
+        guard let id = range.request,
+            let p = pending.modify(
+                id,
+                { p in
+                    p.remaining -= range.kind.isFlush ? 1 : range.sectors
+                    return p
+                })
+        else { return }
         switch range.kind {
         case .read: counters.bytesRead += UInt64(range.sectors * 512)
         case .write: counters.bytesWritten += UInt64(range.sectors * 512)
@@ -244,11 +265,12 @@ struct SectorScheduler: Sendable {
             if r.kind == .trim && paths.anyProving && paths.holdsWrites(now: now) { return }
             guard let p = paths.choose(avoiding: r.lastPath, forIdentify: r.kind == .identify, wire) else { return }
             var piece = r
-            let most = switch r.kind {
-            case .read, .write: paths[p].negotiator.payload / 512
-            case .trim: trimSectorsPerFrame(payload: paths[p].negotiator.payload)
-            default: Int.max
-            }
+            let most =
+                switch r.kind {
+                case .read, .write: paths[p].negotiator.payload / 512
+                case .trim: trimSectorsPerFrame(payload: paths[p].negotiator.payload)
+                default: Int.max
+                }
             if r.sectors > most {
                 piece.sectors = most
                 var rest = r
@@ -276,8 +298,10 @@ struct SectorScheduler: Sendable {
     }
 
     /// Encodes `range` as one frame to `path` and puts it in flight.
-    mutating func send(_ range: WorkRange, on path: PathID, _ wire: inout Wire, now: Instant,
-                       _ out: inout [EngineAction]) {
+    mutating func send(
+        _ range: WorkRange, on path: PathID, _ wire: inout Wire, now: Instant,
+        _ out: inout [EngineAction]
+    ) {
         var range = range
         if range.firstSent == nil { range.firstSent = now }
         range.lastPath = path
@@ -300,35 +324,42 @@ struct SectorScheduler: Sendable {
             let entries = IOBuffer(uninitializedCount: DataSetManagement.blocks(for: range.sectors) * 512)
             DataSetManagement.encode(lba: range.lba, sectors: range.sectors, into: entries.bytes)
             trimEntries = entries
-            message = ATAMessage(flags: [.extended, .write], errorOrFeature: DataSetManagement.trimFeature,
-                                 sectorCount: UInt8(entries.count / 512),
-                                 commandOrStatus: ATAOpcode.dataSetManagement.rawValue)
+            message = ATAMessage(
+                flags: [.extended, .write], errorOrFeature: DataSetManagement.trimFeature,
+                sectorCount: UInt8(entries.count / 512),
+                commandOrStatus: ATAOpcode.dataSetManagement.rawValue)
         }
         // No allocation: the headers are encoded into the frame's inline storage, and a write's
         // data stays in the request's buffer until the link copies it into its send slot.
         let frame = AoEFrame(header: header, body: .ata(message))
         let source = range.kind == .write ? range.request.flatMap { pending[$0]?.request.buffer } : nil
-        let bytes = if let trimEntries {
-            OutgoingFrame(headers: { frame.encode(into: $0) }, data: trimEntries, offset: 0, count: trimEntries.count)
-        } else {
-            OutgoingFrame(headers: { frame.encode(into: $0) }, data: source, offset: range.bufferOffset,
-                          count: source == nil ? 0 : range.sectors * 512)
-        }
+        let bytes =
+            if let trimEntries {
+                OutgoingFrame(
+                    headers: { frame.encode(into: $0) }, data: trimEntries, offset: 0, count: trimEntries.count)
+            } else {
+                OutgoingFrame(
+                    headers: { frame.encode(into: $0) }, data: source, offset: range.bufferOffset,
+                    count: source == nil ? 0 : range.sectors * 512)
+            }
         var timeout = p.rtt.timeoutNanoseconds(afterRetries: range.retries)
         if range.kind.waitsOnMedium {
             timeout = max(timeout, Int64(Self.mediumTimeout.nanoseconds) << Int64(min(range.retries, 4)))
         }
-        let flight = FrameInFlight(target: address, path: path, range: range, sentAt: now,
-                                   deadline: now.advanced(byNanoseconds: timeout))
+        let flight = FrameInFlight(
+            target: address, path: path, range: range, sentAt: now,
+            deadline: now.advanced(byNanoseconds: timeout))
         paths[path].outstanding += 1
         paths[path].sent += 1
         counters.atasnd += 1
         if range.retries > 0 { counters.retries += 1 }
         wire.transmit(bytes, tag: header.tag, flight, on: p.link, &out)
         if range.kind == .read, wire.configuration.receivePlacement, let id = range.request,
-           let buffer = pending[id]?.request.buffer {
-            wire.placements.sent(header.tag, on: p.link, request: id, buffer: buffer, offset: range.bufferOffset,
-                                 count: range.sectors * 512)
+            let buffer = pending[id]?.request.buffer
+        {
+            wire.placements.sent(
+                header.tag, on: p.link, request: id, buffer: buffer, offset: range.bufferOffset,
+                count: range.sectors * 512)
         }
     }
 
@@ -340,13 +371,16 @@ struct SectorScheduler: Sendable {
         guard state == .up else { return }
         for id in paths.ids {
             if paths[id].standing == .verified, let raise = paths[id].negotiator.raiseIfDue(now: now),
-               let l = wire.links[paths[id].link] {
+                let l = wire.links[paths[id].link]
+            {
                 let n = paths[id].negotiator
                 switch raise {
                 case .probe:
-                    out.append(.log("\(address): \(l.name) → \(paths[id].mac): trying \(n.ceilingSectors * 512)-byte "
-                                    + "frames again (payload \(n.payload); next try in \(n.raiseWait.milliseconds / 1000) s "
-                                    + "if they fail)"))
+                    out.append(
+                        .log(
+                            "\(address): \(l.name) → \(paths[id].mac): trying \(n.ceilingSectors * 512)-byte "
+                                + "frames again (payload \(n.payload); next try in \(n.raiseWait.milliseconds / 1000) s "
+                                + "if they fail)"))
                 case .askConfig:
                     // Its answer renegotiates the path if the target offers more now (`heardConfig`).
                     wire.queryConfig(to: paths[id].mac, on: paths[id].link, target: address, &out)
@@ -406,8 +440,10 @@ struct SectorScheduler: Sendable {
     mutating func eject(_ id: PathID, _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
         let p = paths[id]
         let quiet = now - (p.lastAnswer ?? p.since)
-        out.append(.log("\(address): path \(wire.links[p.link]?.name ?? "?") → \(p.mac) answered nothing for "
-                        + "\(quiet.milliseconds) ms while another path did; ejected"))
+        out.append(
+            .log(
+                "\(address): path \(wire.links[p.link]?.name ?? "?") → \(p.mac) answered nothing for "
+                    + "\(quiet.milliseconds) ms while another path did; ejected"))
         counters.ejected += 1
         for f in wire.frames.removeAll(for: address, path: id) where f.probe == nil {
             var r = f.range

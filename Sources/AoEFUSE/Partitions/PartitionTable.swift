@@ -54,8 +54,10 @@ public struct PartitionTable: Sendable, Hashable {
             if Self.isExtended(e.type) {
                 t.readLogicals(extended: e, capacity: capacity, sector: sector)
             } else {
-                t.accept(Partition(number: i + 1, start: UInt64(e.start), size: UInt64(e.size),
-                                   type: "0x" + hex(e.type)), capacity: capacity)
+                t.accept(
+                    Partition(
+                        number: i + 1, start: UInt64(e.start), size: UInt64(e.size),
+                        type: "0x" + hex(e.type)), capacity: capacity)
             }
         }
         t.partitions.sort { $0.number < $1.number }
@@ -67,8 +69,9 @@ public struct PartitionTable: Sendable, Hashable {
     /// Adds `p` if it lies inside the disk and overlaps no partition accepted before it.
     mutating func accept(_ p: Partition, capacity: UInt64) {
         guard p.size > 0, p.start > 0, p.start < capacity, p.size <= capacity - p.start else {
-            return problems.append("partition \(p.number) (start \(p.start), \(p.size) sectors) lies outside the disk "
-                                   + "(\(capacity) sectors); ignored")
+            return problems.append(
+                "partition \(p.number) (start \(p.start), \(p.size) sectors) lies outside the disk "
+                    + "(\(capacity) sectors); ignored")
         }
         if let other = partitions.first(where: { p.start < $0.start + $0.size && $0.start < p.start + p.size }) {
             return problems.append("partition \(p.number) overlaps partition \(other.number); ignored")
@@ -83,7 +86,9 @@ public struct PartitionTable: Sendable, Hashable {
         var number = 5
         while number < 5 + Self.maxLogicals {
             guard next < capacity, seen.insert(next).inserted else {
-                if next < capacity { problems.append("the extended partition's chain loops back to sector \(next); stopped") }
+                if next < capacity {
+                    problems.append("the extended partition's chain loops back to sector \(next); stopped")
+                }
                 return
             }
             guard let ebr = sector(next), ebr.count >= 512, ebr[510] == 0x55, ebr[511] == 0xAA else {
@@ -91,8 +96,10 @@ public struct PartitionTable: Sendable, Hashable {
             }
             let logical = MBREntry(ebr, at: 446), link = MBREntry(ebr, at: 462)
             if logical.type != 0 {
-                accept(Partition(number: number, start: next + UInt64(logical.start), size: UInt64(logical.size),
-                                 type: "0x" + hex(logical.type)), capacity: capacity)
+                accept(
+                    Partition(
+                        number: number, start: next + UInt64(logical.start), size: UInt64(logical.size),
+                        type: "0x" + hex(logical.type)), capacity: capacity)
                 number += 1
             }
             guard Self.isExtended(link.type), link.start > 0 else { return }
@@ -116,11 +123,14 @@ public struct PartitionTable: Sendable, Hashable {
     mutating func readEntries(_ h: GPTHeader, capacity: UInt64, sector: (UInt64) -> [UInt8]?) {
         for (i, e) in h.entries.enumerated() where e.type != [UInt8](repeating: 0, count: 16) {
             guard e.last >= e.first, e.first >= h.firstUsable, e.last <= h.lastUsable else {
-                problems.append("GPT entry \(i + 1) (sectors \(e.first)–\(e.last)) lies outside the usable area; ignored")
+                problems.append(
+                    "GPT entry \(i + 1) (sectors \(e.first)–\(e.last)) lies outside the usable area; ignored")
                 continue
             }
-            accept(Partition(number: i + 1, start: e.first, size: e.last - e.first + 1, type: guidString(e.type),
-                             name: e.name), capacity: capacity)
+            accept(
+                Partition(
+                    number: i + 1, start: e.first, size: e.last - e.first + 1, type: guidString(e.type),
+                    name: e.name), capacity: capacity)
         }
         partitions.sort { $0.number < $1.number }
     }
@@ -173,7 +183,9 @@ struct GPTHeader: Sendable {
         }
         var array: [UInt8] = []
         for s in 0..<sectors {
-            guard let d = sector(entriesLBA + s), d.count >= 512 else { return .failure(GPTError("entries cannot be read")) }
+            guard let d = sector(entriesLBA + s), d.count >= 512 else {
+                return .failure(GPTError("entries cannot be read"))
+            }
             array += d.prefix(512)
         }
         array = Array(array.prefix(bytes))
@@ -182,8 +194,9 @@ struct GPTHeader: Sendable {
             let o = i * entrySize
             let units = (0..<36).map { UInt16(array[o + 56 + 2 * $0]) | UInt16(array[o + 57 + 2 * $0]) << 8 }
             let name = String(decoding: units.prefix { $0 != 0 }, as: UTF16.self)
-            return GPTEntry(type: Array(array[o..<(o + 16)]), first: le64(array, o + 32), last: le64(array, o + 40),
-                            name: name)
+            return GPTEntry(
+                type: Array(array[o..<(o + 16)]), first: le64(array, o + 32), last: le64(array, o + 40),
+                name: name)
         }
         return .success(GPTHeader(firstUsable: firstUsable, lastUsable: lastUsable, entries: entries))
     }

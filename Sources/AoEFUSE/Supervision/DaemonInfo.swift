@@ -35,13 +35,16 @@ public struct DaemonInfo: Sendable, Equatable {
     }
 
     var figures: EngineMetrics.DaemonFigures? {
-        supervisorPID > 0 ? EngineMetrics.DaemonFigures(incarnation: incarnation, restarts: restarts, handovers: handovers) : nil
+        supervisorPID > 0
+            ? EngineMetrics.DaemonFigures(incarnation: incarnation, restarts: restarts, handovers: handovers) : nil
     }
 
     /// The fields of the supervisor's `mounted` / `resumed` message, tab-separated:
     /// incarnation, restarts, handovers, the targets to wait for (space-separated), the cause.
     public static func parse(_ fields: [Substring]) -> (DaemonInfo, targets: [String])? {
-        guard fields.count >= 5, let inc = Int(fields[1]), let r = Int(fields[2]), let h = Int(fields[3]) else { return nil }
+        guard fields.count >= 5, let inc = Int(fields[1]), let r = Int(fields[2]), let h = Int(fields[3]) else {
+            return nil
+        }
         var d = DaemonInfo()
         d.incarnation = inc
         d.restarts = r

@@ -19,8 +19,10 @@ public final class MountSession: Sendable {
     ///   - options: FUSE's `-o` options (allow_other, ro, …).
     ///   - transport: how our core talks to the kernel (`FUSETransportChoice`).
     ///   - threads: how many threads serve the kernel's requests (1: the link's event loop).
-    public init(engine: Engine, mountpoint: String, options: [String] = [], transport: FUSETransportChoice = .auto,
-                depth: Int = FUSETransportChoice.defaultDepth, threads: Int = 1) {
+    public init(
+        engine: Engine, mountpoint: String, options: [String] = [], transport: FUSETransportChoice = .auto,
+        depth: Int = FUSETransportChoice.defaultDepth, threads: Int = 1
+    ) {
         self.depth = depth
         self.threads = threads
         self.transport = transport
@@ -49,8 +51,10 @@ public final class MountSession: Sendable {
         let info = fileSystem.daemonInfo.withLock { $0 }
         fileSystem.handles.numberFrom(UInt64(max(1, info.incarnation)) << 40)
         let took = ContinuousClock.now - start
-        engine.note("daemon: took over the live mount (daemon \(info.incarnation); the previous one \(info.previousEnd)); "
-                    + "\(wanted.count) target(s) \(found && tables ? "found again" : "NOT all found again") in \(took.milliseconds) ms")
+        engine.note(
+            "daemon: took over the live mount (daemon \(info.incarnation); the previous one \(info.previousEnd)); "
+                + "\(wanted.count) target(s) \(found && tables ? "found again" : "NOT all found again") in \(took.milliseconds) ms"
+        )
     }
 
     /// Tells the supervisor which targets have images, whenever that changes: what a successor
@@ -88,7 +92,9 @@ public final class MountSession: Sendable {
     /// the live one a predecessor served: then this waits (up to `settle`, at least
     /// `resumeSettle`) for the predecessor's targets and their partition tables, and has the
     /// kernel send again what the predecessor left unanswered.
-    public func start(settle: Duration, handleSignals: Bool = true, supervisor: SupervisorChannel? = nil) throws(FUSEError) {
+    public func start(settle: Duration, handleSignals: Bool = true, supervisor: SupervisorChannel? = nil)
+        throws(FUSEError)
+    {
         if handleSignals {
             do {
                 let fs = fileSystem
@@ -181,7 +187,9 @@ public enum Daemon {
         setsid()
         // A daemon keeps nothing its caller opened: a leaked pipe would keep the caller's reader
         // (a script's `$(aoefs mount …)`) waiting forever.
-        for fd in ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).compactMap({ Int32($0) })
+        for fd in ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).compactMap({
+            Int32($0)
+        })
         where fd > 2 && fd != fds[1] {
             close(fd)
         }

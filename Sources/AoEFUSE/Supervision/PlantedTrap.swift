@@ -16,7 +16,8 @@ public enum PlantedTrap {
     public static func arm(_ fs: AoEFileSystem) {
         let env = ProcessInfo.processInfo.environment
         guard let spec = env[variable], spec.hasPrefix("write:"), let n = Int(spec.dropFirst(6)), n > 0,
-              env["AOEFS_INCARNATION"] == "1" else { return }
+            env["AOEFS_INCARNATION"] == "1"
+        else { return }
         fs.trapAfterWrites.store(n, ordering: .relaxed)
     }
 

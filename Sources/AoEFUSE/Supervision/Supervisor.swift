@@ -32,8 +32,10 @@ public final class Supervisor {
         public var environment: [String]
         public var policy: RestartPolicy
 
-        public init(mountpoint: String, executable: String, arguments: [String], environment: [String] = [],
-                    policy: RestartPolicy = RestartPolicy()) {
+        public init(
+            mountpoint: String, executable: String, arguments: [String], environment: [String] = [],
+            policy: RestartPolicy = RestartPolicy()
+        ) {
             self.mountpoint = mountpoint
             self.executable = executable
             self.arguments = arguments
@@ -127,8 +129,9 @@ public final class Supervisor {
             }
             if let since = pausedSince {
                 let ms = (ContinuousClock.now - since).milliseconds
-                log("aoefs: \(settings.mountpoint): daemon \(incarnation) (pid \(child?.pid ?? 0)) serves the live mount; "
-                    + "requests waited \(ms) ms")
+                log(
+                    "aoefs: \(settings.mountpoint): daemon \(incarnation) (pid \(child?.pid ?? 0)) serves the live mount; "
+                        + "requests waited \(ms) ms")
                 pausedSince = nil
             }
         case "failed"?:
@@ -189,13 +192,15 @@ public final class Supervisor {
         let now = Instant(nanoseconds: (ContinuousClock.now - origin).nanoseconds)
         switch settings.policy.died(now: now) {
         case .restart(let pause):
-            log("aoefs: \(settings.mountpoint): daemon \(incarnation) \(cause); starting another under the live mount"
-                + (pause > .zero ? " in \(pause.milliseconds) ms" : ""))
+            log(
+                "aoefs: \(settings.mountpoint): daemon \(incarnation) \(cause); starting another under the live mount"
+                    + (pause > .zero ? " in \(pause.milliseconds) ms" : ""))
             if pause > .zero { Thread.sleep(forTimeInterval: Double(pause.nanoseconds) / 1e9) }
             return spawn().map(fail)
         case .giveUp(let deaths, let window):
-            log("aoefs: \(settings.mountpoint): the daemon died \(deaths) times within \(window.milliseconds / 1000) s "
-                + "(last: \(cause)); unmounted")
+            log(
+                "aoefs: \(settings.mountpoint): the daemon died \(deaths) times within \(window.milliseconds / 1000) s "
+                    + "(last: \(cause)); unmounted")
             finish(unmount: true)
             return 1
         }
@@ -210,10 +215,12 @@ public final class Supervisor {
         do { pair = try SupervisorChannel.pair() } catch { return "\(error)" }
         defer { pair.1.close() }
         let fd = SupervisorChannel.daemonDescriptor
-        let env = settings.environment + ["\(SupervisorChannel.environmentName)=\(fd)", "AOEFS_INCARNATION=\(incarnation)"]
+        let env =
+            settings.environment + ["\(SupervisorChannel.environmentName)=\(fd)", "AOEFS_INCARNATION=\(incarnation)"]
         do {
-            child = try ChildProcess([settings.executable] + settings.arguments, stdout: 1, stderr: 2,
-                                     inherit: [(pair.1.descriptor, fd)], environment: env)
+            child = try ChildProcess(
+                [settings.executable] + settings.arguments, stdout: 1, stderr: 2,
+                inherit: [(pair.1.descriptor, fd)], environment: env)
         } catch {
             pair.0.close()
             return "\(error)"
@@ -249,9 +256,12 @@ public final class Supervisor {
     static func describe(_ status: Int32) -> String {
         if status & 0x7F == 0 { return "exited with status \((status >> 8) & 0xFF)" }
         let s = status & 0x7F
-        let name = [SIGKILL: "SIGKILL", SIGABRT: "SIGABRT", SIGSEGV: "SIGSEGV", SIGILL: "SIGILL (a trap)",
-                    SIGTRAP: "SIGTRAP (a trap)", SIGBUS: "SIGBUS", SIGTERM: "SIGTERM", SIGINT: "SIGINT",
-                    SIGFPE: "SIGFPE"][s] ?? "signal \(s)"
+        let name =
+            [
+                SIGKILL: "SIGKILL", SIGABRT: "SIGABRT", SIGSEGV: "SIGSEGV", SIGILL: "SIGILL (a trap)",
+                SIGTRAP: "SIGTRAP (a trap)", SIGBUS: "SIGBUS", SIGTERM: "SIGTERM", SIGINT: "SIGINT",
+                SIGFPE: "SIGFPE",
+            ][s] ?? "signal \(s)"
         return "was killed by signal \(s) (\(name))"
     }
 }

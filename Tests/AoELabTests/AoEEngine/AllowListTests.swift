@@ -20,9 +20,11 @@ struct AllowListTests {
         try lab.addVethPair(local: f0, remote: f1, remoteNamespace: nil, mtu: 1500)
         let flooder = try PacketLink(interface: f1)
         let frame = AoEFrame(
-            header: AoEHeader(destination: .broadcast, source: flooder.macAddress, flags: .response, shelf: Shelf(10),
-                              slot: Slot(3), command: .queryConfig, tag: Tag(1)),
-            body: .queryConfig(QueryConfig(bufferCount: 16, sectorsPerCommand: 2, aoeVersion: 1))).encoded()
+            header: AoEHeader(
+                destination: .broadcast, source: flooder.macAddress, flags: .response, shelf: Shelf(10),
+                slot: Slot(3), command: .queryConfig, tag: Tag(1)),
+            body: .queryConfig(QueryConfig(bufferCount: 16, sectorsPerCommand: 2, aoeVersion: 1))
+        ).encoded()
         let stop = Atomic<Bool>(false)
         let sent = Atomic<Int>(0)
         let flood = Thread {
@@ -41,9 +43,10 @@ struct AllowListTests {
         #expect(seen == 0, "frames of \(f1) reached a link on \(q0)")
         // The flooded interface's own link does see them: the test can tell.
         let loud = try PacketLink(interface: f0)
-        #expect(try eventually(timeout: .seconds(2), every: .zero) {
-            try !loud.receive(limit: 64, timeout: .milliseconds(100)).isEmpty
-        })
+        #expect(
+            try eventually(timeout: .seconds(2), every: .zero) {
+                try !loud.receive(limit: 64, timeout: .milliseconds(100)).isEmpty
+            })
     }
 
     @Test("a target reachable only through an interface taken off the allow-list completes no request")
@@ -56,8 +59,9 @@ struct AllowListTests {
         _ = try lab.startVblade(shelf: 10, slot: 3, interface: a.target, namespace: a.targetNamespace, file: file)
         var c = EngineConfiguration()
         c.deadsecs = 2
-        let engine = Engine(links: [try PacketLink(interface: a.initiator), try PacketLink(interface: b.initiator)],
-                            configuration: c)
+        let engine = Engine(
+            links: [try PacketLink(interface: a.initiator), try PacketLink(interface: b.initiator)],
+            configuration: c)
         defer { engine.shutdown() }
         engine.start()
         let e103 = TargetAddress(10, 3)
@@ -65,7 +69,9 @@ struct AllowListTests {
         #expect(engine.setAllowedInterfaces([b.initiator]).isEmpty)
         #expect(engine.allowedInterfaces == [b.initiator])
         let sentBefore = engine.target(e103)?.counters.atasnd ?? 0
-        let r = engine.waitSync { engine.read(e103, offset: 0, count: 4096, into: IOBuffer(count: 4096), completion: $0) }
+        let r = engine.waitSync {
+            engine.read(e103, offset: 0, count: 4096, into: IOBuffer(count: 4096), completion: $0)
+        }
         #expect(r.failure == .targetDown(e103), "\(r)")
         #expect(engine.target(e103)?.counters.atasnd == sentBefore, "no frame went out on \(a.initiator)")
     }

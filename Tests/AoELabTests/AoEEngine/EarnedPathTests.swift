@@ -9,18 +9,24 @@ import Testing
 
 /// Paths are earned on a real LAN: a host flooding announcements and forged answers, a box that
 /// announces e10.3 and answers nothing, a target whose NIC is swapped mid-write.
-@Suite("earned paths on a real LAN", .serialized, .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
+@Suite(
+    "earned paths on a real LAN", .serialized,
+    .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
 struct EarnedPathTests {
     /// `aoe-lab flood` in the target's namespace.
-    func flood(_ l: EngineLab, namespace: String, interface: String, macs: Int, seconds: Double, ata: Bool = true) throws
+    func flood(_ l: EngineLab, namespace: String, interface: String, macs: Int, seconds: Double, ata: Bool = true)
+        throws
         -> ChildProcess
     {
         let exe = productsDirectory().appendingPathComponent("aoe-lab").path
         let log = l.lab.directory.appendingPathComponent("flood.log").path
         let output = try OutputCapture(appendingTo: log)
-        let p = try ChildProcess(["nsenter", "--net=/run/netns/\(namespace)", exe, "flood", "--iface", interface,
-                                  "--target", "10.3", "--macs", String(macs), "--seconds", String(seconds)]
-                                 + (ata ? [] : ["--no-ata"]), stdout: output.writeEnd, stderr: output.writeEnd)
+        let p = try ChildProcess(
+            [
+                "nsenter", "--net=/run/netns/\(namespace)", exe, "flood", "--iface", interface,
+                "--target", "10.3", "--macs", String(macs), "--seconds", String(seconds),
+            ]
+                + (ata ? [] : ["--no-ata"]), stdout: output.writeEnd, stderr: output.writeEnd)
         output.childStarted()
         l.lab.ledger.record(.process(p.pid))
         try #require(output.wait(for: "flooding", timeout: .seconds(5)), "aoe-lab flood started: \(output.text)")
@@ -69,13 +75,16 @@ struct EarnedPathTests {
         let start = ContinuousClock.now
         #expect(l.writePattern(seed: 32, total: 16 << 20) == nil)
         #expect(ContinuousClock.now - start < .seconds(10), "no stall")
-        #expect(eventually(timeout: .seconds(15)) {
-            l.engine.errorLines(after: 0).contains { $0.1.contains("does not answer IDENTIFY") }
-        })
+        #expect(
+            eventually(timeout: .seconds(15)) {
+                l.engine.errorLines(after: 0).contains { $0.1.contains("does not answer IDENTIFY") }
+            })
         #expect(l.target?.paths.filter { $0.state.isHealthy }.count == 1)
     }
 
-    @Test("the target's NIC is swapped mid-write (new MAC, target restarted): the write completes, the old path is ejected")
+    @Test(
+        "the target's NIC is swapped mid-write (new MAC, target restarted): the write completes, the old path is ejected"
+    )
     func macChange() throws {
         let l = try EngineLab.direct(mtu: 9000, size: 512 << 20)
         defer { l.tearDown() }
@@ -88,7 +97,9 @@ struct EarnedPathTests {
         let swapper = Thread {
             swap.wait(timeout: nil) { $0 }
             vblade.kill()
-            _ = try? Command.run(["ip", "-n", net.targetNamespace, "link", "set", net.target, "address", "02:aa:bb:cc:dd:01"])
+            _ = try? Command.run([
+                "ip", "-n", net.targetNamespace, "link", "set", net.target, "address", "02:aa:bb:cc:dd:01",
+            ])
             try? vblade.start()  // it announces itself with the new MAC
         }
         swapper.start()
@@ -115,9 +126,12 @@ struct EarnedPathTests {
         defer { m.tearDown() }
         let exe = productsDirectory().appendingPathComponent("aoe-lab").path
         let output = try OutputCapture(appendingTo: m.lab.directory.appendingPathComponent("flood.log").path)
-        let flooder = try ChildProcess(["nsenter", "--net=/run/netns/\(m.net.targetNamespace)", exe, "flood", "--iface",
-                                        m.net.target, "--target", "10.3", "--macs", "200", "--seconds", "30"],
-                                       stdout: output.writeEnd, stderr: output.writeEnd)
+        let flooder = try ChildProcess(
+            [
+                "nsenter", "--net=/run/netns/\(m.net.targetNamespace)", exe, "flood", "--iface",
+                m.net.target, "--target", "10.3", "--macs", "200", "--seconds", "30",
+            ],
+            stdout: output.writeEnd, stderr: output.writeEnd)
         output.childStarted()
         m.lab.ledger.record(.process(flooder.pid))
         defer {
@@ -127,8 +141,10 @@ struct EarnedPathTests {
         try #require(output.wait(for: "flooding", timeout: .seconds(5)), "aoe-lab flood started: \(output.text)")
         let source = m.lab.directory.appendingPathComponent("source.bin").path
         try must("head -c \(128 << 20) /dev/urandom > \(source)")
-        let dd = try ChildProcess(["dd", "if=\(source)", "of=\(m.image)", "bs=1M", "oflag=direct", "conv=notrunc,nocreat",
-                                   "status=none"])
+        let dd = try ChildProcess([
+            "dd", "if=\(source)", "of=\(m.image)", "bs=1M", "oflag=direct", "conv=notrunc,nocreat",
+            "status=none",
+        ])
         var most = 0
         let finished = eventually(timeout: .seconds(120)) {
             let rows = ((try? m.sys("paths")) ?? "").split(separator: "\n").count - 1

@@ -8,7 +8,7 @@ import Synchronization
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 let e103 = TargetAddress(10, 3)
@@ -49,19 +49,23 @@ struct EngineLab {
     /// The engine's link in a `direct` lab.
     var link: PacketLink? = nil
 
-    static func direct(mtu: Int, size: UInt64, flags: [String] = [], configuration: EngineConfiguration = .init(),
-                       batch: Int = 64) throws -> EngineLab {
+    static func direct(
+        mtu: Int, size: UInt64, flags: [String] = [], configuration: EngineConfiguration = .init(),
+        batch: Int = 64
+    ) throws -> EngineLab {
         let lab = try Lab()
         do {
             let net = try lab.direct(mtu: mtu)
             let file = try lab.sparseFile("e10.3.img", size: size)
-            let v = try lab.startVblade(shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace,
-                                        file: file, flags: flags)
+            let v = try lab.startVblade(
+                shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace,
+                file: file, flags: flags)
             let link = try PacketLink(interface: net.initiator, batch: batch)
             let engine = Engine(links: [link], configuration: configuration)
             engine.start()
-            return EngineLab(lab: lab, file: file, vblades: [v], engine: engine, initiators: [net.initiator], net: net,
-                             link: link)
+            return EngineLab(
+                lab: lab, file: file, vblades: [v], engine: engine, initiators: [net.initiator], net: net,
+                link: link)
         } catch {
             lab.teardown()
             throw error
@@ -76,8 +80,9 @@ struct EngineLab {
         do {
             let net = try lab.switched(mtu: mtu, portMTU: portMTU)
             let file = try lab.sparseFile("e10.3.img", size: 1 << 30)
-            let v = try lab.startVblade(shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace,
-                                        file: file)
+            let v = try lab.startVblade(
+                shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace,
+                file: file)
             let engine = Engine(links: [try PacketLink(interface: net.initiator)], onLog: onLog)
             var l = EngineLab(lab: lab, file: file, vblades: [v], engine: engine, initiators: [net.initiator])
             l.started = ContinuousClock.now
@@ -102,8 +107,10 @@ struct EngineLab {
 
     /// Writes `total` bytes of the seeded pattern from `offset` in `chunk`-byte requests, `depth`
     /// at a time. Returns the first error.
-    func writePattern(seed: UInt64, offset: UInt64 = 0, total: UInt64, chunk: Int = 1 << 20, depth: Int = 8,
-                      progress: (@Sendable (UInt64) -> Void)? = nil) -> AoEIOError? {
+    func writePattern(
+        seed: UInt64, offset: UInt64 = 0, total: UInt64, chunk: Int = 1 << 20, depth: Int = 8,
+        progress: (@Sendable (UInt64) -> Void)? = nil
+    ) -> AoEIOError? {
         runPipelined(total: total, chunk: chunk, depth: depth) { at, n, done in
             let buf = IOBuffer(expectedBytes(seed: seed, offset: offset + at, count: n))
             engine.write(e103, offset: offset + at, count: n, from: buf) { r, _ in
@@ -114,7 +121,8 @@ struct EngineLab {
     }
 
     /// Reads back and compares; returns the offset of the first mismatch or an error.
-    func verifyPattern(seed: UInt64, offset: UInt64 = 0, total: UInt64, chunk: Int = 1 << 20, depth: Int = 8) -> String? {
+    func verifyPattern(seed: UInt64, offset: UInt64 = 0, total: UInt64, chunk: Int = 1 << 20, depth: Int = 8) -> String?
+    {
         let bad = Mutex<String?>(nil)
         let err = runPipelined(total: total, chunk: chunk, depth: depth) { at, n, done in
             let buf = IOBuffer(count: n)
@@ -144,8 +152,10 @@ struct EngineLab {
         return true
     }
 
-    func runPipelined(total: UInt64, chunk: Int, depth: Int,
-                      _ op: @escaping @Sendable (UInt64, Int, @escaping @Sendable (Result<Void, AoEIOError>) -> Void) -> Void)
+    func runPipelined(
+        total: UInt64, chunk: Int, depth: Int,
+        _ op: @escaping @Sendable (UInt64, Int, @escaping @Sendable (Result<Void, AoEIOError>) -> Void) -> Void
+    )
         -> AoEIOError?
     {
         let state = Mutex<(next: UInt64, error: AoEIOError?)>((0, nil))
@@ -171,7 +181,8 @@ struct EngineLab {
     }
 }
 
-@Suite("Engine against vblade", .serialized, .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
+@Suite(
+    "Engine against vblade", .serialized, .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
 struct EngineLabTests {
     @Test("1 GiB written and read, checked against the backing file", arguments: [(9000, 8704), (1500, 1024)])
     func oneGiB(mtu: Int, payload: Int) throws {
@@ -188,7 +199,9 @@ struct EngineLabTests {
         // Receive placement (issue 32): on a quiet LAN nearly every jumbo answer lands in place;
         // small ones (MTU 1500) are copied, which costs less than placing them.
         if payload >= ReceiveLayout.smallestPlaced {
-            #expect(c.readsPlaced > 9 * (c.readsPlaced + c.readsCopied) / 10, "placed \(c.readsPlaced), copied \(c.readsCopied)")
+            #expect(
+                c.readsPlaced > 9 * (c.readsPlaced + c.readsCopied) / 10,
+                "placed \(c.readsPlaced), copied \(c.readsCopied)")
         } else {
             #expect(c.readsPlaced == 0 && c.readsCopied > 0, "placed \(c.readsPlaced), copied \(c.readsCopied)")
         }
@@ -200,7 +213,8 @@ struct EngineLabTests {
         defer { lab.teardown() }
         let net = try lab.direct(mtu: 9000)
         let file = try lab.sparseFile("e10.3.img", size: 1 << 30)
-        let v = try lab.startVblade(shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace, file: file)
+        let v = try lab.startVblade(
+            shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace, file: file)
         let engine = Engine(links: [try PacketLink(interface: net.initiator)])
         let l = EngineLab(lab: lab, file: file, vblades: [v], engine: engine, initiators: [net.initiator])
         defer { engine.shutdown() }
@@ -294,7 +308,9 @@ struct EngineLabTests {
         try l.waitUp()
         l.vblades[0].kill()
         let start = ContinuousClock.now
-        let r = l.engine.waitSync { l.engine.read(e103, offset: 0, count: 1 << 20, into: IOBuffer(count: 1 << 20), completion: $0) }
+        let r = l.engine.waitSync {
+            l.engine.read(e103, offset: 0, count: 1 << 20, into: IOBuffer(count: 1 << 20), completion: $0)
+        }
         #expect(r.failure == .targetDown(e103))
         #expect(ContinuousClock.now - start < .seconds(10))
         #expect(l.target?.state == .down)
@@ -304,7 +320,8 @@ struct EngineLabTests {
         #expect(l.verifyPattern(seed: 6, total: 8 << 20) == nil)
     }
 
-    @Test("multipath: two vblades serve one file as e10.3 on two links; both carry frames; one link deleted mid-transfer")
+    @Test(
+        "multipath: two vblades serve one file as e10.3 on two links; both carry frames; one link deleted mid-transfer")
     func multipath() throws {
         let lab = try Lab()
         defer { lab.teardown() }
@@ -314,7 +331,8 @@ struct EngineLabTests {
         let v1 = try lab.startVblade(shelf: 10, slot: 3, interface: a.target, namespace: a.targetNamespace, file: file)
         let v2 = try lab.startVblade(shelf: 10, slot: 3, interface: b.target, namespace: b.targetNamespace, file: file)
         let engine = Engine(links: [try PacketLink(interface: a.initiator), try PacketLink(interface: b.initiator)])
-        let l = EngineLab(lab: lab, file: file, vblades: [v1, v2], engine: engine, initiators: [a.initiator, b.initiator])
+        let l = EngineLab(
+            lab: lab, file: file, vblades: [v1, v2], engine: engine, initiators: [a.initiator, b.initiator])
         defer { engine.shutdown() }
         engine.start()
         #expect(engine.wait(timeout: .seconds(10)) { $0.first?.paths.count == 2 && $0.first?.state == .up })
@@ -328,7 +346,9 @@ struct EngineLabTests {
         let deleted = Atomic<Bool>(false)
         let total: UInt64 = 256 << 20
         let err = l.writePattern(seed: 8, offset: 64 << 20, total: total) { done in
-            if done > total / 3, !deleted.exchange(true, ordering: .relaxed) { try? lab.deleteLink(b.initiator, namespace: nil) }
+            if done > total / 3, !deleted.exchange(true, ordering: .relaxed) {
+                try? lab.deleteLink(b.initiator, namespace: nil)
+            }
         }
         let deletedHappened = deleted.load(ordering: .relaxed)
         #expect(deletedHappened)
@@ -351,7 +371,8 @@ struct EngineLabTests {
                 for round in 0..<4 {
                     let bytes = [UInt8](repeating: UInt8(k * 4 + round + 1), count: 700)
                     let r = l.engine.waitSync {
-                        l.engine.write(e103, offset: base + UInt64(k * 700), count: 700, from: IOBuffer(bytes), completion: $0)
+                        l.engine.write(
+                            e103, offset: base + UInt64(k * 700), count: 700, from: IOBuffer(bytes), completion: $0)
                     }
                     if case .failure = r { failures.add(1, ordering: .relaxed) }
                 }
@@ -391,7 +412,9 @@ struct EngineLabTests {
         defer { l.tearDown() }
         try l.waitUp()
         let start = ContinuousClock.now
-        let r = l.engine.waitSync { l.engine.write(e103, offset: 0, count: 4096, from: IOBuffer(count: 4096), completion: $0) }
+        let r = l.engine.waitSync {
+            l.engine.write(e103, offset: 0, count: 4096, from: IOBuffer(count: 4096), completion: $0)
+        }
         #expect(ContinuousClock.now - start < .seconds(2))
         guard case .failure(.ataError(_, let status, let error, _)) = r else {
             Issue.record("expected an ATA error, got \(r)")
@@ -406,7 +429,9 @@ struct EngineLabTests {
         try h.write(contentsOf: Data(stored))
         try h.close()
         let buffer = IOBuffer([UInt8](repeating: 0xA5, count: stored.count))
-        let read = l.engine.waitSync { l.engine.read(e103, offset: 0, count: stored.count, into: buffer, completion: $0) }
+        let read = l.engine.waitSync {
+            l.engine.read(e103, offset: 0, count: stored.count, into: buffer, completion: $0)
+        }
         #expect(read.failure == nil)
         #expect(buffer.array() == stored, "the read returns the file's bytes")
     }
@@ -426,8 +451,9 @@ extension EngineLabTests {
         #expect(source.completed.load(ordering: .relaxed) == 100)
         l.engine.detach()
         source.poke(5)
-        #expect(!eventually(timeout: .milliseconds(300)) { source.served.load(ordering: .relaxed) > 100 },
-                "not served after detach")
+        #expect(
+            !eventually(timeout: .milliseconds(300)) { source.served.load(ordering: .relaxed) > 100 },
+            "not served after detach")
         // A source that reports its end is dropped: the bytes left stay unread.
         let ending = try PipeSource(engine: l.engine, target: e103)
         ending.end.store(true, ordering: .relaxed)

@@ -7,7 +7,9 @@ import Testing
 /// lowered and raised, its link down for a few seconds, each in the middle of a write. Each is
 /// repeated (AOEFS_HOST_CHANGE_RUNS times, 5 by default) on one mount: what fails once in a few
 /// tries is found here.
-@Suite("The host changes under the mount", .serialized, .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
+@Suite(
+    "The host changes under the mount", .serialized,
+    .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
 struct HostChangeTests {
     static let runs = Int(ProcessInfo.processInfo.environment["AOEFS_HOST_CHANGE_RUNS"] ?? "") ?? 5
     static let writeSize = 128 << 20
@@ -22,14 +24,23 @@ struct HostChangeTests {
         }
         let before = try m.stat("bytes_written")
         let out = try #require(closeOnExecPipe())
-        let dd = try ChildProcess(["dd", "if=\(source)", "of=\(m.image)", "bs=1M", "oflag=direct", "conv=notrunc,nocreat",
-                                   "status=none"], stdout: out[1], stderr: out[1])
+        let dd = try ChildProcess(
+            [
+                "dd", "if=\(source)", "of=\(m.image)", "bs=1M", "oflag=direct", "conv=notrunc,nocreat",
+                "status=none",
+            ], stdout: out[1], stderr: out[1])
         close(out[1])
         let errors = FileHandle(fileDescriptor: out[0], closeOnDealloc: true)
         defer { if dd.isRunning { dd.signal(SIGKILL); dd.wait() } }
-        try #require(eventually(timeout: .seconds(30)) { ((try? m.stat("bytes_written")) ?? 0) - before >= startedBytes || !dd.isRunning },
-                     "run \(run): the write did not start")
-        try #require(dd.isRunning, "run \(run): the write ended before the change: \(String(decoding: errors.readDataToEndOfFile(), as: UTF8.self))")
+        try #require(
+            eventually(timeout: .seconds(30)) {
+                ((try? m.stat("bytes_written")) ?? 0) - before >= startedBytes || !dd.isRunning
+            },
+            "run \(run): the write did not start")
+        try #require(
+            dd.isRunning,
+            "run \(run): the write ended before the change: \(String(decoding: errors.readDataToEndOfFile(), as: UTF8.self))"
+        )
         try change()
         #expect(dd.wait(upTo: .seconds(60)), "run \(run): the write still waits 60 s after the change")
         dd.wait()
@@ -37,7 +48,9 @@ struct HostChangeTests {
         let target = "the target is \(m.vblades[0].isRunning ? "running" : "gone"): \(m.vblades[0].log.suffix(500))"
         #expect(dd.exitCode == 0, "run \(run): the write failed: \(text)\n\(m.log(of: m.lab).suffix(3000))\n\(target)")
         let written = try must("head -c \(Self.writeSize) \(m.image) | sha256sum").prefix(64)
-        #expect(written == (try must("sha256sum < \(source)")).prefix(64), "run \(run): the image does not read back what was written")
+        #expect(
+            written == (try must("sha256sum < \(source)")).prefix(64),
+            "run \(run): the image does not read back what was written")
     }
 
     @Test("a NIC deleted mid-write and created again 3 s later under its name: the write completes, intact")
@@ -54,7 +67,9 @@ struct HostChangeTests {
         #expect(m.log(of: m.lab).contains("interface created again"))
     }
 
-    @Test("the MTU lowered to 1500 on both ends mid-write, then raised: the write completes, the payload follows down and up")
+    @Test(
+        "the MTU lowered to 1500 on both ends mid-write, then raised: the write completes, the payload follows down and up"
+    )
     func mtuLoweredAndRaised() throws {
         let m = try MountLab(size: 512 << 20, mountArgs: ["--deadsecs", "20"])
         defer { m.tearDown() }
@@ -69,10 +84,13 @@ struct HostChangeTests {
             try m.lab.setMTU(m.net.target, namespace: m.net.targetNamespace, mtu: 9000)
             try m.lab.setMTU(m.net.initiator, namespace: nil, mtu: 9000)
             // Back up without a revalidate: the negotiator probes up to the new ceiling.
-            #expect(eventually(timeout: .seconds(10)) {
-                _ = try? must("dd if=\(m.image) of=/dev/null bs=64k count=1 iflag=direct status=none")
-                return (try? m.sys("payload")) == "8704\n"
-            }, "run \(run): payload \((try? m.sys("payload")) ?? "?"), paths \((try? m.sys("paths")) ?? "?"), probes \((try? m.stat("probes")) ?? -1): \(m.log(of: m.lab).suffix(3000))")
+            #expect(
+                eventually(timeout: .seconds(10)) {
+                    _ = try? must("dd if=\(m.image) of=/dev/null bs=64k count=1 iflag=direct status=none")
+                    return (try? m.sys("payload")) == "8704\n"
+                },
+                "run \(run): payload \((try? m.sys("payload")) ?? "?"), paths \((try? m.sys("paths")) ?? "?"), probes \((try? m.stat("probes")) ?? -1): \(m.log(of: m.lab).suffix(3000))"
+            )
         }
     }
 
@@ -82,8 +100,9 @@ struct HostChangeTests {
     /// raise, with I/O going on, data intact. `gap`: seconds between the two raises.
     static let climbBound: Duration = .seconds(30)
 
-    @Test("MTU lowered on both ends mid-write, then raised host first and the target after a gap: back to 8704 within 30 s, by itself",
-          arguments: [0, 5])
+    @Test(
+        "MTU lowered on both ends mid-write, then raised host first and the target after a gap: back to 8704 within 30 s, by itself",
+        arguments: [0, 5])
     func raisedHostFirst(gap: Int) throws {
         let m = try MountLab(size: 512 << 20, mountArgs: ["--deadsecs", "20"])
         defer { m.tearDown() }
@@ -107,12 +126,15 @@ struct HostChangeTests {
             }
             let took = ContinuousClock.now - raised
             print("raisedHostFirst gap \(gap) s run \(run): back to 8704 \(took) after the target's raise")
-            #expect(back && took <= Self.climbBound, "run \(run): \(took); paths \((try? m.sys("paths")) ?? "?"): \(m.log(of: m.lab).suffix(2000))")
+            #expect(
+                back && took <= Self.climbBound,
+                "run \(run): \(took); paths \((try? m.sys("paths")) ?? "?"): \(m.log(of: m.lab).suffix(2000))")
         }
     }
 
-    @Test("the link down for 3 s mid-write (deadsecs 20), our interface or the switch port facing us (a cable pulled): the write completes once it is back",
-          arguments: ["ours", "cable"])
+    @Test(
+        "the link down for 3 s mid-write (deadsecs 20), our interface or the switch port facing us (a cable pulled): the write completes once it is back",
+        arguments: ["ours", "cable"])
     func linkDownBriefly(end: String) throws {
         // Switched: the target's own interface stays up (vblade exits when its interface goes
         // down: "read network: Network is down"; that is the target's choice, not a link fault).

@@ -21,8 +21,9 @@ struct VbladeTests {
         do {
             let net = try lab.direct(mtu: mtu)
             let file = try lab.sparseFile("e10.3.img", size: size)
-            let vblade = try lab.startVblade(shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace,
-                                             file: file, flags: flags)
+            let vblade = try lab.startVblade(
+                shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace,
+                file: file, flags: flags)
             let link = try PacketLink(interface: net.initiator)
             return Setup(lab: lab, net: net, file: file, vblade: vblade, link: link)
         } catch {
@@ -42,8 +43,9 @@ struct VbladeTests {
         return (initiator, config)
     }
 
-    @Test("broadcast Query Config finds e10.3 with vblade's buffer count and sectors per frame",
-          arguments: [(9000, 17), (1500, 2)])
+    @Test(
+        "broadcast Query Config finds e10.3 with vblade's buffer count and sectors per frame",
+        arguments: [(9000, 17), (1500, 2)])
     func discovery(mtu: Int, sectors: Int) throws {
         let s = try setUp(mtu: mtu, size: 64 << 20, flags: ["-b", "24"])
         defer { s.lab.teardown() }

@@ -5,7 +5,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Discard end to end (issue 33): `fstrim`, `blkdiscard` and `fallocate` through the mount, to
@@ -22,8 +22,11 @@ struct DiscardLabTests {
     func capture(_ m: MountLab, _ name: String) throws -> () -> String {
         let cap = m.lab.directory.appendingPathComponent("\(name).pcap").path
         let output = try OutputCapture(appendingTo: m.lab.directory.appendingPathComponent("tcpdump.log").path)
-        let dump = try ChildProcess(["nsenter", "--net=/run/netns/\(m.net.targetNamespace)", "tcpdump", "-i", m.net.target,
-                                     "-w", cap, "-U", "ether proto 0x88a2"], stdout: output.writeEnd, stderr: output.writeEnd)
+        let dump = try ChildProcess(
+            [
+                "nsenter", "--net=/run/netns/\(m.net.targetNamespace)", "tcpdump", "-i", m.net.target,
+                "-w", cap, "-U", "ether proto 0x88a2",
+            ], stdout: output.writeEnd, stderr: output.writeEnd)
         output.childStarted()
         guard output.wait(for: "listening on", timeout: .seconds(5)) else {
             dump.signal(SIGKILL)
@@ -44,7 +47,9 @@ struct DiscardLabTests {
         try must("tcpdump -n -e -vv -r \(cap) 'ether[19] = 0 and ether[14] & 0x08 = 0 and ether[27] = 6' 2>/dev/null")
     }
 
-    @Test("fstrim of 512 MiB of deleted files on ext4 over an aoefs serve image: ≥ 95 % of their blocks leave the served file; fsck clean, kept files intact, DSM frames as tcpdump reads them")
+    @Test(
+        "fstrim of 512 MiB of deleted files on ext4 over an aoefs serve image: ≥ 95 % of their blocks leave the served file; fsck clean, kept files intact, DSM frames as tcpdump reads them"
+    )
     func fstrimGivesSpaceBack() throws {
         let m = try MountLab(program: .aoefsServe)
         defer { m.tearDown() }
@@ -75,16 +80,20 @@ struct DiscardLabTests {
         #expect(said.status == 0, "fstrim: \(said.out) \(m.log(of: m.lab))")
         let after = try blocks(m.file.path)
         let returned = Double(written - after) / Double(deleted)
-        let line = "fstrim: \(said.out.trimmingCharacters(in: .whitespacesAndNewlines)) in \(took); the served file held "
+        let line =
+            "fstrim: \(said.out.trimmingCharacters(in: .whitespacesAndNewlines)) in \(took); the served file held "
             + "\(before / 2048) MiB before, \(written / 2048) MiB with the files, \(after / 2048) MiB after fstrim "
             + "(\(Int(returned * 100)) % of the deleted files' blocks returned)"
         print(line)
-        try? (line + "\n").write(toFile: m.lab.directory.appendingPathComponent("fstrim.txt").path, atomically: true, encoding: .utf8)
+        try? (line + "\n").write(
+            toFile: m.lab.directory.appendingPathComponent("fstrim.txt").path, atomically: true, encoding: .utf8)
         #expect(returned >= 0.95, "\(line)")
         #expect(after - before <= (8 + 16) << 11, "within a few MiB of before, with the 8 MiB kept: \(line)")
         let dsm = try dsmRequests(cap)
         print("tcpdump, the first DSM request:\n" + dsm.split(separator: "\n").prefix(5).joined(separator: "\n"))
-        #expect(dsm.contains("AFlags: [Ext48, Write], Err/Feature: 1, Sector Count: 1, Cmd/Status: 6"), "\(dsm.prefix(2000))")
+        #expect(
+            dsm.contains("AFlags: [Ext48, Write], Err/Feature: 1, Sector Count: 1, Cmd/Status: 6"),
+            "\(dsm.prefix(2000))")
         let stats = try m.sys("stats")
         #expect(try m.stat("discards") > 0 && m.stat("sectors_trimmed") >= deleted, "\(stats)")
         try must("umount \(fs)")
@@ -96,14 +105,18 @@ struct DiscardLabTests {
         }
     }
 
-    @Test("vblade (no TRIM in IDENTIFY): fstrim says not supported, a punched hole is EOPNOTSUPP, nothing changes, no DSM frame on the wire; zeroing writes zeros")
+    @Test(
+        "vblade (no TRIM in IDENTIFY): fstrim says not supported, a punched hole is EOPNOTSUPP, nothing changes, no DSM frame on the wire; zeroing writes zeros"
+    )
     func targetWithoutTrim() throws {
         let m = try MountLab(size: 256 << 20, program: .vblade)
         defer { m.tearDown() }
         #expect(try m.sys("conf").contains("trim 0\n"))
         let stop = try capture(m, "vblade")
         let ref = m.lab.directory.appendingPathComponent("ref.bin").path
-        try must("head -c 8M /dev/urandom > \(ref) && dd if=\(ref) of=\(m.image) bs=1M conv=notrunc,nocreat,fsync status=none")
+        try must(
+            "head -c 8M /dev/urandom > \(ref) && dd if=\(ref) of=\(m.image) bs=1M conv=notrunc,nocreat,fsync status=none"
+        )
         let punch = try sh("fallocate --punch-hole --offset 65536 --length 1048576 \(m.image)")
         // EOPNOTSUPP, which util-linux words as "keep size mode is unsupported".
         #expect(punch.status != 0 && punch.out.contains("unsupported"), "status \(punch.status): \(punch.out)")
@@ -122,15 +135,18 @@ struct DiscardLabTests {
         // A marker read at LBA 0x050607: once tcpdump has written it, it has written every frame before it.
         try must("dd if=\(m.image) of=/dev/null bs=512 skip=\(0x050607) count=1 iflag=direct status=none")
         let path = m.lab.directory.appendingPathComponent("vblade.pcap").path
-        #expect(eventually(timeout: .seconds(5)) {
-            ((try? must("tcpdump -n -vv -r \(path) 2>/dev/null")) ?? "").contains("lba0: 7, lba1: 6, lba2: 5")
-        }, "the marker read was captured")
+        #expect(
+            eventually(timeout: .seconds(5)) {
+                ((try? must("tcpdump -n -vv -r \(path) 2>/dev/null")) ?? "").contains("lba0: 7, lba1: 6, lba2: 5")
+            }, "the marker read was captured")
         let cap = stop()
         #expect(try dsmRequests(cap).isEmpty, "no DSM frame went to vblade")
         #expect(try m.stat("discards") == 0)
     }
 
-    @Test("aoefs serve --no-trim: IDENTIFY offers no TRIM (its log says so at start), and a hole is refused with nothing sent")
+    @Test(
+        "aoefs serve --no-trim: IDENTIFY offers no TRIM (its log says so at start), and a hole is refused with nothing sent"
+    )
     func serveWithoutTrim() throws {
         let m = try MountLab(size: 64 << 20, flags: ["--no-trim"], program: .aoefsServe)
         defer { m.tearDown() }
@@ -142,18 +158,22 @@ struct DiscardLabTests {
         #expect(try m.stat("discards") == 0)
     }
 
-    @Test("partitions and ranges: blkdiscard of one partition trims only it; unaligned holes and zeroed ranges read back zeros, neighbours keep their bytes; past the end is refused")
+    @Test(
+        "partitions and ranges: blkdiscard of one partition trims only it; unaligned holes and zeroed ranges read back zeros, neighbours keep their bytes; past the end is refused"
+    )
     func partitionsAndRanges() throws {
         let m = try MountLab(size: 256 << 20, program: .aoefsServe)
         defer { m.tearDown() }
-        let layout = "label: dos\\nstart=2048, size=40960, type=83\\nstart=43008, size=204800, type=83\\n"
+        let layout =
+            "label: dos\\nstart=2048, size=40960, type=83\\nstart=43008, size=204800, type=83\\n"
             + "start=247808, size=100000, type=83\\n"
         try must("printf '\(layout)' | sfdisk -q --no-reread --no-tell-kernel \(m.image)")
         let parts = ["p1", "p2", "p3"].map { m.mnt + "/e10.3" + $0 }
         #expect(eventually(timeout: .seconds(5)) { parts.allSatisfy { FileManager.default.fileExists(atPath: $0) } })
         var sums: [String] = []
         for p in parts {
-            try must("head -c $(stat -c %s \(p)) /dev/urandom | dd of=\(p) bs=1M conv=notrunc,nocreat,fsync status=none")
+            try must(
+                "head -c $(stat -c %s \(p)) /dev/urandom | dd of=\(p) bs=1M conv=notrunc,nocreat,fsync status=none")
             sums.append(try must("sha256sum < \(p)"))
         }
         let full = try blocks(m.file.path)
@@ -162,29 +182,37 @@ struct DiscardLabTests {
         _ = try? sh("losetup -d \(loop)")
         #expect(discard.status == 0, "blkdiscard: \(discard.out)")
         #expect(try must("cmp -n 104857600 \(parts[1]) /dev/zero; echo $?").hasSuffix("0\n"), "p2 reads zeros")
-        #expect(try must("sha256sum < \(parts[0])") == sums[0] && must("sha256sum < \(parts[2])") == sums[2],
-                "p1 and p3 unchanged")
+        #expect(
+            try must("sha256sum < \(parts[0])") == sums[0] && must("sha256sum < \(parts[2])") == sums[2],
+            "p1 and p3 unchanged")
         let freed = full - (try blocks(m.file.path))
         #expect(freed >= 204_800 - 2048 && freed <= 204_800, "p2's 100 MiB left the served file (\(freed) blocks)")
         // Unaligned: a hole in p1 and a zeroed range in p3, against the same on a plain file.
         for (p, op) in [(parts[0], "--punch-hole"), (parts[2], "--zero-range --keep-size")] {
             let copy = m.lab.directory.appendingPathComponent("copy.bin").path
             try must("cat \(p) > \(copy)")
-            try must("fallocate \(op) --offset 1000 --length 100000 \(p) && fallocate \(op) --offset 1000 --length 100000 \(copy)")
+            try must(
+                "fallocate \(op) --offset 1000 --length 100000 \(p) && fallocate \(op) --offset 1000 --length 100000 \(copy)"
+            )
             #expect(try must("sha256sum < \(p)") == must("sha256sum < \(copy)"), "\(op): zeros in the range only")
-            #expect(try must("dd if=\(p) bs=1000 skip=1 count=100 iflag=direct status=none | tr -d '\\0' | wc -c")
-                .trimmingCharacters(in: .whitespacesAndNewlines) == "0", "\(op): zeros read uncached too")
+            #expect(
+                try must("dd if=\(p) bs=1000 skip=1 count=100 iflag=direct status=none | tr -d '\\0' | wc -c")
+                    .trimmingCharacters(in: .whitespacesAndNewlines) == "0", "\(op): zeros read uncached too")
         }
         let size = try must("stat -c %s \(parts[2])").trimmingCharacters(in: .whitespacesAndNewlines)
         let past = try sh("fallocate --punch-hole --offset \(size) --length 4096 \(parts[2])")
         #expect(past.status != 0 && past.out.contains("Invalid argument"), "a hole past the end: \(past.out)")
-        #expect(try sh("fallocate --offset 0 --length 1048576 \(m.image)").status == 0, "posix_fallocate inside: nothing to do")
+        #expect(
+            try sh("fallocate --offset 0 --length 1048576 \(m.image)").status == 0,
+            "posix_fallocate inside: nothing to do")
         let grow = try sh("fallocate --offset 0 --length \(300 << 20) \(m.image)")
         #expect(grow.status != 0 && grow.out.contains("No space left"), "an image cannot grow: \(grow.out)")
         #expect(try must("sha256sum < \(parts[1])") == must("head -c 104857600 /dev/zero | sha256sum"))
     }
 
-    @Test("a DSM naming a range past the end, sent by a raw initiator: ABRT, and the served file is unchanged; a valid one punches its hole")
+    @Test(
+        "a DSM naming a range past the end, sent by a raw initiator: ABRT, and the served file is unchanged; a valid one punches its hole"
+    )
     func rawTrimPastTheEnd() throws {
         let lab = try Lab()
         defer { lab.teardown() }
@@ -192,8 +220,9 @@ struct DiscardLabTests {
         let file = try lab.sparseFile("e10.3.img", size: 64 << 20)
         try must("head -c 64M /dev/urandom | dd of=\(file.path) conv=notrunc status=none")
         let sum = try must("sha256sum < \(file.path)")
-        _ = try lab.startVblade(shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace, file: file,
-                                program: .aoefsServe)
+        _ = try lab.startVblade(
+            shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace, file: file,
+            program: .aoefsServe)
         let raw = RawInitiator(link: try PacketLink(interface: net.initiator))
         let answers = try raw.discover()
         try #require(answers.count == 1)
@@ -205,8 +234,9 @@ struct DiscardLabTests {
         #expect(try must("sha256sum < \(file.path)") == sum, "nothing changed")
         let (ok, _) = try raw.run([.trim(lba: 2048, sectors: 2048)], window: 1)
         #expect(!ok[0].status.isFailure)
-        #expect(try must("dd if=\(file.path) bs=512 skip=2048 count=2048 status=none | tr -d '\\0' | wc -c")
-            .trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+        #expect(
+            try must("dd if=\(file.path) bs=512 skip=2048 count=2048 status=none | tr -d '\\0' | wc -c")
+                .trimmingCharacters(in: .whitespacesAndNewlines) == "0")
         #expect(try must("sha256sum < \(file.path)") != sum)
     }
 }

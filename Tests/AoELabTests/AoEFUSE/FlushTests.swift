@@ -18,8 +18,9 @@ extension MountTests {
         #expect(try m.stat("bytes_written") >= 1 << 20)
     }
 
-    @Test("targets that cannot flush: mkfs.ext4, files and fsck -fn clean; one that aborts FLUSH is logged once",
-          arguments: [["--write-through"], ["--abort-flush"]])
+    @Test(
+        "targets that cannot flush: mkfs.ext4, files and fsck -fn clean; one that aborts FLUSH is logged once",
+        arguments: [["--write-through"], ["--abort-flush"]])
     func filesystemOnTargetWithoutFlush(_ flags: [String]) throws {
         let m = try MountLab(flags: flags, program: .aoefsServe)
         defer { m.tearDown() }

@@ -4,145 +4,8 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
-
-/// Runs a shell command line; returns (status, stdout+stderr). Test helper for user-level steps.
-func sh(_ line: String) throws -> (status: Int32, out: String) {
-    guard let fds = closeOnExecPipe() else { throw LabFailure("pipe: \(String(cString: strerror(errno)))") }
-    let p = try ChildProcess(["/bin/bash", "-c", line], stdout: fds[1], stderr: fds[1])
-    close(fds[1])
-    let data = FileHandle(fileDescriptor: fds[0], closeOnDealloc: true).readDataToEndOfFile()
-    p.wait()
-    return (p.exitCode ?? -1, String(decoding: data, as: UTF8.self))
-}
-
-/// `sh` that must succeed.
-@discardableResult
-func must(_ line: String) throws -> String {
-    let r = try sh(line)
-    guard r.status == 0 else { throw LabFailure("`\(line)` exited \(r.status): \(r.out)") }
-    return r.out
-}
-
-func mounted(_ path: String) -> Bool {
-    ((try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? "").contains(" \(path) fuse.aoefs ")
-}
-
-/// A lab with vblade serving e10.3 and `aoefs mount -f` (our child, by PID) on a temp directory.
-final class MountLab: @unchecked Sendable {
-    // @unchecked: set up once in init, torn down once.
-    let lab: Lab
-    let net: Lab.Direct
-    /// The switched network, when the lab was made with one (`switched: true`).
-    private(set) var switchedNet: Lab.Switched?
-    let file: URL
-    var vblades: [Vblade] = []
-    let mnt: String
-    var daemon: ChildProcess?
-    /// Whether this mount was asked for FUSE over io_uring; then the tear-down checks the ring
-    /// served, so a pass over that transport cannot quietly run over /dev/fuse.
-    var expectRing = false
-
-    /// Where the backing file lives when not in the lab's directory (removed by `tearDown`).
-    let outsideFile: Bool
-
-    /// - Parameter fileDirectory: where the target's backing file goes (e.g. a tmpfs); by
-    ///   default the lab's directory.
-    init(mtu: Int = 9000, size: UInt64 = 1 << 30, flags: [String] = [], mountArgs: [String] = [],
-         program: Lab.TargetProgram = .fromEnvironment, fileDirectory: String? = nil, switched: Bool = false,
-         environment: String = "") throws {
-        let lab = try Lab()
-        self.lab = lab
-        outsideFile = fileDirectory != nil
-        let outside = fileDirectory.map { URL(fileURLWithPath: $0).appendingPathComponent("\(lab.directory.lastPathComponent)-e10.3.img") }
-        do {
-            if switched {
-                let sw = try lab.switched(mtu: mtu, portMTU: mtu)
-                switchedNet = sw
-                net = sw.ends
-            } else {
-                net = try lab.direct(mtu: mtu)
-            }
-            if let outside {
-                guard FileManager.default.createFile(atPath: outside.path, contents: nil), truncate(outside.path, off_t(size)) == 0 else {
-                    throw LabFailure("\(outside.path): cannot create")
-                }
-                file = outside
-            } else {
-                file = try lab.sparseFile("e10.3.img", size: size)
-            }
-            vblades.append(try lab.startVblade(shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace,
-                                               file: file, flags: flags, program: program))
-            mnt = lab.directory.appendingPathComponent("mnt").path
-            try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
-            let exe = productsDirectory().appendingPathComponent("aoefs").path
-            let logFD = open(lab.directory.appendingPathComponent("aoefs.log").path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-            defer { close(logFD) }
-            // AOEFS_LAB_FUSE_TRANSPORT=device|io_uring runs the suite over one of the FUSE core's
-            // transports (make test does). A test that names its transport keeps it.
-            let env = ProcessInfo.processInfo.environment
-            let names = mountArgs.contains("--fuse-transport") || mountArgs.contains(where: { $0.contains("io_uring") })
-            let core = names ? [] : env["AOEFS_LAB_FUSE_TRANSPORT"].map { ["--fuse-transport", $0] } ?? []
-            expectRing = (mountArgs + core).contains("io_uring")
-            daemon = try ChildProcess([exe, "mount", mnt, "--iface", net.initiator, "-f", "-v"] + core + mountArgs,
-                                      stdout: logFD, stderr: logFD, environment: environment.isEmpty ? [] : [environment])
-            let daemon = daemon!
-            let mnt = mnt
-            guard eventually(timeout: .seconds(15), { mounted(mnt) || !daemon.isRunning }), mounted(mnt) else {
-                throw LabFailure("aoefs mount did not come up: \(self.log(of: lab))")
-            }
-        } catch {
-            lab.teardown()
-            if let outside { unlink(outside.path) }
-            throw error
-        }
-    }
-
-    /// What a user does with an image: losetup, mkfs.ext4, mount, copy a tree of files, unmount,
-    /// `fsck -fn` clean, mount again and compare.
-    func filesystemRoundTrip(files: Int, big: Bool) throws {
-        let loop = try must("losetup -f --show \(image)").trimmingCharacters(in: .whitespacesAndNewlines)
-        defer { _ = try? sh("losetup -d \(loop)") }
-        let fsdir = lab.directory.appendingPathComponent("ext4").path
-        let tree = lab.directory.appendingPathComponent("tree").path
-        try must("mkfs.ext4 -q -F \(loop)")
-        try must("mkdir -p \(fsdir) \(tree)/a/b && for i in $(seq \(files)); do head -c $((i * 7919)) /dev/urandom > \(tree)/a/f$i; done"
-                 + (big ? " && head -c 20000000 /dev/urandom > \(tree)/a/b/big" : ""))
-        try must("mount \(loop) \(fsdir) && cp -a \(tree) \(fsdir)/ && sync -f \(fsdir) && umount \(fsdir)")
-        let fsck = try sh("fsck.ext4 -fn \(loop)")
-        #expect(fsck.status == 0, "fsck: \(fsck.out)")
-        try must("mount \(loop) \(fsdir)")
-        let diff = try sh("diff -r \(tree) \(fsdir)/tree")
-        _ = try? sh("umount \(fsdir)")
-        #expect(diff.status == 0, "\(diff.out)")
-    }
-
-    func log(of lab: Lab) -> String {
-        (try? String(contentsOf: lab.directory.appendingPathComponent("aoefs.log"), encoding: .utf8)) ?? ""
-    }
-
-    var image: String { mnt + "/e10.3" }
-    func sys(_ f: String) throws -> String { try String(contentsOfFile: mnt + "/sys/e10.3/" + f, encoding: .utf8) }
-    func stat(_ name: String) throws -> Int {
-        Int(try sys(name == "" ? "stats" : "stats").split(separator: "\n").first { $0.hasPrefix(name + " ") }?
-            .split(separator: " ").last ?? "") ?? -1
-    }
-
-    func tearDown() {
-        if mounted(mnt) { _ = try? sh("fusermount3 -u \(mnt) || umount -l \(mnt)") }
-        if let d = daemon, !d.wait(upTo: .seconds(20)) {
-            d.signal(SIGKILL)
-            d.wait()
-        }
-        if expectRing {
-            let log = log(of: lab)
-            #expect(log.contains("FUSE over io_uring: ") && log.contains("entries registered"), "the ring was set up: \(log)")
-        }
-        lab.teardown()
-        if outsideFile { unlink(file.path) }
-    }
-}
 
 @Suite("The mount", .serialized, .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
 struct MountTests {
@@ -153,12 +16,14 @@ struct MountTests {
         #expect(try must("ls \(m.mnt)").split(separator: "\n") == ["e10.3", "etherd", "sys"])
         #expect(try must("stat -c %s \(m.image)").trimmingCharacters(in: .whitespacesAndNewlines) == String(3 << 30))
         let f2 = try m.lab.sparseFile("e10.4.img", size: 1 << 30)
-        _ = try m.lab.startVblade(shelf: 10, slot: 4, interface: m.net.target, namespace: m.net.targetNamespace, file: f2)
+        _ = try m.lab.startVblade(
+            shelf: 10, slot: 4, interface: m.net.target, namespace: m.net.targetNamespace, file: f2)
         let start = ContinuousClock.now
         try must("echo > \(m.mnt)/etherd/discover")
         try eventually(timeout: .seconds(5)) { try must("ls \(m.mnt)").contains("e10.4") }
         #expect(ContinuousClock.now - start < .seconds(2), "e10.4 appeared in \(ContinuousClock.now - start)")
-        #expect(try must("stat -c %s \(m.mnt)/e10.4").trimmingCharacters(in: .whitespacesAndNewlines) == String(1 << 30))
+        #expect(
+            try must("stat -c %s \(m.mnt)/e10.4").trimmingCharacters(in: .whitespacesAndNewlines) == String(1 << 30))
     }
 
     @Test("dd 512 MiB, buffered and direct: what was written, read and stored agree (sha256)")
@@ -170,15 +35,18 @@ struct MountTests {
             try must("head -c \(512 << 20) /dev/urandom > \(src)")
             let want = try must("sha256sum < \(src)").prefix(64)
             try must("dd if=\(src) of=\(m.image) bs=1M conv=notrunc,nocreat \(wflag) status=none && sync")
-            #expect(try must("dd if=\(m.image) bs=1M count=512 \(rflag) status=none | sha256sum").prefix(64) == want,
-                    "read back through the mount (\(wflag.isEmpty ? "buffered" : "direct"))")
+            #expect(
+                try must("dd if=\(m.image) bs=1M count=512 \(rflag) status=none | sha256sum").prefix(64) == want,
+                "read back through the mount (\(wflag.isEmpty ? "buffered" : "direct"))")
             #expect(try must("head -c \(512 << 20) \(m.file.path) | sha256sum").prefix(64) == want, "the backing file")
         }
         #expect(try m.stat("bytes_written") >= 1 << 30)
         #expect(try m.stat("atasnd") > 100_000 / 2)
     }
 
-    @Test("--fuse-transport device (FUSEProtocol on /dev/fuse, libfuse only mounts): ls, stat, dd round trip, sys files, err interrupted")
+    @Test(
+        "--fuse-transport device (FUSEProtocol on /dev/fuse, libfuse only mounts): ls, stat, dd round trip, sys files, err interrupted"
+    )
     func ownCore() throws {
         let m = try MountLab(size: 256 << 20, mountArgs: ["--fuse-transport", "device"])
         defer { m.tearDown() }
@@ -187,8 +55,10 @@ struct MountTests {
         #expect(!m.log(of: m.lab).contains("READ replies are gathered"), "the default copies")
     }
 
-    @Test("-o io_uring (FUSE over io_uring, enable_uring turned on for the test and restored): the same checks, served by the ring",
-          .enabled(if: fuseURingEnabled() != nil, "this kernel has no FUSE over io_uring (Linux 6.14+, CONFIG_FUSE_IO_URING)"))
+    @Test(
+        "-o io_uring (FUSE over io_uring, enable_uring turned on for the test and restored): the same checks, served by the ring",
+        .enabled(
+            if: fuseURingEnabled() != nil, "this kernel has no FUSE over io_uring (Linux 6.14+, CONFIG_FUSE_IO_URING)"))
     func ringCore() throws {
         let restore = try EnableURing()
         defer { restore.undo() }
@@ -202,15 +72,19 @@ struct MountTests {
         try must("dd if=/dev/zero of=\(m.image) bs=4k count=1 conv=notrunc,nocreat,fsync status=none")
     }
 
-    @Test("-o io_uring while enable_uring is N: one log line, and the mount serves over /dev/fuse",
-          .enabled(if: fuseURingEnabled() == false, "enable_uring is on (or missing) on this machine"))
+    @Test(
+        "-o io_uring while enable_uring is N: one log line, and the mount serves over /dev/fuse",
+        .enabled(if: fuseURingEnabled() == false, "enable_uring is on (or missing) on this machine"))
     func ringAskedButOff() throws {
         let m = try MountLab(size: 64 << 20, mountArgs: ["-o", "io_uring"])
         defer { m.tearDown() }
         m.expectRing = false
-        #expect(try must("dd if=\(m.image) bs=1M count=4 iflag=direct status=none | wc -c").trimmingCharacters(in: .whitespacesAndNewlines) == "4194304")
+        #expect(
+            try must("dd if=\(m.image) bs=1M count=4 iflag=direct status=none | wc -c").trimmingCharacters(
+                in: .whitespacesAndNewlines) == "4194304")
         let log = m.log(of: m.lab)
-        #expect(log.contains("FUSE over io_uring asked for, but /sys/module/fuse/parameters/enable_uring is N"), "\(log)")
+        #expect(
+            log.contains("FUSE over io_uring asked for, but /sys/module/fuse/parameters/enable_uring is N"), "\(log)")
     }
 
     func ownCoreChecks(_ m: MountLab) throws {
@@ -220,7 +94,8 @@ struct MountTests {
         try must("head -c \(32 << 20) /dev/urandom > \(src)")
         let want = try must("sha256sum < \(src)").prefix(64)
         try must("dd if=\(src) of=\(m.image) bs=1M seek=1 conv=notrunc,nocreat,fsync oflag=direct status=none")
-        #expect(try must("dd if=\(m.image) bs=1M skip=1 count=32 iflag=direct status=none | sha256sum").prefix(64) == want)
+        #expect(
+            try must("dd if=\(m.image) bs=1M skip=1 count=32 iflag=direct status=none | sha256sum").prefix(64) == want)
         #expect(try must("dd if=\(m.file.path) bs=1M skip=1 count=32 status=none | sha256sum").prefix(64) == want)
         try must("printf abc | dd of=\(m.image) bs=1 seek=7 conv=notrunc,nocreat status=none")  // unaligned
         #expect(try must("dd if=\(m.image) bs=1 skip=7 count=3 status=none") == "abc")
@@ -238,7 +113,9 @@ struct MountTests {
         Int(try must("stat -c %s \(m.mnt)/\(name)").trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
     }
 
-    @Test("four readers at once over /dev/fuse, large replies handed to the reply thread: every range reads back what was written")
+    @Test(
+        "four readers at once over /dev/fuse, large replies handed to the reply thread: every range reads back what was written"
+    )
     func concurrentReaders() throws {
         let m = try MountLab(size: 256 << 20, mountArgs: ["--fuse-transport", "device"])
         defer { m.tearDown() }
@@ -248,9 +125,10 @@ struct MountTests {
         // Each reader takes its own 32 MiB, 1 MiB at a time, all four at once: a read then
         // finds others waiting, and its 1 MiB reply goes out on the reply thread.
         let sums = m.lab.directory.appendingPathComponent("sum").path
-        try must((0..<4).map { i in
-            "(dd if=\(m.image) bs=1M skip=\(i * 32) count=32 iflag=direct status=none | sha256sum > \(sums).\(i)) &"
-        }.joined(separator: " ") + " wait")
+        try must(
+            (0..<4).map { i in
+                "(dd if=\(m.image) bs=1M skip=\(i * 32) count=32 iflag=direct status=none | sha256sum > \(sums).\(i)) &"
+            }.joined(separator: " ") + " wait")
         for i in 0..<4 {
             let got = try String(contentsOfFile: "\(sums).\(i)", encoding: .utf8)
             let want = try must("dd if=\(src) bs=1M skip=\(i * 32) count=32 status=none | sha256sum")
@@ -258,18 +136,26 @@ struct MountTests {
         }
     }
 
-    @Test("options of earlier days: -o fuse_threads=4,fuse_core=libfuse,read_replies=gather ignored with a line; --fuse-core and --read-replies refused")
+    @Test(
+        "options of earlier days: -o fuse_threads=4,fuse_core=libfuse,read_replies=gather ignored with a line; --fuse-core and --read-replies refused"
+    )
     func oldOptions() throws {
         let m = try MountLab(size: 64 << 20, mountArgs: ["-o", "fuse_threads=4,fuse_core=libfuse,read_replies=gather"])
         defer { m.tearDown() }
-        #expect(try must("dd if=\(m.image) bs=1M count=4 iflag=direct status=none | wc -c").trimmingCharacters(in: .whitespacesAndNewlines) == "4194304")
+        #expect(
+            try must("dd if=\(m.image) bs=1M count=4 iflag=direct status=none | wc -c").trimmingCharacters(
+                in: .whitespacesAndNewlines) == "4194304")
         let log = m.log(of: m.lab)
-        #expect(log.contains("-o fuse_threads=4: ignored") && log.contains("-o fuse_core=libfuse: ignored")
+        #expect(
+            log.contains("-o fuse_threads=4: ignored") && log.contains("-o fuse_core=libfuse: ignored")
                 && log.contains("-o read_replies=gather: ignored"), "\(log)")
         let empty = m.lab.directory.appendingPathComponent("mnt2").path
-        let refused = try sh("mkdir -p \(empty) && \(productsDirectory().appendingPathComponent("aoefs").path) mount \(empty) --fuse-core libfuse 2>&1")
+        let refused = try sh(
+            "mkdir -p \(empty) && \(productsDirectory().appendingPathComponent("aoefs").path) mount \(empty) --fuse-core libfuse 2>&1"
+        )
         #expect(refused.status != 0 && refused.out.contains("--fuse-core"), "\(refused.out)")
-        let bad = try sh("\(productsDirectory().appendingPathComponent("aoefs").path) mount \(empty) --read-replies gather 2>&1")
+        let bad = try sh(
+            "\(productsDirectory().appendingPathComponent("aoefs").path) mount \(empty) --read-replies gather 2>&1")
         #expect(bad.status != 0 && bad.out.contains("--read-replies"), "\(bad.out)")
     }
 
@@ -287,18 +173,21 @@ struct MountTests {
         let blob = m.lab.directory.appendingPathComponent("blob").path
         try must("head -c 100000 /dev/urandom > \(blob)")
         try must("dd if=\(blob) of=\(m.image) bs=1000 seek=7 conv=notrunc,nocreat status=none")
-        #expect(try must("dd if=\(m.image) bs=1000 skip=7 count=100 status=none | cmp - \(blob) && echo same") == "same\n")
+        #expect(
+            try must("dd if=\(m.image) bs=1000 skip=7 count=100 status=none | cmp - \(blob) && echo same") == "same\n")
         // 8 writers, each 333 bytes at 1000·k + 17, all inside the same few sectors, O_DIRECT:
         // the engine's read-modify-write of the edge sectors, under its range locks. (Buffered,
         // above, the kernel's page cache merges them.)
         var script = ""
         for k in 0..<8 {
-            script += "python3 -c \"import os; fd=os.open('\(m.image)', os.O_WRONLY | os.O_DIRECT); "
+            script +=
+                "python3 -c \"import os; fd=os.open('\(m.image)', os.O_WRONLY | os.O_DIRECT); "
                 + "os.pwrite(fd, bytes([\(k + 1)])*333, 3_000_017 + \(k) * 400)\" & "
         }
         try must(script + "wait")
-        let check = try must("python3 -c \"import os; fd=os.open('\(m.image)', os.O_RDONLY | os.O_DIRECT); d=os.pread(fd, 3200, 3_000_017); "
-                             + "print(all(d[k*400:k*400+333]==bytes([k+1])*333 for k in range(8)))\"")
+        let check = try must(
+            "python3 -c \"import os; fd=os.open('\(m.image)', os.O_RDONLY | os.O_DIRECT); d=os.pread(fd, 3200, 3_000_017); "
+                + "print(all(d[k*400:k*400+333]==bytes([k+1])*333 for k in range(8)))\"")
         #expect(check == "True\n")
         #expect(try m.stat("rmw_ops") >= 8)
     }
@@ -313,14 +202,19 @@ struct MountTests {
         #expect(try m.sys("fwver") == "0x4019\n")
         #expect(try m.sys("payload") == "8704\n")
         let ident = try m.sys("ident")
-        for key in ["model: ", "serial: ", "firmware: ", "lba48: yes", "sectors: \(1 << 21)"] { #expect(ident.contains(key)) }
+        for key in ["model: ", "serial: ", "firmware: ", "lba48: yes", "sectors: \(1 << 21)"] {
+            #expect(ident.contains(key))
+        }
         let paths = try m.sys("paths").split(separator: "\n")
         #expect(paths.first == "netif mac payload mtu rtt_us rto_us outstanding window sent lost state raise_in_s")
         #expect(paths.count == 2 && paths[1].split(separator: " ").count == 12)
         let conf = try m.sys("conf")
         #expect(conf.contains("maxbuf 12\n") && conf.contains("maxdata 8704\n") && conf.contains("deadsecs 180\n"))
         let names = try m.sys("stats").split(separator: "\n").map { $0.split(separator: " ")[0] }
-        #expect(names.prefix(9) == ["atarcv", "atasnd", "erraoe", "errata", "errtimeout", "errtrunc", "errwmsg", "retries", "softerr"])
+        #expect(
+            names.prefix(9) == [
+                "atarcv", "atasnd", "erraoe", "errata", "errtimeout", "errtrunc", "errwmsg", "retries", "softerr",
+            ])
         let sent0 = try m.stat("atasnd"), recv0 = try m.stat("atarcv"), written0 = try m.stat("bytes_written")
         try must("dd if=/dev/zero of=\(m.image) bs=1M count=8 oflag=direct conv=notrunc,nocreat status=none")
         #expect(try m.stat("bytes_written") - written0 == 8 << 20)
@@ -353,7 +247,9 @@ struct MountTests {
         // err: a read blocks until a line exists; a target going down writes one.
         let errOut = m.lab.directory.appendingPathComponent("err.txt").path
         // One read(2), as a reader of /dev/etherd/err does: it blocks until a line exists.
-        let reader = try ChildProcess(["/bin/sh", "-c", "dd if=\(m.mnt)/etherd/err bs=4096 count=1 status=none > \(errOut)"])
+        let reader = try ChildProcess([
+            "/bin/sh", "-c", "dd if=\(m.mnt)/etherd/err bs=4096 count=1 status=none > \(errOut)",
+        ])
         #expect(!reader.wait(upTo: .milliseconds(300)), "the read blocks while there is nothing to say")
         m.vblades[0].kill()
         _ = try? sh("dd if=\(m.image) of=/dev/null bs=4k count=1 iflag=direct status=none")
@@ -371,8 +267,11 @@ struct MountTests {
         defer { m.tearDown() }
         let cap = m.lab.directory.appendingPathComponent("cap.pcap").path
         let output = try OutputCapture(appendingTo: m.lab.directory.appendingPathComponent("tcpdump.log").path)
-        let dump = try ChildProcess(["nsenter", "--net=/run/netns/\(m.net.targetNamespace)", "tcpdump", "-i", m.net.target, "-w", cap,
-                                     "-U", "ether proto 0x88a2"], stdout: output.writeEnd, stderr: output.writeEnd)
+        let dump = try ChildProcess(
+            [
+                "nsenter", "--net=/run/netns/\(m.net.targetNamespace)", "tcpdump", "-i", m.net.target, "-w", cap,
+                "-U", "ether proto 0x88a2",
+            ], stdout: output.writeEnd, stderr: output.writeEnd)
         output.childStarted()
         #expect(output.wait(for: "listening on", timeout: .seconds(5)), "tcpdump started: \(output.text)")
         let before = try m.stat("flushes")
@@ -412,12 +311,15 @@ struct MountTests {
         let aa = m.lab.directory.appendingPathComponent("aa.bin")
         try Data(repeating: 0xAA, count: 1 << 20).write(to: aa)
         // Each MiB is logged as done only after dd returned, i.e. after the write was acknowledged.
-        let writer = try ChildProcess(["/bin/sh", "-c",
-            "i=0; while [ $i -lt 400 ]; do dd if=\(aa.path) of=\(m.image) bs=1M seek=$i oflag=direct conv=notrunc,nocreat status=none || exit 1; echo $i >> \(m.lab.directory.path)/done; i=$((i+1)); done"])
+        let writer = try ChildProcess([
+            "/bin/sh", "-c",
+            "i=0; while [ $i -lt 400 ]; do dd if=\(aa.path) of=\(m.image) bs=1M seek=$i oflag=direct conv=notrunc,nocreat status=none || exit 1; echo $i >> \(m.lab.directory.path)/done; i=$((i+1)); done",
+        ])
         let progress = m.lab.directory.path + "/done"
-        #expect(eventually(timeout: .seconds(30)) {
-            ((try? String(contentsOfFile: progress, encoding: .utf8)) ?? "").split(separator: "\n").count >= 3
-        }, "the writer made progress")
+        #expect(
+            eventually(timeout: .seconds(30)) {
+                ((try? String(contentsOfFile: progress, encoding: .utf8)) ?? "").split(separator: "\n").count >= 3
+            }, "the writer made progress")
         m.daemon!.signal(SIGTERM)
         #expect(m.daemon!.wait(upTo: .seconds(30)))
         #expect(m.daemon!.exitCode == 0)
@@ -430,7 +332,9 @@ struct MountTests {
         let h = try FileHandle(forReadingFrom: m.file)
         for i in done {
             try h.seek(toOffset: UInt64(i) << 20)
-            #expect(try h.read(upToCount: 1 << 20) == Data(repeating: 0xAA, count: 1 << 20), "MiB \(i) acknowledged but not stored")
+            #expect(
+                try h.read(upToCount: 1 << 20) == Data(repeating: 0xAA, count: 1 << 20),
+                "MiB \(i) acknowledged but not stored")
         }
     }
 
@@ -446,7 +350,8 @@ struct MountTests {
         let r2 = try aoefs(["mount", mnt, "--iface", "aoetnosuch1"])
         #expect(r2.status != 0 && r2.err.contains("aoetnosuch1: no such network interface"))
         let exe = productsDirectory().appendingPathComponent("aoefs").path
-        let r3 = try sh("setpriv --reuid=65534 --regid=65534 --clear-groups \(exe) mount \(mnt) --iface \(net.initiator) 2>&1")
+        let r3 = try sh(
+            "setpriv --reuid=65534 --regid=65534 --clear-groups \(exe) mount \(mnt) --iface \(net.initiator) 2>&1")
         #expect(r3.status != 0 && r3.out.contains("needs root or CAP_NET_RAW"), "\(r3.out)")
         #expect(!mounted(mnt))
     }
@@ -459,7 +364,8 @@ struct EnableURing {
     let previous: String
 
     init() throws {
-        previous = try String(contentsOfFile: Self.path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        previous = try String(contentsOfFile: Self.path, encoding: .utf8).trimmingCharacters(
+            in: .whitespacesAndNewlines)
         try "Y".write(toFile: Self.path, atomically: false, encoding: .utf8)
     }
 

@@ -4,7 +4,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `cat etherd/err` in the background, into a file a test can look at.
@@ -39,16 +39,20 @@ struct PartitionLabTests {
         try String(contentsOfFile: "\(m.mnt)/sys/\(name)/\(file)", encoding: .utf8)
     }
 
-    @Test("sfdisk writes three partitions: e10.3p1..p3 appear without remounting, sizes and offsets match, ext4 on p2 is clean, bounds hold, a deleted one goes")
+    @Test(
+        "sfdisk writes three partitions: e10.3p1..p3 appear without remounting, sizes and offsets match, ext4 on p2 is clean, bounds hold, a deleted one goes"
+    )
     func sfdiskThreePartitions() throws {
         let m = try MountLab(size: 256 << 20)
         defer { m.tearDown() }
         #expect(ls(m) == ["e10.3", "etherd", "sys"], "a blank disk has no partitions")
-        let layout = "label: dos\\nstart=2048, size=40960, type=83\\nstart=43008, size=204800, type=83\\n"
+        let layout =
+            "label: dos\\nstart=2048, size=40960, type=83\\nstart=43008, size=204800, type=83\\n"
             + "start=247808, size=100000, type=82\\n"
         try must("printf '\(layout)' | sfdisk -q --no-reread --no-tell-kernel \(m.image)")
-        #expect(eventually(timeout: .seconds(5)) { ls(m) == ["e10.3", "e10.3p1", "e10.3p2", "e10.3p3", "etherd", "sys"] },
-                "\(ls(m)) \(m.log(of: m.lab))")
+        #expect(
+            eventually(timeout: .seconds(5)) { ls(m) == ["e10.3", "e10.3p1", "e10.3p2", "e10.3p3", "etherd", "sys"] },
+            "\(ls(m)) \(m.log(of: m.lab))")
         let p2 = m.mnt + "/e10.3p2"
         let size = try FileManager.default.attributesOfItem(atPath: p2)[.size] as? Int
         #expect(size == 204_800 * 512)
@@ -72,8 +76,9 @@ struct PartitionLabTests {
         let viaMount = try must("sha256sum < \(p2)").prefix(64)
         let inFile = try must("dd if=\(m.file.path) bs=512 skip=43008 count=204800 status=none | sha256sum").prefix(64)
         #expect(viaMount == inFile, "p2 is at the right offset of the target")
-        #expect(try must("dd if=\(p2) bs=1024 skip=1 count=1 status=none | od -An -tx1 -j56 -N2").contains("53 ef"),
-                "the ext4 magic is in p2's superblock")
+        #expect(
+            try must("dd if=\(p2) bs=1024 skip=1 count=1 status=none | od -An -tx1 -j56 -N2").contains("53 ef"),
+            "the ext4 magic is in p2's superblock")
 
         // A block device's bounds: a read past the end gets 0 bytes, a write past it ENOSPC, and
         // the neighbour is untouched.
@@ -81,7 +86,8 @@ struct PartitionLabTests {
         #expect(try must("dd if=\(p1) bs=512 skip=40960 count=1 iflag=direct status=none | wc -c") == "0\n")
         let over = try sh("dd if=/dev/zero of=\(p1) bs=512 seek=40960 count=1 oflag=direct conv=notrunc status=none")
         #expect(over.status != 0 && over.out.contains("No space left on device"), "\(over.out)")
-        let straddle = try sh("dd if=/dev/zero of=\(p1) bs=1024 seek=20479 count=2 oflag=direct conv=notrunc status=none")
+        let straddle = try sh(
+            "dd if=/dev/zero of=\(p1) bs=1024 seek=20479 count=2 oflag=direct conv=notrunc status=none")
         #expect(straddle.status != 0, "a write that runs past the end fails")
         #expect(try must("sha256sum < \(p2)").prefix(64) == viaMount, "p2 unchanged")
 
@@ -92,19 +98,24 @@ struct PartitionLabTests {
         #expect(!FileManager.default.fileExists(atPath: m.mnt + "/sys/e10.3p3"))
 
         // Logicals in an extended partition are p5 and up.
-        try must("printf 'label: dos\\nstart=2048, size=40960, type=83\\nstart=43008, size=300000, type=5\\n"
-                 + "start=45056, size=20000, type=83\\nstart=67584, size=20000, type=83\\n' "
-                 + "| sfdisk -q --no-reread --no-tell-kernel \(m.image)")
-        #expect(eventually(timeout: .seconds(5)) { ls(m) == ["e10.3", "e10.3p1", "e10.3p5", "e10.3p6", "etherd", "sys"] },
-                "\(ls(m))")
+        try must(
+            "printf 'label: dos\\nstart=2048, size=40960, type=83\\nstart=43008, size=300000, type=5\\n"
+                + "start=45056, size=20000, type=83\\nstart=67584, size=20000, type=83\\n' "
+                + "| sfdisk -q --no-reread --no-tell-kernel \(m.image)")
+        #expect(
+            eventually(timeout: .seconds(5)) { ls(m) == ["e10.3", "e10.3p1", "e10.3p5", "e10.3p6", "etherd", "sys"] },
+            "\(ls(m))")
         #expect(try part(m, "e10.3p6", "start") == "67584\n")
     }
 
-    @Test("a partition that goes is forgotten by the kernel at once (FUSE_NOTIFY_INVAL_ENTRY): stat fails within the 1 s entry timeout")
+    @Test(
+        "a partition that goes is forgotten by the kernel at once (FUSE_NOTIFY_INVAL_ENTRY): stat fails within the 1 s entry timeout"
+    )
     func goneEntryInvalidated() throws {
         let m = try MountLab(size: 64 << 20)
         defer { m.tearDown() }
-        let two = "printf 'label: dos\\nstart=2048, size=8192, type=83\\nstart=10240, size=8192, type=83\\n' "
+        let two =
+            "printf 'label: dos\\nstart=2048, size=8192, type=83\\nstart=10240, size=8192, type=83\\n' "
             + "| sfdisk -q --no-reread --no-tell-kernel \(m.image)"
         let p2 = m.mnt + "/e10.3p2"
         var conclusive = 0
@@ -116,9 +127,10 @@ struct PartitionLabTests {
             let start = ContinuousClock.now
             try must("sfdisk -q --no-reread --no-tell-kernel --delete \(m.image) 2")
             // The table pass notifies before it logs the new table.
-            #expect(eventually(timeout: .seconds(5)) {
-                m.log(of: m.lab).components(separatedBy: "partition table mbr: e10.3p1\n").count > seen
-            })
+            #expect(
+                eventually(timeout: .seconds(5)) {
+                    m.log(of: m.lab).components(separatedBy: "partition table mbr: e10.3p1\n").count > seen
+                })
             let stillThere = FileManager.default.fileExists(atPath: p2)
             // Only a stat inside the entry timeout tells a notification from the timeout running out.
             guard ContinuousClock.now - start < .milliseconds(800) else { continue }
@@ -132,8 +144,9 @@ struct PartitionLabTests {
     func openPartitionGoes() throws {
         let m = try MountLab(size: 64 << 20)
         defer { m.tearDown() }
-        try must("printf 'label: dos\\nstart=2048, size=8192, type=83\\nstart=10240, size=8192, type=83\\n' "
-                 + "| sfdisk -q --no-reread --no-tell-kernel \(m.image)")
+        try must(
+            "printf 'label: dos\\nstart=2048, size=8192, type=83\\nstart=10240, size=8192, type=83\\n' "
+                + "| sfdisk -q --no-reread --no-tell-kernel \(m.image)")
         #expect(eventually(timeout: .seconds(5)) { ls(m).contains("e10.3p2") }, "\(ls(m))")
         let fd = open(m.mnt + "/e10.3p2", O_RDONLY)
         #expect(fd >= 0)
@@ -164,16 +177,18 @@ struct PartitionLabTests {
         defer { err.stop() }
         // Not -q: sgdisk 1.0.9 quietly writes nothing with it.
         try must("sgdisk -n1:2048:+10M -n2:0:+50M -c2:data -t2:8200 -n3:0:+20M \(m.image) >/dev/null")
-        #expect(eventually(timeout: .seconds(5)) { ls(m) == ["e10.3", "e10.3p1", "e10.3p2", "e10.3p3", "etherd", "sys"] },
-                "\(ls(m)) \(err.text) \(m.log(of: m.lab))")
+        #expect(
+            eventually(timeout: .seconds(5)) { ls(m) == ["e10.3", "e10.3p1", "e10.3p2", "e10.3p3", "etherd", "sys"] },
+            "\(ls(m)) \(err.text) \(m.log(of: m.lab))")
         #expect(try part(m, "e10.3p2", "name") == "data\n")
         #expect(try part(m, "e10.3p2", "type") == "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f\n", "Linux swap")
         #expect(try part(m, "e10.3p1", "type") == "0fc63daf-8483-4772-8e79-3d69d8477de4\n", "Linux filesystem")
         #expect(try part(m, "e10.3p2", "size") == "\(50 << 11)\n")
         // Corrupt the primary header (sector 1): the backup at the end of the disk still holds.
         try must("printf 'garbage' | dd of=\(m.image) bs=512 seek=1 conv=notrunc status=none")
-        #expect(eventually(timeout: .seconds(5)) { err.text.contains("primary GPT header: no EFI PART signature") },
-                "\(err.text)")
+        #expect(
+            eventually(timeout: .seconds(5)) { err.text.contains("primary GPT header: no EFI PART signature") },
+            "\(err.text)")
         #expect(ls(m) == ["e10.3", "e10.3p1", "e10.3p2", "e10.3p3", "etherd", "sys"])
         #expect(try part(m, "e10.3p2", "name") == "data\n")
     }
@@ -199,10 +214,12 @@ struct PartitionLabTests {
         let py = m.lab.directory.appendingPathComponent("mbr.py").path
         try script.write(toFile: py, atomically: true, encoding: .utf8)
         try must("python3 \(py) \(m.image)")
-        #expect(eventually(timeout: .seconds(5)) { ls(m) == ["e10.3", "e10.3p1", "e10.3p4", "etherd", "sys"] }, "\(ls(m))")
-        #expect(eventually(timeout: .seconds(5)) {
-            err.text.contains("partition 2 overlaps partition 1") && err.text.contains("partition 3 (start 100000")
-        }, "\(err.text)")
+        #expect(
+            eventually(timeout: .seconds(5)) { ls(m) == ["e10.3", "e10.3p1", "e10.3p4", "etherd", "sys"] }, "\(ls(m))")
+        #expect(
+            eventually(timeout: .seconds(5)) {
+                err.text.contains("partition 2 overlaps partition 1") && err.text.contains("partition 3 (start 100000")
+            }, "\(err.text)")
         #expect(m.daemon?.isRunning == true)
     }
 }

@@ -8,7 +8,9 @@ import Testing
 /// as written, the mount ends cleanly.
 @Suite("Serving threads", .serialized, .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
 struct ServingThreadsLabTests {
-    @Test("two serving threads: writers and readers pinned to each CPU agree byte for byte (sha256); ext4 round trip; clean unmount")
+    @Test(
+        "two serving threads: writers and readers pinned to each CPU agree byte for byte (sha256); ext4 round trip; clean unmount"
+    )
     func twoThreads() throws {
         let m = try MountLab(mountArgs: ["--threads", "2"])
         defer { m.tearDown() }
@@ -25,21 +27,30 @@ struct ServingThreadsLabTests {
         }
         let dir = m.lab.directory.path
         func pinned(_ i: Int, _ cmd: String) -> String { "taskset -c \(i % cpus) \(cmd)" }
-        try must((0..<4).map { i in
-            pinned(i, "dd if=\(dir)/src\(i) of=\(m.image) bs=1M seek=\(i * 64) conv=notrunc,nocreat oflag=direct status=none") + " &"
-        }.joined(separator: " ") + " wait")
-        for flag in ["iflag=direct", ""] {
-            try must((0..<4).map { i in
-                pinned(i, "dd if=\(m.image) bs=1M skip=\(i * 64) count=64 \(flag) status=none") + " | sha256sum > \(dir)/got\(i) &"
+        try must(
+            (0..<4).map { i in
+                pinned(
+                    i,
+                    "dd if=\(dir)/src\(i) of=\(m.image) bs=1M seek=\(i * 64) conv=notrunc,nocreat oflag=direct status=none"
+                ) + " &"
             }.joined(separator: " ") + " wait")
+        for flag in ["iflag=direct", ""] {
+            try must(
+                (0..<4).map { i in
+                    pinned(i, "dd if=\(m.image) bs=1M skip=\(i * 64) count=64 \(flag) status=none")
+                        + " | sha256sum > \(dir)/got\(i) &"
+                }.joined(separator: " ") + " wait")
             for i in 0..<4 {
-                #expect(try String(contentsOfFile: "\(dir)/got\(i)", encoding: .utf8).prefix(64) == want[i],
-                        "region \(i) read back \(flag.isEmpty ? "buffered" : "direct")")
+                #expect(
+                    try String(contentsOfFile: "\(dir)/got\(i)", encoding: .utf8).prefix(64) == want[i],
+                    "region \(i) read back \(flag.isEmpty ? "buffered" : "direct")")
             }
         }
         for i in 0..<4 {
-            #expect(try must("dd if=\(m.file.path) bs=1M skip=\(i * 64) count=64 status=none | sha256sum").prefix(64) == want[i],
-                    "region \(i) in the backing file")
+            #expect(
+                try must("dd if=\(m.file.path) bs=1M skip=\(i * 64) count=64 status=none | sha256sum").prefix(64)
+                    == want[i],
+                "region \(i) in the backing file")
         }
         try m.filesystemRoundTrip(files: 40, big: true)
         if m.expectRing {

@@ -4,14 +4,15 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Issue 30: the daemon never takes the mount down. `aoefs mount -f` runs a supervisor (the
 /// lab's child) that holds the mount; its daemon is killed — SIGKILL, SIGABRT, a planted trap —
 /// in the middle of what users do, and what they do completes with nothing lost.
-@Suite("a daemon that dies comes back under the same mount", .serialized,
-       .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
+@Suite(
+    "a daemon that dies comes back under the same mount", .serialized,
+    .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
 struct SupervisorTests {
     /// `sys/daemon` as key → value.
     static func daemon(_ m: MountLab) -> [String: String] { daemonFacts(m.mnt) }
@@ -28,8 +29,9 @@ struct SupervisorTests {
     }
 
     static func bytesWritten(_ m: MountLab) -> Int {
-        Int((try? m.sys("stats"))?.split(separator: "\n").first { $0.hasPrefix("bytes_written ") }?
-            .split(separator: " ").last ?? "") ?? 0
+        Int(
+            (try? m.sys("stats"))?.split(separator: "\n").first { $0.hasPrefix("bytes_written ") }?
+                .split(separator: " ").last ?? "") ?? 0
     }
 
     /// Kills the serving daemon with `signal` once `ready` holds, and checks the mount answers
@@ -62,7 +64,8 @@ struct SupervisorTests {
         try must("head -c \(256 << 20) /dev/urandom > \(src)")
         let ddErr = m.lab.directory.appendingPathComponent("dd.err").path
         let errFD = open(ddErr, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        let dd = try ChildProcess(["dd", "if=\(src)", "of=\(m.image)", "bs=1M", "conv=fsync", "status=none"], stderr: errFD)
+        let dd = try ChildProcess(
+            ["dd", "if=\(src)", "of=\(m.image)", "bs=1M", "conv=fsync", "status=none"], stderr: errFD)
         close(errFD)
         defer { if dd.isRunning { dd.signal(SIGKILL); dd.wait() } }
         if signal != 0 {
@@ -70,14 +73,22 @@ struct SupervisorTests {
             #expect(recorded.contains(cause), "\(recorded)")
         } else {
             // The planted trap fires by itself.
-            #expect(eventually(timeout: .seconds(30)) { Int(Self.daemon(m)["incarnation"] ?? "") == 2 }, "\(m.log(of: m.lab))")
+            #expect(
+                eventually(timeout: .seconds(30)) { Int(Self.daemon(m)["incarnation"] ?? "") == 2 },
+                "\(m.log(of: m.lab))")
             #expect(Self.daemon(m)["previous_end"]?.contains(cause) == true, "\(Self.daemon(m))")
         }
         dd.wait()
         let ddSaid = (try? String(contentsOfFile: ddErr, encoding: .utf8)) ?? ""
-        #expect(dd.exitCode == 0, "dd exited \(String(describing: dd.exitCode)): \(ddSaid) \(m.log(of: m.lab).suffix(4000))")
-        #expect(try must("cmp -n \(256 << 20) \(src) \(m.file.path) && echo same").contains("same"), "the target holds what dd wrote")
-        #expect(try must("cmp -n \(256 << 20) \(src) \(m.image) && echo same").contains("same"), "and the image reads it back")
+        #expect(
+            dd.exitCode == 0, "dd exited \(String(describing: dd.exitCode)): \(ddSaid) \(m.log(of: m.lab).suffix(4000))"
+        )
+        #expect(
+            try must("cmp -n \(256 << 20) \(src) \(m.file.path) && echo same").contains("same"),
+            "the target holds what dd wrote")
+        #expect(
+            try must("cmp -n \(256 << 20) \(src) \(m.image) && echo same").contains("same"),
+            "and the image reads it back")
         #expect(Self.daemon(m)["restarts"] == "1")
     }
 
@@ -88,7 +99,9 @@ struct SupervisorTests {
     func abortDuringBufferedDD() throws { try ddSurvives(SIGABRT, expect: "SIGABRT") }
 
     @Test("a trap in the daemon (planted at its 100th WRITE) in the same dd: rc 0, every byte on the target")
-    func trapDuringBufferedDD() throws { try ddSurvives(0, mountEnvironment: "AOEFS_PLANT_TRAP=write:100", expect: "a trap") }
+    func trapDuringBufferedDD() throws {
+        try ddSurvives(0, mountEnvironment: "AOEFS_PLANT_TRAP=write:100", expect: "a trap")
+    }
 
     @Test("kill -9 of the daemon under fio O_DIRECT random writes with crc32c verify: no error, verify clean")
     func killDuringFio() throws {
@@ -107,9 +120,11 @@ struct SupervisorTests {
     /// fio on the image: O_DIRECT, 384 MiB, crc32c verify; returns it and its report's path.
     static func fioVerify(_ m: MountLab, rw: String, blockSize: String, depth: Int) throws -> (ChildProcess, String) {
         let out = m.lab.directory.appendingPathComponent("fio.out").path
-        let fio = try ChildProcess(["fio", "--name=w", "--filename=\(m.image)", "--direct=1", "--rw=\(rw)", "--bs=\(blockSize)",
-                                    "--size=384m", "--iodepth=\(depth)", "--ioengine=libaio", "--verify=crc32c",
-                                    "--verify_fatal=1", "--verify_state_save=0", "--do_verify=1", "--output=\(out)"])
+        let fio = try ChildProcess([
+            "fio", "--name=w", "--filename=\(m.image)", "--direct=1", "--rw=\(rw)", "--bs=\(blockSize)",
+            "--size=384m", "--iodepth=\(depth)", "--ioengine=libaio", "--verify=crc32c",
+            "--verify_fatal=1", "--verify_state_save=0", "--do_verify=1", "--output=\(out)",
+        ])
         return (fio, out)
     }
 
@@ -117,7 +132,8 @@ struct SupervisorTests {
     static func slowest(_ report: String) -> String {
         let lines = report.split(separator: "\n")
         guard let w = lines.firstIndex(where: { $0.contains(" write: ") }) else { return "?" }
-        return lines[w...].first { $0.contains(" clat (") }.map { "write " + $0.trimmingCharacters(in: .whitespaces) } ?? "?"
+        return lines[w...].first { $0.contains(" clat (") }.map { "write " + $0.trimmingCharacters(in: .whitespaces) }
+            ?? "?"
     }
 
     @Test("kill -9 of the daemon in mkfs.ext4 on losetup of the image: mkfs rc 0, fsck -fn clean")
@@ -165,7 +181,9 @@ struct SupervisorTests {
         #expect(try must("cmp -n \(16 << 20) \(src) \(m.file.path) && echo same").contains("same"))
     }
 
-    @Test("aoefs restart under fio: a new daemon serves the live mount, fio sees no error, the restart is counted as a hand-over")
+    @Test(
+        "aoefs restart under fio: a new daemon serves the live mount, fio sees no error, the restart is counted as a hand-over"
+    )
     func restartUnderLoad() throws {
         let m = try MountLab(size: 512 << 20)
         defer { m.tearDown() }

@@ -58,9 +58,12 @@ struct PacketLinkTests {
         let left = try PacketLink(interface: a)
         let right = try PacketLink(interface: b)
         let frames: [[UInt8]] = (0..<100).map { i in
-            AoEFrame(header: AoEHeader(destination: right.macAddress, source: left.macAddress, shelf: Shelf(1),
-                                       slot: Slot(2), command: .ata, tag: Tag(UInt32(i))),
-                     body: .ata(.write(lba: UInt64(i), data: [UInt8](repeating: UInt8(i), count: 17 * 512)))).encoded()
+            AoEFrame(
+                header: AoEHeader(
+                    destination: right.macAddress, source: left.macAddress, shelf: Shelf(1),
+                    slot: Slot(2), command: .ata, tag: Tag(UInt32(i))),
+                body: .ata(.write(lba: UInt64(i), data: [UInt8](repeating: UInt8(i), count: 17 * 512)))
+            ).encoded()
         }
         #expect(try left.send(frames) == 100)
         var got: [[UInt8]] = []
@@ -83,9 +86,12 @@ struct PacketLinkTests {
         let left = try PacketLink(interface: a)
         let right = try PacketLink(interface: b)
         func frame(_ bytes: Int) -> [UInt8] {
-            AoEFrame(header: AoEHeader(destination: right.macAddress, source: left.macAddress, shelf: Shelf(1),
-                                       slot: Slot(2), command: .ata, tag: Tag(UInt32(bytes))),
-                     body: .ata(.write(lba: 0, data: [UInt8](repeating: 7, count: bytes)))).encoded()
+            AoEFrame(
+                header: AoEHeader(
+                    destination: right.macAddress, source: left.macAddress, shelf: Shelf(1),
+                    slot: Slot(2), command: .ata, tag: Tag(UInt32(bytes))),
+                body: .ata(.write(lba: 0, data: [UInt8](repeating: 7, count: bytes)))
+            ).encoded()
         }
         #expect(try left.send([frame(8704), frame(1024), frame(8704), frame(512)]) == 4)
         #expect(left.sendDrops == 2)

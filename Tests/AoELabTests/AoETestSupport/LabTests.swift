@@ -5,7 +5,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The lab's fault parts, each checked through what an initiator sees.
@@ -36,8 +36,9 @@ struct LabTests {
         #expect(try lab.switchDrops(net) > 0, "the switch counted what it dropped")
         // A jumbo write is swallowed too, and the sender is not told (no ENOBUFS).
         #expect(throws: LabFailure.self) {
-            try i.run([.write(lba: 0, data: [UInt8](repeating: 1, count: 8704))], window: 1,
-                      timeout: .milliseconds(200), deadline: .seconds(1))
+            try i.run(
+                [.write(lba: 0, data: [UInt8](repeating: 1, count: 8704))], window: 1,
+                timeout: .milliseconds(200), deadline: .seconds(1))
         }
         // Raise the ports to 9000: the same jumbo read now crosses, and vblade survived it all.
         try lab.setPortMTU(net, 9000)
@@ -63,8 +64,9 @@ struct LabTests {
         let i = try #require(try discover(link))
         let r1 = try lab.dropFrames(on: net.target, namespace: net.targetNamespace, percent: 30)
         let r2 = try lab.dropFrames(on: net.initiator, namespace: nil, percent: 30)
-        let (responses, retransmits) = try i.run((0..<200).map { .read(lba: UInt64($0) * 2, sectors: 2) }, window: 8,
-                                                 timeout: .milliseconds(100))
+        let (responses, retransmits) = try i.run(
+            (0..<200).map { .read(lba: UInt64($0) * 2, sectors: 2) }, window: 8,
+            timeout: .milliseconds(100))
         #expect(responses.count == 200)
         #expect(retransmits > 0)
         #expect(try lab.droppedCount(r1) + lab.droppedCount(r2) > 0)
@@ -76,7 +78,8 @@ struct LabTests {
         defer { lab.teardown() }
         let net = try lab.direct(mtu: 9000)
         let file = try lab.sparseFile("d.img", size: 64 << 20)
-        let v = try lab.startVblade(shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace, file: file)
+        let v = try lab.startVblade(
+            shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace, file: file)
         let link = try PacketLink(interface: net.initiator)
         #expect(try discover(link) != nil)
         let oldPID = try #require(v.pid)
@@ -109,10 +112,12 @@ struct LabTests {
         close(fds[1])
         let out = FileHandle(fileDescriptor: fds[0], closeOnDealloc: true)
         let line = String(decoding: out.availableDataLine(), as: UTF8.self)
-        let fields = Dictionary(uniqueKeysWithValues: line.split(separator: " ").compactMap { kv -> (String, String)? in
-            let parts = kv.split(separator: "=", maxSplits: 1)
-            return parts.count == 2 ? (String(parts[0]), String(parts[1]).trimmingCharacters(in: .whitespacesAndNewlines)) : nil
-        })
+        let fields = Dictionary(
+            uniqueKeysWithValues: line.split(separator: " ").compactMap { kv -> (String, String)? in
+                let parts = kv.split(separator: "=", maxSplits: 1)
+                return parts.count == 2
+                    ? (String(parts[0]), String(parts[1]).trimmingCharacters(in: .whitespacesAndNewlines)) : nil
+            })
         return (p, fields)
     }
 

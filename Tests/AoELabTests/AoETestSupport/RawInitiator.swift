@@ -1,6 +1,6 @@
-import AoETestSupport
 import AoELinux
 import AoEProtocol
+import AoETestSupport
 import Foundation
 
 /// A deliberately small initiator built only from `AoELinux` and `AoEProtocol`, for the first
@@ -27,8 +27,9 @@ final class RawInitiator {
     func discover(wait: Duration = .milliseconds(500)) throws -> [AoEFrame] {
         let tag = makeTag()
         let query = AoEFrame(
-            header: AoEHeader(destination: .broadcast, source: link.macAddress, shelf: .broadcast, slot: .broadcast,
-                              command: .queryConfig, tag: tag),
+            header: AoEHeader(
+                destination: .broadcast, source: link.macAddress, shelf: .broadcast, slot: .broadcast,
+                command: .queryConfig, tag: tag),
             body: .queryConfig(QueryConfig()))
         try link.send([query.encoded()])
         var answers: [AoEFrame] = []
@@ -48,8 +49,10 @@ final class RawInitiator {
     /// Sends `requests` with at most `window` in flight and returns the responses in request order.
     /// A request unanswered for `timeout` is sent again with a new tag.
     /// - Returns: the responses and how many retransmissions were needed.
-    func run(_ requests: [ATAMessage], window: Int, timeout: Duration = .milliseconds(300),
-             deadline: Duration = .seconds(120)) throws -> (responses: [ATAMessage], retransmits: Int) {
+    func run(
+        _ requests: [ATAMessage], window: Int, timeout: Duration = .milliseconds(300),
+        deadline: Duration = .seconds(120)
+    ) throws -> (responses: [ATAMessage], retransmits: Int) {
         var responses = [ATAMessage?](repeating: nil, count: requests.count)
         var inFlight: [Tag: (index: Int, sentAt: ContinuousClock.Instant)] = [:]
         var next = 0
@@ -57,9 +60,12 @@ final class RawInitiator {
         var retransmits = 0
         let end = ContinuousClock.now + deadline
         func frame(_ i: Int, _ tag: Tag) -> [UInt8] {
-            AoEFrame(header: AoEHeader(destination: target, source: link.macAddress, shelf: address.shelf,
-                                       slot: address.slot, command: .ata, tag: tag),
-                     body: .ata(requests[i])).encoded()
+            AoEFrame(
+                header: AoEHeader(
+                    destination: target, source: link.macAddress, shelf: address.shelf,
+                    slot: address.slot, command: .ata, tag: tag),
+                body: .ata(requests[i])
+            ).encoded()
         }
         while done < requests.count {
             guard ContinuousClock.now < end else {

@@ -4,7 +4,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Runs the built `aoefs` with `args`; returns (exit status, stdout, stderr).
@@ -27,8 +27,9 @@ struct CLITests {
         defer { lab.teardown() }
         let net = try lab.direct(mtu: 9000)
         let file = try lab.sparseFile("e10.3.img", size: 3 << 30)
-        _ = try lab.startVblade(shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace, file: file,
-                                flags: ["-b", "20"])
+        _ = try lab.startVblade(
+            shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace, file: file,
+            flags: ["-b", "20"])
         let r = try aoefs(["scan", "--iface", net.initiator, "--wait", "3"])
         #expect(r.status == 0, "\(r.err)")
         // While it waits, each target is reported on stderr as it answers.
@@ -62,15 +63,18 @@ struct CLITests {
         #expect(!lines.contains { $0.trimmingCharacters(in: .whitespaces) == "and" }, "a row broken mid-sentence")
     }
 
-    @Test("every subcommand's discussion is written for 80 columns: the help never re-wraps it", arguments: [
-        "mount", "stat", "discover", "interfaces", "revalidate", "flush", "scan", "serve", "demo", "bench",
-        "list", "disable", "enable", "probe", "metrics", "iostat", "doctor", "restart",
-    ])
+    @Test(
+        "every subcommand's discussion is written for 80 columns: the help never re-wraps it",
+        arguments: [
+            "mount", "stat", "discover", "interfaces", "revalidate", "flush", "scan", "serve", "demo", "bench",
+            "list", "disable", "enable", "probe", "metrics", "iostat", "doctor", "restart",
+        ])
     func discussionFitsEightyColumns(command: String) throws {
         // Between the overview and USAGE: the same text at 80 columns as at 200 means no line
         // of it was broken by the help formatter (which breaks mid-sentence).
         func discussion(_ columns: Int) throws -> String {
-            let out = try must("COLUMNS=\(columns) \(productsDirectory().appendingPathComponent("aoefs").path) \(command) --help")
+            let out = try must(
+                "COLUMNS=\(columns) \(productsDirectory().appendingPathComponent("aoefs").path) \(command) --help")
             let body = out.components(separatedBy: "\n\n").dropFirst()
             return body.prefix { !$0.hasPrefix("USAGE:") }.joined(separator: "\n\n")
         }
@@ -88,10 +92,12 @@ struct CLITests {
         #expect(r.err.contains("no AoE target answered on \(net.initiator)"))
     }
 
-    @Test("every subcommand's --help teaches with an example", arguments: [
-        "mount", "stat", "discover", "interfaces", "revalidate", "flush", "scan", "serve", "demo", "bench",
-        "list", "disable", "enable", "probe", "metrics", "iostat", "doctor", "restart",
-    ])
+    @Test(
+        "every subcommand's --help teaches with an example",
+        arguments: [
+            "mount", "stat", "discover", "interfaces", "revalidate", "flush", "scan", "serve", "demo", "bench",
+            "list", "disable", "enable", "probe", "metrics", "iostat", "doctor", "restart",
+        ])
     func helpHasExamples(command: String) throws {
         let r = try aoefs([command, "--help"])
         #expect(r.status == 0)
@@ -126,19 +132,24 @@ struct CLITests {
         #expect(refused.err.contains("without --write"))
         let attrs = try FileManager.default.attributesOfItem(atPath: file.path)
         #expect((attrs[.size] as? Int) == 256 << 20)
-        let r = try aoefs(["bench", "--iface", net.initiator, "--target", "e10.3", "--seconds", "1",
-                           "--test", "seqread,randread,seqwrite", "--write", "--size", "64M"])
+        let r = try aoefs([
+            "bench", "--iface", net.initiator, "--target", "e10.3", "--seconds", "1",
+            "--test", "seqread,randread,seqwrite", "--write", "--size", "64M",
+        ])
         #expect(r.status == 0, "\(r.err)")
         for test in ["seqread", "randread", "seqwrite"] {
             let line = r.out.split(separator: "\n").first { $0.hasPrefix(test) }.map(String.init) ?? ""
-            #expect(line.contains("MB/s=") && line.contains("IOPS=") && line.contains("p99=") && line.contains("cpu_s/GB="),
-                    "\(test): «\(line)»")
+            #expect(
+                line.contains("MB/s=") && line.contains("IOPS=") && line.contains("p99=") && line.contains("cpu_s/GB="),
+                "\(test): «\(line)»")
             #expect(line.contains("errors=0"), "\(line)")
         }
     }
 }
 
-@Suite("aoefs demo and configuration", .serialized, .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
+@Suite(
+    "aoefs demo and configuration", .serialized,
+    .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
 struct DemoAndConfigTests {
     func leftovers() throws -> [String] { try demoLeftovers() }
 
@@ -163,7 +174,9 @@ struct DemoAndConfigTests {
         #expect(r.out.contains("up"), "\(r.out)")
         let after = try leftovers()
         #expect(after == before, "the demo left something behind: \(after) (before: \(before))")
-        let failing = try sh("cd \(dir.path) && AOEFS_DEMO_PREFIX=aoetd \(productsDirectory().appendingPathComponent("aoefs").path) demo --size 64M -- sh -c 'exit 7'")
+        let failing = try sh(
+            "cd \(dir.path) && AOEFS_DEMO_PREFIX=aoetd \(productsDirectory().appendingPathComponent("aoefs").path) demo --size 64M -- sh -c 'exit 7'"
+        )
         #expect(failing.status == 7)
         #expect(try leftovers() == before)
         #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("aoe-demo").path))
@@ -175,11 +188,14 @@ struct DemoAndConfigTests {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let conf = dir.appendingPathComponent("aoefs.conf").path
-        try "deadsecs = 30\n\n[target e10.3]\nmaxout = 8\nmaxdtaa = 4096\n".write(toFile: conf, atomically: true, encoding: .utf8)
+        try "deadsecs = 30\n\n[target e10.3]\nmaxout = 8\nmaxdtaa = 4096\n".write(
+            toFile: conf, atomically: true, encoding: .utf8)
         let r = try aoefs(["scan", "--config", conf, "--iface", "lo", "--wait", "0.1"])
         #expect(r.status != 0)
-        #expect(r.err.trimmingCharacters(in: .whitespacesAndNewlines)
-                == "Error: \(conf):5: unknown key 'maxdtaa' in [target e10.3] (expected timeout, maxout or maxdata)", "\(r.err)")
+        #expect(
+            r.err.trimmingCharacters(in: .whitespacesAndNewlines)
+                == "Error: \(conf):5: unknown key 'maxdtaa' in [target e10.3] (expected timeout, maxout or maxdata)",
+            "\(r.err)")
         let missing = try aoefs(["scan", "--config", dir.appendingPathComponent("nope.conf").path, "--iface", "lo"])
         #expect(missing.status != 0 && missing.err.contains("nope.conf: cannot be read"), "\(missing.err)")
     }
@@ -189,18 +205,22 @@ struct DemoAndConfigTests {
         let m = try MountLab(mountArgs: ["--config", "/dev/null"])
         defer { m.tearDown() }
         let dir = m.lab.directory.path
-        try "deadsecs = 42\nmaxout = 8\n[target e10.3]\nmaxdata = 4096\n".write(toFile: dir + "/a.conf", atomically: true, encoding: .utf8)
+        try "deadsecs = 42\nmaxout = 8\n[target e10.3]\nmaxdata = 4096\n".write(
+            toFile: dir + "/a.conf", atomically: true, encoding: .utf8)
         let mnt2 = dir + "/mnt2"
         try FileManager.default.createDirectory(atPath: mnt2, withIntermediateDirectories: true)
         let r = try aoefs(["mount", mnt2, "--iface", m.net.initiator, "--config", dir + "/a.conf", "--deadsecs", "7"])
         #expect(r.status == 0, "\(r.err)")
         defer { _ = try? sh("fusermount3 -u \(mnt2)") }
         let conf = try String(contentsOfFile: mnt2 + "/sys/e10.3/conf", encoding: .utf8)
-        #expect(conf.contains("deadsecs 7\n") && conf.contains("maxout 8\n") && conf.contains("maxdata 4096\n"), "\(conf)")
+        #expect(
+            conf.contains("deadsecs 7\n") && conf.contains("maxout 8\n") && conf.contains("maxdata 4096\n"), "\(conf)")
     }
 }
 
-@Suite("mount(8), fstab and the man page", .serialized, .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
+@Suite(
+    "mount(8), fstab and the man page", .serialized,
+    .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
 struct EcosystemTests {
     /// mount.fuse3 runs `aoefs` from the default PATH (mount clears PATH); put the built binary
     /// there for the test, as `make install` puts the installed one in /usr/local/bin.
@@ -225,12 +245,20 @@ struct EcosystemTests {
     /// answered EBUSY right after `ls` and `cat` had ended); what holds it is printed if it stays.
     func umountWhenIdle(_ mnt: String) throws {
         var last = ""
-        if eventually(timeout: .seconds(10), every: .milliseconds(100), {
-            guard let r = try? sh("umount \(mnt)") else { return false }
-            last = r.out
-            return r.status == 0
-        }) { return }
-        let holders = (try? sh("grep -l \(mnt) /proc/[0-9]*/maps /proc/[0-9]*/mountinfo 2>/dev/null | head; ls -l /proc/[0-9]*/cwd 2>/dev/null | grep \(mnt)"))?.out ?? ""
+        if eventually(
+            timeout: .seconds(10), every: .milliseconds(100),
+            {
+                guard let r = try? sh("umount \(mnt)") else { return false }
+                last = r.out
+                return r.status == 0
+            })
+        {
+            return
+        }
+        let holders =
+            (try? sh(
+                "grep -l \(mnt) /proc/[0-9]*/maps /proc/[0-9]*/mountinfo 2>/dev/null | head; ls -l /proc/[0-9]*/cwd 2>/dev/null | grep \(mnt)"
+            ))?.out ?? ""
         throw LabFailure("umount \(mnt): \(last); holders: \(holders)")
     }
 
@@ -257,7 +285,9 @@ struct EcosystemTests {
             try umountWhenIdle(mnt)
             let t = try sh("mount -t fuse.aoefs aoefs \(mnt) -o iface=\(net.initiator)")
             #expect(t.status == 0, "\(t.out)")
-            #expect(try must("stat -c %s \(mnt)/e10.3").trimmingCharacters(in: .whitespacesAndNewlines) == String(256 << 20))
+            #expect(
+                try must("stat -c %s \(mnt)/e10.3").trimmingCharacters(in: .whitespacesAndNewlines) == String(256 << 20)
+            )
             try umountWhenIdle(mnt)
             let bad = try sh("mount -t fuse.aoefs aoefs \(mnt) -o iface=aoetnosuch1")
             #expect(bad.status != 0 && bad.out.contains("aoetnosuch1"), "\(bad.out)")
@@ -269,11 +299,13 @@ struct EcosystemTests {
     func manPage() throws {
         let page = packageRoot().appendingPathComponent("Docs/aoefs.8").path
         let text = try must("MANWIDTH=100 man -l \(page) 2>&1")
-        for word in ["aoefs mount", "aoefs stat", "aoefs serve", "aoefs demo", "aoefs discover", "aoefs interfaces",
-                     "aoefs revalidate", "aoefs flush", "aoefs scan", "aoefs bench", "/etc/aoefs.conf", "fuse.aoefs",
-                     "etherd/err", "sys/", "SECURITY", "eS.LpN", "sys/eS.LpN/", "make deb", "--json",
-                     "aoefs list", "aoefs disable", "aoefs enable", "aoefs probe", "aoefs doctor", "aoefs metrics",
-                     "aoefs iostat", "sys/metrics", "aoefs restart", "sys/daemon", "--no-supervise"] {
+        for word in [
+            "aoefs mount", "aoefs stat", "aoefs serve", "aoefs demo", "aoefs discover", "aoefs interfaces",
+            "aoefs revalidate", "aoefs flush", "aoefs scan", "aoefs bench", "/etc/aoefs.conf", "fuse.aoefs",
+            "etherd/err", "sys/", "SECURITY", "eS.LpN", "sys/eS.LpN/", "make deb", "--json",
+            "aoefs list", "aoefs disable", "aoefs enable", "aoefs probe", "aoefs doctor", "aoefs metrics",
+            "aoefs iostat", "sys/metrics", "aoefs restart", "sys/daemon", "--no-supervise",
+        ] {
             #expect(text.contains(word), "the man page lacks \(word)")
         }
         #expect(!text.contains("warning"), "\(text)")
@@ -282,9 +314,11 @@ struct EcosystemTests {
 
 @Suite("logging", .serialized, .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
 struct LoggingTests {
-    @Test("once daemonised, aoefs mount logs to syslog (/dev/log) as aoefs[PID]",
-          .enabled(if: !FileManager.default.fileExists(atPath: "/dev/log"),
-                   "a real syslog daemon owns /dev/log here: the test does not take it over"))
+    @Test(
+        "once daemonised, aoefs mount logs to syslog (/dev/log) as aoefs[PID]",
+        .enabled(
+            if: !FileManager.default.fileExists(atPath: "/dev/log"),
+            "a real syslog daemon owns /dev/log here: the test does not take it over"))
     func daemonLogsToSyslog() throws {
         // Play syslogd: a datagram socket at /dev/log, for the length of the test.
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
@@ -295,9 +329,13 @@ struct LoggingTests {
         }
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &addr.sun_path) { p in _ = "/dev/log".withCString { strcpy(p.baseAddress!.assumingMemoryBound(to: CChar.self), $0) } }
+        withUnsafeMutableBytes(of: &addr.sun_path) { p in
+            _ = "/dev/log".withCString { strcpy(p.baseAddress!.assumingMemoryBound(to: CChar.self), $0) }
+        }
         let bound = withUnsafePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         #expect(bound == 0, "bind /dev/log: \(String(cString: strerror(errno)))")
         var tv = timeval(tv_sec: 0, tv_usec: 200_000)

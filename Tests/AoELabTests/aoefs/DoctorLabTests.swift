@@ -6,15 +6,17 @@ import Synchronization
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Sets net.core.rmem_max and wmem_max for a test and puts the old values back.
 final class SocketBufferLimits {
     let old: (String, String)
     init(_ bytes: Int) throws {
-        old = (try must("cat /proc/sys/net/core/rmem_max").trimmingCharacters(in: .whitespacesAndNewlines),
-               try must("cat /proc/sys/net/core/wmem_max").trimmingCharacters(in: .whitespacesAndNewlines))
+        old = (
+            try must("cat /proc/sys/net/core/rmem_max").trimmingCharacters(in: .whitespacesAndNewlines),
+            try must("cat /proc/sys/net/core/wmem_max").trimmingCharacters(in: .whitespacesAndNewlines)
+        )
         try must("sysctl -qw net.core.rmem_max=\(bytes) net.core.wmem_max=\(bytes)")
     }
     func restore() { _ = try? must("sysctl -qw net.core.rmem_max=\(old.0) net.core.wmem_max=\(old.1)") }
@@ -23,18 +25,24 @@ final class SocketBufferLimits {
 /// `aoefs doctor` finds each planted fault with its fix and exit status, and nothing on a clean
 /// lab; `sys/metrics` parses with Prometheus's own parser and counts what was done; `aoefs
 /// iostat` agrees with fio.
-@Suite("aoefs doctor, metrics and iostat in the lab", .serialized,
-       .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
+@Suite(
+    "aoefs doctor, metrics and iostat in the lab", .serialized,
+    .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
 struct DoctorLabTests {
     /// Runs `aoefs doctor --json ARGS`: exit status and the findings that are not information.
-    func doctor(_ args: [String]) throws -> (status: Int32, problems: [(check: String, severity: String, fix: String)], out: String) {
+    func doctor(_ args: [String]) throws -> (
+        status: Int32, problems: [(check: String, severity: String, fix: String)], out: String
+    ) {
         let r = try aoefs(["doctor", "--json", "--wait", "1"] + args)
         guard let data = r.out.data(using: .utf8),
-              let doc = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let findings = doc["findings"] as? [[String: Any]]
+            let doc = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let findings = doc["findings"] as? [[String: Any]]
         else { return (r.status, [], r.out + r.err) }
         let problems = findings.filter { ($0["severity"] as? String) != "info" }.map {
-            (check: $0["check"] as? String ?? "", severity: $0["severity"] as? String ?? "", fix: $0["fix"] as? String ?? "")
+            (
+                check: $0["check"] as? String ?? "", severity: $0["severity"] as? String ?? "",
+                fix: $0["fix"] as? String ?? ""
+            )
         }
         return (r.status, problems, r.out + r.err)
     }
@@ -53,7 +61,9 @@ struct DoctorLabTests {
         #expect(own.status == 0 && own.problems.isEmpty, "\(own.out)")
     }
 
-    @Test("planted on one lab: ends with different MTUs, IP on the AoE interface, small socket buffers, a target that never answers IDENTIFY, AoE on an interface not in use")
+    @Test(
+        "planted on one lab: ends with different MTUs, IP on the AoE interface, small socket buffers, a target that never answers IDENTIFY, AoE on an interface not in use"
+    )
     func plantedFaults() throws {
         let limits = try SocketBufferLimits(128 << 10)
         defer { limits.restore() }
@@ -108,7 +118,9 @@ struct DoctorLabTests {
     /// Issue 31: at the default --wait doctor said "no problems found" 7 times out of 7 while a
     /// path black-holed jumbo frames: it reported before the payload search was over. Now it
     /// waits for the search (at most --wait) and the verdict is the same every time.
-    @Test("without a mount, at the defaults: a port that drops jumbo frames on one of two paths is found every time, a clean lab is clean every time")
+    @Test(
+        "without a mount, at the defaults: a port that drops jumbo frames on one of two paths is found every time, a clean lab is clean every time"
+    )
     func verdictDoesNotRace() throws {
         let limits = try SocketBufferLimits(16 << 20)
         defer { limits.restore() }
@@ -118,8 +130,10 @@ struct DoctorLabTests {
         var took: [Duration] = []
         for run in 1...Self.verdictRuns {
             let start = ContinuousClock.now
-            let r = try aoefs(["doctor", "--json", "--iface", sw.initiator, "--iface", second.initiator,
-                               "--listen", sw.initiator, "--listen", second.initiator])
+            let r = try aoefs([
+                "doctor", "--json", "--iface", sw.initiator, "--iface", second.initiator,
+                "--listen", sw.initiator, "--listen", second.initiator,
+            ])
             took.append(ContinuousClock.now - start)
             if took.last! > .seconds(10) { print("slow doctor run \(run): \(r.out)") }
             let found = r.out.contains("\"check\":\"jumbo\"") && r.out.contains("raise the MTU of every switch port")
@@ -135,7 +149,9 @@ struct DoctorLabTests {
             let start = ContinuousClock.now
             let r = try aoefs(["doctor", "--iface", second.initiator, "--listen", second.initiator])
             clean.append(ContinuousClock.now - start)
-            #expect(r.status == 0 && r.out.contains("no problems found: 1 target(s), 1 path(s)"), "run \(run): \(r.out) \(r.err)")
+            #expect(
+                r.status == 0 && r.out.contains("no problems found: 1 target(s), 1 path(s)"),
+                "run \(run): \(r.out) \(r.err)")
         }
         print("doctor, one clean path: \(clean.map { "\($0.milliseconds) ms" })")
     }
@@ -157,11 +173,12 @@ struct DoctorLabTests {
         }
         #expect(eventually(timeout: .seconds(15)) { FileManager.default.fileExists(atPath: mnt + "/e10.3") })
         // Both paths to the disk (a vblade that started late missed the first Query Config: ask again).
-        #expect(eventually(timeout: .seconds(10), every: .milliseconds(500)) {
-            _ = try? must("echo > \(mnt)/etherd/discover")
-            let p = (try? String(contentsOfFile: mnt + "/sys/e10.3/paths", encoding: .utf8)) ?? ""
-            return p.contains(second.initiator)
-        })
+        #expect(
+            eventually(timeout: .seconds(10), every: .milliseconds(500)) {
+                _ = try? must("echo > \(mnt)/etherd/discover")
+                let p = (try? String(contentsOfFile: mnt + "/sys/e10.3/paths", encoding: .utf8)) ?? ""
+                return p.contains(second.initiator)
+            })
         // Then another disk (another size) answers as e10.3 behind the switch.
         let third = try lab.addTarget(to: sw, index: 2, mtu: 9000)
         let g = try lab.sparseFile("other.img", size: 32 << 20)
@@ -170,13 +187,15 @@ struct DoctorLabTests {
         // written again while it is not so: under load a candidate whose proof reads went
         // unanswered is dropped, and only a discover brings it back.
         // (Fresh data each time: a write of what a sector already holds proves nothing.)
-        #expect(eventually(timeout: .seconds(30), every: .milliseconds(500)) {
-            _ = try? must("echo > \(mnt)/etherd/discover")
-            _ = try? must("head -c \(4 << 20) /dev/urandom > \(lab.directory.path)/src && dd if=\(lab.directory.path)/src "
-                          + "of=\(mnt)/e10.3 bs=1M oflag=direct conv=notrunc,nocreat status=none")
-            let p = (try? String(contentsOfFile: mnt + "/sys/e10.3/paths", encoding: .utf8)) ?? ""
-            return p.split(separator: "\n").filter { $0.contains(" ok ") }.count == 2 && p.contains("duplicate")
-        }, "\((try? String(contentsOfFile: mnt + "/sys/e10.3/paths", encoding: .utf8)) ?? "")")
+        #expect(
+            eventually(timeout: .seconds(30), every: .milliseconds(500)) {
+                _ = try? must("echo > \(mnt)/etherd/discover")
+                _ = try? must(
+                    "head -c \(4 << 20) /dev/urandom > \(lab.directory.path)/src && dd if=\(lab.directory.path)/src "
+                        + "of=\(mnt)/e10.3 bs=1M oflag=direct conv=notrunc,nocreat status=none")
+                let p = (try? String(contentsOfFile: mnt + "/sys/e10.3/paths", encoding: .utf8)) ?? ""
+                return p.split(separator: "\n").filter { $0.contains(" ok ") }.count == 2 && p.contains("duplicate")
+            }, "\((try? String(contentsOfFile: mnt + "/sys/e10.3/paths", encoding: .utf8)) ?? "")")
         let r = try doctor(["--mount", mnt, "--listen", sw.initiator, "--listen", second.initiator])
         #expect(Set(r.problems.map(\.check)) == ["jumbo", "duplicate"], "\(r.out)")
         #expect(r.status == 2, "a duplicate is an error: \(r.out)")
@@ -196,7 +215,9 @@ struct DoctorLabTests {
         #expect(r.problems.first?.fix.contains("maxout =") == true)
     }
 
-    @Test("without a mount, doctor's own burst (padded reads, Buffer Count at once) finds the overstated Buffer Count; an honest one passes")
+    @Test(
+        "without a mount, doctor's own burst (padded reads, Buffer Count at once) finds the overstated Buffer Count; an honest one passes"
+    )
     func burstFindsOverrun() throws {
         let limits = try SocketBufferLimits(16 << 20)
         defer { limits.restore() }
@@ -207,14 +228,16 @@ struct DoctorLabTests {
         // A buffer that holds one jumbo frame, offering 20: with 32 KiB, a target thread that
         // drained the socket while the burst's softirq filled it sometimes lost nothing (in two
         // of three full runs of make test on 2026-12-06, with the machine loaded).
-        let srv = try lab.startVblade(shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace, file: f,
-                                      flags: ["-b", "20", "--rcvbuf", "8192"], program: .aoefsServe)
+        let srv = try lab.startVblade(
+            shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace, file: f,
+            flags: ["-b", "20", "--rcvbuf", "8192"], program: .aoefsServe)
         let r = try doctor(["--iface", net.initiator, "--listen", net.initiator])
         #expect(r.problems.map(\.check) == ["overrun"], "\(r.out)")
         #expect(r.out.contains("of a burst of 20 full-size frames"), "\(r.out)")
         srv.stop()
-        _ = try lab.startVblade(shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace, file: f,
-                                flags: ["-b", "8"], program: .aoefsServe)
+        _ = try lab.startVblade(
+            shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace, file: f,
+            flags: ["-b", "8"], program: .aoefsServe)
         let honest = try doctor(["--iface", net.initiator, "--listen", net.initiator])
         #expect(honest.status == 0 && honest.problems.isEmpty, "\(honest.out)")
     }
@@ -245,10 +268,14 @@ struct DoctorLabTests {
         try must("dd if=/dev/zero of=\(m.image) bs=64k seek=100 count=37 oflag=direct conv=notrunc,nocreat status=none")
         try must("dd if=\(m.image) of=/dev/null bs=64k skip=100 count=23 iflag=direct status=none")
         let after = try counts()
-        let shown = (try? must("grep -E 'duration_seconds_count|requests_total' \(m.lab.directory.path)/metrics.txt")) ?? ""
-        #expect(after.0 - before.0 == 23 && after.1 - before.1 == 37, "reads \(before.0)→\(after.0), writes \(before.1)→\(after.1)\n\(shown)")
+        let shown =
+            (try? must("grep -E 'duration_seconds_count|requests_total' \(m.lab.directory.path)/metrics.txt")) ?? ""
+        #expect(
+            after.0 - before.0 == 23 && after.1 - before.1 == 37,
+            "reads \(before.0)→\(after.0), writes \(before.1)→\(after.1)\n\(shown)")
         let text = try aoefs(["metrics", "--mount", m.mnt])
-        #expect(text.status == 0 && text.out.contains("aoefs_path_rtt_seconds{target=\"e10.3\""), "\(text.out.prefix(500))")
+        #expect(
+            text.status == 0 && text.out.contains("aoefs_path_rtt_seconds{target=\"e10.3\""), "\(text.out.prefix(500))")
     }
 
     @Test("aoefs iostat agrees with fio within 10 %: w/s and wMB/s under a steady rate")
@@ -256,17 +283,21 @@ struct DoctorLabTests {
         let m = try MountLab(size: 256 << 20)
         defer { m.tearDown() }
         let out = m.lab.directory.path + "/fio.json"
-        let fio = try ChildProcess(["fio", "--name=w", "--filename=\(m.image)", "--ioengine=libaio", "--direct=1",
-                                    "--rw=randwrite", "--bs=16k", "--iodepth=4", "--size=128m", "--rate_iops=400",
-                                    "--runtime=7", "--time_based", "--output-format=json", "--output=\(out)"])
+        let fio = try ChildProcess([
+            "fio", "--name=w", "--filename=\(m.image)", "--ioengine=libaio", "--direct=1",
+            "--rw=randwrite", "--bs=16k", "--iodepth=4", "--size=128m", "--rate_iops=400",
+            "--runtime=7", "--time_based", "--output-format=json", "--output=\(out)",
+        ])
         defer { if fio.isRunning { fio.signal(SIGKILL); _ = fio.wait() } }
         Thread.sleep(forTimeInterval: 2)
         let r = try aoefs(["iostat", "3", "1", "--json", "--mount", m.mnt])
         _ = fio.wait()
-        let rows = try #require(try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [[String: Any]], "\(r.out) \(r.err)")
+        let rows = try #require(
+            try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [[String: Any]], "\(r.out) \(r.err)")
         let row = try #require(rows.first { ($0["device"] as? String) == "e10.3" })
         let ws = row["w_s"] as? Double ?? 0, wmb = row["wMB_s"] as? Double ?? 0
-        let doc = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out))) as? [String: Any])
+        let doc = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out))) as? [String: Any])
         let job = try #require((doc["jobs"] as? [[String: Any]])?.first?["write"] as? [String: Any])
         let iops = job["iops"] as? Double ?? 0
         #expect(abs(ws - iops) <= iops * 0.1, "iostat w/s \(ws), fio \(iops)")

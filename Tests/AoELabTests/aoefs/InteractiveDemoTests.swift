@@ -18,14 +18,19 @@ func demoLeftovers() throws -> [String] {
         .map { $0.trimmingCharacters(in: .whitespaces).split(separator: "@").first ?? "" }.filter(demo).map(String.init)
     found += ((try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? "").split(separator: "\n")
         .filter { $0.contains("aoe-demo") }.map(String.init)
-    found += try must("ps -eo args").split(separator: "\n").filter { $0.contains(" serve -v 10 3 aoetd") }.map(String.init)
-    found += ((try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []).filter { $0.hasPrefix("aoefs-demo-aoetd") }
+    found += try must("ps -eo args").split(separator: "\n").filter { $0.contains(" serve -v 10 3 aoetd") }.map(
+        String.init)
+    found += ((try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []).filter {
+        $0.hasPrefix("aoefs-demo-aoetd")
+    }
     return found
 }
 
 /// `aoefs demo` as a person runs it: in a terminal, no command, Ctrl-C to end (issue 21: it used
 /// to hang for good in state D, stat-ing its own mount before serving it).
-@Suite("aoefs demo in a terminal", .serialized, .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
+@Suite(
+    "aoefs demo in a terminal", .serialized,
+    .enabled(if: LabGate.labShouldRun, Comment(rawValue: LabGate.labSkipReason)))
 struct InteractiveDemoTests {
     /// A tmux session running `aoefs demo` in `dir`, on a tmux server of its own (-L); the pane
     /// stays after the demo ends and shows its exit status.
@@ -36,7 +41,8 @@ struct InteractiveDemoTests {
             name = "aoet-demo-\(getpid())-\(tag)"
             self.dir = dir
             let exe = productsDirectory().appendingPathComponent("aoefs").path
-            _ = try must("""
+            _ = try must(
+                """
                 tmux -L \(name) new-session -d -s \(name) -x 200 -y 50 -c \(dir) \
                 "AOEFS_DEMO_PREFIX=aoetd \(exe) demo --size 256M; echo EXIT=\\$?; sleep 600"
                 """)
@@ -48,9 +54,10 @@ struct InteractiveDemoTests {
             var status: Int?
             eventually(timeout: timeout, every: .milliseconds(100)) {
                 // The line reads "^CEXIT=0" when the terminal echoed the Ctrl-C.
-                status = screen.split(separator: "\n").compactMap { line in
-                    line.range(of: "EXIT=").flatMap { Int(line[$0.upperBound...]) }
-                }.last
+                status =
+                    screen.split(separator: "\n").compactMap { line in
+                        line.range(of: "EXIT=").flatMap { Int(line[$0.upperBound...]) }
+                    }.last
                 return status != nil
             }
             return status
@@ -65,7 +72,8 @@ struct InteractiveDemoTests {
         guard let pids = try? sh("pgrep -f '^\(exe) demo --size 256M'").out else { return false }
         return pids.split(separator: "\n").contains { pid in
             let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
-            let caught = status.split(separator: "\n").first { $0.hasPrefix("SigCgt:") }
+            let caught =
+                status.split(separator: "\n").first { $0.hasPrefix("SigCgt:") }
                 .flatMap { UInt64($0.split(separator: "\t").last ?? "", radix: 16) } ?? 0
             return caught & (1 << (UInt64(SIGINT) - 1)) != 0
         }
@@ -75,7 +83,10 @@ struct InteractiveDemoTests {
     func runningDemo(_ tag: String) throws -> (dir: String, term: Terminal) {
         let dir = try scratch(tag)
         let term = try Terminal(dir: dir, tag: tag)
-        guard eventually(timeout: .seconds(30), every: .milliseconds(100), { term.screen.contains("Ctrl-C ends the demo") }) else {
+        guard
+            eventually(
+                timeout: .seconds(30), every: .milliseconds(100), { term.screen.contains("Ctrl-C ends the demo") })
+        else {
             let screen = term.screen
             term.close()  // the demo's Ctrl-C-less end: its tmux server goes, and the demo with its terminal
             try? FileManager.default.removeItem(atPath: dir)
@@ -90,7 +101,9 @@ struct InteractiveDemoTests {
         return dir
     }
 
-    @Test("with no command it prints what to try, every suggested command works as printed, and Ctrl-C ends it leaving nothing")
+    @Test(
+        "with no command it prints what to try, every suggested command works as printed, and Ctrl-C ends it leaving nothing"
+    )
     func interactive() throws {
         demoTestSerial.lock()
         defer { demoTestSerial.unlock() }
@@ -104,7 +117,9 @@ struct InteractiveDemoTests {
         let stat = try #require(lines.first { $0.contains(" stat ") && !$0.contains("cat ") })
         let cat = try #require(lines.first { $0.hasPrefix("cat ") && $0.hasSuffix("/stats") })
         let listing = try sh("cd \(dir) && timeout 10 \(ls)")
-        #expect(listing.status == 0 && listing.out.split(separator: "\n") == ["e10.3", "etherd", "sys"], "\(ls): \(listing.out)")
+        #expect(
+            listing.status == 0 && listing.out.split(separator: "\n") == ["e10.3", "etherd", "sys"],
+            "\(ls): \(listing.out)")
         let table = try sh("cd \(dir) && timeout 10 \(stat)")
         #expect(table.status == 0 && table.out.contains("e10.3") && table.out.contains(" up"), "\(stat): \(table.out)")
         let stats = try sh("cd \(dir) && timeout 10 \(cat)")
@@ -139,7 +154,9 @@ struct InteractiveDemoTests {
         #expect(!FileManager.default.fileExists(atPath: dir + "/aoe-demo"))
     }
 
-    @Test("with a write waiting on a target that stopped answering, a second Ctrl-C ends it within seconds, leaving nothing")
+    @Test(
+        "with a write waiting on a target that stopped answering, a second Ctrl-C ends it within seconds, leaving nothing"
+    )
     func secondCtrlCEndsTheDrain() throws {
         demoTestSerial.lock()
         defer { demoTestSerial.unlock() }
@@ -148,11 +165,14 @@ struct InteractiveDemoTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         defer { term.close() }
         // The demo's target (its child, found by its arguments) stops answering: SIGSTOP.
-        let pid = try #require(Int32(try must("pgrep -n -f ' serve -v 10 3 aoetd'").trimmingCharacters(in: .whitespacesAndNewlines)))
+        let pid = try #require(
+            Int32(try must("pgrep -n -f ' serve -v 10 3 aoetd'").trimmingCharacters(in: .whitespacesAndNewlines)))
         kill(pid, SIGSTOP)
         defer { kill(pid, SIGCONT) }
-        let dd = try ChildProcess(["dd", "if=/dev/zero", "of=\(dir)/aoe-demo/e10.3", "bs=1M", "count=4", "oflag=direct",
-                                   "conv=notrunc,nocreat", "status=none"])
+        let dd = try ChildProcess([
+            "dd", "if=/dev/zero", "of=\(dir)/aoe-demo/e10.3", "bs=1M", "count=4", "oflag=direct",
+            "conv=notrunc,nocreat", "status=none",
+        ])
         defer { if dd.isRunning { dd.signal(SIGKILL) }; dd.wait() }
         #expect(!eventually(timeout: .milliseconds(500)) { !dd.isRunning }, "the write waits for the stopped target")
         try term.ctrlC()
@@ -162,6 +182,7 @@ struct InteractiveDemoTests {
         #expect(term.exitStatus(within: .seconds(10)) == 0, "\(term.screen)")
         kill(pid, SIGCONT)
         #expect(dd.wait(upTo: .seconds(10)))
-        #expect(eventually(timeout: .seconds(5)) { (try? demoLeftovers()) == before }, "\((try? demoLeftovers()) ?? [])")
+        #expect(
+            eventually(timeout: .seconds(5)) { (try? demoLeftovers()) == before }, "\((try? demoLeftovers()) ?? [])")
     }
 }
