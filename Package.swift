@@ -96,6 +96,9 @@ let package = Package(
             dependencies: ["AoEProtocol", "AoECore", "AoEEngine", "AoELinux", "AoETestSupport", "aoe-lab"],
             swiftSettings: strict
         ),
+        // AoECore's state machines, each with its table tests (no threads, no sockets).
+        .testTarget(
+            name: "AoECoreTests", dependencies: ["AoECore", "AoEProtocol", "AoETestSupport"], swiftSettings: strict),
         .testTarget(
             name: "AoEEngineTests", dependencies: ["AoECore", "AoEEngine", "AoEProtocol", "AoETestSupport"],
             swiftSettings: strict

@@ -1,5 +1,4 @@
 import AoECore
-import AoEEngine
 import AoEProtocol
 import AoETestSupport
 import Testing
