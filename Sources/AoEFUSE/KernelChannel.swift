@@ -279,7 +279,7 @@ final class KernelChannel: EventSource, @unchecked Sendable {
         state.withLock { s in
             s.answered(unique)
             guard !s.closed else { return }
-            _ = retryingNegativeEINTR { Int(writev(device, v, count)) < 0 ? -Int(errno) : 0 }
+            _ = retryingEINTR { writev(device, v, count) }
         }
     }
 
@@ -292,7 +292,7 @@ final class KernelChannel: EventSource, @unchecked Sendable {
         // teardown destroys the session only after `Notifications.stop`.
         guard !state.withLock({ $0.closed }) else { return -EBADF }
         return n.encoded.withUnsafeBytes { b in
-            Int32(retryingNegativeEINTR { write(device, b.baseAddress, b.count) < 0 ? -Int(errno) : 0 })
+            retryingEINTR { write(device, b.baseAddress, b.count) } < 0 ? -errno : 0
         }
     }
 

@@ -47,7 +47,7 @@ final class RingTransport: @unchecked Sendable {
 
     private let headers: UnsafeMutableRawPointer
     private let payloads: UnsafeMutableRawPointer
-    private let payloadsLength: Int
+    private let payloadMemory: ReservedMemory
     private let iovecs: UnsafeMutablePointer<iovec>
 
     var entries: Int { queues * depth }
@@ -75,13 +75,13 @@ final class RingTransport: @unchecked Sendable {
         headers.initializeMemory(as: UInt8.self, repeating: 0, count: n * Self.headerStride)
         // Reserved, not committed: a page of payload costs memory only once the kernel (or the
         // engine) writes it, so 4 KiB requests touch a page per entry, 1 MiB ones all of it.
-        payloadsLength = n * Self.payloadSize
-        let p = mmap(nil, payloadsLength, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
-        guard let p, p != MAP_FAILED else {
+        do throws(ProcessError) {
+            payloadMemory = try ReservedMemory(count: n * Self.payloadSize)
+        } catch {
             headers.deallocate()
-            throw ProcessError("cannot reserve \(payloadsLength >> 20) MiB for the ring's payloads")
+            throw ProcessError("the ring's payloads: \(error)")
         }
-        payloads = p
+        payloads = payloadMemory.base
         iovecs = .allocate(capacity: 2 * n)
         for slot in 0..<n {
             iovecs[2 * slot] = iovec(iov_base: header(slot), iov_len: FUSERingLayout.headerAreaSize)
@@ -91,7 +91,6 @@ final class RingTransport: @unchecked Sendable {
     }
 
     deinit {
-        munmap(payloads, payloadsLength)
         headers.deallocate()
         iovecs.deallocate()
     }

@@ -16,17 +16,6 @@ public func retryingEINTR<T: BinaryInteger>(_ body: () -> T) -> T {
     }
 }
 
-/// As `retryingEINTR`, for a call that returns -errno instead of setting errno (libfuse's,
-/// and the C shim's).
-@inline(__always)
-public func retryingNegativeEINTR<T: BinaryInteger>(_ body: () -> T) -> T {
-    while true {
-        let r = body()
-        if Int(r) == -Int(EINTR) { continue }
-        return r
-    }
-}
-
 /// Waits up to `timeout` (nil: no limit) for `descriptor` to be readable or closed
 /// (poll(2)). Returns true if it is, false on timeout or error.
 public func waitReadable(_ descriptor: Int32, timeout: Duration?) -> Bool {

@@ -27,11 +27,11 @@ func requireAoEFSMount(_ dir: String) throws {
 func writeControl(_ mountpoint: String, _ name: String, _ text: String) throws {
     try requireAoEFSMount(mountpoint)
     let path = mountpoint + "/etherd/" + name
-    let fd = open(path, O_WRONLY)
+    let fd = retryingEINTR { open(path, O_WRONLY) }
     guard fd >= 0 else { throw CLIError("\(path): \(String(cString: strerror(errno)))") }
     defer { close(fd) }
     let bytes = Array((text + "\n").utf8)
-    let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    let n = bytes.withUnsafeBytes { b in retryingEINTR { write(fd, b.baseAddress, b.count) } }
     guard n == bytes.count else {
         let why = n < 0 ? String(cString: strerror(errno)) : "short write"
         throw CLIError("\(name) '\(text)': \(why) (details: cat \(mountpoint)/etherd/err)")
