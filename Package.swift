@@ -54,6 +54,9 @@ let package = Package(
             dependencies: ["AoEProtocol", .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: strict
         ),
+        // `aoefs doctor`'s facts (the engine's snapshots, typed, as the mount offers them in
+        // sys/facts.json) and its diagnosis (pure, on the facts).
+        .target(name: "AoEDoctor", dependencies: ["AoEProtocol", "AoECore", "AoEEngine"], swiftSettings: strict),
         .target(name: "CAoELinux"),
         .target(name: "AoELinux", dependencies: ["AoEProtocol", "AoECore", "CAoELinux"], swiftSettings: strict),
         .target(
@@ -66,7 +69,7 @@ let package = Package(
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .target(
             name: "AoEFUSE",
-            dependencies: ["AoEProtocol", "AoECore", "AoELinux", "AoEEngine", "FUSEProtocol", "CFuse3"],
+            dependencies: ["AoEProtocol", "AoECore", "AoEDoctor", "AoELinux", "AoEEngine", "FUSEProtocol", "CFuse3"],
             swiftSettings: strict),
         .target(
             name: "AoETarget", dependencies: ["AoEProtocol", "AoECore", "AoELinux", "CAoELinux"], swiftSettings: strict),
@@ -78,7 +81,7 @@ let package = Package(
         .executableTarget(
             name: "aoefs",
             dependencies: [
-                "AoEProtocol", "AoECore", "AoEEngine", "AoELinux", "AoEFUSE", "AoETarget",
+                "AoEProtocol", "AoECore", "AoEDoctor", "AoEEngine", "AoELinux", "AoEFUSE", "AoETarget",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -96,6 +99,10 @@ let package = Package(
             dependencies: ["AoEProtocol", "AoECore", "AoEEngine", "AoELinux", "AoETestSupport", "aoe-lab"],
             swiftSettings: strict
         ),
+        .testTarget(
+            name: "AoEDoctorTests",
+            dependencies: ["AoEDoctor", "AoECore", "AoEEngine", "AoEProtocol", "AoETestSupport"],
+            swiftSettings: strict),
         // AoECore's state machines, each with its table tests (no threads, no sockets).
         .testTarget(
             name: "AoECoreTests", dependencies: ["AoECore", "AoEProtocol", "AoETestSupport"], swiftSettings: strict),

@@ -1,7 +1,7 @@
 import AoEProtocol
 
 /// A target's state, in Linux sysfs wording.
-public enum TargetState: String, Sendable, Hashable {
+public enum TargetState: String, Sendable, Hashable, Codable {
     case identifying = "identifying"
     case up = "up"
     case down = "down"
@@ -11,7 +11,7 @@ public enum TargetState: String, Sendable, Hashable {
 
 /// How a target's fsyncs are carried out, decided from what its IDENTIFY offers (ACS-3 words
 /// 82–87), shown as `flush` in `sys/eS.L/conf`.
-public enum FlushMode: String, Sendable, Hashable {
+public enum FlushMode: String, Sendable, Hashable, Codable {
     /// Answered at once, without a frame: no enabled write cache (acknowledged writes are
     /// durable), no flush command offered, or the target aborted the ones it offered.
     case none
@@ -35,7 +35,7 @@ public enum FlushMode: String, Sendable, Hashable {
 }
 
 /// A path's state, as the `paths` file words it.
-public enum PathStatus: String, Sendable, Hashable {
+public enum PathStatus: String, Sendable, Hashable, Codable {
     /// Carrying I/O at its negotiated payload.
     case ok = "ok"
     /// Carrying I/O while the payload search goes on.

@@ -14,15 +14,17 @@ extension Engine {
 
     /// Every target's metrics in the Prometheus text exposition format (`sys/metrics`).
     public func metricsExposition(daemon: EngineMetrics.DaemonFigures? = nil) -> String {
-        let interfaces = links.withLock { table in
+        metrics.exposition(targets(), interfaces: interfaceFigures(), daemon: daemon)
+    }
+
+    /// Each link's interface, MTU and socket receive buffer, in link order.
+    public func interfaceFigures() -> [EngineMetrics.InterfaceFigures] {
+        links.withLock { table in
             table.keys.sorted().compactMap { id -> EngineMetrics.InterfaceFigures? in
                 guard let l = table[id] else { return nil }
-                return EngineMetrics.InterfaceFigures(
-                    name: l.name, mtu: l.mtu,
-                    receiveBuffer: l.receiveBufferSize)
+                return EngineMetrics.InterfaceFigures(name: l.name, mtu: l.mtu, receiveBuffer: l.receiveBufferSize)
             }
         }
-        return metrics.exposition(targets(), interfaces: interfaces, daemon: daemon)
     }
 
     /// One target, without the work of snapshotting the others (an image's `getattr`).

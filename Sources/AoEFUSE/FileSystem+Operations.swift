@@ -1,4 +1,5 @@
 import AoECore
+import AoEDoctor
 import AoEEngine
 import AoELinux
 import AoEProtocol
@@ -112,10 +113,9 @@ extension AoEFileSystem {
             engine.read(t, offset: base + UInt64(offset), count: count, into: buffer, outbox: &outbox) {
                 [self] result, outbox in
                 switch result {
-                // Over the ring the reply stays in the pass: the kernel would hand the entry's
-                // next request to the worker that committed it (task work on that thread, one more
-                // wake-up); measured, fio 1 MiB QD 4 read 1.04 × without the hand-off.
-                case .success where count >= Self.largeReply && !r.viaRing && waiting.withLock({ $0 }) > 1:
+                case .success
+                where ReplyRoute.read(bytes: count, viaRing: r.viaRing, waiting: waiting.withLock { $0 })
+                    == .replyThread:
                     replies.async { [self] in
                         r.now { r, outbox in r.buffer(buffer.bytes.baseAddress, count, &outbox) }
                         track(-1)
@@ -147,6 +147,9 @@ extension AoEFileSystem {
                 Array(engine.metricsExposition(daemon: daemonInfo.withLock { $0 }.figures).utf8)
             }
             guard let text else { return .now(.error(EIO)) }
+            return .now(.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size))))
+        case .facts:
+            let text = handles.renderedOnce(fh, offset: offset) { Array(EngineFacts(engine).json().utf8) } ?? []
             return .now(.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size))))
         case .daemon:
             let text =

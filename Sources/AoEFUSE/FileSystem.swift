@@ -1,4 +1,5 @@
 import AoECore
+import AoEDoctor
 import AoEEngine
 import AoELinux
 import AoEProtocol
@@ -45,16 +46,10 @@ public final class AoEFileSystem: @unchecked Sendable {
     let tables: PartitionTables
     /// When the kernel's cache of an image must go.
     let coherence = CacheCoherence()
-    /// Sends large read replies, so the loop goes back to its frames while the kernel copies a
-    /// big reply into the reader's pages. A 1 MiB READ reply over /dev/fuse is a 1 MiB copy inside
-    /// `writev`; in the loop it stalls every other response (the window drains). Small replies
-    /// stay in the loop, where a hop costs more than the copy (reference notes: ~40 % for 4 KiB
-    /// I/O on 2 cores).
+    /// Sends the replies `ReplyRoute` sends off the event loop (large READs over /dev/fuse while
+    /// others wait): a 1 MiB READ reply there is a 1 MiB copy inside `writev`, which in the loop
+    /// would stall every other response (the window drains).
     let replies = WorkerPool(threads: 1, name: "aoefs-reply")
-    /// Replies of at least this many bytes go through `replies`, unless nothing else is waiting
-    /// (a reader at queue depth 1): then no other response can be held up, and the hop would only
-    /// add a wake-up to the reader's critical path.
-    static let largeReply = 256 * 1024
     /// Readahead of the images' buffered reads, in KiB: what the Linux aoe driver's queue gets
     /// (2 × its io_opt of 2 MiB).
     public static let readaheadKB = 4096
@@ -149,11 +144,11 @@ public final class AoEFileSystem: @unchecked Sendable {
                     for p in partitionNames(t.address) { out.append((p.description, .partitionDir(p))) }
                 }
             }
-            return out + [("daemon", .daemon), ("metrics", .metrics)]
+            return out + [("daemon", .daemon), (EngineFacts.fileName, .facts), ("metrics", .metrics)]
         case .etherdDir: return ControlFile.allCases.map { ($0.rawValue, Node.control($0)) }
         case .targetDir(let t): return SysFile.allCases.map { ($0.rawValue, Node.targetFile(t, $0)) }
         case .partitionDir(let p): return PartitionFile.allCases.map { ($0.rawValue, Node.partitionFile(p, $0)) }
-        case .image, .targetFile, .control, .partition, .partitionFile, .metrics, .daemon: return nil
+        case .image, .targetFile, .control, .partition, .partitionFile, .metrics, .daemon, .facts: return nil
         }
     }
 
@@ -180,6 +175,7 @@ public final class AoEFileSystem: @unchecked Sendable {
         case .sysDir:
             if name == "metrics" { return .metrics }
             if name == "daemon" { return .daemon }
+            if name == EngineFacts.fileName { return .facts }
             if let t = TargetAddress(parsing: name), t.description == name, sysSnapshot(t) != nil {
                 return .targetDir(t)
             }
@@ -187,7 +183,7 @@ public final class AoEFileSystem: @unchecked Sendable {
         case .etherdDir: return ControlFile(rawValue: name).map(Node.control)
         case .targetDir(let t): return SysFile(rawValue: name).map { Node.targetFile(t, $0) }
         case .partitionDir(let p): return PartitionFile(rawValue: name).map { Node.partitionFile(p, $0) }
-        case .image, .targetFile, .control, .partition, .partitionFile, .metrics, .daemon: return nil
+        case .image, .targetFile, .control, .partition, .partitionFile, .metrics, .daemon, .facts: return nil
         }
     }
 
@@ -196,7 +192,7 @@ public final class AoEFileSystem: @unchecked Sendable {
         var image: TargetSnapshot?
         var part: Partition?
         switch n {
-        case .root, .sysDir, .etherdDir, .control, .metrics, .daemon: break
+        case .root, .sysDir, .etherdDir, .control, .metrics, .daemon, .facts: break
         case .image(let t):
             guard let s = snapshot(t), s.state != .disabled else { return nil }
             image = s
@@ -250,7 +246,7 @@ enum Attributes {
             a.size = 4096  // pseudo-files are read with direct I/O; the size is a hint
         case .control(let c):
             a.mode = S_IFREG | (c == .err ? 0o444 : c == .interfaces ? 0o644 : 0o200)
-        case .metrics, .daemon:
+        case .metrics, .daemon, .facts:
             a.mode = S_IFREG | 0o444
             a.size = 4096  // read with direct I/O, like the other pseudo-files
         }

@@ -25,11 +25,14 @@ enum Node: Hashable, Sendable {
     case metrics
     /// `sys/daemon`: the daemon serving the mount, its supervisor, and its restarts (issue 30).
     case daemon
+    /// `sys/facts.json`: what the engine knows, typed (`EngineFacts`): what `aoefs doctor` and
+    /// `aoefs iostat` read (issue 34).
+    case facts
 
     var isDirectory: Bool {
         switch self {
         case .root, .sysDir, .etherdDir, .targetDir, .partitionDir: true
-        case .image, .targetFile, .control, .partition, .partitionFile, .metrics, .daemon: false
+        case .image, .targetFile, .control, .partition, .partitionFile, .metrics, .daemon, .facts: false
         }
     }
 
@@ -40,7 +43,7 @@ enum Node: Hashable, Sendable {
     /// The target a node belongs to, if any.
     var target: TargetAddress? {
         switch self {
-        case .root, .sysDir, .etherdDir, .control, .metrics, .daemon: nil
+        case .root, .sysDir, .etherdDir, .control, .metrics, .daemon, .facts: nil
         case .image(let t), .targetDir(let t), .targetFile(let t, _): t
         case .partition(let p), .partitionDir(let p), .partitionFile(let p, _): p.target
         }
@@ -72,7 +75,7 @@ enum ControlFile: String, CaseIterable, Sendable {
 /// the numbers its predecessor gave the kernel, and a target that comes back gets its old ones.
 ///
 /// Layout (high to low): kind (8 bits), shelf (16), slot (8), partition number (24), file (8).
-/// 1 root, 2 sys, 3 etherd, 4 sys/metrics, 5 sys/daemon; 0 is never an inode.
+/// 1 root, 2 sys, 3 etherd, 4 sys/metrics, 5 sys/daemon, 6 sys/facts.json; 0 is never an inode.
 struct InodeTable: Sendable {
     private enum Kind: UInt64 {
         case fixed = 0, control, image, targetDir, targetFile, partition, partitionDir, partitionFile
@@ -95,6 +98,7 @@ struct InodeTable: Sendable {
         case .etherdDir: return 3
         case .metrics: return 4
         case .daemon: return 5
+        case .facts: return 6
         case .control(let c): return make(.control, file: ControlFile.allCases.firstIndex(of: c) ?? 0)
         case .image(let t): return make(.image, t)
         case .targetDir(let t): return make(.targetDir, t)
@@ -114,7 +118,7 @@ struct InodeTable: Sendable {
         let file = Int(number & 0xFF)
         let n: Node?
         switch kind {
-        case .fixed: n = [1: Node.root, 2: .sysDir, 3: .etherdDir, 4: .metrics, 5: .daemon][number]
+        case .fixed: n = [1: Node.root, 2: .sysDir, 3: .etherdDir, 4: .metrics, 5: .daemon, 6: .facts][number]
         case .control: n = ControlFile.allCases.indices.contains(file) ? .control(ControlFile.allCases[file]) : nil
         case .image: n = .image(t)
         case .targetDir: n = .targetDir(t)

@@ -1,4 +1,5 @@
 import AoECore
+import AoEDoctor
 import AoEEngine
 import AoELinux
 import ArgumentParser
@@ -82,14 +83,15 @@ struct Doctor: ParsableCommand {
 
     func run() throws {
         var host = HostFacts()
-        let metrics: String
+        let facts: EngineFacts
         let allowList: [String]
         if let m = try mount() {
             host.mounted = true
-            guard let text = readWholeFile(m + "/sys/metrics") else {
-                throw CLIError("\(m)/sys/metrics: cannot be read")
+            let path = m + "/sys/" + EngineFacts.fileName
+            guard let text = readWholeFile(path) else { throw CLIError("\(path): cannot be read") }
+            do { facts = try EngineFacts.decode(text) } catch {
+                throw CLIError("\(path): not what this aoefs writes (\(error)); is the mount's daemon another version?")
             }
-            metrics = text
             allowList = (readTreeFile(m + "/etherd/interfaces") ?? "").split(separator: " ").map(String.init)
         } else {
             let engine = try network.startEngine(defaultToAllEthernet: true, searchWhileProving: true)
@@ -123,17 +125,16 @@ struct Doctor: ParsableCommand {
                             what: "the Buffer Count burst (\(p.burst?.sent ?? 0) frames) is not back"))
                 }
             }
-            metrics = engine.metricsExposition()
+            facts = EngineFacts(engine)
             allowList = engine.allowedInterfaces
         }
-        let samples = MetricsText.parse(metrics)
-        let targets = TargetFacts.from(metrics: samples)
-        // The interfaces aoefs uses: its links (in the metrics), within the allow-list if one is set.
-        let links = samples.filter { $0.name == "aoefs_interface_mtu_bytes" }.compactMap { $0.labels["interface"] }
+        let targets = facts.targets
+        // The interfaces aoefs uses: its links, within the allow-list if one is set.
+        let links = facts.links.map(\.name)
         let allowed = allowList.isEmpty ? links : links.filter(allowList.contains)
         host.interfaces = Self.interfaces(
             listenOn.isEmpty ? allEthernetInterfaces() : listenOn, allowed: Set(allowed),
-            samples: samples, listen: Self.listenTime)
+            links: facts.links, listen: Self.listenTime)
         host.rmemMax = Int(readTreeFile("/proc/sys/net/core/rmem_max") ?? "") ?? 0
         host.wmemMax = Int(readTreeFile("/proc/sys/net/core/wmem_max") ?? "") ?? 0
         host.fuseUring = readTreeFile("/sys/module/fuse/parameters/enable_uring").map { $0 == "Y" || $0 == "1" }
@@ -192,7 +193,7 @@ struct Doctor: ParsableCommand {
     }
 
     /// Every Ethernet interface that is up: MTU, addresses, and what a moment of listening heard.
-    static func interfaces(_ listening: [String], allowed: Set<String>, samples: [MetricSample], listen: Duration)
+    static func interfaces(_ listening: [String], allowed: Set<String>, links: [LinkFacts], listen: Duration)
         -> [InterfaceFacts]
     {
         let names = Array(Set(listening).union(allowed)).sorted()
@@ -220,11 +221,7 @@ struct Doctor: ParsableCommand {
                 i.ipFramesHeard = ip
                 i.aoeHeard = speakers.map { "\($0.isTarget ? "target" : "initiator") \($0.mac) (\($0.target))" }
             }
-            i.receiveBuffer = Int(
-                samples.first {
-                    $0.name == "aoefs_interface_receive_buffer_bytes"
-                        && $0.labels["interface"] == n
-                }?.value ?? 0)
+            i.receiveBuffer = links.first { $0.name == n }?.receiveBuffer ?? 0
             out.append(i)
         }
         return out

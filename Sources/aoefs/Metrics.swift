@@ -1,3 +1,4 @@
+import AoEDoctor
 import ArgumentParser
 import Foundation
 
@@ -27,20 +28,11 @@ struct Metrics: ParsableCommand {
     }
 }
 
-/// One target's request counters at one instant, from `sys/eS.L/stats`.
+/// One target's request counters at one instant, from the mount's `sys/facts.json` (typed:
+/// `IOFacts`, the engine's `IOAccount`).
 struct IOSample {
-    var values: [String: Double] = [:]
+    var io: IOFacts
     var at: Double
-
-    init(stats: String, at: Double) {
-        self.at = at
-        for line in stats.split(separator: "\n") {
-            let f = line.split(separator: " ")
-            if f.count == 2, let v = Double(f[1]) { values[String(f[0])] = v }
-        }
-    }
-
-    subscript(_ key: String) -> Double { values[key] ?? 0 }
 }
 
 /// iostat -x's figures for one target over one interval.
@@ -53,16 +45,21 @@ struct IOStatRow: Codable, Equatable {
     init(device: String, from a: IOSample, to b: IOSample) {
         self.device = device
         let dt = max(b.at - a.at, 1e-6)
-        func d(_ k: String) -> Double { max(0, b[k] - a[k]) }
-        let rd = d("rd_ios"), wr = d("wr_ios")
+        // Differences of counters that only grow (a restarted daemon starts again from 0: none).
+        func d(_ x: UInt64, _ y: UInt64) -> Double { y >= x ? Double(y - x) : 0 }
+        let (p, q) = (a.io, b.io)
+        let rd = d(p.read.ios, q.read.ios), wr = d(p.write.ios, q.write.ios)
         r_s = rd / dt
         w_s = wr / dt
-        rMB_s = d("rd_bytes") / dt / 1e6
-        wMB_s = d("wr_bytes") / dt / 1e6
-        r_await = rd > 0 ? d("rd_ticks_us") / rd / 1000 : 0
-        w_await = wr > 0 ? d("wr_ticks_us") / wr / 1000 : 0
-        aqu_sz = (d("rd_ticks_us") + d("wr_ticks_us") + d("fl_ticks_us")) / 1e6 / dt
-        util = min(100, d("io_ticks_us") / 1e6 / dt * 100)
+        rMB_s = d(p.read.bytes, q.read.bytes) / dt / 1e6
+        wMB_s = d(p.write.bytes, q.write.bytes) / dt / 1e6
+        r_await = rd > 0 ? d(p.read.nanoseconds, q.read.nanoseconds) / rd / 1e6 : 0
+        w_await = wr > 0 ? d(p.write.nanoseconds, q.write.nanoseconds) / wr / 1e6 : 0
+        let waited =
+            d(p.read.nanoseconds, q.read.nanoseconds) + d(p.write.nanoseconds, q.write.nanoseconds)
+            + d(p.flush.nanoseconds, q.flush.nanoseconds)
+        aqu_sz = waited / 1e9 / dt
+        util = min(100, d(p.busyNanoseconds, q.busyNanoseconds) / 1e9 / dt * 100)
     }
 }
 
@@ -71,7 +68,7 @@ struct IOStat: ParsableCommand {
         commandName: "iostat",
         abstract: "Print per-target rates, latency and %util, as iostat -x does.",
         discussion: """
-            Samples each target's counters (DIR/sys/eS.L/stats) every INTERVAL seconds and
+            Samples each target's counters (DIR/sys/facts.json) every INTERVAL seconds and
             prints, per target, r/s w/s rMB/s wMB/s r_await w_await (ms) aqu-sz and %util,
             computed as iostat -x computes them from /proc/diskstats. Without INTERVAL it
             prints the figures since the mount started. COUNT reports and stops.
@@ -97,22 +94,16 @@ struct IOStat: ParsableCommand {
         if let c = count, c < 1 { throw ValidationError("COUNT must be at least 1") }
     }
 
-    func sample() -> [String: IOSample] {
+    /// Every target's counters now (disabled ones too: the engine knows them).
+    func sample() throws -> [String: IOSample] {
+        let path = mount.mountpoint + "/sys/" + EngineFacts.fileName
         let now = Date().timeIntervalSince1970
-        var out: [String: IOSample] = [:]
-        for name in imageNames(in: mount.mountpoint) + disabledNames() {
-            if let s = readWholeFile(mount.mountpoint + "/sys/\(name)/stats") {
-                out[name] = IOSample(stats: s, at: now)
-            }
+        guard let text = readWholeFile(path) else { throw CLIError("\(path): cannot be read") }
+        let facts: EngineFacts
+        do { facts = try EngineFacts.decode(text) } catch {
+            throw CLIError("\(path): not what this aoefs writes (\(error)); is the mount's daemon another version?")
         }
-        return out
-    }
-
-    /// Targets whose sys/ directory exists (a disabled one has no image).
-    func disabledNames() -> [String] {
-        let all = (try? FileManager.default.contentsOfDirectory(atPath: mount.mountpoint + "/sys")) ?? []
-        let images = Set(imageNames(in: mount.mountpoint))
-        return all.filter { $0.first == "e" && !$0.contains("p") && !images.contains($0) }.sorted()
+        return Dictionary(facts.targets.map { ($0.target, IOSample(io: $0.io, at: now)) }) { a, _ in a }
     }
 
     func report(_ a: [String: IOSample], _ b: [String: IOSample]) {
@@ -138,19 +129,19 @@ struct IOStat: ParsableCommand {
 
     func run() throws {
         try requireAoEFSMount(mount.mountpoint)
-        var last = sample()
+        var last = try sample()
         guard let interval else {
             // Since the mount started: from zero counters over the mount's lifetime.
             let start =
                 (try? FileManager.default.attributesOfItem(atPath: mount.mountpoint)[.modificationDate] as? Date)?
                 .timeIntervalSince1970 ?? (last.values.first?.at ?? 0) - 1
-            report(last.mapValues { _ in IOSample(stats: "", at: start) }, last)
+            report(last.mapValues { _ in IOSample(io: IOFacts(), at: start) }, last)
             return
         }
         var done = 0
         while count.map({ done < $0 }) ?? true {
             Thread.sleep(forTimeInterval: interval)
-            let now = sample()
+            let now = try sample()
             report(last, now)
             last = now
             done += 1

@@ -33,17 +33,17 @@ struct TreeTests {
     }
 
     @Test(
-        "inodes: 1–5 are the root, sys, etherd, sys/metrics and sys/daemon; every other number is computed from its node, the same in every daemon (issue 30), and names no other node"
+        "inodes: 1–6 are the root, sys, etherd, sys/metrics, sys/daemon and sys/facts.json; every other number is computed from its node, the same in every daemon (issue 30), and names no other node"
     )
     func inodes() {
         var t = InodeTable()
         #expect(t.inode(.root) == 1 && t.inode(.sysDir) == 2 && t.inode(.etherdDir) == 3)
-        #expect(t.inode(.metrics) == 4 && t.inode(.daemon) == 5)
+        #expect(t.inode(.metrics) == 4 && t.inode(.daemon) == 5 && t.inode(.facts) == 6)
         let image = t.inode(.image(e103))
         #expect(InodeTable().node(image) == .image(e103), "a fresh table (a restarted daemon) knows the number")
         let p = PartitionName(target: TargetAddress(65535, 255), number: 128)
         let nodes: [Node] = [
-            .root, .sysDir, .etherdDir, .metrics, .daemon, .image(e103), .targetDir(e103),
+            .root, .sysDir, .etherdDir, .metrics, .daemon, .facts, .image(e103), .targetDir(e103),
             .targetFile(e103, .stats), .targetFile(e103, .firmwareVersion), .control(.err), .control(.probe),
             .partition(p), .partitionDir(p), .partitionFile(p, .name),
         ]

@@ -1,3 +1,5 @@
+import AoECore
+
 /// One thing `aoefs doctor` found: how bad, about what, what it means, and the exact command or
 /// setting that fixes it.
 public struct Finding: Sendable, Hashable, Codable {
@@ -29,12 +31,8 @@ public struct Finding: Sendable, Hashable, Codable {
 /// The SAN check: findings from what the targets' metrics and the host say. Pure; gathering
 /// the facts is the CLI's job.
 public enum Diagnosis {
-    /// AoE header (10 bytes after Ethernet's) plus the ATA header (12): what a frame carries
-    /// besides its data. A payload of `(mtu - 22) / 512` sectors fits an MTU.
-    static let headerBytes = 22
-
-    /// The largest payload an MTU carries, in whole sectors.
-    public static func payload(fitting mtu: Int) -> Int { max(0, (mtu - headerBytes) / 512 * 512) }
+    /// The largest payload an MTU carries, in whole sectors (the engine's own rule).
+    public static func payload(fitting mtu: Int) -> Int { maximumPayload(forMTU: mtu) }
 
     /// Exit status: 0 clean, 1 warnings, 2 errors.
     public static func status(_ findings: [Finding]) -> Int32 {
@@ -74,22 +72,22 @@ public enum Diagnosis {
     static func target(_ t: TargetFacts, host: HostFacts, allowed: [InterfaceFacts]) -> [Finding] {
         var out: [Finding] = []
         let name = t.target
-        if t.state == "identifying" && t.model.isEmpty {
+        if t.state == .identifying && t.model.isEmpty {
             out.append(
                 Finding(
                     .warning, name, "identify",
                     "\(name) answers Query Config but not IDENTIFY: it has no image",
                     fix: "check the target's backing device and its log; then: aoefs revalidate \(name)"))
         }
-        if t.state == "down" {
+        if t.state == .down {
             out.append(
                 Finding(
                     .error, name, "down", "\(name) is down: it stopped answering",
                     fix: "restart the target or reconnect its link; aoefs brings it back when it answers"))
         }
-        let refused = t.paths.filter { $0.state == "duplicate" }
+        let refused = t.paths.filter { $0.state == .duplicate }
         if t.duplicates > 0 || !refused.isEmpty {
-            let used = t.paths.filter { $0.state == "ok" || $0.state == "probing" }.map(\.mac)
+            let used = t.paths.filter { $0.state.isHealthy }.map(\.mac)
             out.append(
                 Finding(
                     .error, name, "duplicate",
@@ -108,7 +106,7 @@ public enum Diagnosis {
         }
         // Durability.
         if !t.model.isEmpty {
-            if t.writeCache && t.flush == "none" {
+            if t.writeCache && t.flush == .none {
                 out.append(
                     Finding(
                         .error, name, "durability",
@@ -130,7 +128,7 @@ public enum Diagnosis {
                         + "Buffer Count \(t.bufferCount), \(t.maxPayload)-byte frames offered"))
         }
         // Multipath asymmetry: reachable on some allowed interfaces and not on others.
-        let on = Set(t.paths.filter { $0.state != "duplicate" }.map(\.interface))
+        let on = Set(t.paths.filter { $0.state != .duplicate }.map(\.interface))
         let upAllowed = allowed.filter(\.up).map(\.name)
         let missing = upAllowed.filter { !on.contains($0) }
         if !on.isEmpty && !missing.isEmpty && upAllowed.count > 1 {
@@ -142,21 +140,21 @@ public enum Diagnosis {
                     fix: missing.map { "check \($0)'s cable, VLAN and MTU to the target: aoefs scan --iface \($0)" }
                         .joined(separator: "; ")))
         }
-        for p in t.paths where p.state != "duplicate" { out += path(p, of: t, host: host) }
+        for p in t.paths where p.state != .duplicate { out += path(p, of: t, host: host) }
         return out
     }
 
     static func path(_ p: PathFacts, of t: TargetFacts, host: HostFacts = HostFacts()) -> [Finding] {
         var out: [Finding] = []
         let subject = "\(t.target) \(p.interface)→\(p.mac)"
-        switch PathStatus(rawValue: p.state) {
-        case .probing?:
+        switch p.state {
+        case .probing:
             out.append(
                 pending(
                     subject,
                     "the payload search is not over (\(p.payload)-byte frames so far, "
                         + "\(t.maxPayload > 0 ? "\(t.maxPayload) offered" : "more may cross"))", host: host))
-        case .proving?:
+        case .proving:
             // Proved by a write seen through both paths (IdentityProof): doctor writes nothing.
             out.append(
                 pending(
@@ -166,7 +164,7 @@ public enum Diagnosis {
                         + (p.searchSettled
                             ? "" : "; the payload search on it is not over (\(p.payload)-byte frames so far)"),
                     host: host))
-        case .candidate? where !t.model.isEmpty:
+        case .candidate where !t.model.isEmpty:
             // (A target that never answered IDENTIFY at all has the `identify` finding instead.)
             out.append(pending(subject, "\(p.mac) announced \(t.target) and has not answered IDENTIFY yet", host: host))
         default: break
@@ -175,7 +173,7 @@ public enum Diagnosis {
         let offer = t.maxPayload
         let expected = min(local, offer > 0 ? offer : local)
         // A path still proving one disk has searched its payload too (reads only): its result counts.
-        let searched = p.state == "ok" || (p.state == "proving" && p.searchSettled)
+        let searched = p.state == .ok || (p.state == .proving && p.searchSettled)
         if searched && p.payload > 0 && p.payload < expected {
             out.append(
                 Finding(
@@ -187,7 +185,8 @@ public enum Diagnosis {
         }
         if offer > 0 && local > 0 && offer != local {
             // The usual MTU that carries just the target's offer (1500 for 1024-byte frames).
-            let targetMTU = [1500, 9000].first { payload(fitting: $0) == offer } ?? offer + headerBytes
+            let targetMTU =
+                [1500, 9000].first { payload(fitting: $0) == offer } ?? offer + (9000 - maximumPayload(forMTU: 9000))
             if offer < local {
                 out.append(
                     Finding(
@@ -205,7 +204,7 @@ public enum Diagnosis {
                         fix: "ip link set dev \(p.interface) mtu \(targetMTU) (and every switch port between)"))
             }
         }
-        let carries = p.state == "ok" || p.state == "probing"
+        let carries = p.state.isHealthy
         let learned = p.ceiling > 0 && t.bufferCount > 0 && p.ceiling <= t.bufferCount
         if carries && (learned || p.burstLost > 0) {
             let holds = learned ? max(1, p.ceiling - 1) : max(1, p.burstSent - p.burstLost)
@@ -225,7 +224,7 @@ public enum Diagnosis {
                         + "ask); here, to start there: "
                         + "maxout = \(holds) under [target \(t.target)] in /etc/aoefs.conf"))
         }
-        if p.state == "ok" || p.state == "probing" {
+        if p.state.isHealthy {
             out.append(
                 Finding(
                     .info, subject, "path",
@@ -241,7 +240,7 @@ public enum Diagnosis {
         // frame's size against them).
         var need = 0
         for t in targets {
-            for p in t.paths where p.state == "ok" || p.state == "probing" {
+            for p in t.paths where p.state.isHealthy {
                 need += max(t.bufferCount, p.window) * (max(p.payload, 1024) + 512) * 2
             }
         }

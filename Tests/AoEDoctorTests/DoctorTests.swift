@@ -1,61 +1,49 @@
 import AoECore
+import AoEDoctor
 import AoEEngine
 import AoEProtocol
 import AoETestSupport
+import Foundation
 import Testing
 
-@Suite("aoefs doctor: reading metrics back, and the findings, table-driven")
+@Suite("aoefs doctor: typed facts, and the findings, table-driven")
 struct DoctorTests {
-    @Test("the text format is read back: labels with escapes, +Inf, comments skipped, bad lines dropped")
-    func parse() {
-        let text = """
-            # HELP aoefs_x help
-            # TYPE aoefs_x gauge
-            aoefs_x{target="e10.3",model="A \\"quoted\\" \\\\ model"} 1.5
-            aoefs_y_bucket{le="+Inf"} 7
-            aoefs_z 3
-            garbage{unclosed="x
-            aoefs_w{a="b"}
-            """
-        let s = MetricsText.parse(text)
-        #expect(s.count == 3)
-        #expect(
-            s[0]
-                == MetricSample(
-                    name: "aoefs_x", labels: ["target": "e10.3", "model": "A \"quoted\" \\ model"], value: 1.5))
-        #expect(s[1].labels["le"] == "+Inf" && s[1].value == 7)
-        #expect(s[2].name == "aoefs_z" && s[2].labels.isEmpty)
-    }
-
-    @Test("an engine's exposition round-trips into facts: target, identity, paths")
+    @Test("an engine's snapshot becomes facts, and the facts round-trip through the JSON a mount offers")
     func roundTrip() throws {
         var sim = upSimulation()
         let data = pattern(1 << 20, seed: 41)
         #expect(sim.writeThenRead(data, at: 0) == data)
         let t = try #require(sim.target)
-        let text = EngineMetrics().exposition([t])
-        let facts = TargetFacts.from(metrics: MetricsText.parse(text))
-        #expect(facts.count == 1)
-        let f = try #require(facts.first)
-        #expect(f.target == "e10.3" && f.state == "up" && f.model == t.identity?.model && f.bufferCount == 16)
+        let facts = EngineFacts(targets: [t], links: [LinkFacts(name: "eth1", mtu: 9000, receiveBuffer: 1 << 21)])
+        #expect(facts.targets.count == 1)
+        let f = try #require(facts.targets.first)
+        #expect(f.target == "e10.3" && f.state == .up && f.model == t.identity?.model && f.bufferCount == 16)
         #expect(f.maxPayload == 17 * 512)
-        #expect(f.paths.count == 1 && f.paths[0].payload == t.paths[0].payload && f.paths[0].state == "ok")
+        #expect(f.paths.count == 1 && f.paths[0].payload == t.paths[0].payload && f.paths[0].state == .ok)
         #expect(f.framesSent == Int(t.counters.atasnd))
+        #expect(f.io.write.ios == 1 && f.io.write.bytes == 1 << 20 && f.io.read.ios == 1 && f.io.read.bytes == 1 << 20)
+        // What the mount writes to sys/facts.json is read back as the same facts.
+        let text = facts.json()
+        #expect(text.hasSuffix("\n") && !text.dropLast().contains("\n"), "one line")
+        #expect(try EngineFacts.decode(text) == facts)
+        // A state the daemon renders that this build does not know is an error that names it.
+        let odd = text.replacingOccurrences(of: "\"state\":\"up\"", with: "\"state\":\"sideways\"")
+        #expect(throws: DecodingError.self) { try EngineFacts.decode(odd) }
     }
 
     static func healthy() -> (TargetFacts, HostFacts) {
         var t = TargetFacts(target: "e10.3")
-        t.state = "up"
+        t.state = .up
         t.model = "M"
         t.serial = "S"
         t.firmware = "1"
         t.bufferCount = 16
         t.maxPayload = 8704
         t.writeCache = true
-        t.flush = "ext"
+        t.flush = .ext
         t.paths = [
             PathFacts(
-                interface: "eth1", mac: "02:00:00:00:00:01", state: "ok", payload: 8704, mtu: 9000,
+                interface: "eth1", mac: "02:00:00:00:00:01", state: .ok, payload: 8704, mtu: 9000,
                 rttSeconds: 0.0002, window: 16, ceiling: 0, sent: 100, lost: 0)
         ]
         var h = HostFacts()
@@ -81,11 +69,11 @@ struct DoctorTests {
     @Test(
         "not settled: a path still probing, two MACs not yet proven one disk, a burst still out — each a pending warning",
         arguments: [
-            ("probing", "the payload search is not over"),
-            ("proving", "two MACs answer as e10.3; not yet proven one disk"),
-            ("candidate", "has not answered IDENTIFY"),
+            (PathStatus.probing, "the payload search is not over"),
+            (.proving, "two MACs answer as e10.3; not yet proven one disk"),
+            (.candidate, "has not answered IDENTIFY"),
         ])
-    func pending(state: String, says: String) throws {
+    func pending(state: PathStatus, says: String) throws {
         var (t, h) = Self.healthy()
         t.paths[0].state = state
         t.paths[0].payload = 1024
@@ -148,18 +136,18 @@ struct DoctorTests {
                     t.duplicates = 1
                     t.paths.append(
                         PathFacts(
-                            interface: "eth1", mac: "02:00:00:00:00:09", state: "duplicate", payload: 1024,
+                            interface: "eth1", mac: "02:00:00:00:00:09", state: .duplicate, payload: 1024,
                             mtu: 9000, rttSeconds: 0, window: 8, ceiling: 0, sent: 1, lost: 0))
                 }
             ),
             (
                 "identify", .warning,
                 { t, _ in
-                    t.state = "identifying"; t.model = ""
+                    t.state = .identifying; t.model = ""
                 }
             ),
             ("candidates", .warning, { t, _ in t.candidatesDropped = 2 }),
-            ("durability", .error, { t, _ in t.flush = "none" }),
+            ("durability", .error, { t, _ in t.flush = .none }),
             (
                 "multipath", .warning,
                 { _, h in h.interfaces.append(InterfaceFacts(name: "eth2", mtu: 9000, up: true, allowed: true)) }
