@@ -41,24 +41,7 @@ extension AoEFileSystem {
         }
         let handle = handles.open(opened)
         if case .control(.err) = n { errReaders.opened(handle) }
-        return .open(fh: handle, openFlags: Self.openFlags(image: opened != nil, flags: flags))
-    }
-
-    /// How an open is served, as a block device's would be (issue 23). An image or partition
-    /// opened without O_DIRECT goes through the kernel's page cache: reads ahead, writes back
-    /// (FUSE_WRITEBACK_CACHE), and its cache outlives the open (FOPEN_KEEP_CACHE; it is dropped
-    /// when the target changes, `CacheCoherence`). Opened O_DIRECT it bypasses the cache, as a
-    /// cluster filesystem or a database wants, and several writers of it are not serialised by
-    /// the inode lock. Pseudo-files and control files are always direct: a read shows the state
-    /// now, a write acts at once.
-    static func openFlags(image: Bool, flags: UInt32) -> UInt32 {
-        guard image else { return FUSEOpenFlags.directIO }
-        // KEEP_CACHE on both: an open must not drop the pages other opens cached (without it
-        // the kernel invalidates the inode's cache at every open).
-        if flags & openDirectFlag != 0 {
-            return FUSEOpenFlags.directIO | FUSEOpenFlags.parallelDirectWrites | FUSEOpenFlags.keepCache
-        }
-        return FUSEOpenFlags.keepCache
+        return .open(fh: handle, openFlags: PageCachePolicy.openFlags(image: opened != nil, flags: flags))
     }
 
     /// FLUSH (each close of a file descriptor, after the kernel wrote its cached pages back):

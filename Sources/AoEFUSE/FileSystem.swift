@@ -44,8 +44,6 @@ public final class AoEFileSystem: @unchecked Sendable {
     let notifications = Notifications()
     /// Each target's partition table, read on a worker of its own.
     let tables: PartitionTables
-    /// When the kernel's cache of an image must go.
-    let coherence = CacheCoherence()
     /// Sends the replies `ReplyRoute` sends off the event loop (large READs over /dev/fuse while
     /// others wait): a 1 MiB READ reply there is a 1 MiB copy inside `writev`, which in the loop
     /// would stall every other response (the window drains).
@@ -91,13 +89,13 @@ public final class AoEFileSystem: @unchecked Sendable {
             notifications.dropCachesNow(partitions.map { p in inodes.withLock { $0.inode(.partition(p)) } })
             notifications.entriesGone(names)
         }
-        _ = coherence.changed(engine.targets())
+        _ = handles.cacheDrops(after: engine.targets())
         engine.addTargetObserver { [weak self] in self?.targetsChanged() }
     }
 
     /// After a change of the target table (in a loop's pass: nothing here waits).
     private func targetsChanged() {
-        for t in coherence.changed(engine.targets()) { dropCache(t) }
+        for t in handles.cacheDrops(after: engine.targets()) { dropCache(t) }
     }
 
     /// Drops the kernel's cached pages of `target`'s image and partitions (revalidate, a changed

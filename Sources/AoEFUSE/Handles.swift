@@ -5,8 +5,9 @@ import AoEProtocol
 /// The open handles: what each image or partition handle was opened on, how many are open per
 /// target (a target in use is not flushed away, and reads `down,closewait` while down), which
 /// wrote a sector of their target's partition table, each pseudo-file handle's text as first
-/// read, and the cached writes each target lost since each handle was opened (so `fsync` and
-/// `close` report them, every time, as a block device does). Owns its state; one lock.
+/// read, and — through the page-cache rules, `PageCachePolicy` — the cached writes each target
+/// lost since each handle was opened, and when a target's cached pages must go. Owns its state;
+/// one lock.
 final class Handles: Sendable {
     /// An open image or partition: I/O on a partition handle keeps to the partition it was opened
     /// on, and fails (EIO) once the table no longer has it.
@@ -27,10 +28,7 @@ final class Handles: Sendable {
         var openPerTarget: [TargetAddress: Int] = [:]
         var tableWriters: Set<UInt64> = []
         var rendered: [UInt64: [UInt8]] = [:]
-        /// Cached writes (write-back) that never reached each target, counted.
-        var lost: [TargetAddress: UInt64] = [:]
-        /// Per image or partition handle: `lost` of its target when it was opened.
-        var lostAtOpen: [UInt64: UInt64] = [:]
+        var cache = PageCachePolicy()
         var next: UInt64 = 1
         /// The first handle this daemon gave out; those below are a predecessor's.
         var first: UInt64 = 1
@@ -45,7 +43,7 @@ final class Handles: Sendable {
             if let file {
                 s.files[s.next] = file
                 s.openPerTarget[file.target, default: 0] += 1
-                s.lostAtOpen[s.next] = s.lost[file.target] ?? 0
+                s.cache.opened(s.next, on: file.target)
             }
             return s.next
         }
@@ -56,7 +54,7 @@ final class Handles: Sendable {
     func release(_ handle: UInt64) -> TargetAddress? {
         state.withLock { s in
             s.rendered[handle] = nil
-            s.lostAtOpen[handle] = nil
+            s.cache.released(handle)
             guard let f = s.files.removeValue(forKey: handle) else { return nil }
             s.openPerTarget[f.target, default: 1] -= 1
             return s.tableWriters.remove(handle) != nil ? f.target : nil
@@ -87,7 +85,7 @@ final class Handles: Sendable {
             if let known = s.files[handle] { return known }
             s.files[handle] = file
             s.openPerTarget[file.target, default: 0] += 1
-            s.lostAtOpen[handle] = s.lost[file.target] ?? 0
+            s.cache.opened(handle, on: file.target)
             return file
         }
     }
@@ -95,18 +93,16 @@ final class Handles: Sendable {
     /// Image and partition handles open on `target`.
     func openCount(_ target: TargetAddress) -> Int { state.withLock { $0.openPerTarget[target] ?? 0 } }
 
-    /// A cached write to `target` did not reach it (the target down past deadsecs, disabled,
-    /// gone; or beyond its end): the pages are lost, and the writer learnt nothing yet.
-    func lostWrite(_ target: TargetAddress) { state.withLock { $0.lost[target, default: 0] += 1 } }
+    /// A cached write to `target` did not reach it (`PageCachePolicy.lostWrite`).
+    func lostWrite(_ target: TargetAddress) { state.withLock { $0.cache.lostWrite(target) } }
 
-    /// Whether cached writes to `handle`'s target were lost since it was opened: then its
-    /// `fsync` and `close` fail with EIO, not once but every time (a later `fsync` must not claim
-    /// success for pages that never reached the target).
-    func lostWrites(since handle: UInt64) -> Bool {
-        state.withLock { s in
-            guard let f = s.files[handle], let at = s.lostAtOpen[handle] else { return false }
-            return (s.lost[f.target] ?? 0) > at
-        }
+    /// Whether `fsync` and `close` of `handle` fail (`PageCachePolicy.lostWrites`).
+    func lostWrites(since handle: UInt64) -> Bool { state.withLock { $0.cache.lostWrites(since: handle) } }
+
+    /// The targets whose cached pages must go after a change of the table
+    /// (`PageCachePolicy.drops`).
+    func cacheDrops(after targets: [TargetSnapshot]) -> [TargetAddress] {
+        state.withLock { $0.cache.drops(after: targets) }
     }
 
     /// `handle` wrote a sector of its target's partition table.
