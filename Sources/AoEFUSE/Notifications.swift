@@ -12,7 +12,7 @@ import FUSEProtocol
 ///   with FUSE_NOTIFY_INVAL_ENTRY in the root and sys/, from the partition reader's thread.
 /// - A target's cached pages are dropped with FUSE_NOTIFY_INVAL_INODE (dirty ones are written
 ///   back first) when the target is revalidated, changes size or identity, or comes back after
-///   being down (`CacheCoherence`), from the `aoefs-notify` thread: what a block device does on
+///   being down (`PageCachePolicy.drops`), from the `aoefs-notify` thread: what a block device does on
 ///   a media change.
 final class Notifications: Sendable {
     /// Set when serving begins (the loop's thread reads it; the table reader notifies through it).
