@@ -26,44 +26,158 @@ struct IdentityProof: Sendable {
         case sampling, awaitingWrite, readingBefore, writing, readingAfter
     }
 
-    var stage: Stage = .sampling
-    var stageSince: Instant
+    private(set) var stage: Stage = .sampling
+    private(set) var stageSince: Instant
     /// The sample sectors, by LBA, as read through the candidate and through a verified path.
-    var viaCandidate: [UInt64: [UInt8]] = [:]
-    var viaVerified: [UInt64: [UInt8]] = [:]
-    var sampleLBAs: [UInt64]
-    var sampleAttempts = 0
+    private var viaCandidate: [UInt64: [UInt8]] = [:]
+    private var viaVerified: [UInt64: [UInt8]] = [:]
+    let sampleLBAs: [UInt64]
+    /// Rounds of sample reads sent so far (the scheduler gives up after its `verifyAttempts`).
+    private(set) var sampleAttempts = 0
     /// The witness sector, the data a write puts there, and what the candidate read there before.
-    var lba: UInt64 = 0
-    var written: [UInt8] = []
-    var before: [UInt8] = []
+    private(set) var lba: UInt64 = 0
+    private(set) var written: [UInt8] = []
+    private var before: [UInt8] = []
     /// No witness is tried before this (after one that proved nothing).
-    var nextTry: Instant = .zero
+    private(set) var nextTry: Instant = .zero
     /// The line saying it waits for a write was logged.
-    var waitLogged = false
+    private var waitLogged = false
+
+    /// How long a stage may wait for an answer that a dropped probe will never bring.
+    static let staleAfter: Duration = .seconds(5)
+    /// A write's witness waits this many times `staleAfter`: the write itself may be retried.
+    static let writingStaleFactor = 6
+    /// After a witness that proved nothing, the next write is tried no sooner than this.
+    static let retryAfter: Duration = .milliseconds(100)
+    /// After a witness read that went unanswered, no sooner than this.
+    static let retryAfterSilence: Duration = .seconds(1)
 
     init(sampleLBAs: [UInt64], now: Instant) {
         self.sampleLBAs = sampleLBAs
         stageSince = now
     }
 
-    mutating func enter(_ s: Stage, now: Instant) {
+    private mutating func enter(_ s: Stage, now: Instant) {
         stage = s
         stageSince = now
     }
 
-    /// Both reads of every sample sector are in.
-    var samplesComplete: Bool {
-        sampleLBAs.allSatisfy { viaCandidate[$0] != nil && viaVerified[$0] != nil }
+    // MARK: - Events and what they mean
+
+    /// A round of sample reads goes out (both paths read every sample sector).
+    mutating func samplesSent(now: Instant) {
+        viaCandidate = [:]
+        viaVerified = [:]
+        sampleAttempts += 1
+        enter(.sampling, now: now)
     }
 
-    /// The first sample sector that reads differently through the two paths.
-    var disagreement: UInt64? { sampleLBAs.first { viaCandidate[$0] != viaVerified[$0] } }
+    enum SampleVerdict: Equatable {
+        /// Not the proof's business now, or more answers are due.
+        case waiting
+        /// A sample read went unanswered: try again or give up (the scheduler's call).
+        case failed
+        /// The sector reads differently through the two paths: another disk.
+        case differs(lba: UInt64)
+        /// Every sample agrees: the proof waits for a write; `log` the first time.
+        case agree(log: Bool)
+    }
 
-    /// How long a stage may wait for an answer that a dropped probe will never bring.
-    static let staleAfter: Duration = .seconds(5)
-    /// After a witness that proved nothing, the next write is tried no sooner than this.
-    static let retryAfter: Duration = .milliseconds(100)
+    /// A sample read of `lba` was answered with `data` (nil: it timed out), through the
+    /// candidate or through the verified path.
+    mutating func sampleRead(lba: UInt64, viaCandidate candidate: Bool, data: [UInt8]?, now: Instant) -> SampleVerdict {
+        guard stage == .sampling else { return .waiting }
+        guard let data else { return .failed }
+        if candidate { viaCandidate[lba] = data } else { viaVerified[lba] = data }
+        guard sampleLBAs.allSatisfy({ viaCandidate[$0] != nil && viaVerified[$0] != nil }) else { return .waiting }
+        if let differs = sampleLBAs.first(where: { viaCandidate[$0] != viaVerified[$0] }) {
+            return .differs(lba: differs)
+        }
+        enter(.awaitingWrite, now: now)
+        defer { waitLogged = true }
+        return .agree(log: !waitLogged)
+    }
+
+    /// Whether a write may be taken as the witness now.
+    func awaitsWitness(now: Instant) -> Bool { stage == .awaitingWrite && now >= nextTry }
+
+    /// Whether writes wait: the witness sector is being read before its write goes out (not past
+    /// `staleAfter`: a dropped read must not hold writes for good).
+    func holdsWrites(now: Instant) -> Bool { stage == .readingBefore && now - stageSince < Self.staleAfter }
+
+    /// A write's first sector, `data` at `lba`, is the witness: read it through the candidate
+    /// before the write goes out.
+    mutating func witnessChosen(lba: UInt64, data: [UInt8], now: Instant) {
+        self.lba = lba
+        written = data
+        enter(.readingBefore, now: now)
+    }
+
+    /// Whether the write answered, covering `range` of sectors, carried the witness: then read it
+    /// through the candidate again.
+    mutating func writeAnswered(lba first: UInt64, sectors: Int, now: Instant) -> Bool {
+        guard stage == .writing, first <= lba, lba < first + UInt64(sectors) else { return false }
+        enter(.readingAfter, now: now)
+        return true
+    }
+
+    enum WitnessVerdict: Equatable {
+        /// Not the proof's business now.
+        case ignored
+        /// The sector read before the write: the write may go out.
+        case writeMayGo
+        /// This write proves nothing (its data was there already, a later write changed the
+        /// sector, or a read went unanswered): the next write is tried.
+        case retry
+        /// The write reads back through the candidate: the same disk.
+        case sameDisk
+        /// The sector reads as before the write: the write did not reach this disk.
+        case otherDisk
+    }
+
+    /// The witness read through the candidate was answered with `data` (nil: it timed out).
+    mutating func witnessRead(data: [UInt8]?, now: Instant) -> WitnessVerdict {
+        switch stage {
+        case .readingBefore:
+            if let data, data != written {
+                before = data
+                enter(.writing, now: now)
+                return .writeMayGo
+            }
+            return retry(silent: data == nil, now: now)
+        case .readingAfter:
+            if data == written { return .sameDisk }
+            if data != nil && data == before { return .otherDisk }
+            return retry(silent: data == nil, now: now)
+        default:
+            return .ignored
+        }
+    }
+
+    private mutating func retry(silent: Bool, now: Instant) -> WitnessVerdict {
+        nextTry = now + (silent ? Self.retryAfterSilence : Self.retryAfter)
+        enter(.awaitingWrite, now: now)
+        return .retry
+    }
+
+    enum TickVerdict: Equatable {
+        case none
+        /// The sample reads will not all come back: as a failed sample read.
+        case samplesStale
+        /// A witness stage's answer will not come: the proof waits for another write.
+        case restarted
+    }
+
+    /// Time passes: a stage whose answer a dropped probe (or a failed write) will never bring
+    /// ends.
+    mutating func tick(now: Instant) -> TickVerdict {
+        guard stage != .awaitingWrite,
+            now - stageSince >= Self.staleAfter * (stage == .writing ? Self.writingStaleFactor : 1)
+        else { return .none }
+        if stage == .sampling { return .samplesStale }
+        enter(.awaitingWrite, now: now)
+        return .restarted
+    }
 }
 
 extension PathSet {
@@ -83,18 +197,12 @@ extension PathSet {
 
     /// The proving path waiting for a write to witness, if any may try now.
     func awaitingWitness(now: Instant) -> PathID? {
-        paths.first { p in
-            guard p.standing == .proving, let pr = p.proof else { return false }
-            return pr.stage == .awaitingWrite && now >= pr.nextTry
-        }?.id
+        paths.first { p in p.standing == .proving && p.proof?.awaitsWitness(now: now) == true }?.id
     }
 
     /// Whether writes wait: a witness sector is being read before its write goes out.
     func holdsWrites(now: Instant) -> Bool {
-        paths.contains { p in
-            guard let pr = p.proof else { return false }
-            return pr.stage == .readingBefore && now - pr.stageSince < IdentityProof.staleAfter
-        }
+        paths.contains { p in p.proof?.holdsWrites(now: now) == true }
     }
 
     /// Sends a one-sector READ of `lba` on `id` as a probe (outside the window) that brings its
@@ -122,10 +230,7 @@ extension PathSet {
         _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]
     ) {
         guard var pr = self[id].proof else { return }
-        pr.viaCandidate = [:]
-        pr.viaVerified = [:]
-        pr.sampleAttempts += 1
-        pr.enter(.sampling, now: now)
+        pr.samplesSent(now: now)
         self[id].proof = pr
         for lba in pr.sampleLBAs {
             sendProofRead(

@@ -1,7 +1,8 @@
 import AoEProtocol
 
-/// The scheduler's half of `IdentityProof`: starting it, its reads' answers and timeouts, and
-/// the write it watches.
+/// The scheduler's half of `IdentityProof`: the proof's state machine says what each answer,
+/// write and tick means (its verdicts); this sends its reads and acts on its verdicts (accept,
+/// refuse, try again).
 extension SectorScheduler {
     private var lba48: Bool { identity?.supportsLBA48 ?? true }
 
@@ -21,30 +22,25 @@ extension SectorScheduler {
         }
     }
 
-    /// A proof read was answered with `data` (its first sector), or timed out (nil).
+    /// A proof read was answered with `data` (its first sector), or timed out (nil): the proof
+    /// (`IdentityProof`) says what it means, and this does it.
     mutating func proofRead(
         _ flight: FrameInFlight, data: [UInt8]?, _ wire: inout Wire, now: Instant,
         _ out: inout [EngineAction]
     ) {
         switch flight.probe {
         case .sample(let c)?:
-            guard paths.contains(c), var pr = paths[c].proof, pr.stage == .sampling else { return }
-            guard let data else { return samplesFailed(c, &wire, now: now, &out) }
-            if flight.path == c {
-                pr.viaCandidate[flight.range.lba] = data
-            } else {
-                pr.viaVerified[flight.range.lba] = data
-            }
+            guard paths.contains(c), var pr = paths[c].proof else { return }
+            let verdict = pr.sampleRead(lba: flight.range.lba, viaCandidate: flight.path == c, data: data, now: now)
             paths[c].proof = pr
-            guard pr.samplesComplete else { return }
-            if let lba = pr.disagreement {
-                return paths.refuseDuplicate(
-                    c, because: "LBA \(lba) reads differently through it", counters: &counters,
-                    wire, &out)
-            }
-            pr.enter(.awaitingWrite, now: now)
-            if !pr.waitLogged {
-                pr.waitLogged = true
+            switch verdict {
+            case .waiting: break
+            case .failed: samplesFailed(c, &wire, now: now, &out)
+            case .differs(let lba):
+                paths.refuseDuplicate(
+                    c, because: "LBA \(lba) reads differently through it", counters: &counters, wire, &out)
+            case .agree(let log):
+                guard log else { break }
                 let name = wire.links[paths[c].link]?.name ?? "?"
                 out.append(
                     .log(
@@ -52,41 +48,24 @@ extension SectorScheduler {
                             + "carries I/O once a write through a verified path is seen through it (two disks may "
                             + "share IDENTIFY strings and blank sectors)"))
             }
-            paths[c].proof = pr
         case .witness?:
             let c = flight.path
             guard paths.contains(c), var pr = paths[c].proof else { return }
-            switch pr.stage {
-            case .readingBefore:
-                if let data, data != pr.written {
-                    pr.before = data
-                    pr.enter(.writing, now: now)
-                } else {
-                    // Unanswered, or the write's data is already there: this write proves nothing.
-                    pr.nextTry = now + (data == nil ? .seconds(1) : IdentityProof.retryAfter)
-                    pr.enter(.awaitingWrite, now: now)
-                }
-                paths[c].proof = pr
-            case .readingAfter:
-                if data == pr.written {
-                    let v = paths.paths.first { $0.standing == .verified }
-                    let via = v.map { "\(wire.links[$0.link]?.name ?? "?") → \($0.mac)" } ?? "a verified path"
-                    paths.accept(c, because: "a write through \(via) reads back through it: the same disk", wire, &out)
-                    pathVerified(c, &wire, now: now, &out)
-                    if state == .up { paths.continueProbing(c, counters: &counters, &wire, now: now, &out) }
-                } else if data != nil && data == pr.before {
-                    paths.refuseDuplicate(
-                        c,
-                        because: "a write to LBA \(pr.lba) did not reach it: the sector reads as "
-                            + "before the write through it, and as written", counters: &counters, wire, &out)
-                } else {
-                    // Unanswered, or a later write changed the sector meanwhile: try another write.
-                    pr.nextTry = now + (data == nil ? .seconds(1) : IdentityProof.retryAfter)
-                    pr.enter(.awaitingWrite, now: now)
-                    paths[c].proof = pr
-                }
-            default:
-                break
+            let verdict = pr.witnessRead(data: data, now: now)
+            paths[c].proof = pr
+            switch verdict {
+            case .ignored, .writeMayGo, .retry: break
+            case .sameDisk:
+                let v = paths.paths.first { $0.standing == .verified }
+                let via = v.map { "\(wire.links[$0.link]?.name ?? "?") → \($0.mac)" } ?? "a verified path"
+                paths.accept(c, because: "a write through \(via) reads back through it: the same disk", wire, &out)
+                pathVerified(c, &wire, now: now, &out)
+                if state == .up { paths.continueProbing(c, counters: &counters, &wire, now: now, &out) }
+            case .otherDisk:
+                paths.refuseDuplicate(
+                    c,
+                    because: "a write to LBA \(pr.lba) did not reach it: the sector reads as "
+                        + "before the write through it, and as written", counters: &counters, wire, &out)
             }
         default:
             break
@@ -119,9 +98,10 @@ extension SectorScheduler {
             let id = r.request, let buffer = pending[id]?.request.buffer, r.bufferOffset + 512 <= buffer.count,
             var pr = paths[c].proof
         else { return }
-        pr.lba = r.lba
-        pr.written = Array(UnsafeRawBufferPointer(rebasing: buffer.bytes[r.bufferOffset..<(r.bufferOffset + 512)]))
-        pr.enter(.readingBefore, now: now)
+        pr.witnessChosen(
+            lba: r.lba,
+            data: Array(UnsafeRawBufferPointer(rebasing: buffer.bytes[r.bufferOffset..<(r.bufferOffset + 512)])),
+            now: now)
         paths[c].proof = pr
         paths.sendProofRead(c, lba: r.lba, kind: .witness, lba48: lba48, counters: &counters, &wire, now: now, &out)
     }
@@ -130,10 +110,8 @@ extension SectorScheduler {
     mutating func witnessWritten(_ range: WorkRange, _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
         guard paths.anyProving else { return }  // every write frame passes here
         for c in paths.ids {
-            guard var pr = paths[c].proof, pr.stage == .writing,
-                range.lba <= pr.lba, pr.lba < range.lba + UInt64(range.sectors)
+            guard var pr = paths[c].proof, pr.writeAnswered(lba: range.lba, sectors: range.sectors, now: now)
             else { continue }
-            pr.enter(.readingAfter, now: now)
             paths[c].proof = pr
             paths.sendProofRead(
                 c, lba: pr.lba, kind: .witness, lba48: lba48, counters: &counters, &wire, now: now, &out)
@@ -144,12 +122,10 @@ extension SectorScheduler {
     /// start again.
     mutating func proofTick(_ wire: inout Wire, now: Instant, _ out: inout [EngineAction]) {
         for c in paths.ids {
-            guard var pr = paths[c].proof, pr.stage != .awaitingWrite,
-                now - pr.stageSince >= IdentityProof.staleAfter * (pr.stage == .writing ? 6 : 1)
-            else { continue }
-            if pr.stage == .sampling { return samplesFailed(c, &wire, now: now, &out) }
-            pr.enter(.awaitingWrite, now: now)
+            guard var pr = paths[c].proof else { continue }
+            let verdict = pr.tick(now: now)
             paths[c].proof = pr
+            if verdict == .samplesStale { return samplesFailed(c, &wire, now: now, &out) }
         }
     }
 }
