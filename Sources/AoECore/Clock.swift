@@ -35,4 +35,15 @@ extension Duration {
 /// Where the driver reads the time.
 public protocol EngineClock: Sendable {
     func now() -> Instant
+    /// A clock whose time moves only when told (tests): the event loops then never wait for a
+    /// deadline on the wall clock; they sleep until woken, and the clock wakes them when it
+    /// moves (`onAdvance`).
+    var isVirtual: Bool { get }
+    /// Calls `body` after every move of a virtual clock (the engine wakes its timer loop).
+    func onAdvance(_ body: @escaping @Sendable () -> Void)
+}
+
+extension EngineClock {
+    public var isVirtual: Bool { false }
+    public func onAdvance(_ body: @escaping @Sendable () -> Void) {}
 }

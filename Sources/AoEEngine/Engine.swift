@@ -140,6 +140,8 @@ public final class Engine: Sendable {
             return
         }
         loops.withLock { $0 = made }
+        // Virtual time: a move of the clock may bring a deadline; the timer loop looks.
+        if clock.isVirtual { clock.onAdvance { [weak self] in self?.timerLoop?.wake.signal() } }
         for loop in made {
             let t = Thread { [self] in
                 loop.run()

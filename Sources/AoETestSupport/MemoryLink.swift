@@ -78,6 +78,8 @@ public final class MemoryLink: Link, @unchecked Sendable {
 
     /// Receive calls that polled (busy polling) before they slept, and links opened anew.
     public var busyPolls: Int { wire.withLock { $0.busyPolls } }
+    /// Answers waiting for the engine to receive them.
+    public var queued: Int { wire.withLock { $0.queue.count } }
     public var reopens: Int { wire.withLock { $0.reopens } }
 
     public var interfaceIndex: Int32 { wire.withLock { $0.index } }

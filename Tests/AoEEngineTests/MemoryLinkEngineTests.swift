@@ -11,13 +11,19 @@ import Testing
 #endif
 
 /// The driver — event loops, outboxes, timers, event sources, shutdown — over an in-memory link
-/// (`MemoryLink`), without root or a network. The lab tests (AoELabTests) are the real thing.
+/// (`MemoryLink`), without root or a network, on virtual time (`ManualClock`: a timer fires when
+/// the test moves the clock, never on the wall clock). The lab tests (AoELabTests) are the real
+/// thing.
 @Suite("engine over an in-memory link: loops, timers, sources and shutdown without root", .timeLimit(.minutes(1)))
 struct MemoryLinkEngineTests {
+    let clock = ManualClock()
+
     func started(_ link: MemoryLink) throws -> Engine {
-        let engine = Engine(links: [link])
+        let engine = Engine(links: [link], clock: clock)
         engine.start()
-        try #require(engine.waitUntilSettled(timeout: .seconds(10)), "e10.3 came up: \(engine.targets())")
+        try #require(
+            clock.drive(engine, links: [link], for: .seconds(30)) { $0.allSettled },
+            "e10.3 came up: \(engine.targets())")
         return engine
     }
 
@@ -58,14 +64,18 @@ struct MemoryLinkEngineTests {
             else { return false }
             return lost.add(1, ordering: .relaxed).oldValue == 0
         }
-        let start = ContinuousClock.now
-        #expect(
-            engine.waitSync {
-                engine.read(e103, offset: 4242 * 512, count: 512, into: IOBuffer(count: 512), completion: $0)
-            }
-            .error == nil)
+        let start = clock.now()
+        let result = Locked<Result<Void, AoEIOError>?>(nil)
+        engine.read(e103, offset: 4242 * 512, count: 512, into: IOBuffer(count: 512)) { r, _ in
+            result.withLock { $0 = r }
+        }
+        // Nothing finishes it until the clock moves past the frame's deadline.
+        engine.settle { link.queued == 0 }
+        #expect(result.withLock { $0 } == nil, "the lost frame waits for its timer")
+        #expect(clock.drive(engine, links: [link], for: .seconds(5)) { _ in result.withLock { $0 } != nil })
+        #expect(result.withLock { $0 }?.error == nil)
         #expect(lost.load(ordering: .relaxed) >= 2, "sent, lost, and sent again")
-        #expect(ContinuousClock.now - start < .seconds(5))
+        #expect(clock.now() - start < .seconds(5), "\(clock.now() - start) of virtual time")
         #expect((engine.target(e103)?.counters.retries ?? 0) >= 1)
     }
 
@@ -77,11 +87,14 @@ struct MemoryLinkEngineTests {
         let source = try PipeSource(engine: engine, target: e103)
         #expect(engine.attach(source))
         source.poke(20)
-        #expect(engine.wait(timeout: .seconds(10)) { _ in source.completed.load(ordering: .relaxed) == 20 })
+        #expect(
+            clock.drive(engine, links: [link], for: .seconds(10)) { _ in source.completed.load(ordering: .relaxed) == 20
+            })
         engine.detach()
         source.poke(5)
         // Detached: nothing serves the pipe any more (the loop acknowledged the detach).
-        #expect(!engine.wait(timeout: .milliseconds(300)) { _ in source.served.load(ordering: .relaxed) > 20 })
+        clock.pass(.seconds(1), engine, links: [link])
+        #expect(source.served.load(ordering: .relaxed) == 20)
     }
 
     @Test("shutdown fails a request the target never answers, and every loop ends")
