@@ -132,18 +132,9 @@ public struct TargetFacts: Sendable, Hashable, Codable {
     }
 }
 
-/// One link of the engine: its interface, MTU and the receive buffer its socket got.
-public struct LinkFacts: Sendable, Hashable, Codable {
-    public var name: String
-    public var mtu: Int
-    public var receiveBuffer: Int
-
-    public init(name: String, mtu: Int, receiveBuffer: Int) {
-        self.name = name
-        self.mtu = mtu
-        self.receiveBuffer = receiveBuffer
-    }
-}
+/// One link of the engine: its interface, MTU and the receive buffer its socket got (the
+/// engine's own figures, as `sys/metrics` renders them too).
+public typealias LinkFacts = EngineMetrics.InterfaceFigures
 
 /// Everything the engine knows that the doctor and iostat use: its targets and its links. A
 /// mount offers it as `sys/facts.json`; the doctor without a mount makes it from its own engine.
@@ -162,11 +153,7 @@ public struct EngineFacts: Sendable, Hashable, Codable {
 
     /// What `engine` knows now.
     public init(_ engine: Engine) {
-        self.init(
-            targets: engine.targets(),
-            links: engine.interfaceFigures().map {
-                LinkFacts(name: $0.name, mtu: $0.mtu, receiveBuffer: $0.receiveBuffer)
-            })
+        self.init(targets: engine.targets(), links: engine.interfaceFigures())
     }
 
     /// JSON, one line, keys sorted.

@@ -41,7 +41,7 @@ public final class EngineMetrics: Sendable {
     }
 
     /// One interface the engine uses.
-    public struct InterfaceFigures: Sendable {
+    public struct InterfaceFigures: Sendable, Hashable, Codable {
         public var name: String
         public var mtu: Int
         /// The receive buffer its socket got (0: not known).
