@@ -157,5 +157,9 @@ extension Link {
 /// the 10-byte AoE header and 12-byte ATA argument, rounded down to whole sectors
 /// (DESIGN §4: 9000 → 8704, 1500 → 1024).
 public func maximumPayload(forMTU mtu: Int) -> Int {
-    max(0, (mtu - 22) / 512 * 512)
+    max(0, (mtu - aoeFrameOverhead) / 512 * 512)
 }
+
+/// Bytes of an AoE frame besides its data, after the Ethernet header: the AoE header (10) and
+/// the ATA argument (12).
+public let aoeFrameOverhead = 22

@@ -186,7 +186,7 @@ public enum Diagnosis {
         if offer > 0 && local > 0 && offer != local {
             // The usual MTU that carries just the target's offer (1500 for 1024-byte frames).
             let targetMTU =
-                [1500, 9000].first { payload(fitting: $0) == offer } ?? offer + (9000 - maximumPayload(forMTU: 9000))
+                [1500, 9000].first { payload(fitting: $0) == offer } ?? offer + aoeFrameOverhead
             if offer < local {
                 out.append(
                     Finding(

@@ -54,21 +54,8 @@ public struct PathFacts: Sendable, Hashable, Codable {
 /// A target's block requests as `/proc/diskstats` counts them (`IOAccount`): what `aoefs
 /// iostat` computes its rates from.
 public struct IOFacts: Sendable, Hashable, Codable {
-    public struct Kind: Sendable, Hashable, Codable {
-        public var ios: UInt64 = 0
-        public var bytes: UInt64 = 0
-        /// Summed time from submission to completion, in nanoseconds.
-        public var nanoseconds: UInt64 = 0
-        public var errors: UInt64 = 0
-
-        public init() {}
-        init(_ k: IOAccount.Kind) {
-            ios = k.ios
-            bytes = k.bytes
-            nanoseconds = k.nanos
-            errors = k.errors
-        }
-    }
+    /// Per kind of request: the engine's own counts (`IOAccount.Kind`).
+    public typealias Kind = IOAccount.Kind
 
     public var read = Kind()
     public var write = Kind()
@@ -123,10 +110,10 @@ public struct TargetFacts: Sendable, Hashable, Codable {
         retransmits = Int(clamping: k.retries)
         framesSent = Int(clamping: k.atasnd)
         paths = t.paths.map(PathFacts.init)
-        io.read = .init(t.io.read)
-        io.write = .init(t.io.write)
-        io.flush = .init(t.io.flush)
-        io.discard = .init(t.io.discard)
+        io.read = t.io.read
+        io.write = t.io.write
+        io.flush = t.io.flush
+        io.discard = t.io.discard
         io.inFlight = t.io.inFlight
         io.busyNanoseconds = t.busyNanoseconds
     }

@@ -54,8 +54,9 @@ final class KernelChannel: EventSource, @unchecked Sendable {
     let device: Int32
     /// The ring, when FUSE over io_uring was asked for and could be set up.
     let ring: RingTransport?
-    /// Requests answered through the ring (the first one is logged).
-    private let ringRequests = Atomic<Int>(0)
+    /// A request was answered through the ring (the first one is logged; a load, not a
+    /// read-modify-write, per request).
+    private let ringServed = Atomic<Bool>(false)
     unowned let fs: AoEFileSystem
     private let onEnd: @Sendable () -> Void
     /// The buffer /dev/fuse is read into when the event loop serves.
@@ -194,7 +195,7 @@ final class KernelChannel: EventSource, @unchecked Sendable {
         let payload = UnsafeRawBufferPointer(start: ring.payload(slot), count: RingTransport.payloadSize)
         do throws(FUSEDecodeError) {
             let (header, request, commitID) = try FUSERequest.decode(ringHeader: area, payload: payload)
-            if ringRequests.add(1, ordering: .relaxed).oldValue == 0 {
+            if !ringServed.load(ordering: .relaxed), !ringServed.exchange(true, ordering: .relaxed) {
                 fs.engine.note("fuse: FUSE over io_uring serves requests")
             }
             guard commitID == header.unique else {

@@ -123,8 +123,9 @@ enum ReplyRoute: Equatable {
     /// (`waiting` ≤ 1: a reader at queue depth 1) no other answer can be held up, and the hop
     /// would only add a wake-up to the reader's critical path. Small replies stay: a hop costs
     /// more than their copy (~40 % for 4 KiB I/O on 2 cores).
-    static func read(bytes: Int, viaRing: Bool, waiting: Int) -> ReplyRoute {
-        bytes >= largeReply && !viaRing && waiting > 1 ? .replyThread : .inPass
+    /// (`waiting` is read only for a large reply over /dev/fuse: it takes a lock.)
+    static func read(bytes: Int, viaRing: Bool, waiting: @autoclosure () -> Int) -> ReplyRoute {
+        bytes >= largeReply && !viaRing && waiting() > 1 ? .replyThread : .inPass
     }
 }
 

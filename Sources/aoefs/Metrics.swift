@@ -53,11 +53,11 @@ struct IOStatRow: Codable, Equatable {
         w_s = wr / dt
         rMB_s = d(p.read.bytes, q.read.bytes) / dt / 1e6
         wMB_s = d(p.write.bytes, q.write.bytes) / dt / 1e6
-        r_await = rd > 0 ? d(p.read.nanoseconds, q.read.nanoseconds) / rd / 1e6 : 0
-        w_await = wr > 0 ? d(p.write.nanoseconds, q.write.nanoseconds) / wr / 1e6 : 0
+        r_await = rd > 0 ? d(p.read.nanos, q.read.nanos) / rd / 1e6 : 0
+        w_await = wr > 0 ? d(p.write.nanos, q.write.nanos) / wr / 1e6 : 0
         let waited =
-            d(p.read.nanoseconds, q.read.nanoseconds) + d(p.write.nanoseconds, q.write.nanoseconds)
-            + d(p.flush.nanoseconds, q.flush.nanoseconds)
+            d(p.read.nanos, q.read.nanos) + d(p.write.nanos, q.write.nanos)
+            + d(p.flush.nanos, q.flush.nanos)
         aqu_sz = waited / 1e9 / dt
         util = min(100, d(p.busyNanoseconds, q.busyNanoseconds) / 1e9 / dt * 100)
     }

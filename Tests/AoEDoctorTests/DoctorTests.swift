@@ -192,3 +192,14 @@ struct DoctorTests {
         #expect(f.contains { $0.check == "no-targets" && $0.severity == .error })
     }
 }
+
+@Suite("aoefs doctor: the MTU it suggests")
+struct DoctorMTUTests {
+    @Test("a target offering 4096-byte frames (neither 1500's nor 9000's) is said to have MTU 4096 + 22")
+    func oddOffer() {
+        var (t, h) = DoctorTests.healthy()
+        t.maxPayload = 4096
+        let f = Diagnosis.run(targets: [t], host: h).first { $0.check == "mtu-mismatch" }
+        #expect(f?.message.contains("its MTU is 4118 or close") == true, "\(String(describing: f))")
+    }
+}

@@ -12,7 +12,7 @@
 /// request per nanosecond takes 584 years.
 public struct IOAccount: Sendable, Hashable {
     /// Per kind of request.
-    public struct Kind: Sendable, Hashable {
+    public struct Kind: Sendable, Hashable, Codable {
         /// Requests completed (successfully or not).
         public var ios: UInt64 = 0
         /// Bytes of the requests completed successfully.
@@ -21,6 +21,8 @@ public struct IOAccount: Sendable, Hashable {
         public var nanos: UInt64 = 0
         /// Requests that failed.
         public var errors: UInt64 = 0
+
+        public init() {}
     }
 
     public var read = Kind()
