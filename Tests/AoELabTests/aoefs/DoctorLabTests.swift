@@ -231,7 +231,14 @@ struct DoctorLabTests {
         let srv = try lab.startVblade(
             shelf: 10, slot: 3, interface: net.target, namespace: net.targetNamespace, file: f,
             flags: ["-b", "20", "--rcvbuf", "8192"], program: .aoefsServe)
-        let r = try doctor(["--iface", net.initiator, "--listen", net.initiator])
+        // A burst races the target's reader: on a loaded machine the target sometimes drained
+        // even this buffer as fast as the frames came (once in the full make test of
+        // 2026-12-07, "0 of 22 frames lost"). An admin runs doctor again; so does this, up to
+        // three times, and the finding must come.
+        var r = try doctor(["--iface", net.initiator, "--listen", net.initiator])
+        for _ in 0..<2 where r.problems.isEmpty {
+            r = try doctor(["--iface", net.initiator, "--listen", net.initiator])
+        }
         #expect(r.problems.map(\.check) == ["overrun"], "\(r.out)")
         #expect(r.out.contains("of a burst of 20 full-size frames"), "\(r.out)")
         srv.stop()
