@@ -117,7 +117,8 @@ let package = Package(
         .testTarget(
             name: "AoEFUSETests",
             dependencies: [
-                "AoEFUSE", "AoECore", "AoEEngine", "AoELinux", "AoEProtocol", "AoETestSupport", "FUSEProtocol", "aoefs",
+                "AoEFUSE", "AoECore", "AoEDoctor", "AoEEngine", "AoELinux", "AoEProtocol", "AoETestSupport",
+                "FUSEProtocol", "aoefs",
             ],
             swiftSettings: strict
         ),

@@ -163,6 +163,31 @@ public struct TargetSnapshot: Sendable, Hashable {
     public var isSettled: Bool { state != .identifying && paths.allSatisfy { $0.state != .probing } }
 }
 
+extension TargetSnapshot {
+    /// The state word of `sys/eS.L/state`, `aoefs stat` and `aoefs list`: "up", "down", or
+    /// "down,closewait" when an image is held open while down (Linux's wording); "disabled";
+    /// "identifying" for a target that answered Query Config and was never identified (no image:
+    /// its IDENTIFY failed or went unanswered; `etherd/err` says which).
+    public func statusWord(openCount: Int) -> String {
+        switch state {
+        case .up: "up"
+        case .disabled: "disabled"
+        case .identifying where identity == nil: "identifying"
+        case .down, .identifying: openCount > 0 ? "down,closewait" : "down"
+        }
+    }
+
+    /// The interfaces its paths leave by, each once, in the paths' order (`sys/eS.L/netif`).
+    public var interfaces: [String] {
+        var seen: [String] = []
+        for p in paths where !seen.contains(p.interface) { seen.append(p.interface) }
+        return seen
+    }
+
+    /// The MAC it is reached at: the first healthy path's, else the first path's (`sys/eS.L/mac`).
+    public var mac: MACAddress? { (paths.first { $0.state.isHealthy } ?? paths.first)?.mac }
+}
+
 extension Array where Element == TargetSnapshot {
     /// At least one target answered, and every one that did is settled.
     public var allSettled: Bool { !isEmpty && allSatisfy(\.isSettled) }

@@ -89,13 +89,28 @@ public struct TargetFacts: Sendable, Hashable, Codable {
     public var framesSent = 0
     public var paths: [PathFacts] = []
     public var io = IOFacts()
+    /// What `aoefs stat` and `aoefs list` show, as `sys/eS.L/state`, `netif`, `mac`, `payload`
+    /// and the image's size have it: the state word (it depends on the images held open, which
+    /// the mount knows), the interfaces, the MAC it is reached at (12 hex digits), the payload
+    /// in use, and the capacity in bytes (0 before IDENTIFY).
+    public var status = "identifying"
+    public var interfaces: [String] = []
+    public var mac: String?
+    public var payload = 0
+    public var capacity: UInt64 = 0
 
     public init(target: String) { self.target = target }
 
-    /// The one mapping from the engine's snapshot.
-    public init(_ t: TargetSnapshot) {
+    /// The one mapping from the engine's snapshot; `openCount` is how many of its images and
+    /// partitions are open (the mount's count; 0 elsewhere).
+    public init(_ t: TargetSnapshot, openCount: Int = 0) {
         target = t.address.description
         state = t.state
+        status = t.statusWord(openCount: openCount)
+        interfaces = t.interfaces
+        mac = t.mac?.compactHex
+        payload = t.payload
+        capacity = t.identity?.capacity ?? 0
         model = t.identity?.model ?? ""
         serial = t.identity?.serial ?? ""
         firmware = t.identity?.firmware ?? ""
@@ -133,14 +148,19 @@ public struct EngineFacts: Sendable, Hashable, Codable {
     /// The file's name in the mount's `sys/`.
     public static let fileName = "facts.json"
 
-    public init(targets: [TargetSnapshot], links: [LinkFacts]) {
-        self.targets = targets.sorted { $0.address < $1.address }.map(TargetFacts.init)
+    /// `openCount` says how many images of a target are open (a mount's; 0 without one).
+    public init(
+        targets: [TargetSnapshot], links: [LinkFacts], openCount: (TargetAddress) -> Int = { _ in 0 }
+    ) {
+        self.targets = targets.sorted { $0.address < $1.address }.map {
+            TargetFacts($0, openCount: openCount($0.address))
+        }
         self.links = links
     }
 
     /// What `engine` knows now.
-    public init(_ engine: Engine) {
-        self.init(targets: engine.targets(), links: engine.interfaceFigures())
+    public init(_ engine: Engine, openCount: (TargetAddress) -> Int = { _ in 0 }) {
+        self.init(targets: engine.targets(), links: engine.interfaceFigures(), openCount: openCount)
     }
 
     /// JSON, one line, keys sorted.

@@ -132,7 +132,10 @@ extension AoEFileSystem {
             guard let text else { return .now(.error(EIO)) }
             return .now(.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size))))
         case .facts:
-            let text = handles.renderedOnce(fh, offset: offset) { Array(EngineFacts(engine).json().utf8) } ?? []
+            let text =
+                handles.renderedOnce(fh, offset: offset) {
+                    Array(EngineFacts(engine, openCount: handles.openCount).json().utf8)
+                } ?? []
             return .now(.bytes(Array(text.dropFirst(min(offset, text.count)).prefix(size))))
         case .daemon:
             let text =

@@ -139,27 +139,12 @@ struct InodeTable: Sendable {
 
 /// Renders the pseudo-files. Pure: a snapshot in, text out.
 enum Render {
-    /// "up", "down", or "down,closewait" when an image is held open while down (Linux wording);
-    /// "identifying" for a target that answered Query Config and was never identified (no image:
-    /// its IDENTIFY failed or went unanswered; `etherd/err` says which).
-    static func state(_ t: TargetSnapshot, openCount: Int) -> String {
-        switch t.state {
-        case .up: "up\n"
-        case .disabled: "disabled\n"
-        case .identifying where t.identity == nil: "identifying\n"
-        case .down, .identifying: openCount > 0 ? "down,closewait\n" : "down\n"
-        }
-    }
-
     static func file(_ f: SysFile, _ t: TargetSnapshot, configuration c: EngineConfiguration, openCount: Int) -> String
     {
         switch f {
-        case .state: return state(t, openCount: openCount)
-        case .mac: return ((t.paths.first { $0.state.isHealthy } ?? t.paths.first)?.mac.compactHex ?? "none") + "\n"
-        case .netif:
-            var seen: [String] = []
-            for p in t.paths where !seen.contains(p.interface) { seen.append(p.interface) }
-            return (seen.isEmpty ? "none" : seen.joined(separator: ",")) + "\n"
+        case .state: return t.statusWord(openCount: openCount) + "\n"
+        case .mac: return (t.mac?.compactHex ?? "none") + "\n"
+        case .netif: return (t.interfaces.isEmpty ? "none" : t.interfaces.joined(separator: ",")) + "\n"
         case .fwver, .firmwareVersion: return "0x" + String(format04x(t.config?.firmwareVersion ?? 0)) + "\n"
         case .payload: return "\(t.payload)\n"
         case .ident:

@@ -1,4 +1,5 @@
 import AoECore
+import AoEDoctor
 import AoEProtocol
 import ArgumentParser
 import Foundation
@@ -56,16 +57,15 @@ struct List: ParsableCommand {
         let wanted = try parsePatterns(patterns)
         let dir = mount.mountpoint
         try requireAoEFSMount(dir)
-        let names = imageNames(in: dir + "/sys")
-        let addresses = names.compactMap { n in TargetAddress(parsing: n).map { (n, $0) } }
-        for p in wanted where !addresses.contains(where: { p.matches($0.1) }) {
+        // One read of sys/facts.json: the engine's targets, disabled ones too.
+        let targets = try readFacts(dir).targets.compactMap { t in TargetAddress(parsing: t.target).map { (t, $0) } }
+        for p in wanted where !targets.contains(where: { p.matches($0.1) }) {
             throw CLIError("no target matches '\(p)'")
         }
-        let rows = addresses.filter { a in wanted.isEmpty || wanted.contains { $0.matches(a.1) } }.map { name, _ in
-            let sys = dir + "/sys/" + name + "/"
-            return Row(
-                target: name, state: readTreeFile(sys + "state"), mac: readTreeFile(sys + "mac"),
-                netif: readTreeFile(sys + "netif"), payload: readTreeFile(sys + "payload").flatMap { Int($0) })
+        let rows = targets.filter { a in wanted.isEmpty || wanted.contains { $0.matches(a.1) } }.map { t, _ in
+            Row(
+                target: t.target, state: t.status, mac: t.mac ?? "none",
+                netif: t.interfaces.isEmpty ? "none" : t.interfaces.joined(separator: ","), payload: t.payload)
         }
         if json { return print(jsonDocument(rows)) }
         let header = ["TARGET", "STATE", "MAC", "INTERFACE", "PAYLOAD"]

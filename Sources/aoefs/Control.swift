@@ -1,3 +1,4 @@
+import AoEDoctor
 import AoELinux
 import ArgumentParser
 import Foundation
@@ -45,16 +46,14 @@ func readTreeFile(_ path: String) -> String? {
     return t.isEmpty ? nil : t
 }
 
-/// `eS.L` names, sorted by shelf then slot.
-func imageNames(in mountpoint: String) -> [String] {
-    let names = (try? FileManager.default.contentsOfDirectory(atPath: mountpoint)) ?? []
-    func key(_ n: String) -> (Int, Int)? {
-        guard n.first == "e" else { return nil }
-        let parts = n.dropFirst().split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 2, let s = Int(parts[0]), let l = Int(parts[1]) else { return nil }
-        return (s, l)
+/// What the mount's engine knows now (`sys/facts.json`, typed as `EngineFacts`): the one
+/// source of `stat`, `list`, `iostat` and `doctor` on a mount. One read, however many targets.
+func readFacts(_ mountpoint: String) throws -> EngineFacts {
+    let path = mountpoint + "/sys/" + EngineFacts.fileName
+    guard let text = readWholeFile(path) else { throw CLIError("\(path): cannot be read") }
+    do { return try EngineFacts.decode(text) } catch {
+        throw CLIError("\(path): not what this aoefs writes (\(error)); is the mount's daemon another version?")
     }
-    return names.compactMap { n in key(n).map { (n, $0) } }.sorted { $0.1 < $1.1 }.map(\.0)
 }
 
 struct Stat: ParsableCommand {
@@ -95,25 +94,17 @@ struct Stat: ParsableCommand {
         do { filter = try pattern.map { try NSRegularExpression(pattern: $0) } } catch {
             throw CLIError("'\(pattern ?? "")' is not a regular expression")
         }
-        // From sys/, which also has the disabled targets (their images are gone).
-        let names = imageNames(in: dir + "/sys").filter { name in
-            filter.map { $0.firstMatch(in: name, range: NSRange(name.startIndex..., in: name)) != nil } ?? true
-        }
-        // Each line costs a few FUSE round trips; several readers at once keep the daemon busy
-        // instead of waiting for this process between them (256 targets: 0.29 s → see
-        // Docs/performance.md). The lines are printed in order.
-        let rows = Locked([Row?](repeating: nil, count: names.count))
-        let mount = dir
-        DispatchQueue.concurrentPerform(iterations: names.count) { i in
-            let r = Self.row(names[i], directory: mount)
-            rows.withLock { $0[i] = r }
-        }
-        let all = rows.withLock { $0 }.compactMap { $0 }
+        // The engine's facts, which also has the disabled targets (their images are gone):
+        // one read of sys/facts.json for the whole table.
+        let all = try readFacts(dir).targets.filter { t in
+            filter.map { $0.firstMatch(in: t.target, range: NSRange(t.target.startIndex..., in: t.target)) != nil }
+                ?? true
+        }.map(Row.init)
         if json { return print(jsonDocument(all)) }
         for r in all { print(r.line) }
     }
 
-    /// One target of the table; nil where a file could not be read.
+    /// One target of the table; nil ("(NA)") for a size not known yet.
     struct Row: Encodable {
         var device: String
         /// Bytes.
@@ -123,6 +114,15 @@ struct Stat: ParsableCommand {
         var state: String?
 
         enum CodingKeys: String, CodingKey { case device, size, netif, payload, state }
+
+        /// The row of one target: what the engine knows, as `sys/eS.L/` shows it.
+        init(_ t: TargetFacts) {
+            device = t.target
+            size = t.capacity > 0 ? t.capacity : nil
+            netif = t.interfaces.isEmpty ? "none" : t.interfaces.joined(separator: ",")
+            payload = t.payload
+            state = t.status
+        }
 
         func encode(to encoder: any Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
@@ -146,19 +146,6 @@ struct Stat: ParsableCommand {
             return "\(right(device, 10)) \(right(sizeText, 15)) \(right(netif ?? "(NA)", 10)) "
                 + "\(left(payload.map(String.init) ?? "(NA)", 5)) \(left(state ?? "(NA)", 14))"
         }
-    }
-
-    static func row(_ name: String, directory dir: String) -> Row {
-        let sys = dir + "/sys/" + name + "/"
-        var size: UInt64?
-        if let a = try? FileManager.default.attributesOfItem(atPath: dir + "/" + name),
-            let bytes = (a[.size] as? NSNumber)?.uint64Value, bytes > 0
-        {
-            size = bytes
-        }
-        return Row(
-            device: name, size: size, netif: readTreeFile(sys + "netif"),
-            payload: readTreeFile(sys + "payload").flatMap { Int($0) }, state: readTreeFile(sys + "state"))
     }
 }
 

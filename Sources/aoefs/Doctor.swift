@@ -87,11 +87,7 @@ struct Doctor: ParsableCommand {
         let allowList: [String]
         if let m = try mount() {
             host.mounted = true
-            let path = m + "/sys/" + EngineFacts.fileName
-            guard let text = readWholeFile(path) else { throw CLIError("\(path): cannot be read") }
-            do { facts = try EngineFacts.decode(text) } catch {
-                throw CLIError("\(path): not what this aoefs writes (\(error)); is the mount's daemon another version?")
-            }
+            facts = try readFacts(m)
             allowList = (readTreeFile(m + "/etherd/interfaces") ?? "").split(separator: " ").map(String.init)
         } else {
             let engine = try network.startEngine(defaultToAllEthernet: true, searchWhileProving: true)

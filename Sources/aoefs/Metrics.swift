@@ -96,13 +96,8 @@ struct IOStat: ParsableCommand {
 
     /// Every target's counters now (disabled ones too: the engine knows them).
     func sample() throws -> [String: IOSample] {
-        let path = mount.mountpoint + "/sys/" + EngineFacts.fileName
         let now = Date().timeIntervalSince1970
-        guard let text = readWholeFile(path) else { throw CLIError("\(path): cannot be read") }
-        let facts: EngineFacts
-        do { facts = try EngineFacts.decode(text) } catch {
-            throw CLIError("\(path): not what this aoefs writes (\(error)); is the mount's daemon another version?")
-        }
+        let facts = try readFacts(mount.mountpoint)
         return Dictionary(facts.targets.map { ($0.target, IOSample(io: $0.io, at: now)) }) { a, _ in a }
     }
 

@@ -1,4 +1,5 @@
 import AoECore
+import AoEDoctor
 import AoEProtocol
 import Foundation
 import Testing
@@ -65,6 +66,36 @@ struct TreeTests {
         #expect(
             Render.file(.state, target(state: .down), configuration: EngineConfiguration(), openCount: 2)
                 == "down,closewait\n")
+    }
+
+    /// Issue 34: `aoefs stat` and `aoefs list` read sys/facts.json once; what they show of a
+    /// target must be what its own sys files say, in every state.
+    @Test(
+        "facts.json's status, mac, interfaces, payload and capacity are what sys/eS.L/state, mac, netif, payload and the image's size say",
+        arguments: [
+            (TargetState.up, 0), (.down, 0), (.down, 2), (.identifying, 0), (.identifying, 1), (.disabled, 0),
+        ])
+    func factsMatchFiles(state: TargetState, opens: Int) {
+        let c = EngineConfiguration()
+        let second = PathSnapshot(
+            link: LinkID(1), interface: "eth2", mac: MACAddress(0x02, 0, 0, 0, 0, 9), payload: 8704, mtu: 9000,
+            rtt: nil, rto: .milliseconds(20), outstanding: 0, window: 1, sent: 0, lost: 0, state: .ok,
+            rttDeviation: .zero)
+        var twoPaths = target(state: state).paths
+        twoPaths.append(second)
+        var unidentified = target(state: state, paths: [])
+        unidentified.identity = nil
+        for t in [target(state: state), target(state: state, paths: twoPaths), unidentified] {
+            let f = TargetFacts(t, openCount: opens)
+            #expect(f.status + "\n" == Render.file(.state, t, configuration: c, openCount: opens))
+            #expect((f.mac ?? "none") + "\n" == Render.file(.mac, t, configuration: c, openCount: opens))
+            let netif = f.interfaces.isEmpty ? "none" : f.interfaces.joined(separator: ",")
+            #expect(netif + "\n" == Render.file(.netif, t, configuration: c, openCount: opens))
+            #expect("\(f.payload)\n" == Render.file(.payload, t, configuration: c, openCount: opens))
+            #expect(f.capacity == (t.identity?.capacity ?? 0))
+        }
+        let f = TargetFacts(target(state: state, paths: twoPaths), openCount: opens)
+        #expect(f.interfaces == ["eth1", "eth2"] && f.mac == "00163e010203" && f.capacity == 2_097_152 * 512)
     }
 
     @Test("mac, netif, fwver, payload, ident and config read as the sysfs attributes do")
