@@ -36,6 +36,34 @@ struct PathTests {
         #expect(sim.log.filter { $0.contains("does not answer IDENTIFY") }.count <= 5, "rate-limited")
     }
 
+    /// `make bench`'s flood row started `aoefs bench` while a host flooded announcements: the
+    /// impostors filled the paths (8 per interface) before the real target's answer came, its
+    /// answer found no room, and IDENTIFY went round the impostors for good ("did not answer").
+    @Test(
+        "an initiator started while 200 MACs announce e10.3 by broadcast: the target's own answer to our query gets a path, and it comes up"
+    )
+    func identifiedDuringAFlood() throws {
+        var sim = Simulation(links: [(link0, 9000)], targets: [(MemoryTarget(address: e103, mac: targetMAC), [link0])])
+        // The flood is on before the target's answer arrives, and goes on for 10 s.
+        for i in 0..<2000 {
+            sim.inject(
+                MemoryTarget(address: e103, mac: Self.impostor(i % 200)).announcement(), on: link0,
+                after: .microseconds(Int64(5 * i)))
+        }
+        for i in 0..<2000 {
+            sim.inject(
+                MemoryTarget(address: e103, mac: Self.impostor(i % 200)).announcement(), on: link0,
+                after: .milliseconds(10 + Int64(5 * i)))
+        }
+        #expect(sim.run(for: .seconds(5)) { $0.target?.state == .up }, "\(sim.log.suffix(8))")
+        let t = try #require(sim.target)
+        #expect(t.paths.filter { $0.state == .ok || $0.state == .probing }.map(\.mac) == [targetMAC])
+        #expect(t.paths.count <= 8)
+        let data = pattern(1 << 20, seed: 23)
+        let back = sim.writeThenRead(data, at: 0)
+        #expect(back.map { $0 == data } == true, "1 MiB written and read back")
+    }
+
     @Test("a second disk answering as e10.3: logged as a duplicate shelf.slot, never carries I/O")
     func duplicateShelfSlot() throws {
         var other = MemoryTarget(address: e103, mac: MACAddress(0x02, 0x11, 0x22, 0x33, 0x44, 0x55), sectors: 1 << 20)

@@ -86,6 +86,10 @@ struct Path: Sendable {
     var burst: BurstResult?
     /// The proof under way while `proving`.
     var proof: IdentityProof?
+    /// It answered a Query Config addressed to us (unicast), not only announced itself by
+    /// broadcast: a target answers our query; a flood of announcements does not (see
+    /// `SectorScheduler.heardConfig`).
+    var answeredUs = false
     /// The verification IDENTIFY in flight, and how many were sent.
     var verifyTag: Tag?
     var verifyAttempts = 0

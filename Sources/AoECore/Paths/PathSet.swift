@@ -51,6 +51,13 @@ struct PathSet: Sendable {
         return id
     }
 
+    /// A candidate on `link` that only announced itself (never answered our query), the one
+    /// with nothing in flight first: what gives way when an answer to our query finds no room.
+    func announcedOnlyCandidate(on link: LinkID) -> PathID? {
+        let all = paths.filter { $0.link == link && $0.standing == .candidate && !$0.answeredUs }
+        return (all.first { $0.outstanding == 0 } ?? all.first)?.id
+    }
+
     mutating func remove(_ id: PathID) {
         guard let i = index(id) else { return }
         paths.remove(at: i)
@@ -86,6 +93,15 @@ struct PathSet: Sendable {
         let n = paths.count
         guard n > 0 else { return nil }
         let candidatesToo = forIdentify && !hasVerified
+        if candidatesToo {
+            // A candidate that answered our query first: announcements cost a flood nothing.
+            for i in paths.indices
+            where paths[i].standing == .candidate && paths[i].answeredUs && paths[i].hasRoom
+                && wire.isUsable(paths[i].link)
+            {
+                return paths[i].id
+            }
+        }
         var fallback: Int?
         for k in 0..<n {
             let i = (roundRobin + k) % n

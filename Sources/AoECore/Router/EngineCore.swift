@@ -234,7 +234,8 @@ public struct EngineCore: Sendable {
             out.append(.targetsChanged)
         }
         withTarget(address) { t, wire in
-            t.heardConfig(config, from: f.header.source, on: link, isNew: isNew, &wire, now: now, &out)
+            t.heardConfig(
+                config, from: f.header.source, on: link, toUs: f.header.destination == l.mac, &wire, now: now, &out)
         }
     }
 

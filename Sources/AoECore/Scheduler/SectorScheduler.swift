@@ -47,13 +47,27 @@ struct SectorScheduler: Sendable {
     /// target (and brings a down one back to identifying); from a new MAC it makes a candidate
     /// path, which carries no I/O until it answers IDENTIFY as this target. Only a verified path
     /// counts as hearing from the target: a LAN that repeats announcements cannot keep a dead
-    /// target from going down.
+    /// target from going down. `toUs`: the frame was addressed to this link's MAC (an answer to
+    /// our query), not broadcast (an announcement).
     mutating func heardConfig(
-        _ config: QueryConfig, from mac: MACAddress, on link: LinkID, isNew: Bool,
+        _ config: QueryConfig, from mac: MACAddress, on link: LinkID, toUs: Bool,
         _ wire: inout Wire, now: Instant, _ out: inout [EngineAction]
     ) {
         let maxout = wire.configuration.maxOutstanding(for: address)
+        if toUs, paths.find(link: link, mac: mac) == nil,
+            paths.count(on: link) >= wire.configuration.maxPathsPerInterface,
+            let victim = paths.announcedOnlyCandidate(on: link)
+        {
+            // The paths of this link are full, and an answer to our own query comes from a MAC
+            // without one: a flood of broadcast announcements (make bench's flood row, started
+            // during the flood) must not keep the target that answers us out. A candidate that
+            // has only announced itself gives way; its IDENTIFY in flight goes to another path.
+            requeueInFlight(on: victim, &wire)
+            paths.remove(victim)
+            counters.candidatesDropped += 1
+        }
         if let id = paths.find(link: link, mac: mac) {
+            if toUs { paths[id].answeredUs = true }
             let before = paths[id].config.sectorsPerCommand
             paths[id].config = config
             switch paths[id].standing {
@@ -92,6 +106,7 @@ struct SectorScheduler: Sendable {
                     maxOutstanding: maxout, maxPayload: wire.configuration.maxPayload(for: address, interface: l.name),
                     now: now)
             }
+            paths[id].answeredUs = toUs
             // Known identity: check the candidate's at once. Unknown: the queued IDENTIFY checks it.
             if identity != nil { paths.sendVerify(id, counters: &counters, &wire, now: now, &out) }
         }
