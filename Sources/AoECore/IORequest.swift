@@ -36,6 +36,8 @@ public enum AoEIOError: Error, Sendable, Hashable, CustomStringConvertible {
     case trimNotOffered(TargetAddress)
     /// The engine is shutting down.
     case shutdown
+    /// The caller gave up on it (`EngineCore.cancelRead(owner:)`: a reader interrupted by a signal).
+    case interrupted
 
     public var description: String {
         switch self {
@@ -48,6 +50,7 @@ public enum AoEIOError: Error, Sendable, Hashable, CustomStringConvertible {
             "\(t): \(n) sectors at LBA \(lba) lie beyond the end (\(cap) sectors)"
         case .trimNotOffered(let t): "\(t): the target does not offer TRIM (with zeros after it)"
         case .shutdown: "the engine is shutting down"
+        case .interrupted: "interrupted by the caller"
         }
     }
 }
@@ -107,6 +110,9 @@ public struct SectorRequest: Sendable {
     /// and trim.
     public var buffer: IOBuffer?
     public var bufferOffset: Int
+    /// The caller's name for it (0: none): a read can be cancelled by it (the FUSE layer gives
+    /// the kernel's request id, which its INTERRUPT names).
+    public var owner: UInt64 = 0
 
     /// - Precondition: the sectors fit the buffer from `bufferOffset` (a caller's mistake here
     ///   would otherwise become a heap overflow when the data is copied).

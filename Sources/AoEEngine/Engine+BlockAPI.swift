@@ -12,17 +12,18 @@ extension Engine {
     /// `completion` runs once, in the pass that ends it.
     public func submit(
         _ target: TargetAddress, _ kind: IOKind, lba: UInt64, sectors: Int, buffer: IOBuffer?,
-        bufferOffset: Int = 0, outbox: inout Outbox, completion: @escaping IOCompletion
+        bufferOffset: Int = 0, owner: UInt64 = 0, outbox: inout Outbox, completion: @escaping IOCompletion
     ) {
         let now = clock.now()
         let accepted: Bool? = state.withLock { s in
             if s.stopped { return nil }
             let id = s.core.makeRequestID()
             s.callbacks[id] = completion
-            s.core.submit(
-                SectorRequest(
-                    id: id, target: target, kind: kind, lba: lba, sectors: sectors, buffer: buffer,
-                    bufferOffset: bufferOffset), now: now, &outbox.actions)
+            var r = SectorRequest(
+                id: id, target: target, kind: kind, lba: lba, sectors: sectors, buffer: buffer,
+                bufferOffset: bufferOffset)
+            r.owner = owner
+            s.core.submit(r, now: now, &outbox.actions)
             return s.collect(&outbox)
         }
         guard let wake = accepted else { return completion(.failure(.shutdown), &outbox) }
@@ -30,10 +31,11 @@ extension Engine {
     }
 
     /// Reads `count` bytes at byte `offset` of `target` into `buffer` at `bufferOffset`.
-    /// Unaligned reads go through a bounce buffer of whole sectors.
+    /// Unaligned reads go through a bounce buffer of whole sectors. `owner` names it for
+    /// `cancelRead(owner:)` (0: none).
     public func read(
         _ target: TargetAddress, offset: UInt64, count: Int, into buffer: IOBuffer, bufferOffset: Int = 0,
-        outbox: inout Outbox, completion: @escaping IOCompletion
+        owner: UInt64 = 0, outbox: inout Outbox, completion: @escaping IOCompletion
     ) {
         // Never reached from input (issue 30's audit): The FUSE layer sizes each buffer from the request it serves; a caller's bug, never input.
         precondition(
@@ -43,12 +45,13 @@ extension Engine {
         if offset % 512 == 0 && count % 512 == 0 {
             return submit(
                 target, .read, lba: offset / 512, sectors: count / 512, buffer: buffer,
-                bufferOffset: bufferOffset, outbox: &outbox, completion: completion)
+                bufferOffset: bufferOffset, owner: owner, outbox: &outbox, completion: completion)
         }
         let first = offset / 512
         let last = (offset + UInt64(count) - 1) / 512
         let bounce = IOBuffer(count: Int(last - first + 1) * 512)
-        submit(target, .read, lba: first, sectors: Int(last - first + 1), buffer: bounce, outbox: &outbox) {
+        submit(target, .read, lba: first, sectors: Int(last - first + 1), buffer: bounce, owner: owner, outbox: &outbox)
+        {
             r, outbox in
             if case .success = r {
                 let skip = Int(offset % 512)

@@ -83,6 +83,14 @@ extension Engine {
         run { core, out in core.burst(target, now: now, &out) }
     }
 
+    /// Fails the reads submitted with `owner` that still wait, with `.interrupted` (the FUSE
+    /// layer: the kernel interrupted the reader, e.g. Ctrl-C on a `dd` from a dead target).
+    /// Their failures (and the replies they make) go into `outbox`, this pass's.
+    public func cancelRead(owner: UInt64, outbox: inout Outbox) {
+        let now = clock.now()
+        withCore(&outbox) { core, out in core.cancelRead(owner: owner, now: now, &out) }
+    }
+
     /// Re-queries config, re-IDENTIFYs and re-negotiates one target.
     public func revalidate(_ target: TargetAddress) {
         let now = clock.now()

@@ -93,7 +93,9 @@ extension AoEFileSystem {
             let buffer =
                 r.dataBuffer(count: count).map(IOBuffer.init(borrowing:)) ?? IOBuffer(uninitializedCount: count)
             track(+1)
-            engine.read(t, offset: base + UInt64(offset), count: count, into: buffer, outbox: &outbox) {
+            // Named by the kernel's request id: its INTERRUPT (a reader's signal) cancels it.
+            engine.read(t, offset: base + UInt64(offset), count: count, into: buffer, owner: r.unique, outbox: &outbox)
+            {
                 [self] result, outbox in
                 switch result {
                 case .success
@@ -105,6 +107,8 @@ extension AoEFileSystem {
                     }
                     return
                 case .success: r.buffer(buffer.bytes.baseAddress, count, &outbox)
+                case .failure(.interrupted):
+                    r.error(EINTR, &outbox)  // the reader gave up (a signal): nothing to say in err
                 case .failure(let e):
                     // The reader sees only EIO: err says why.
                     engine.note("\(t): a read of \(count) bytes at byte \(base + UInt64(offset)) failed: \(e)")

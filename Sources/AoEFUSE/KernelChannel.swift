@@ -373,7 +373,14 @@ final class KernelChannel: EventSource, @unchecked Sendable {
             r.send(fs.fallocate(r, ino: ino, fh: fh, offset: offset, length: length, mode: mode, &outbox), &outbox)
         case .interrupt(let unique):
             r.noReply()  // no reply to an INTERRUPT
-            if let waiter = state.withLock({ $0.interrupt(unique) }) { fs.errReaders.interrupted(waiter, &outbox) }
+            if let waiter = state.withLock({ $0.interrupt(unique) }) {
+                fs.errReaders.interrupted(waiter, &outbox)
+            } else {
+                // An image READ still waiting (a `dd` from a dead target, Ctrl-C): it fails with
+                // EINTR now, not after deadsecs. dd catches SIGINT, so the kernel waits for our
+                // answer. Nothing waits under that id: nothing happens.
+                fs.engine.cancelRead(owner: unique, outbox: &outbox)
+            }
         case .destroy: r.send(.error(0), &outbox)
         case .unknown: r.send(.error(ENOSYS), &outbox)
         }

@@ -22,7 +22,8 @@ final class Reply: @unchecked Sendable {
     // @unchecked: used by whichever single thread completes the request; every send path goes
     // through `take()`, whose atomic exchange lets exactly one of them through.
     private let channel: KernelChannel
-    private let unique: UInt64
+    /// The kernel's id of the request (its INTERRUPT names it).
+    let unique: UInt64
     /// The ring entry the request came in (-1: /dev/fuse).
     private let slot: Int32
     private let sent = Atomic<Bool>(false)
@@ -136,6 +137,7 @@ func errnoValue(for error: AoEIOError) -> Int32 {
     case .noSuchTarget: ENODEV
     case .trimNotOffered: EOPNOTSUPP
     case .targetDown, .disabled, .ataError, .aoeError, .shutdown: EIO
+    case .interrupted: EINTR
     }
 }
 

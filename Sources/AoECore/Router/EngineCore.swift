@@ -282,6 +282,18 @@ public struct EngineCore: Sendable {
         if done == nil { out.append(.complete(r.id, .failure(.noSuchTarget(r.target)))) }
     }
 
+    /// Fails the reads that `owner` submitted and that still wait, with `.interrupted` (their
+    /// frames' late answers are dropped as for any failed request). Rare (a reader interrupted by
+    /// a signal, waiting for a dead target): a scan of the waiting requests. Writes, flushes and
+    /// trims are left to finish or to `deadsecs`: one given up on could still reach the disk.
+    public mutating func cancelRead(owner: UInt64, now: Instant, _ out: inout [EngineAction]) {
+        guard owner != 0 else { return }
+        let now = monotonic(now)
+        for address in Array(targets.keys) {
+            withTarget(address) { t, _ in t.cancelRead(owner: owner, now: now, &out) }
+        }
+    }
+
     // MARK: - Time
 
     /// Expires frames, retransmits, declares targets down, re-probes, and sends the beacon.

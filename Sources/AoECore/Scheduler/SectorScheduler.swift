@@ -243,6 +243,15 @@ struct SectorScheduler: Sendable {
         if pending.isEmpty { workSince = nil }
     }
 
+    /// `EngineCore.cancelRead(owner:)` for this target.
+    mutating func cancelRead(owner: UInt64, now: Instant, _ out: inout [EngineAction]) {
+        var mine: [RequestID] = []
+        pending.forEach { id, p in
+            if p.request.owner == owner && p.request.kind == .read { mine.append(id) }
+        }
+        for id in mine { fail(id, .interrupted, now: now, &out) }
+    }
+
     /// Accounts for a request that ends now (`IOAccount`, and the engine's latency histograms).
     mutating func ended(_ p: PendingRequest, ok: Bool, now: Instant, _ out: inout [EngineAction]) {
         let kind = p.request.kind

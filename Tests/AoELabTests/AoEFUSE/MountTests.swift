@@ -304,6 +304,28 @@ struct MountTests {
         #expect(!mounted(m.mnt))
     }
 
+    /// dd catches SIGINT, so the kernel waits for the daemon's answer to its INTERRUPT: before,
+    /// Ctrl-C on a dd from a dead target did nothing until deadsecs (180 s by default).
+    @Test("Ctrl-C on a dd reading from a dead target: dd ends at once (EINTR), long before deadsecs")
+    func interruptedRead() throws {
+        let m = try MountLab()
+        defer { m.tearDown() }
+        m.vblades[0].kill()
+        let dd = try ChildProcess(["dd", "if=\(m.image)", "of=/dev/null", "iflag=direct", "count=1", "skip=5"])
+        defer {
+            dd.signal(SIGKILL)
+            dd.wait()
+        }
+        #expect(
+            eventually(timeout: .seconds(10)) { ((try? m.sys("stats")) ?? "").contains("\nin_flight 1\n") },
+            "the read waits in the engine")
+        let start = ContinuousClock.now
+        dd.signal(SIGINT)
+        #expect(dd.wait(upTo: .seconds(5)), "dd ended after Ctrl-C")
+        #expect(ContinuousClock.now - start < .seconds(5))
+        #expect(try m.sys("state") == "up\n", "the target is not declared down: deadsecs has not passed")
+    }
+
     @Test("SIGTERM during a write: the mount goes away, exit 0, acknowledged writes are on disk")
     func sigtermDuringWrite() throws {
         let m = try MountLab()
