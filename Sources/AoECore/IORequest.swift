@@ -112,13 +112,13 @@ public struct SectorRequest: Sendable {
     public var bufferOffset: Int
     /// The caller's name for it (0: none): a read can be cancelled by it (the FUSE layer gives
     /// the kernel's request id, which its INTERRUPT names).
-    public var owner: UInt64 = 0
+    public var owner: UInt64
 
     /// - Precondition: the sectors fit the buffer from `bufferOffset` (a caller's mistake here
     ///   would otherwise become a heap overflow when the data is copied).
     public init(
         id: RequestID, target: TargetAddress, kind: IOKind, lba: UInt64, sectors: Int, buffer: IOBuffer?,
-        bufferOffset: Int = 0
+        bufferOffset: Int = 0, owner: UInt64 = 0
     ) {
         // Never reached from input (issue 30's audit): The block API checked the range against the buffer first (Engine+BlockAPI).
         precondition(sectors >= 0, "negative sector count")
@@ -134,5 +134,6 @@ public struct SectorRequest: Sendable {
         self.sectors = sectors
         self.buffer = buffer
         self.bufferOffset = bufferOffset
+        self.owner = owner
     }
 }

@@ -184,6 +184,12 @@ extension TargetSnapshot {
         return seen
     }
 
+    /// `interfaces` as `sys/eS.L/netif`, `aoefs stat` and `aoefs list` write them: "eth1,eth2",
+    /// or "none".
+    public static func netif(_ interfaces: [String]) -> String {
+        interfaces.isEmpty ? "none" : interfaces.joined(separator: ",")
+    }
+
     /// The MAC it is reached at: the first healthy path's, else the first path's (`sys/eS.L/mac`).
     public var mac: MACAddress? { (paths.first { $0.state.isHealthy } ?? paths.first)?.mac }
 }

@@ -19,11 +19,10 @@ extension Engine {
             if s.stopped { return nil }
             let id = s.core.makeRequestID()
             s.callbacks[id] = completion
-            var r = SectorRequest(
-                id: id, target: target, kind: kind, lba: lba, sectors: sectors, buffer: buffer,
-                bufferOffset: bufferOffset)
-            r.owner = owner
-            s.core.submit(r, now: now, &outbox.actions)
+            s.core.submit(
+                SectorRequest(
+                    id: id, target: target, kind: kind, lba: lba, sectors: sectors, buffer: buffer,
+                    bufferOffset: bufferOffset, owner: owner), now: now, &outbox.actions)
             return s.collect(&outbox)
         }
         guard let wake = accepted else { return completion(.failure(.shutdown), &outbox) }

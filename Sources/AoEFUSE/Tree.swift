@@ -144,7 +144,7 @@ enum Render {
         switch f {
         case .state: return t.statusWord(openCount: openCount) + "\n"
         case .mac: return (t.mac?.compactHex ?? "none") + "\n"
-        case .netif: return (t.interfaces.isEmpty ? "none" : t.interfaces.joined(separator: ",")) + "\n"
+        case .netif: return TargetSnapshot.netif(t.interfaces) + "\n"
         case .fwver, .firmwareVersion: return "0x" + String(format04x(t.config?.firmwareVersion ?? 0)) + "\n"
         case .payload: return "\(t.payload)\n"
         case .ident:

@@ -65,7 +65,7 @@ struct List: ParsableCommand {
         let rows = targets.filter { a in wanted.isEmpty || wanted.contains { $0.matches(a.1) } }.map { t, _ in
             Row(
                 target: t.target, state: t.status, mac: t.mac ?? "none",
-                netif: t.interfaces.isEmpty ? "none" : t.interfaces.joined(separator: ","), payload: t.payload)
+                netif: TargetSnapshot.netif(t.interfaces), payload: t.payload)
         }
         if json { return print(jsonDocument(rows)) }
         let header = ["TARGET", "STATE", "MAC", "INTERFACE", "PAYLOAD"]

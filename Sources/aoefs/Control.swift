@@ -1,3 +1,4 @@
+import AoECore
 import AoEDoctor
 import AoELinux
 import ArgumentParser
@@ -119,7 +120,7 @@ struct Stat: ParsableCommand {
         init(_ t: TargetFacts) {
             device = t.target
             size = t.capacity > 0 ? t.capacity : nil
-            netif = t.interfaces.isEmpty ? "none" : t.interfaces.joined(separator: ",")
+            netif = TargetSnapshot.netif(t.interfaces)
             payload = t.payload
             state = t.status
         }

@@ -9,9 +9,8 @@ import Testing
 struct CancelReadTests {
     func submit(_ sim: inout Simulation, _ kind: IOKind, owner: UInt64, lba: UInt64) -> RequestID {
         let id = sim.core.makeRequestID()
-        var r = SectorRequest(
-            id: id, target: e103, kind: kind, lba: lba, sectors: 8, buffer: IOBuffer(count: 8 * 512))
-        r.owner = owner
+        let r = SectorRequest(
+            id: id, target: e103, kind: kind, lba: lba, sectors: 8, buffer: IOBuffer(count: 8 * 512), owner: owner)
         var out: [EngineAction] = []
         sim.core.submit(r, now: sim.now, &out)
         sim.perform(out)

@@ -89,7 +89,7 @@ struct TreeTests {
             let f = TargetFacts(t, openCount: opens)
             #expect(f.status + "\n" == Render.file(.state, t, configuration: c, openCount: opens))
             #expect((f.mac ?? "none") + "\n" == Render.file(.mac, t, configuration: c, openCount: opens))
-            let netif = f.interfaces.isEmpty ? "none" : f.interfaces.joined(separator: ",")
+            let netif = f.interfaces.isEmpty ? "none" : f.interfaces.joined(separator: ",")  // what stat and list print
             #expect(netif + "\n" == Render.file(.netif, t, configuration: c, openCount: opens))
             #expect("\(f.payload)\n" == Render.file(.payload, t, configuration: c, openCount: opens))
             #expect(f.capacity == (t.identity?.capacity ?? 0))
