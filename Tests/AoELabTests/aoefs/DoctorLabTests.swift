@@ -197,7 +197,10 @@ struct DoctorLabTests {
                 return p.split(separator: "\n").filter { $0.contains(" ok ") }.count == 2 && p.contains("duplicate")
             }, "\((try? String(contentsOfFile: mnt + "/sys/e10.3/paths", encoding: .utf8)) ?? "")")
         let r = try doctor(["--mount", mnt, "--listen", sw.initiator, "--listen", second.initiator])
-        #expect(Set(r.problems.map(\.check)) == ["jumbo", "duplicate"], "\(r.out)")
+        // Under make test's load vblade (-b 16) can really drop frames with 16 in flight on the
+        // good path, and doctor then rightly warns of an overrun there (a full run saw it once);
+        // the overrun check has its own planted test. Nothing else may appear.
+        #expect(Set(r.problems.map(\.check)).subtracting(["overrun"]) == ["jumbo", "duplicate"], "\(r.out)")
         #expect(r.status == 2, "a duplicate is an error: \(r.out)")
         #expect(r.problems.contains { $0.check == "jumbo" && $0.fix.contains("switch port") })
     }
